@@ -1,0 +1,45 @@
+module github.com/fwagent/fwagent
+
+go 1.26.0
+
+// Pinned on purpose. go-nflog/v2 v2.3.0 pulls a pre-release of
+// mdlayher/netlink that panics ("slice bounds out of range") on the first
+// netlink message whose length is not a multiple of 4 (a queued packet of odd
+// length). v1.10.0 panics the same way, v1.11.0 rejects such messages and
+// v1.11.1 blocks Send while Receive waits, which deadlocks verdicts against
+// the reader. v1.11.2 is the first release that works with go-nfqueue/v2
+// v2.1.0 and go-nflog/v2 v2.3.0; internal tests queue odd-length packets to
+// keep it that way.
+require github.com/mdlayher/netlink v1.11.2
+
+// The mandated netfilter and packet libraries, at the versions verified on
+// the target kernels (the module proxy refuses @latest for the first two).
+require (
+	github.com/florianl/go-nflog/v2 v2.3.0
+	github.com/florianl/go-nfqueue/v2 v2.1.0
+	github.com/google/gopacket v1.1.19
+	github.com/google/nftables v0.3.0
+)
+
+require (
+	github.com/fsnotify/fsnotify v1.10.1 // indirect
+	github.com/gaissmai/bart v0.30.0 // indirect
+	github.com/google/go-cmp v0.7.0 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/mdlayher/socket v0.6.0 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/spf13/cobra v1.10.2 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+	github.com/ti-mo/conntrack v0.6.0 // indirect
+	github.com/ti-mo/netfilter v0.5.3 // indirect
+	github.com/vishvananda/netlink v1.3.1 // indirect
+	github.com/vishvananda/netns v0.0.5 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	go4.org/netipx v0.0.0-20260823151212-3075585bcbeb // indirect
+	golang.org/x/net v0.59.0 // indirect
+	golang.org/x/sync v0.20.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
+)

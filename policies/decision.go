@@ -1,0 +1,109 @@
+package policies
+
+import (
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+// Hook is the netfilter hook a packet was queued from.
+type Hook uint8
+
+const (
+	HookInput Hook = iota
+	HookForward
+	HookOutput
+	NumHooks
+)
+
+func (h Hook) String() string {
+	switch h {
+	case HookInput:
+		return "input"
+	case HookForward:
+		return "forward"
+	case HookOutput:
+		return "output"
+	}
+	return "unknown"
+}
+
+// ParseHook maps a hook name to a Hook.
+func ParseHook(s string) (Hook, bool) {
+	switch s {
+	case "input":
+		return HookInput, true
+	case "forward":
+		return HookForward, true
+	case "output":
+		return HookOutput, true
+	}
+	return 0, false
+}
+
+// Action is what a rule or default does with a packet.
+type Action uint8
+
+const (
+	ActionAccept Action = iota
+	ActionDrop
+	ActionReject
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionAccept:
+		return "accept"
+	case ActionDrop:
+		return "drop"
+	case ActionReject:
+		return "reject"
+	}
+	return "unknown"
+}
+
+// NoRule is Decision.Rule when a hook's default decided.
+const NoRule = -1
+
+// Input is everything a decision may look at. The caller owns it and may
+// reuse it for the next packet.
+type Input struct {
+	Pkt   *packet.Packet
+	Hook  Hook
+	InIf  string
+	OutIf string
+	// State is the flow state from the flow tracker.
+	State conntrack.State
+	// Now is a monotonic time in nanoseconds, used by rate limits.
+	Now int64
+}
+
+// Decision is the result of evaluating a Program on one packet.
+type Decision struct {
+	// Action is what the rule (or default) says. In audit (mode: audit or a
+	// rule's audit: true) the packet is accepted anyway; see Audit.
+	Action Action
+	// Rule is the index of the deciding rule in Program.Rules, or NoRule.
+	Rule int32
+	// Log asks for the packet to be logged through NFLOG.
+	Log bool
+	// Audit: accept the packet, but log what Action would have done.
+	Audit bool
+	// SetMark and Mark: set the packet mark on accept.
+	SetMark bool
+	Mark    uint32
+	// Offload: the flow may be accepted in the kernel from now on.
+	Offload bool
+	// Cacheable: the decision holds for the rest of the flow (the deciding
+	// rule looks at nothing that changes inside a flow, and no earlier rule
+	// that could still match later packets was skipped).
+	Cacheable bool
+}
+
+// Effective is the verdict the kernel applies: Action, except that audit
+// accepts.
+func (d Decision) Effective() Action {
+	if d.Audit {
+		return ActionAccept
+	}
+	return d.Action
+}
