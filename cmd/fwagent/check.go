@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwagent/fwagent/policies"
+)
+
+func newCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check POLICY",
+		Short: "Validate a policy and run its tests: section",
+		Long: `Validate a policy file (and the set files it names), print warnings such as
+shadowed rules, and run the policy's tests: section.
+
+Exit status: 0 valid and every test passed, 1 invalid or a test failed,
+2 usage error. Errors are printed as FILE:LINE:COL: message.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			prog, err := loadProgram(args[0])
+			if err != nil {
+				fmt.Fprintln(errOut, err)
+				return exitError{exitFailed}
+			}
+			for _, w := range prog.Warnings() {
+				fmt.Fprintln(errOut, "warning:", w)
+			}
+			failed := 0
+			results := prog.RunTests()
+			for _, r := range results {
+				if !r.OK {
+					failed++
+					fmt.Fprintf(errOut, "%s:%d:%d: test failed: %s\n", args[0], r.Line, r.Col, r.Msg)
+				}
+			}
+			if failed > 0 {
+				fmt.Fprintf(errOut, "%s: %d of %d tests failed\n", args[0], failed, len(results))
+				return exitError{exitFailed}
+			}
+			fmt.Fprintf(out, "%s: ok (%d rules, %d tests passed)\n", args[0], prog.NumRules(), len(results))
+			return nil
+		},
+	}
+}
+
+// loadProgram loads, validates and compiles a policy file.
+func loadProgram(path string) (*policies.Program, error) {
+	pol, err := policies.LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return policies.Compile(pol)
+}

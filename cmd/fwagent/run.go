@@ -1,0 +1,158 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwagent/fwagent/internal/agent"
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/rules"
+	"github.com/fwagent/fwagent/verdict"
+)
+
+type runFlags struct {
+	policy         string
+	hooks          []string
+	priority       int32
+	queues         uint16
+	queueBase      uint16
+	workers        int
+	failOpen       bool
+	failClosed     bool
+	logGroup       uint16
+	logFile        string
+	markMask       string
+	acceptLoopback bool
+	acceptND       bool
+	queueKind      string
+	queueMaxLen    uint32
+	logLevel       string
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run --policy FILE",
+		Short: "Install the nft table and decide queued packets with a policy",
+		Long: `Run the agent: install the nft table "inet fwagent", bind the NFQUEUE
+queues, decide every queued packet with the policy, and write one JSON object
+per logged packet (drops, rejects, would-be drops in audit mode) to stdout or
+--log-file. SIGHUP reloads the policy; SIGINT and SIGTERM remove the table and
+exit. Needs root or CAP_NET_ADMIN.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, closeLog, err := f.config(cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			return agent.Run(cmd.Context(), cfg)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.policy, "policy", "", "policy file (required)")
+	fl.StringSliceVar(&f.hooks, "hooks", []string{"input"}, "hooks to filter: input, forward, output (comma-separated)")
+	fl.Int32Var(&f.priority, "priority", 0, "priority of the agent's base chains (0 = filter)")
+	fl.Uint16Var(&f.queues, "queues", 1, "number of NFQUEUE queues to fan out over")
+	fl.Uint16Var(&f.queueBase, "queue-base", 0, "first queue number")
+	fl.IntVar(&f.workers, "workers", runtime.GOMAXPROCS(0), "pipeline workers (0: decide on each queue's reader)")
+	fl.BoolVar(&f.failOpen, "fail-open", true, "let packets through when the agent is down or overloaded")
+	fl.BoolVar(&f.failClosed, "fail-closed", false, "drop packets when the agent is down or overloaded (same as --fail-open=false)")
+	fl.Uint16Var(&f.logGroup, "log-group", 100, "NFLOG group for logged packets")
+	fl.StringVar(&f.logFile, "log-file", "", "append JSON drop events to this file instead of stdout")
+	fl.StringVar(&f.markMask, "mark-mask", fmt.Sprintf("%#x", rules.DefaultMarkMask), "packet/conntrack mark bits the agent owns (contiguous)")
+	fl.BoolVar(&f.acceptLoopback, "accept-loopback", true, "accept loopback traffic in the kernel, before the policy")
+	fl.BoolVar(&f.acceptND, "accept-icmpv6-nd", true, "accept ICMPv6 neighbour/router discovery in the kernel, before the policy")
+	fl.StringVar(&f.queueKind, "queue-kind", "auto", "queue rule: auto (probe), native (nft queue) or xt (NFQUEUE target)")
+	fl.Uint32Var(&f.queueMaxLen, "queue-maxlen", 4096, "kernel queue length per queue")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error) {
+	nop := func() {}
+	var cfg agent.Config
+	if f.policy == "" {
+		return cfg, nop, usagef("run: --policy is required")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return cfg, nop, usagef("run: --log-level: %v", err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	rc := rules.DefaultConfig()
+	rc.Hooks = rc.Hooks[:0]
+	seen := map[policies.Hook]bool{}
+	for _, name := range f.hooks {
+		for _, n := range strings.Split(name, ",") {
+			h, ok := policies.ParseHook(strings.TrimSpace(n))
+			if !ok {
+				return cfg, nop, usagef("run: --hooks: unknown hook %q (want input, forward or output)", n)
+			}
+			if !seen[h] {
+				seen[h] = true
+				rc.Hooks = append(rc.Hooks, h)
+			}
+		}
+	}
+	if len(rc.Hooks) == 0 {
+		return cfg, nop, usagef("run: --hooks: need at least one hook")
+	}
+	if f.queues == 0 {
+		return cfg, nop, usagef("run: --queues must be at least 1")
+	}
+	if uint32(f.queueBase)+uint32(f.queues) > 65536 {
+		return cfg, nop, usagef("run: --queue-base %d + --queues %d runs past queue 65535", f.queueBase, f.queues)
+	}
+	if f.workers < 0 {
+		return cfg, nop, usagef("run: --workers must not be negative")
+	}
+	mask, err := strconv.ParseUint(f.markMask, 0, 32)
+	if err != nil {
+		return cfg, nop, usagef("run: --mark-mask %q: %v", f.markMask, err)
+	}
+	marks, err := rules.NewMarks(uint32(mask))
+	if err != nil {
+		return cfg, nop, usagef("run: --mark-mask: %v", err)
+	}
+	switch f.queueKind {
+	case "auto":
+		rc.QueueKind = rules.QueueAuto
+	case "native":
+		rc.QueueKind = rules.QueueNative
+	case "xt":
+		rc.QueueKind = rules.QueueXT
+	default:
+		return cfg, nop, usagef("run: --queue-kind %q: want auto, native or xt", f.queueKind)
+	}
+	rc.Priority = f.priority
+	rc.QueueBase, rc.Queues = f.queueBase, f.queues
+	rc.Bypass = f.failOpen && !f.failClosed
+	rc.LogGroup = f.logGroup
+	rc.Marks = marks
+	rc.AcceptLoopback = f.acceptLoopback
+	rc.AcceptICMPv6ND = f.acceptND
+	cfg.Rules = rc
+	cfg.PolicyPath = f.policy
+	cfg.Verdict = verdict.Config{Workers: f.workers, MaxQueueLen: f.queueMaxLen}
+
+	cfg.Events = stdout
+	closeLog := nop
+	if f.logFile != "" {
+		file, err := os.OpenFile(f.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return cfg, nop, fmt.Errorf("run: open --log-file: %w", err)
+		}
+		cfg.Events = file
+		closeLog = func() { file.Close() }
+	}
+	return cfg, closeLog, nil
+}

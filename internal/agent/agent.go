@@ -1,0 +1,226 @@
+// Package agent runs the firewall: it loads the policy, installs the nft
+// table, binds the queues, reads the drop log and reloads on request, and it
+// undoes all of that on the way out.
+//
+// Start-up order matters and is chosen so no packet is lost or stuck: the
+// drop-log reader and the queue readers are bound before the table that
+// feeds them exists, and on shutdown the table is removed before the readers
+// go away (with fail-open the queue rule's bypass flag covers the gap either
+// way).
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/fwagent/fwagent/internal/droplog"
+	"github.com/fwagent/fwagent/internal/ifname"
+	"github.com/fwagent/fwagent/internal/pipeline"
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/rules"
+	"github.com/fwagent/fwagent/verdict"
+)
+
+// Config is everything `fwagent run` can be told.
+type Config struct {
+	PolicyPath string
+	Rules      rules.Config
+	Verdict    verdict.Config
+	// Events receives the JSON drop log (stdout or a file).
+	Events io.Writer
+	Logger *slog.Logger
+}
+
+// Agent is a running firewall.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	shared *pipeline.Shared
+	engine *verdict.Engine
+	drops  *droplog.Reader
+	table  *rules.Table
+	ifs    *ifname.Cache
+
+	mu  sync.Mutex // serialises reloads
+	gen uint32
+}
+
+// Run runs the agent until ctx is cancelled or SIGINT/SIGTERM arrives;
+// SIGHUP reloads the policy. It removes the agent's table before returning.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, ifs: ifname.New()}
+	prog, err := loadProgram(cfg.PolicyPath)
+	if err != nil {
+		return err
+	}
+	if err := checkMarks(prog, cfg.Rules.Marks); err != nil {
+		return err
+	}
+	a.gen = firstGeneration(cfg.Rules.Marks)
+	a.shared = pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: a.gen}, cfg.Rules.Marks, nil)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Drop log first: the kernel logs as soon as the table exists.
+	a.drops, err = droplog.NewReader(droplog.Config{
+		Group:    cfg.Rules.LogGroup,
+		Marks:    cfg.Rules.Marks,
+		RuleName: a.ruleName,
+		IfName:   a.ifs.Name,
+		Logger:   a.log,
+	}, droplog.NewJSONSink(cfg.Events))
+	if err != nil {
+		return fmt.Errorf("agent: drop log: %w", err)
+	}
+	logDone := make(chan error, 1)
+	go func() { logDone <- a.drops.Run(runCtx) }()
+
+	vcfg := cfg.Verdict
+	vcfg.QueueBase, vcfg.Queues = cfg.Rules.QueueBase, cfg.Rules.Queues
+	vcfg.FailOpen = cfg.Rules.Bypass
+	vcfg.Logger = a.log
+	vcfg.IfName = a.ifs.Name
+	a.engine = verdict.New(vcfg, a.shared)
+	waitQueues, err := a.engine.Start(runCtx)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer waitQueues()
+	defer cancel()
+
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("agent: nftables: %w", err)
+	}
+	rcfg := cfg.Rules
+	rcfg.Generation = a.gen
+	if rcfg.QueueKind == rules.QueueAuto {
+		kind, err := rules.Probe(conn)
+		if err != nil {
+			return fmt.Errorf("agent: probe queue support: %w", err)
+		}
+		rcfg.QueueKind = kind
+	}
+	a.log.Info("queue rule", "kind", rcfg.QueueKind.String(), "queues", fmt.Sprintf("%d-%d", rcfg.QueueBase, rcfg.QueueBase+max(rcfg.Queues, 1)-1))
+	a.table, err = rules.Install(conn, rcfg)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer func() {
+		if err := a.table.Remove(); err != nil {
+			a.log.Error("remove nft table", "err", err)
+		} else {
+			a.log.Info("nft table removed")
+		}
+	}()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	a.log.Info("ready", "policy", cfg.PolicyPath, "rules", prog.NumRules(), "generation", a.gen,
+		"hooks", fmt.Sprint(rcfg.Hooks), "audit", prog.Audit())
+	for {
+		select {
+		case <-ctx.Done():
+			a.log.Info("stopping", "reason", context.Cause(ctx))
+			return nil
+		case err := <-logDone:
+			if err != nil && runCtx.Err() == nil {
+				return fmt.Errorf("agent: drop log stopped: %w", err)
+			}
+		case <-hup:
+			if err := a.Reload(); err != nil {
+				a.log.Error("reload failed; the previous policy stays in force", "err", err)
+			}
+		}
+	}
+}
+
+// Reload loads the policy file again and, if it compiles, makes it the
+// policy in force under a new generation.
+func (a *Agent) Reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prog, err := loadProgram(a.cfg.PolicyPath)
+	if err != nil {
+		return err
+	}
+	if err := checkMarks(prog, a.cfg.Rules.Marks); err != nil {
+		return err
+	}
+	gen := nextGeneration(a.gen, a.cfg.Rules.Marks)
+	// The new policy goes live before the kernel's offload rule moves, so a
+	// flow re-queued by the move is decided by the new policy.
+	a.shared.SetPolicy(&pipeline.Policy{Program: prog, Gen: gen})
+	if err := a.table.SetGeneration(gen); err != nil {
+		return fmt.Errorf("agent: reload: %w", err)
+	}
+	a.gen = gen
+	a.log.Info("policy reloaded", "rules", prog.NumRules(), "generation", gen)
+	return nil
+}
+
+func (a *Agent) ruleName(id uint32) string {
+	switch {
+	case id == 0:
+		return "default"
+	case id >= a.cfg.Rules.Marks.MaxID():
+		return "unknown"
+	}
+	return a.shared.Policy().Program.RuleName(int32(id - 1))
+}
+
+func loadProgram(path string) (*policies.Program, error) {
+	pol, err := policies.LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return policies.Compile(pol)
+}
+
+// checkMarks refuses a policy whose `mark:` values use the agent's own mark
+// bits: the kernel rules would read them as actions.
+func checkMarks(p *policies.Program, m rules.Marks) error {
+	for i := range p.NumRules() {
+		if mark, ok := p.RuleMark(int32(i)); ok && mark&m.Mask != 0 {
+			return fmt.Errorf("agent: rule %q sets mark %#x, which overlaps the agent's mark mask %#x (see --mark-mask)", p.RuleName(int32(i)), mark, m.Mask)
+		}
+	}
+	return nil
+}
+
+// firstGeneration is random so that flows a previous run offloaded under its
+// generation are not taken as decided by this run's policy.
+func firstGeneration(m rules.Marks) uint32 {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return uint32(time.Now().UnixNano())%m.MaxID() + 1
+	}
+	return binary.LittleEndian.Uint32(b[:])%m.MaxID() + 1
+}
+
+func nextGeneration(g uint32, m rules.Marks) uint32 {
+	g++
+	if g > m.MaxID() || g == 0 {
+		g = 1
+	}
+	return g
+}

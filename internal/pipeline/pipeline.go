@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"sync/atomic"
+
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/rules"
+)
+
+// Policy is a compiled program together with the generation the agent gave
+// it. Workers load it once per packet; a reload swaps the pointer.
+type Policy struct {
+	Program *policies.Program
+	Gen     uint32
+}
+
+// Meta is what the packet source knows about a packet besides its bytes.
+type Meta struct {
+	Hook  policies.Hook
+	InIf  string
+	OutIf string
+	// Mark is the packet mark as queued (0 when the kernel sent none).
+	Mark uint32
+	// Now is a monotonic time in nanoseconds.
+	Now int64
+}
+
+// Result is everything the pipeline decided about a packet.
+type Result struct {
+	Verdict  Verdict
+	Decision policies.Decision
+	State    conntrack.State
+	// DecodeErr is set when the packet could not be decoded; the verdict is
+	// then the policy's on_error for the hook.
+	DecodeErr error
+	// Looped is set when the packet came back still carrying one of the
+	// agent's action marks (the kernel rule meant to consume it did not):
+	// it is accepted rather than queued forever.
+	Looped bool
+	// Cached is set when the flow's cached decision was reused.
+	Cached bool
+}
+
+// Shared is the state all workers of one agent share.
+type Shared struct {
+	policy atomic.Pointer[Policy]
+	marks  rules.Marks
+	flows  *conntrack.Table
+	stats  Counters
+}
+
+// NewShared starts with policy p. flows may be nil: every packet is then
+// decided on its own, with state from the kernel's established hint only.
+func NewShared(p *Policy, marks rules.Marks, flows *conntrack.Table) *Shared {
+	s := &Shared{marks: marks, flows: flows}
+	s.policy.Store(p)
+	return s
+}
+
+// SetPolicy makes p the policy for every packet processed after it returns.
+func (s *Shared) SetPolicy(p *Policy) { s.policy.Store(p) }
+
+// Policy is the policy in force.
+func (s *Shared) Policy() *Policy { return s.policy.Load() }
+
+// Marks is the mark layout in use.
+func (s *Shared) Marks() rules.Marks { return s.marks }
+
+// Flows is the flow table, or nil.
+func (s *Shared) Flows() *conntrack.Table { return s.flows }
+
+// Stats is a snapshot of the counters.
+func (s *Shared) Stats() Stats { return s.stats.snapshot() }
+
+// Worker runs the pipeline for one goroutine at a time.
+type Worker struct {
+	shared *Shared
+	dec    *packet.Decoder
+	pkt    packet.Packet
+	in     policies.Input
+}
+
+// NewWorker makes a worker on shared state.
+func (s *Shared) NewWorker() *Worker {
+	w := &Worker{shared: s, dec: packet.NewDecoder()}
+	w.in.Pkt = &w.pkt
+	return w
+}
+
+// Packet is the packet the last Process call decoded; valid until the next.
+func (w *Worker) Packet() *packet.Packet { return &w.pkt }
+
+// Process decides one packet. data starts at the IP header and must stay
+// valid until Process returns; nothing keeps it after.
+func (w *Worker) Process(data []byte, m Meta) Result {
+	s := w.shared
+	pol := s.policy.Load()
+	var r Result
+
+	if a, _, _ := s.marks.Decode(m.Mark); a != rules.MarkNone {
+		r.Looped = true
+		r.Verdict = Verdict{Kind: Accept}
+		s.stats.add(&r, m.Hook, len(data))
+		return r
+	}
+
+	if err := w.dec.Decode(data, &w.pkt); err != nil {
+		r.DecodeErr = err
+		r.Decision = policies.Decision{Action: pol.Program.OnError(m.Hook), Rule: policies.NoRule}
+		if r.Decision.Action == policies.ActionAccept {
+			r.Verdict = Verdict{Kind: Accept}
+		} else {
+			r.Verdict = Verdict{Kind: Drop}
+		}
+		s.stats.add(&r, m.Hook, len(data))
+		return r
+	}
+
+	_, kernelEstablished, _ := s.marks.Decode(m.Mark)
+	in := &w.in
+	in.Hook, in.InIf, in.OutIf, in.Now = m.Hook, m.InIf, m.OutIf, m.Now
+	in.State = conntrack.StateNew
+	if kernelEstablished {
+		in.State = conntrack.StateEstablished
+	}
+
+	var flow conntrack.Result
+	tracked := s.flows != nil
+	if tracked {
+		flow = s.flows.Track(&w.pkt, len(data), kernelEstablished)
+		in.State = flow.State
+		if flow.HasCache && flow.Cache.Gen == pol.Gen {
+			r.Decision, r.Cached = decodeCache(flow.Cache.Value, m.Hook, flow.Reply)
+		}
+	}
+	if !r.Cached {
+		r.Decision = pol.Program.Decide(in)
+		if tracked {
+			if v, ok := encodeCache(r.Decision, m.Hook, flow.Reply); ok {
+				s.flows.SetCache(flow.Flow, conntrack.Cache{Gen: pol.Gen, Value: v})
+			}
+		}
+	}
+	r.State = in.State
+	r.Verdict = Encode(r.Decision, m.Mark, s.marks, pol.Gen)
+	s.stats.add(&r, m.Hook, len(data))
+	return r
+}

@@ -1,0 +1,98 @@
+package pipeline
+
+import (
+	"sync/atomic"
+
+	"github.com/fwagent/fwagent/policies"
+)
+
+// Counters are the pipeline's packet counters, shared by all workers.
+type Counters struct {
+	packets   [policies.NumHooks][numOutcomes]atomic.Uint64
+	bytes     atomic.Uint64
+	decodeErr atomic.Uint64
+	looped    atomic.Uint64
+	cached    atomic.Uint64
+}
+
+// Outcome is a verdict as counted: what finally happens to the packet.
+type Outcome uint8
+
+const (
+	OutAccept Outcome = iota
+	OutDrop
+	OutReject
+	numOutcomes
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutAccept:
+		return "accept"
+	case OutDrop:
+		return "drop"
+	case OutReject:
+		return "reject"
+	}
+	return "unknown"
+}
+
+// Stats is a snapshot of Counters.
+type Stats struct {
+	// Packets by hook and outcome.
+	Packets      [policies.NumHooks][numOutcomes]uint64
+	Bytes        uint64
+	DecodeErrors uint64
+	Looped       uint64
+	Cached       uint64
+}
+
+// Total is the number of packets processed.
+func (s Stats) Total() uint64 {
+	var n uint64
+	for h := range s.Packets {
+		for o := range s.Packets[h] {
+			n += s.Packets[h][o]
+		}
+	}
+	return n
+}
+
+func (c *Counters) add(r *Result, h policies.Hook, n int) {
+	o := OutAccept
+	if !r.Looped {
+		switch r.Decision.Effective() {
+		case policies.ActionDrop:
+			o = OutDrop
+		case policies.ActionReject:
+			o = OutReject
+		}
+	}
+	if h < policies.NumHooks {
+		c.packets[h][o].Add(1)
+	}
+	c.bytes.Add(uint64(n))
+	if r.DecodeErr != nil {
+		c.decodeErr.Add(1)
+	}
+	if r.Looped {
+		c.looped.Add(1)
+	}
+	if r.Cached {
+		c.cached.Add(1)
+	}
+}
+
+func (c *Counters) snapshot() Stats {
+	var s Stats
+	for h := range c.packets {
+		for o := range c.packets[h] {
+			s.Packets[h][o] = c.packets[h][o].Load()
+		}
+	}
+	s.Bytes = c.bytes.Load()
+	s.DecodeErrors = c.decodeErr.Load()
+	s.Looped = c.looped.Load()
+	s.Cached = c.cached.Load()
+	return s
+}

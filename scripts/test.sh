@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, vet, staticcheck, unit tests, kernel and
+# end-to-end tests (they build their own network namespaces), and a short
+# run of every fuzz target. Needs root for the kernel tests; with CI=true a
+# kernel test that cannot run fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+export PATH="/usr/local/go/bin:$(go env GOPATH 2>/dev/null || echo /root/go)/bin:$PATH"
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== staticcheck"
+if ! command -v staticcheck >/dev/null 2>&1; then
+	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+staticcheck ./...
+
+echo "== go test"
+# -p 1 for the packages that build namespaces and bind queues would be
+# safer, but each test makes its own uniquely named namespaces, so the
+# packages run in parallel. The race detector covers the concurrent code.
+go test -race -count=1 -timeout 20m ./...
+
+echo "== fuzz (short runs; corpora in testdata/fuzz)"
+fuzztime=${FUZZTIME:-10s}
+for pkg in $(go list ./...); do
+	dir=$(go list -f '{{.Dir}}' "$pkg")
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+		echo "-- $pkg $target"
+		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/fwagent-fuzz.log 2>&1 || {
+			cat /tmp/fwagent-fuzz.log; exit 1; }
+	done
+done
+echo "== all tests passed"
