@@ -128,8 +128,11 @@ func clientHelloServerName(b []byte, n int) ([]byte, error) {
 	if err := r.need(off, 2, n); err != nil {
 		return nil, err
 	}
+	// The extension block ends the hello exactly; trailing bytes are an
+	// error in every TLS stack, and checking it here catches a lying
+	// hello length before the bytes run out.
 	extEnd := off + 2 + r.u16(off)
-	if extEnd > n {
+	if extEnd != n {
 		return nil, ErrMalformed
 	}
 	off += 2
