@@ -119,3 +119,12 @@ func (m Marks) Decode(mark uint32) (a MarkAction, established bool, id uint32) {
 func (m Marks) OffloadConnmark(gen uint32) uint32 {
 	return m.Encode(0, MarkOffload, gen&m.MaxID())
 }
+
+// OffloadMark is the packet mark to send with NF_REPEAT to offload a flow
+// under generation gen: the kernel's offload-set rule matches it and copies
+// OffloadConnmark(gen) into the conntrack mark. Like OffloadConnmark, and
+// unlike Encode, it wraps gen modulo MaxID+1 instead of clamping it, so it
+// always matches the rule SetGeneration(gen) installed.
+func (m Marks) OffloadMark(old, gen uint32) uint32 {
+	return old&^m.Mask | m.OffloadConnmark(gen)
+}

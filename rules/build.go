@@ -1,0 +1,402 @@
+package rules
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/fwagent/fwagent/policies"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
+)
+
+// Rule names. Each rule carries its name as its nft comment, which is how
+// Install finds the handles of the rules it later rewrites in place, and how
+// an operator reading `nft list table inet fwagent` sees what a rule is for.
+const (
+	RuleDropLog       = "droplog"
+	RuleRejectTCP     = "reject-tcp"
+	RuleReject        = "reject"
+	RuleRejectLogTCP  = "rejectlog-tcp"
+	RuleRejectLog     = "rejectlog"
+	RuleAcceptLog     = "acceptlog"
+	RuleWouldDrop     = "would_drop"
+	RuleWouldReject   = "would_reject"
+	RuleOffloadSet    = "offload-set"
+	RuleOffload       = "offload"
+	RuleLoopback      = "loopback"
+	RuleICMPv6ND      = "icmpv6-nd"
+	RuleEstablished   = "established"
+	RuleQueue         = "queue"
+	logPrefixBase     = "fwagent:"
+	icmpv6NDFirst     = 133 // router solicitation (RFC 4861)
+	icmpv6NDLast      = 137 // redirect (RFC 4861)
+	loopbackIfindex   = 1   // the kernel always gives lo ifindex 1 in every namespace
+	xtNFQueueRevision = 3
+	xtNFQFlagBypass   = 0x1 // NFQ_FLAG_BYPASS
+	xtNFQFlagFanout   = 0x2 // NFQ_FLAG_CPU_FANOUT
+)
+
+// LogPrefix is the NFLOG prefix the kernel rules use for action a:
+// "fwagent:drop", "fwagent:reject", "fwagent:accept", "fwagent:would_drop",
+// "fwagent:would_reject".
+func LogPrefix(a MarkAction) string { return logPrefixBase + a.String() }
+
+// rule is one rule of a base chain, described once and turned into either
+// netlink expressions (Install) or nft syntax (Render), so the two cannot
+// drift apart.
+type rule struct {
+	name  string
+	stmts []stmt
+}
+
+// stmt is one nft statement: a match, an action or a verdict.
+type stmt interface {
+	exprs() []expr.Any
+	text() string
+}
+
+func (r rule) exprs() []expr.Any {
+	var out []expr.Any
+	for _, s := range r.stmts {
+		out = append(out, s.exprs()...)
+	}
+	return out
+}
+
+func (r rule) text() string {
+	var b strings.Builder
+	for i, s := range r.stmts {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s.text())
+	}
+	fmt.Fprintf(&b, " comment %q", r.name)
+	return b.String()
+}
+
+func (r rule) userData() []byte {
+	return userdata.AppendString(nil, userdata.TypeComment, r.name)
+}
+
+func (r rule) nft(t *nftables.Table, c *nftables.Chain) *nftables.Rule {
+	return &nftables.Rule{Table: t, Chain: c, Exprs: r.exprs(), UserData: r.userData()}
+}
+
+// chainRules is the ordered rule list of the base chain for hook h; see
+// doc.go for why each rule exists and why in this order.
+func chainRules(cfg Config, h policies.Hook, kind QueueKind) []rule {
+	m := cfg.Marks
+	act := m.ActionMask()
+	group := cfg.LogGroup
+	isAction := func(a MarkAction) stmt { return maskedCmp{key: keyMeta, mask: act, value: m.Action(a)} }
+	clear := markSet{keep: ^m.Mask}
+	rs := []rule{
+		{RuleDropLog, []stmt{isAction(MarkDropLog), logStmt{LogPrefix(MarkDropLog), group}, verdict(expr.VerdictDrop)}},
+		{RuleRejectTCP, []stmt{isAction(MarkReject), l4proto(unix.IPPROTO_TCP), rejectTCP{}}},
+		{RuleReject, []stmt{isAction(MarkReject), rejectICMPX{}}},
+		{RuleRejectLogTCP, []stmt{isAction(MarkRejectLog), l4proto(unix.IPPROTO_TCP), logStmt{LogPrefix(MarkRejectLog), group}, rejectTCP{}}},
+		{RuleRejectLog, []stmt{isAction(MarkRejectLog), logStmt{LogPrefix(MarkRejectLog), group}, rejectICMPX{}}},
+		{RuleAcceptLog, []stmt{isAction(MarkAcceptLog), logStmt{LogPrefix(MarkAcceptLog), group}, clear, verdict(expr.VerdictAccept)}},
+		{RuleWouldDrop, []stmt{isAction(MarkWouldDrop), logStmt{LogPrefix(MarkWouldDrop), group}, clear, verdict(expr.VerdictAccept)}},
+		{RuleWouldReject, []stmt{isAction(MarkWouldReject), logStmt{LogPrefix(MarkWouldReject), group}, clear, verdict(expr.VerdictAccept)}},
+	}
+	rs = append(rs, offloadRules(cfg)...)
+	if cfg.AcceptLoopback {
+		switch h {
+		case policies.HookInput:
+			rs = append(rs, rule{RuleLoopback, []stmt{ifIndex{key: expr.MetaKeyIIF, index: loopbackIfindex}, verdict(expr.VerdictAccept)}})
+		case policies.HookOutput:
+			rs = append(rs, rule{RuleLoopback, []stmt{ifIndex{key: expr.MetaKeyOIF, index: loopbackIfindex}, verdict(expr.VerdictAccept)}})
+		}
+	}
+	if cfg.AcceptICMPv6ND {
+		rs = append(rs, rule{RuleICMPv6ND, []stmt{l4proto(unix.IPPROTO_ICMPV6), icmpv6TypeRange{icmpv6NDFirst, icmpv6NDLast}, verdict(expr.VerdictAccept)}})
+	}
+	rs = append(rs,
+		rule{RuleEstablished, []stmt{ctEstablished{}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
+		rule{RuleQueue, []stmt{queueStmt{kind: kind, base: cfg.QueueBase, total: cfg.queues(), bypass: cfg.Bypass, fanout: cfg.CPUFanout && cfg.queues() > 1}}},
+	)
+	return rs
+}
+
+// offloadRules are the two rules that carry the policy generation; they are
+// the only rules SetGeneration rewrites.
+func offloadRules(cfg Config) []rule {
+	m := cfg.Marks
+	want := m.OffloadConnmark(cfg.generation())
+	return []rule{
+		{RuleOffloadSet, []stmt{
+			maskedCmp{key: keyMeta, mask: m.ActionMask() | m.IDMask(), value: want},
+			ctMarkSet{keep: ^m.Mask, set: want},
+			markSet{keep: ^m.Mask},
+			verdict(expr.VerdictAccept),
+		}},
+		{RuleOffload, []stmt{maskedCmp{key: keyCt, mask: m.Mask, value: want}, verdict(expr.VerdictAccept)}},
+	}
+}
+
+func u32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+
+type markKey int
+
+const (
+	keyMeta markKey = iota // meta mark, the packet mark
+	keyCt                  // ct mark, the conntrack mark
+)
+
+func (k markKey) load() expr.Any {
+	if k == keyCt {
+		return &expr.Ct{Register: 1, Key: expr.CtKeyMARK}
+	}
+	return &expr.Meta{Register: 1, Key: expr.MetaKeyMARK}
+}
+
+func (k markKey) store() expr.Any {
+	if k == keyCt {
+		return &expr.Ct{Register: 1, SourceRegister: true, Key: expr.CtKeyMARK}
+	}
+	return &expr.Meta{Register: 1, SourceRegister: true, Key: expr.MetaKeyMARK}
+}
+
+func (k markKey) String() string {
+	if k == keyCt {
+		return "ct mark"
+	}
+	return "meta mark"
+}
+
+// maskedCmp is `<key> & mask == value`.
+type maskedCmp struct {
+	key         markKey
+	mask, value uint32
+}
+
+func (s maskedCmp) exprs() []expr.Any {
+	out := []expr.Any{s.key.load()}
+	if s.mask != ^uint32(0) {
+		out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.mask), Xor: u32(0)})
+	}
+	return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: u32(s.value)})
+}
+
+func (s maskedCmp) text() string {
+	if s.mask == ^uint32(0) {
+		return fmt.Sprintf("%s 0x%08x", s.key, s.value)
+	}
+	return fmt.Sprintf("%s & 0x%08x == 0x%08x", s.key, s.mask, s.value)
+}
+
+// markSet is `meta mark set meta mark & keep | set`.
+type markSet struct{ keep, set uint32 }
+
+func (s markSet) exprs() []expr.Any {
+	return []expr.Any{
+		keyMeta.load(),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.keep), Xor: u32(s.set)},
+		keyMeta.store(),
+	}
+}
+
+func (s markSet) text() string { return bitwiseSetText(keyMeta, s.keep, s.set) }
+
+// ctMarkSet is `ct mark set ct mark & keep | set`.
+type ctMarkSet struct{ keep, set uint32 }
+
+func (s ctMarkSet) exprs() []expr.Any {
+	return []expr.Any{
+		keyCt.load(),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.keep), Xor: u32(s.set)},
+		keyCt.store(),
+	}
+}
+
+func (s ctMarkSet) text() string { return bitwiseSetText(keyCt, s.keep, s.set) }
+
+// bitwiseSetText writes a read-modify-write of a mark the way nft parses it
+// into exactly one bitwise expression. The bits in set are always inside
+// ^keep, so the kernel's (x & keep) ^ set is x & keep | set.
+func bitwiseSetText(k markKey, keep, set uint32) string {
+	switch {
+	case set == 0:
+		return fmt.Sprintf("%s set %s & 0x%08x", k, k, keep)
+	case keep == ^set:
+		return fmt.Sprintf("%s set %s | 0x%08x", k, k, set)
+	}
+	return fmt.Sprintf("%s set %s & 0x%08x | 0x%08x", k, k, keep, set)
+}
+
+type l4proto uint8
+
+func (p l4proto) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Register: 1, Key: expr.MetaKeyL4PROTO},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(p)}},
+	}
+}
+
+func (p l4proto) text() string {
+	switch p {
+	case unix.IPPROTO_TCP:
+		return "meta l4proto tcp"
+	case unix.IPPROTO_ICMPV6:
+		return "meta l4proto ipv6-icmp"
+	}
+	return fmt.Sprintf("meta l4proto %d", uint8(p))
+}
+
+// icmpv6TypeRange matches the ICMPv6 type; it must follow l4proto(ICMPv6).
+type icmpv6TypeRange struct{ first, last uint8 }
+
+func (s icmpv6TypeRange) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: []byte{s.first}},
+		&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: []byte{s.last}},
+	}
+}
+
+func (s icmpv6TypeRange) text() string { return fmt.Sprintf("icmpv6 type %d-%d", s.first, s.last) }
+
+// ifIndex is `iif lo` / `oif lo`; nft resolves the name to the index at load.
+type ifIndex struct {
+	key   expr.MetaKey
+	index uint32
+}
+
+func (s ifIndex) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Register: 1, Key: s.key},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: u32(s.index)},
+	}
+}
+
+func (s ifIndex) text() string {
+	name := "iif"
+	if s.key == expr.MetaKeyOIF {
+		name = "oif"
+	}
+	if s.index == loopbackIfindex {
+		return name + " lo"
+	}
+	return fmt.Sprintf("%s %d", name, s.index)
+}
+
+type ctEstablished struct{}
+
+func (ctEstablished) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(expr.CtStateBitESTABLISHED), Xor: u32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: u32(0)},
+	}
+}
+
+func (ctEstablished) text() string { return "ct state established" }
+
+type logStmt struct {
+	prefix string
+	group  uint16
+}
+
+func (s logStmt) exprs() []expr.Any {
+	return []expr.Any{&expr.Log{
+		Key:   1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX,
+		Group: s.group,
+		Data:  []byte(s.prefix),
+	}}
+}
+
+func (s logStmt) text() string { return fmt.Sprintf("log prefix %q group %d", s.prefix, s.group) }
+
+type rejectTCP struct{}
+
+func (rejectTCP) exprs() []expr.Any {
+	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}}
+}
+
+func (rejectTCP) text() string { return "reject with tcp reset" }
+
+type rejectICMPX struct{}
+
+func (rejectICMPX) exprs() []expr.Any {
+	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}}
+}
+
+func (rejectICMPX) text() string { return "reject with icmpx port-unreachable" }
+
+type verdict expr.VerdictKind
+
+func (v verdict) exprs() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictKind(v)}} }
+
+func (v verdict) text() string {
+	if expr.VerdictKind(v) == expr.VerdictDrop {
+		return "drop"
+	}
+	return "accept"
+}
+
+// queueStmt hands the packet to queues base..base+total-1.
+type queueStmt struct {
+	kind           QueueKind
+	base, total    uint16
+	bypass, fanout bool
+}
+
+func (s queueStmt) exprs() []expr.Any {
+	if s.kind == QueueXT {
+		return []expr.Any{&expr.Target{Name: "NFQUEUE", Rev: xtNFQueueRevision, Info: s.xtInfo()}}
+	}
+	var flags expr.QueueFlag
+	if s.bypass {
+		flags |= expr.QueueFlagBypass
+	}
+	if s.fanout {
+		flags |= expr.QueueFlagFanout
+	}
+	return []expr.Any{&expr.Queue{Num: s.base, Total: s.total, Flag: flags}}
+}
+
+// xtInfo is struct xt_NFQ_info_v3 {__u16 queuenum, queues_total, flags} in
+// host byte order, padded to 8 bytes because xtables payloads are
+// XT_ALIGN'ed.
+func (s queueStmt) xtInfo() *xt.Unknown {
+	var flags uint16
+	if s.bypass {
+		flags |= xtNFQFlagBypass
+	}
+	if s.fanout {
+		flags |= xtNFQFlagFanout
+	}
+	b := make([]byte, 0, 8)
+	b = binary.NativeEndian.AppendUint16(b, s.base)
+	b = binary.NativeEndian.AppendUint16(b, s.total)
+	b = binary.NativeEndian.AppendUint16(b, flags)
+	b = append(b, 0, 0)
+	info := xt.Unknown(b)
+	return &info
+}
+
+// text is the native statement. nft syntax cannot express the xt target, so
+// Render writes the xt rule as a comment holding this equivalent.
+func (s queueStmt) text() string {
+	var flags []string
+	if s.bypass {
+		flags = append(flags, "bypass")
+	}
+	if s.fanout {
+		flags = append(flags, "fanout")
+	}
+	t := "queue"
+	if len(flags) > 0 {
+		t += " flags " + strings.Join(flags, ",")
+	}
+	if s.total > 1 {
+		return fmt.Sprintf("%s to %d-%d", t, s.base, s.base+s.total-1)
+	}
+	return fmt.Sprintf("%s to %d", t, s.base)
+}

@@ -1,0 +1,97 @@
+// Package rules owns the agent's nftables table, `inet fwagent`: it builds it,
+// installs it in one atomic netlink transaction, rewrites its offload rules in
+// place, removes it, renders it in nft syntax, and probes which queue rule the
+// kernel supports.
+//
+// # What the agent owns
+//
+// Exactly one table: `inet fwagent`. Install, SetGeneration, Remove,
+// RemoveStale and Probe only ever name that table (family inet); a table
+// called fwagent in another family, and every other table, are left alone.
+// Install replaces a table left behind by a crashed agent in the same
+// transaction that builds the new one. The table holds one base chain per
+// configured hook (input, forward, output), named after the hook, type
+// filter, at the configured priority, policy accept.
+//
+// # The chain
+//
+// Every base chain holds these rules, in this order. Each carries its name as
+// its nft comment.
+//
+//  1. droplog:       mark action DropLog    -> log group G prefix "fwagent:drop", drop
+//  2. reject-tcp:    mark action Reject, TCP -> reject with tcp reset
+//     reject:        mark action Reject     -> reject with icmpx port-unreachable
+//  3. rejectlog-tcp, rejectlog: the same for RejectLog, logging "fwagent:reject" first
+//  4. acceptlog, would_drop, would_reject: mark action AcceptLog, WouldDrop,
+//     WouldReject -> log "fwagent:accept", "fwagent:would_drop",
+//     "fwagent:would_reject", clear the agent's mark bits, accept
+//  5. offload-set:   mark action Offload with the current generation ->
+//     ct mark set (ct mark & ^Mask) | OffloadConnmark(gen), clear the agent's
+//     mark bits, accept
+//  6. offload:       ct mark & Mask == OffloadConnmark(gen) -> accept
+//  7. host essentials (see below)
+//  8. established:   ct state established -> meta mark |= EstablishedBit
+//  9. queue:         queue to B..B+N-1 [fanout] [bypass]
+//
+// Rules 1-5 only match packets the agent sent back with NF_REPEAT and a mark
+// (verdict/ does that): the kernel then logs through NFLOG group G and drops,
+// rejects or accepts, so every logged verdict reaches internal/droplog the
+// same way, with the deciding rule's ID in the mark (NFLOG reports the mark).
+// Accepting rules clear the agent's mark bits first, so a packet that is
+// accepted and then meets another fwagent hook (output, then input over
+// loopback) is queued there instead of being taken for a repeated one.
+//
+// Offload: NFQUEUE cannot set a conntrack mark on this kernel (no conntrack
+// glue), so to offload a flow the agent answers NF_REPEAT with the Offload
+// action and the policy generation in the packet mark; rule 5 copies it into
+// the conntrack mark and rule 6 accepts the rest of the flow in the kernel,
+// never queueing it again. On reload SetGeneration rewrites rules 5 and 6 by
+// handle, in one transaction: flows offloaded under an older generation stop
+// matching and are queued and decided again. Base chains are never deleted
+// or recreated after Install, because that drops every packet waiting in the
+// queues.
+//
+// Rule 8 tells the agent which flows the kernel already tracks as
+// established, so flows that began before the agent started are not cut off.
+//
+// # Mark bits
+//
+// The agent owns the bits of Marks.Mask (default 0xffff0000, clear of
+// kube-proxy's 0x4000/0x8000 and Cilium's 0x0f00 range) in both the packet
+// mark and the conntrack mark; see Marks for the layout: an action code in the
+// low 3 bits of the field, the established bit above it, an ID (rule log ID
+// or policy generation) above that. Bits outside the mask are never changed.
+// Anything else on the host that sets bits inside the mask makes the kernel
+// rules misread packets: choose a mask (--mark-mask) nothing else uses.
+//
+// # Host essentials
+//
+// On by default, each behind a Config flag, accepted in the kernel before
+// the queue so that no policy, and no agent outage, can cut the host off:
+//   - loopback: `iif lo accept` in the input chain, `oif lo accept` in the
+//     output chain (none in forward);
+//   - ICMPv6 router and neighbour discovery, types 133-137 (RFC 4861), in
+//     every chain, without which IPv6 stops resolving neighbours.
+//
+// # Failure semantics: bypass (fail-open)
+//
+// With Config.Bypass (the default, --fail-open) the queue rule carries the
+// bypass flag: while no process is bound to a queue (the agent is not
+// running, crashed, or is restarting) the kernel accepts packets instead of
+// dropping them. The table outlives the agent's process, so after a crash
+// the host keeps its connectivity but is unfiltered, and Install replaces
+// the leftover table on the next start. Bypass does not cover a full queue
+// while the agent is bound: that is the queue's fail-open flag, set by
+// verdict/ when it opens the queue. Without Bypass the host fails closed:
+// every packet that reaches the queue rule is dropped while no agent listens.
+// Packets the kernel rules decide (host essentials, offloaded flows, rules
+// 1-6) never depend on the agent.
+//
+// # Queue kind
+//
+// Probe checks whether the kernel has the native nft `queue` expression; if
+// not (CONFIG_NFT_QUEUE unset, as on the development machines) the table
+// uses the xt NFQUEUE target, revision 3, through nft_compat. Both behave the
+// same. Render writes the native statement; nft syntax cannot express the xt
+// target, so with QueueXT Render leaves the queue rule as a comment.
+package rules

@@ -1,0 +1,216 @@
+package rules
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/fwagent/fwagent/policies"
+	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// Table is the installed fwagent table. It remembers the handles of its rules
+// so SetGeneration can rewrite the offload rules in place.
+type Table struct {
+	conn  *nftables.Conn
+	table *nftables.Table
+
+	mu     sync.Mutex // serialises SetGeneration and Remove
+	cfg    Config
+	kind   QueueKind
+	chains []installedChain
+}
+
+type installedChain struct {
+	hook  policies.Hook
+	chain *nftables.Chain
+	// handles by rule name, read back from the kernel after install.
+	handles map[string]uint64
+}
+
+func ownTable() *nftables.Table {
+	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+}
+
+func chainHook(h policies.Hook) *nftables.ChainHook {
+	switch h {
+	case policies.HookForward:
+		return nftables.ChainHookForward
+	case policies.HookOutput:
+		return nftables.ChainHookOutput
+	}
+	return nftables.ChainHookInput
+}
+
+// Install builds the table in one netlink transaction: it adds the fwagent
+// table, deletes it (removing a table a crashed agent left behind, chains,
+// rules and all) and adds it again with its chains and rules. The kernel
+// applies the batch atomically: on error nothing changes, and packets never
+// see a half-built table. With cfg.QueueKind == QueueAuto, Install first calls
+// Probe.
+//
+// Any change already buffered on c is sent in the same batch.
+func Install(c *nftables.Conn, cfg Config) (*Table, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	kind := cfg.QueueKind
+	if kind == QueueAuto {
+		var err error
+		if kind, err = Probe(c); err != nil {
+			return nil, err
+		}
+	}
+	t := &Table{conn: c, table: ownTable(), cfg: cfg, kind: kind}
+	// Adding before deleting makes the delete succeed whether or not a stale
+	// table exists, without a racy lookup first.
+	c.AddTable(t.table)
+	c.DelTable(t.table)
+	c.AddTable(t.table)
+	policy := nftables.ChainPolicyAccept
+	for _, h := range cfg.Hooks {
+		ch := c.AddChain(&nftables.Chain{
+			Name:     h.String(),
+			Table:    t.table,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  chainHook(h),
+			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(cfg.Priority)),
+			Policy:   &policy,
+		})
+		for _, r := range chainRules(cfg, h, kind) {
+			c.AddRule(r.nft(t.table, ch))
+		}
+		t.chains = append(t.chains, installedChain{hook: h, chain: ch})
+	}
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("rules: install table inet %s (queue kind %s): %w", TableName, kind, err)
+	}
+	for i := range t.chains {
+		ic := &t.chains[i]
+		h, err := t.readHandles(ic.chain, chainRules(cfg, ic.hook, kind))
+		if err != nil {
+			return nil, err
+		}
+		ic.handles = h
+	}
+	return t, nil
+}
+
+// readHandles maps rule names to the handles the kernel gave them and checks
+// the chain holds exactly the rules we sent, in order.
+func (t *Table) readHandles(ch *nftables.Chain, want []rule) (map[string]uint64, error) {
+	got, err := t.conn.GetRules(t.table, ch)
+	if err != nil {
+		return nil, fmt.Errorf("rules: read back chain %s: %w", ch.Name, err)
+	}
+	if len(got) != len(want) {
+		return nil, fmt.Errorf("rules: chain %s has %d rules after install, want %d", ch.Name, len(got), len(want))
+	}
+	handles := make(map[string]uint64, len(got))
+	for i, r := range got {
+		name, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+		if name != want[i].name {
+			return nil, fmt.Errorf("rules: chain %s rule %d is %q, want %q", ch.Name, i, name, want[i].name)
+		}
+		handles[name] = r.Handle
+	}
+	return handles, nil
+}
+
+// QueueKind is the queue rule the table was installed with.
+func (t *Table) QueueKind() QueueKind { return t.kind }
+
+// Generation is the policy generation the offload rules carry now.
+func (t *Table) Generation() uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cfg.Generation
+}
+
+// Handles returns a copy of the rule handles of the chain for hook h, by rule
+// name (nil if the table has no such chain).
+func (t *Table) Handles(h policies.Hook) map[string]uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ic := range t.chains {
+		if ic.hook == h {
+			out := make(map[string]uint64, len(ic.handles))
+			for k, v := range ic.handles {
+				out[k] = v
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// SetGeneration rewrites the two offload rules of every chain to generation
+// gen, replacing each by its handle in one transaction. Base chains and every
+// other rule stay as they are: deleting a base chain would drop every packet
+// waiting in the queues. Flows offloaded under the old generation no longer
+// match and go back to the queue to be decided again.
+func (t *Table) SetGeneration(gen uint32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cfg := t.cfg
+	cfg.Generation = gen
+	for _, ic := range t.chains {
+		for _, r := range offloadRules(cfg) {
+			nr := r.nft(t.table, ic.chain)
+			nr.Handle = ic.handles[r.name]
+			if nr.Handle == 0 {
+				return fmt.Errorf("rules: set generation: chain %s has no %s rule", ic.chain.Name, r.name)
+			}
+			t.conn.ReplaceRule(nr)
+		}
+	}
+	if err := t.conn.Flush(); err != nil {
+		return fmt.Errorf("rules: set generation %d: %w", gen, err)
+	}
+	t.cfg = cfg
+	return nil
+}
+
+// Remove deletes the table (on shutdown). Packets still waiting in a queue
+// are then accepted or dropped by the kernel as the queue's bypass flag
+// says; new packets are no longer queued.
+func (t *Table) Remove() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.conn.DelTable(t.table)
+	if err := t.conn.Flush(); err != nil {
+		return fmt.Errorf("rules: remove table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// RemoveStale deletes a fwagent table left by an agent that did not shut down
+// cleanly, and reports whether there was one.
+func RemoveStale(c *nftables.Conn) (bool, error) {
+	ok, err := tableExists(c)
+	if err != nil || !ok {
+		return false, err
+	}
+	c.DelTable(ownTable())
+	if err := c.Flush(); err != nil {
+		if isErrno(err, unix.ENOENT) {
+			return false, nil // removed by someone else meanwhile
+		}
+		return false, fmt.Errorf("rules: remove stale table inet %s: %w", TableName, err)
+	}
+	return true, nil
+}
+
+func tableExists(c *nftables.Conn) (bool, error) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("rules: list inet tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == TableName {
+			return true, nil
+		}
+	}
+	return false, nil
+}
