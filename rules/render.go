@@ -10,13 +10,17 @@ import (
 // deleting the table, so loading it replaces an existing fwagent table in one
 // transaction, as Install does.
 //
+// Callers should check cfg.Validate first: for a configuration Install would
+// refuse, Render returns only a comment saying why, which changes nothing when
+// loaded.
+//
 // QueueAuto renders as QueueNative. nft syntax has no way to write the xt
 // NFQUEUE target, so with QueueXT the queue rule appears as a comment giving
 // its native equivalent: the rest of the file still loads, but the loaded
 // table does not queue.
-func Render(cfg Config) (string, error) {
+func Render(cfg Config) string {
 	if err := cfg.Validate(); err != nil {
-		return "", err
+		return fmt.Sprintf("# fwagent: cannot render the table: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 	}
 	kind := cfg.QueueKind
 	if kind == QueueAuto {
@@ -43,5 +47,5 @@ func Render(cfg Config) (string, error) {
 		b.WriteString("\t}\n")
 	}
 	b.WriteString("}\n")
-	return b.String(), nil
+	return b.String()
 }
