@@ -1,0 +1,101 @@
+package policies
+
+import (
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Error is a problem in a policy or set file, at the node at fault.
+type Error struct {
+	File string
+	Line int
+	Col  int
+	Msg  string
+}
+
+// Error formats the problem as FILE:LINE:COL: message, the form editors and
+// CI annotations understand.
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+}
+
+// pos is a place in a policy or set file.
+type pos struct {
+	File string
+	Line int
+	Col  int
+}
+
+func (p pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
+
+func (p pos) errorf(format string, args ...any) *Error {
+	line, col := p.Line, p.Col
+	if line < 1 {
+		line = 1
+	}
+	if col < 1 {
+		col = 1
+	}
+	return &Error{File: p.File, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
+}
+
+func nodePos(file string, n *yaml.Node) pos {
+	if n == nil {
+		return pos{File: file, Line: 1, Col: 1}
+	}
+	return pos{File: file, Line: n.Line, Col: n.Column}
+}
+
+// suggest returns the candidate closest to s by edit distance, if it is
+// close enough to be a plausible typo.
+func suggest(s string, candidates []string) (string, bool) {
+	best, bestD := "", -1
+	for _, c := range candidates {
+		d := editDistance(s, c)
+		if bestD < 0 || d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD < 0 {
+		return "", false
+	}
+	limit := 2
+	if len(s) <= 3 {
+		limit = 1
+	}
+	if bestD > limit && !(len(s) > 4 && bestD <= len(s)/3) {
+		return "", false
+	}
+	return best, true
+}
+
+// didYouMean formats a suggestion suffix for an error message.
+func didYouMean(s string, candidates []string, prefix string) string {
+	if c, ok := suggest(s, candidates); ok {
+		return fmt.Sprintf(", did you mean %s%s?", prefix, c)
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}

@@ -1,0 +1,414 @@
+package policies
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// LoadFile reads, parses and validates the policy at path; set files are
+// read relative to its directory.
+func LoadFile(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policies: read policy: %w", err)
+	}
+	return Load(path, data, os.ReadFile)
+}
+
+// Load parses and validates a policy held in data. name is used in error
+// positions and to resolve set files relative to it; readFile reads set
+// files (nil: set files are an error). Every error is an *Error pointing at
+// the node at fault; on error nothing is returned.
+func Load(name string, data []byte, readFile func(string) ([]byte, error)) (*Policy, error) {
+	l := &loader{
+		file:     name,
+		readFile: readFile,
+		p: &Policy{
+			File: name,
+			Sets: map[string]*Set{},
+		},
+		brokenSets:  map[string]bool{},
+		brokenRules: map[string]bool{},
+		ruleByName:  map[string]*Rule{},
+	}
+	if err := l.load(data); err != nil {
+		return nil, err
+	}
+	return l.p, nil
+}
+
+type orderedErr struct {
+	order pos // where in the policy file the error belongs, for ordering
+	err   *Error
+}
+
+type loader struct {
+	file     string
+	readFile func(string) ([]byte, error)
+	p        *Policy
+
+	errs        []orderedErr
+	brokenSets  map[string]bool
+	brokenRules map[string]bool
+	ruleByName  map[string]*Rule
+	setNames    []string
+}
+
+func (l *loader) pos(n *yaml.Node) pos { return nodePos(l.file, n) }
+
+func (l *loader) errorf(n *yaml.Node, format string, args ...any) *Error {
+	return l.pos(n).errorf(format, args...)
+}
+
+// record keeps an error found while processing the item at order.
+func (l *loader) record(order *yaml.Node, err *Error) {
+	if err == errSkip {
+		return
+	}
+	l.errs = append(l.errs, orderedErr{order: l.pos(order), err: err})
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (l *loader) yamlError(err error) *Error {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return pos{File: l.file, Line: line, Col: 1}.errorf("invalid YAML: %s", m[2])
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.ReplaceAll(msg, "\n", " ")
+	return pos{File: l.file, Line: 1, Col: 1}.errorf("invalid YAML: %s", msg)
+}
+
+func (l *loader) load(data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return l.yamlError(err)
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return pos{File: l.file, Line: 1, Col: 1}.errorf("empty policy: expected a mapping with version: 1")
+	}
+	root := resolve(doc.Content[0])
+	fields, err := l.mapping(root, "policy", []string{"version", "mode", "default", "on_error", "sets", "rules", "tests"})
+	if err != nil {
+		return err
+	}
+	byKey := map[string]field{}
+	for _, f := range fields {
+		byKey[f.name] = f
+	}
+	if _, ok := byKey["version"]; !ok {
+		return l.errorf(root, "missing version: 1")
+	}
+
+	// Defaults before the sections that may override them.
+	l.p.Default = [NumHooks]Action{ActionDrop, ActionDrop, ActionAccept}
+	l.p.OnError = [NumHooks]Action{ActionDrop, ActionDrop, ActionAccept}
+
+	// Sets come first whatever their place in the file, because rules and
+	// tests refer to them; errors are still reported in file order.
+	for _, f := range fields {
+		var e *Error
+		switch f.name {
+		case "version":
+			e = l.version(f.val)
+		case "mode":
+			e = l.mode(f.val)
+		case "default":
+			e = l.defaults(f.val)
+		case "on_error":
+			e = l.onError(f.val)
+		case "sets":
+			l.sets(f.val)
+		}
+		if e != nil {
+			l.record(f.key, e)
+		}
+	}
+	if f, ok := byKey["rules"]; ok {
+		l.rules(f.val)
+	}
+	if f, ok := byKey["tests"]; ok {
+		l.tests(f.val)
+	}
+	if len(l.errs) > 0 {
+		sort.SliceStable(l.errs, func(i, j int) bool {
+			a, b := l.errs[i].order, l.errs[j].order
+			if a.Line != b.Line {
+				return a.Line < b.Line
+			}
+			return a.Col < b.Col
+		})
+		return l.errs[0].err
+	}
+	l.warnings()
+	return nil
+}
+
+// resolve follows aliases, so anchors work as users of YAML expect.
+func resolve(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+type field struct {
+	name     string
+	key, val *yaml.Node
+}
+
+// mapping checks that n is a mapping whose keys are all in allowed, without
+// duplicates, and returns its fields in file order.
+func (l *loader) mapping(n *yaml.Node, what string, allowed []string) ([]field, *Error) {
+	n = resolve(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil, l.errorf(n, "%s must be a mapping, got %s", what, describe(n))
+	}
+	seen := map[string]*yaml.Node{}
+	out := make([]field, 0, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			return nil, l.errorf(k, "%s keys must be plain names", what)
+		}
+		if k.Value == "<<" {
+			return nil, l.errorf(k, "merge keys (<<) are not supported in %s", what)
+		}
+		if first, dup := seen[k.Value]; dup {
+			return nil, l.errorf(k, "duplicate key %q in %s (first at line %d)", k.Value, what, first.Line)
+		}
+		seen[k.Value] = k
+		if allowed != nil && !contains(allowed, k.Value) {
+			return nil, l.errorf(k, "unknown key %q in %s%s", k.Value, what, quotedDidYouMean(k.Value, allowed))
+		}
+		out = append(out, field{name: k.Value, key: k, val: v})
+	}
+	return out, nil
+}
+
+func quotedDidYouMean(s string, candidates []string) string {
+	if c, ok := suggest(s, candidates); ok {
+		return fmt.Sprintf(", did you mean %q?", c)
+	}
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func describe(n *yaml.Node) string {
+	if n == nil {
+		return "nothing"
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "an empty value"
+		}
+		return fmt.Sprintf("%q", scalarText(n))
+	}
+	return "nothing"
+}
+
+// scalarText is a scalar's text. An unquoted YAML value starting with '!'
+// is a tag to YAML, so `src: !10.0.0.0/8` arrives as a tag with an empty
+// value; a policy means the negation, so the tag is taken as the text.
+func scalarText(n *yaml.Node) string {
+	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+		if n.Value == "" {
+			return n.Tag
+		}
+		return n.Tag + " " + n.Value
+	}
+	return n.Value
+}
+
+// scalar returns n's text, or an error if n is not a non-empty scalar.
+func (l *loader) scalar(n *yaml.Node, what string) (string, *Error) {
+	n = resolve(n)
+	if n == nil || n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return "", l.errorf(n, "%s must be a value, got %s", what, describe(n))
+	}
+	s := scalarText(n)
+	if strings.TrimSpace(s) == "" {
+		return "", l.errorf(n, "%s is empty", what)
+	}
+	return s, nil
+}
+
+func (l *loader) boolean(n *yaml.Node, what string) (bool, *Error) {
+	s, err := l.scalar(n, what)
+	if err != nil {
+		return false, err
+	}
+	switch s {
+	case "true", "True", "TRUE", "yes", "on":
+		return true, nil
+	case "false", "False", "FALSE", "no", "off":
+		return false, nil
+	}
+	return false, l.errorf(n, "%s must be true or false, got %q", what, s)
+}
+
+func (l *loader) integer(n *yaml.Node, what string, lo, hi int64) (int64, *Error) {
+	s, err := l.scalar(n, what)
+	if err != nil {
+		return 0, err
+	}
+	v, perr := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
+	if perr != nil {
+		return 0, l.errorf(n, "%s must be a whole number, got %q", what, s)
+	}
+	if v < lo || v > hi {
+		return 0, l.errorf(n, "%s %d out of range %d-%d", what, v, lo, hi)
+	}
+	return v, nil
+}
+
+// list returns the items of a sequence, or n itself as a one-item list.
+func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, *Error) {
+	n = resolve(n)
+	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return nil, l.errorf(n, "%s is empty", what)
+	}
+	if n.Kind == yaml.SequenceNode {
+		if len(n.Content) == 0 {
+			return nil, l.errorf(n, "%s is an empty list", what)
+		}
+		out := make([]*yaml.Node, len(n.Content))
+		for i, c := range n.Content {
+			out[i] = resolve(c)
+		}
+		return out, nil
+	}
+	return []*yaml.Node{n}, nil
+}
+
+func (l *loader) version(n *yaml.Node) *Error {
+	v, err := l.scalar(n, "version")
+	if err != nil {
+		return err
+	}
+	if v != "1" {
+		return l.errorf(n, "unsupported version %q: this agent reads version 1", v)
+	}
+	return nil
+}
+
+func (l *loader) mode(n *yaml.Node) *Error {
+	v, err := l.scalar(n, "mode")
+	if err != nil {
+		return err
+	}
+	switch v {
+	case "enforce":
+		l.p.Audit = false
+	case "audit":
+		l.p.Audit = true
+	default:
+		return l.errorf(n, "mode must be enforce or audit, got %q%s", v, quotedDidYouMean(v, []string{"enforce", "audit"}))
+	}
+	return nil
+}
+
+func (l *loader) action(n *yaml.Node, what string, allowReject bool) (Action, *Error) {
+	v, err := l.scalar(n, what)
+	if err != nil {
+		return 0, err
+	}
+	switch v {
+	case "accept":
+		return ActionAccept, nil
+	case "drop":
+		return ActionDrop, nil
+	case "reject":
+		if allowReject {
+			return ActionReject, nil
+		}
+	}
+	valid := []string{"accept", "drop", "reject"}
+	if !allowReject {
+		valid = valid[:2]
+	}
+	return 0, l.errorf(n, "%s must be %s, got %q%s", what, strings.Join(valid, ", "), v, quotedDidYouMean(v, valid))
+}
+
+func (l *loader) defaults(n *yaml.Node) *Error {
+	n = resolve(n)
+	if n != nil && n.Kind == yaml.ScalarNode {
+		a, err := l.action(n, "default", true)
+		if err != nil {
+			return err
+		}
+		for h := range l.p.Default {
+			l.p.Default[h] = a
+		}
+		return nil
+	}
+	fields, err := l.mapping(n, "default", []string{"input", "forward", "output", "log"})
+	if err != nil {
+		return err
+	}
+	for _, f := range fields {
+		if f.name == "log" {
+			b, err := l.boolean(f.val, "default log")
+			if err != nil {
+				return err
+			}
+			l.p.DefaultLog = b
+			continue
+		}
+		h, _ := ParseHook(f.name)
+		a, err := l.action(f.val, "default "+f.name, true)
+		if err != nil {
+			return err
+		}
+		l.p.Default[h] = a
+	}
+	return nil
+}
+
+func (l *loader) onError(n *yaml.Node) *Error {
+	n = resolve(n)
+	if n != nil && n.Kind == yaml.ScalarNode {
+		a, err := l.action(n, "on_error", false)
+		if err != nil {
+			return err
+		}
+		for h := range l.p.OnError {
+			l.p.OnError[h] = a
+		}
+		return nil
+	}
+	fields, err := l.mapping(n, "on_error", []string{"input", "forward", "output"})
+	if err != nil {
+		return err
+	}
+	for _, f := range fields {
+		h, _ := ParseHook(f.name)
+		a, err := l.action(f.val, "on_error "+f.name, false)
+		if err != nil {
+			return err
+		}
+		l.p.OnError[h] = a
+	}
+	return nil
+}

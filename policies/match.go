@@ -1,0 +1,735 @@
+package policies
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+var matchKeys = []string{"proto", "family", "src", "dst", "sport", "dport", "iif", "oif", "state",
+	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "payload"}
+
+// errSkip marks a rule that refers to a set which is itself broken: the
+// set's error is reported, the rule's would only repeat it.
+var errSkip = &Error{Msg: "skip"}
+
+const (
+	fam4 uint8 = 1 << iota
+	fam6
+	famBoth = fam4 | fam6
+)
+
+func famOf(a netip.Addr) uint8 {
+	if a.Is4() {
+		return fam4
+	}
+	return fam6
+}
+
+func famName(f uint8) string {
+	switch f {
+	case fam4:
+		return "IPv4"
+	case fam6:
+		return "IPv6"
+	}
+	return "IPv4 and IPv6"
+}
+
+func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
+	fields, err := l.mapping(n, "match", matchKeys)
+	if err != nil {
+		return err
+	}
+	m := &r.Match
+	val := map[string]*yaml.Node{}
+	for _, f := range fields {
+		val[f.name] = f.val
+	}
+	fam := famBoth
+	// First the fields others depend on.
+	if v, ok := val["family"]; ok {
+		s, err := l.scalar(v, "family")
+		if err != nil {
+			return err
+		}
+		switch s {
+		case "ipv4":
+			m.Family, fam = packet.IPv4, fam4
+		case "ipv6":
+			m.Family, fam = packet.IPv6, fam6
+		default:
+			return l.errorf(v, "family must be ipv4 or ipv6, got %q%s", s, quotedDidYouMean(s, []string{"ipv4", "ipv6"}))
+		}
+	}
+	if v, ok := val["proto"]; ok {
+		if err := l.protos(m, v, fam); err != nil {
+			return err
+		}
+	}
+	for _, f := range fields {
+		var err *Error
+		switch f.name {
+		case "src":
+			err = l.addrMatch(&m.Src, f.val, "src", fam)
+		case "dst":
+			err = l.addrMatch(&m.Dst, f.val, "dst", fam)
+		case "sport":
+			err = l.portMatch(&m.Sport, f.val, "sport", m.Protos)
+		case "dport":
+			err = l.portMatch(&m.Dport, f.val, "dport", m.Protos)
+		case "iif":
+			m.Iif, err = l.ifaces(f.val, "iif")
+			if err == nil {
+				err = l.narrowHooks(r, f.val, hookNode, "iif", 1<<HookInput|1<<HookForward)
+			}
+		case "oif":
+			m.Oif, err = l.ifaces(f.val, "oif")
+			if err == nil {
+				err = l.narrowHooks(r, f.val, hookNode, "oif", 1<<HookForward|1<<HookOutput)
+			}
+		case "state":
+			err = l.states(m, f.val)
+		case "tcp_flags":
+			err = l.tcpFlags(m, f.val)
+		case "icmp_type":
+			err = l.icmpTypes(m, f.val, fam)
+		case "length":
+			m.Length, err = l.lengths(f.val)
+		case "dns_qname":
+			m.DNSQName, err = l.namePatterns(f.val, "dns_qname")
+			if err == nil {
+				err = l.needProtos(m, f.val, "dns_qname", []uint8{packet.ProtoUDP, packet.ProtoTCP})
+			}
+			if err == nil && len(m.TLSSNI) > 0 {
+				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
+			}
+		case "tls_sni":
+			m.TLSSNI, err = l.namePatterns(f.val, "tls_sni")
+			if err == nil {
+				err = l.needProtos(m, f.val, "tls_sni", []uint8{packet.ProtoTCP})
+			}
+			if err == nil && len(m.DNSQName) > 0 {
+				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
+			}
+		case "payload":
+			m.Payload, err = l.payload(f.val)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, x := range []struct {
+		pm   *PortMatch
+		name string
+	}{{&m.Sport, "sport"}, {&m.Dport, "dport"}} {
+		if !x.pm.Set {
+			continue
+		}
+		for _, p := range m.Protos {
+			if !hasPorts(p) {
+				return l.errorf(val[x.name], "%s needs a protocol with ports (tcp, udp, sctp), but the rule has proto %s", x.name, protoName(p))
+			}
+		}
+	}
+	// Source and destination of different families never meet.
+	sf, df := prefixFams(m.Src.Pos), prefixFams(m.Dst.Pos)
+	if sf != 0 && df != 0 && sf&df == 0 {
+		return l.errorf(val["dst"], "src is %s and dst is %s: the rule can never match", famName(sf), famName(df))
+	}
+	pf := protoFams(m.Protos)
+	for _, x := range []struct {
+		f    uint8
+		name string
+	}{{sf, "src"}, {df, "dst"}} {
+		if x.f != 0 && x.f&pf == 0 {
+			return l.errorf(val[x.name], "%s is %s but proto %s is %s only: the rule can never match", x.name, famName(x.f), protoName(m.Protos[0]), famName(pf))
+		}
+	}
+	return nil
+}
+
+func prefixFams(ps []netip.Prefix) uint8 {
+	var f uint8
+	for _, p := range ps {
+		f |= famOf(p.Addr())
+	}
+	return f
+}
+
+// protoFams is the families a list of protocols allows: ICMP is IPv4 only,
+// ICMPv6 IPv6 only.
+func protoFams(ps []uint8) uint8 {
+	if len(ps) == 0 {
+		return famBoth
+	}
+	var f uint8
+	for _, p := range ps {
+		switch p {
+		case packet.ProtoICMP:
+			f |= fam4
+		case packet.ProtoICMPv6:
+			f |= fam6
+		default:
+			f |= famBoth
+		}
+	}
+	return f
+}
+
+func (l *loader) protos(m *Match, n *yaml.Node, fam uint8) *Error {
+	items, err := l.list(n, "proto")
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		s, err := l.scalar(it, "proto")
+		if err != nil {
+			return err
+		}
+		p, ok := protoNames[strings.ToLower(s)]
+		if !ok {
+			v, perr := strconv.ParseUint(s, 10, 8)
+			if perr != nil {
+				if s == "ipv6-icmp" || s == "icmp6" {
+					p = packet.ProtoICMPv6
+				} else {
+					return l.errorf(it, "unknown proto %q%s", s, quotedDidYouMean(s, keys(protoNames)))
+				}
+			} else {
+				p = uint8(v)
+			}
+		}
+		for _, q := range m.Protos {
+			if q == p {
+				return l.errorf(it, "proto %s listed twice", s)
+			}
+		}
+		if pf := protoFams([]uint8{p}); pf&fam == 0 {
+			return l.errorf(it, "proto %s is %s only but the rule's family is %s: the rule can never match", s, famName(pf), famName(fam))
+		}
+		m.Protos = append(m.Protos, p)
+	}
+	return nil
+}
+
+// setRef looks up "$name" for a field that needs kind.
+func (l *loader) setRef(n *yaml.Node, ref, field string, kind SetKind) (*Set, *Error) {
+	name := strings.TrimPrefix(ref, "$")
+	s, ok := l.p.Sets[name]
+	if !ok {
+		if l.brokenSets[name] {
+			return nil, errSkip
+		}
+		return nil, l.errorf(n, "unknown set $%s%s", name, didYouMean(name, l.setNames, "$"))
+	}
+	s.used = true
+	if s.Kind != kind && s.Kind != SetEmpty {
+		return nil, l.errorf(n, "set $%s is a %s set; %s needs a%s %s set", name, s.Kind, field, article(kind), kind)
+	}
+	return s, nil
+}
+
+func article(k SetKind) string {
+	if k == SetAddr {
+		return "n"
+	}
+	return ""
+}
+
+// negated splits a leading '!' off an entry.
+func negated(s string) (string, bool) {
+	if strings.HasPrefix(s, "!") {
+		return strings.TrimSpace(s[1:]), true
+	}
+	return s, false
+}
+
+func (l *loader) entryText(it *yaml.Node, field string) (string, *Error) {
+	if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
+		return "", l.errorf(it, "%s entries must be values, got %s", field, describe(it))
+	}
+	s := strings.TrimSpace(scalarText(it))
+	if s == "" {
+		return "", l.errorf(it, "empty %s entry", field)
+	}
+	return s, nil
+}
+
+func (l *loader) addrMatch(am *AddrMatch, n *yaml.Node, field string, fam uint8) *Error {
+	items, err := l.list(n, field)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		s, err := l.entryText(it, field)
+		if err != nil {
+			return err
+		}
+		text, neg := negated(s)
+		var ps []netip.Prefix
+		if strings.HasPrefix(text, "$") {
+			set, err := l.setRef(it, text, field, SetAddr)
+			if err != nil {
+				return err
+			}
+			for _, p := range set.Prefixes {
+				if famOf(p.Addr())&fam != 0 {
+					ps = append(ps, p)
+				}
+			}
+			if len(set.Prefixes) > 0 && len(ps) == 0 {
+				return l.errorf(it, "set %s has no %s entries, and the rule's family is %s", text, famName(fam), famName(fam))
+			}
+			if len(set.Prefixes) == 0 && !neg {
+				l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, text, text)
+			}
+		} else {
+			p, perr, ok := parseAddrOrPrefix(text)
+			if !ok {
+				return l.errorf(it, "%s must be an address, CIDR or $set, got %q", field, text)
+			}
+			if perr != "" {
+				return l.errorf(it, "%s", perr)
+			}
+			if famOf(p.Addr())&fam == 0 {
+				return l.errorf(it, "%s %s is %s but the rule's family is %s: the rule can never match", field, text, famName(famOf(p.Addr())), famName(fam))
+			}
+			ps = []netip.Prefix{p}
+		}
+		if neg {
+			am.Neg = append(am.Neg, ps...)
+		} else {
+			am.Pos = append(am.Pos, ps...)
+		}
+	}
+	return nil
+}
+
+func (l *loader) portMatch(pm *PortMatch, n *yaml.Node, field string, protos []uint8) *Error {
+	for _, p := range protos {
+		if !hasPorts(p) {
+			return l.errorf(n, "%s needs a protocol with ports (tcp, udp, sctp), but the rule has proto %s", field, protoName(p))
+		}
+	}
+	items, err := l.list(n, field)
+	if err != nil {
+		return err
+	}
+	pm.Set = true
+	for _, it := range items {
+		s, err := l.entryText(it, field)
+		if err != nil {
+			return err
+		}
+		text, neg := negated(s)
+		var rs []PortRange
+		if strings.HasPrefix(text, "$") {
+			set, err := l.setRef(it, text, field, SetPort)
+			if err != nil {
+				return err
+			}
+			if len(set.Ports) == 0 && !neg {
+				l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, text, text)
+			}
+			rs = set.Ports
+		} else {
+			if !isPortText(text) {
+				return l.errorf(it, "%s must be a port, a range a-b or a $set, got %q", field, text)
+			}
+			r, e := parsePortRange(text)
+			if e != "" {
+				return l.errorf(it, "%s", e)
+			}
+			rs = []PortRange{r}
+		}
+		if neg {
+			pm.Neg = append(pm.Neg, rs...)
+		} else {
+			pm.Pos = append(pm.Pos, rs...)
+		}
+	}
+	return nil
+}
+
+func (l *loader) ifaces(n *yaml.Node, field string) ([]string, *Error) {
+	items, err := l.list(n, field)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, it := range items {
+		s, err := l.entryText(it, field)
+		if err != nil {
+			return nil, err
+		}
+		if strings.HasPrefix(s, "!") {
+			return nil, l.errorf(it, "%s does not support negation", field)
+		}
+		if strings.HasPrefix(s, "$") {
+			return nil, l.errorf(it, "%s takes interface names, not sets", field)
+		}
+		if len(strings.ReplaceAll(s, "*", "")) > 15 {
+			return nil, l.errorf(it, "interface name %q is longer than 15 characters", s)
+		}
+		for _, c := range s {
+			if c <= ' ' || c == '/' || c > '~' {
+				return nil, l.errorf(it, "interface name %q contains %q", s, c)
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (l *loader) narrowHooks(r *Rule, n, hookNode *yaml.Node, field string, allowed uint8) *Error {
+	if r.Hooks&allowed == 0 {
+		return l.errorf(n, "%s never matches on hook %s: the rule can never match", field, hookNames(r.Hooks))
+	}
+	if hookNode != nil && r.Hooks&^allowed != 0 {
+		return l.errorf(n, "%s never matches on hook %s; drop that hook from the rule", field, hookNames(r.Hooks&^allowed))
+	}
+	r.Hooks &= allowed
+	return nil
+}
+
+func hookNames(mask uint8) string {
+	var out []string
+	for h := HookInput; h < NumHooks; h++ {
+		if mask&(1<<h) != 0 {
+			out = append(out, h.String())
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func (l *loader) states(m *Match, n *yaml.Node) *Error {
+	items, err := l.list(n, "state")
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		s, err := l.scalar(it, "state")
+		if err != nil {
+			return err
+		}
+		st, ok := stateNames[s]
+		if !ok {
+			return l.errorf(it, "unknown state %q: use new, established, related or invalid%s", s, quotedDidYouMean(s, keys(stateNames)))
+		}
+		if m.States&(1<<st) != 0 {
+			return l.errorf(it, "state %s listed twice", s)
+		}
+		m.States |= 1 << st
+	}
+	return nil
+}
+
+// parseTCPFlags reads pf-style "S/SA": of the flags after '/', exactly those
+// before it are set. Without '/', the mask is every flag.
+func parseTCPFlags(s string) (TCPFlags, string) {
+	want, mask, hasMask := strings.Cut(strings.ToUpper(strings.TrimSpace(s)), "/")
+	letters := func(t string) (uint8, string) {
+		var v uint8
+		for _, c := range t {
+			i := strings.IndexRune(tcpFlagLetters, c)
+			if i < 0 {
+				return 0, fmt.Sprintf("unknown TCP flag %q in %q: use F S R P A U E C", c, s)
+			}
+			v |= 1 << i
+		}
+		return v, ""
+	}
+	w, e := letters(want)
+	if e != "" {
+		return TCPFlags{}, e
+	}
+	mk := uint8(0xff)
+	if hasMask {
+		if mk, e = letters(mask); e != "" {
+			return TCPFlags{}, e
+		}
+		if mk == 0 {
+			return TCPFlags{}, fmt.Sprintf("tcp_flags %q has an empty mask after '/'", s)
+		}
+	} else if w == 0 {
+		return TCPFlags{}, "tcp_flags is empty"
+	}
+	if w&^mk != 0 {
+		return TCPFlags{}, fmt.Sprintf("tcp_flags %q requires flags outside its mask: the rule can never match", s)
+	}
+	return TCPFlags{Want: w, Mask: mk}, ""
+}
+
+func (l *loader) tcpFlags(m *Match, n *yaml.Node) *Error {
+	s, err := l.scalar(n, "tcp_flags")
+	if err != nil {
+		return err
+	}
+	f, e := parseTCPFlags(s)
+	if e != "" {
+		return l.errorf(n, "%s", e)
+	}
+	if err := l.needProtos(m, n, "tcp_flags", []uint8{packet.ProtoTCP}); err != nil {
+		return err
+	}
+	m.TCPFlags = &f
+	return nil
+}
+
+// needProtos makes sure the rule's protocols are among allowed, and limits
+// a rule without proto to them.
+func (l *loader) needProtos(m *Match, n *yaml.Node, field string, allowed []uint8) *Error {
+	if len(m.Protos) == 0 {
+		m.Protos = append([]uint8(nil), allowed...)
+		return nil
+	}
+	for _, p := range m.Protos {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || a == p
+		}
+		if !ok {
+			names := make([]string, len(allowed))
+			for i, a := range allowed {
+				names[i] = protoName(a)
+			}
+			return l.errorf(n, "%s needs proto %s, but the rule has proto %s: the rule can never match", field, strings.Join(names, " or "), protoName(p))
+		}
+	}
+	return nil
+}
+
+func (l *loader) icmpTypes(m *Match, n *yaml.Node, fam uint8) *Error {
+	v4ok, v6ok := fam&fam4 != 0, fam&fam6 != 0
+	if len(m.Protos) > 0 {
+		has4, has6 := false, false
+		for _, p := range m.Protos {
+			switch p {
+			case packet.ProtoICMP:
+				has4 = true
+			case packet.ProtoICMPv6:
+				has6 = true
+			default:
+				return l.errorf(n, "icmp_type needs proto icmp or icmpv6, but the rule has proto %s: the rule can never match", protoName(p))
+			}
+		}
+		v4ok, v6ok = v4ok && has4, v6ok && has6
+	}
+	items, err := l.list(n, "icmp_type")
+	if err != nil {
+		return err
+	}
+	var t4, t6 [4]uint64
+	any4, any6 := false, false
+	for _, it := range items {
+		s, err := l.scalar(it, "icmp_type")
+		if err != nil {
+			return err
+		}
+		if v, perr := strconv.ParseUint(s, 10, 8); perr == nil {
+			if v4ok {
+				t4[v/64] |= 1 << (v % 64)
+				any4 = true
+			}
+			if v6ok {
+				t6[v/64] |= 1 << (v % 64)
+				any6 = true
+			}
+			continue
+		}
+		found := false
+		if v, ok := icmp4Names[s]; ok && v4ok {
+			t4[v/64] |= 1 << (v % 64)
+			any4, found = true, true
+		}
+		if v, ok := icmp6Names[s]; ok && v6ok {
+			t6[v/64] |= 1 << (v % 64)
+			any6, found = true, true
+		}
+		if !found {
+			var cands []string
+			what := "ICMP or ICMPv6"
+			switch {
+			case v4ok && !v6ok:
+				cands, what = keys(icmp4Names), "ICMP"
+			case v6ok && !v4ok:
+				cands, what = keys(icmp6Names), "ICMPv6"
+			default:
+				cands = icmpNames()
+			}
+			return l.errorf(it, "unknown %s type %q%s", what, s, quotedDidYouMean(s, cands))
+		}
+	}
+	m.HasICMPType = true
+	if any4 {
+		m.ICMP4Types = &t4
+	}
+	if any6 {
+		m.ICMP6Types = &t6
+	}
+	if len(m.Protos) == 0 {
+		if any4 {
+			m.Protos = append(m.Protos, packet.ProtoICMP)
+		}
+		if any6 {
+			m.Protos = append(m.Protos, packet.ProtoICMPv6)
+		}
+	} else {
+		// Keep only the ICMP versions some listed type applies to.
+		kept := m.Protos[:0]
+		for _, p := range m.Protos {
+			if p == packet.ProtoICMP && any4 || p == packet.ProtoICMPv6 && any6 {
+				kept = append(kept, p)
+			}
+		}
+		m.Protos = kept
+		if len(kept) == 0 {
+			return l.errorf(n, "no listed icmp_type applies to the rule's protocols: the rule can never match")
+		}
+	}
+	return nil
+}
+
+func (l *loader) lengths(n *yaml.Node) ([]LengthRange, *Error) {
+	items, err := l.list(n, "length")
+	if err != nil {
+		return nil, err
+	}
+	var out []LengthRange
+	for _, it := range items {
+		s, err := l.entryText(it, "length")
+		if err != nil {
+			return nil, err
+		}
+		if !isPortText(s) {
+			return nil, l.errorf(it, "length must be a number or a range a-b, got %q", s)
+		}
+		lo, hi, isRange := strings.Cut(s, "-")
+		a, e1 := strconv.Atoi(lo)
+		b := a
+		var e2 error
+		if isRange {
+			b, e2 = strconv.Atoi(hi)
+		}
+		if e1 != nil || e2 != nil || a > 65535 || b > 65535 {
+			return nil, l.errorf(it, "length %q out of range 0-65535", s)
+		}
+		if a > b {
+			return nil, l.errorf(it, "length range %q: start is above end", s)
+		}
+		if b < 20 {
+			return nil, l.errorf(it, "length %q is below the smallest IP header (20): the rule can never match", s)
+		}
+		out = append(out, LengthRange{a, b})
+	}
+	return out, nil
+}
+
+func (l *loader) namePatterns(n *yaml.Node, field string) ([]string, *Error) {
+	items, err := l.list(n, field)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, it := range items {
+		s, err := l.entryText(it, field)
+		if err != nil {
+			return nil, err
+		}
+		if strings.HasPrefix(s, "!") {
+			return nil, l.errorf(it, "%s does not support negation", field)
+		}
+		if strings.HasPrefix(s, "$") {
+			set, err := l.setRef(it, s, field, SetName)
+			if err != nil {
+				return nil, err
+			}
+			if len(set.Names) == 0 {
+				l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, s, s)
+			}
+			out = append(out, set.Names...)
+			continue
+		}
+		name, e := parseNamePattern(s)
+		if e != "" {
+			return nil, l.errorf(it, "%s: %s", field, strings.Replace(e, "is not an address, CIDR, port or name pattern", "is not a name pattern", 1))
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
+func (l *loader) payload(n *yaml.Node) (*Payload, *Error) {
+	fields, err := l.mapping(n, "payload", []string{"contains", "hex", "offset", "depth"})
+	if err != nil {
+		return nil, err
+	}
+	p := &Payload{}
+	var needleNode, depthNode *yaml.Node
+	for _, f := range fields {
+		switch f.name {
+		case "contains", "hex":
+			if needleNode != nil {
+				return nil, l.errorf(f.key, "payload takes contains or hex, not both")
+			}
+			needleNode = f.val
+			s, err := l.scalar(f.val, "payload "+f.name)
+			if err != nil {
+				return nil, err
+			}
+			if f.name == "contains" {
+				p.Needle = []byte(s)
+				continue
+			}
+			clean := strings.NewReplacer(" ", "", ":", "", "\t", "").Replace(s)
+			b, herr := hex.DecodeString(clean)
+			if herr != nil {
+				var ie hex.InvalidByteError
+				if errors.As(herr, &ie) {
+					return nil, l.errorf(f.val, "payload hex %q: invalid character %q", s, rune(ie))
+				}
+				return nil, l.errorf(f.val, "payload hex %q: odd number of digits", s)
+			}
+			p.Needle = b
+		case "offset":
+			v, err := l.integer(f.val, "payload offset", 0, 65535)
+			if err != nil {
+				return nil, err
+			}
+			p.Offset = int(v)
+		case "depth":
+			v, err := l.integer(f.val, "payload depth", 1, 65535)
+			if err != nil {
+				return nil, err
+			}
+			p.Depth = int(v)
+			depthNode = f.val
+		}
+	}
+	if needleNode == nil {
+		return nil, l.errorf(n, "payload needs contains: TEXT or hex: BYTES")
+	}
+	if len(p.Needle) == 0 {
+		return nil, l.errorf(needleNode, "payload needle is empty")
+	}
+	if depthNode != nil && p.Depth < len(p.Needle) {
+		return nil, l.errorf(depthNode, "payload depth %d is shorter than the %d-byte needle: the rule can never match", p.Depth, len(p.Needle))
+	}
+	return p, nil
+}
+
+func (l *loader) warnf(p pos, format string, args ...any) {
+	l.p.Warnings = append(l.p.Warnings, p.String()+": warning: "+fmt.Sprintf(format, args...))
+}
+
+// stateMask helps tests and the compiler name states.
+func stateBit(s conntrack.State) uint8 { return 1 << s }

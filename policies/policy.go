@@ -1,0 +1,204 @@
+package policies
+
+import (
+	"net/netip"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+// Policy is a loaded and validated policy file: what the user wrote, with
+// sets resolved, before compilation.
+type Policy struct {
+	// File is the name the policy was loaded under; errors and warnings
+	// carry it.
+	File string
+	// Audit is mode: audit: every decision is made and logged, but every
+	// packet is accepted.
+	Audit bool
+	// Default is the verdict per hook when no rule matches; DefaultLog asks
+	// for such drops and rejects to be logged.
+	Default    [NumHooks]Action
+	DefaultLog bool
+	// OnError is the verdict per hook for packets that cannot be decoded.
+	OnError [NumHooks]Action
+	// Sets are the named sets, by name without the $.
+	Sets map[string]*Set
+	// Rules in file order; the first match wins.
+	Rules []*Rule
+	// Tests are the policy's own tests, run by `fwagent check`.
+	Tests []*Test
+	// Warnings are FILE:LINE:COL: warning: ... lines about things that are
+	// legal but probably not meant (shadowed rules, unused sets).
+	Warnings []string
+}
+
+// SetKind is what a named set holds, inferred from its entries.
+type SetKind uint8
+
+const (
+	SetEmpty SetKind = iota
+	SetAddr
+	SetPort
+	SetName
+)
+
+func (k SetKind) String() string {
+	switch k {
+	case SetAddr:
+		return "address"
+	case SetPort:
+		return "port"
+	case SetName:
+		return "name"
+	}
+	return "empty"
+}
+
+// Set is a named set of addresses, ports or names.
+type Set struct {
+	Name     string
+	Kind     SetKind
+	Prefixes []netip.Prefix
+	Ports    []PortRange
+	Names    []string
+	pos      pos
+	used     bool
+}
+
+// PortRange is an inclusive range of ports; a single port has Lo == Hi.
+type PortRange struct{ Lo, Hi uint16 }
+
+// AddrMatch is a src or dst match: the address matches when it is inside at
+// least one of Pos (or Pos is empty) and inside none of Neg.
+type AddrMatch struct {
+	Pos, Neg []netip.Prefix
+}
+
+// Any reports whether the match constrains nothing.
+func (m *AddrMatch) Any() bool { return len(m.Pos) == 0 && len(m.Neg) == 0 }
+
+// PortMatch is a sport or dport match, with the same logic as AddrMatch.
+// A port match never holds for a packet without ports.
+type PortMatch struct {
+	Set      bool
+	Pos, Neg []PortRange
+}
+
+// TCPFlags is a pf-style flags match: (flags & Mask) == Want.
+type TCPFlags struct{ Want, Mask uint8 }
+
+// LengthRange is an inclusive range of IP packet lengths.
+type LengthRange struct{ Lo, Hi int }
+
+// Payload is a byte string searched for in the transport payload, within
+// [Offset, Offset+Depth) (Depth 0: to the end).
+type Payload struct {
+	Needle []byte
+	Offset int
+	Depth  int
+}
+
+// LimitPer says what a limit counts separately.
+type LimitPer uint8
+
+const (
+	LimitGlobal LimitPer = iota
+	LimitSrc
+	LimitDst
+	LimitFlow
+)
+
+// Limit is a token bucket on a rule: by default the rule matches only while
+// under the rate; with Over, only once over it.
+type Limit struct {
+	RatePerSec float64
+	Burst      int
+	Per        LimitPer
+	Over       bool
+}
+
+// Match is everything a rule's match names. Zero values mean "any".
+type Match struct {
+	// Protos lists protocol numbers; empty means any.
+	Protos []uint8
+	// Family is 0 (any), packet.IPv4 or packet.IPv6.
+	Family   packet.Family
+	Src, Dst AddrMatch
+	Sport    PortMatch
+	Dport    PortMatch
+	// Iif and Oif are interface name patterns (a trailing or inner * glob);
+	// the match holds when any pattern matches.
+	Iif, Oif []string
+	// States is a bitmask of 1<<conntrack.State; 0 means any.
+	States uint8
+	// TCPFlags is nil for any.
+	TCPFlags *TCPFlags
+	// ICMP4Types and ICMP6Types are the allowed ICMP and ICMPv6 types; a nil
+	// set with HasICMPType means the rule admits no type of that version.
+	HasICMPType bool
+	ICMP4Types  *[4]uint64
+	ICMP6Types  *[4]uint64
+	Length      []LengthRange
+	DNSQName    []string
+	TLSSNI      []string
+	Payload     *Payload
+}
+
+// Rule is one rule of a policy.
+type Rule struct {
+	Name string
+	// Hooks is a bitmask of 1<<Hook.
+	Hooks  uint8
+	Action Action
+	// Log asks for packets this rule decides to be logged; LogPrefix is the
+	// prefix the user chose (empty: the rule name).
+	Log       bool
+	LogPrefix string
+	Limit     *Limit
+	HasMark   bool
+	Mark      uint32
+	// Offload is nil when the policy does not say; see the package comment.
+	Offload *bool
+	Audit   bool
+	Match   Match
+
+	pos      pos
+	matchPos pos
+}
+
+// Pos is the rule's FILE:LINE:COL.
+func (r *Rule) Pos() string { return r.pos.String() }
+
+// TestPacket is the packet a policy test describes.
+type TestPacket struct {
+	Hook     Hook
+	Proto    uint8
+	Family   packet.Family
+	Src, Dst netip.Addr
+	Sport    uint16
+	Dport    uint16
+	Iif, Oif string
+	State    conntrack.State
+	TCPFlags uint8
+	HasFlags bool
+	ICMPType uint8
+	Length   int
+	DNSQName string
+	TLSSNI   string
+	Payload  []byte
+
+	icmpName string
+	icmpNode *yaml.Node
+}
+
+// Test is one entry of tests:.
+type Test struct {
+	Packet TestPacket
+	Expect Action
+	// Rule is the rule expected to decide, or "" for any.
+	Rule string
+	pos  pos
+}

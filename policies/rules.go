@@ -1,0 +1,312 @@
+package policies
+
+import (
+	"fmt"
+
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var ruleKeys = []string{"name", "hook", "match", "action", "log", "limit", "mark", "offload", "audit"}
+
+const allHooks uint8 = 1<<HookInput | 1<<HookForward | 1<<HookOutput
+
+func (l *loader) rules(n *yaml.Node) {
+	n = resolve(n)
+	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return // "rules:" with nothing: the defaults decide
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.record(n, l.errorf(n, "rules must be a list, got %s", describe(n)))
+		return
+	}
+	for _, item := range n.Content {
+		item = resolve(item)
+		r, err := l.rule(item)
+		if err != nil {
+			l.record(item, err)
+			continue
+		}
+		l.p.Rules = append(l.p.Rules, r)
+	}
+}
+
+func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {
+	r = &Rule{pos: l.pos(n), Hooks: allHooks}
+	fields, err := l.mapping(n, "rule", ruleKeys)
+	if err != nil {
+		return nil, err
+	}
+	by := map[string]field{}
+	for _, f := range fields {
+		by[f.name] = f
+	}
+	// The name first, so that later errors can name the rule and a broken
+	// rule's name is still known to tests.
+	nf, ok := by["name"]
+	if !ok {
+		return nil, l.errorf(n, "rule has no name")
+	}
+	name, err := l.ruleName(nf.val)
+	if err != nil {
+		return nil, err
+	}
+	if first, dup := l.ruleByName[name]; dup {
+		return nil, l.errorf(nf.val, "duplicate rule name %q (first at line %d)", name, first.pos.Line)
+	}
+	r.Name = name
+	l.ruleByName[name] = r
+	defer func() {
+		if err != nil {
+			l.brokenRules[name] = true
+		}
+	}()
+
+	var matchNode, actionNode, markNode, offloadNode, hookNode *yaml.Node
+	for _, f := range fields {
+		switch f.name {
+		case "hook":
+			hookNode = f.key
+			if r.Hooks, err = l.hooks(f.val); err != nil {
+				return nil, err
+			}
+		case "match":
+			matchNode = f.val
+			r.matchPos = l.pos(f.key)
+		case "action":
+			actionNode = f.val
+			if r.Action, err = l.action(f.val, "action", true); err != nil {
+				return nil, err
+			}
+		case "log":
+			if err = l.ruleLog(r, f.val); err != nil {
+				return nil, err
+			}
+		case "limit":
+			if r.Limit, err = l.limit(f.val); err != nil {
+				return nil, err
+			}
+		case "mark":
+			markNode = f.val
+			v, e := l.integer(f.val, "mark", 0, math.MaxUint32)
+			if e != nil {
+				return nil, e
+			}
+			r.HasMark, r.Mark = true, uint32(v)
+		case "offload":
+			offloadNode = f.val
+			b, e := l.boolean(f.val, "offload")
+			if e != nil {
+				return nil, e
+			}
+			r.Offload = &b
+		case "audit":
+			if r.Audit, err = l.boolean(f.val, "audit"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if actionNode == nil {
+		return nil, l.errorf(n, "rule %q has no action (accept, drop or reject)", name)
+	}
+	if markNode != nil && r.Action != ActionAccept {
+		return nil, l.errorf(markNode, "rule %q: mark needs action accept, the rule says %s", name, r.Action)
+	}
+	if offloadNode != nil && *r.Offload && r.Action != ActionAccept {
+		return nil, l.errorf(offloadNode, "rule %q: offload needs action accept, the rule says %s", name, r.Action)
+	}
+	if matchNode != nil {
+		if err = l.match(r, matchNode, hookNode); err != nil {
+			return nil, err
+		}
+	}
+	if offloadNode != nil && *r.Offload {
+		if why := r.perPacketReason(); why != "" {
+			return nil, l.errorf(offloadNode, "rule %q cannot offload: it matches %s, which changes inside a flow", name, why)
+		}
+	}
+	return r, nil
+}
+
+func (l *loader) ruleName(n *yaml.Node) (string, *Error) {
+	n = resolve(n)
+	if n == nil || n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return "", l.errorf(n, "rule name must be a value, got %s", describe(n))
+	}
+	name := scalarText(n)
+	if strings.TrimSpace(name) == "" {
+		return "", l.errorf(n, "empty rule name")
+	}
+	if name != strings.TrimSpace(name) {
+		return "", l.errorf(n, "rule name %q has leading or trailing spaces", name)
+	}
+	if len(name) > 64 {
+		return "", l.errorf(n, "rule name %q is longer than 64 characters", name)
+	}
+	for _, c := range name {
+		if !unicode.IsPrint(c) || c == '"' || c == '\\' {
+			return "", l.errorf(n, "rule name %q contains %q, which log prefixes cannot carry", name, c)
+		}
+	}
+	return name, nil
+}
+
+func (l *loader) hooks(n *yaml.Node) (uint8, *Error) {
+	items, err := l.list(n, "hook")
+	if err != nil {
+		return 0, err
+	}
+	var mask uint8
+	for _, it := range items {
+		s, err := l.scalar(it, "hook")
+		if err != nil {
+			return 0, err
+		}
+		h, ok := ParseHook(s)
+		if !ok {
+			return 0, l.errorf(it, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
+		}
+		if mask&(1<<h) != 0 {
+			return 0, l.errorf(it, "hook %s listed twice", s)
+		}
+		mask |= 1 << h
+	}
+	return mask, nil
+}
+
+func (l *loader) ruleLog(r *Rule, n *yaml.Node) *Error {
+	n = resolve(n)
+	if n != nil && n.Kind == yaml.MappingNode {
+		fields, err := l.mapping(n, "log", []string{"prefix"})
+		if err != nil {
+			return err
+		}
+		r.Log = true
+		for _, f := range fields {
+			p, err := l.scalar(f.val, "log prefix")
+			if err != nil {
+				return err
+			}
+			if len(p) > 64 {
+				return l.errorf(f.val, "log prefix %q is longer than 64 characters", p)
+			}
+			for _, c := range p {
+				if !unicode.IsPrint(c) || c == '"' || c == '\\' {
+					return l.errorf(f.val, "log prefix %q contains %q", p, c)
+				}
+			}
+			r.LogPrefix = p
+		}
+		return nil
+	}
+	b, err := l.boolean(n, "log")
+	if err != nil {
+		return l.errorf(n, "log must be true, false or {prefix: TEXT}, got %s", describe(n))
+	}
+	r.Log = b
+	return nil
+}
+
+func (l *loader) limit(n *yaml.Node) (*Limit, *Error) {
+	fields, err := l.mapping(n, "limit", []string{"rate", "burst", "per", "over"})
+	if err != nil {
+		return nil, err
+	}
+	lim := &Limit{}
+	var perUnit float64
+	hasRate := false
+	for _, f := range fields {
+		switch f.name {
+		case "rate":
+			s, err := l.scalar(f.val, "limit rate")
+			if err != nil {
+				return nil, err
+			}
+			num, unit, ok := strings.Cut(s, "/")
+			v, perr := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if !ok || perr != nil || math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
+				return nil, l.errorf(f.val, "limit rate must look like 10/s, 5/m or 100/h, got %q", s)
+			}
+			var secs float64
+			switch strings.TrimSpace(unit) {
+			case "s", "sec", "second":
+				secs = 1
+			case "m", "min", "minute":
+				secs = 60
+			case "h", "hour":
+				secs = 3600
+			default:
+				return nil, l.errorf(f.val, "limit rate unit must be s, m or h, got %q", unit)
+			}
+			lim.RatePerSec = v / secs
+			perUnit = v
+			hasRate = true
+		case "burst":
+			v, err := l.integer(f.val, "limit burst", 1, 1<<30)
+			if err != nil {
+				return nil, err
+			}
+			lim.Burst = int(v)
+		case "per":
+			s, err := l.scalar(f.val, "limit per")
+			if err != nil {
+				return nil, err
+			}
+			switch s {
+			case "src":
+				lim.Per = LimitSrc
+			case "dst":
+				lim.Per = LimitDst
+			case "flow":
+				lim.Per = LimitFlow
+			default:
+				return nil, l.errorf(f.val, "limit per must be src, dst or flow, got %q%s", s, quotedDidYouMean(s, []string{"src", "dst", "flow"}))
+			}
+		case "over":
+			b, err := l.boolean(f.val, "limit over")
+			if err != nil {
+				return nil, err
+			}
+			lim.Over = b
+		}
+	}
+	if !hasRate {
+		return nil, l.errorf(n, "limit needs a rate (e.g. rate: 10/s)")
+	}
+	if lim.Burst == 0 {
+		lim.Burst = max(1, int(math.Ceil(perUnit)))
+	}
+	return lim, nil
+}
+
+// perPacketReason names the first field of r that can change between the
+// packets of one flow, or "" if there is none. It decides offload.
+func (r *Rule) perPacketReason() string {
+	m := &r.Match
+	switch {
+	case m.Payload != nil:
+		return "payload"
+	case len(m.DNSQName) > 0:
+		return "dns_qname"
+	case len(m.TLSSNI) > 0:
+		return "tls_sni"
+	case m.TCPFlags != nil:
+		return "tcp_flags"
+	case len(m.Length) > 0:
+		return "length"
+	case r.Limit != nil:
+		return "limit"
+	case m.HasICMPType:
+		return "icmp_type"
+	case m.States&(1<<conntrack.StateInvalid) != 0:
+		return "state invalid"
+	}
+	return ""
+}
+
+func (r *Rule) String() string { return fmt.Sprintf("rule %q", r.Name) }

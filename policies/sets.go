@@ -1,0 +1,308 @@
+package policies
+
+import (
+	"bytes"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func validSetName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func (l *loader) sets(n *yaml.Node) {
+	fields, err := l.mapping(n, "sets", nil)
+	if err != nil {
+		l.record(n, err)
+		return
+	}
+	for _, f := range fields {
+		name := f.name
+		if strings.HasPrefix(name, "$") {
+			l.record(f.key, l.errorf(f.key, "set names are declared without $: write %q", strings.TrimPrefix(name, "$")))
+			l.brokenSets[strings.TrimPrefix(name, "$")] = true
+			continue
+		}
+		if !validSetName(name) {
+			l.record(f.key, l.errorf(f.key, "invalid set name %q: use letters, digits, '_', '-' and '.'", name))
+			l.brokenSets[name] = true
+			continue
+		}
+		s := &Set{Name: name, pos: l.pos(f.key)}
+		if e := l.setBody(s, f.val); e != nil {
+			l.record(f.key, e)
+			l.brokenSets[name] = true
+			continue
+		}
+		l.p.Sets[name] = s
+		l.setNames = append(l.setNames, name)
+	}
+}
+
+func (l *loader) setBody(s *Set, n *yaml.Node) *Error {
+	n = resolve(n)
+	if n != nil && n.Kind == yaml.MappingNode {
+		fields, err := l.mapping(n, "set "+s.Name, []string{"file"})
+		if err != nil {
+			return err
+		}
+		if len(fields) == 0 {
+			return l.errorf(n, "set %s: expected a list or {file: PATH}", s.Name)
+		}
+		return l.setFile(s, fields[0].val)
+	}
+	if n != nil && n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
+		return nil // an empty set is legal; rules using it get a warning
+	}
+	items, err := l.list(n, "set "+s.Name)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
+			return l.errorf(it, "set %s: entries must be addresses, CIDRs, ports or names, got %s", s.Name, describe(it))
+		}
+		if e := s.add(scalarText(it), l.pos(it)); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (l *loader) setFile(s *Set, n *yaml.Node) *Error {
+	path, err := l.scalar(n, "set file")
+	if err != nil {
+		return err
+	}
+	if l.readFile == nil {
+		return l.errorf(n, "set %s: set files cannot be read here", s.Name)
+	}
+	full := path
+	if !filepath.IsAbs(path) {
+		full = filepath.Join(filepath.Dir(l.file), path)
+	}
+	data, rerr := l.readFile(full)
+	if rerr != nil {
+		return l.errorf(n, "set %s: cannot read set file %q: %v", s.Name, full, rerr)
+	}
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		text := string(line)
+		if j := strings.IndexByte(text, '#'); j >= 0 {
+			text = text[:j]
+		}
+		text = strings.TrimRight(text, " \t\r")
+		trimmed := strings.TrimLeft(text, " \t")
+		if trimmed == "" {
+			continue
+		}
+		p := pos{File: full, Line: i + 1, Col: len(text) - len(trimmed) + 1}
+		if strings.ContainsAny(trimmed, " \t,") {
+			return p.errorf("set %s: one entry a line, got %q", s.Name, trimmed)
+		}
+		if e := s.add(trimmed, p); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// add classifies one entry and appends it; the first entry fixes the kind.
+func (s *Set) add(text string, p pos) *Error {
+	text = strings.TrimSpace(text)
+	if strings.HasPrefix(text, "!") {
+		return p.errorf("set %s: %q: negation is not allowed inside a set; negate the reference instead (\"!$%s\")", s.Name, text, s.Name)
+	}
+	if strings.HasPrefix(text, "$") {
+		return p.errorf("set %s: %q: sets cannot refer to other sets", s.Name, text)
+	}
+	kind, pfx, pr, name, err := classify(text)
+	if err != "" {
+		return p.errorf("set %s: %s", s.Name, err)
+	}
+	if s.Kind != SetEmpty && kind != s.Kind {
+		return p.errorf("set %s mixes %s and %s entries: %q is a %s", s.Name, s.Kind, kind, text, kind)
+	}
+	s.Kind = kind
+	switch kind {
+	case SetAddr:
+		s.Prefixes = append(s.Prefixes, pfx)
+	case SetPort:
+		s.Ports = append(s.Ports, pr)
+	case SetName:
+		s.Names = append(s.Names, name)
+	}
+	return nil
+}
+
+// classify infers what one set entry is. err is a message, empty when ok.
+func classify(text string) (kind SetKind, pfx netip.Prefix, pr PortRange, name string, err string) {
+	if isPortText(text) {
+		r, e := parsePortRange(text)
+		if e != "" {
+			return 0, pfx, pr, "", e
+		}
+		return SetPort, pfx, r, "", ""
+	}
+	if p, e, ok := parseAddrOrPrefix(text); ok {
+		if e != "" {
+			return 0, pfx, pr, "", e
+		}
+		return SetAddr, p, pr, "", ""
+	}
+	n, e := parseNamePattern(text)
+	if e != "" {
+		return 0, pfx, pr, "", e
+	}
+	return SetName, pfx, pr, n, ""
+}
+
+func isPortText(s string) bool {
+	if s == "" {
+		return false
+	}
+	dash := false
+	for i, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '-' && i > 0 && !dash:
+			dash = true
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// parsePortRange parses "80" or "8000-8099".
+func parsePortRange(s string) (PortRange, string) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, err := strconv.ParseUint(lo, 10, 32)
+	if err != nil || a > 65535 {
+		return PortRange{}, "invalid port " + strconv.Quote(lo) + ": ports are 0-65535"
+	}
+	if !isRange {
+		return PortRange{uint16(a), uint16(a)}, ""
+	}
+	b, err := strconv.ParseUint(hi, 10, 32)
+	if err != nil || b > 65535 {
+		return PortRange{}, "invalid port " + strconv.Quote(hi) + ": ports are 0-65535"
+	}
+	if a > b {
+		return PortRange{}, "invalid port range " + strconv.Quote(s) + ": start is above end"
+	}
+	return PortRange{uint16(a), uint16(b)}, ""
+}
+
+// parseAddrOrPrefix parses an address or CIDR. ok is false when text does
+// not look like one at all; err is set when it looks like one but is wrong.
+func parseAddrOrPrefix(text string) (p netip.Prefix, err string, ok bool) {
+	if a, e := netip.ParseAddr(text); e == nil {
+		if a.Zone() != "" {
+			return p, "address " + strconv.Quote(text) + " has a zone; zones are not supported", true
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), "", true
+	}
+	addr, bitsText, hasSlash := strings.Cut(text, "/")
+	if !hasSlash {
+		if looksLikeAddr(text) {
+			return p, "invalid address " + strconv.Quote(text), true
+		}
+		return p, "", false
+	}
+	a, e := netip.ParseAddr(addr)
+	if e != nil {
+		if looksLikeAddr(addr) {
+			return p, "invalid CIDR " + strconv.Quote(text) + ": bad address", true
+		}
+		return p, "", false
+	}
+	if a.Zone() != "" {
+		return p, "CIDR " + strconv.Quote(text) + " has a zone; zones are not supported", true
+	}
+	bits, e := strconv.Atoi(bitsText)
+	if e != nil || bits < 0 || bits > a.BitLen() {
+		return p, "invalid CIDR " + strconv.Quote(text) + ": prefix length must be 0-" + strconv.Itoa(a.BitLen()), true
+	}
+	if a.Is4In6() {
+		if bits < 96 {
+			return p, "invalid CIDR " + strconv.Quote(text) + ": IPv4-mapped prefix shorter than /96", true
+		}
+		a, bits = a.Unmap(), bits-96
+	}
+	p = netip.PrefixFrom(a, bits)
+	if m := p.Masked(); m != p {
+		return p, "CIDR " + strconv.Quote(text) + " has host bits set, did you mean " + m.String() + "?", true
+	}
+	return p, "", true
+}
+
+// looksLikeAddr is true for text made of address characters only, so that
+// "10.0.0.256" is reported as a bad address rather than as a name.
+func looksLikeAddr(s string) bool {
+	if strings.Contains(s, ":") {
+		return true
+	}
+	dots := 0
+	for _, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return dots > 0
+}
+
+// parseNamePattern validates a DNS name pattern: "exact.example" or
+// "*.suffix.example", case-insensitive, trailing dot optional.
+func parseNamePattern(text string) (string, string) {
+	s := strings.ToLower(strings.TrimSuffix(text, "."))
+	bad := func(why string) (string, string) {
+		return "", strconv.Quote(text) + " is not an address, CIDR, port or name pattern: " + why
+	}
+	if s == "" {
+		return bad("empty name")
+	}
+	if len(s) > 253 {
+		return bad("longer than 253 characters")
+	}
+	labels := strings.Split(s, ".")
+	for i, lab := range labels {
+		if lab == "" {
+			return bad("empty label")
+		}
+		if lab == "*" {
+			if i != 0 {
+				return bad("'*' is allowed only as the first label (*.example.com)")
+			}
+			if len(labels) == 1 {
+				return bad("'*' alone matches every name; leave the field out instead")
+			}
+			continue
+		}
+		if len(lab) > 63 {
+			return bad("label longer than 63 characters")
+		}
+		for _, c := range lab {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return bad("invalid character " + strconv.QuoteRune(c))
+			}
+		}
+	}
+	return s, ""
+}

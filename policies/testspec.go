@@ -1,0 +1,392 @@
+package policies
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+var testPacketKeys = []string{"hook", "proto", "family", "src", "dst", "sport", "dport", "iif", "oif", "state",
+	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "payload"}
+
+// Addresses a test packet gets when it names none: ordinary public
+// addresses, outside the private, documentation and bogon ranges that
+// policies typically list, so that an unnamed source is "anyone".
+var (
+	defaultSrc4 = netip.AddrFrom4([4]byte{1, 2, 3, 4})
+	defaultDst4 = netip.AddrFrom4([4]byte{5, 6, 7, 8})
+	defaultSrc6 = netip.MustParseAddr("2a00:1::1")
+	defaultDst6 = netip.MustParseAddr("2a00:2::2")
+)
+
+const defaultSport = 40000
+
+func (l *loader) tests(n *yaml.Node) {
+	n = resolve(n)
+	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.record(n, l.errorf(n, "tests must be a list, got %s", describe(n)))
+		return
+	}
+	for _, item := range n.Content {
+		item = resolve(item)
+		t, err := l.test(item)
+		if err != nil {
+			l.record(item, err)
+			continue
+		}
+		l.p.Tests = append(l.p.Tests, t)
+	}
+}
+
+func (l *loader) test(n *yaml.Node) (*Test, *Error) {
+	fields, err := l.mapping(n, "test", []string{"packet", "expect", "rule"})
+	if err != nil {
+		return nil, err
+	}
+	t := &Test{pos: l.pos(n)}
+	var hasPacket, hasExpect bool
+	for _, f := range fields {
+		switch f.name {
+		case "packet":
+			hasPacket = true
+			if err := l.testPacket(&t.Packet, f.val); err != nil {
+				return nil, err
+			}
+		case "expect":
+			hasExpect = true
+			if t.Expect, err = l.action(f.val, "expect", true); err != nil {
+				return nil, err
+			}
+		case "rule":
+			s, err := l.scalar(f.val, "rule")
+			if err != nil {
+				return nil, err
+			}
+			if _, ok := l.ruleByName[s]; !ok {
+				names := make([]string, 0, len(l.ruleByName))
+				for k := range l.ruleByName {
+					names = append(names, k)
+				}
+				return nil, l.errorf(f.val, "unknown rule %q%s", s, quotedDidYouMean(s, names))
+			}
+			if l.brokenRules[s] {
+				return nil, errSkip
+			}
+			t.Rule = s
+		}
+	}
+	if !hasPacket {
+		return nil, l.errorf(n, "test has no packet")
+	}
+	if !hasExpect {
+		return nil, l.errorf(n, "test has no expect (accept, drop or reject)")
+	}
+	return t, nil
+}
+
+func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
+	fields, err := l.mapping(n, "test packet", testPacketKeys)
+	if err != nil {
+		return err
+	}
+	tp.Hook = HookInput
+	tp.State = conntrack.StateNew
+	var hasProto, hasSport, hasDport, hasICMP, hasLength bool
+	var famNode, srcNode, dstNode *yaml.Node
+	for _, f := range fields {
+		v := f.val
+		switch f.name {
+		case "hook":
+			s, err := l.scalar(v, "hook")
+			if err != nil {
+				return err
+			}
+			h, ok := ParseHook(s)
+			if !ok {
+				return l.errorf(v, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
+			}
+			tp.Hook = h
+		case "proto":
+			var m Match
+			if err := l.protos(&m, v, famBoth); err != nil {
+				return err
+			}
+			if len(m.Protos) != 1 {
+				return l.errorf(v, "a test packet has one proto")
+			}
+			tp.Proto, hasProto = m.Protos[0], true
+		case "family":
+			famNode = v
+			s, err := l.scalar(v, "family")
+			if err != nil {
+				return err
+			}
+			switch s {
+			case "ipv4":
+				tp.Family = packet.IPv4
+			case "ipv6":
+				tp.Family = packet.IPv6
+			default:
+				return l.errorf(v, "family must be ipv4 or ipv6, got %q", s)
+			}
+		case "src", "dst":
+			s, err := l.scalar(v, f.name)
+			if err != nil {
+				return err
+			}
+			a, perr := netip.ParseAddr(strings.TrimSpace(s))
+			if perr != nil || a.Zone() != "" {
+				return l.errorf(v, "test packet %s must be one address, got %q", f.name, s)
+			}
+			a = a.Unmap()
+			if f.name == "src" {
+				tp.Src, srcNode = a, v
+			} else {
+				tp.Dst, dstNode = a, v
+			}
+		case "sport", "dport":
+			x, err := l.integer(v, f.name, 0, 65535)
+			if err != nil {
+				return err
+			}
+			if f.name == "sport" {
+				tp.Sport, hasSport = uint16(x), true
+			} else {
+				tp.Dport, hasDport = uint16(x), true
+			}
+		case "iif", "oif":
+			s, err := l.scalar(v, f.name)
+			if err != nil {
+				return err
+			}
+			if f.name == "iif" {
+				tp.Iif = s
+			} else {
+				tp.Oif = s
+			}
+		case "state":
+			s, err := l.scalar(v, "state")
+			if err != nil {
+				return err
+			}
+			st, ok := stateNames[s]
+			if !ok {
+				return l.errorf(v, "unknown state %q%s", s, quotedDidYouMean(s, keys(stateNames)))
+			}
+			tp.State = st
+		case "tcp_flags":
+			s, err := l.scalar(v, "tcp_flags")
+			if err != nil {
+				return err
+			}
+			if strings.Contains(s, "/") {
+				return l.errorf(v, "a test packet's tcp_flags are the flags it carries (e.g. SA), without a mask")
+			}
+			f, e := parseTCPFlags(s)
+			if e != "" {
+				return l.errorf(v, "%s", e)
+			}
+			tp.TCPFlags, tp.HasFlags = f.Want, true
+		case "icmp_type":
+			s, err := l.scalar(v, "icmp_type")
+			if err != nil {
+				return err
+			}
+			hasICMP = true
+			if x, perr := strconv.ParseUint(s, 10, 8); perr == nil {
+				tp.ICMPType = uint8(x)
+				continue
+			}
+			// Resolved once the family is known, below.
+			tp.icmpName, tp.icmpNode = s, v
+		case "length":
+			x, err := l.integer(v, "length", 20, 65535)
+			if err != nil {
+				return err
+			}
+			tp.Length, hasLength = int(x), true
+		case "dns_qname", "tls_sni":
+			s, err := l.scalar(v, f.name)
+			if err != nil {
+				return err
+			}
+			name, e := parseNamePattern(s)
+			if e != "" || strings.HasPrefix(name, "*") {
+				return l.errorf(v, "test packet %s must be a name, got %q", f.name, s)
+			}
+			if f.name == "dns_qname" {
+				tp.DNSQName = name
+			} else {
+				tp.TLSSNI = name
+			}
+		case "payload":
+			b, err := l.testPayload(v)
+			if err != nil {
+				return err
+			}
+			tp.Payload = b
+		}
+	}
+	// Cross-field defaults and checks.
+	set := 0
+	for _, b := range []bool{tp.DNSQName != "", tp.TLSSNI != "", tp.Payload != nil} {
+		if b {
+			set++
+		}
+	}
+	if set > 1 {
+		return l.errorf(n, "a test packet carries one of dns_qname, tls_sni or payload")
+	}
+	if tp.Src.IsValid() && tp.Dst.IsValid() && tp.Src.Is4() != tp.Dst.Is4() {
+		return l.errorf(dstNode, "test packet src and dst are of different families")
+	}
+	fam := tp.Family
+	for _, a := range []struct {
+		addr netip.Addr
+		node *yaml.Node
+	}{{tp.Src, srcNode}, {tp.Dst, dstNode}} {
+		if !a.addr.IsValid() {
+			continue
+		}
+		af := packet.IPv6
+		if a.addr.Is4() {
+			af = packet.IPv4
+		}
+		if fam != packet.FamilyUnknown && fam != af {
+			return l.errorf(a.node, "test packet address %s does not match family %s", a.addr, fam)
+		}
+		fam = af
+	}
+	if !hasProto {
+		switch {
+		case tp.DNSQName != "":
+			tp.Proto = packet.ProtoUDP
+		case hasICMP && fam == packet.IPv6:
+			tp.Proto = packet.ProtoICMPv6
+		case hasICMP:
+			tp.Proto = packet.ProtoICMP
+		default:
+			tp.Proto = packet.ProtoTCP
+		}
+	}
+	if fam == packet.FamilyUnknown {
+		fam = packet.IPv4
+		if tp.Proto == packet.ProtoICMPv6 {
+			fam = packet.IPv6
+		}
+	}
+	if tp.Proto == packet.ProtoICMPv6 && fam == packet.IPv4 || tp.Proto == packet.ProtoICMP && fam == packet.IPv6 {
+		where := famNode
+		if where == nil {
+			where = n
+		}
+		return l.errorf(where, "test packet proto %s does not fit family %s", protoName(tp.Proto), fam)
+	}
+	tp.Family = fam
+	if !tp.Src.IsValid() {
+		tp.Src = map[bool]netip.Addr{true: defaultSrc4, false: defaultSrc6}[fam == packet.IPv4]
+	}
+	if !tp.Dst.IsValid() {
+		tp.Dst = map[bool]netip.Addr{true: defaultDst4, false: defaultDst6}[fam == packet.IPv4]
+	}
+	if (hasSport || hasDport) && !hasPorts(tp.Proto) {
+		return l.errorf(n, "test packet has ports but proto %s has none", protoName(tp.Proto))
+	}
+	if hasPorts(tp.Proto) {
+		if !hasSport {
+			tp.Sport = defaultSport
+		}
+		if !hasDport {
+			switch {
+			case tp.DNSQName != "":
+				tp.Dport = 53
+			case tp.TLSSNI != "":
+				tp.Dport = 443
+			}
+		}
+	}
+	if tp.HasFlags && tp.Proto != packet.ProtoTCP {
+		return l.errorf(n, "test packet has tcp_flags but proto %s", protoName(tp.Proto))
+	}
+	if tp.Proto == packet.ProtoTCP && !tp.HasFlags {
+		// A new flow starts with a SYN; anything later carries an ACK.
+		tp.TCPFlags = packet.TCPAck
+		if tp.State == conntrack.StateNew {
+			tp.TCPFlags = packet.TCPSyn
+		}
+		if tp.DNSQName != "" || tp.TLSSNI != "" || tp.Payload != nil {
+			tp.TCPFlags = packet.TCPAck | packet.TCPPsh
+		}
+	}
+	isICMP := tp.Proto == packet.ProtoICMP || tp.Proto == packet.ProtoICMPv6
+	if hasICMP && !isICMP {
+		return l.errorf(n, "test packet has icmp_type but proto %s", protoName(tp.Proto))
+	}
+	if isICMP {
+		names := icmp4Names
+		if tp.Proto == packet.ProtoICMPv6 {
+			names = icmp6Names
+		}
+		switch {
+		case tp.icmpName != "":
+			t, ok := names[tp.icmpName]
+			if !ok {
+				return l.errorf(tp.icmpNode, "unknown %s type %q%s", protoName(tp.Proto), tp.icmpName, quotedDidYouMean(tp.icmpName, keys(names)))
+			}
+			tp.ICMPType = t
+		case !hasICMP:
+			tp.ICMPType = names["echo-request"]
+		}
+	}
+	if tp.TLSSNI != "" && tp.Proto != packet.ProtoTCP {
+		return l.errorf(n, "test packet has tls_sni but proto %s", protoName(tp.Proto))
+	}
+	if tp.DNSQName != "" && tp.Proto != packet.ProtoTCP && tp.Proto != packet.ProtoUDP {
+		return l.errorf(n, "test packet has dns_qname but proto %s", protoName(tp.Proto))
+	}
+	if !hasLength {
+		tp.Length = 0 // computed from the headers and payload when built
+	}
+	tp.icmpNode = nil
+	return nil
+}
+
+func (l *loader) testPayload(n *yaml.Node) ([]byte, *Error) {
+	n = resolve(n)
+	if n != nil && n.Kind == yaml.ScalarNode {
+		s, err := l.scalar(n, "payload")
+		if err != nil {
+			return nil, err
+		}
+		return []byte(s), nil
+	}
+	fields, err := l.mapping(n, "test payload", []string{"contains", "hex"})
+	if err != nil {
+		return nil, err
+	}
+	if len(fields) != 1 {
+		return nil, l.errorf(n, "test payload takes one of text or hex")
+	}
+	f := fields[0]
+	s, err := l.scalar(f.val, "payload "+f.name)
+	if err != nil {
+		return nil, err
+	}
+	if f.name == "contains" {
+		return []byte(s), nil
+	}
+	b, herr := hex.DecodeString(strings.NewReplacer(" ", "", ":", "").Replace(s))
+	if herr != nil {
+		return nil, l.errorf(f.val, "payload hex %q is not valid hex", s)
+	}
+	return b, nil
+}
