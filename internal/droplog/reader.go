@@ -1,0 +1,540 @@
+package droplog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	nflog "github.com/florianl/go-nflog/v2"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/rules"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultBuffer        = 4096
+	DefaultCopyRange     = 256
+	DefaultReadBuffer    = 8 << 20
+	DefaultFlushInterval = 200 * time.Millisecond
+)
+
+// Config configures a Reader.
+type Config struct {
+	// Group is the NFLOG group the agent's log rules send to.
+	Group uint16
+	// Marks decodes the packet mark into the log action and the deciding
+	// rule's ID. Its mask must be set (rules.NewMarks).
+	Marks rules.Marks
+	// RuleName resolves a rule ID (rule index + 1, 0 for a hook's default)
+	// through the current policy. It is called on the reader goroutine for
+	// every event, so it must be cheap and safe to call concurrently with a
+	// policy reload. May be nil; then, and when it returns "", ID 0 is named
+	// "default" and ID n "rule-n".
+	RuleName func(id uint32) string
+	// IfName resolves an interface index to its name. May be nil; then the
+	// Reader asks the kernel (in NetNS) and caches the answer for a few
+	// seconds.
+	IfName func(index uint32) string
+	// Logger receives the Reader's own diagnostics; nil discards them.
+	Logger *slog.Logger
+	// Buffer is the number of events queued between the reader and the
+	// sinks (default 4096). When it is full, new events are shed.
+	Buffer int
+
+	// NetNS is an open file descriptor of the network namespace to read the
+	// log group in; 0 means the caller's.
+	NetNS int
+	// CopyRange is how many bytes of each packet the kernel copies (default
+	// 256: enough for the IP and transport headers with options).
+	CopyRange uint32
+	// ReadBuffer is the socket receive buffer in bytes (default 8 MiB); the
+	// Reader forces it past net.core.rmem_max when it has CAP_NET_ADMIN.
+	ReadBuffer int
+	// FlushInterval bounds how long an event can sit in a sink's buffer
+	// while events keep arriving (default 200ms); sinks are also flushed
+	// whenever the queue runs empty.
+	FlushInterval time.Duration
+}
+
+// Stats are the Reader's counters. Received == Written + Shed at any moment
+// the queue is empty, and always after Run returns.
+type Stats struct {
+	// Received counts log messages turned into events.
+	Received uint64
+	// Written counts events handed to the sinks (a sink's failure to write
+	// one is counted in Errors too).
+	Written uint64
+	// Shed counts events dropped because the queue to the sinks was full.
+	Shed uint64
+	// Errors counts payloads that could not be decoded (the event is still
+	// written, with what could be read), sink write and flush failures, and
+	// socket overruns reported by the kernel.
+	Errors uint64
+	// Lost counts messages the kernel logged but could not deliver (gaps in
+	// the NFLOG sequence numbers), typically because the socket buffer was
+	// full.
+	Lost uint64
+}
+
+// Reader reads one NFLOG group, turns each message into an Event and hands
+// it to the sinks on a separate goroutine, so a slow sink sheds events
+// instead of stalling the socket.
+type Reader struct {
+	cfg   Config
+	sinks []Sink
+	log   *slog.Logger
+	dec   *packet.Decoder
+	pkt   packet.Packet
+	// scratch holds a cut copy while decodeCopy rewrites its lengths.
+	scratch []byte
+	ifName  func(uint32) string
+	events  chan Event
+
+	// mu orders the last enqueue against shutdown, so no event enters the
+	// queue after the sink goroutine's final drain.
+	mu     sync.Mutex
+	closed bool
+
+	started atomic.Bool
+	ready   chan struct{}
+	seqSeen bool
+	lastSeq uint32
+
+	received, written, shed, errs, lost atomic.Uint64
+}
+
+// NewReader checks cfg, fills in its defaults and returns a Reader that
+// writes to sinks. It opens nothing until Run.
+func NewReader(cfg Config, sinks ...Sink) (*Reader, error) {
+	if cfg.Marks.Mask == 0 {
+		return nil, errors.New("droplog: config: mark mask is not set")
+	}
+	if len(sinks) == 0 {
+		return nil, errors.New("droplog: config: no sinks")
+	}
+	if cfg.Buffer < 0 || cfg.ReadBuffer < 0 || cfg.FlushInterval < 0 {
+		return nil, errors.New("droplog: config: negative buffer size or interval")
+	}
+	if cfg.Buffer == 0 {
+		cfg.Buffer = DefaultBuffer
+	}
+	if cfg.CopyRange == 0 {
+		cfg.CopyRange = DefaultCopyRange
+	}
+	if cfg.ReadBuffer == 0 {
+		cfg.ReadBuffer = DefaultReadBuffer
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Reader{
+		cfg:    cfg,
+		sinks:  sinks,
+		log:    log,
+		dec:    packet.NewDecoder(),
+		ifName: cfg.IfName,
+		events: make(chan Event, cfg.Buffer),
+		ready:  make(chan struct{}),
+	}, nil
+}
+
+// Stats returns the counters; safe to call at any time.
+func (r *Reader) Stats() Stats {
+	return Stats{
+		Received: r.received.Load(),
+		Written:  r.written.Load(),
+		Shed:     r.shed.Load(),
+		Errors:   r.errs.Load(),
+		Lost:     r.lost.Load(),
+	}
+}
+
+// Ready is closed once Run has bound the log group: from then on the kernel
+// delivers what it logs to the group instead of discarding it. Install the
+// rules that log after Ready, or accept that the first events may be lost.
+func (r *Reader) Ready() <-chan struct{} { return r.ready }
+
+// Run reads the log group until ctx is cancelled, then drains the queue,
+// flushes and closes the sinks, and returns nil. It returns an error if the
+// group cannot be opened or the socket fails. Run may be called once.
+func (r *Reader) Run(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("droplog: Run called twice")
+	}
+	if r.ifName == nil {
+		c, err := newIfCache(r.cfg.NetNS)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		r.ifName = c.name
+	}
+
+	nf, err := nflog.Open(&nflog.Config{
+		Group:    r.cfg.Group,
+		Copymode: nflog.CopyPacket,
+		Bufsize:  r.cfg.CopyRange,
+		Flags:    nflog.FlagSeq,
+		NetNS:    r.cfg.NetNS,
+		Logger:   nflogLogger{r.log},
+	})
+	if err != nil {
+		return fmt.Errorf("droplog: open nflog group %d: %w", r.cfg.Group, err)
+	}
+	if err := setReadBuffer(nf.Con, r.cfg.ReadBuffer); err != nil {
+		_ = nf.Close()
+		return err
+	}
+	// Overruns are detected from sequence gaps instead; an ENOBUFS error
+	// would only interrupt the read loop.
+	if err := nf.SetOption(netlink.NoENOBUFS, true); err != nil {
+		_ = nf.Close()
+		return fmt.Errorf("droplog: set NoENOBUFS: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopSinks := r.startSinks()
+
+	fatal := make(chan error, 1)
+	errfn := func(err error) int {
+		if ctx.Err() != nil {
+			return 1
+		}
+		var op *netlink.OpError
+		if errors.As(err, &op) && op.Timeout() {
+			return 0
+		}
+		if errors.Is(err, unix.ENOBUFS) {
+			r.errs.Add(1)
+			return 0
+		}
+		select {
+		case fatal <- err:
+		default:
+		}
+		return 1
+	}
+	if err := nf.RegisterWithErrorFunc(ctx, r.handle, errfn); err != nil {
+		r.shutdown()
+		_ = nf.Close()
+		stopSinks()
+		return fmt.Errorf("droplog: register nflog group %d: %w", r.cfg.Group, err)
+	}
+	r.log.Info("droplog: reading NFLOG", "group", r.cfg.Group, "copy_range", r.cfg.CopyRange)
+	close(r.ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-fatal:
+		runErr = fmt.Errorf("droplog: read nflog group %d: %w", r.cfg.Group, err)
+	}
+	cancel()
+	r.shutdown()
+	if err := nf.Close(); err != nil && runErr == nil {
+		r.log.Debug("droplog: close nflog", "err", err)
+	}
+	stopSinks()
+	return runErr
+}
+
+// setReadBuffer asks for a large socket buffer, forcing it past rmem_max if
+// allowed, since log bursts arrive faster than one goroutine parses them.
+func setReadBuffer(c *netlink.Conn, size int) error {
+	rc, err := c.SyscallConn()
+	if err == nil {
+		var serr error
+		if cerr := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+		}); cerr == nil && serr == nil {
+			return nil
+		}
+	}
+	if err := c.SetReadBuffer(size); err != nil {
+		return fmt.Errorf("droplog: set read buffer: %w", err)
+	}
+	return nil
+}
+
+// shutdown stops handle from enqueueing; see Reader.mu.
+func (r *Reader) shutdown() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+}
+
+// handle runs on go-nflog's receive goroutine for every message. It never
+// blocks: a full queue sheds the event.
+func (r *Reader) handle(a nflog.Attribute) int {
+	var ev Event
+	r.fill(&ev, &a)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 1
+	}
+	r.received.Add(1)
+	select {
+	case r.events <- ev:
+	default:
+		r.shed.Add(1)
+	}
+	return 0
+}
+
+// fill turns one NFLOG message into an event. A payload that cannot be
+// decoded still yields an event with the kernel's metadata, because a drop
+// must not vanish from the log for being odd.
+func (r *Reader) fill(e *Event, a *nflog.Attribute) {
+	if a.Timestamp != nil {
+		e.Time = *a.Timestamp
+	} else {
+		e.Time = time.Now()
+	}
+	if a.Seq != nil {
+		r.trackSeq(*a.Seq)
+	}
+	if a.Mark != nil {
+		e.Mark = *a.Mark
+	}
+	action, _, id := r.cfg.Marks.Decode(e.Mark)
+	e.RuleID = id
+	e.Rule = r.ruleName(id)
+	if a.Prefix != nil {
+		e.Prefix = *a.Prefix
+	}
+	e.Event = eventName(e.Prefix, action)
+	e.Verdict = verdictOf(e.Event)
+	e.Hook = "unknown"
+	if a.Hook != nil {
+		e.Hook = hookName(*a.Hook)
+	}
+	if a.InDev != nil && r.ifName != nil {
+		e.In = r.ifName(*a.InDev)
+	}
+	if a.OutDev != nil && r.ifName != nil {
+		e.Out = r.ifName(*a.OutDev)
+	}
+	if a.HwProtocol != nil {
+		switch *a.HwProtocol {
+		case unix.ETH_P_IP:
+			e.Family = packet.IPv4
+		case unix.ETH_P_IPV6:
+			e.Family = packet.IPv6
+		}
+	}
+	if a.Payload == nil {
+		return
+	}
+	p := &r.pkt
+	if err := r.decodeCopy(*a.Payload, p); err != nil {
+		n := r.errs.Add(1)
+		if isPowerOfTwo(n) {
+			r.log.Warn("droplog: undecodable log payload", "err", err, "errors", n)
+		}
+		return
+	}
+	e.Family = p.Family
+	e.Proto = p.Proto
+	e.Src, e.Dst = p.Src, p.Dst
+	e.Length = p.Length
+	e.L4 = p.HasL4 && !p.NonFirstFragment
+	if e.L4 {
+		switch p.Proto {
+		case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoSCTP:
+			e.SrcPort, e.DstPort = p.SrcPort, p.DstPort
+		}
+		e.TCPFlags = p.TCPFlags
+		e.ICMPType, e.ICMPCode = p.ICMPType, p.ICMPCode
+	}
+}
+
+// trackSeq counts gaps in the per-group sequence numbers: each is a message
+// the kernel built but could not queue to the socket.
+func (r *Reader) trackSeq(seq uint32) {
+	if r.seqSeen {
+		if gap := seq - r.lastSeq - 1; gap != 0 && gap < 1<<31 {
+			r.lost.Add(uint64(gap))
+		}
+	}
+	r.seqSeen, r.lastSeq = true, seq
+}
+
+func (r *Reader) ruleName(id uint32) string {
+	if r.cfg.RuleName != nil {
+		if n := r.cfg.RuleName(id); n != "" {
+			return n
+		}
+	}
+	if id == 0 {
+		return "default"
+	}
+	return "rule-" + strconv.FormatUint(uint64(id), 10)
+}
+
+// eventName reads the event from the agent's prefix ("fwagent:<event>") and
+// falls back to the action in the mark for prefixes it does not know.
+func eventName(prefix string, a rules.MarkAction) string {
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(prefix), "fwagent:"); ok {
+		switch rest {
+		case "drop":
+			return "drop"
+		case "reject":
+			return "reject"
+		case "accept":
+			return "accept"
+		case "would_drop":
+			return "would_drop"
+		case "would_reject":
+			return "would_reject"
+		}
+	}
+	switch a {
+	case rules.MarkDropLog, rules.MarkRejectLog, rules.MarkAcceptLog, rules.MarkWouldDrop, rules.MarkWouldReject:
+		return a.String()
+	}
+	return "unknown"
+}
+
+// verdictOf is what the kernel did: audit events are accepted.
+func verdictOf(event string) string {
+	switch event {
+	case "drop":
+		return "drop"
+	case "reject":
+		return "reject"
+	case "accept", "would_drop", "would_reject":
+		return "accept"
+	}
+	return "unknown"
+}
+
+// hookName maps the netfilter hook number of an inet-family hook.
+func hookName(h uint8) string {
+	switch h {
+	case unix.NF_INET_PRE_ROUTING:
+		return "prerouting"
+	case unix.NF_INET_LOCAL_IN:
+		return "input"
+	case unix.NF_INET_FORWARD:
+		return "forward"
+	case unix.NF_INET_LOCAL_OUT:
+		return "output"
+	case unix.NF_INET_POST_ROUTING:
+		return "postrouting"
+	}
+	return "unknown"
+}
+
+func isPowerOfTwo(n uint64) bool { return bits.OnesCount64(n) == 1 }
+
+// startSinks starts the goroutine that drains the queue into the sinks. The
+// returned stop waits for it to drain what is queued, flush and close the
+// sinks; call it only after shutdown.
+func (r *Reader) startSinks() (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.drain(quit)
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+func (r *Reader) drain(quit <-chan struct{}) {
+	t := time.NewTicker(r.cfg.FlushInterval)
+	defer t.Stop()
+	var ev Event
+	dirty := false
+	for {
+		select {
+		case ev = <-r.events:
+			r.write(&ev)
+			dirty = true
+			if len(r.events) == 0 {
+				r.flush()
+				dirty = false
+			}
+		case <-t.C:
+			if dirty {
+				r.flush()
+				dirty = false
+			}
+		case <-quit:
+			for {
+				select {
+				case ev = <-r.events:
+					r.write(&ev)
+				default:
+					r.flush()
+					r.closeSinks()
+					return
+				}
+			}
+		}
+	}
+}
+
+func (r *Reader) write(e *Event) {
+	r.written.Add(1)
+	for _, s := range r.sinks {
+		if err := s.Write(e); err != nil {
+			r.sinkError("write", err)
+		}
+	}
+}
+
+func (r *Reader) flush() {
+	for _, s := range r.sinks {
+		if err := s.Flush(); err != nil {
+			r.sinkError("flush", err)
+		}
+	}
+}
+
+func (r *Reader) closeSinks() {
+	for _, s := range r.sinks {
+		if err := s.Close(); err != nil {
+			r.sinkError("close", err)
+		}
+	}
+}
+
+// sinkError logs the 1st, 2nd, 4th, 8th... failure: a full disk must not
+// turn into a log storm of its own.
+func (r *Reader) sinkError(op string, err error) {
+	if n := r.errs.Add(1); isPowerOfTwo(n) {
+		r.log.Warn("droplog: sink "+op+" failed", "err", err, "errors", n)
+	}
+}
+
+// nflogLogger routes go-nflog's messages to slog at debug level: errors
+// that matter reach Run through its error function, and the library also
+// reports a normal shutdown as an error.
+type nflogLogger struct{ l *slog.Logger }
+
+func (n nflogLogger) Debugf(format string, args ...any) {
+	n.l.Debug("droplog: nflog: " + fmt.Sprintf(format, args...))
+}
+
+func (n nflogLogger) Errorf(format string, args ...any) {
+	n.l.Debug("droplog: nflog: " + fmt.Sprintf(format, args...))
+}
