@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/fwagent/fwagent/internal/testnet"
+)
+
+// Deadlines for traffic that should fail. A dropped SYN or echo request
+// shows as a timeout; these bounds keep the tests short, and a packet that
+// got through would be answered well within them on a veth.
+const (
+	dropWait   = 700 * time.Millisecond // below the 1 s initial SYN retransmit, so one SYN is sent
+	answerWait = 5 * time.Second
+)
+
+// serveTCP runs a dual-stack echo server on port inside ns.
+func serveTCP(t *testing.T, ns *testnet.NS, port int) {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatalf("listen tcp/%d in %s: %v", port, ns.Name(), err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(answerWait))
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+// serveUDP runs a dual-stack UDP echo server on port inside ns; every
+// datagram it receives is also sent on the returned channel.
+func serveUDP(t *testing.T, ns *testnet.NS, port int) <-chan []byte {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatalf("listen udp/%d in %s: %v", port, ns.Name(), err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	got := make(chan []byte, 1024)
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case got <- bytes.Clone(buf[:n]):
+			default:
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return got
+}
+
+// randomPort is an ephemeral-range port for a client socket, chosen so the
+// test knows the source port of a connection that never completes.
+func randomPort() int { return 40000 + rand.IntN(20000) }
+
+// dialTCP connects from ns to dst within timeout, from source port sport
+// (0: any).
+func dialTCP(ns *testnet.NS, dst netip.AddrPort, sport int, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		d := net.Dialer{Timeout: timeout}
+		if sport != 0 {
+			d.LocalAddr = &net.TCPAddr{Port: sport}
+		}
+		c, err = d.Dial("tcp", dst.String())
+		return err
+	})
+	return c, err
+}
+
+// tcpEcho asserts that a connection from ns to dst succeeds and echoes data.
+func tcpEcho(t *testing.T, ns *testnet.NS, dst netip.AddrPort) {
+	t.Helper()
+	c, err := dialTCP(ns, dst, 0, answerWait)
+	if err != nil {
+		t.Errorf("tcp %s: connect failed: %v", dst, err)
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(answerWait))
+	msg := []byte(fmt.Sprintf("ping %s %d", dst, rand.Int()))
+	if _, err := c.Write(msg); err != nil {
+		t.Errorf("tcp %s: write: %v", dst, err)
+		return
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Errorf("tcp %s: read echo: %v", dst, err)
+		return
+	}
+	if !bytes.Equal(got, msg) {
+		t.Errorf("tcp %s: echo %q, want %q", dst, got, msg)
+	}
+}
+
+// isTimeout reports whether err is a deadline or timeout, i.e. the peer never
+// answered.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// udpExchange sends payload from ns to dst on a connected UDP socket and
+// returns what Read returns: the echo, ECONNREFUSED after an ICMP port
+// unreachable, or a timeout.
+func udpExchange(ns *testnet.NS, dst netip.AddrPort, payload []byte, wait time.Duration) ([]byte, error) {
+	var c net.Conn
+	if err := ns.Do(func() (err error) {
+		c, err = net.Dial("udp", dst.String())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if _, err := c.Write(payload); err != nil {
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 65536)
+	n, err := c.Read(buf)
+	return buf[:n], err
+}
+
+// ping sends one ICMP(v6) echo request from ns to dst over a raw socket and
+// waits up to wait for the matching reply. It reports whether one came.
+func ping(ns *testnet.NS, dst netip.Addr, id, seq, size int, wait time.Duration) (bool, error) {
+	network, listen, proto := "ip4:icmp", "0.0.0.0", 1
+	var reqType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
+	if dst.Is6() {
+		network, listen, proto = "ip6:ipv6-icmp", "::", 58
+		reqType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
+	var pc *icmp.PacketConn
+	if err := ns.Do(func() (err error) {
+		pc, err = icmp.ListenPacket(network, listen)
+		return err
+	}); err != nil {
+		return false, fmt.Errorf("icmp listen: %w", err)
+	}
+	defer pc.Close()
+	msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: bytes.Repeat([]byte{'x'}, size)}}
+	// For ICMPv6 the kernel fills in the checksum of a raw socket.
+	b, err := msg.Marshal(nil)
+	if err != nil {
+		return false, err
+	}
+	if _, err := pc.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		return false, fmt.Errorf("icmp send: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	_ = pc.SetReadDeadline(deadline)
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if isTimeout(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("icmp read: %w", err)
+		}
+		// A raw socket sees every ICMP message of the namespace (neighbour
+		// discovery, other tests' traffic): keep only our reply.
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil || m.Type != replyType {
+			continue
+		}
+		if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id && e.Seq == seq {
+			if from.String() != dst.String() {
+				return false, fmt.Errorf("echo reply from %s, want %s", from, dst)
+			}
+			return true, nil
+		}
+	}
+}
+
+var errRefused = syscall.ECONNREFUSED
