@@ -264,6 +264,14 @@ func TestEnforce(t *testing.T) {
 		}
 	})
 
+	// --accept-loopback is on by default: the host's own loopback traffic
+	// is accepted in the kernel, even to a port the policy drops.
+	t.Run("loopback accepted", func(t *testing.T) {
+		for _, lo := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
+			tcpEcho(t, n.Server, netip.AddrPortFrom(lo, 23))
+		}
+	})
+
 	// Accepted traffic is never logged: these counts are exact.
 	t.Run("accepted traffic not logged", func(t *testing.T) {
 		for _, e := range a.events(t) {
@@ -276,6 +284,8 @@ func TestEnforce(t *testing.T) {
 				t.Errorf("accepted udp logged: %v", e)
 			case e.isProto("icmp", 1):
 				t.Errorf("accepted ipv4 ping logged: %v", e)
+			case e.str("in") == "lo" || strings.HasPrefix(src, "127.") || src == "::1":
+				t.Errorf("loopback traffic logged: %v", e)
 			}
 		}
 		if !a.alive() {

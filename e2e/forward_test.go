@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/fwagent/fwagent/internal/testnet"
+)
+
+const forwardPolicy = `version: 1
+default:
+  input: drop
+  forward: drop
+  output: accept
+  log: true
+rules:
+  - name: web
+    hook: forward
+    match: {proto: tcp, dport: 8080}
+    action: accept
+  - name: back
+    hook: forward
+    match: {proto: tcp, sport: 8080}
+    action: accept
+`
+
+// TestForward runs the agent on a router between client and server with
+// only the forward hook: routed traffic is filtered, the router's own input
+// is not.
+func TestForward(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t, testnet.WithRouter())
+	serveTCP(t, n.Server, 8080)
+	serveTCP(t, n.Server, 8081)
+	serveTCP(t, n.Router, 8081)
+	a := startAgent(t, n.Router, writePolicy(t, forwardPolicy), "--hooks", "forward")
+	routerIn := n.Router.Ifaces()[0].Name
+
+	for _, f := range []struct {
+		name           string
+		server, router netip.Addr
+	}{
+		{"ipv4", n.Server.Addr4(), n.Router.Addr4()},
+		{"ipv6", n.Server.Addr6(), n.Router.Addr6()},
+	} {
+		t.Run(f.name, func(t *testing.T) {
+			tcpEcho(t, n.Client, netip.AddrPortFrom(f.server, 8080))
+
+			sport := randomPort()
+			if c, err := dialTCP(n.Client, netip.AddrPortFrom(f.server, 8081), sport, dropWait); err == nil {
+				c.Close()
+				t.Errorf("forwarded %s:8081 reachable, want it dropped", f.server)
+			} else if !isTimeout(err) {
+				t.Errorf("forwarded %s:8081: %v, want a timeout", f.server, err)
+			}
+			evs := a.waitEvents(t, 1, func(e event) bool { return e.str("sport") == fmt.Sprint(sport) })
+			if len(evs) == 0 {
+				t.Errorf("no event for the dropped forwarded SYN from port %d; all events: %v", sport, a.events(t))
+			}
+			for _, e := range evs {
+				checkEvent(t, e, map[string]string{
+					"hook": "forward", "rule": "default", "verdict": "drop", "dport": "8081",
+					"dst": f.server.String(), "in": routerIn, "out": n.Router.Ifaces()[1].Name,
+				})
+			}
+
+			// Only the forward hook is installed: the router's own port
+			// 8081 stays reachable.
+			tcpEcho(t, n.Client, netip.AddrPortFrom(f.router, 8081))
+		})
+	}
+}
