@@ -59,6 +59,9 @@ type Packet struct {
 	Length int
 	// TTL is the IPv4 TTL or IPv6 hop limit.
 	TTL uint8
+	// HeaderLen is the length of the IP header with IPv4 options or IPv6
+	// extension headers: the offset of the transport header in the buffer.
+	HeaderLen int
 
 	// Fragment is set for any IPv4 or IPv6 fragment; NonFirstFragment for
 	// fragments with a non-zero offset, which carry no transport header, so
@@ -93,11 +96,16 @@ type Packet struct {
 	Inner Quoted
 
 	// Payload is the transport payload (after the TCP/UDP/SCTP header, or the
-	// ICMP body after the first 8 bytes). It aliases the decoded buffer.
+	// ICMP body after the first 8 bytes). Without a decoded transport header
+	// (non-first fragments, GRE, ESP, other protocols) it is everything after
+	// the IP headers. It aliases the decoded buffer.
 	Payload []byte
 }
 
-// Quoted is the 5-tuple of the packet quoted inside an ICMP error.
+// Quoted is the 5-tuple of the packet quoted inside an ICMP error. Valid is set
+// only when the quote holds the whole key for its protocol: the addresses, and
+// the ports for TCP, UDP and SCTP (the ICMPID for an ICMP echo), so a consumer
+// can look the flow up without further checks.
 type Quoted struct {
 	Valid   bool
 	Src     netip.Addr
