@@ -421,3 +421,27 @@ func TestSkipOrFail(t *testing.T) {
 		}
 	})
 }
+
+func BenchmarkDo(b *testing.B) {
+	n := New(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := n.Client.Do(func() error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkNewClose(b *testing.B) {
+	RequireRoot(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		n, err := Open()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := n.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
