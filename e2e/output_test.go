@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/fwagent/fwagent/internal/testnet"
+)
+
+const outputPolicy = `version: 1
+default:
+  input: accept
+  output: accept
+  log: true
+rules:
+  - name: no-9999
+    hook: output
+    match: {proto: tcp, dport: 9999}
+    action: drop
+    log: true
+`
+
+// TestOutput runs the agent on the client with only the output hook: the
+// host's own outgoing connections are filtered.
+func TestOutput(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t)
+	serveTCP(t, n.Server, 8080)
+	serveTCP(t, n.Server, 9999)
+	a := startAgent(t, n.Client, writePolicy(t, outputPolicy), "--hooks", "output")
+	clientIf := n.Client.Ifaces()[0].Name
+
+	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
+		tcpEcho(t, n.Client, netip.AddrPortFrom(dst, 8080))
+
+		sport := randomPort()
+		// A locally generated packet dropped in the output hook may fail the
+		// connect at once (EPERM) or just never leave (timeout); either way
+		// it must not connect.
+		if c, err := dialTCP(n.Client, netip.AddrPortFrom(dst, 9999), sport, dropWait); err == nil {
+			c.Close()
+			t.Errorf("outgoing %s:9999 connected, want it dropped", dst)
+		}
+		evs := a.waitEvents(t, 1, func(e event) bool { return e.str("sport") == fmt.Sprint(sport) })
+		if len(evs) == 0 {
+			t.Errorf("no event for the dropped outgoing SYN from port %d; all events: %v", sport, a.events(t))
+		}
+		for _, e := range evs {
+			checkEvent(t, e, map[string]string{
+				"hook": "output", "rule": "no-9999", "verdict": "drop", "dport": "9999",
+				"dst": dst.String(), "out": clientIf,
+			})
+		}
+	}
+}
