@@ -63,38 +63,44 @@ func Install(c *nftables.Conn, cfg Config) (*Table, error) {
 		}
 	}
 	t := &Table{conn: c, table: ownTable(), cfg: cfg, kind: kind}
-	// Adding before deleting makes the delete succeed whether or not a stale
-	// table exists, without a racy lookup first.
-	c.AddTable(t.table)
-	c.DelTable(t.table)
-	c.AddTable(t.table)
-	policy := nftables.ChainPolicyAccept
-	for _, h := range cfg.Hooks {
-		ch := c.AddChain(&nftables.Chain{
-			Name:     h.String(),
-			Table:    t.table,
-			Type:     nftables.ChainTypeFilter,
-			Hooknum:  chainHook(h),
-			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(cfg.Priority)),
-			Policy:   &policy,
-		})
-		for _, r := range chainRules(cfg, h, kind) {
-			c.AddRule(r.nft(t.table, ch))
-		}
-		t.chains = append(t.chains, installedChain{hook: h, chain: ch})
-	}
+	t.queueInstall()
 	if err := c.Flush(); err != nil {
 		return nil, fmt.Errorf("rules: install table inet %s (queue kind %s): %w", TableName, kind, err)
 	}
 	for i := range t.chains {
 		ic := &t.chains[i]
-		h, err := t.readHandles(ic.chain, chainRules(cfg, ic.hook, kind))
+		h, err := t.readHandles(ic.chain, chainRules(t.cfg, ic.hook, t.kind))
 		if err != nil {
 			return nil, err
 		}
 		ic.handles = h
 	}
 	return t, nil
+}
+
+// queueInstall buffers the install batch on t.conn.
+func (t *Table) queueInstall() {
+	c := t.conn
+	// Adding before deleting makes the delete succeed whether or not a stale
+	// table exists, without a racy lookup first.
+	c.AddTable(t.table)
+	c.DelTable(t.table)
+	c.AddTable(t.table)
+	policy := nftables.ChainPolicyAccept
+	for _, h := range t.cfg.Hooks {
+		ch := c.AddChain(&nftables.Chain{
+			Name:     h.String(),
+			Table:    t.table,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  chainHook(h),
+			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(t.cfg.Priority)),
+			Policy:   &policy,
+		})
+		for _, r := range chainRules(t.cfg, h, t.kind) {
+			c.AddRule(r.nft(t.table, ch))
+		}
+		t.chains = append(t.chains, installedChain{hook: h, chain: ch})
+	}
 }
 
 // readHandles maps rule names to the handles the kernel gave them and checks

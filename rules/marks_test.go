@@ -1,0 +1,154 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNewMarks(t *testing.T) {
+	tests := []struct {
+		mask   uint32
+		errSub string
+		maxID  uint32
+	}{
+		{DefaultMarkMask, "", 1<<12 - 1},
+		{0x0000ff00, "", 15},
+		{0xffffffff, "", 1<<28 - 1},
+		{0, "zero", 0},
+		{0x00ff00ff, "contiguous", 0},
+		{0x0000007f, "need at least 8", 0},
+	}
+	for _, tt := range tests {
+		m, err := NewMarks(tt.mask)
+		if (err == nil) != (tt.errSub == "") || err != nil && !strings.Contains(err.Error(), tt.errSub) {
+			t.Errorf("NewMarks(%#x) error %v, want %q", tt.mask, err, tt.errSub)
+			continue
+		}
+		if err == nil && m.MaxID() != tt.maxID {
+			t.Errorf("NewMarks(%#x).MaxID() = %d, want %d", tt.mask, m.MaxID(), tt.maxID)
+		}
+	}
+}
+
+func TestMarksEncode(t *testing.T) {
+	m, err := NewMarks(DefaultMarkMask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		old    uint32
+		a      MarkAction
+		id     uint32
+		want   uint32
+		wantID uint32
+	}{
+		{"drop log rule 1", 0, MarkDropLog, 1, 0x00110000, 1},
+		{"keeps foreign bits, clears ours", 0xabcd_1234, MarkReject, 2, 0x0022_1234, 2},
+		{"clamps id", 0, MarkAcceptLog, 1 << 20, 0xfff40000, 4095},
+		{"none", 0x0008_0001, MarkNone, 0, 0x0000_0001, 0},
+	}
+	for _, tt := range tests {
+		got := m.Encode(tt.old, tt.a, tt.id)
+		if got != tt.want {
+			t.Errorf("%s: Encode = %#08x, want %#08x", tt.name, got, tt.want)
+		}
+		a, est, id := m.Decode(got)
+		if a != tt.a || est || id != tt.wantID {
+			t.Errorf("%s: Decode = %v %v %d", tt.name, a, est, id)
+		}
+	}
+	if _, est, _ := m.Decode(0x00080000); !est {
+		t.Error("established bit not decoded")
+	}
+	if m.EstablishedBit() != 0x00080000 || m.ActionMask() != 0x00070000 || m.IDMask() != 0xfff00000 {
+		t.Errorf("masks: est %#x act %#x id %#x", m.EstablishedBit(), m.ActionMask(), m.IDMask())
+	}
+}
+
+func TestOffloadMark(t *testing.T) {
+	m, err := NewMarks(0x0000ff00) // MaxID 15
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gen := range []uint32{0, 1, 15, 16, 17, 1 << 31} {
+		pm := m.OffloadMark(0x1234_00ff, gen)
+		if pm&^m.Mask != 0x1234_00ff {
+			t.Errorf("gen %d: foreign bits changed: %#x", gen, pm)
+		}
+		if pm&m.Mask != m.OffloadConnmark(gen) {
+			t.Errorf("gen %d: packet mark %#x does not carry the connmark %#x the rules match", gen, pm, m.OffloadConnmark(gen))
+		}
+		a, _, id := m.Decode(pm)
+		if a != MarkOffload || id != gen%16 {
+			t.Errorf("gen %d: decoded %v id %d", gen, a, id)
+		}
+	}
+}
+
+func TestMarksZeroAlloc(t *testing.T) {
+	m, _ := NewMarks(DefaultMarkMask)
+	var sink uint32
+	n := testing.AllocsPerRun(100, func() {
+		v := m.Encode(sink, MarkDropLog, 7)
+		a, _, id := m.Decode(v)
+		sink = v + uint32(a) + id + m.OffloadMark(v, 3)
+	})
+	if n != 0 {
+		t.Fatalf("Encode/Decode allocate %v times per call", n)
+	}
+}
+
+// FuzzMarks checks the layout invariants for any mask NewMarks accepts: bits
+// outside the mask survive, and what Encode writes Decode reads back.
+func FuzzMarks(f *testing.F) {
+	f.Add(DefaultMarkMask, uint32(0), uint32(1), uint32(1))
+	f.Add(uint32(0x0000ff00), uint32(0xffffffff), uint32(7), uint32(99))
+	f.Add(uint32(0xffffffff), uint32(0x12345678), uint32(3), uint32(1<<30))
+	f.Fuzz(func(t *testing.T, mask, old, action, id uint32) {
+		m, err := NewMarks(mask)
+		if err != nil {
+			return
+		}
+		a := MarkAction(action & 7)
+		v := m.Encode(old, a, id)
+		if v&^mask != old&^mask {
+			t.Fatalf("mask %#x: Encode changed foreign bits: old %#x new %#x", mask, old, v)
+		}
+		ga, est, gid := m.Decode(v)
+		wantID := min(id, m.MaxID())
+		if ga != a || est || gid != wantID {
+			t.Fatalf("mask %#x: Decode(Encode(%v, %d)) = %v %v %d", mask, a, id, ga, est, gid)
+		}
+		if v&m.ActionMask() != m.Action(a) {
+			t.Fatalf("mask %#x: action bits %#x, want %#x", mask, v&m.ActionMask(), m.Action(a))
+		}
+		if m.ActionMask()|m.EstablishedBit()|m.IDMask() != mask {
+			t.Fatalf("mask %#x: fields do not tile the mask", mask)
+		}
+		if m.OffloadConnmark(id)&^mask != 0 {
+			t.Fatalf("mask %#x: offload connmark outside the mask", mask)
+		}
+	})
+}
+
+func BenchmarkMarksEncodeDecode(b *testing.B) {
+	m, _ := NewMarks(DefaultMarkMask)
+	b.ReportAllocs()
+	var sink uint32
+	for i := 0; b.Loop(); i++ {
+		v := m.Encode(uint32(i), MarkDropLog, uint32(i))
+		a, _, id := m.Decode(v)
+		sink += uint32(a) + id
+	}
+	_ = sink
+}
+
+func BenchmarkRender(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Hooks = allHooks
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Render(cfg)
+	}
+}
