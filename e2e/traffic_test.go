@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,16 +39,27 @@ func serveTCP(t *testing.T, ns *testnet.NS, port int) {
 	}); err != nil {
 		t.Fatalf("listen tcp/%d in %s: %v", port, ns.Name(), err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			go func() {
 				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(answerWait))
 				_, _ = io.Copy(c, c)
 			}()
 		}
