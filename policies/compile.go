@@ -1,0 +1,333 @@
+package policies
+
+import (
+	"cmp"
+	"fmt"
+	"hash/maphash"
+	"net/netip"
+	"slices"
+
+	"github.com/gaissmai/bart"
+
+	"github.com/fwagent/fwagent/internal/l7"
+	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/ratelimit"
+)
+
+// Compile turns a loaded policy into a Program. Errors are *Error at the
+// rule at fault.
+func Compile(pol *Policy) (*Program, error) {
+	if pol == nil {
+		return nil, fmt.Errorf("policies: compile: nil policy")
+	}
+	n := len(pol.Rules)
+	p := &Program{
+		rules:      make([]ruleExec, n),
+		names:      make([]string, n),
+		prefixes:   make([]string, n),
+		defaults:   pol.Default,
+		defaultLog: pol.DefaultLog,
+		onError:    pol.OnError,
+		audit:      pol.Audit,
+		warnings:   append([]string(nil), pol.Warnings...),
+		tests:      pol.Tests,
+		seeds:      [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+	}
+	var used uint8
+	for i, r := range pol.Rules {
+		p.names[i] = r.Name
+		p.prefixes[i] = r.LogPrefix
+		if err := p.compileRule(&p.rules[i], r, pol.Audit); err != nil {
+			return nil, err
+		}
+		used |= r.Hooks
+	}
+	for h := HookInput; h < NumHooks; h++ {
+		if used&(1<<h) != 0 || pol.Default[h] != ActionAccept {
+			p.hooks = append(p.hooks, h)
+		}
+	}
+
+	bs := newBitsets(n)
+	all := newRuleBits(bs.words)
+	for i := range n {
+		all.set(i)
+	}
+	p.allID = bs.intern(all)
+	p.buildMeta(pol.Rules, bs)
+	p.src = buildAddrIndex(pol.Rules, bs, func(r *Rule) *AddrMatch { return &r.Match.Src })
+	p.dst = buildAddrIndex(pol.Rules, bs, func(r *Rule) *AddrMatch { return &r.Match.Dst })
+	p.sport = buildPortIndex(pol.Rules, bs, p.allID, func(r *Rule) *PortMatch { return &r.Match.Sport })
+	p.dport = buildPortIndex(pol.Rules, bs, p.allID, func(r *Rule) *PortMatch { return &r.Match.Dport })
+	p.words, p.sumw, p.bits, p.sums = bs.words, bs.sumw, bs.bits, bs.sums
+	return p, nil
+}
+
+func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
+	m := &r.Match
+	e.action = r.Action
+	e.audit = (modeAudit || r.Audit) && r.Action != ActionAccept
+	e.log = r.Log || r.Audit && r.Action != ActionAccept
+	e.setMark, e.mark = r.HasMark, r.Mark
+	e.states = m.States
+	if len(m.Iif) > 0 || len(m.Oif) > 0 {
+		e.checks |= chkIface
+		e.iif, e.oif = m.Iif, m.Oif
+	}
+	if m.States != 0 {
+		e.checks |= chkState
+	}
+	if m.TCPFlags != nil {
+		e.hasTCP, e.tcpWant, e.tcpMask = true, m.TCPFlags.Want, m.TCPFlags.Mask
+	}
+	if m.HasICMPType {
+		e.hasICMP, e.icmp4, e.icmp6 = true, m.ICMP4Types, m.ICMP6Types
+	}
+	e.lengths = m.Length
+	var err error
+	if len(m.DNSQName) > 0 {
+		if e.dns, err = l7.NewNameMatcher(m.DNSQName); err != nil {
+			return r.pos.errorf("rule %q: dns_qname: %v", r.Name, err)
+		}
+	}
+	if len(m.TLSSNI) > 0 {
+		if e.sni, err = l7.NewNameMatcher(m.TLSSNI); err != nil {
+			return r.pos.errorf("rule %q: tls_sni: %v", r.Name, err)
+		}
+	}
+	if m.Payload != nil {
+		e.payload = l7.NewPayloadMatcher(m.Payload.Needle, m.Payload.Offset, m.Payload.Depth)
+	}
+	e.limit = r.Limit
+	e.newLimiter()
+	if e.hasTCP || e.hasICMP || len(e.lengths) > 0 || e.dns != nil || e.sni != nil || e.payload != nil || e.limit != nil {
+		e.checks |= chkPacket
+	}
+	e.stable = e.checks&chkPacket == 0
+	why := r.perPacketReason()
+	switch {
+	case r.Action != ActionAccept:
+	case r.Offload != nil:
+		e.offload = *r.Offload && why == ""
+	default:
+		e.offload = why == "" && !r.HasMark
+	}
+	return nil
+}
+
+// newLimiter gives the rule fresh token buckets.
+func (e *ruleExec) newLimiter() {
+	e.table, e.bucket = nil, nil
+	if e.limit == nil {
+		return
+	}
+	if e.limit.Per == LimitGlobal {
+		e.bucket = ratelimit.NewBucket(e.limit.RatePerSec, e.limit.Burst)
+	} else {
+		e.table = ratelimit.NewTable(e.limit.RatePerSec, e.limit.Burst, maxLimitKeys)
+	}
+}
+
+// buildMeta indexes hook, family and protocol together: they are few, so
+// one table lookup replaces three bitset ANDs.
+func (p *Program) buildMeta(rules []*Rule, bs *bitsets) {
+	// Protocol classes: each protocol some rule names, and "other".
+	var named []uint8
+	for _, r := range rules {
+		for _, pr := range r.Match.Protos {
+			if !slices.Contains(named, pr) {
+				named = append(named, pr)
+			}
+		}
+	}
+	slices.Sort(named)
+	p.nclass = len(named) + 1
+	for i, pr := range named {
+		p.protoClass[pr] = uint8(i + 1)
+	}
+	p.meta = make([]uint32, int(NumHooks)*famSlots*p.nclass)
+	b := newRuleBits(bs.words)
+	for h := HookInput; h < NumHooks; h++ {
+		for f := range famSlots {
+			for c := 0; c < p.nclass; c++ {
+				clear(b)
+				for i, r := range rules {
+					m := &r.Match
+					if r.Hooks&(1<<h) == 0 {
+						continue
+					}
+					switch {
+					case m.Family == packet.IPv4 && f != famSlot4, m.Family == packet.IPv6 && f != famSlot6:
+						continue
+					}
+					if len(m.Protos) > 0 && (c == 0 || !slices.Contains(m.Protos, named[c-1])) {
+						continue
+					}
+					b.set(i)
+				}
+				p.meta[(int(h)*famSlots+f)*p.nclass+c] = bs.intern(b)
+			}
+		}
+	}
+}
+
+type pfxRules struct {
+	pfx      netip.Prefix
+	pos, neg []int
+}
+
+// buildAddrIndex maps every prefix any rule names to the bitset of rules an
+// address whose longest match is that prefix satisfies: rules that name the
+// prefix or one of its ancestors, minus rules that negate it or an
+// ancestor, plus rules that do not constrain the field or only negate.
+func buildAddrIndex(rules []*Rule, bs *bitsets, field func(*Rule) *AddrMatch) addrIndex {
+	base := newRuleBits(bs.words)
+	byPfx := map[netip.Prefix]*pfxRules{}
+	enabled := false
+	for i, r := range rules {
+		am := field(r)
+		if am.Any() {
+			base.set(i)
+			continue
+		}
+		enabled = true
+		if len(am.Pos) == 0 {
+			base.set(i)
+		}
+		add := func(p netip.Prefix, neg bool) {
+			pr := byPfx[p]
+			if pr == nil {
+				pr = &pfxRules{pfx: p}
+				byPfx[p] = pr
+			}
+			list := &pr.pos
+			if neg {
+				list = &pr.neg
+			}
+			if n := len(*list); n == 0 || (*list)[n-1] != i {
+				*list = append(*list, i)
+			}
+		}
+		for _, p := range am.Pos {
+			add(p, false)
+		}
+		for _, p := range am.Neg {
+			add(p, true)
+		}
+	}
+	idx := addrIndex{enabled: enabled, none: bs.intern(base)}
+	if !enabled {
+		return idx
+	}
+	order := make([]*pfxRules, 0, len(byPfx))
+	for _, pr := range byPfx {
+		order = append(order, pr)
+	}
+	slices.SortFunc(order, func(a, b *pfxRules) int {
+		if c := cmp.Compare(a.pfx.Bits(), b.pfx.Bits()); c != 0 {
+			return c
+		}
+		return a.pfx.Addr().Compare(b.pfx.Addr())
+	})
+	idx.table = new(bart.Table[uint32])
+	cur := newRuleBits(bs.words)
+	for _, pr := range order {
+		if _, parent, ok := idx.table.LookupPrefixLPM(pr.pfx); ok {
+			copy(cur, bs.get(parent))
+		} else {
+			copy(cur, base)
+		}
+		for _, i := range pr.pos {
+			if !negatedAbove(field(rules[i]).Neg, pr.pfx) {
+				cur.set(i)
+			}
+		}
+		for _, i := range pr.neg {
+			cur.clear(i)
+		}
+		idx.table.Insert(pr.pfx, bs.intern(cur))
+	}
+	return idx
+}
+
+// negatedAbove reports whether any of neg holds all of p.
+func negatedAbove(neg []netip.Prefix, p netip.Prefix) bool {
+	for _, n := range neg {
+		if n.Bits() <= p.Bits() && n.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// buildPortIndex sweeps the port space once: at each range boundary the
+// rules whose coverage changes are re-evaluated, and each segment between
+// boundaries gets the interned bitset of the rules it satisfies.
+func buildPortIndex(rules []*Rule, bs *bitsets, allID uint32, field func(*Rule) *PortMatch) portIndex {
+	noPort := newRuleBits(bs.words)
+	enabled := false
+	type event struct {
+		at    int
+		rule  int
+		delta int
+		neg   bool
+	}
+	var events []event
+	for i, r := range rules {
+		pm := field(r)
+		if !pm.Set {
+			noPort.set(i)
+			continue
+		}
+		enabled = true
+		for _, pr := range pm.Pos {
+			events = append(events, event{int(pr.Lo), i, 1, false}, event{int(pr.Hi) + 1, i, -1, false})
+		}
+		for _, pr := range pm.Neg {
+			events = append(events, event{int(pr.Lo), i, 1, true}, event{int(pr.Hi) + 1, i, -1, true})
+		}
+	}
+	idx := portIndex{noPort: bs.intern(noPort)}
+	if !enabled {
+		idx.noPort = allID
+		return idx
+	}
+	slices.SortFunc(events, func(a, b event) int { return cmp.Compare(a.at, b.at) })
+	posCount := make([]int, len(rules))
+	negCount := make([]int, len(rules))
+	cur := newRuleBits(bs.words)
+	copy(cur, noPort)
+	for i, r := range rules {
+		if pm := field(r); pm.Set && len(pm.Pos) == 0 {
+			cur.set(i) // negations only: every port until a negation
+		}
+	}
+	eval := func(i int) {
+		pm := field(rules[i])
+		cur.assign(i, (len(pm.Pos) == 0 || posCount[i] > 0) && negCount[i] == 0)
+	}
+	idx.table = make([]uint32, 65536)
+	ev := 0
+	for port := 0; port < 65536; {
+		for ev < len(events) && events[ev].at == port {
+			e := events[ev]
+			if e.neg {
+				negCount[e.rule] += e.delta
+			} else {
+				posCount[e.rule] += e.delta
+			}
+			eval(e.rule)
+			ev++
+		}
+		next := 65536
+		if ev < len(events) && events[ev].at < next {
+			next = events[ev].at
+		}
+		id := bs.intern(cur)
+		for q := port; q < next; q++ {
+			idx.table[q] = id
+		}
+		port = next
+	}
+	return idx
+}

@@ -1,0 +1,298 @@
+package policies
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
+	"net/netip"
+
+	"github.com/fwagent/fwagent/internal/l7"
+	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/ratelimit"
+)
+
+// Decide evaluates the program on one packet. It allocates nothing, takes
+// no lock (bar a limit's bucket) and costs about the same whatever the
+// number of rules: see the package comment.
+//
+// Cacheable and Offload speak for later packets of the same flow in the
+// same direction, seen at the same hook.
+func (p *Program) Decide(in *Input) Decision {
+	pkt := in.Pkt
+	h := in.Hook
+	if h >= NumHooks || pkt == nil {
+		return Decision{Action: ActionDrop, Rule: NoRule}
+	}
+	fs := famSlotOther
+	switch pkt.Family {
+	case packet.IPv4:
+		fs = famSlot4
+	case packet.IPv6:
+		fs = famSlot6
+	}
+	id0 := p.meta[(int(h)*famSlots+fs)*p.nclass+int(p.protoClass[pkt.Proto])]
+	id1 := p.src.lookup(pkt.Src, p.allID)
+	id2 := p.dst.lookup(pkt.Dst, p.allID)
+	id3, id4 := p.sport.noPort, p.dport.noPort
+	if pkt.HasL4 && !pkt.NonFirstFragment && hasPorts(pkt.Proto) {
+		if p.sport.table != nil {
+			id3 = p.sport.table[pkt.SrcPort]
+		}
+		if p.dport.table != nil {
+			id4 = p.dport.table[pkt.DstPort]
+		}
+	}
+
+	w, sw := p.words, p.sumw
+	b0, b1, b2, b3, b4 := int(id0)*w, int(id1)*w, int(id2)*w, int(id3)*w, int(id4)*w
+	s0, s1, s2, s3, s4 := int(id0)*sw, int(id1)*sw, int(id2)*sw, int(id3)*sw, int(id4)*sw
+	bs, ss := p.bits, p.sums
+	var taint uint8
+	for i := 0; i < sw; i++ {
+		sum := ss[s0+i] & ss[s1+i] & ss[s2+i] & ss[s3+i] & ss[s4+i]
+		for sum != 0 {
+			wi := i*64 + bits.TrailingZeros64(sum)
+			sum &= sum - 1
+			word := bs[b0+wi] & bs[b1+wi] & bs[b2+wi] & bs[b3+wi] & bs[b4+wi]
+			for word != 0 {
+				r := wi*64 + bits.TrailingZeros64(word)
+				word &= word - 1
+				e := &p.rules[r]
+				if e.checks != 0 {
+					ok, t := p.check(e, in)
+					taint |= t
+					if !ok {
+						continue
+					}
+				}
+				return p.ruleDecision(r, e, in, taint)
+			}
+		}
+	}
+	a := p.defaults[h]
+	return Decision{
+		Action:    a,
+		Rule:      NoRule,
+		Log:       p.defaultLog && a != ActionAccept,
+		Audit:     p.audit && a != ActionAccept,
+		Offload:   a == ActionAccept && taint&taintPacket == 0,
+		Cacheable: taint == 0,
+	}
+}
+
+func (a *addrIndex) lookup(addr netip.Addr, allID uint32) uint32 {
+	if !a.enabled {
+		return allID
+	}
+	if !addr.IsValid() {
+		return a.none
+	}
+	if id, ok := a.table.Lookup(addr); ok {
+		return id
+	}
+	return a.none
+}
+
+func (p *Program) ruleDecision(r int, e *ruleExec, in *Input, taint uint8) Decision {
+	d := Decision{
+		Action:  e.action,
+		Rule:    int32(r),
+		Log:     e.log,
+		Audit:   e.audit,
+		SetMark: e.setMark,
+		Mark:    e.mark,
+		Offload: e.offload && taint&taintPacket == 0,
+	}
+	if taint == 0 && e.stable {
+		fut := futureStates[in.State&3]
+		d.Cacheable = e.states == 0 || e.states&fut == fut
+	}
+	return d
+}
+
+// check tests a candidate's rare fields, cheapest and flow-fixed first, the
+// limit last so that only packets that match otherwise take a token. The
+// taint says whether a later packet of the flow might still match.
+func (p *Program) check(e *ruleExec, in *Input) (bool, uint8) {
+	pkt := in.Pkt
+	if e.checks&chkIface != 0 {
+		if len(e.iif) > 0 && !anyGlob(e.iif, in.InIf) || len(e.oif) > 0 && !anyGlob(e.oif, in.OutIf) {
+			return false, 0
+		}
+	}
+	if e.checks&chkState != 0 && e.states&(1<<(in.State&3)) == 0 {
+		switch {
+		case e.checks&chkPacket != 0:
+			return false, taintPacket
+		case e.states&futureStates[in.State&3] != 0:
+			return false, taintState
+		}
+		return false, 0
+	}
+	if e.checks&chkPacket == 0 {
+		return true, 0
+	}
+	if !p.checkPacket(e, in, pkt) {
+		return false, taintPacket
+	}
+	return true, 0
+}
+
+func (p *Program) checkPacket(e *ruleExec, in *Input, pkt *packet.Packet) bool {
+	l4 := pkt.HasL4 && !pkt.NonFirstFragment
+	if e.hasTCP && (!l4 || pkt.Proto != packet.ProtoTCP || pkt.TCPFlags&e.tcpMask != e.tcpWant) {
+		return false
+	}
+	if e.hasICMP {
+		if !l4 {
+			return false
+		}
+		var set *[4]uint64
+		switch pkt.Proto {
+		case packet.ProtoICMP:
+			set = e.icmp4
+		case packet.ProtoICMPv6:
+			set = e.icmp6
+		}
+		if set == nil || set[pkt.ICMPType/64]&(1<<(pkt.ICMPType%64)) == 0 {
+			return false
+		}
+	}
+	if len(e.lengths) > 0 {
+		ok := false
+		for _, r := range e.lengths {
+			if pkt.Length >= r.Lo && pkt.Length <= r.Hi {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if e.payload != nil && (!l4 || !e.payload.Match(pkt.Payload)) {
+		return false
+	}
+	if e.dns != nil && !matchDNS(e.dns, pkt, l4) {
+		return false
+	}
+	if e.sni != nil {
+		if !l4 || pkt.Proto != packet.ProtoTCP {
+			return false
+		}
+		name, err := l7.TLSServerName(pkt.Payload)
+		if err != nil || !e.sni.Match(name) {
+			return false
+		}
+	}
+	if e.limit != nil {
+		return p.allow(e, in, pkt)
+	}
+	return true
+}
+
+// matchDNS parses the question of a DNS query in the payload: a UDP
+// message, or the start of a TCP stream. A segment without the whole
+// question does not match.
+func matchDNS(m *l7.NameMatcher, pkt *packet.Packet, l4 bool) bool {
+	if !l4 || len(pkt.Payload) == 0 {
+		return false
+	}
+	var buf [l7.MaxNameLen]byte
+	var name []byte
+	var err error
+	switch pkt.Proto {
+	case packet.ProtoUDP:
+		name, err = l7.DNSQueryName(pkt.Payload, buf[:0])
+	case packet.ProtoTCP:
+		name, err = l7.DNSQueryNameTCP(pkt.Payload, buf[:0])
+	default:
+		return false
+	}
+	return err == nil && m.Match(name)
+}
+
+// allow takes a token from the rule's bucket for this packet's key. Without
+// over, the rule matches while tokens last; with over, once they run out.
+func (p *Program) allow(e *ruleExec, in *Input, pkt *packet.Packet) bool {
+	var ok bool
+	if e.bucket != nil {
+		ok = e.bucket.Allow(in.Now)
+	} else {
+		ok = e.table.Allow(p.limitKey(e.limit.Per, pkt), in.Now)
+	}
+	return ok != e.limit.Over
+}
+
+// limitKey fills a bucket key: an address for per src or dst; for per flow
+// the IPv4 5-tuple itself, or two independent hashes of the IPv6 one.
+func (p *Program) limitKey(per LimitPer, pkt *packet.Packet) ratelimit.Key {
+	var k ratelimit.Key
+	switch per {
+	case LimitSrc:
+		a := pkt.Src.As16()
+		copy(k[:16], a[:])
+		k[16] = byte(pkt.Family)
+	case LimitDst:
+		a := pkt.Dst.As16()
+		copy(k[:16], a[:])
+		k[16] = byte(pkt.Family)
+	case LimitFlow:
+		if pkt.Src.Is4() && pkt.Dst.Is4() {
+			s, d := pkt.Src.As4(), pkt.Dst.As4()
+			copy(k[0:4], s[:])
+			copy(k[4:8], d[:])
+			binary.BigEndian.PutUint16(k[8:10], pkt.SrcPort)
+			binary.BigEndian.PutUint16(k[10:12], pkt.DstPort)
+			k[12] = pkt.Proto
+			k[19] = 4
+			return k
+		}
+		var t [37]byte
+		s, d := pkt.Src.As16(), pkt.Dst.As16()
+		copy(t[0:16], s[:])
+		copy(t[16:32], d[:])
+		binary.BigEndian.PutUint16(t[32:34], pkt.SrcPort)
+		binary.BigEndian.PutUint16(t[34:36], pkt.DstPort)
+		t[36] = pkt.Proto
+		binary.LittleEndian.PutUint64(k[0:8], maphash.Bytes(p.seeds[0], t[:]))
+		binary.LittleEndian.PutUint64(k[8:16], maphash.Bytes(p.seeds[1], t[:]))
+		k[19] = 6
+	}
+	return k
+}
+
+func anyGlob(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if globMatch(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// globMatch matches name against a pattern where '*' stands for any run of
+// characters, without allocating.
+func globMatch(pattern, name string) bool {
+	px, nx := 0, 0
+	starP, starN := -1, 0
+	for nx < len(name) {
+		switch {
+		case px < len(pattern) && pattern[px] == '*':
+			starP, starN = px, nx
+			px++
+		case px < len(pattern) && pattern[px] == name[nx]:
+			px++
+			nx++
+		case starP >= 0:
+			starN++
+			px, nx = starP+1, starN
+		default:
+			return false
+		}
+	}
+	for px < len(pattern) && pattern[px] == '*' {
+		px++
+	}
+	return px == len(pattern)
+}
