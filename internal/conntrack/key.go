@@ -1,0 +1,202 @@
+package conntrack
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"net/netip"
+
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+// flowKey is the canonical bidirectional key of a flow: endpoint a and
+// endpoint b, ordered so that both directions of a flow build the same key.
+// Addresses are stored in their 16-byte form (IPv4 mapped) as big-endian
+// words; the family byte keeps an IPv4 flow apart from an IPv6 flow between
+// IPv4-mapped addresses.
+//
+//	w[0], w[1]  address a
+//	w[2], w[3]  address b
+//	w[4]        port a <<48 | port b <<32 | proto <<8 | family
+type flowKey struct {
+	w [5]uint64
+}
+
+func addrWords(a netip.Addr) (hi, lo uint64) {
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+}
+
+// set fills the key with a as endpoint a and b as endpoint b, in that order.
+func (k *flowKey) set(fam packet.Family, proto uint8, a netip.Addr, pa uint16, b netip.Addr, pb uint16) {
+	k.w[0], k.w[1] = addrWords(a)
+	k.w[2], k.w[3] = addrWords(b)
+	k.w[4] = uint64(pa)<<48 | uint64(pb)<<32 | uint64(proto)<<8 | uint64(fam)
+}
+
+// canonical orders the endpoints (lower address, then lower port, first) and
+// reports whether it swapped them, i.e. whether the packet came from
+// endpoint b.
+func (k *flowKey) canonical() (swapped bool) {
+	pa, pb := uint16(k.w[4]>>48), uint16(k.w[4]>>32)
+	switch {
+	case k.w[0] != k.w[2]:
+		swapped = k.w[0] > k.w[2]
+	case k.w[1] != k.w[3]:
+		swapped = k.w[1] > k.w[3]
+	default:
+		swapped = pa > pb
+	}
+	if swapped {
+		k.w[0], k.w[2] = k.w[2], k.w[0]
+		k.w[1], k.w[3] = k.w[3], k.w[1]
+		k.w[4] = uint64(pb)<<48 | uint64(pa)<<32 | k.w[4]&0xffffffff
+	}
+	return swapped
+}
+
+func (k *flowKey) proto() uint8          { return uint8(k.w[4] >> 8) }
+func (k *flowKey) family() packet.Family { return packet.Family(k.w[4]) }
+func (k *flowKey) ports() (a, b uint16)  { return uint16(k.w[4] >> 48), uint16(k.w[4] >> 32) }
+func (k *flowKey) addrs() (a, b netip.Addr) {
+	var x, y [16]byte
+	binary.BigEndian.PutUint64(x[:8], k.w[0])
+	binary.BigEndian.PutUint64(x[8:], k.w[1])
+	binary.BigEndian.PutUint64(y[:8], k.w[2])
+	binary.BigEndian.PutUint64(y[8:], k.w[3])
+	a, b = netip.AddrFrom16(x), netip.AddrFrom16(y)
+	if k.family() == packet.IPv4 {
+		a, b = a.Unmap(), b.Unmap()
+	}
+	return a, b
+}
+
+// hashSeed holds the per-table secrets of the key hash. They are random so a
+// sender cannot pick tuples that collide in one probe chain.
+type hashSeed [6]uint64
+
+// mix is the wyhash folding multiply.
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// hash returns 64 well-mixed bits: the low 32 pick the slot and tag inside a
+// shard, the high bits pick the shard.
+func (k *flowKey) hash(s *hashSeed) uint64 {
+	h1 := mix(k.w[0]^s[0], k.w[1]^s[1])
+	h2 := mix(k.w[2]^s[2], k.w[3]^s[3])
+	h3 := mix(k.w[4]^s[4], h1^s[5])
+	return mix(h2^h3^s[0], s[1]^0x9e3779b97f4a7c15)
+}
+
+// kind is how a packet is tracked.
+type kind uint8
+
+const (
+	// kindInvalid: nothing to track (unknown family, non-first fragment,
+	// a transport protocol whose header did not decode). StateInvalid.
+	kindInvalid kind = iota
+	// kindUntracked: an ICMP message that is neither an echo nor an error
+	// (neighbour discovery, router advertisements, MLD, timestamps...). It
+	// belongs to no flow and is reported as StateNew every time.
+	kindUntracked
+	// kindRelated: an ICMP error; related to the flow it quotes, if tracked.
+	kindRelated
+	// kindFlow: a packet of a flow (TCP, UDP, ICMP echo, other protocols).
+	kindFlow
+)
+
+// ICMP message types (RFC 792, RFC 4443).
+const (
+	icmp4EchoReply    = 0
+	icmp4Unreachable  = 3
+	icmp4SourceQuench = 4
+	icmp4Redirect     = 5
+	icmp4EchoRequest  = 8
+	icmp4TimeExceeded = 11
+	icmp4ParamProblem = 12
+
+	icmp6Unreachable  = 1
+	icmp6TooBig       = 2
+	icmp6TimeExceeded = 3
+	icmp6ParamProblem = 4
+	icmp6EchoRequest  = 128
+	icmp6EchoReply    = 129
+)
+
+// echoType says whether an ICMP type is an echo request or reply for proto.
+func echoType(proto, typ uint8) (echo, reply bool) {
+	if proto == packet.ProtoICMP {
+		return typ == icmp4EchoRequest || typ == icmp4EchoReply, typ == icmp4EchoReply
+	}
+	return typ == icmp6EchoRequest || typ == icmp6EchoReply, typ == icmp6EchoReply
+}
+
+func errorType(proto, typ uint8) bool {
+	if proto == packet.ProtoICMP {
+		switch typ {
+		case icmp4Unreachable, icmp4SourceQuench, icmp4Redirect, icmp4TimeExceeded, icmp4ParamProblem:
+			return true
+		}
+		return false
+	}
+	return typ >= icmp6Unreachable && typ <= icmp6ParamProblem
+}
+
+// classify builds the key of p's flow and reports from which endpoint p came
+// (fromB). ICMP echo keys are ordered by role, not by address: endpoint a is
+// the requester, so a request from B to A is a different flow from A's
+// request to B even with the same identifier, as in the kernel.
+func classify(p *packet.Packet, k *flowKey) (kd kind, fromB bool) {
+	if p.Family != packet.IPv4 && p.Family != packet.IPv6 || p.NonFirstFragment {
+		return kindInvalid, false
+	}
+	switch p.Proto {
+	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoSCTP:
+		if !p.HasL4 {
+			return kindInvalid, false
+		}
+		k.set(p.Family, p.Proto, p.Src, p.SrcPort, p.Dst, p.DstPort)
+		return kindFlow, k.canonical()
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		if !p.HasL4 {
+			return kindInvalid, false
+		}
+		if echo, reply := echoType(p.Proto, p.ICMPType); echo {
+			if reply {
+				k.set(p.Family, p.Proto, p.Dst, p.ICMPID, p.Src, p.ICMPID)
+			} else {
+				k.set(p.Family, p.Proto, p.Src, p.ICMPID, p.Dst, p.ICMPID)
+			}
+			return kindFlow, reply
+		}
+		if errorType(p.Proto, p.ICMPType) {
+			return kindRelated, false
+		}
+		return kindUntracked, false
+	}
+	// Other protocols: keyed by addresses and protocol alone.
+	k.set(p.Family, p.Proto, p.Src, 0, p.Dst, 0)
+	return kindFlow, k.canonical()
+}
+
+// innerKey builds the key of the flow quoted by an ICMP error. For a quoted
+// echo it assumes the quote is the request (requester = quoted source);
+// relatedTo tries the other role too.
+func innerKey(p *packet.Packet, k *flowKey) bool {
+	q := &p.Inner
+	if !q.Valid {
+		return false
+	}
+	switch q.Proto {
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		k.set(p.Family, q.Proto, q.Src, q.ICMPID, q.Dst, q.ICMPID)
+	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoSCTP:
+		k.set(p.Family, q.Proto, q.Src, q.SrcPort, q.Dst, q.DstPort)
+		k.canonical()
+	default:
+		k.set(p.Family, q.Proto, q.Src, 0, q.Dst, 0)
+		k.canonical()
+	}
+	return true
+}

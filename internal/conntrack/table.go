@@ -1,0 +1,748 @@
+package conntrack
+
+import (
+	"context"
+	"math/bits"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+const (
+	// DefaultMaxFlows is the flow cap when Config.MaxFlows is zero, the
+	// kernel's nf_conntrack_max on large hosts. At ~130 bytes a flow the
+	// full table takes ~35 MB.
+	DefaultMaxFlows = 1 << 18
+	// DefaultShards is the shard count when Config.Shards is zero: many more
+	// shards than workers, so two workers rarely want the same lock.
+	DefaultShards = 64
+	// DefaultExpireBatch is how many entries one Expire call examines.
+	DefaultExpireBatch = 1024
+
+	// evictWindow is how many live entries eviction compares.
+	evictWindow = 8
+	// Entries live in fixed chunks so the table grows without copying and
+	// without keeping twice the memory it needs.
+	chunkBits = 10
+	chunkSize = 1 << chunkBits
+	minSlots  = 64
+)
+
+// entry flags.
+const (
+	fInUse uint8 = 1 << iota
+	fOrigIsB
+	fSeenReply
+	fHasCache
+	fFinOrig // fFinOrig<<dir is the FIN bit of direction dir
+	fFinReply
+	fFinAckedOrig // fFinAckedOrig<<dir: direction dir's FIN was acknowledged
+	fFinAckedReply
+)
+
+// entry is one flow. It holds no pointers, so the garbage collector never
+// scans the table, and has a fixed size (112 bytes).
+type entry struct {
+	key      flowKey
+	deadline int64     // expires when now >= deadline
+	pkts     [2]uint64 // by direction: 0 original, 1 reply
+	bytes    [2]uint64
+	cacheVal uint64 // the cached decision; the free-list link while free
+	cacheGen uint32
+	ver      uint32 // bumped whenever the entry stops being this flow
+	finEnd   [2]uint32
+	tcp      TCPState
+	flags    uint8
+}
+
+// Cache is a decision stored on a flow, opaque to the table. Gen is the
+// policy generation that produced it: a caller holding a newer program
+// ignores a cache with an older Gen, which makes a policy reload invalidate
+// every cached decision at once without touching the table.
+type Cache struct {
+	Gen   uint32
+	Value uint64
+}
+
+// FlowID is a handle on a tracked flow, valid until the flow ends (expiry,
+// eviction, Flush, or a TCP reopen). A stale handle is detected by a version
+// check: it never reads or changes another flow. The zero FlowID is no flow.
+type FlowID struct {
+	shard uint32
+	idx   uint32
+	ver   uint32
+}
+
+// Valid reports whether id names a flow (it may still have ended since).
+func (id FlowID) Valid() bool { return id.ver != 0 }
+
+// Result is what Track says about one packet.
+type Result struct {
+	State State
+	// Reply is set when the packet travels in the reply direction, against
+	// the flow's originator.
+	Reply bool
+	// Flow is the packet's flow, for SetCache; zero when the packet belongs
+	// to no flow (invalid, untracked or related packets).
+	Flow FlowID
+	// Cache is the decision stored on the flow, valid iff HasCache. It is
+	// never returned for invalid or related packets.
+	Cache    Cache
+	HasCache bool
+}
+
+// Stats are cumulative counters, except Flows.
+type Stats struct {
+	Flows     uint64 // flows tracked now
+	Inserts   uint64 // flows created (a TCP reopen counts as one)
+	Evictions uint64 // live flows dropped to make room at the cap
+	Expired   uint64 // flows dropped because their timeout passed
+	Invalid   uint64 // packets answered StateInvalid
+}
+
+// Config configures a Table. Zero fields take defaults.
+type Config struct {
+	// MaxFlows is the hard cap on tracked flows (--max-flows). A new flow
+	// that would exceed it first evicts one (see evict).
+	MaxFlows int
+	// Shards is rounded up to a power of two, and down to at most MaxFlows.
+	Shards int
+	// Timeouts per state; zero fields take DefaultTimeouts.
+	Timeouts Timeouts
+	// Now is a monotonic clock in nanoseconds, for Track and Run. Default:
+	// time since New. Tests inject a fake clock.
+	Now func() int64
+	// ExpireBatch is how many entries one Expire call examines.
+	ExpireBatch int
+	// Seed seeds the key hash; zero picks a random one. Set it only for
+	// reproducible tests: a known seed lets a sender craft colliding tuples.
+	Seed uint64
+}
+
+// Table is the flow table. It is safe for concurrent use.
+type Table struct {
+	shards      []shard
+	shardShift  uint // shard = hash >> shardShift
+	seed        hashSeed
+	timeouts    [numTimeouts]int64
+	now         func() int64
+	maxFlows    int
+	expireBatch int
+	expireNext  atomic.Uint32
+	count       atomic.Int64  // flows in all shards: the cap is table-wide
+	untrackable atomic.Uint64 // invalid packets that have no key, so no shard
+}
+
+// shard is an open-addressing index (linear probing, backward-shift deletion,
+// no tombstones) over a dense array of entries.
+type shard struct {
+	mu sync.Mutex
+	// slots: 0 is empty; else the key hash's low 32 bits <<32 | entry index+1.
+	// Keeping the hash bits makes probing compare keys only on a 32-bit
+	// match, and lets the index grow and delete without touching entries.
+	slots  []uint64
+	chunks []*[chunkSize]entry
+	used   uint32 // entries handed out so far: the scan bound
+	free   uint32 // head of the free list, index+1; 0 when empty
+	n      int
+	expCur uint32 // Expire's position in the entries
+	evCur  uint32 // eviction's position in the entries
+
+	inserts, evictions, expired, invalid uint64
+	_                                    [64]byte // keep neighbouring shards' locks off this cache line
+}
+
+// New returns an empty table.
+func New(cfg Config) *Table {
+	maxFlows := cfg.MaxFlows
+	if maxFlows <= 0 {
+		maxFlows = DefaultMaxFlows
+	}
+	n := cfg.Shards
+	if n <= 0 {
+		n = DefaultShards
+	}
+	n = 1 << bits.Len(uint(n-1)) // round up to a power of two
+	for n > maxFlows {
+		n >>= 1
+	}
+	t := &Table{
+		shards:      make([]shard, n),
+		shardShift:  uint(64 - bits.TrailingZeros(uint(n))),
+		timeouts:    cfg.Timeouts.table(),
+		now:         cfg.Now,
+		maxFlows:    maxFlows,
+		expireBatch: cfg.ExpireBatch,
+	}
+	if t.expireBatch <= 0 {
+		t.expireBatch = DefaultExpireBatch
+	}
+	if t.now == nil {
+		start := time.Now()
+		t.now = func() int64 { return int64(time.Since(start)) }
+	}
+	var r *rand.Rand
+	if cfg.Seed != 0 {
+		r = rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5851f42d4c957f2d))
+	} else {
+		r = rand.New(rand.NewChaCha8(randomSeed()))
+	}
+	for i := range t.seed {
+		t.seed[i] = r.Uint64() | 1
+	}
+	for i := range t.shards {
+		t.shards[i].slots = make([]uint64, minSlots)
+	}
+	return t
+}
+
+func randomSeed() (s [32]byte) {
+	for i := 0; i < len(s); i += 8 {
+		v := rand.Uint64()
+		for j := range 8 {
+			s[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return s
+}
+
+// Now reads the table's clock.
+func (t *Table) Now() int64 { return t.now() }
+
+// MaxFlows is the cap on tracked flows.
+func (t *Table) MaxFlows() int { return t.maxFlows }
+
+// Track classifies p, creating or advancing its flow, on the table's clock.
+// length is the number of bytes to count for the packet (normally the IP
+// length). kernelEstablished is the kernel's established hint from the
+// packet mark (see doc.go: pickup). It allocates nothing.
+func (t *Table) Track(p *packet.Packet, length int, kernelEstablished bool) Result {
+	return t.TrackAt(p, length, kernelEstablished, t.now())
+}
+
+// TrackAt is Track at time now, for callers that read the clock once per
+// batch of packets.
+func (t *Table) TrackAt(p *packet.Packet, length int, kernelEstablished bool, now int64) Result {
+	var k flowKey
+	kd, fromB := classify(p, &k)
+	switch kd {
+	case kindInvalid:
+		t.untrackable.Add(1)
+		return Result{State: StateInvalid}
+	case kindUntracked:
+		return Result{State: StateNew}
+	case kindRelated:
+		return t.related(p, now)
+	}
+	h := k.hash(&t.seed)
+	si := uint32(h >> t.shardShift)
+	s := &t.shards[si]
+	s.mu.Lock()
+	pos, idx, ok := s.find(&k, h)
+	if ok && s.entry(idx).deadline <= now {
+		// Expired but not yet swept: reclaim it here.
+		t.removeAt(s, pos, idx)
+		s.expired++
+		ok = false
+		pos, _, _ = s.find(&k, h)
+	}
+	var e *entry
+	if ok {
+		e = s.entry(idx)
+	} else {
+		tcp, create, st := firstPacket(&k, p, kernelEstablished)
+		if !create {
+			if st == StateInvalid {
+				s.invalid++
+			}
+			s.mu.Unlock()
+			return Result{State: st}
+		}
+		if idx, ok = t.insert(s, &k, h, pos, now); !ok {
+			// The table is full and no flow could be evicted without
+			// waiting for another shard: answer without tracking.
+			s.mu.Unlock()
+			return Result{State: st}
+		}
+		e = s.entry(idx)
+		e.tcp = tcp
+		if fromB && !isEcho(k.proto()) {
+			e.flags |= fOrigIsB
+		}
+		if kernelEstablished {
+			e.flags |= fSeenReply
+		}
+	}
+	dir := 0
+	if fromB != (e.flags&fOrigIsB != 0) {
+		dir = 1
+	}
+	if k.proto() == packet.ProtoTCP {
+		switch tcpStep(e, p, dir) {
+		case stepReopen:
+			t.reopen(s, e, fromB)
+			dir = 0
+			if kernelEstablished {
+				e.flags |= fSeenReply
+			}
+		case stepInvalid:
+			if !kernelEstablished {
+				s.invalid++
+				s.mu.Unlock()
+				return Result{State: StateInvalid, Reply: dir == 1}
+			}
+			// The kernel, which tracks sequence windows, calls this packet
+			// established: believe it and resynchronise.
+			if e.tcp < TCPEstablished {
+				e.tcp = TCPEstablished
+			}
+			e.flags |= fSeenReply
+		}
+	}
+	if dir == 1 {
+		e.flags |= fSeenReply
+	}
+	e.pkts[dir]++
+	e.bytes[dir] += uint64(length)
+	e.deadline = now + t.timeouts[timeoutClass(e)]
+	r := Result{
+		State: StateNew,
+		Reply: dir == 1,
+		Flow:  FlowID{shard: si, idx: idx, ver: e.ver},
+	}
+	if e.flags&fSeenReply != 0 {
+		r.State = StateEstablished
+	}
+	if e.flags&fHasCache != 0 {
+		r.Cache = Cache{Gen: e.cacheGen, Value: e.cacheVal}
+		r.HasCache = true
+	}
+	s.mu.Unlock()
+	return r
+}
+
+func isEcho(proto uint8) bool { return proto == packet.ProtoICMP || proto == packet.ProtoICMPv6 }
+
+// firstPacket decides whether a packet without a flow starts one, with
+// which TCP state, or else what to answer.
+func firstPacket(k *flowKey, p *packet.Packet, hint bool) (tcp TCPState, create bool, st State) {
+	switch k.proto() {
+	case packet.ProtoTCP:
+		switch classOf(p.TCPFlags) {
+		case tcpBad:
+			return TCPNone, false, StateInvalid
+		case tcpSYN:
+			if hint {
+				return TCPSynSent, true, StateEstablished
+			}
+			return TCPSynSent, true, StateNew
+		case tcpRST:
+			// A reset of a flow the kernel knows but we do not: let it
+			// through as established, but do not start tracking a flow
+			// that is ending.
+			if hint {
+				return TCPNone, false, StateEstablished
+			}
+			return TCPNone, false, StateInvalid
+		}
+		if hint {
+			return TCPEstablished, true, StateEstablished
+		}
+		return TCPNone, false, StateInvalid
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		if _, reply := echoType(p.Proto, p.ICMPType); reply && !hint {
+			return TCPNone, false, StateInvalid
+		}
+	}
+	if hint {
+		return TCPNone, true, StateEstablished
+	}
+	return TCPNone, true, StateNew
+}
+
+// timeoutClass picks the timeout for e's current state.
+func timeoutClass(e *entry) int {
+	switch e.key.proto() {
+	case packet.ProtoTCP:
+		return int(e.tcp)
+	case packet.ProtoUDP:
+		if e.flags&fSeenReply != 0 {
+			return toUDPReplied
+		}
+		return toUDPUnreplied
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		return toICMP
+	}
+	return toGeneric
+}
+
+// related answers an ICMP error: related if it quotes a live flow, else
+// invalid. It changes nothing.
+func (t *Table) related(p *packet.Packet, now int64) Result {
+	var k flowKey
+	if innerKey(p, &k) {
+		if t.live(&k, now) {
+			return Result{State: StateRelated}
+		}
+		if isEcho(k.proto()) {
+			// The quote may be the reply; then its destination asked.
+			k.w[0], k.w[2] = k.w[2], k.w[0]
+			k.w[1], k.w[3] = k.w[3], k.w[1]
+			if t.live(&k, now) {
+				return Result{State: StateRelated}
+			}
+		}
+	}
+	t.untrackable.Add(1)
+	return Result{State: StateInvalid}
+}
+
+func (t *Table) live(k *flowKey, now int64) bool {
+	h := k.hash(&t.seed)
+	s := &t.shards[h>>t.shardShift]
+	s.mu.Lock()
+	_, idx, ok := s.find(k, h)
+	ok = ok && s.entry(idx).deadline > now
+	s.mu.Unlock()
+	return ok
+}
+
+// reopen turns a closed TCP flow into a new connection on the same tuple,
+// started by the sender of the SYN.
+func (t *Table) reopen(s *shard, e *entry, fromB bool) {
+	ver := e.ver + 1
+	if ver == 0 {
+		ver = 1
+	}
+	*e = entry{key: e.key, ver: ver, tcp: TCPSynSent, flags: fInUse}
+	if fromB {
+		e.flags |= fOrigIsB
+	}
+	s.inserts++
+}
+
+// SetCache stores a decision on a flow. It reports false, changing nothing,
+// when the handle is stale.
+func (t *Table) SetCache(id FlowID, c Cache) bool {
+	if int(id.shard) >= len(t.shards) {
+		return false
+	}
+	s := &t.shards[id.shard]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.lookupID(id)
+	if e == nil {
+		return false
+	}
+	e.cacheGen, e.cacheVal = c.Gen, c.Value
+	e.flags |= fHasCache
+	return true
+}
+
+// ClearCache removes the decision stored on a flow; false if the handle is
+// stale.
+func (t *Table) ClearCache(id FlowID) bool {
+	if int(id.shard) >= len(t.shards) {
+		return false
+	}
+	s := &t.shards[id.shard]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.lookupID(id)
+	if e == nil {
+		return false
+	}
+	e.flags &^= fHasCache
+	return true
+}
+
+// Len is the number of flows tracked now (expired flows not yet swept
+// included).
+func (t *Table) Len() int { return int(t.count.Load()) }
+
+// Stats returns the counters.
+func (t *Table) Stats() Stats {
+	st := Stats{Invalid: t.untrackable.Load(), Flows: uint64(t.count.Load())}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		st.Inserts += s.inserts
+		st.Evictions += s.evictions
+		st.Expired += s.expired
+		st.Invalid += s.invalid
+		s.mu.Unlock()
+	}
+	return st
+}
+
+// Expire removes expired flows from a bounded slice of one shard (at most
+// Config.ExpireBatch entries, under that shard's lock alone) and returns how
+// many it removed. Successive calls walk the shards in turn, so calling it
+// from a ticker sweeps the whole table without ever stopping it.
+func (t *Table) Expire(now int64) int {
+	s := &t.shards[int((t.expireNext.Add(1)-1)%uint32(len(t.shards)))]
+	s.mu.Lock()
+	removed := 0
+	n := min(t.expireBatch, int(s.used))
+	for range n {
+		if s.expCur >= s.used {
+			s.expCur = 0
+		}
+		idx := s.expCur
+		s.expCur++
+		e := s.entry(idx)
+		if e.flags&fInUse != 0 && e.deadline <= now {
+			t.remove(s, idx)
+			removed++
+		}
+	}
+	s.expired += uint64(removed)
+	s.mu.Unlock()
+	return removed
+}
+
+// Run calls Expire every interval until ctx is done. With the default batch
+// of 1024 and a 10 ms interval it examines ~100k entries a second, so a full
+// table of a million flows is swept every ~10 s; flows that expire sooner
+// are reclaimed anyway when their tuple is seen again or at the cap.
+func (t *Table) Run(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.Expire(t.now())
+		}
+	}
+}
+
+// Flush drops every flow, one shard at a time. Handles of the dropped flows
+// go stale. Memory stays allocated for the flows to come.
+func (t *Table) Flush() {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		s.free = 0
+		for idx := s.used; idx > 0; idx-- {
+			e := s.entry(idx - 1)
+			if e.flags&fInUse != 0 {
+				e.flags = 0
+				e.ver++
+			}
+			e.cacheVal = uint64(s.free)
+			s.free = idx
+		}
+		t.count.Add(-int64(s.n))
+		s.n = 0
+		s.slots = make([]uint64, minSlots)
+		s.expCur, s.evCur = 0, 0
+		s.mu.Unlock()
+	}
+}
+
+// entry returns the entry at idx, which must be below s.used.
+func (s *shard) entry(idx uint32) *entry {
+	return &s.chunks[idx>>chunkBits][idx&(chunkSize-1)]
+}
+
+func (s *shard) lookupID(id FlowID) *entry {
+	if id.ver == 0 || id.idx >= s.used {
+		return nil
+	}
+	e := s.entry(id.idx)
+	if e.flags&fInUse == 0 || e.ver != id.ver {
+		return nil
+	}
+	return e
+}
+
+// find probes for k. On a hit it returns the slot and the entry index; on a
+// miss, the empty slot where k would go.
+func (s *shard) find(k *flowKey, h uint64) (pos uint64, idx uint32, ok bool) {
+	mask := uint64(len(s.slots) - 1)
+	tag := h & 0xffffffff
+	for i := tag & mask; ; i = (i + 1) & mask {
+		v := s.slots[i]
+		if v == 0 {
+			return i, 0, false
+		}
+		if v>>32 == tag {
+			idx := uint32(v) - 1
+			if s.entry(idx).key == *k {
+				return i, idx, true
+			}
+		}
+	}
+}
+
+// insert adds k in slot pos (from a missed find) and returns the new entry,
+// zeroed but for its key, version and fInUse. At the cap it first evicts a
+// flow, which may move slots, so it probes again. It fails only when the
+// table is full and nothing could be evicted without blocking.
+func (t *Table) insert(s *shard, k *flowKey, h uint64, pos uint64, now int64) (uint32, bool) {
+	again := false
+	for tries := 0; t.count.Add(1) > int64(t.maxFlows); tries++ {
+		t.count.Add(-1)
+		if tries == 4 || !t.makeRoom(s, now) {
+			return 0, false
+		}
+		again = true
+	}
+	if (s.n+1)*4 > len(s.slots)*3 {
+		s.grow()
+		again = true
+	}
+	if again {
+		pos, _, _ = s.find(k, h)
+	}
+	var idx uint32
+	if s.free != 0 {
+		idx = s.free - 1
+		s.free = uint32(s.entry(idx).cacheVal)
+	} else {
+		if s.used == uint32(len(s.chunks))*chunkSize {
+			s.chunks = append(s.chunks, new([chunkSize]entry))
+		}
+		idx = s.used
+		s.used++
+	}
+	e := s.entry(idx)
+	ver := e.ver + 1
+	if ver == 0 {
+		ver = 1
+	}
+	*e = entry{key: *k, ver: ver, flags: fInUse}
+	s.slots[pos] = (h&0xffffffff)<<32 | uint64(idx+1)
+	s.n++
+	s.inserts++
+	return idx, true
+}
+
+// makeRoom evicts one flow, from s (locked by the caller) when it has any,
+// else from the first other shard whose lock is free: waiting for another
+// lock while holding s could deadlock.
+func (t *Table) makeRoom(s *shard, now int64) bool {
+	if s.n > 0 {
+		t.evict(s, now)
+		return true
+	}
+	for i := range t.shards {
+		o := &t.shards[i]
+		if o == s || !o.mu.TryLock() {
+			continue
+		}
+		ok := o.n > 0
+		if ok {
+			t.evict(o, now)
+		}
+		o.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// evict makes room at the cap. It looks at the next evictWindow live entries
+// after the previous eviction's position and removes the first expired one;
+// failing that, the one that has never seen a reply (half-open, unanswered:
+// the flows a flood creates) with the earliest deadline; failing that, the
+// one with the earliest deadline, which prefers closing flows to established
+// ones. The cost is bounded and needs no ordering structure.
+func (t *Table) evict(s *shard, now int64) {
+	best := uint32(0)
+	found := false
+	var bestReplied bool
+	var bestDeadline int64
+	seen := 0
+	for range s.used {
+		if seen == evictWindow {
+			break
+		}
+		if s.evCur >= s.used {
+			s.evCur = 0
+		}
+		idx := s.evCur
+		s.evCur++
+		e := s.entry(idx)
+		if e.flags&fInUse == 0 {
+			continue
+		}
+		seen++
+		if e.deadline <= now {
+			t.remove(s, idx)
+			s.expired++
+			return
+		}
+		replied := e.flags&fSeenReply != 0
+		if !found || (!replied && bestReplied) || (replied == bestReplied && e.deadline < bestDeadline) {
+			best, bestReplied, bestDeadline, found = idx, replied, e.deadline, true
+		}
+	}
+	if found {
+		t.remove(s, best)
+		s.evictions++
+	}
+}
+
+// remove drops the live entry idx of s, finding its slot from its key's hash.
+func (t *Table) remove(s *shard, idx uint32) {
+	h := s.entry(idx).key.hash(&t.seed)
+	mask := uint64(len(s.slots) - 1)
+	want := (h&0xffffffff)<<32 | uint64(idx+1)
+	for i := h & 0xffffffff & mask; ; i = (i + 1) & mask {
+		if s.slots[i] == want {
+			t.removeAt(s, i, idx)
+			return
+		}
+	}
+}
+
+// removeAt empties slot pos of s, which holds entry idx, and frees the entry.
+func (t *Table) removeAt(s *shard, pos uint64, idx uint32) {
+	mask := uint64(len(s.slots) - 1)
+	// Backward-shift deletion: pull later members of the probe run into the
+	// hole unless that would move one before its home slot.
+	i := pos
+	for j := (i + 1) & mask; ; j = (j + 1) & mask {
+		v := s.slots[j]
+		if v == 0 {
+			break
+		}
+		home := (v >> 32) & mask
+		if (j-home)&mask >= (j-i)&mask {
+			s.slots[i] = v
+			i = j
+		}
+	}
+	s.slots[i] = 0
+	e := s.entry(idx)
+	e.flags = 0
+	e.ver++
+	e.cacheVal = uint64(s.free)
+	s.free = idx + 1
+	s.n--
+	t.count.Add(-1)
+}
+
+// grow doubles the index, rehashing from the hash bits kept in the slots.
+func (s *shard) grow() {
+	old := s.slots
+	s.slots = make([]uint64, 2*len(old))
+	mask := uint64(len(s.slots) - 1)
+	for _, v := range old {
+		if v == 0 {
+			continue
+		}
+		i := (v >> 32) & mask
+		for s.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		s.slots[i] = v
+	}
+}
