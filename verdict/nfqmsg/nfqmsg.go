@@ -1,0 +1,235 @@
+package nfqmsg
+
+import (
+	"encoding/binary"
+	"errors"
+	"syscall"
+)
+
+// Netlink and nfnetlink_queue constants (include/uapi/linux/netlink.h,
+// netfilter/nfnetlink.h, netfilter/nfnetlink_queue.h).
+const (
+	nlmsgHdrLen = 16
+	nfgenLen    = 4
+	nlaHdrLen   = 4
+	nlaTypeMask = 0x3fff // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+	nlmsgNoop    = 0x1
+	nlmsgError   = 0x2
+	nlmsgDone    = 0x3
+	nlmsgOverrun = 0x4
+
+	nlmFRequest = 0x1
+	nlmFAck     = 0x4
+
+	subsysQueue = 3
+
+	msgPacket       = 0
+	msgVerdict      = 1
+	msgConfig       = 2
+	msgVerdictBatch = 3
+
+	typePacket       = subsysQueue<<8 | msgPacket
+	typeVerdict      = subsysQueue<<8 | msgVerdict
+	typeConfig       = subsysQueue<<8 | msgConfig
+	typeVerdictBatch = subsysQueue<<8 | msgVerdictBatch
+
+	attrPacketHdr  = 1
+	attrVerdictHdr = 2
+	attrMark       = 3
+	attrInDev      = 5
+	attrOutDev     = 6
+	attrPayload    = 10
+	attrCapLen     = 13
+	attrSkbInfo    = 14
+)
+
+// Verdict codes (include/uapi/linux/netfilter.h).
+const (
+	Drop   uint32 = 0
+	Accept uint32 = 1
+	Repeat uint32 = 4
+)
+
+// Packet is one queued packet as the kernel described it. It is a view: the
+// Payload aliases the receive buffer and is valid only until the verdicts of
+// the read it came from have been sent.
+type Packet struct {
+	// ID is the kernel's packet id, unique per queue and increasing.
+	ID uint32
+	// Queue is the queue number the message came from (nfgenmsg res_id).
+	Queue uint16
+	// HwProtocol is the link-layer protocol (ETH_P_IP, ETH_P_IPV6), as the
+	// kernel gives it in network order converted to host order.
+	HwProtocol uint16
+	// Hook is the netfilter hook (NF_INET_LOCAL_IN, ...).
+	Hook uint8
+	// HasMark is set when the kernel sent NFQA_MARK; it omits it when the
+	// mark is 0.
+	HasMark bool
+	// Truncated is set when the message did not fit the receive buffer or
+	// ended inside an attribute: Payload is then nil so the packet is decided
+	// as undecodable rather than on partial bytes.
+	Truncated bool
+	Mark      uint32
+	// InDev and OutDev are interface indexes, 0 when absent.
+	InDev  uint32
+	OutDev uint32
+	// CapLen is the packet's length before the kernel cut it to the copy
+	// range, 0 when it was copied whole.
+	CapLen uint32
+	// SkbInfo is NFQA_SKB_INFO (checksum and GSO flags), 0 when absent.
+	SkbInfo uint32
+	// Payload starts at the network header.
+	Payload []byte
+}
+
+// Info is what Parse saw besides packets.
+type Info struct {
+	// KernelErrors counts NLMSG_ERROR messages with a non-zero error: the
+	// kernel refusing a verdict or config message we sent.
+	KernelErrors int
+	// LastErrno is the error of the last of them.
+	LastErrno syscall.Errno
+	// Acks counts NLMSG_ERROR messages with error 0 (acknowledgements); AckSeq
+	// is the sequence number of the last one.
+	Acks   int
+	AckSeq uint32
+	// NoID counts packet messages without a readable NFQA_PACKET_HDR: the
+	// kernel holds such a packet, and nobody can answer it by id.
+	NoID int
+	// Other counts messages of other types, skipped.
+	Other int
+}
+
+// ErrMalformed reports a datagram that is not a sequence of netlink
+// messages; the packets parsed before the fault are still returned.
+var ErrMalformed = errors.New("nfqmsg: malformed netlink message")
+
+// Parse appends to pkts every packet message in the datagram b and returns the
+// extended slice. It allocates nothing when pkts has room. Packets keep
+// pointing into b.
+func Parse(b []byte, pkts []Packet) ([]Packet, Info, error) {
+	var info Info
+	for len(b) > 0 {
+		if len(b) < nlmsgHdrLen {
+			return pkts, info, ErrMalformed
+		}
+		n := int(binary.NativeEndian.Uint32(b[0:4]))
+		typ := binary.NativeEndian.Uint16(b[4:6])
+		if n < nlmsgHdrLen {
+			return pkts, info, ErrMalformed
+		}
+		truncated := n > len(b)
+		msg := b
+		if !truncated {
+			msg = b[:n]
+		}
+		body := msg[nlmsgHdrLen:]
+		switch typ {
+		case typePacket:
+			if len(body) < nfgenLen {
+				info.NoID++
+				break
+			}
+			// Fill the slot in place: copying a Packet per message shows in
+			// profiles.
+			pkts = append(pkts, Packet{Queue: binary.BigEndian.Uint16(body[2:4])})
+			if !parseAttrs(body[nfgenLen:], &pkts[len(pkts)-1], truncated) {
+				pkts = pkts[:len(pkts)-1]
+				info.NoID++
+			}
+		case nlmsgError:
+			if len(body) < 4 {
+				return pkts, info, ErrMalformed
+			}
+			if e := int32(binary.NativeEndian.Uint32(body[0:4])); e != 0 {
+				info.KernelErrors++
+				info.LastErrno = syscall.Errno(-e)
+			} else {
+				info.Acks++
+				if len(body) >= 4+12 {
+					info.AckSeq = binary.NativeEndian.Uint32(body[4+8 : 4+12])
+				}
+			}
+		case nlmsgNoop, nlmsgDone:
+		default:
+			info.Other++
+		}
+		if truncated {
+			break
+		}
+		// The kernel does not pad the last message of a datagram (an odd
+		// payload leaves nlmsg_len odd), so the aligned length may overrun.
+		next := align4(n)
+		if next >= len(b) {
+			break
+		}
+		b = b[next:]
+	}
+	return pkts, info, nil
+}
+
+// parseAttrs fills p from the NFQA attributes in b and reports whether it
+// found the packet id. cut says the message was cut off by the buffer.
+func parseAttrs(b []byte, p *Packet, cut bool) bool {
+	hasID := false
+	for len(b) >= nlaHdrLen {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		t := binary.NativeEndian.Uint16(b[2:4]) & nlaTypeMask
+		if l < nlaHdrLen || l > len(b) {
+			// An attribute running past the message: keep what was read,
+			// but never a partial payload.
+			cut = true
+			break
+		}
+		v := b[nlaHdrLen:l]
+		switch t {
+		case attrPacketHdr:
+			// struct nfqnl_msg_packet_hdr is packed: be32 id, be16 proto, u8 hook.
+			if len(v) >= 7 {
+				p.ID = binary.BigEndian.Uint32(v[0:4])
+				p.HwProtocol = binary.BigEndian.Uint16(v[4:6])
+				p.Hook = v[6]
+				hasID = true
+			}
+		case attrMark:
+			if len(v) >= 4 {
+				p.Mark = binary.BigEndian.Uint32(v)
+				p.HasMark = true
+			}
+		case attrInDev:
+			if len(v) >= 4 {
+				p.InDev = binary.BigEndian.Uint32(v)
+			}
+		case attrOutDev:
+			if len(v) >= 4 {
+				p.OutDev = binary.BigEndian.Uint32(v)
+			}
+		case attrCapLen:
+			if len(v) >= 4 {
+				p.CapLen = binary.BigEndian.Uint32(v)
+			}
+		case attrSkbInfo:
+			if len(v) >= 4 {
+				p.SkbInfo = binary.BigEndian.Uint32(v)
+			}
+		case attrPayload:
+			// Full slice expression: a caller appending to Payload must not
+			// overwrite the next message in the receive buffer.
+			p.Payload = v[:len(v):len(v)]
+		}
+		next := align4(l)
+		if next >= len(b) {
+			break
+		}
+		b = b[next:]
+	}
+	if cut {
+		p.Truncated = true
+		p.Payload = nil
+	}
+	return hasID
+}
+
+func align4(n int) int { return (n + 3) &^ 3 }
