@@ -1,8 +1,10 @@
 package ratelimit
 
 import (
-	"hash/maphash"
+	"encoding/binary"
 	"math"
+	"math/bits"
+	"math/rand/v2"
 	"sync"
 )
 
@@ -48,8 +50,10 @@ type shard struct {
 // another burst. The hash is seeded per table, so which keys share a window
 // cannot be chosen from outside.
 type Table struct {
-	g      gcra
-	seed   maphash.Seed
+	g gcra
+	// seed keys the hash, so which keys share a window cannot be chosen
+	// from outside.
+	seed   [4]uint64
 	shards []shard
 	// shardMask selects a shard from a hash; the shard count is a power
 	// of two.
@@ -70,7 +74,7 @@ func NewTable(ratePerSec float64, burst int, maxKeys int) *Table {
 	perShard := maxKeys / shards
 	t := &Table{
 		g:         newGCRA(ratePerSec, burst),
-		seed:      maphash.MakeSeed(),
+		seed:      [4]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64()},
 		shards:    make([]shard, shards),
 		shardMask: uint64(shards - 1),
 		perShard:  uint64(perShard),
@@ -85,7 +89,7 @@ func NewTable(ratePerSec float64, burst int, maxKeys int) *Table {
 // Allow reports whether a packet of key at now (monotonic nanoseconds) is
 // within the rate, and if so takes a token from key's bucket.
 func (t *Table) Allow(key Key, now int64) bool {
-	h := maphash.Comparable(t.seed, key)
+	h := t.hash(&key)
 	s := &t.shards[h&t.shardMask]
 	start := (h >> 32) % t.perShard
 
@@ -95,6 +99,21 @@ func (t *Table) Allow(key Key, now int64) bool {
 	sl.tat = next
 	s.mu.Unlock()
 	return ok
+}
+
+// hash mixes a key with the table's seed the way wyhash does: two 64x64
+// to 128-bit multiplications folded to 64 bits. It is several times faster
+// than hash/maphash on a 20-byte array, and keyed all the same.
+func (t *Table) hash(k *Key) uint64 {
+	a := binary.LittleEndian.Uint64(k[0:8]) ^ t.seed[0]
+	b := binary.LittleEndian.Uint64(k[8:16]) ^ t.seed[1]
+	c := uint64(binary.LittleEndian.Uint32(k[16:20])) ^ t.seed[2]
+	return mum(mum(a, b)^c, t.seed[3])
+}
+
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
 }
 
 // lookup returns key's slot in the window at start, claiming one for it if
