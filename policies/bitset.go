@@ -1,7 +1,5 @@
 package policies
 
-import "math/bits"
-
 // bitsets is an arena of equal-length rule bitsets, deduplicated: rules
 // that share a field value share one bitset, so a 65,536-entry port table
 // or a prefix table holds small indices into it. Each bitset has a summary
@@ -51,8 +49,6 @@ func (s *bitsets) get(id uint32) []uint64 {
 	return s.bits[o : o+s.words : o+s.words]
 }
 
-func (s *bitsets) count() int { return len(s.bits) / s.words }
-
 func equalWords(a, b []uint64) bool {
 	if len(a) != len(b) {
 		return false
@@ -70,21 +66,12 @@ type ruleBits []uint64
 
 func newRuleBits(words int) ruleBits { return make(ruleBits, words) }
 
-func (b ruleBits) set(i int)      { b[i/64] |= 1 << (i % 64) }
-func (b ruleBits) clear(i int)    { b[i/64] &^= 1 << (i % 64) }
-func (b ruleBits) has(i int) bool { return b[i/64]&(1<<(i%64)) != 0 }
+func (b ruleBits) set(i int)   { b[i/64] |= 1 << (i % 64) }
+func (b ruleBits) clear(i int) { b[i/64] &^= 1 << (i % 64) }
 func (b ruleBits) assign(i int, v bool) {
 	if v {
 		b.set(i)
 	} else {
 		b.clear(i)
 	}
-}
-
-func (b ruleBits) onesCount() int {
-	n := 0
-	for _, w := range b {
-		n += bits.OnesCount64(w)
-	}
-	return n
 }

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -106,19 +106,19 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 			m.Length, err = l.lengths(f.val)
 		case "dns_qname":
 			m.DNSQName, err = l.namePatterns(f.val, "dns_qname")
-			if err == nil {
-				err = l.needProtos(m, f.val, "dns_qname", []uint8{packet.ProtoUDP, packet.ProtoTCP})
-			}
 			if err == nil && len(m.TLSSNI) > 0 {
 				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
 			}
+			if err == nil {
+				err = l.needProtos(m, f.val, "dns_qname", []uint8{packet.ProtoUDP, packet.ProtoTCP})
+			}
 		case "tls_sni":
 			m.TLSSNI, err = l.namePatterns(f.val, "tls_sni")
-			if err == nil {
-				err = l.needProtos(m, f.val, "tls_sni", []uint8{packet.ProtoTCP})
-			}
 			if err == nil && len(m.DNSQName) > 0 {
 				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
+			}
+			if err == nil {
+				err = l.needProtos(m, f.val, "tls_sni", []uint8{packet.ProtoTCP})
 			}
 		case "payload":
 			m.Payload, err = l.payload(f.val)
@@ -233,7 +233,7 @@ func (l *loader) setRef(n *yaml.Node, ref, field string, kind SetKind) (*Set, *E
 	}
 	s.used = true
 	if s.Kind != kind && s.Kind != SetEmpty {
-		return nil, l.errorf(n, "set $%s is a %s set; %s needs a%s %s set", name, s.Kind, field, article(kind), kind)
+		return nil, l.errorf(n, "set $%s is a%s %s set; %s needs a%s %s set", name, article(s.Kind), s.Kind, field, article(kind), kind)
 	}
 	return s, nil
 }
@@ -486,10 +486,25 @@ func (l *loader) tcpFlags(m *Match, n *yaml.Node) *Error {
 }
 
 // needProtos makes sure the rule's protocols are among allowed, and limits
-// a rule without proto to them.
+// a rule without proto to them. Protocols implied by an earlier field (not
+// written by the user) are narrowed rather than refused.
 func (l *loader) needProtos(m *Match, n *yaml.Node, field string, allowed []uint8) *Error {
 	if len(m.Protos) == 0 {
 		m.Protos = append([]uint8(nil), allowed...)
+		m.protosImplied = true
+		return nil
+	}
+	if m.protosImplied {
+		kept := m.Protos[:0]
+		for _, p := range m.Protos {
+			if slices.Contains(allowed, p) {
+				kept = append(kept, p)
+			}
+		}
+		m.Protos = kept
+		if len(kept) == 0 {
+			return l.errorf(n, "%s cannot match the protocols the rule's other fields imply: the rule can never match", field)
+		}
 		return nil
 	}
 	for _, p := range m.Protos {
@@ -583,6 +598,7 @@ func (l *loader) icmpTypes(m *Match, n *yaml.Node, fam uint8) *Error {
 		if any6 {
 			m.Protos = append(m.Protos, packet.ProtoICMPv6)
 		}
+		m.protosImplied = true
 	} else {
 		// Keep only the ICMP versions some listed type applies to.
 		kept := m.Protos[:0]
@@ -730,6 +746,3 @@ func (l *loader) payload(n *yaml.Node) (*Payload, *Error) {
 func (l *loader) warnf(p pos, format string, args ...any) {
 	l.p.Warnings = append(l.p.Warnings, p.String()+": warning: "+fmt.Sprintf(format, args...))
 }
-
-// stateMask helps tests and the compiler name states.
-func stateBit(s conntrack.State) uint8 { return 1 << s }

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"sort"
+	"strconv"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/packet"
@@ -25,7 +26,7 @@ func protoName(p uint8) string {
 			return n
 		}
 	}
-	return itoa(int(p))
+	return strconv.Itoa(int(p))
 }
 
 // hasPorts reports whether a protocol carries ports the decoder extracts.
@@ -109,25 +110,3 @@ func icmpNames() []string {
 
 // tcpFlagLetters are pf's flag letters in header bit order.
 const tcpFlagLetters = "FSRPAUEC"
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
-}

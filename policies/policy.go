@@ -145,6 +145,10 @@ type Match struct {
 	DNSQName    []string
 	TLSSNI      []string
 	Payload     *Payload
+
+	// protosImplied: Protos came from a field such as tcp_flags, not from
+	// proto, and later fields may narrow it.
+	protosImplied bool
 }
 
 // Rule is one rule of a policy.
