@@ -183,3 +183,15 @@ func BenchmarkDNSQueryName(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkDNSQueryNameTCP(b *testing.B) {
+	payload := tcpFrame(dnsQuery(1, "www.tracker.ads.example.com"))
+	dst := make([]byte, 0, MaxNameLen)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		if _, err := DNSQueryNameTCP(payload, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

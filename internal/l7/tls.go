@@ -70,6 +70,28 @@ func TLSServerName(payload []byte) ([]byte, error) {
 	return clientHelloServerName(have, helloLen)
 }
 
+// TLSRecordLen returns how many stream bytes the TLS handshake record at the
+// start of payload spans, header included: what a caller must buffer before
+// a ClientHello that TLSServerName reported as ErrIncomplete can be complete
+// within one record. It needs the 5-byte header (ErrIncomplete before that)
+// and reports ErrNotTLS or ErrMalformed as TLSServerName would.
+func TLSRecordLen(payload []byte) (int, error) {
+	if len(payload) > 0 && payload[0] != tlsRecordHandshake {
+		return 0, ErrNotTLS
+	}
+	if len(payload) >= 3 && (payload[1] != 3 || payload[2] > tlsMaxRecordMinorVer) {
+		return 0, ErrNotTLS
+	}
+	if len(payload) < tlsRecordHeaderLen {
+		return 0, ErrIncomplete
+	}
+	recLen := int(binary.BigEndian.Uint16(payload[3:5]))
+	if recLen > tlsMaxPlaintext || recLen < tlsHandshakeHeader {
+		return 0, ErrMalformed
+	}
+	return tlsRecordHeaderLen + recLen, nil
+}
+
 // helloReader walks a ClientHello body of which only b is present.
 type helloReader struct {
 	b []byte

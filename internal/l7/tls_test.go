@@ -153,6 +153,36 @@ func TestTLSServerNameNoAllocs(t *testing.T) {
 	}
 }
 
+func TestTLSRecordLen(t *testing.T) {
+	hello := realClientHello(t, "www.example.com")
+	tests := []struct {
+		name    string
+		payload []byte
+		want    int
+		err     error
+	}{
+		{"whole", hello, len(hello), nil},
+		{"first segment", hello[:100], len(hello), nil},
+		{"header only", hello[:5], len(hello), nil},
+		{"short header", hello[:4], 0, ErrIncomplete},
+		{"empty", nil, 0, ErrIncomplete},
+		{"not tls", []byte("SSH-2.0-x"), 0, ErrNotTLS},
+		{"bad version", []byte{22, 2, 0, 0, 10}, 0, ErrNotTLS},
+		{"record too long", []byte{22, 3, 1, 0x40, 1}, 0, ErrMalformed},
+	}
+	for _, tt := range tests {
+		got, err := TLSRecordLen(tt.payload)
+		if err != tt.err || got != tt.want {
+			t.Errorf("%s: got %d, %v; want %d, %v", tt.name, got, err, tt.want, tt.err)
+		}
+	}
+	// Buffering that many bytes is enough for a hello that fits a record.
+	n, _ := TLSRecordLen(hello[:5])
+	if name, err := TLSServerName(hello[:n]); err != nil || string(name) != "www.example.com" {
+		t.Fatalf("after buffering %d bytes: %q, %v", n, name, err)
+	}
+}
+
 func TestToLowerASCII(t *testing.T) {
 	got := ToLowerASCII([]byte("x:"), []byte("AbC-Z\xc3\x84@[`{"))
 	if string(got) != "x:abc-z\xc3\x84@[`{" {
