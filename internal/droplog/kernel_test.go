@@ -7,12 +7,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fwagent/fwagent/internal/testnet"
 	"github.com/fwagent/fwagent/rules"
@@ -68,61 +71,10 @@ type wireEvent struct {
 // rule resolved from the mark an nft rule set, and the interface name
 // resolved inside the namespace.
 func TestKernelUDPDrops(t *testing.T) {
-	n := testnet.New(t, testnet.WithPrefix("fwt-dlog"))
-	testnet.RequireCommands(t, "nft")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-
-	marks := testMarks(t)
-	const port = 9999
-	const ruleID = 3
-	mark := marks.Encode(0x5, rules.MarkDropLog, ruleID)
-	var rb [2]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		t.Fatal(err)
-	}
-	group := binary.BigEndian.Uint16(rb[:])%60000 + 1000
-
-	ruleset := fmt.Sprintf(`table inet fwt_droplog {
-	chain in {
-		type filter hook input priority 0; policy accept;
-		udp dport %d meta mark set %#x
-		udp dport %d log group %d prefix "fwagent:drop" drop
-	}
-}
-`, port, mark, port, group)
-	cmd := n.Server.Command(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(ruleset)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft -f: %v\n%s", err, out)
-	}
-
+	const port, ruleID = 9999, 3
 	lines := &lineCollector{lines: make(chan string, 64)}
-	r, err := NewReader(Config{
-		Group: group,
-		Marks: marks,
-		RuleName: func(id uint32) string {
-			if id == ruleID {
-				return "block-udp-9999"
-			}
-			return ""
-		},
-		NetNS: int(n.Server.Handle()),
-	}, NewJSONSink(lines))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runDone := make(chan error, 1)
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	go func() { runDone <- r.Run(runCtx) }()
-	select {
-	case <-r.Ready():
-	case err := <-runDone:
-		t.Fatalf("Run: %v", err)
-	case <-ctx.Done():
-		t.Fatal("reader never bound the log group")
-	}
+	rig := startRig(t, port, ruleID, NewJSONSink(lines))
+	n, r, mark, ctx := rig.net, rig.reader, rig.mark, rig.ctx
 
 	sizes := []int{1, 3, 5, 7, 1001}
 	type sent struct {
@@ -169,8 +121,7 @@ func TestKernelUDPDrops(t *testing.T) {
 			t.Fatalf("got %d of %d events before the deadline: %+v (stats %+v)", len(got), len(want), got, r.Stats())
 		}
 	}
-	stopRun()
-	if err := <-runDone; err != nil {
+	if err := rig.stop(); err != nil {
 		t.Fatalf("Run returned %v after cancel", err)
 	}
 
@@ -198,4 +149,131 @@ func TestKernelUDPDrops(t *testing.T) {
 	if s.Received != uint64(len(want)) || s.Written != s.Received || s.Shed != 0 || s.Errors != 0 || s.Lost != 0 {
 		t.Fatalf("stats %+v, want %d received and written, nothing shed, failed or lost", s, len(want))
 	}
+}
+
+// rig is a client and server namespace, an nft table in the server that
+// marks UDP to port with a drop-log mark for ruleID, logs it to a random
+// NFLOG group and drops it, and a running Reader on that group.
+type rig struct {
+	net    *testnet.Net
+	reader *Reader
+	mark   uint32
+	ctx    context.Context
+	stop   func() error
+}
+
+func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
+	tb.Helper()
+	n := testnet.New(tb, testnet.WithPrefix("fwt-dlog"))
+	testnet.RequireCommands(tb, "nft")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	tb.Cleanup(cancel)
+
+	marks := testMarks(tb)
+	mark := marks.Encode(0x5, rules.MarkDropLog, ruleID)
+	var rb [2]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		tb.Fatal(err)
+	}
+	group := binary.BigEndian.Uint16(rb[:])%60000 + 1000
+
+	ruleset := fmt.Sprintf(`table inet fwt_droplog {
+	chain in {
+		type filter hook input priority 0; policy accept;
+		udp dport %d meta mark set %#x
+		udp dport %d log group %d prefix "fwagent:drop" drop
+	}
+}
+`, port, mark, port, group)
+	cmd := n.Server.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("nft -f: %v\n%s", err, out)
+	}
+
+	r, err := NewReader(Config{
+		Group: group,
+		Marks: marks,
+		RuleName: func(id uint32) string {
+			if id == ruleID {
+				return "block-udp-9999"
+			}
+			return ""
+		},
+		// IfName stays nil: names are resolved inside the namespace.
+		NetNS: int(n.Server.Handle()),
+	}, sinks...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	runDone := make(chan error, 1)
+	runCtx, stopRun := context.WithCancel(ctx)
+	go func() { runDone <- r.Run(runCtx) }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		stopRun()
+		return <-runDone
+	}
+	tb.Cleanup(func() { _ = stop() })
+	select {
+	case <-r.Ready():
+	case err := <-runDone:
+		tb.Fatalf("Run: %v", err)
+	case <-ctx.Done():
+		tb.Fatal("reader never bound the log group")
+	}
+	return &rig{net: n, reader: r, mark: mark, ctx: ctx, stop: stop}
+}
+
+// BenchmarkKernelLogPath floods a namespace with UDP datagrams (hping3, a
+// separate process, so its CPU is not counted) that an nft rule logs and
+// drops, until the Reader has received b.N events, and reports:
+//   - cpu-ns/event: this process's CPU time (user+sys: go-nflog, decode,
+//     encode, sink) per event received; 1e9 / it is the events/s one core
+//     sustains;
+//   - written/s: the rate that reached the JSON sink (io.Discard);
+//   - lost% (kernel could not queue to the socket) and shed% (queue full).
+func BenchmarkKernelLogPath(b *testing.B) {
+	testnet.RequireCommands(b, "hping3")
+	const port = 9999
+	rig := startRig(b, port, 3, NewJSONSink(io.Discard))
+	r := rig.reader
+
+	var before, after unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &before); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	flood := rig.net.Client.Command(rig.ctx, "hping3", "--udp", "-p", fmt.Sprint(port), "--flood", "-q", "-d", "64",
+		rig.net.Server.Addr4().String())
+	if err := flood.Start(); err != nil {
+		b.Fatal(err)
+	}
+	for r.Stats().Received < uint64(b.N) && rig.ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	_ = flood.Process.Kill()
+	_ = flood.Wait()
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &after); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	s := r.Stats()
+	if err := rig.stop(); err != nil {
+		b.Fatal(err)
+	}
+	if s.Received < uint64(b.N) {
+		b.Fatalf("received %d of %d events before the deadline", s.Received, b.N)
+	}
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(s.Received), "cpu-ns/event")
+	b.ReportMetric(float64(s.Written)/elapsed.Seconds(), "written/s")
+	b.ReportMetric(100*float64(s.Lost)/float64(s.Received+s.Lost), "lost%")
+	b.ReportMetric(100*float64(s.Shed)/float64(s.Received), "shed%")
 }
