@@ -141,3 +141,36 @@ func putAttrU32(b []byte, typ uint16, v uint32) {
 	binary.NativeEndian.PutUint16(b[2:4], typ)
 	binary.BigEndian.PutUint32(b[4:8], v)
 }
+
+// attr is one netlink attribute of a config message.
+type attr struct {
+	typ uint16
+	val []byte
+}
+
+// appendConfig appends an NFQNL_MSG_CONFIG request for queue that asks for an
+// acknowledgement. Config messages are rare, so this may allocate.
+func appendConfig(buf []byte, seq uint32, queue uint16, attrs ...attr) []byte {
+	n := nlmsgHdrLen + nfgenLen
+	for _, a := range attrs {
+		n += align4(nlaHdrLen + len(a.val))
+	}
+	off := len(buf)
+	buf = append(buf, make([]byte, n)...)
+	b := buf[off:]
+	binary.NativeEndian.PutUint32(b[0:4], uint32(n))
+	binary.NativeEndian.PutUint16(b[4:6], typeConfig)
+	binary.NativeEndian.PutUint16(b[6:8], nlmFRequest|nlmFAck)
+	binary.NativeEndian.PutUint32(b[8:12], seq)
+	b[16] = 0 // AF_UNSPEC, as go-nfqueue sends config
+	binary.BigEndian.PutUint16(b[18:20], queue)
+	p := b[nlmsgHdrLen+nfgenLen:]
+	for _, a := range attrs {
+		l := nlaHdrLen + len(a.val)
+		binary.NativeEndian.PutUint16(p[0:2], uint16(l))
+		binary.NativeEndian.PutUint16(p[2:4], a.typ)
+		copy(p[nlaHdrLen:], a.val)
+		p = p[align4(l):]
+	}
+	return buf
+}

@@ -1,0 +1,290 @@
+package nfqmsg
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/testnet"
+)
+
+const (
+	testMarkDrop   = 0x00100000 // repeated with this mark: the chain drops it
+	testMarkAccept = 0x00200000 // repeated with this mark: the chain accepts it
+)
+
+// queueTable installs, in the namespace ns, a table whose input chain
+// drops packets carrying testMarkDrop, accepts those carrying testMarkAccept
+// (both counted) and sends all other UDP to queue q through the xt NFQUEUE
+// target (this kernel has no native queue expression). No bypass flag:
+// a packet nobody answers is lost, which the test would see.
+func queueTable(t *testing.T, ns *testnet.NS, q uint16) (counters func() (drop, accept uint64)) {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Handle())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := c.AddTable(&nftables.Table{Name: "fwt", Family: nftables.TableFamilyINet})
+	pol := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{Name: "in", Table: tbl, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &pol})
+	markIs := func(m uint32, v expr.VerdictKind) []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(m)},
+			&expr.Counter{},
+			&expr.Verdict{Kind: v},
+		}
+	}
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: markIs(testMarkDrop, expr.VerdictDrop)})
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: markIs(testMarkAccept, expr.VerdictAccept)})
+	// struct xt_NFQ_info_v3 {u16 queuenum, queues_total, flags}, XT_ALIGN'ed.
+	info := xt.Unknown(binary.NativeEndian.AppendUint16(binary.NativeEndian.AppendUint16(binary.NativeEndian.AppendUint16(nil, q), 1), 0))
+	info = append(info, 0, 0)
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Target{Name: "NFQUEUE", Rev: 3, Info: &info},
+	}})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("install queue table: %v", err)
+	}
+	return func() (drop, accept uint64) {
+		rules, err := c.GetRules(tbl, ch)
+		if err != nil {
+			t.Fatalf("read rules: %v", err)
+		}
+		var got []uint64
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if ctr, ok := e.(*expr.Counter); ok {
+					got = append(got, ctr.Packets)
+				}
+			}
+		}
+		if len(got) != 2 {
+			t.Fatalf("found %d counters, want 2", len(got))
+		}
+		return got[0], got[1]
+	}
+}
+
+// udpDstPort reads the destination port of an IPv4 UDP packet.
+func udpDstPort(b []byte) (uint16, bool) {
+	if len(b) < 20 || b[0]>>4 != 4 || b[9] != unix.IPPROTO_UDP {
+		return 0, false
+	}
+	l4 := int(b[0]&0x0f) * 4
+	if len(b) < l4+4 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint16(b[l4+2:]), true
+}
+
+// queueStats reads the namespace's /proc line for queue q: packets waiting,
+// dropped by the kernel, dropped for want of socket room.
+func queueStats(t *testing.T, ns *testnet.NS, q uint16) (waiting, dropped, userDropped uint64) {
+	t.Helper()
+	var data []byte
+	if err := ns.Do(func() (err error) {
+		data, err = os.ReadFile("/proc/thread-self/net/netfilter/nfnetlink_queue")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var num, portid, total, mode, rng, drop, udrop, idseq, one uint64
+		if n, _ := fmt.Sscan(line, &num, &portid, &total, &mode, &rng, &drop, &udrop, &idseq, &one); n == 9 && num == uint64(q) {
+			return total, drop, udrop
+		}
+	}
+	return 0, 0, 0
+}
+
+// TestReaderKernel sends 10,000 UDP packets of odd and even sizes through a
+// real queue to the batched reader, in a namespace of its own. Each of four
+// ports gets its own verdict: accept, drop, repeat with a mark the chain
+// drops on, repeat with a mark the chain accepts on. Every packet must be
+// answered exactly once, arrive exactly when accepted, and never come back
+// to the queue after a repeat.
+func TestReaderKernel(t *testing.T) {
+	n := testnet.New(t, testnet.WithPrefix("fwq"))
+	const q = 3
+	counters := queueTable(t, n.Server, q)
+
+	const basePort = 40000
+	var recv [4]atomic.Uint64
+	var lens sync.Map // payload length seen by the receivers
+	var conns []*net.UDPConn
+	if err := n.Server.Do(func() error {
+		for i := range 4 {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: basePort + i})
+			if err != nil {
+				return err
+			}
+			c.SetReadBuffer(8 << 20)
+			conns = append(conns, c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		t.Cleanup(func() { c.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 2048)
+			for {
+				m, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				recv[i].Add(1)
+				lens.Store(m, true)
+			}
+		}()
+	}
+	var send *net.UDPConn
+	if err := n.Client.Do(func() (err error) {
+		send, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.Client.Addr4().AsSlice()})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { send.Close() })
+
+	sizes := []int{1, 3, 5, 7, 8, 64, 1001, 1400}
+	for _, blocking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("blocking=%v", blocking), func(t *testing.T) {
+			for i := range recv {
+				recv[i].Store(0)
+			}
+			drop0, accept0 := counters()
+			r, err := Open(Config{Queue: q, NetNS: int(n.Server.Handle()), Blocking: blocking, Batch: 32})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			seen := make(map[uint32]int)
+			var requeued, undecodable int
+			decide := func(pkts []Packet, vs []Verdict) {
+				for i, p := range pkts {
+					seen[p.ID]++
+					if p.Mark != 0 {
+						requeued++
+					}
+					port, ok := udpDstPort(p.Payload)
+					if !ok || port < basePort || port >= basePort+4 {
+						undecodable++
+						continue
+					}
+					switch port - basePort {
+					case 0:
+						vs[i] = Verdict{Code: Accept}
+					case 1:
+						vs[i] = Verdict{Code: Drop}
+					case 2:
+						vs[i] = Verdict{Code: Repeat, SetMark: true, Mark: testMarkDrop}
+					case 3:
+						vs[i] = Verdict{Code: Repeat, SetMark: true, Mark: testMarkAccept}
+					}
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx, decide) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+
+			const total = 10240 // a multiple of 4*len(sizes)
+			payload := make([]byte, 1400)
+			cnt := r.Counters()
+			for i := range total {
+				// Runs of 8 to one port, so equal verdicts come in runs
+				// and every port sees every size.
+				dst := &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: basePort + (i/len(sizes))%4}
+				if _, err := send.WriteToUDP(payload[:sizes[i%len(sizes)]], dst); err != nil {
+					t.Fatalf("send %d: %v", i, err)
+				}
+				// Keep the kernel queue and the receivers' buffers from
+				// overflowing: the test is about answers, not load.
+				if i%500 == 499 {
+					waitFor(t, func() bool { return cnt.Packets.Load() >= uint64(i+1) })
+				}
+			}
+			waitFor(t, func() bool {
+				return cnt.Packets.Load() >= total && recv[0].Load() >= total/4 && recv[3].Load() >= total/4
+			})
+			// Late arrivals would show up here.
+			time.Sleep(100 * time.Millisecond)
+
+			c := cnt.Snapshot()
+			if c.Packets != total || len(seen) != total {
+				t.Errorf("answered %d packets, %d distinct ids; want %d", c.Packets, len(seen), total)
+			}
+			for id, k := range seen {
+				if k != 1 {
+					t.Errorf("packet %d seen %d times", id, k)
+				}
+			}
+			if requeued != 0 || undecodable != 0 {
+				t.Errorf("%d packets came back with a mark, %d undecodable", requeued, undecodable)
+			}
+			if got := [4]uint64{recv[0].Load(), recv[1].Load(), recv[2].Load(), recv[3].Load()}; got != [4]uint64{total / 4, 0, 0, total / 4} {
+				t.Errorf("received per port %v, want [%d 0 0 %d]", got, total/4, total/4)
+			}
+			drop, accept := counters()
+			if drop-drop0 != total/4 || accept-accept0 != total/4 {
+				t.Errorf("mark rules matched drop=%d accept=%d, want %d each", drop-drop0, accept-accept0, total/4)
+			}
+			if c.KernelErrors+c.NoID+c.Truncated+c.ENOBUFS+c.SendErrors+c.ReadErrors != 0 {
+				t.Errorf("counters %+v, want no errors", c)
+			}
+			if c.Messages >= c.Packets {
+				t.Errorf("%d messages for %d packets: runs were not batched", c.Messages, c.Packets)
+			}
+			if waiting, dropped, udropped := queueStats(t, n.Server, q); waiting+dropped+udropped != 0 {
+				t.Errorf("kernel queue: %d waiting, %d dropped, %d user-dropped", waiting, dropped, udropped)
+			}
+			for _, s := range sizes {
+				if _, ok := lens.Load(s); !ok {
+					t.Errorf("no %d-byte datagram arrived", s)
+				}
+			}
+			t.Logf("%+v", c)
+		})
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	wg.Wait()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the queue")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
