@@ -12,9 +12,9 @@ import (
 
 // ngSource reads pcapng. It is written here rather than using gopacket's
 // pcapgo.NgReader (v1.1.19) because that reader cannot be fed untrusted
-// files: it keeps link types in a uint8 (SLL2 becomes 20), panics on an
-// if_tsoffset option shorter than 8 bytes and divides by zero on a binary
-// if_tsresol of 2^64 or more, and sizes its packet buffer from the
+// files: it keeps link types in a uint8 (SLL2 becomes 20), divides by zero
+// (a panic) on a binary if_tsresol of 2^64 or more, reads an if_tsoffset
+// shorter than 8 bytes past its end, and sizes its packet buffer from the
 // interface's snap length, so a 60-byte file can make it allocate 4 GiB.
 // Here every length is checked against the block it sits in, and a block is
 // bounded by maxBlock.
