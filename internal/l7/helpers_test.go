@@ -38,10 +38,15 @@ func tcpFrame(msg []byte) []byte {
 // serverName, captured over a net.Pipe.
 func realClientHello(tb testing.TB, serverName string) []byte {
 	tb.Helper()
+	return realClientHelloConfig(tb, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+}
+
+func realClientHelloConfig(tb testing.TB, cfg *tls.Config) []byte {
+	tb.Helper()
 	client, server := net.Pipe()
 	defer server.Close()
 	go func() {
-		c := tls.Client(client, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+		c := tls.Client(client, cfg)
 		_ = c.Handshake()
 		c.Close()
 	}()

@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -16,6 +17,22 @@ func TestTLSServerNameReal(t *testing.T) {
 		}
 		if string(got) != name {
 			t.Fatalf("got %q, want %q", got, name)
+		}
+	}
+}
+
+func TestTLSServerNameRealConfigs(t *testing.T) {
+	for _, cfg := range []*tls.Config{
+		{ServerName: "tls12.example", MaxVersion: tls.VersionTLS12},
+		{ServerName: "tls10.example", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10},
+		{ServerName: "alpn.example", NextProtos: []string{"h2", "http/1.1"}, CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.X25519}},
+		{ServerName: "classic.example", CurvePreferences: []tls.CurveID{tls.CurveP256}},
+	} {
+		cfg.InsecureSkipVerify = true
+		hello := realClientHelloConfig(t, cfg)
+		got, err := TLSServerName(hello)
+		if err != nil || string(got) != cfg.ServerName {
+			t.Errorf("%s (%d bytes): %q, %v", cfg.ServerName, len(hello), got, err)
 		}
 	}
 }
