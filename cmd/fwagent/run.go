@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fwagent/fwagent/internal/agent"
 	"github.com/fwagent/fwagent/policies"
@@ -17,23 +18,30 @@ import (
 	"github.com/fwagent/fwagent/verdict"
 )
 
-type runFlags struct {
-	policy         string
+// tableFlags are the flags that shape the nft table; `run` and `rules`
+// share them so `rules` prints exactly what `run` would install.
+type tableFlags struct {
 	hooks          []string
 	priority       int32
 	queues         uint16
 	queueBase      uint16
-	workers        int
 	failOpen       bool
 	failClosed     bool
 	logGroup       uint16
-	logFile        string
 	markMask       string
 	acceptLoopback bool
 	acceptND       bool
 	queueKind      string
-	queueMaxLen    uint32
-	logLevel       string
+}
+
+type runFlags struct {
+	table       tableFlags
+	policy      string
+	workers     int
+	logFile     string
+	queueMaxLen uint32
+	logLevel    string
+	maxFlows    int
 }
 
 func newRunCmd() *cobra.Command {
@@ -58,22 +66,27 @@ exit. Needs root or CAP_NET_ADMIN.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.policy, "policy", "", "policy file (required)")
+	f.table.register(fl)
+	fl.IntVar(&f.workers, "workers", runtime.GOMAXPROCS(0), "pipeline workers (0: decide on each queue's reader)")
+	fl.StringVar(&f.logFile, "log-file", "", "append JSON drop events to this file instead of stdout")
+	fl.Uint32Var(&f.queueMaxLen, "queue-maxlen", 4096, "kernel queue length per queue")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.IntVar(&f.maxFlows, "max-flows", 0, "cap on tracked flows (0: 262144); at the cap the oldest flows are evicted")
+	return cmd
+}
+
+func (f *tableFlags) register(fl *pflag.FlagSet) {
 	fl.StringSliceVar(&f.hooks, "hooks", []string{"input"}, "hooks to filter: input, forward, output (comma-separated)")
 	fl.Int32Var(&f.priority, "priority", 0, "priority of the agent's base chains (0 = filter)")
 	fl.Uint16Var(&f.queues, "queues", 1, "number of NFQUEUE queues to fan out over")
 	fl.Uint16Var(&f.queueBase, "queue-base", 0, "first queue number")
-	fl.IntVar(&f.workers, "workers", runtime.GOMAXPROCS(0), "pipeline workers (0: decide on each queue's reader)")
 	fl.BoolVar(&f.failOpen, "fail-open", true, "let packets through when the agent is down or overloaded")
 	fl.BoolVar(&f.failClosed, "fail-closed", false, "drop packets when the agent is down or overloaded (same as --fail-open=false)")
 	fl.Uint16Var(&f.logGroup, "log-group", 100, "NFLOG group for logged packets")
-	fl.StringVar(&f.logFile, "log-file", "", "append JSON drop events to this file instead of stdout")
 	fl.StringVar(&f.markMask, "mark-mask", fmt.Sprintf("%#x", rules.DefaultMarkMask), "packet/conntrack mark bits the agent owns (contiguous)")
 	fl.BoolVar(&f.acceptLoopback, "accept-loopback", true, "accept loopback traffic in the kernel, before the policy")
 	fl.BoolVar(&f.acceptND, "accept-icmpv6-nd", true, "accept ICMPv6 neighbour/router discovery in the kernel, before the policy")
 	fl.StringVar(&f.queueKind, "queue-kind", "auto", "queue rule: auto (probe), native (nft queue) or xt (NFQUEUE target)")
-	fl.Uint32Var(&f.queueMaxLen, "queue-maxlen", 4096, "kernel queue length per queue")
-	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	return cmd
 }
 
 func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error) {
@@ -87,62 +100,20 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 		return cfg, nop, usagef("run: --log-level: %v", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	rc := rules.DefaultConfig()
-	rc.Hooks = rc.Hooks[:0]
-	seen := map[policies.Hook]bool{}
-	for _, name := range f.hooks {
-		for _, n := range strings.Split(name, ",") {
-			h, ok := policies.ParseHook(strings.TrimSpace(n))
-			if !ok {
-				return cfg, nop, usagef("run: --hooks: unknown hook %q (want input, forward or output)", n)
-			}
-			if !seen[h] {
-				seen[h] = true
-				rc.Hooks = append(rc.Hooks, h)
-			}
-		}
-	}
-	if len(rc.Hooks) == 0 {
-		return cfg, nop, usagef("run: --hooks: need at least one hook")
-	}
-	if f.queues == 0 {
-		return cfg, nop, usagef("run: --queues must be at least 1")
-	}
-	if uint32(f.queueBase)+uint32(f.queues) > 65536 {
-		return cfg, nop, usagef("run: --queue-base %d + --queues %d runs past queue 65535", f.queueBase, f.queues)
-	}
 	if f.workers < 0 {
 		return cfg, nop, usagef("run: --workers must not be negative")
 	}
-	mask, err := strconv.ParseUint(f.markMask, 0, 32)
+	rc, err := f.table.config()
 	if err != nil {
-		return cfg, nop, usagef("run: --mark-mask %q: %v", f.markMask, err)
+		return cfg, nop, err
 	}
-	marks, err := rules.NewMarks(uint32(mask))
-	if err != nil {
-		return cfg, nop, usagef("run: --mark-mask: %v", err)
-	}
-	switch f.queueKind {
-	case "auto":
-		rc.QueueKind = rules.QueueAuto
-	case "native":
-		rc.QueueKind = rules.QueueNative
-	case "xt":
-		rc.QueueKind = rules.QueueXT
-	default:
-		return cfg, nop, usagef("run: --queue-kind %q: want auto, native or xt", f.queueKind)
-	}
-	rc.Priority = f.priority
-	rc.QueueBase, rc.Queues = f.queueBase, f.queues
-	rc.Bypass = f.failOpen && !f.failClosed
-	rc.LogGroup = f.logGroup
-	rc.Marks = marks
-	rc.AcceptLoopback = f.acceptLoopback
-	rc.AcceptICMPv6ND = f.acceptND
 	cfg.Rules = rc
 	cfg.PolicyPath = f.policy
 	cfg.Verdict = verdict.Config{Workers: f.workers, MaxQueueLen: f.queueMaxLen}
+	if f.maxFlows < 0 {
+		return cfg, nop, usagef("run: --max-flows must not be negative")
+	}
+	cfg.MaxFlows = f.maxFlows
 
 	cfg.Events = stdout
 	closeLog := nop
@@ -155,4 +126,58 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 		closeLog = func() { file.Close() }
 	}
 	return cfg, closeLog, nil
+}
+
+// config validates the table flags into a rules.Config.
+func (f *tableFlags) config() (rules.Config, error) {
+	rc := rules.DefaultConfig()
+	rc.Hooks = rc.Hooks[:0]
+	seen := map[policies.Hook]bool{}
+	for _, name := range f.hooks {
+		for _, n := range strings.Split(name, ",") {
+			h, ok := policies.ParseHook(strings.TrimSpace(n))
+			if !ok {
+				return rc, usagef("--hooks: unknown hook %q (want input, forward or output)", n)
+			}
+			if !seen[h] {
+				seen[h] = true
+				rc.Hooks = append(rc.Hooks, h)
+			}
+		}
+	}
+	if len(rc.Hooks) == 0 {
+		return rc, usagef("--hooks: need at least one hook")
+	}
+	if f.queues == 0 {
+		return rc, usagef("--queues must be at least 1")
+	}
+	if uint32(f.queueBase)+uint32(f.queues) > 65536 {
+		return rc, usagef("--queue-base %d + --queues %d runs past queue 65535", f.queueBase, f.queues)
+	}
+	mask, err := strconv.ParseUint(f.markMask, 0, 32)
+	if err != nil {
+		return rc, usagef("--mark-mask %q: %v", f.markMask, err)
+	}
+	marks, err := rules.NewMarks(uint32(mask))
+	if err != nil {
+		return rc, usagef("--mark-mask: %v", err)
+	}
+	switch f.queueKind {
+	case "auto":
+		rc.QueueKind = rules.QueueAuto
+	case "native":
+		rc.QueueKind = rules.QueueNative
+	case "xt":
+		rc.QueueKind = rules.QueueXT
+	default:
+		return rc, usagef("--queue-kind %q: want auto, native or xt", f.queueKind)
+	}
+	rc.Priority = f.priority
+	rc.QueueBase, rc.Queues = f.queueBase, f.queues
+	rc.Bypass = f.failOpen && !f.failClosed
+	rc.LogGroup = f.logGroup
+	rc.Marks = marks
+	rc.AcceptLoopback = f.acceptLoopback
+	rc.AcceptICMPv6ND = f.acceptND
+	return rc, nil
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/droplog"
 	"github.com/fwagent/fwagent/internal/ifname"
 	"github.com/fwagent/fwagent/internal/pipeline"
@@ -40,6 +41,8 @@ type Config struct {
 	// Events receives the JSON drop log (stdout or a file).
 	Events io.Writer
 	Logger *slog.Logger
+	// MaxFlows caps the flow table (0: the table's default).
+	MaxFlows int
 }
 
 // Agent is a running firewall.
@@ -71,12 +74,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a.gen = firstGeneration(cfg.Rules.Marks)
-	a.shared = pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: a.gen}, cfg.Rules.Marks, nil)
+	flows := conntrack.New(conntrack.Config{MaxFlows: cfg.MaxFlows})
+	a.shared = pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: a.gen}, cfg.Rules.Marks, flows)
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go flows.Run(runCtx, time.Second)
 
 	// Drop log first: the kernel logs as soon as the table exists.
 	a.drops, err = droplog.NewReader(droplog.Config{
@@ -97,6 +102,7 @@ func Run(ctx context.Context, cfg Config) error {
 	vcfg.FailOpen = cfg.Rules.Bypass
 	vcfg.Logger = a.log
 	vcfg.IfName = a.ifs.Name
+	vcfg.Now = flows.Now
 	a.engine = verdict.New(vcfg, a.shared)
 	waitQueues, err := a.engine.Start(runCtx)
 	if err != nil {

@@ -129,7 +129,7 @@ func (w *Worker) Process(data []byte, m Meta) Result {
 	var flow conntrack.Result
 	tracked := s.flows != nil
 	if tracked {
-		flow = s.flows.Track(&w.pkt, len(data), kernelEstablished)
+		flow = s.flows.TrackAt(&w.pkt, len(data), kernelEstablished, m.Now)
 		in.State = flow.State
 		if flow.HasCache && flow.Cache.Gen == pol.Gen {
 			r.Decision, r.Cached = decodeCache(flow.Cache.Value, m.Hook, flow.Reply)

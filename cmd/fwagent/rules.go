@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwagent/fwagent/rules"
+)
+
+func newRulesCmd() *cobra.Command {
+	var (
+		policy string
+		table  tableFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "rules --policy POLICY [flags]",
+		Short: "Print, in nft syntax, the table the agent would install",
+		Long: `Print the nftables table "inet fwagent" that 'fwagent run' would install with
+the same flags, in nft syntax, without touching the kernel. The output loads
+with 'nft -f' (the queue rule is shown with the native queue expression; on
+kernels without it the agent installs the equivalent xt NFQUEUE target).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if policy == "" {
+				return usagef("rules: --policy is required")
+			}
+			if _, err := loadProgram(policy); err != nil {
+				return err
+			}
+			rc, err := table.config()
+			if err != nil {
+				return err
+			}
+			rc.Generation = 1
+			fmt.Fprint(cmd.OutOrStdout(), rules.Render(rc))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&policy, "policy", "", "policy file (required)")
+	table.register(cmd.Flags())
+	return cmd
+}
