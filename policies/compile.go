@@ -103,7 +103,10 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 	if e.hasTCP || e.hasICMP || len(e.lengths) > 0 || e.dns != nil || e.sni != nil || e.payload != nil || e.limit != nil {
 		e.checks |= chkPacket
 	}
-	e.stable = e.checks&chkPacket == 0
+	// L7 fields do not make a decision unstable: once a payload decides, the
+	// decision holds for the flow (POLICY.md). ICMP types are fixed for one
+	// direction of an echo flow.
+	e.stable = !e.hasTCP && len(e.lengths) == 0 && e.limit == nil
 	why := r.perPacketReason()
 	switch {
 	case r.Action != ActionAccept:

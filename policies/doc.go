@@ -19,14 +19,26 @@
 // allocates nothing and does no I/O.
 //
 // L7 fields (dns_qname, tls_sni, payload) look at the packet's transport
-// payload only. A packet with no decisive payload (a TCP handshake, an empty
-// segment, a ClientHello split across segments) does not match an L7 rule and
-// falls through to the next rule; such decisions are never Cacheable, so the
-// flow is decided again on its next packet, until the payload decides.
+// payload only, one packet at a time (no reassembly). A packet with no
+// decisive payload (a TCP handshake, an empty segment, a ClientHello split
+// across segments) does not match an L7 rule and falls through to the next
+// rule; a decision made after such a fall-through is neither Cacheable nor
+// offloaded, so the flow is decided again on its next packet, until the
+// payload decides. A decision by an L7 rule is Cacheable: it holds for the
+// rest of the flow. An allowlist therefore needs a rule that lets the
+// handshake through (see examples/tls-egress-allowlist.yaml).
+//
+// Cacheable speaks for later packets of the same flow, same direction, same
+// hook: it is false when the deciding rule looks at tcp_flags, length or a
+// limit, when its state match may stop holding, or when an earlier rule was
+// skipped for a field that may hold for a later packet (state, tcp_flags,
+// length, L7, payload, limit).
 //
 // Offload follows POLICY.md: an accept whose deciding rule looks at nothing
-// that changes inside a flow (payload, L7, tcp_flags, length, limit, ICMP
-// type) offloads unless the rule says offload: false. A state match does not
+// that changes inside a flow (payload, L7, tcp_flags, length, limit) offloads
+// unless the rule says offload: false, and unless an earlier rule was skipped
+// for a per-packet field other than state (an L7 rule still waiting for its
+// payload must see it). A state match does not
 // block offload unless it admits invalid packets: accepting the rest of a flow
 // the tracker called new, established or related is what a stateful firewall
 // does anyway. A rule that sets a mark does not offload by default, because

@@ -301,8 +301,6 @@ func (r *Rule) perPacketReason() string {
 		return "length"
 	case r.Limit != nil:
 		return "limit"
-	case m.HasICMPType:
-		return "icmp_type"
 	case m.States&(1<<conntrack.StateInvalid) != 0:
 		return "state invalid"
 	}
