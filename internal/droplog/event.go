@@ -63,7 +63,7 @@ const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 // break out of its string or forge a log line.
 func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"time":"`...)
-	b = e.Time.UTC().AppendFormat(b, timeLayout)
+	b = appendTime(b, e.Time)
 	b = append(b, `","rule":`...)
 	b = appendString(b, e.Rule)
 	b = append(b, `,"verdict":`...)

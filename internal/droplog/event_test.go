@@ -253,3 +253,50 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendTimeMatchesFormat(t *testing.T) {
+	times := []time.Time{
+		{}, time.Unix(0, 0), time.Unix(1, 1), testTime,
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 2, 29, 7, 8, 9, 10, time.FixedZone("x", -5*3600-1800)),
+	}
+	for i := int64(0); i < 2000; i++ {
+		times = append(times, time.Unix(i*987654321+i*i*1234567, i*7919%1e9))
+	}
+	for _, ts := range times {
+		got := string(appendTime(nil, ts))
+		if want := ts.UTC().Format(timeLayout); got != want {
+			t.Fatalf("appendTime(%v) = %s, want %s", ts, got, want)
+		}
+	}
+}
+
+func FuzzAppendTime(f *testing.F) {
+	f.Add(int64(0), int64(0))
+	f.Add(int64(253402300799), int64(999999999))
+	f.Fuzz(func(t *testing.T, sec, nsec int64) {
+		ts := time.Unix(sec, nsec)
+		if got, want := string(appendTime(nil, ts)), ts.UTC().Format(timeLayout); got != want {
+			t.Fatalf("appendTime(%d, %d) = %s, want %s", sec, nsec, got, want)
+		}
+	})
+}
+
+func BenchmarkAppendTime(b *testing.B) {
+	ts := testTime
+	buf := make([]byte, 0, 64)
+	b.Run("hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = appendTime(buf[:0], ts)
+		}
+	})
+	b.Run("AppendFormat", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = ts.UTC().AppendFormat(buf[:0], timeLayout)
+		}
+	})
+}

@@ -151,6 +151,29 @@ func TestKernelUDPDrops(t *testing.T) {
 	}
 }
 
+// TestKernelGroupTaken: a group has one listener per namespace; a second
+// Reader must fail with an error instead of hanging or stealing it, and a
+// Reader runs once.
+func TestKernelGroupTaken(t *testing.T) {
+	rig := startRig(t, 9999, 1, NewJSONSink(io.Discard))
+	second, err := NewReader(Config{Group: rig.group, Marks: testMarks(t), NetNS: int(rig.net.Server.Handle())}, NewJSONSink(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Run(rig.ctx)
+	if err == nil || !strings.Contains(err.Error(), "droplog: register nflog group") {
+		t.Fatalf("second Run on a taken group = %v, want a register error", err)
+	}
+	if err := rig.reader.Run(rig.ctx); err == nil {
+		t.Fatal("Run on a running Reader succeeded")
+	}
+	select {
+	case <-second.Ready():
+		t.Fatal("a Reader that failed to bind reports ready")
+	default:
+	}
+}
+
 // rig is a client and server namespace, an nft table in the server that
 // marks UDP to port with a drop-log mark for ruleID, logs it to a random
 // NFLOG group and drops it, and a running Reader on that group.
@@ -158,6 +181,7 @@ type rig struct {
 	net    *testnet.Net
 	reader *Reader
 	mark   uint32
+	group  uint16
 	ctx    context.Context
 	stop   func() error
 }
@@ -226,7 +250,7 @@ func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
 	case <-ctx.Done():
 		tb.Fatal("reader never bound the log group")
 	}
-	return &rig{net: n, reader: r, mark: mark, ctx: ctx, stop: stop}
+	return &rig{net: n, reader: r, mark: mark, group: group, ctx: ctx, stop: stop}
 }
 
 // BenchmarkKernelLogPath floods a namespace with UDP datagrams (hping3, a
