@@ -47,9 +47,12 @@
 // Every string is escaped the way encoding/json escapes it (control
 // characters, quotes, <, >, &, U+2028/U+2029, invalid UTF-8), so an
 // interface name or prefix cannot end a string or inject a line. Events are
-// encoded by a hand-written appender (Event.AppendJSON): measured against
-// encoding/json on the same event it is several times faster and allocates
-// nothing (see BenchmarkEncode*).
+// encoded by a hand-written appender (Event.AppendJSON), tested and fuzzed to
+// produce the same bytes as encoding/json: on the same event it was about
+// five times faster and allocates nothing, where encoding/json allocated six
+// times (BenchmarkEncode*). The whole kernel path (go-nflog, decode, encode,
+// sink) measured 4-5 us of CPU per event, i.e. roughly 200k events/s on one
+// core (BenchmarkKernelLogPath).
 //
 // # Shedding
 //
@@ -61,7 +64,16 @@
 // socket buffer was full never reach the reader; they show as gaps in the
 // NFLOG sequence numbers and are counted in Stats.Lost. Sinks buffer and are
 // flushed whenever the queue runs empty and at least every
-// Config.FlushInterval, so `tail -f` sees events promptly.
+// Config.FlushInterval, so `tail -f` sees events promptly; the kernel is
+// asked to hand over logged packets within 0.1 s. A JSON sink whose writer
+// fails (disk full) drops its buffer and starts over, so it recovers when
+// the writer does; failures count in Stats.Errors.
+//
+// # Start-up
+//
+// The kernel discards what it logs to a group nobody has bound. Reader.Ready
+// is closed once Run has bound the group: install the rules that log after
+// it.
 //
 // # Reading the log
 //

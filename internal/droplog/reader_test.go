@@ -420,3 +420,39 @@ func TestJSONSinkAfterClose(t *testing.T) {
 		t.Fatalf("Write after Close = %v, want ErrSinkClosed", err)
 	}
 }
+
+// flakyWriter fails while failing is set, like a file on a full disk.
+type flakyWriter struct {
+	failing bool
+	buf     bytes.Buffer
+}
+
+func (w *flakyWriter) Write(b []byte) (int, error) {
+	if w.failing {
+		return 0, errors.New("no space left on device")
+	}
+	return w.buf.Write(b)
+}
+
+func TestJSONSinkRecoversAfterWriteErrors(t *testing.T) {
+	w := &flakyWriter{failing: true}
+	s := NewJSONSink(w)
+	ev := Event{Time: testTime, Rule: "lost"}
+	if err := s.Write(&ev); err != nil {
+		t.Fatal(err) // buffered, the writer is not called yet
+	}
+	if err := s.Flush(); err == nil {
+		t.Fatal("Flush to a failing writer succeeded")
+	}
+	w.failing = false
+	ev.Rule = "kept"
+	if err := s.Write(&ev); err != nil {
+		t.Fatalf("Write after the writer recovered: %v", err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatalf("Flush after the writer recovered: %v", err)
+	}
+	if got := w.buf.String(); !strings.Contains(got, `"rule":"kept"`) || strings.Contains(got, `"rule":"lost"`) || strings.Count(got, "\n") != 1 {
+		t.Fatalf("after recovery the file holds %q, want just the new event", got)
+	}
+}

@@ -32,6 +32,7 @@ const jsonBufSize = 64 << 10
 // jsonSink writes one JSON object per line.
 type jsonSink struct {
 	mu     sync.Mutex
+	out    io.Writer
 	w      *bufio.Writer
 	line   []byte
 	closed bool
@@ -44,7 +45,7 @@ var ErrSinkClosed = errors.New("droplog: sink closed")
 // (the schema in the package comment), buffered. w stays the caller's: Close
 // flushes but does not close it. The sink is safe for concurrent use.
 func NewJSONSink(w io.Writer) Sink {
-	return &jsonSink{w: bufio.NewWriterSize(w, jsonBufSize), line: make([]byte, 0, 512)}
+	return &jsonSink{out: w, w: bufio.NewWriterSize(w, jsonBufSize), line: make([]byte, 0, 512)}
 }
 
 func (s *jsonSink) Write(e *Event) error {
@@ -55,9 +56,17 @@ func (s *jsonSink) Write(e *Event) error {
 	}
 	s.line = append(e.AppendJSON(s.line[:0]), '\n')
 	if _, err := s.w.Write(s.line); err != nil {
+		s.discardBuffered()
 		return fmt.Errorf("droplog: write event: %w", err)
 	}
 	return nil
+}
+
+// discardBuffered drops what is buffered after a failed write. A bufio.Writer keeps
+// its first error forever; a log file on a full disk must start working
+// again once space is freed, at the price of the events in the buffer.
+func (s *jsonSink) discardBuffered() {
+	s.w.Reset(s.out)
 }
 
 func (s *jsonSink) Flush() error {
@@ -67,6 +76,7 @@ func (s *jsonSink) Flush() error {
 		return nil
 	}
 	if err := s.w.Flush(); err != nil {
+		s.discardBuffered()
 		return fmt.Errorf("droplog: flush events: %w", err)
 	}
 	return nil
