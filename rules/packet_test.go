@@ -1,0 +1,379 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/florianl/go-nflog/v2"
+	"github.com/florianl/go-nfqueue/v2"
+	"github.com/fwagent/fwagent/policies"
+	"github.com/vishvananda/netns"
+)
+
+// do runs fn on a locked OS thread switched into the namespace. Sockets
+// created inside keep the namespace after the thread switches back.
+func (ns *testNS) do(t *testing.T, fn func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns.h); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		err = fn()
+		if serr := netns.Set(orig); serr != nil {
+			// Leave the thread locked: the runtime then ends it with this
+			// goroutine instead of reusing a thread in the wrong namespace.
+			errc <- errors.Join(err, serr)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatalf("in namespace: %v", err)
+	}
+}
+
+// queuedPacket is what the test's queue handler saw.
+type queuedPacket struct {
+	payload string // UDP payload, or "tcp-syn"
+	mark    uint32
+}
+
+// TestPacketPath drives real packets over loopback in a private namespace
+// through the installed table and a go-nfqueue handler that answers the way
+// verdict/ does, and checks what the kernel rules then do: drop and log,
+// reject (ICMP and TCP reset), accept and log, offload, re-queue after a
+// generation change, and mark established flows.
+func TestPacketPath(t *testing.T) {
+	ns := newTestNS(t)
+	ns.mustRun(t, "", "ip", "link", "set", "lo", "up")
+	cfg := DefaultConfig()
+	cfg.Hooks = []policies.Hook{policies.HookInput}
+	cfg.AcceptLoopback = false // the test traffic is loopback traffic
+	cfg.QueueKind = QueueXT
+	cfg.Generation = 11
+	cfg.LogGroup = 100
+	m := cfg.Marks
+	tbl, err := Install(ns.conn(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Cancel before closing: go-nflog and go-nfqueue stop their receive
+	// loops on cancellation, and closing a socket under a blocked receive
+	// can hang.
+	ctx, cancel := context.WithCancel(context.Background())
+	var closers []func() error
+	t.Cleanup(func() {
+		cancel()
+		for _, c := range closers {
+			c()
+		}
+	})
+
+	// NFLOG listener.
+	logs := make(chan queuedPacket, 64)
+	nl, err := nflog.Open(&nflog.Config{NetNS: ns.fd(), Group: cfg.LogGroup, Copymode: nflog.CopyPacket, Bufsize: 0xffff, QThresh: 1})
+	if err != nil {
+		t.Fatalf("nflog open: %v", err)
+	}
+	closers = append(closers, nl.Close)
+	if err := nl.RegisterWithErrorFunc(ctx, func(a nflog.Attribute) int {
+		var q queuedPacket
+		if a.Prefix != nil {
+			q.payload = *a.Prefix
+		}
+		if a.Mark != nil {
+			q.mark = *a.Mark
+		}
+		if a.Payload != nil {
+			q.payload += " " + udpPayload(*a.Payload)
+		}
+		logs <- q
+		return 0
+	}, func(error) int { return 0 }); err != nil {
+		t.Fatalf("nflog register: %v", err)
+	}
+
+	// Queue handler: the first word of the UDP payload says what to answer.
+	var (
+		mu     sync.Mutex
+		queued []queuedPacket
+		gen    = cfg.Generation
+	)
+	nf, err := nfqueue.Open(&nfqueue.Config{NetNS: ns.fd(), NfQueue: cfg.QueueBase, MaxPacketLen: 0xffff, MaxQueueLen: 256, Copymode: nfqueue.NfQnlCopyPacket, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("nfqueue open: %v", err)
+	}
+	closers = append(closers, nf.Close)
+	var tcpPort uint16
+	if err := nf.RegisterWithErrorFunc(ctx, func(a nfqueue.Attribute) int {
+		if a.PacketID == nil || a.Payload == nil {
+			return 0
+		}
+		q := queuedPacket{payload: udpPayload(*a.Payload)}
+		if a.Mark != nil {
+			q.mark = *a.Mark
+		}
+		if isTCPSyn(*a.Payload, tcpPort) {
+			q.payload = "tcp-syn"
+		}
+		mu.Lock()
+		queued = append(queued, q)
+		g := gen
+		mu.Unlock()
+		id := *a.PacketID
+		repeat := func(mark uint32) { _ = nf.SetVerdictWithOption(id, nfqueue.NfRepeat, nfqueue.WithMark(mark)) }
+		switch strings.Fields(q.payload + " x")[0] {
+		case "drop":
+			repeat(m.Encode(q.mark, MarkDropLog, 5))
+		case "rejectlog":
+			repeat(m.Encode(q.mark, MarkRejectLog, 6))
+		case "tcp-syn":
+			repeat(m.Encode(q.mark, MarkReject, 0))
+		case "acceptlog":
+			repeat(m.Encode(q.mark, MarkAcceptLog, 9))
+		case "offload":
+			repeat(m.OffloadMark(q.mark, g))
+		default:
+			_ = nf.SetVerdict(id, nfqueue.NfAccept)
+		}
+		return 0
+	}, func(error) int { return 0 }); err != nil {
+		t.Fatalf("nfqueue register: %v", err)
+	}
+	queuedWith := func(prefix string) []queuedPacket {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []queuedPacket
+		for _, q := range queued {
+			if strings.HasPrefix(q.payload, prefix) {
+				out = append(out, q)
+			}
+		}
+		return out
+	}
+
+	var srv, cli, cli2 *net.UDPConn
+	var tcpLn net.Listener
+	ns.do(t, func() error {
+		var err error
+		if srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			return err
+		}
+		if cli, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr)); err != nil {
+			return err
+		}
+		if cli2, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr)); err != nil {
+			return err
+		}
+		tcpLn, err = net.Listen("tcp4", "127.0.0.1:0")
+		return err
+	})
+	t.Cleanup(func() { srv.Close(); cli.Close(); cli2.Close(); tcpLn.Close() })
+	tcpPort = uint16(tcpLn.Addr().(*net.TCPAddr).Port)
+
+	// recvUntil reads datagrams until want arrives and returns all read.
+	recvUntil := func(want string) []string {
+		t.Helper()
+		var got []string
+		buf := make([]byte, 2048)
+		for {
+			// The deadline only bounds a failing test; no assertion uses time.
+			srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, _, err := srv.ReadFromUDP(buf)
+			if err != nil {
+				t.Fatalf("waiting for %q (got %v): %v", want, got, err)
+			}
+			got = append(got, string(buf[:n]))
+			if string(buf[:n]) == want {
+				return got
+			}
+		}
+	}
+	waitLog := func(prefix string) queuedPacket {
+		t.Helper()
+		select {
+		case q := <-logs:
+			if !strings.HasPrefix(q.payload, prefix+" ") {
+				t.Fatalf("NFLOG got %q, want prefix %q", q.payload, prefix)
+			}
+			return q
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no NFLOG message with prefix %q", prefix)
+		}
+		return queuedPacket{}
+	}
+	send := func(c *net.UDPConn, s string) {
+		t.Helper()
+		if _, err := c.Write([]byte(s)); err != nil {
+			t.Fatalf("send %q: %v", s, err)
+		}
+	}
+
+	t.Run("drop with log", func(t *testing.T) {
+		send(cli, "drop 1")
+		send(cli, "pass 1")
+		if got := recvUntil("pass 1"); len(got) != 1 {
+			t.Fatalf("delivered %q, want only the accepted packet", got)
+		}
+		q := waitLog(LogPrefix(MarkDropLog))
+		if q.payload != "fwagent:drop drop 1" {
+			t.Errorf("logged %q", q.payload)
+		}
+		if a, _, id := m.Decode(q.mark); a != MarkDropLog || id != 5 {
+			t.Errorf("logged mark %#x decodes to %v id %d, want droplog id 5", q.mark, a, id)
+		}
+	})
+
+	t.Run("accept with log", func(t *testing.T) {
+		send(cli, "acceptlog 1")
+		if got := recvUntil("acceptlog 1"); len(got) != 1 {
+			t.Fatalf("delivered %q", got)
+		}
+		q := waitLog(LogPrefix(MarkAcceptLog))
+		if a, _, id := m.Decode(q.mark); a != MarkAcceptLog || id != 9 {
+			t.Errorf("logged mark %#x decodes to %v id %d", q.mark, a, id)
+		}
+	})
+
+	t.Run("reject with log sends ICMP port unreachable", func(t *testing.T) {
+		send(cli, "rejectlog 1")
+		cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := cli.Read(make([]byte, 64))
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("read after reject: %v, want ECONNREFUSED from the ICMP error", err)
+		}
+		q := waitLog(LogPrefix(MarkRejectLog))
+		if q.payload != "fwagent:reject rejectlog 1" {
+			t.Errorf("logged %q", q.payload)
+		}
+	})
+
+	t.Run("reject TCP with reset", func(t *testing.T) {
+		var err error
+		ns.do(t, func() error {
+			d := net.Dialer{Timeout: 10 * time.Second}
+			var c net.Conn
+			c, err = d.Dial("tcp4", tcpLn.Addr().String())
+			if c != nil {
+				c.Close()
+			}
+			return nil
+		})
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial: %v, want ECONNREFUSED from the TCP reset", err)
+		}
+		if len(queuedWith("tcp-syn")) == 0 {
+			t.Fatal("SYN never queued")
+		}
+	})
+
+	t.Run("established flows are marked", func(t *testing.T) {
+		send(cli2, "hello")
+		recvUntil("hello")
+		// A reply makes the kernel's conntrack entry established.
+		if _, err := srv.WriteToUDP([]byte("reply"), cli2.LocalAddr().(*net.UDPAddr)); err != nil {
+			t.Fatal(err)
+		}
+		cli2.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := cli2.Read(make([]byte, 64)); err != nil {
+			t.Fatal(err)
+		}
+		send(cli2, "again")
+		recvUntil("again")
+		first, again := queuedWith("hello"), queuedWith("again")
+		if len(first) != 1 || len(again) != 1 {
+			t.Fatalf("queued hello %d, again %d times", len(first), len(again))
+		}
+		if _, est, _ := m.Decode(first[0].mark); est {
+			t.Errorf("first packet of a new flow marked established (%#x)", first[0].mark)
+		}
+		if _, est, _ := m.Decode(again[0].mark); !est {
+			t.Errorf("packet of an established flow not marked (%#x)", again[0].mark)
+		}
+	})
+
+	t.Run("offload then generation change", func(t *testing.T) {
+		var oc *net.UDPConn
+		ns.do(t, func() error {
+			var err error
+			oc, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+			return err
+		})
+		defer oc.Close()
+		// One at a time: packets sent before the first verdict would all
+		// be in the queue already.
+		for i := 1; i <= 3; i++ {
+			send(oc, fmt.Sprintf("offload %d", i))
+			recvUntil(fmt.Sprintf("offload %d", i))
+		}
+		if n := len(queuedWith("offload")); n != 1 {
+			t.Fatalf("offloaded flow queued %d times, want once", n)
+		}
+		if err := tbl.SetGeneration(12); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		gen = 12
+		mu.Unlock()
+		send(oc, "offload 4") // stale generation: queued again, offloaded anew
+		recvUntil("offload 4")
+		send(oc, "offload 5")
+		recvUntil("offload 5")
+		if n := len(queuedWith("offload")); n != 2 {
+			t.Fatalf("after the generation change the flow was queued %d times in all, want 2", n)
+		}
+	})
+
+	// Nothing else was logged: every log message was expected above.
+	select {
+	case q := <-logs:
+		t.Errorf("unexpected NFLOG message %q", q.payload)
+	default:
+	}
+}
+
+// udpPayload returns the UDP payload of an IPv4 packet, or "".
+func udpPayload(p []byte) string {
+	if len(p) < 20 || p[0]>>4 != 4 || p[9] != syscall.IPPROTO_UDP {
+		return ""
+	}
+	ihl := int(p[0]&0xf) * 4
+	if len(p) < ihl+8 {
+		return ""
+	}
+	return string(p[ihl+8:])
+}
+
+func isTCPSyn(p []byte, port uint16) bool {
+	if len(p) < 20 || p[0]>>4 != 4 || p[9] != syscall.IPPROTO_TCP {
+		return false
+	}
+	ihl := int(p[0]&0xf) * 4
+	if len(p) < ihl+14 {
+		return false
+	}
+	dport := uint16(p[ihl+2])<<8 | uint16(p[ihl+3])
+	flags := p[ihl+13]
+	return dport == port && flags&0x02 != 0 && flags&0x10 == 0
+}
