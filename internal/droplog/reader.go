@@ -213,13 +213,26 @@ func (r *Reader) Run(ctx context.Context) error {
 		return fmt.Errorf("droplog: set NoENOBUFS: %w", err)
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	stopSinks := r.startSinks()
 
-	fatal := make(chan error, 1)
+	// Stopping go-nflog's receive loop takes care: its Close waits on a
+	// WaitGroup that the loop goroutine only joins (Add) once it runs, so
+	// closing before the loop has started or while it still runs races.
+	// Run therefore stops the loop itself and closes only after it has
+	// exited: it sets a read deadline in the past, so Receive fails and the
+	// error function (or the hook, once shut down) tells the loop to return
+	// and signals loopDone. Only then is the library's own context cancelled
+	// and the socket closed.
+	var (
+		stopping atomic.Bool
+		loopDone = make(chan struct{})
+		exitOnce sync.Once
+		fatal    = make(chan error, 1)
+	)
+	exited := func() { exitOnce.Do(func() { close(loopDone) }) }
 	errfn := func(err error) int {
-		if ctx.Err() != nil {
+		if stopping.Load() {
+			exited()
 			return 1
 		}
 		var op *netlink.OpError
@@ -234,9 +247,20 @@ func (r *Reader) Run(ctx context.Context) error {
 		case fatal <- err:
 		default:
 		}
+		exited()
 		return 1
 	}
-	if err := nf.RegisterWithErrorFunc(ctx, r.handle, errfn); err != nil {
+	hook := func(a nflog.Attribute) int {
+		rc := r.handle(a)
+		if rc != 0 {
+			exited()
+		}
+		return rc
+	}
+	loopCtx, cancelLoop := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelLoop()
+	if err := nf.RegisterWithErrorFunc(loopCtx, hook, errfn); err != nil {
+		// No receive goroutine was started.
 		r.shutdown()
 		_ = nf.Close()
 		stopSinks()
@@ -251,9 +275,14 @@ func (r *Reader) Run(ctx context.Context) error {
 	case err := <-fatal:
 		runErr = fmt.Errorf("droplog: read nflog group %d: %w", r.cfg.Group, err)
 	}
-	cancel()
 	r.shutdown()
-	if err := nf.Close(); err != nil && runErr == nil {
+	stopping.Store(true)
+	if err := nf.Con.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+		r.log.Debug("droplog: interrupt nflog receive", "err", err)
+	}
+	<-loopDone
+	cancelLoop()
+	if err := nf.Close(); err != nil {
 		r.log.Debug("droplog: close nflog", "err", err)
 	}
 	stopSinks()
