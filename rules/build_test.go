@@ -161,7 +161,9 @@ func TestInstallBatchShape(t *testing.T) {
 	cfg.Hooks = []policies.Hook{policies.HookInput, policies.HookOutput}
 	cfg.QueueKind = QueueNative
 	tb := &Table{conn: c, table: ownTable(), cfg: cfg, kind: QueueNative}
-	tb.queueInstall()
+	if chains := tb.queueInstall(); len(chains) != 2 {
+		t.Fatalf("%d chains queued", len(chains))
+	}
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -87,6 +87,15 @@
 // Packets the kernel rules decide (host essentials, offloaded flows, rules
 // 1-6) never depend on the agent.
 //
+// # When something else changes the table
+//
+// The kernel does not stop other programs from editing or deleting the
+// agent's table: `nft flush ruleset` (run by a restart of the host's
+// nftables service) deletes it, and then nothing is queued and the host is
+// unfiltered. Table.Verify detects this (ErrTableChanged) and
+// Table.Reinstall rebuilds the table with the current generation; the agent
+// should call Verify periodically.
+//
 // # Queue kind
 //
 // Probe checks whether the kernel has the native nft `queue` expression; if

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -63,23 +64,36 @@ func Install(c *nftables.Conn, cfg Config) (*Table, error) {
 		}
 	}
 	t := &Table{conn: c, table: ownTable(), cfg: cfg, kind: kind}
-	t.queueInstall()
-	if err := c.Flush(); err != nil {
-		return nil, fmt.Errorf("rules: install table inet %s (queue kind %s): %w", TableName, kind, err)
-	}
-	for i := range t.chains {
-		ic := &t.chains[i]
-		h, err := t.readHandles(ic.chain, chainRules(t.cfg, ic.hook, t.kind))
-		if err != nil {
-			return nil, err
-		}
-		ic.handles = h
+	if err := t.install(); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
 
-// queueInstall buffers the install batch on t.conn.
-func (t *Table) queueInstall() {
+// install sends the install batch and records the new rule handles.
+func (t *Table) install() error {
+	chains := t.queueInstall()
+	if err := t.conn.Flush(); err != nil {
+		if t.kind == QueueNative && isErrno(err, unix.ENOENT) {
+			err = fmt.Errorf("%w (the kernel may lack the nft queue expression: use the xt queue kind)", err)
+		}
+		return fmt.Errorf("rules: install table inet %s (queue kind %s): %w", TableName, t.kind, err)
+	}
+	for i := range chains {
+		ic := &chains[i]
+		h, err := t.readHandles(ic.chain, chainRules(t.cfg, ic.hook, t.kind))
+		if err != nil {
+			return err
+		}
+		ic.handles = h
+	}
+	t.chains = chains
+	return nil
+}
+
+// queueInstall buffers the install batch on t.conn and returns the chains
+// it adds, without handles yet.
+func (t *Table) queueInstall() []installedChain {
 	c := t.conn
 	// Adding before deleting makes the delete succeed whether or not a stale
 	// table exists, without a racy lookup first.
@@ -87,6 +101,7 @@ func (t *Table) queueInstall() {
 	c.DelTable(t.table)
 	c.AddTable(t.table)
 	policy := nftables.ChainPolicyAccept
+	var chains []installedChain
 	for _, h := range t.cfg.Hooks {
 		ch := c.AddChain(&nftables.Chain{
 			Name:     h.String(),
@@ -99,8 +114,9 @@ func (t *Table) queueInstall() {
 		for _, r := range chainRules(t.cfg, h, t.kind) {
 			c.AddRule(r.nft(t.table, ch))
 		}
-		t.chains = append(t.chains, installedChain{hook: h, chain: ch})
+		chains = append(chains, installedChain{hook: h, chain: ch})
 	}
+	return chains
 }
 
 // readHandles maps rule names to the handles the kernel gave them and checks
@@ -122,6 +138,52 @@ func (t *Table) readHandles(ch *nftables.Chain, want []rule) (map[string]uint64,
 		handles[name] = r.Handle
 	}
 	return handles, nil
+}
+
+// ErrTableChanged reports that the installed table is no longer what
+// Install built: something outside the agent (`nft flush ruleset`, a restart
+// of the host's nftables service, an operator) deleted or edited it.
+var ErrTableChanged = errors.New("rules: table inet " + TableName + " changed outside the agent")
+
+// Verify checks that every chain still holds the rules Install created, in
+// order, under the same handles. It returns an error wrapping
+// ErrTableChanged if not: the host is then no longer filtered as configured
+// (if the table is gone, nothing is queued at all) and the caller should
+// Reinstall. It reads the kernel, so call it from a slow loop, not per
+// packet.
+func (t *Table) Verify() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ic := range t.chains {
+		got, err := t.conn.GetRules(t.table, ic.chain)
+		if err != nil {
+			if isErrno(err, unix.ENOENT) {
+				return fmt.Errorf("%w: chain %s is gone", ErrTableChanged, ic.chain.Name)
+			}
+			return fmt.Errorf("rules: verify chain %s: %w", ic.chain.Name, err)
+		}
+		want := chainRules(t.cfg, ic.hook, t.kind)
+		if len(got) != len(want) {
+			return fmt.Errorf("%w: chain %s has %d rules, want %d", ErrTableChanged, ic.chain.Name, len(got), len(want))
+		}
+		for i, r := range got {
+			name, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			if name != want[i].name || r.Handle != ic.handles[name] {
+				return fmt.Errorf("%w: chain %s rule %d is %q handle %d, want %q handle %d", ErrTableChanged, ic.chain.Name, i, name, r.Handle, want[i].name, ic.handles[want[i].name])
+			}
+		}
+	}
+	return nil
+}
+
+// Reinstall builds the table again, as Install does, with the same
+// configuration and the current generation, replacing whatever is there. It
+// is the repair for ErrTableChanged; on a healthy table it needlessly drops
+// the packets waiting in the queues, so call it only after Verify fails.
+func (t *Table) Reinstall() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.install()
 }
 
 // QueueKind is the queue rule the table was installed with.

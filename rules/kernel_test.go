@@ -2,6 +2,7 @@ package rules
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -409,6 +410,84 @@ func TestRenderLoadsLikeInstall(t *testing.T) {
 			}
 			if !slices.Equal(got, want) {
 				t.Fatalf("nft -f of Render:\n%s\n\nInstall:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+// TestInstallIsAtomic makes the kernel refuse an install (this kernel has no
+// native queue expression, which Validate cannot know) and checks that the
+// table already there is left exactly as it was: the stale-table delete and
+// the new rules live in the same transaction.
+func TestInstallIsAtomic(t *testing.T) {
+	ns := newTestNS(t)
+	c := ns.conn(t)
+	cfg := testConfig(t)
+	if _, err := Install(c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	before := ns.listing(t, "inet", TableName)
+	bad := cfg
+	bad.QueueKind = QueueNative
+	bad.Generation = 99
+	if _, err := Install(c, bad); err == nil {
+		t.Fatal("Install with the native queue expression succeeded on a kernel without it")
+	}
+	if after := ns.listing(t, "inet", TableName); !slices.Equal(after, before) {
+		t.Fatalf("failed Install changed the table:\n%s\nwas\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+	}
+}
+
+// TestVerifyAndReinstall simulates what `systemctl restart nftables` does to
+// the agent's table (`flush ruleset`) and an operator's edit, and checks
+// that Verify notices and Reinstall repairs, keeping the generation.
+func TestVerifyAndReinstall(t *testing.T) {
+	tests := []struct {
+		name    string
+		tamper  string
+		changed bool
+	}{
+		{"untouched", "", false},
+		{"flush ruleset", "flush ruleset", true},
+		{"table deleted", "delete table inet fwagent", true},
+		{"chain flushed", "flush chain inet fwagent input", true},
+		{"rule inserted", `insert rule inet fwagent output counter comment "operator"`, true},
+		{"foreign table added", "add table inet other", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := newTestNS(t)
+			c := ns.conn(t)
+			tbl, err := Install(c, testConfig(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tbl.SetGeneration(21); err != nil {
+				t.Fatal(err)
+			}
+			want := ns.listing(t, "inet", TableName)
+			if tt.tamper != "" {
+				ns.mustRun(t, tt.tamper+"\n", "nft", "-f", "-")
+			}
+			err = tbl.Verify()
+			if got := errors.Is(err, ErrTableChanged); got != tt.changed {
+				t.Fatalf("Verify() = %v, want changed=%v", err, tt.changed)
+			}
+			if !tt.changed {
+				return
+			}
+			if err := tbl.Reinstall(); err != nil {
+				t.Fatalf("Reinstall: %v", err)
+			}
+			if err := tbl.Verify(); err != nil {
+				t.Fatalf("Verify after Reinstall: %v", err)
+			}
+			if got := ns.listing(t, "inet", TableName); !slices.Equal(got, want) {
+				t.Fatalf("after Reinstall:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			// The repaired table still updates in place.
+			if err := tbl.SetGeneration(22); err != nil {
+				t.Fatalf("SetGeneration after Reinstall: %v", err)
 			}
 		})
 	}
