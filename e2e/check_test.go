@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -113,6 +114,18 @@ rules:
 			}
 		})
 	}
+
+	t.Run("examples", func(t *testing.T) {
+		files, err := filepath.Glob("../policies/examples/*.yaml")
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no example policies found (%v)", err)
+		}
+		for _, f := range files {
+			if out, code := runAgent(t, "check", f); code != 0 {
+				t.Errorf("fwagent check %s: exit %d, want 0:\n%s", f, code, out)
+			}
+		}
+	})
 
 	t.Run("no args", func(t *testing.T) {
 		if out, code := runAgent(t, "check"); code != 2 {
