@@ -68,3 +68,43 @@ func BenchmarkWriter(b *testing.B) {
 		}
 	}
 }
+
+// TestNextZeroAllocs: once the reader's buffers exist, reading a frame
+// allocates nothing, so replaying a capture costs no garbage per packet.
+func TestNextZeroAllocs(t *testing.T) {
+	le := binary.LittleEndian
+	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
+	const n = 600
+	var recs []record
+	ng := cat(ngSHB(le), ngIDB(le, linkSLL2, 0, ngOpt(le, optTSResol, []byte{9})))
+	for i := range n {
+		recs = append(recs, record{ts: time.Unix(int64(i), 0), data: ether(etherVLAN, cat(tag(7, etherIPv4), ip4))})
+		ng = append(ng, ngEPB(le, 0, uint64(i), sll2(etherIPv4, ip4), 0)...)
+	}
+	for name, file := range map[string][]byte{
+		"pcap":   pcapFile(linkEthernet, le, true, recs...),
+		"pcapng": ng,
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, err := Open(bytes.NewReader(file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Next(); err != nil {
+				t.Fatal(err)
+			}
+			var readErr error
+			allocs := testing.AllocsPerRun(n-10, func() {
+				if _, err := r.Next(); err != nil {
+					readErr = err
+				}
+			})
+			if readErr != nil {
+				t.Fatal(readErr)
+			}
+			if allocs != 0 {
+				t.Errorf("Next allocates %.1f times per frame, want 0", allocs)
+			}
+		})
+	}
+}
