@@ -174,6 +174,55 @@ func TestKernelGroupTaken(t *testing.T) {
 	}
 }
 
+// auditPort is the TCP port whose SYNs the rig's output chain logs as
+// would_drop and accepts.
+const auditPort = 7777
+
+// TestKernelTCPAuditOnOutput: a SYN the host sends, logged as would_drop at
+// the output hook and accepted, becomes an event with the output interface,
+// the SYN flag and verdict accept, over IPv4 and IPv6.
+func TestKernelTCPAuditOnOutput(t *testing.T) {
+	lines := &lineCollector{lines: make(chan string, 64)}
+	rig := startRig(t, 9999, 1, NewJSONSink(lines))
+	n := rig.net
+	// Nothing listens on the client: each connect ends with a reset, after
+	// the SYN has been logged.
+	for _, dst := range []netip.Addr{n.Client.Addr4(), n.Client.Addr6()} {
+		_ = n.Server.Do(func() error {
+			d := net.Dialer{Timeout: 5 * time.Second}
+			c, err := d.DialContext(rig.ctx, "tcp", netip.AddrPortFrom(dst, auditPort).String())
+			if err == nil {
+				c.Close()
+			}
+			return nil
+		})
+	}
+	serverIf := n.Server.Ifaces()[0].Name
+	for i, want := range []struct{ family, src, dst string }{
+		{"ipv4", n.Server.Addr4().String(), n.Client.Addr4().String()},
+		{"ipv6", n.Server.Addr6().String(), n.Client.Addr6().String()},
+	} {
+		var ev wireEvent
+		select {
+		case line := <-lines.lines:
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("bad event line %q: %v", line, err)
+			}
+		case <-rig.ctx.Done():
+			t.Fatalf("event %d never arrived (stats %+v)", i, rig.reader.Stats())
+		}
+		if ev.Rule != "audit-tcp" || ev.Verdict != "accept" || ev.Event != "would_drop" || ev.Hook != "output" ||
+			ev.Family != want.family || ev.Proto != "tcp" || ev.Src != want.src || ev.Dst != want.dst ||
+			ev.DPort != auditPort || ev.SPort == 0 || ev.TCPFlags != "S" || ev.In != "" || ev.Out != serverIf ||
+			ev.Prefix != "fwagent:would_drop" || ev.Mark != rig.auditMark {
+			t.Errorf("event %d = %+v, want a would_drop SYN %s -> %s:%d out %s", i, ev, want.src, want.dst, auditPort, serverIf)
+		}
+	}
+	if err := rig.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rig is a client and server namespace, an nft table in the server that
 // marks UDP to port with a drop-log mark for ruleID, logs it to a random
 // NFLOG group and drops it, and a running Reader on that group.
@@ -181,9 +230,11 @@ type rig struct {
 	net    *testnet.Net
 	reader *Reader
 	mark   uint32
-	group  uint16
-	ctx    context.Context
-	stop   func() error
+	// auditMark is what the output chain sets on TCP to auditPort.
+	auditMark uint32
+	group     uint16
+	ctx       context.Context
+	stop      func() error
 }
 
 func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
@@ -195,6 +246,7 @@ func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
 
 	marks := testMarks(tb)
 	mark := marks.Encode(0x5, rules.MarkDropLog, ruleID)
+	auditMark := marks.Encode(0, rules.MarkWouldDrop, ruleID+1)
 	var rb [2]byte
 	if _, err := rand.Read(rb[:]); err != nil {
 		tb.Fatal(err)
@@ -207,8 +259,13 @@ func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
 		udp dport %d meta mark set %#x
 		udp dport %d log group %d prefix "fwagent:drop" drop
 	}
+	chain out {
+		type filter hook output priority 0; policy accept;
+		tcp dport %d meta mark set %#x
+		tcp dport %d log group %d prefix "fwagent:would_drop" accept
+	}
 }
-`, port, mark, port, group)
+`, port, mark, port, group, auditPort, auditMark, auditPort, group)
 	cmd := n.Server.Command(ctx, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(ruleset)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -219,8 +276,11 @@ func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
 		Group: group,
 		Marks: marks,
 		RuleName: func(id uint32) string {
-			if id == ruleID {
+			switch id {
+			case ruleID:
 				return "block-udp-9999"
+			case ruleID + 1:
+				return "audit-tcp"
 			}
 			return ""
 		},
@@ -250,7 +310,7 @@ func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
 	case <-ctx.Done():
 		tb.Fatal("reader never bound the log group")
 	}
-	return &rig{net: n, reader: r, mark: mark, group: group, ctx: ctx, stop: stop}
+	return &rig{net: n, reader: r, mark: mark, auditMark: auditMark, group: group, ctx: ctx, stop: stop}
 }
 
 // BenchmarkKernelLogPath floods a namespace with UDP datagrams (hping3, a
