@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -454,5 +455,44 @@ func TestJSONSinkRecoversAfterWriteErrors(t *testing.T) {
 	}
 	if got := w.buf.String(); !strings.Contains(got, `"rule":"kept"`) || strings.Contains(got, `"rule":"lost"`) || strings.Count(got, "\n") != 1 {
 		t.Fatalf("after recovery the file holds %q, want just the new event", got)
+	}
+}
+
+func TestOpenFileAppendsWithMode0640(t *testing.T) {
+	path := t.TempDir() + "/events.json"
+	for _, rule := range []string{"first", "second"} {
+		f, err := OpenFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := NewJSONSink(f)
+		ev := Event{Time: testTime, Rule: rule}
+		if err := s.Write(&ev); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 2 ||
+		!strings.Contains(lines[0], `"rule":"first"`) || !strings.Contains(lines[1], `"rule":"second"`) {
+		t.Fatalf("file holds %q, want the first event then the second", data)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := st.Mode().Perm(); mode&^0o640 != 0 {
+		t.Fatalf("log file mode %v, want at most 0640", mode)
+	}
+	if _, err := OpenFile(t.TempDir() + "/missing/dir/events.json"); err == nil || !strings.HasPrefix(err.Error(), "droplog: open log file") {
+		t.Fatalf("OpenFile in a missing directory = %v, want a wrapped error", err)
 	}
 }
