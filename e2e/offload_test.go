@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+
+	"io"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/rules"
+)
+
+const offloadPolicy = `version: 1
+default:
+  input: drop
+  log: true
+rules:
+  - name: web
+    match: {proto: tcp, dport: 8080}
+    action: accept
+  - name: inspected
+    match: {proto: tcp, dport: 8081}
+    action: accept
+    offload: false
+`
+
+// bulkEcho streams size random bytes through the echo server at dst and
+// checks every byte comes back in order.
+func bulkEcho(t *testing.T, ns *testnet.NS, dst netip.AddrPort, size int) {
+	t.Helper()
+	c, err := dialTCP(ns, dst, 0, answerWait)
+	if err != nil {
+		t.Errorf("bulk %s: connect: %v", dst, err)
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		werr <- err
+	}()
+	got := make([]byte, size)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Errorf("bulk %s: read back: %v", dst, err)
+		return
+	}
+	if err := <-werr; err != nil {
+		t.Errorf("bulk %s: write: %v", dst, err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Errorf("bulk %s: %d bytes came back altered", dst, size)
+	}
+}
+
+var ctMark = regexp.MustCompile(`mark=(\d+)`)
+
+// connmarks returns the conntrack marks of the TCP flows to dport in ns.
+func connmarks(t *testing.T, ns *testnet.NS, dport int) []uint32 {
+	t.Helper()
+	out, err := ns.Command(context.Background(), "conntrack", "-L", "-p", "tcp", "--dport", strconv.Itoa(dport)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("conntrack -L in %s: %v\n%s", ns.Name(), err, out)
+	}
+	var marks []uint32
+	for _, m := range ctMark.FindAllStringSubmatch(string(out), -1) {
+		v, err := strconv.ParseUint(m[1], 10, 32)
+		if err != nil {
+			t.Fatalf("conntrack mark %q: %v", m[1], err)
+		}
+		marks = append(marks, uint32(v))
+	}
+	return marks
+}
+
+// TestOffload checks that an accepted flow is handed to the kernel (its
+// conntrack mark carries the offload action inside the agent's mark mask)
+// unless the rule says offload: false, and that bulk data passes intact
+// either way, including the large GSO packets a veth produces when every
+// packet goes through the queue.
+func TestOffload(t *testing.T) {
+	requireKernelTools(t)
+	testnet.RequireCommands(t, "conntrack")
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		mask uint32
+		args []string
+	}{
+		{"default mask", rules.DefaultMarkMask, nil},
+		{"custom mask", 0x0ff00000, []string{"--mark-mask", "0x0ff00000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := testnet.New(t)
+			serveTCP(t, n.Server, 8080)
+			serveTCP(t, n.Server, 8081)
+			startAgent(t, n.Server, writePolicy(t, offloadPolicy), tc.args...)
+			marks, err := rules.NewMarks(tc.mask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
+				for _, port := range []uint16{8080, 8081} {
+					bulkEcho(t, n.Client, netip.AddrPortFrom(dst, port), 8<<20)
+				}
+			}
+			for _, port := range []int{8080, 8081} {
+				cms := connmarks(t, n.Server, port)
+				if len(cms) < 2 {
+					t.Errorf("%d conntrack entries for port %d, want one per family", len(cms), port)
+				}
+				for _, cm := range cms {
+					if cm&^tc.mask != 0 {
+						t.Errorf("port %d: connmark %#x has bits outside the mark mask %#x", port, cm, tc.mask)
+					}
+					action, _, _ := marks.Decode(cm)
+					if offloaded := action == rules.MarkOffload; offloaded != (port == 8080) {
+						t.Errorf("port %d: connmark %#x decodes to %v, want offloaded=%v", port, cm, action, port == 8080)
+					}
+				}
+			}
+		})
+	}
+}
