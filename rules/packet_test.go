@@ -134,10 +134,10 @@ func TestPacketPath(t *testing.T) {
 		if a.Mark != nil {
 			q.mark = *a.Mark
 		}
+		mu.Lock()
 		if isTCPSyn(*a.Payload, tcpPort) {
 			q.payload = "tcp-syn"
 		}
-		mu.Lock()
 		queued = append(queued, q)
 		g := gen
 		mu.Unlock()
@@ -190,7 +190,9 @@ func TestPacketPath(t *testing.T) {
 		return err
 	})
 	t.Cleanup(func() { srv.Close(); cli.Close(); cli2.Close(); tcpLn.Close() })
+	mu.Lock()
 	tcpPort = uint16(tcpLn.Addr().(*net.TCPAddr).Port)
+	mu.Unlock()
 
 	// recvUntil reads datagrams until want arrives and returns all read.
 	recvUntil := func(want string) []string {
