@@ -1,6 +1,9 @@
 package packet
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 // mix is a spread of what a queue sees: both families, every decoded
 // protocol, options, extension headers, fragments, ICMP errors and packets
@@ -49,6 +52,9 @@ func TestDecodeZeroAllocs(t *testing.T) {
 		t.Fatalf("%d of %d packets failed: the mix must hold both kinds", failed, len(packets))
 	}
 	allocs := testing.AllocsPerRun(100, func() {
+		// A Packet on the caller's stack must stay there: Decode keeps no
+		// pointer to it.
+		var p Packet
 		for _, b := range packets {
 			_ = d.Decode(b, &p)
 		}
@@ -108,8 +114,21 @@ func FuzzDecode(f *testing.F) {
 	}
 	d := NewDecoder()
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// DecodeHeaders accepts a superset of what Decode accepts, and
+		// agrees with it there.
+		var cut Packet
+		cutErr := d.DecodeHeaders(data, &cut)
+		if !aliases(cut.Payload, data) {
+			t.Fatalf("DecodeHeaders: Payload %p (len %d) outside data", cut.Payload, len(cut.Payload))
+		}
+		if cutErr == nil && cut.HeaderLen+len(cut.Payload) > len(data) {
+			t.Fatalf("DecodeHeaders: HeaderLen %d + payload %d beyond buffer %d", cut.HeaderLen, len(cut.Payload), len(data))
+		}
 		var p Packet
 		err := d.Decode(data, &p)
+		if err == nil && (cutErr != nil || !reflect.DeepEqual(p, cut)) {
+			t.Fatalf("Decode = %+v, but DecodeHeaders = %+v, %v", p, cut, cutErr)
+		}
 		if !aliases(p.Payload, data) {
 			t.Fatalf("Payload %p (len %d) outside data", p.Payload, len(p.Payload))
 		}

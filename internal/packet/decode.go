@@ -81,6 +81,21 @@ func NewDecoder() *Decoder {
 // (link-layer padding) are ignored. On error p holds whatever was decoded
 // before the fault and must not be used for a verdict.
 func (d *Decoder) Decode(data []byte, p *Packet) error {
+	return d.decode(data, p, false)
+}
+
+// DecodeHeaders is Decode for a copy of a packet that may have been cut after
+// its headers: a capture with a snap length, or an NFLOG or NFQUEUE copy
+// range. IP and UDP lengths that run past the buffer are accepted; Length
+// still reports what the IP header claims, and Payload holds what was
+// copied. The headers themselves (IP options, extension headers, the
+// transport header) must be whole, or the result is ErrTruncated as with
+// Decode.
+func (d *Decoder) DecodeHeaders(data []byte, p *Packet) error {
+	return d.decode(data, p, true)
+}
+
+func (d *Decoder) decode(data []byte, p *Packet, cut bool) error {
 	*p = Packet{}
 	if len(data) == 0 {
 		return ErrTruncated
@@ -94,9 +109,9 @@ func (d *Decoder) Decode(data []byte, p *Packet) error {
 	default:
 		return ErrVersion
 	}
-	d.net.p = p
+	d.net.cut = cut
 	err := parser.DecodeLayers(data, &d.decoded)
-	d.net.p = nil
+	*p = d.net.p
 	if err != nil {
 		// netLayer validated every header gopacket's layers are about to
 		// read, so only its own sentinel errors arrive here.

@@ -371,3 +371,55 @@ func TestDecodeBuilt(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeHeaders(t *testing.T) {
+	tcp4 := ipv4Raw(nil, ProtoTCP, 0, tcpRaw(1, 2, TCPAck, tcpOpts, make([]byte, 100)))
+	udp6 := ipv6Raw(extDestOptions, extHdr(ProtoUDP, 0), udpRaw(3, 4, make([]byte, 100)))
+	tests := []struct {
+		name        string
+		data        []byte
+		wantErr     error
+		wantLength  int
+		wantPayload int
+		wantPorts   [2]uint16
+	}{
+		{"whole packet", tcp4, nil, len(tcp4), 100, [2]uint16{1, 2}},
+		{"ipv4 tcp cut in payload", tcp4[:70], nil, len(tcp4), 10, [2]uint16{1, 2}},
+		{"ipv4 tcp cut after header", tcp4[:60], nil, len(tcp4), 0, [2]uint16{1, 2}},
+		{"ipv4 tcp cut in options", tcp4[:50], ErrTruncated, 0, 0, [2]uint16{}},
+		{"ipv6 udp cut in payload", udp6[:60], nil, len(udp6), 4, [2]uint16{3, 4}},
+		{"ipv6 udp cut in header", udp6[:52], ErrTruncated, 0, 0, [2]uint16{}},
+		{"ipv6 cut in extension header", udp6[:44], ErrTruncated, 0, 0, [2]uint16{}},
+		{"still rejects a bad header", with(tcp4, func(b []byte) { b[0] = 0x44 }), ErrHeader, 0, 0, [2]uint16{}},
+	}
+	d := NewDecoder()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p Packet
+			err := d.DecodeHeaders(tt.data, &p)
+			if err != tt.wantErr {
+				t.Fatalf("DecodeHeaders = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if p.Length != tt.wantLength || len(p.Payload) != tt.wantPayload || p.SrcPort != tt.wantPorts[0] || p.DstPort != tt.wantPorts[1] || !p.HasL4 {
+				t.Errorf("got Length %d payload %d ports %d %d HasL4 %v; want %d %d %v", p.Length, len(p.Payload), p.SrcPort, p.DstPort, p.HasL4,
+					tt.wantLength, tt.wantPayload, tt.wantPorts)
+			}
+			if len(tt.data) < tt.wantLength {
+				if err := d.Decode(tt.data, &p); err != ErrTruncated {
+					t.Errorf("Decode of a cut packet = %v, want ErrTruncated", err)
+				}
+			}
+		})
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		var p Packet
+		_ = d.DecodeHeaders(tcp4[:70], &p)
+		_ = d.DecodeHeaders(udp6[:44], &p)
+	})
+	if allocs != 0 {
+		t.Errorf("DecodeHeaders allocates %.1f times, want 0", allocs)
+	}
+}

@@ -18,11 +18,15 @@ import (
 //
 // It also validates the transport header gopacket's layer is about to read
 // (length, data offset, options), so that layer cannot fail and allocate an
-// error either. It writes the network fields straight into the Packet being
-// decoded.
+// error either. It fills the network fields of its own Packet, which Decode
+// copies out: holding the caller's pointer instead would make every Packet
+// passed to Decode escape to the heap.
 type netLayer struct {
-	class   gopacket.LayerClass
-	p       *Packet
+	class gopacket.LayerClass
+	p     Packet
+	// cut allows the buffer to end before the IP and UDP lengths say
+	// (DecodeHeaders).
+	cut     bool
 	payload []byte
 	next    gopacket.LayerType
 }
@@ -32,7 +36,7 @@ func (n *netLayer) NextLayerType() gopacket.LayerType { return n.next }
 func (n *netLayer) LayerPayload() []byte              { return n.payload }
 
 func (n *netLayer) DecodeFromBytes(data []byte, _ gopacket.DecodeFeedback) error {
-	n.payload, n.next = nil, gopacket.LayerTypeZero
+	n.p, n.payload, n.next = Packet{}, nil, gopacket.LayerTypeZero
 	if data[0]>>4 == 4 {
 		return n.decode4(data)
 	}
@@ -40,7 +44,7 @@ func (n *netLayer) DecodeFromBytes(data []byte, _ gopacket.DecodeFeedback) error
 }
 
 func (n *netLayer) decode4(data []byte) error {
-	p := n.p
+	p := &n.p
 	if len(data) < 20 {
 		return ErrTruncated
 	}
@@ -59,10 +63,10 @@ func (n *netLayer) decode4(data []byte) error {
 		total = len(data)
 	case total < ihl:
 		return ErrHeader
-	case total > len(data):
+	case total > len(data) && !n.cut:
 		return ErrTruncated
 	}
-	data = data[:total]
+	data = data[:min(total, len(data))]
 	if !validOptions(data[20:ihl]) {
 		return ErrOptions
 	}
@@ -81,7 +85,7 @@ func (n *netLayer) decode4(data []byte) error {
 }
 
 func (n *netLayer) decode6(data []byte) error {
-	p := n.p
+	p := &n.p
 	if len(data) < 40 {
 		return ErrTruncated
 	}
@@ -92,10 +96,10 @@ func (n *netLayer) decode6(data []byte) error {
 		// also how BIG TCP GSO packets arrive: the buffer is the packet.
 		// A genuinely empty payload is indistinguishable and harmless.
 		total = len(data)
-	case total > len(data):
+	case total > len(data) && !n.cut:
 		return ErrTruncated
 	}
-	data = data[:total]
+	data = data[:min(total, len(data))]
 	p.Family = IPv6
 	p.Src = netip.AddrFrom16([16]byte(data[8:24]))
 	p.Dst = netip.AddrFrom16([16]byte(data[24:40]))
@@ -116,7 +120,7 @@ func (n *netLayer) decode6(data []byte) error {
 // decoded, and chooses gopacket's layer for it. Payload defaults to all of
 // it, which is what remains for protocols without a decoded header.
 func (n *netLayer) transport(l4 []byte) error {
-	p := n.p
+	p := &n.p
 	p.Payload = l4
 	n.payload = l4
 	if p.NonFirstFragment {
@@ -144,13 +148,14 @@ func (n *netLayer) transport(l4 []byte) error {
 		}
 		// Zero is legal only inside an IPv6 jumbogram and means "the rest
 		// of the packet", as gopacket reads it. A first fragment's UDP
-		// length counts the whole datagram, so only whole packets must
-		// hold it; gopacket then cuts the payload at what is there.
+		// length counts the whole datagram, and a cut copy ends early, so
+		// only whole packets must hold it; gopacket then cuts the payload
+		// at what is there.
 		if ulen := int(binary.BigEndian.Uint16(l4[4:6])); ulen != 0 {
 			if ulen < 8 {
 				return ErrHeader
 			}
-			if ulen > len(l4) && !p.Fragment {
+			if ulen > len(l4) && !p.Fragment && !n.cut {
 				return ErrTruncated
 			}
 		}
