@@ -120,6 +120,20 @@ func startAgent(t *testing.T, ns *testnet.NS, policy string, args ...string) *ag
 	return a
 }
 
+// stderrAfterReady is what the agent logged after its ready line.
+func (a *agent) stderrAfterReady() string {
+	s := a.stderr.String()
+	i := strings.Index(s, "msg=ready")
+	if i < 0 {
+		return ""
+	}
+	s = s[i:]
+	if j := strings.IndexByte(s, '\n'); j >= 0 {
+		return s[j+1:]
+	}
+	return ""
+}
+
 // kill ends the agent with SIGKILL if it still runs, and reaps it.
 func (a *agent) kill(t *testing.T) {
 	select {

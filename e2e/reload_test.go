@@ -106,3 +106,43 @@ func echoOnce(t *testing.T, c interface {
 		t.Fatalf("echo %q, %v; want %q", buf, err, msg)
 	}
 }
+
+// TestReloadInvalid sends SIGHUP after replacing the policy with a broken
+// one: the agent must keep running with the policy it has.
+func TestReloadInvalid(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t)
+	serveTCP(t, n.Server, 8080)
+	serveTCP(t, n.Server, 8081)
+	policy := writePolicy(t, reloadPolicyA)
+	a := startAgent(t, n.Server, policy)
+	dst := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(n.Server.Addr4(), port) }
+
+	broken := strings.ReplaceAll(reloadPolicyA, "action: accept", "action: acept")
+	broken = strings.ReplaceAll(broken, "8080", "8081")
+	if err := os.WriteFile(policy, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// Wait (bounded) for the agent to report the failed reload, naming the
+	// file; any line will do, as long as it mentions the policy path.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(a.stderrAfterReady(), policy) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line about the broken policy %s 10s after SIGHUP", policy)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !a.alive() {
+		t.Fatalf("agent exited on a broken reload: %v", a.waitErr)
+	}
+	t.Logf("agent after the broken reload:\n%s", a.stderrAfterReady())
+	tcpEcho(t, n.Client, dst(8080))
+	if c, err := dialTCP(n.Client, dst(8081), 0, dropWait); err == nil {
+		c.Close()
+		t.Error("8081 reachable after a broken reload, want the old policy kept")
+	}
+}
