@@ -114,6 +114,31 @@ func BenchmarkLookupHit(b *testing.B) {
 	}
 }
 
+// BenchmarkLookupHitHot looks up a working set of 1024 flows inside a table
+// of n: at any instant only some flows of a big table are active, so this is
+// the common case, and BenchmarkLookupHit (all flows in random order) the
+// worst.
+func BenchmarkLookupHitHot(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("flows=%d", n), func(b *testing.B) {
+			tb, tuples, now, _ := filledTable(b, n)
+			hot := tuples[:min(n, 1024)]
+			p := benchPacket()
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := startCPU(b)
+			for i := 0; i < b.N; i++ {
+				tu := &hot[i%len(hot)]
+				p.Src, p.SrcPort = tu.src, tu.sport
+				if r := tb.TrackAt(p, 100, false, now); !r.Flow.Valid() {
+					b.Fatal("miss")
+				}
+			}
+			cpu.report(b, b.N)
+		})
+	}
+}
+
 func BenchmarkLookupHitParallel(b *testing.B) {
 	tb, tuples, now, _ := filledTable(b, 100_000)
 	b.ReportAllocs()

@@ -10,8 +10,9 @@ import (
 
 // flowKey is the canonical bidirectional key of a flow: endpoint a and
 // endpoint b, ordered so that both directions of a flow build the same key.
-// Addresses are stored in their 16-byte form (IPv4 mapped) as big-endian
-// words; the family byte keeps an IPv4 flow apart from an IPv6 flow between
+// Addresses are stored in their 16-byte form (IPv4 mapped) as native-endian
+// words: any total order serves to canonicalise, and native loads skip a byte
+// swap. The family byte keeps an IPv4 flow apart from an IPv6 flow between
 // IPv4-mapped addresses.
 //
 //	w[0], w[1]  address a
@@ -23,7 +24,7 @@ type flowKey struct {
 
 func addrWords(a netip.Addr) (hi, lo uint64) {
 	b := a.As16()
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	return binary.NativeEndian.Uint64(b[:8]), binary.NativeEndian.Uint64(b[8:])
 }
 
 // set fills the key with a as endpoint a and b as endpoint b, in that order.
@@ -33,7 +34,7 @@ func (k *flowKey) set(fam packet.Family, proto uint8, a netip.Addr, pa uint16, b
 	k.w[4] = uint64(pa)<<48 | uint64(pb)<<32 | uint64(proto)<<8 | uint64(fam)
 }
 
-// canonical orders the endpoints (lower address, then lower port, first) and
+// canonical orders the endpoints (by address words, then port) and
 // reports whether it swapped them, i.e. whether the packet came from
 // endpoint b.
 func (k *flowKey) canonical() (swapped bool) {
@@ -59,10 +60,10 @@ func (k *flowKey) family() packet.Family { return packet.Family(k.w[4]) }
 func (k *flowKey) ports() (a, b uint16)  { return uint16(k.w[4] >> 48), uint16(k.w[4] >> 32) }
 func (k *flowKey) addrs() (a, b netip.Addr) {
 	var x, y [16]byte
-	binary.BigEndian.PutUint64(x[:8], k.w[0])
-	binary.BigEndian.PutUint64(x[8:], k.w[1])
-	binary.BigEndian.PutUint64(y[:8], k.w[2])
-	binary.BigEndian.PutUint64(y[8:], k.w[3])
+	binary.NativeEndian.PutUint64(x[:8], k.w[0])
+	binary.NativeEndian.PutUint64(x[8:], k.w[1])
+	binary.NativeEndian.PutUint64(y[:8], k.w[2])
+	binary.NativeEndian.PutUint64(y[8:], k.w[3])
 	a, b = netip.AddrFrom16(x), netip.AddrFrom16(y)
 	if k.family() == packet.IPv4 {
 		a, b = a.Unmap(), b.Unmap()

@@ -94,6 +94,15 @@ type Result struct {
 	HasCache bool
 }
 
+// Cached returns the cached decision if the flow has one from policy
+// generation gen; a decision of another generation is as good as none.
+func (r Result) Cached(gen uint32) (uint64, bool) {
+	if r.HasCache && r.Cache.Gen == gen {
+		return r.Cache.Value, true
+	}
+	return 0, false
+}
+
 // Stats are cumulative counters, except Flows.
 type Stats struct {
 	Flows     uint64 // flows tracked now
