@@ -90,12 +90,25 @@ func Run(ctx context.Context, cfg Config) error {
 		RuleName: a.ruleName,
 		IfName:   a.ifs.Name,
 		Logger:   a.log,
+		// Deep enough to ride out a burst the size of the socket buffer
+		// (about 20k messages) without shedding in userspace first.
+		Buffer: 1 << 15,
 	}, droplog.NewJSONSink(cfg.Events))
 	if err != nil {
 		return fmt.Errorf("agent: drop log: %w", err)
 	}
 	logDone := make(chan error, 1)
 	go func() { logDone <- a.drops.Run(runCtx) }()
+	// The kernel discards what it logs to a group nobody has bound yet, so
+	// the table waits for the reader.
+	select {
+	case <-a.drops.Ready():
+	case err := <-logDone:
+		if err == nil {
+			return nil // cancelled before it bound
+		}
+		return fmt.Errorf("agent: drop log: %w", err)
+	}
 
 	vcfg := cfg.Verdict
 	vcfg.QueueBase, vcfg.Queues = cfg.Rules.QueueBase, cfg.Rules.Queues
