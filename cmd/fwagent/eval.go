@@ -118,7 +118,7 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 
 	summary := map[summaryKey]*summaryRow{}
 	var t0 int64
-	for n := 1; ; n++ {
+	for {
 		fr, err := rd.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -131,7 +131,8 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 			t0 = ts
 		}
 		r := w.Process(fr.Data, pipeline.Meta{Hook: hook, InIf: f.iif, OutIf: f.oif, Now: ts - t0 + 1})
-		line := describe(n, r, w.Packet(), prog, hook, len(fr.Data))
+		// Numbered like Wireshark: frames the reader skipped (ARP, ...) count.
+		line := describe(fr.Index+1, r, w.Packet(), prog, hook, len(fr.Data))
 		if f.summary {
 			k := summaryKey{line.Rule, line.Verdict}
 			row := summary[k]
