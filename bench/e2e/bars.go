@@ -1,0 +1,121 @@
+package main
+
+import "fmt"
+
+// The bar fwagent must meet (the acceptance criteria).
+const (
+	barMaxLossPct      = 0.1
+	barDeliveredVsC    = 0.9
+	barCPUVsC          = 1.0
+	barP99AddedUs      = 200
+	barBulkVsKernel    = 0.9
+	barDropLogVsUlogd2 = 1.0
+	barConfig          = "fwagent-1000"
+)
+
+func find(res *Results, name string) *ConfigResult {
+	for i := range res.Configs {
+		if res.Configs[i].Name == name && res.Configs[i].Skipped == "" {
+			return &res.Configs[i]
+		}
+	}
+	return nil
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+// evaluateBars checks the measured numbers against the bar. A bar whose
+// configurations did not run is "n/a", never met by default.
+func evaluateBars(res *Results) []Bar {
+	var bars []Bar
+	fw, c, k := find(res, barConfig), find(res, "cloop"), find(res, "kernel")
+	var fwMax, cMax, kHalf, fwHalf, fw80 *UDPPoint
+	if fw != nil {
+		fwMax, fwHalf, fw80 = fw.point("max"), fw.point("50%"), fw.point("80%")
+	}
+	if c != nil {
+		cMax = c.point("max")
+	}
+	if k != nil {
+		kHalf = k.point("50%")
+	}
+	na := func(name, target string) Bar {
+		return Bar{Name: name, Target: target, Measured: "not measured", Met: "n/a"}
+	}
+
+	name, target := "loss at maximum offered load ("+barConfig+")", fmt.Sprintf("≤ %.1f%%", barMaxLossPct)
+	if fwMax != nil {
+		bars = append(bars, Bar{name, target, fmt.Sprintf("%.3f%% of %.0f pps offered", fwMax.LossPct, fwMax.OfferedPPS), yesNo(fwMax.LossPct <= barMaxLossPct)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+
+	name, target = "delivered pps at max vs the C loop", fmt.Sprintf("≥ %.1f×", barDeliveredVsC)
+	if fwMax != nil && cMax != nil && cMax.DeliveredPPS > 0 {
+		r := fwMax.DeliveredPPS / cMax.DeliveredPPS
+		bars = append(bars, Bar{name, target, fmt.Sprintf("%.2f× (%.0f vs %.0f pps)", r, fwMax.DeliveredPPS, cMax.DeliveredPPS), yesNo(r >= barDeliveredVsC)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+
+	name, target = "handler CPU per packet at max vs the C loop", fmt.Sprintf("≤ %.1f×", barCPUVsC)
+	if fwMax != nil && cMax != nil && cMax.HandlerCPUPerMpkt > 0 {
+		r := fwMax.HandlerCPUPerMpkt / cMax.HandlerCPUPerMpkt
+		bars = append(bars, Bar{name, target, fmt.Sprintf("%.2f× (%.2f vs %.2f CPU s per Mpkt)", r, fwMax.HandlerCPUPerMpkt, cMax.HandlerCPUPerMpkt), yesNo(r <= barCPUVsC)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+
+	name, target = "loss at 80% of its own capacity", "0 packets"
+	if fw80 != nil {
+		lost := int64(fw80.Sent) - int64(fw80.Received)
+		bars = append(bars, Bar{name, target, fmt.Sprintf("%d lost of %d (%.0f pps)", lost, fw80.Sent, fw80.OfferedPPS), yesNo(lost <= 0)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+
+	name, target = "p99 added latency at 50% load (vs kernel only at its 50%)", fmt.Sprintf("< %d µs", barP99AddedUs)
+	if fwHalf != nil && fwHalf.Latency != nil && kHalf != nil && kHalf.Latency != nil && fwHalf.Latency.Received > 0 {
+		added := fwHalf.Latency.P99us - kHalf.Latency.P99us
+		bars = append(bars, Bar{name, target, fmt.Sprintf("%.0f µs (p99 %.0f vs %.0f µs)", added, fwHalf.Latency.P99us, kHalf.Latency.P99us), yesNo(added < barP99AddedUs)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+
+	name, target = "offloaded TCP bulk stream vs kernel only", fmt.Sprintf("≥ %.1f×", barBulkVsKernel)
+	off := find(res, "fwagent-offload")
+	if off != nil && off.Bulk != nil && k != nil && k.Bulk != nil && k.Bulk.Gbps > 0 {
+		r := off.Bulk.Gbps / k.Bulk.Gbps
+		bars = append(bars, Bar{name, target, fmt.Sprintf("%.2f× (%.2f vs %.2f Gbit/s)", r, off.Bulk.Gbps, k.Bulk.Gbps), yesNo(r >= barBulkVsKernel)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+
+	dl, ul := find(res, "droplog-fwagent"), find(res, "droplog-ulogd2")
+	name, target = "drop-log events written per second vs ulogd2", fmt.Sprintf("≥ %.1f×", barDropLogVsUlogd2)
+	if dl != nil && dl.DropLog != nil && ul != nil && ul.DropLog != nil && ul.DropLog.EventsPerSec > 0 {
+		r := dl.DropLog.EventsPerSec / ul.DropLog.EventsPerSec
+		bars = append(bars, Bar{name, target, fmt.Sprintf("%.2f× (%.0f vs %.0f events/s)", r, dl.DropLog.EventsPerSec, ul.DropLog.EventsPerSec), yesNo(r >= barDropLogVsUlogd2)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+
+	name, target = "drop log counts every event it sheds", "unaccounted = 0"
+	if dl != nil && dl.DropLog != nil {
+		d := dl.DropLog
+		_, hasShed := d.Reported["shed"]
+		m := fmt.Sprintf("%d of %d offered unaccounted", d.Unaccounted, d.Offered)
+		if !hasShed {
+			m += " (fwagent reported no shed counter on exit)"
+		}
+		bars = append(bars, Bar{name, target, m, yesNo(hasShed && d.Unaccounted == 0)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+	return bars
+}

@@ -1,0 +1,52 @@
+package main
+
+import "fmt"
+
+// Handler kinds.
+const (
+	kindKernel  = "kernel"
+	kindNaive   = "naive"
+	kindCLoop   = "cloop"
+	kindFwagent = "fwagent"
+	kindUlogd   = "ulogd2"
+)
+
+// config is one firewall configuration and the traffic it gets.
+type config struct {
+	name, desc string
+	kind       string
+	queues     int
+	policy     string // fwagent only
+	udp        bool   // UDP max, 80%, 50% with latency, fixed rates
+	connect    bool   // TCP connection setup rate
+	bulk       bool   // TCP bulk stream
+	dropLog    bool   // every packet dropped with logging
+}
+
+func configNames() []string {
+	return []string{"kernel", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload", "droplog-fwagent", "droplog-ulogd2"}
+}
+
+func configByName(name string, o options) config {
+	switch name {
+	case "kernel":
+		return config{name: name, kind: kindKernel, desc: "kernel only, no queue", udp: true, connect: true, bulk: true}
+	case "naive":
+		return config{name: name, kind: kindNaive, queues: 1, desc: "go-nfqueue README loop (SetVerdict in the hook)", udp: true, connect: true}
+	case "cloop":
+		return config{name: name, kind: kindCLoop, queues: 1, desc: "C libnetfilter_queue accept loop, one verdict per packet", udp: true, connect: true}
+	case "fwagent-1q":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(false), desc: "fwagent, 1 queue, 2-rule policy, offload off", udp: true, connect: true}
+	case "fwagent-nq":
+		return config{name: name, kind: kindFwagent, queues: o.queues, policy: acceptPolicy(false), desc: fmt.Sprintf("fwagent, %d queues (fan-out), 2-rule policy, offload off", o.queues), udp: true, connect: true}
+	case "fwagent-1000":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), desc: "fwagent, 1 queue, 1,000-rule policy (match last), flow tracking, offload off", udp: true, connect: true}
+	case "fwagent-offload":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(true), desc: "fwagent, 1 queue, offload on (flows accepted in the kernel after the first packet)", connect: true, bulk: true}
+	case "droplog-fwagent":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: dropLogPolicy(), desc: "fwagent, every packet dropped with log, JSON events to a file", dropLog: true}
+	case "droplog-ulogd2":
+		return config{name: name, kind: kindUlogd, desc: "ulogd2: nft log group + drop, NFLOG -> JSON file", dropLog: true}
+	}
+	panic("e2e: unknown configuration " + name)
+}

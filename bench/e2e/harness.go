@@ -1,0 +1,643 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fwagent/fwagent/bench/gen"
+	"github.com/fwagent/fwagent/internal/testnet"
+)
+
+// harness holds what one run shares: the built handlers, the namespaces and
+// the options.
+type harness struct {
+	opt  options
+	log  *slog.Logger
+	root string
+	exe  string
+	tmp  string
+	// bins maps handler kinds to built executables; skip maps kinds to why
+	// they cannot run.
+	bins map[string]string
+	skip map[string]string
+
+	net            *testnet.Net
+	client, server *testnet.NS
+	serverIP       netip.Addr
+	ulogdPlugins   string
+}
+
+// build compiles the handlers. A handler that cannot be built is skipped,
+// with the reason, rather than failing the run.
+func (h *harness) build(ctx context.Context) {
+	goBuild := func(kind, pkg string) {
+		out := filepath.Join(h.tmp, kind)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Dir = h.root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			h.skip[kind] = fmt.Sprintf("go build %s failed: %v: %s", pkg, err, firstLine(b))
+			return
+		}
+		h.bins[kind] = out
+	}
+	goBuild(kindNaive, "./bench/naive")
+	goBuild(kindFwagent, "./cmd/fwagent")
+
+	const header = "/usr/include/libnetfilter_queue/libnetfilter_queue.h"
+	if _, err := os.Stat(header); err != nil && h.opt.install {
+		h.aptInstall(ctx, "libnetfilter-queue-dev")
+	}
+	if _, err := os.Stat(header); err != nil {
+		h.skip[kindCLoop] = "libnetfilter-queue-dev is not installed (" + header + " missing) and could not be installed"
+	} else if _, err := exec.LookPath("gcc"); err != nil {
+		h.skip[kindCLoop] = "gcc not found"
+	} else {
+		out := filepath.Join(h.tmp, kindCLoop)
+		cmd := exec.CommandContext(ctx, "gcc", "-O2", "-o", out, filepath.Join(h.root, "bench/cloop/cloop.c"), "-lnetfilter_queue", "-lnfnetlink")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			h.skip[kindCLoop] = fmt.Sprintf("gcc failed: %v: %s", err, firstLine(b))
+		} else {
+			h.bins[kindCLoop] = out
+		}
+	}
+
+	if _, err := exec.LookPath("ulogd"); err != nil && h.opt.install {
+		h.aptInstall(ctx, "ulogd2", "ulogd2-json")
+	}
+	plugins, _ := filepath.Glob("/usr/lib/*/ulogd/ulogd_output_JSON.so")
+	if path, err := exec.LookPath("ulogd"); err != nil {
+		h.skip[kindUlogd] = "ulogd (Debian ulogd2) is not installed and could not be installed"
+	} else if len(plugins) == 0 {
+		h.skip[kindUlogd] = "ulogd's JSON output plugin (Debian ulogd2-json) is not installed"
+	} else {
+		h.bins[kindUlogd] = path
+		h.ulogdPlugins = filepath.Dir(plugins[0])
+	}
+	for kind, why := range h.skip {
+		h.log.Warn("handler unavailable", "kind", kind, "why", why)
+	}
+}
+
+func (h *harness) aptInstall(ctx context.Context, pkgs ...string) {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		return
+	}
+	h.log.Info("installing", "packages", pkgs)
+	cmd := exec.CommandContext(ctx, "apt-get", append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		h.log.Warn("apt-get install failed", "packages", pkgs, "err", err, "output", lastLine(b))
+	}
+}
+
+func (h *harness) openNet() error {
+	n, err := testnet.Open(testnet.WithPrefix("fwb"))
+	if err != nil {
+		return fmt.Errorf("e2e: build namespaces: %w", err)
+	}
+	h.net, h.client, h.server = n, n.Client, n.Server
+	h.serverIP = n.Server.Addr4()
+	// The sink and echo sockets ask for large buffers; the server side
+	// must not be where the measurement loses packets.
+	for key, v := range map[string]string{"net/core/rmem_max": "67108864", "net/core/wmem_max": "67108864"} {
+		// Host-wide on older kernels, per namespace on newer; either way
+		// only raised, and SO_RCVBUFFORCE does not need it as root.
+		_ = h.server.WriteSysctl(key, v)
+	}
+	h.log.Info("namespaces", "client", h.client.Name(), "server", h.server.Name(), "server_ip", h.serverIP)
+	return nil
+}
+
+func (h *harness) closeNet() {
+	if err := h.net.Close(); err != nil {
+		h.log.Error("tear down namespaces", "err", err)
+	}
+}
+
+// pinned is a command run inside ns, pinned to cpu.
+func (h *harness) pinned(ctx context.Context, ns *testnet.NS, cpu int, name string, args ...string) *exec.Cmd {
+	return ns.Command(ctx, "taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
+}
+
+// genCmd runs a bench/gen tool (this executable re-run as `e2e gen`).
+func (h *harness) genCmd(ctx context.Context, server bool, args ...string) *exec.Cmd {
+	ns, cpu := h.client, h.opt.senderCPU
+	if server {
+		ns, cpu = h.server, h.opt.firewallCPU
+	}
+	return h.pinned(ctx, ns, cpu, h.exe, append([]string{"gen"}, args...)...)
+}
+
+func (h *harness) addr(port int) string {
+	return netip.AddrPortFrom(h.serverIP, uint16(port)).String()
+}
+
+// runConfig runs every measurement a configuration asks for.
+func (h *harness) runConfig(ctx context.Context, c config) ConfigResult {
+	r := ConfigResult{Name: c.name, Description: c.desc}
+	if why, ok := h.skip[c.kind]; ok {
+		r.Skipped = why
+		return r
+	}
+	fail := func(err error) { r.Errors = append(r.Errors, err.Error()) }
+	hd, err := h.startHandler(ctx, c)
+	if err != nil {
+		fail(err)
+		return r
+	}
+	defer func() {
+		lines, err := hd.close()
+		if err != nil {
+			fail(err)
+		}
+		if len(lines) > 6 {
+			lines = lines[len(lines)-6:]
+		}
+		r.HandlerLog = lines
+	}()
+
+	if c.udp {
+		maxPt, err := h.udpRun(ctx, hd, "max", 0, false)
+		if err != nil {
+			fail(err)
+			return r
+		}
+		r.UDP = append(r.UDP, maxPt)
+		capacity := maxPt.DeliveredPPS
+		steps := []struct {
+			label string
+			rate  float64
+			probe bool
+		}{{"80%", 0.8 * capacity, false}, {"50%", 0.5 * capacity, true}}
+		for _, rate := range h.opt.rates {
+			steps = append(steps, struct {
+				label string
+				rate  float64
+				probe bool
+			}{"fixed", rate, false})
+		}
+		for _, s := range steps {
+			if s.rate < 1 {
+				continue
+			}
+			pt, err := h.udpRun(ctx, hd, s.label, s.rate, s.probe)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			r.UDP = append(r.UDP, pt)
+		}
+	}
+	if c.connect {
+		pt, err := h.connectRun(ctx, hd)
+		if err != nil {
+			fail(err)
+		} else {
+			r.Connect = &pt
+		}
+	}
+	if c.bulk {
+		pt, err := h.bulkRun(ctx, hd)
+		if err != nil {
+			fail(err)
+		} else {
+			r.Bulk = &pt
+		}
+	}
+	if c.dropLog {
+		pt, err := h.dropLogRun(ctx, hd)
+		if err != nil {
+			fail(err)
+		} else {
+			r.DropLog = &pt
+		}
+	}
+	return r
+}
+
+// handler is a running firewall path.
+type handler struct {
+	kind    string
+	p       *proc // nil for kernel only
+	logFile string
+	// close stops it and removes its rules; it returns the handler's last
+	// stderr lines.
+	closeFn func() error
+}
+
+func (hd *handler) cpu() float64 {
+	if hd.p == nil {
+		return 0
+	}
+	v, _ := hd.p.cpu()
+	return v
+}
+
+func (hd *handler) close() ([]string, error) {
+	err := hd.closeFn()
+	if hd.p == nil {
+		return nil, err
+	}
+	return hd.p.StderrLines(), err
+}
+
+const readyTimeout = 20 * time.Second
+
+func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) {
+	hd := &handler{kind: c.kind, closeFn: func() error { return nil }}
+	bin := h.bins[c.kind]
+	fw := h.opt.firewallCPU
+	switch c.kind {
+	case kindKernel:
+		return hd, nil
+	case kindNaive, kindCLoop:
+		cmd := h.pinned(ctx, h.server, fw, bin, "-queue", "0", "-maxlen", "4096")
+		if c.kind == kindCLoop {
+			cmd = h.pinned(ctx, h.server, fw, bin, "0", "4096")
+		}
+		p, err := startProc(ctx, c.name, cmd, "ready", readyTimeout)
+		if err != nil {
+			return nil, err
+		}
+		remove, err := installQueueTable(int(h.server.Handle()))
+		if err != nil {
+			_ = p.stop(5 * time.Second)
+			return nil, err
+		}
+		hd.p = p
+		hd.closeFn = func() error { return errors.Join(remove(), p.stop(10*time.Second)) }
+		return hd, nil
+	case kindFwagent:
+		pol := filepath.Join(h.tmp, c.name+".yaml")
+		if err := os.WriteFile(pol, []byte(c.policy), 0o644); err != nil {
+			return nil, fmt.Errorf("e2e: write policy: %w", err)
+		}
+		if b, err := exec.CommandContext(ctx, bin, "check", pol).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("e2e: fwagent check %s: %w: %s", c.name, err, strings.TrimSpace(string(b)))
+		}
+		hd.logFile = filepath.Join(h.tmp, c.name+".events.jsonl")
+		args := []string{"run", "--policy", pol, "--queues", strconv.Itoa(c.queues), "--workers", strconv.Itoa(h.opt.workers),
+			"--log-file", hd.logFile, "--fail-closed"}
+		args = append(args, h.opt.fwagentArgs...)
+		p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, fw, bin, args...), "msg=ready", readyTimeout)
+		if err != nil {
+			return nil, err
+		}
+		hd.p = p
+		hd.closeFn = func() error { return p.stop(15 * time.Second) }
+		return hd, nil
+	case kindUlogd:
+		rules := filepath.Join(h.tmp, "ulogd.nft")
+		if err := os.WriteFile(rules, []byte(ulogdRuleset(ulogGroup, benchUDP)), 0o644); err != nil {
+			return nil, fmt.Errorf("e2e: write ruleset: %w", err)
+		}
+		conf := filepath.Join(h.tmp, "ulogd.conf")
+		hd.logFile = filepath.Join(h.tmp, "ulogd.json")
+		if err := os.WriteFile(conf, []byte(ulogdConfig(h.ulogdPlugins, filepath.Join(h.tmp, "ulogd.log"), hd.logFile, ulogGroup)), 0o644); err != nil {
+			return nil, fmt.Errorf("e2e: write ulogd config: %w", err)
+		}
+		p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, fw, bin, "-c", conf), "", 0)
+		if err != nil {
+			return nil, err
+		}
+		if err := h.waitNflogBound(ctx, ulogGroup, p); err != nil {
+			_ = p.stop(5 * time.Second)
+			return nil, err
+		}
+		if b, err := h.server.Command(ctx, "nft", "-f", rules).CombinedOutput(); err != nil {
+			_ = p.stop(5 * time.Second)
+			return nil, fmt.Errorf("e2e: nft -f ulogd ruleset: %w: %s", err, strings.TrimSpace(string(b)))
+		}
+		hd.p = p
+		hd.closeFn = func() error {
+			var errs []error
+			if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", "fwbench_log").CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("e2e: remove ulogd table: %w: %s", err, strings.TrimSpace(string(b))))
+			}
+			return errors.Join(append(errs, p.stop(10*time.Second))...)
+		}
+		return hd, nil
+	}
+	return nil, fmt.Errorf("e2e: unknown handler kind %q", c.kind)
+}
+
+// waitNflogBound waits until some process has bound NFLOG group in the
+// server namespace: ulogd2 has no readiness signal of its own.
+func (h *harness) waitNflogBound(ctx context.Context, group int, p *proc) error {
+	deadline := time.Now().Add(readyTimeout)
+	for time.Now().Before(deadline) {
+		b, _ := h.readNetFile("netfilter/nfnetlink_log")
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == strconv.Itoa(group) {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("e2e: ulogd exited: %s", p.tail())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("e2e: ulogd did not bind NFLOG group %d within %v: %s", group, readyTimeout, p.tail())
+}
+
+// readNetFile reads /proc/net/NAME as the server namespace sees it.
+func (h *harness) readNetFile(name string) ([]byte, error) {
+	var b []byte
+	err := h.server.Do(func() error {
+		var err error
+		b, err = os.ReadFile("/proc/thread-self/net/" + name)
+		return err
+	})
+	return b, err
+}
+
+// snapshot is the counters read before and after a run.
+type snapshot struct {
+	handlerCPU float64
+	cpu1       float64
+	queue      queueCounters
+	sinkDrops  uint64
+}
+
+func (h *harness) snap(hd *handler) snapshot {
+	s := snapshot{handlerCPU: hd.cpu()}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		s.cpu1, _ = parseCPUBusy(b, h.opt.firewallCPU)
+	}
+	if b, err := h.readNetFile("netfilter/nfnetlink_queue"); err == nil {
+		s.queue, _ = parseNfqueue(b)
+	}
+	if b, err := h.readNetFile("snmp"); err == nil {
+		s.sinkDrops, _ = parseUDPRcvbufErrors(b)
+	}
+	return s
+}
+
+// drain is how long after the sender stops the harness waits before
+// reading the counters, so packets still queued are counted.
+const drain = 300 * time.Millisecond
+
+func lastJSON(p *proc, v any) error {
+	lines := strings.Split(strings.TrimSpace(p.Stdout()), "\n")
+	last := lines[len(lines)-1]
+	if err := json.Unmarshal([]byte(last), v); err != nil {
+		return fmt.Errorf("e2e: %s result %q: %w", p.name, last, err)
+	}
+	return nil
+}
+
+func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate float64, probe bool) (UDPPoint, error) {
+	pt := UDPPoint{Label: label, TargetPPS: rate}
+	h.log.Info("udp run", "label", label, "rate", int(rate), "probe", probe)
+	sink, err := startProc(ctx, "sink", h.genCmd(ctx, true, "sink", "-addr", h.addr(portSink)), "ready", readyTimeout)
+	if err != nil {
+		return pt, err
+	}
+	defer sink.stop(5 * time.Second)
+	var echo, prober *proc
+	if probe {
+		if echo, err = startProc(ctx, "echo", h.genCmd(ctx, true, "echo", "-addr", h.addr(portEcho)), "ready", readyTimeout); err != nil {
+			return pt, err
+		}
+		defer echo.stop(5 * time.Second)
+	}
+	dur := h.opt.duration.String()
+	before := h.snap(hd)
+	if probe {
+		prober, err = startProc(ctx, "probe", h.genCmd(ctx, false, "probe", "-addr", h.addr(portEcho),
+			"-rate", fmt.Sprint(h.opt.probeRate), "-duration", dur, "-payload", strconv.Itoa(h.opt.payload)), "", 0)
+		if err != nil {
+			return pt, err
+		}
+	}
+	sender, err := startProc(ctx, "send", h.genCmd(ctx, false, "send", "-addr", h.addr(portSink), "-rate", fmt.Sprint(rate),
+		"-duration", dur, "-flows", strconv.Itoa(h.opt.flows), "-payload", strconv.Itoa(h.opt.payload)), "", 0)
+	if err != nil {
+		return pt, err
+	}
+	if err := sender.wait(h.opt.duration + 30*time.Second); err != nil {
+		return pt, err
+	}
+	var sent gen.SendResult
+	if err := lastJSON(sender, &sent); err != nil {
+		return pt, err
+	}
+	if prober != nil {
+		if err := prober.wait(h.opt.duration + 30*time.Second); err != nil {
+			return pt, err
+		}
+		var lat gen.ProbeResult
+		if err := lastJSON(prober, &lat); err != nil {
+			return pt, err
+		}
+		pt.Latency = &lat
+	}
+	time.Sleep(drain)
+	after := h.snap(hd)
+	if err := sink.stop(5 * time.Second); err != nil {
+		return pt, err
+	}
+	var got gen.SinkStats
+	if err := lastJSON(sink, &got); err != nil {
+		return pt, err
+	}
+	secs := sent.Elapsed.Seconds()
+	pt.Sent, pt.Received, pt.SenderErrors, pt.Flows = sent.Sent, got.Packets, sent.Errors, got.Flows
+	pt.OfferedPPS = sent.PPS
+	pt.DeliveredPPS = float64(got.Packets) / secs
+	if sent.Sent > 0 {
+		pt.LossPct = 100 * (1 - float64(got.Packets)/float64(sent.Sent))
+	}
+	pt.HandlerCPUSec = after.handlerCPU - before.handlerCPU
+	pt.CPU1BusySec = after.cpu1 - before.cpu1
+	if got.Packets > 0 {
+		m := float64(got.Packets) / 1e6
+		pt.HandlerCPUPerMpkt = pt.HandlerCPUSec / m
+		pt.CPU1PerMpkt = pt.CPU1BusySec / m
+	}
+	pt.Queue = after.queue.sub(before.queue)
+	pt.SinkDrops = after.sinkDrops - before.sinkDrops
+	h.log.Info("udp result", "label", label, "offered", int(pt.OfferedPPS), "delivered", int(pt.DeliveredPPS),
+		"loss_pct", fmt.Sprintf("%.3f", pt.LossPct), "handler_cpu_s_per_mpkt", fmt.Sprintf("%.2f", pt.HandlerCPUPerMpkt),
+		"queue_dropped", pt.Queue.QueueDropped, "user_dropped", pt.Queue.UserDropped, "sink_drops", pt.SinkDrops)
+	return pt, nil
+}
+
+func (h *harness) connectRun(ctx context.Context, hd *handler) (ConnectPoint, error) {
+	var pt ConnectPoint
+	h.log.Info("tcp connect run")
+	srv, err := startProc(ctx, "tcpserve", h.genCmd(ctx, true, "tcpserve", "-addr", h.addr(portTCP)), "ready", readyTimeout)
+	if err != nil {
+		return pt, err
+	}
+	defer srv.stop(5 * time.Second)
+	before := hd.cpu()
+	cl, err := startProc(ctx, "connect", h.genCmd(ctx, false, "connect", "-addr", h.addr(portTCP),
+		"-duration", h.opt.duration.String(), "-concurrency", strconv.Itoa(h.opt.concurrency)), "", 0)
+	if err != nil {
+		return pt, err
+	}
+	if err := cl.wait(h.opt.duration + 30*time.Second); err != nil {
+		return pt, err
+	}
+	if err := lastJSON(cl, &pt.ConnectResult); err != nil {
+		return pt, err
+	}
+	pt.HandlerCPUSec = hd.cpu() - before
+	h.log.Info("tcp connect result", "per_sec", int(pt.PerSec), "errors", pt.Errors, "first_error", pt.FirstError)
+	return pt, nil
+}
+
+func (h *harness) bulkRun(ctx context.Context, hd *handler) (BulkPoint, error) {
+	var pt BulkPoint
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		return pt, fmt.Errorf("e2e: bulk stream needs iperf3: %w", err)
+	}
+	h.log.Info("tcp bulk run")
+	srv, err := startProc(ctx, "iperf3-server", h.pinned(ctx, h.server, h.opt.firewallCPU, "iperf3", "-s", "-1", "-B", h.serverIP.String(),
+		"-p", strconv.Itoa(portBulk)), "", 0)
+	if err != nil {
+		return pt, err
+	}
+	defer srv.stop(5 * time.Second)
+	before := hd.cpu()
+	var out []byte
+	for try := 0; ; try++ {
+		// iperf3 -s has no readiness line when its stdout is a pipe; retry
+		// the client while the server is still binding.
+		time.Sleep(200 * time.Millisecond)
+		cmd := h.pinned(ctx, h.client, h.opt.senderCPU, "iperf3", "-c", h.serverIP.String(), "-p", strconv.Itoa(portBulk),
+			"-t", strconv.Itoa(int(h.opt.duration.Seconds())), "-J")
+		out, err = cmd.Output()
+		if err == nil || try >= 10 {
+			break
+		}
+	}
+	if err != nil {
+		return pt, fmt.Errorf("e2e: iperf3 client: %w: %s", err, firstLine(out))
+	}
+	gbps, retr, err := parseIperf(out)
+	if err != nil {
+		return pt, err
+	}
+	pt.Gbps, pt.Retransmits = gbps, retr
+	pt.HandlerCPUSec = hd.cpu() - before
+	h.log.Info("tcp bulk result", "gbps", fmt.Sprintf("%.2f", pt.Gbps), "retransmits", retr)
+	return pt, nil
+}
+
+// parseIperf reads the receiver's throughput and the sender's retransmits
+// from iperf3 -J output.
+func parseIperf(b []byte) (gbps float64, retransmits int64, err error) {
+	var v struct {
+		End struct {
+			SumSent struct {
+				Retransmits int64 `json:"retransmits"`
+			} `json:"sum_sent"`
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return 0, 0, fmt.Errorf("e2e: iperf3 JSON: %w", err)
+	}
+	if v.Error != "" {
+		return 0, 0, fmt.Errorf("e2e: iperf3: %s", v.Error)
+	}
+	if v.End.SumReceived.BitsPerSecond <= 0 {
+		return 0, 0, fmt.Errorf("e2e: iperf3 reported no received throughput")
+	}
+	return v.End.SumReceived.BitsPerSecond / 1e9, v.End.SumSent.Retransmits, nil
+}
+
+// dropLogDrain is how long after the sender stops the reader may keep
+// writing events that count.
+const dropLogDrain = time.Second
+
+func (h *harness) dropLogRun(ctx context.Context, hd *handler) (DropLogPoint, error) {
+	var pt DropLogPoint
+	h.log.Info("drop log run", "kind", hd.kind)
+	before := h.snap(hd)
+	sender, err := startProc(ctx, "send", h.genCmd(ctx, false, "send", "-addr", h.addr(portSink), "-rate", "0",
+		"-duration", h.opt.duration.String(), "-flows", strconv.Itoa(h.opt.flows), "-payload", strconv.Itoa(h.opt.payload)), "", 0)
+	if err != nil {
+		return pt, err
+	}
+	if err := sender.wait(h.opt.duration + 30*time.Second); err != nil {
+		return pt, err
+	}
+	var sent gen.SendResult
+	if err := lastJSON(sender, &sent); err != nil {
+		return pt, err
+	}
+	time.Sleep(dropLogDrain)
+	after := h.snap(hd)
+	b, err := os.ReadFile(hd.logFile)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return pt, fmt.Errorf("e2e: read events: %w", err)
+	}
+	pt.Offered, pt.OfferedPPS = sent.Sent, sent.PPS
+	pt.Written = countLines(b)
+	pt.EventsPerSec = float64(pt.Written) / sent.Elapsed.Seconds()
+	pt.Queue = after.queue.sub(before.queue)
+	pt.HandlerCPUSec = after.handlerCPU - before.handlerCPU
+	// The reader's own counters come on its exit lines; stop it now (the
+	// deferred close is then a no-op) and read them.
+	if hd.p != nil {
+		_ = hd.p.stop(15 * time.Second)
+		pt.Reported = reportedCounters(hd.p.StderrLines())
+	}
+	acc := int64(pt.Written) + int64(pt.Queue.QueueDropped+pt.Queue.UserDropped)
+	for _, k := range []string{"shed", "lost"} {
+		acc += int64(pt.Reported[k])
+	}
+	pt.Unaccounted = int64(pt.Offered) - acc
+	h.log.Info("drop log result", "offered_pps", int(pt.OfferedPPS), "events_per_sec", int(pt.EventsPerSec),
+		"written", pt.Written, "reported", pt.Reported, "unaccounted", pt.Unaccounted)
+	return pt, nil
+}
+
+// reportedCounters collects the drop-log counters a reader printed on its
+// way out (logfmt key=value), the last value of each winning.
+func reportedCounters(lines []string) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, line := range lines {
+		for _, k := range []string{"received", "written", "shed", "lost", "errors"} {
+			if v, ok := parseKV(line, k); ok {
+				out[k] = v
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return s
+}
+
+func lastLine(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
+)
+
+func compile(t *testing.T, src string) *policies.Program {
+	t.Helper()
+	pol, err := policies.Load("bench.yaml", []byte(src), nil)
+	if err != nil {
+		t.Fatalf("load: %v\n%s", err, src)
+	}
+	prog, err := policies.Compile(pol)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	return prog
+}
+
+// TestPolicies checks that every generated policy loads, has the rule count
+// the configuration claims, and decides the bench traffic with the rule the
+// measurement is about.
+func TestPolicies(t *testing.T) {
+	client := netip.MustParseAddr("10.237.5.1")
+	server := netip.MustParseAddr("10.237.5.2")
+	tests := []struct {
+		name    string
+		src     string
+		rules   int
+		proto   uint8
+		dport   uint16
+		action  policies.Action
+		rule    string
+		offload bool
+	}{
+		{"accept udp", acceptPolicy(false), 2, 17, portSink, policies.ActionAccept, "bench-udp", false},
+		{"accept tcp", acceptPolicy(false), 2, 6, portTCP, policies.ActionAccept, "bench-tcp", false},
+		{"offload tcp bulk", acceptPolicy(true), 2, 6, portBulk, policies.ActionAccept, "bench-tcp", true},
+		{"1000 rules udp", bigPolicy(1000, false), 1000, 17, portSink, policies.ActionAccept, "bench-udp", false},
+		{"1000 rules tcp", bigPolicy(1000, false), 1000, 6, portTCP, policies.ActionAccept, "bench-tcp", false},
+		{"drop log", dropLogPolicy(), 1, 17, portEcho, policies.ActionDrop, "bench-drop", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prog := compile(t, tt.src)
+			if n := prog.NumRules(); n != tt.rules {
+				t.Fatalf("%d rules, want %d", n, tt.rules)
+			}
+			pkt := &packet.Packet{Family: packet.IPv4, Src: client, Dst: server, Proto: tt.proto, Length: 64, HasL4: true, SrcPort: 40000, DstPort: tt.dport}
+			if tt.proto == 6 {
+				pkt.TCPFlags = 0x02 // SYN
+			}
+			d := prog.Decide(&policies.Input{Pkt: pkt, Hook: policies.HookInput, State: conntrack.StateNew})
+			if d.Action != tt.action || prog.RuleName(d.Rule) != tt.rule || d.Offload != tt.offload {
+				t.Fatalf("decided %+v (rule %q), want %v by %s offload %v", d, prog.RuleName(d.Rule), tt.action, tt.rule, tt.offload)
+			}
+		})
+	}
+}
+
+func TestBigPolicyNamesUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for _, line := range strings.Split(bigPolicy(1000, false), "\n") {
+		name, ok := strings.CutPrefix(strings.TrimSpace(line), "- name: ")
+		if !ok {
+			continue
+		}
+		if seen[name] {
+			t.Fatalf("duplicate rule name %q", name)
+		}
+		seen[name] = true
+	}
+	if len(seen) != 1000 {
+		t.Fatalf("%d names, want 1000", len(seen))
+	}
+}

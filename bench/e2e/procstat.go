@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// clockTicks is USER_HZ, the unit of /proc times; 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
+// parseProcStatCPU returns utime+stime in seconds from the contents of
+// /proc/PID/stat. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted from the last ')'.
+func parseProcStatCPU(b []byte) (float64, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("e2e: /proc/PID/stat: no ')' in %q", b)
+	}
+	// After ") ": state(3) ppid(4) ... utime(14) stime(15).
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("e2e: /proc/PID/stat: %d fields after the name, want at least 13", len(f))
+	}
+	ut, err := strconv.ParseUint(f[11], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("e2e: /proc/PID/stat utime: %w", err)
+	}
+	st, err := strconv.ParseUint(f[12], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("e2e: /proc/PID/stat stime: %w", err)
+	}
+	return float64(ut+st) / clockTicks, nil
+}
+
+// parseCPUBusy returns the busy seconds (everything but idle and iowait) of
+// the line "cpuN" in the contents of /proc/stat.
+func parseCPUBusy(b []byte, cpu int) (float64, error) {
+	want := "cpu" + strconv.Itoa(cpu)
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 6 || f[0] != want {
+			continue
+		}
+		var busy uint64
+		for j, s := range f[1:] {
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("e2e: /proc/stat %s field %d: %w", want, j+1, err)
+			}
+			// user nice system idle iowait irq softirq steal guest guest_nice;
+			// guest time is already counted in user.
+			switch j {
+			case 3, 4, 8, 9:
+			default:
+				busy += v
+			}
+		}
+		return float64(busy) / clockTicks, nil
+	}
+	return 0, fmt.Errorf("e2e: /proc/stat: no line %s", want)
+}
+
+// queueCounters are the kernel's per-queue loss counters, summed over the
+// queues of /proc/net/netfilter/nfnetlink_queue.
+type queueCounters struct {
+	// QueueDropped counts packets dropped because the queue was full.
+	QueueDropped uint64 `json:"queue_dropped"`
+	// UserDropped counts packets the kernel could not put on the netlink
+	// socket (its receive buffer was full).
+	UserDropped uint64 `json:"user_dropped"`
+}
+
+func (a queueCounters) sub(b queueCounters) queueCounters {
+	return queueCounters{a.QueueDropped - b.QueueDropped, a.UserDropped - b.UserDropped}
+}
+
+// parseNfqueue reads /proc/net/netfilter/nfnetlink_queue: one line per
+// bound queue, "num portid total copy_mode copy_range queue_dropped
+// user_dropped id_seq 1".
+func parseNfqueue(b []byte) (queueCounters, error) {
+	var c queueCounters
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) < 7 {
+			return c, fmt.Errorf("e2e: nfnetlink_queue: short line %q", sc.Text())
+		}
+		qd, err1 := strconv.ParseUint(f[5], 10, 64)
+		ud, err2 := strconv.ParseUint(f[6], 10, 64)
+		if err1 != nil || err2 != nil {
+			return c, fmt.Errorf("e2e: nfnetlink_queue: bad counters in %q", sc.Text())
+		}
+		c.QueueDropped += qd
+		c.UserDropped += ud
+	}
+	return c, nil
+}
+
+// parseUDPRcvbufErrors reads the Udp RcvbufErrors counter (datagrams a full
+// socket buffer dropped) from the contents of /proc/net/snmp, whose Udp
+// section is a header line and a value line.
+func parseUDPRcvbufErrors(b []byte) (uint64, error) {
+	var header []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		for i, name := range header {
+			if name == "RcvbufErrors" && i < len(f) {
+				v, err := strconv.ParseUint(f[i], 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("e2e: /proc/net/snmp RcvbufErrors: %w", err)
+				}
+				return v, nil
+			}
+		}
+		break
+	}
+	return 0, fmt.Errorf("e2e: /proc/net/snmp: no Udp RcvbufErrors")
+}
+
+// countLines counts newline-terminated lines, the events of a JSON-lines
+// log.
+func countLines(b []byte) uint64 { return uint64(bytes.Count(b, []byte{'\n'})) }
+
+// parseKV finds key=value (a decimal) in a logfmt line, as fwagent's and
+// the C loop's exit lines print their counters.
+func parseKV(line, key string) (uint64, bool) {
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k != key {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.Trim(v, `"`), 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return n, true
+	}
+	return 0, false
+}
