@@ -10,10 +10,8 @@ import (
 
 // flowKey is the canonical bidirectional key of a flow: endpoint a and
 // endpoint b, ordered so that both directions of a flow build the same key.
-// Addresses are stored in their 16-byte form (IPv4 mapped) as native-endian
-// words: any total order serves to canonicalise, and native loads skip a byte
-// swap. The family byte keeps an IPv4 flow apart from an IPv6 flow between
-// IPv4-mapped addresses.
+// Addresses are stored as native-endian words (see addrWords): any total order
+// serves to canonicalise, and native loads skip a byte swap.
 //
 //	w[0], w[1]  address a
 //	w[2], w[3]  address b
@@ -22,7 +20,14 @@ type flowKey struct {
 	w [5]uint64
 }
 
+// addrWords is the key form of an address. An IPv4 address takes the short
+// path (one 4-byte word); the family byte in the key keeps it apart from the
+// IPv6 address with the same words.
 func addrWords(a netip.Addr) (hi, lo uint64) {
+	if a.Is4() {
+		b := a.As4()
+		return 0, uint64(binary.NativeEndian.Uint32(b[:]))
+	}
 	b := a.As16()
 	return binary.NativeEndian.Uint64(b[:8]), binary.NativeEndian.Uint64(b[8:])
 }
@@ -59,16 +64,21 @@ func (k *flowKey) proto() uint8          { return uint8(k.w[4] >> 8) }
 func (k *flowKey) family() packet.Family { return packet.Family(k.w[4]) }
 func (k *flowKey) ports() (a, b uint16)  { return uint16(k.w[4] >> 48), uint16(k.w[4] >> 32) }
 func (k *flowKey) addrs() (a, b netip.Addr) {
-	var x, y [16]byte
-	binary.NativeEndian.PutUint64(x[:8], k.w[0])
-	binary.NativeEndian.PutUint64(x[8:], k.w[1])
-	binary.NativeEndian.PutUint64(y[:8], k.w[2])
-	binary.NativeEndian.PutUint64(y[8:], k.w[3])
-	a, b = netip.AddrFrom16(x), netip.AddrFrom16(y)
-	if k.family() == packet.IPv4 {
-		a, b = a.Unmap(), b.Unmap()
+	v4 := k.family() == packet.IPv4
+	return wordsAddr(v4, k.w[0], k.w[1]), wordsAddr(v4, k.w[2], k.w[3])
+}
+
+// wordsAddr inverts addrWords.
+func wordsAddr(v4 bool, hi, lo uint64) netip.Addr {
+	if v4 {
+		var b [4]byte
+		binary.NativeEndian.PutUint32(b[:], uint32(lo))
+		return netip.AddrFrom4(b)
 	}
-	return a, b
+	var b [16]byte
+	binary.NativeEndian.PutUint64(b[:8], hi)
+	binary.NativeEndian.PutUint64(b[8:], lo)
+	return netip.AddrFrom16(b)
 }
 
 // hashSeed holds the per-table secrets of the key hash. They are random so a

@@ -180,6 +180,12 @@ func TestCanonicalKey(t *testing.T) {
 	if fi.Src != netip.MustParseAddr("10.0.0.1") || !fi.Src.Is4() {
 		t.Fatalf("IPv4 address not unmapped: %v", fi.Src)
 	}
+	// IPv6 loopback and mapped addresses come back as they went in
+	lo := tb.Track(udpPkt("::1", "::ffff:10.0.0.1", 1, 2), 1, false)
+	fi, _ = tb.Lookup(lo.Flow)
+	if fi.Src != netip.MustParseAddr("::1") || fi.Dst != netip.MustParseAddr("::ffff:10.0.0.1") {
+		t.Fatalf("IPv6 addresses changed: %v %v", fi.Src, fi.Dst)
+	}
 }
 
 func TestTimeouts(t *testing.T) {
