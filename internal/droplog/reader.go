@@ -96,15 +96,13 @@ type Stats struct {
 // it to the sinks on a separate goroutine, so a slow sink sheds events
 // instead of stalling the socket.
 type Reader struct {
-	cfg   Config
-	sinks []Sink
-	log   *slog.Logger
-	dec   *packet.Decoder
-	pkt   packet.Packet
-	// scratch holds a cut copy while decodeCopy rewrites its lengths.
-	scratch []byte
-	ifName  func(uint32) string
-	events  chan Event
+	cfg    Config
+	sinks  []Sink
+	log    *slog.Logger
+	dec    *packet.Decoder
+	pkt    packet.Packet
+	ifName func(uint32) string
+	events chan Event
 
 	// mu orders the last enqueue against shutdown, so no event enters the
 	// queue after the sink goroutine's final drain.
