@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"net/netip"
 	"slices"
 
@@ -53,12 +54,14 @@ func Compile(pol *Policy) (*Program, error) {
 	for i := range n {
 		all.set(i)
 	}
-	p.allID = bs.intern(all)
-	p.buildMeta(pol.Rules, bs)
-	p.src = buildAddrIndex(pol.Rules, bs, func(r *Rule) *AddrMatch { return &r.Match.Src })
-	p.dst = buildAddrIndex(pol.Rules, bs, func(r *Rule) *AddrMatch { return &r.Match.Dst })
-	p.sport = buildPortIndex(pol.Rules, bs, p.allID, func(r *Rule) *PortMatch { return &r.Match.Sport })
-	p.dport = buildPortIndex(pol.Rules, bs, p.allID, func(r *Rule) *PortMatch { return &r.Match.Dport })
+	ix := &indexBuilder{bs: bs, rules: pol.Rules}
+	ix.choosePrimaries()
+	p.allPair = pair(bs.intern(all), bs.intern(newRuleBits(bs.words)))
+	p.buildMeta(ix)
+	p.src = ix.addrIndex(fieldSrc, func(r *Rule) *AddrMatch { return &r.Match.Src })
+	p.dst = ix.addrIndex(fieldDst, func(r *Rule) *AddrMatch { return &r.Match.Dst })
+	p.sport = ix.portIndex(fieldSport, p.allPair, func(r *Rule) *PortMatch { return &r.Match.Sport })
+	p.dport = ix.portIndex(fieldDport, p.allPair, func(r *Rule) *PortMatch { return &r.Match.Dport })
 	p.words, p.sumw, p.bits, p.sums = bs.words, bs.sumw, bs.bits, bs.sums
 	return p, nil
 }
@@ -131,9 +134,88 @@ func (e *ruleExec) newLimiter() {
 	}
 }
 
+// The indexed fields. Each rule has one primary field: the constrained field
+// expected to admit the fewest packets. For a packet, a field yields two
+// bitsets: full, the rules the field admits, and primary, those of them whose
+// primary field it is. A rule matches the indexed fields only if it is in
+// every full bitset, and then it is also in its primary field's primary
+// bitset; so Decide only visits the words where some primary bitset has a
+// bit. A packet whose value few rules name visits few words, however many
+// rules do not constrain that field.
+const (
+	fieldMeta = iota // hook, family and protocol together; also rules with no other
+	fieldSrc
+	fieldDst
+	fieldSport
+	fieldDport
+	numFields
+)
+
+// pair packs a field's full and primary bitset ids.
+func pair(full, prim uint32) uint64 { return uint64(full)<<32 | uint64(prim) }
+
+type indexBuilder struct {
+	bs      *bitsets
+	rules   []*Rule
+	primary [numFields]ruleBits
+}
+
+// choosePrimaries scores each constrained field of each rule by the share
+// of its value space it admits, and picks the smallest. Negation-only
+// fields admit nearly everything and are never primary.
+func (ix *indexBuilder) choosePrimaries() {
+	for f := range ix.primary {
+		ix.primary[f] = newRuleBits(ix.bs.words)
+	}
+	for i, r := range ix.rules {
+		best, bestScore := fieldMeta, 1.0
+		consider := func(f int, score float64) {
+			if score < bestScore {
+				best, bestScore = f, score
+			}
+		}
+		consider(fieldSrc, addrShare(&r.Match.Src))
+		consider(fieldDst, addrShare(&r.Match.Dst))
+		consider(fieldDport, portShare(&r.Match.Dport))
+		consider(fieldSport, portShare(&r.Match.Sport))
+		ix.primary[best].set(i)
+	}
+}
+
+func addrShare(am *AddrMatch) float64 {
+	if !am.HasPos {
+		return 2
+	}
+	share := 0.0
+	for _, p := range am.Pos {
+		share += math.Ldexp(1, -p.Bits())
+	}
+	return share
+}
+
+func portShare(pm *PortMatch) float64 {
+	if !pm.Set || !pm.HasPos {
+		return 2
+	}
+	n := 0
+	for _, r := range pm.Pos {
+		n += int(r.Hi) - int(r.Lo) + 1
+	}
+	return float64(n) / 65536
+}
+
+// intern stores the full bitset b and its primary part for field f.
+func (ix *indexBuilder) intern(f int, b, scratch ruleBits) uint64 {
+	for i := range scratch {
+		scratch[i] = b[i] & ix.primary[f][i]
+	}
+	return pair(ix.bs.intern(b), ix.bs.intern(scratch))
+}
+
 // buildMeta indexes hook, family and protocol together: they are few, so
 // one table lookup replaces three bitset ANDs.
-func (p *Program) buildMeta(rules []*Rule, bs *bitsets) {
+func (p *Program) buildMeta(ix *indexBuilder) {
+	rules, bs := ix.rules, ix.bs
 	// Protocol classes: each protocol some rule names, and "other".
 	var named []uint8
 	for _, r := range rules {
@@ -148,8 +230,8 @@ func (p *Program) buildMeta(rules []*Rule, bs *bitsets) {
 	for i, pr := range named {
 		p.protoClass[pr] = uint8(i + 1)
 	}
-	p.meta = make([]uint32, int(NumHooks)*famSlots*p.nclass)
-	b := newRuleBits(bs.words)
+	p.meta = make([]uint64, int(NumHooks)*famSlots*p.nclass)
+	b, scratch := newRuleBits(bs.words), newRuleBits(bs.words)
 	for h := HookInput; h < NumHooks; h++ {
 		for f := range famSlots {
 			for c := 0; c < p.nclass; c++ {
@@ -168,7 +250,7 @@ func (p *Program) buildMeta(rules []*Rule, bs *bitsets) {
 					}
 					b.set(i)
 				}
-				p.meta[(int(h)*famSlots+f)*p.nclass+c] = bs.intern(b)
+				p.meta[(int(h)*famSlots+f)*p.nclass+c] = ix.intern(fieldMeta, b, scratch)
 			}
 		}
 	}
@@ -179,12 +261,14 @@ type pfxRules struct {
 	pos, neg []int
 }
 
-// buildAddrIndex maps every prefix any rule names to the bitset of rules an
-// address whose longest match is that prefix satisfies: rules that name the
-// prefix or one of its ancestors, minus rules that negate it or an
-// ancestor, plus rules that do not constrain the field or only negate.
-func buildAddrIndex(rules []*Rule, bs *bitsets, field func(*Rule) *AddrMatch) addrIndex {
+// addrIndex maps every prefix any rule names to the rules an address whose
+// longest match is that prefix satisfies: rules that name the prefix or one
+// of its ancestors, minus rules that negate it or an ancestor, plus rules
+// that do not constrain the field or only negate.
+func (ix *indexBuilder) addrIndex(f int, field func(*Rule) *AddrMatch) addrIndex {
+	rules, bs := ix.rules, ix.bs
 	base := newRuleBits(bs.words)
+	scratch := newRuleBits(bs.words)
 	byPfx := map[netip.Prefix]*pfxRules{}
 	enabled := false
 	for i, r := range rules {
@@ -194,7 +278,7 @@ func buildAddrIndex(rules []*Rule, bs *bitsets, field func(*Rule) *AddrMatch) ad
 			continue
 		}
 		enabled = true
-		if len(am.Pos) == 0 {
+		if !am.HasPos {
 			base.set(i)
 		}
 		add := func(p netip.Prefix, neg bool) {
@@ -218,7 +302,7 @@ func buildAddrIndex(rules []*Rule, bs *bitsets, field func(*Rule) *AddrMatch) ad
 			add(p, true)
 		}
 	}
-	idx := addrIndex{enabled: enabled, none: bs.intern(base)}
+	idx := addrIndex{enabled: enabled, none: ix.intern(f, base, scratch)}
 	if !enabled {
 		return idx
 	}
@@ -232,11 +316,11 @@ func buildAddrIndex(rules []*Rule, bs *bitsets, field func(*Rule) *AddrMatch) ad
 		}
 		return a.pfx.Addr().Compare(b.pfx.Addr())
 	})
-	idx.table = new(bart.Table[uint32])
+	idx.table = new(bart.Table[uint64])
 	cur := newRuleBits(bs.words)
 	for _, pr := range order {
 		if _, parent, ok := idx.table.LookupPrefixLPM(pr.pfx); ok {
-			copy(cur, bs.get(parent))
+			copy(cur, bs.get(uint32(parent>>32)))
 		} else {
 			copy(cur, base)
 		}
@@ -248,7 +332,7 @@ func buildAddrIndex(rules []*Rule, bs *bitsets, field func(*Rule) *AddrMatch) ad
 		for _, i := range pr.neg {
 			cur.clear(i)
 		}
-		idx.table.Insert(pr.pfx, bs.intern(cur))
+		idx.table.Insert(pr.pfx, ix.intern(f, cur, scratch))
 	}
 	return idx
 }
@@ -263,11 +347,13 @@ func negatedAbove(neg []netip.Prefix, p netip.Prefix) bool {
 	return false
 }
 
-// buildPortIndex sweeps the port space once: at each range boundary the
-// rules whose coverage changes are re-evaluated, and each segment between
-// boundaries gets the interned bitset of the rules it satisfies.
-func buildPortIndex(rules []*Rule, bs *bitsets, allID uint32, field func(*Rule) *PortMatch) portIndex {
+// portIndex sweeps the port space once: at each range boundary the rules
+// whose coverage changes are re-evaluated, and each segment between
+// boundaries gets the interned bitsets of the rules it satisfies.
+func (ix *indexBuilder) portIndex(f int, allPair uint64, field func(*Rule) *PortMatch) portIndex {
+	rules, bs := ix.rules, ix.bs
 	noPort := newRuleBits(bs.words)
+	scratch := newRuleBits(bs.words)
 	enabled := false
 	type event struct {
 		at    int
@@ -290,26 +376,25 @@ func buildPortIndex(rules []*Rule, bs *bitsets, allID uint32, field func(*Rule) 
 			events = append(events, event{int(pr.Lo), i, 1, true}, event{int(pr.Hi) + 1, i, -1, true})
 		}
 	}
-	idx := portIndex{noPort: bs.intern(noPort)}
 	if !enabled {
-		idx.noPort = allID
-		return idx
+		return portIndex{noPort: allPair}
 	}
+	idx := portIndex{noPort: ix.intern(f, noPort, scratch)}
 	slices.SortFunc(events, func(a, b event) int { return cmp.Compare(a.at, b.at) })
 	posCount := make([]int, len(rules))
 	negCount := make([]int, len(rules))
 	cur := newRuleBits(bs.words)
 	copy(cur, noPort)
 	for i, r := range rules {
-		if pm := field(r); pm.Set && len(pm.Pos) == 0 {
+		if pm := field(r); pm.Set && !pm.HasPos {
 			cur.set(i) // negations only: every port until a negation
 		}
 	}
 	eval := func(i int) {
 		pm := field(rules[i])
-		cur.assign(i, (len(pm.Pos) == 0 || posCount[i] > 0) && negCount[i] == 0)
+		cur.assign(i, (!pm.HasPos || posCount[i] > 0) && negCount[i] == 0)
 	}
-	idx.table = make([]uint32, 65536)
+	idx.table = make([]uint64, 65536)
 	ev := 0
 	for port := 0; port < 65536; {
 		for ev < len(events) && events[ev].at == port {
@@ -326,7 +411,7 @@ func buildPortIndex(rules []*Rule, bs *bitsets, allID uint32, field func(*Rule) 
 		if ev < len(events) && events[ev].at < next {
 			next = events[ev].at
 		}
-		id := bs.intern(cur)
+		id := ix.intern(f, cur, scratch)
 		for q := port; q < next; q++ {
 			idx.table[q] = id
 		}

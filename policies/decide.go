@@ -30,30 +30,36 @@ func (p *Program) Decide(in *Input) Decision {
 	case packet.IPv6:
 		fs = famSlot6
 	}
-	id0 := p.meta[(int(h)*famSlots+fs)*p.nclass+int(p.protoClass[pkt.Proto])]
-	id1 := p.src.lookup(pkt.Src, p.allID)
-	id2 := p.dst.lookup(pkt.Dst, p.allID)
-	id3, id4 := p.sport.noPort, p.dport.noPort
+	f0 := p.meta[(int(h)*famSlots+fs)*p.nclass+int(p.protoClass[pkt.Proto])]
+	f1 := p.src.lookup(pkt.Src, p.allPair)
+	f2 := p.dst.lookup(pkt.Dst, p.allPair)
+	f3, f4 := p.sport.noPort, p.dport.noPort
 	if pkt.HasL4 && !pkt.NonFirstFragment && hasPorts(pkt.Proto) {
 		if p.sport.table != nil {
-			id3 = p.sport.table[pkt.SrcPort]
+			f3 = p.sport.table[pkt.SrcPort]
 		}
 		if p.dport.table != nil {
-			id4 = p.dport.table[pkt.DstPort]
+			f4 = p.dport.table[pkt.DstPort]
 		}
 	}
 
+	// Full bitsets (upper halves) are ANDed; primary ones (lower halves)
+	// ORed, and only words where some primary bit survives are visited.
 	w, sw := p.words, p.sumw
-	b0, b1, b2, b3, b4 := int(id0)*w, int(id1)*w, int(id2)*w, int(id3)*w, int(id4)*w
-	s0, s1, s2, s3, s4 := int(id0)*sw, int(id1)*sw, int(id2)*sw, int(id3)*sw, int(id4)*sw
+	a0, a1, a2, a3, a4 := int(f0>>32)*w, int(f1>>32)*w, int(f2>>32)*w, int(f3>>32)*w, int(f4>>32)*w
+	o0, o1, o2, o3, o4 := int(uint32(f0))*w, int(uint32(f1))*w, int(uint32(f2))*w, int(uint32(f3))*w, int(uint32(f4))*w
+	q0, q1, q2, q3, q4 := int(uint32(f0))*sw, int(uint32(f1))*sw, int(uint32(f2))*sw, int(uint32(f3))*sw, int(uint32(f4))*sw
+	r0, r1, r2, r3, r4 := int(f0>>32)*sw, int(f1>>32)*sw, int(f2>>32)*sw, int(f3>>32)*sw, int(f4>>32)*sw
 	bs, ss := p.bits, p.sums
 	var taint uint8
 	for i := 0; i < sw; i++ {
-		sum := ss[s0+i] & ss[s1+i] & ss[s2+i] & ss[s3+i] & ss[s4+i]
+		sum := (ss[q0+i] | ss[q1+i] | ss[q2+i] | ss[q3+i] | ss[q4+i]) &
+			ss[r0+i] & ss[r1+i] & ss[r2+i] & ss[r3+i] & ss[r4+i]
 		for sum != 0 {
 			wi := i*64 + bits.TrailingZeros64(sum)
 			sum &= sum - 1
-			word := bs[b0+wi] & bs[b1+wi] & bs[b2+wi] & bs[b3+wi] & bs[b4+wi]
+			word := (bs[o0+wi] | bs[o1+wi] | bs[o2+wi] | bs[o3+wi] | bs[o4+wi]) &
+				bs[a0+wi] & bs[a1+wi] & bs[a2+wi] & bs[a3+wi] & bs[a4+wi]
 			for word != 0 {
 				r := wi*64 + bits.TrailingZeros64(word)
 				word &= word - 1
@@ -80,9 +86,9 @@ func (p *Program) Decide(in *Input) Decision {
 	}
 }
 
-func (a *addrIndex) lookup(addr netip.Addr, allID uint32) uint32 {
+func (a *addrIndex) lookup(addr netip.Addr, allPair uint64) uint64 {
 	if !a.enabled {
-		return allID
+		return allPair
 	}
 	if !addr.IsValid() {
 		return a.none

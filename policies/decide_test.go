@@ -306,7 +306,7 @@ func naiveMatch(r *Rule, in *Input) bool {
 		in := func(ps []netip.Prefix) bool {
 			return slices.ContainsFunc(ps, func(q netip.Prefix) bool { return q.Contains(a) })
 		}
-		return (len(am.Pos) == 0 || in(am.Pos)) && !in(am.Neg)
+		return (!am.HasPos || in(am.Pos)) && !in(am.Neg)
 	}
 	if !addr(&m.Src, p.Src) || !addr(&m.Dst, p.Dst) {
 		return false
@@ -322,7 +322,7 @@ func naiveMatch(r *Rule, in *Input) bool {
 		in := func(rs []PortRange) bool {
 			return slices.ContainsFunc(rs, func(r PortRange) bool { return r.Lo <= x && x <= r.Hi })
 		}
-		return (len(pm.Pos) == 0 || in(pm.Pos)) && !in(pm.Neg)
+		return (!pm.HasPos || in(pm.Pos)) && !in(pm.Neg)
 	}
 	if !port(&m.Sport, p.SrcPort) || !port(&m.Dport, p.DstPort) {
 		return false

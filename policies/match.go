@@ -308,6 +308,7 @@ func (l *loader) addrMatch(am *AddrMatch, n *yaml.Node, field string, fam uint8)
 		if neg {
 			am.Neg = append(am.Neg, ps...)
 		} else {
+			am.HasPos = true
 			am.Pos = append(am.Pos, ps...)
 		}
 	}
@@ -354,6 +355,7 @@ func (l *loader) portMatch(pm *PortMatch, n *yaml.Node, field string, protos []u
 		if neg {
 			pm.Neg = append(pm.Neg, rs...)
 		} else {
+			pm.HasPos = true
 			pm.Pos = append(pm.Pos, rs...)
 		}
 	}

@@ -72,18 +72,22 @@ type Set struct {
 type PortRange struct{ Lo, Hi uint16 }
 
 // AddrMatch is a src or dst match: the address matches when it is inside at
-// least one of Pos (or Pos is empty) and inside none of Neg.
+// least one of Pos (or HasPos is false: only negations were written) and
+// inside none of Neg. HasPos with an empty Pos (a reference to an empty set)
+// matches nothing.
 type AddrMatch struct {
+	HasPos   bool
 	Pos, Neg []netip.Prefix
 }
 
 // Any reports whether the match constrains nothing.
-func (m *AddrMatch) Any() bool { return len(m.Pos) == 0 && len(m.Neg) == 0 }
+func (m *AddrMatch) Any() bool { return !m.HasPos && len(m.Neg) == 0 }
 
 // PortMatch is a sport or dport match, with the same logic as AddrMatch.
-// A port match never holds for a packet without ports.
+// A port match (Set) never holds for a packet without ports.
 type PortMatch struct {
 	Set      bool
+	HasPos   bool
 	Pos, Neg []PortRange
 }
 

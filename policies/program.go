@@ -34,11 +34,13 @@ type Program struct {
 	// The rule bitsets, flattened for Decide.
 	words, sumw int
 	bits, sums  []uint64
-	allID       uint32
+	// allPair is the field pair of a field no rule names: every rule
+	// admitted, none primary.
+	allPair uint64
 
 	nclass     int
 	protoClass [256]uint8
-	meta       []uint32 // [(hook*famSlots+fam)*nclass+class]
+	meta       []uint64 // pairs by [(hook*famSlots+fam)*nclass+class]
 
 	src, dst     addrIndex
 	sport, dport portIndex
@@ -53,15 +55,16 @@ type Program struct {
 	seeds      [2]maphash.Seed
 }
 
+// addrIndex and portIndex values are pairs (see pair) of bitset ids.
 type addrIndex struct {
 	enabled bool
-	table   *bart.Table[uint32]
-	none    uint32 // bitset for addresses no prefix of the field holds
+	table   *bart.Table[uint64]
+	none    uint64 // for addresses no prefix of the field holds
 }
 
 type portIndex struct {
-	table  []uint32 // nil when no rule names the field
-	noPort uint32   // bitset for packets without ports
+	table  []uint64 // nil when no rule names the field
+	noPort uint64   // for packets without ports
 }
 
 // Rare-check bits of a rule: fields not indexed, checked only for the

@@ -90,9 +90,9 @@ func addrCovers(a, b *AddrMatch) bool {
 		return true
 	}
 	if len(a.Neg) > 0 {
-		return slices.Equal(a.Pos, b.Pos) && slices.Equal(a.Neg, b.Neg)
+		return a.HasPos == b.HasPos && slices.Equal(a.Pos, b.Pos) && slices.Equal(a.Neg, b.Neg)
 	}
-	if len(b.Pos) == 0 {
+	if !b.HasPos {
 		return false
 	}
 	for _, pb := range b.Pos {
@@ -110,9 +110,9 @@ func portCovers(a, b *PortMatch) bool {
 		return true
 	}
 	if len(a.Neg) > 0 {
-		return slices.Equal(a.Pos, b.Pos) && slices.Equal(a.Neg, b.Neg)
+		return a.HasPos == b.HasPos && slices.Equal(a.Pos, b.Pos) && slices.Equal(a.Neg, b.Neg)
 	}
-	if !b.Set || len(b.Pos) == 0 {
+	if !b.Set || !b.HasPos {
 		return false
 	}
 	for _, rb := range b.Pos {

@@ -1,0 +1,131 @@
+package policies
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+// genPolicy writes an n-rule policy shaped like generated production ones:
+// a stateful head, then per-tenant rules with CIDR lists, port lists and
+// ranges over a mix of protocols, a few named sets, and a catch-all ICMP
+// rule. The last rule is the only one the benchmark packet matches, the
+// worst case for a linear scan.
+func genPolicy(n int) string {
+	var b strings.Builder
+	b.WriteString("version: 1\ndefault: {input: drop, forward: drop, output: accept, log: true}\nsets:\n")
+	b.WriteString("  admins: [172.16.0.0/12, 192.168.0.0/16, \"2001:db8:a::/48\"]\n")
+	b.WriteString("  web: [80, 443, 8000-8099]\n")
+	b.WriteString("  bogons: [0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4]\n")
+	b.WriteString("rules:\n")
+	b.WriteString("  - {name: established, match: {state: [established, related]}, action: accept}\n")
+	b.WriteString("  - {name: bogons, match: {src: $bogons}, action: drop, log: true}\n")
+	protos := []string{"tcp", "udp", "tcp", "[tcp, udp]"}
+	for i := 2; i < n-1; i++ {
+		x, y := (i/250)%250, i%250
+		switch i % 10 {
+		case 7:
+			fmt.Fprintf(&b, "  - {name: r%d, match: {proto: icmp, src: 10.%d.%d.0/24, icmp_type: echo-request}, action: accept}\n", i, x, y)
+		case 8:
+			fmt.Fprintf(&b, "  - {name: r%d, hook: input, match: {proto: tcp, src: [$admins, 10.%d.%d.0/24], dport: $web}, action: accept}\n", i, x, y)
+		case 9:
+			fmt.Fprintf(&b, "  - {name: r%d, match: {proto: udp, dst: \"2001:db8:%x:%x::/64\", dport: %d}, action: drop}\n", i, x, y, 1024+i%60000)
+		default:
+			fmt.Fprintf(&b, "  - {name: r%d, match: {proto: %s, src: [10.%d.%d.0/24, 10.%d.%d.128/25], dport: [%d, %d-%d]}, action: %s}\n",
+				i, protos[i%4], x, y, (x+1)%250, y, 1024+i%60000, 2000+i%50000, 2010+i%50000, []string{"accept", "drop", "reject"}[i%3])
+		}
+	}
+	fmt.Fprintf(&b, "  - {name: last, match: {proto: tcp, src: 100.64.7.0/24, dst: 100.100.0.0/16, dport: [7777, 9000-9100]}, action: accept}\n")
+	return b.String()
+}
+
+func benchPacket() *packet.Packet {
+	return &packet.Packet{
+		Family: packet.IPv4, Src: netip.MustParseAddr("100.64.7.9"), Dst: netip.MustParseAddr("100.100.3.4"),
+		Proto: packet.ProtoTCP, HasL4: true, SrcPort: 50123, DstPort: 9050, TCPFlags: packet.TCPSyn, Length: 60,
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		pol, err := Load("gen.yaml", []byte(genPolicy(n)), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		prog, err := Compile(pol)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in := &Input{Pkt: benchPacket(), Hook: HookInput, State: conntrack.StateNew}
+		if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
+			b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
+		}
+		b.Run(fmt.Sprintf("rules=%d/last", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				prog.Decide(in)
+			}
+		})
+		miss := &Input{Pkt: benchPacket(), Hook: HookInput, State: conntrack.StateNew}
+		miss.Pkt.Src = netip.MustParseAddr("10.1.1.77")
+		miss.Pkt.DstPort = 3
+		b.Run(fmt.Sprintf("rules=%d/default", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				prog.Decide(miss)
+			}
+		})
+	}
+}
+
+func BenchmarkCompile(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		text := []byte(genPolicy(n))
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				pol, err := Load("gen.yaml", text, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := Compile(pol); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestDecideAllocatesNothing(t *testing.T) {
+	prog := mustCompile(t, decidePolicy+`  - name: flow-limit
+    match: {proto: udp, dport: 7000}
+    limit: {rate: 100/s, per: flow}
+    action: accept
+  - name: dns-tcp
+    match: {proto: tcp, dport: 53, dns_qname: "*.example"}
+    action: drop
+`)
+	withPayload := func(p *packet.Packet, b []byte) *packet.Packet { p.Payload = b; return p }
+	inputs := []*Input{
+		{Pkt: benchPacket()},
+		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)},
+		{Pkt: pk(6, "2001:db8:a::1", "2001:db8:b::1", 1000, 22)},
+		{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("x.ads.example", false)), Hook: HookOutput},
+		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("A.EXAMPLE", true)), Hook: HookOutput},
+		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")), Hook: HookOutput},
+		{Pkt: withPayload(pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022), []byte("SSH-2.0"))},
+		{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "veth3", Hook: HookForward},
+		{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 7000), Hook: HookForward},
+		{Pkt: pk(17, "2001:db8::1", "2001:db8::2", 1000, 7000), Hook: HookForward},
+		{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: conntrack.StateEstablished},
+	}
+	for i, in := range inputs {
+		if a := testing.AllocsPerRun(100, func() { prog.Decide(in) }); a != 0 {
+			t.Errorf("input %d (%s): %v allocations per Decide", i, prog.RuleName(prog.Decide(in).Rule), a)
+		}
+	}
+}
