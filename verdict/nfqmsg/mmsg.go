@@ -72,11 +72,12 @@ type Counters struct {
 	KernelErrors atomic.Uint64 // error replies from the kernel to our messages
 	Truncated    atomic.Uint64 // packets whose message did not fit a buffer
 	NoID         atomic.Uint64 // packet messages without an id
+	BindRepeats  atomic.Uint64 // packets queued during the bind, sent round again
 }
 
 // CounterSnapshot is a plain copy of Counters.
 type CounterSnapshot struct {
-	Reads, Packets, Writes, Messages, ENOBUFS, ReadErrors, SendErrors, KernelErrors, Truncated, NoID uint64
+	Reads, Packets, Writes, Messages, ENOBUFS, ReadErrors, SendErrors, KernelErrors, Truncated, NoID, BindRepeats uint64
 }
 
 // Snapshot copies the counters.
@@ -85,6 +86,7 @@ func (c *Counters) Snapshot() CounterSnapshot {
 		Reads: c.Reads.Load(), Packets: c.Packets.Load(), Writes: c.Writes.Load(), Messages: c.Messages.Load(),
 		ENOBUFS: c.ENOBUFS.Load(), ReadErrors: c.ReadErrors.Load(), SendErrors: c.SendErrors.Load(),
 		KernelErrors: c.KernelErrors.Load(), Truncated: c.Truncated.Load(), NoID: c.NoID.Load(),
+		BindRepeats: c.BindRepeats.Load(),
 	}
 }
 
@@ -327,6 +329,7 @@ func (r *Reader) bind() error {
 		if err := r.send(r.enc.Bytes()); err != nil {
 			return fmt.Errorf("nfqmsg: queue %d: answer packets queued during bind: %w", r.cfg.Queue, err)
 		}
+		r.cnt.BindRepeats.Add(uint64(len(early)))
 	}
 	return nil
 }
@@ -354,16 +357,20 @@ func (r *Reader) request(queue uint16, attrs []attr, early *[]Packet) error {
 			}
 			return fmt.Errorf("wait for ack: %w", r.rerr)
 		}
+		// Every datagram of the read is scanned even after the ack: a packet
+		// behind it would otherwise never be answered, and a later batch
+		// verdict would answer it blindly.
+		var ack ackInfo
 		for i := range r.nread {
 			b := r.bufs[i*r.cfg.BufSize:][:r.msgs[i].len]
 			pkts, info, _ := r.scanAck(b, seq)
 			*early = append(*early, pkts...)
-			if info.err != nil {
-				return info.err
-			}
 			if info.acked {
-				return nil
+				ack = info
 			}
+		}
+		if ack.acked {
+			return ack.err
 		}
 	}
 }

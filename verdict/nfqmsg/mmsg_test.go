@@ -288,3 +288,105 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestReaderBindUnderLoad binds and unbinds the queue again and again while
+// UDP keeps arriving. A fresh queue numbers its packets from 1 without gaps
+// (while no message is lost to ENOBUFS), so each bind must have answered
+// ids 1..max: in the BatchFunc, or, for packets queued while the bind was
+// still being configured, with a repeat that queues them again under a new
+// id. Every answered packet must arrive. (Packets sent while no reader is
+// bound are dropped by the rule, which has no bypass flag.)
+func TestReaderBindUnderLoad(t *testing.T) {
+	n := testnet.New(t, testnet.WithPrefix("fwq"))
+	const q = 5
+	queueTable(t, n.Server, q)
+	var recv atomic.Uint64
+	var rc *net.UDPConn
+	if err := n.Server.Do(func() (err error) {
+		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: 41000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rc.SetReadBuffer(8 << 20)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := rc.Read(buf); err != nil {
+				return
+			}
+			recv.Add(1)
+		}
+	}()
+	t.Cleanup(func() { rc.Close() })
+	var sc *net.UDPConn
+	if err := n.Client.Do(func() (err error) {
+		sc, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: 41000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			sc.Write([]byte{1, 2, 3})
+		}
+	}()
+	var cnt Counters
+	checked := 0
+	for range 30 {
+		before := cnt.Snapshot()
+		r, err := Open(Config{Queue: q, NetNS: int(n.Server.Handle()), Counters: &cnt})
+		if err != nil {
+			close(stop)
+			t.Fatalf("Open: %v", err)
+		}
+		seen := make(map[uint32]bool)
+		var maxID uint32
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		err = r.Run(ctx, func(pkts []Packet, vs []Verdict) {
+			for i, p := range pkts {
+				seen[p.ID] = true
+				maxID = max(maxID, p.ID)
+				vs[i] = Verdict{Code: Accept}
+			}
+		})
+		cancel()
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		after := cnt.Snapshot()
+		if after.ENOBUFS != before.ENOBUFS {
+			continue // lost messages leave gaps in the ids
+		}
+		checked++
+		if early := after.BindRepeats - before.BindRepeats; uint64(len(seen))+early != uint64(maxID) {
+			t.Errorf("answered %d packets in the loop and %d during the bind, but the queue numbered %d", len(seen), early, maxID)
+		}
+	}
+	if checked == 0 {
+		t.Error("every bind saw ENOBUFS; nothing checked")
+	}
+	close(stop)
+	<-sent
+	waitFor(t, func() bool { return recv.Load() >= cnt.Packets.Load() })
+	c := cnt.Snapshot()
+	if waiting, _, _ := queueStats(t, n.Server, q); waiting != 0 {
+		t.Errorf("%d packets left waiting in the kernel queue", waiting)
+	}
+	if got := recv.Load(); got != c.Packets || c.Packets == 0 {
+		t.Errorf("received %d of %d accepted packets", got, c.Packets)
+	}
+	if c.KernelErrors+c.NoID != 0 {
+		t.Errorf("counters %+v", c)
+	}
+	t.Logf("%+v", c)
+}
