@@ -50,6 +50,7 @@ rules:
   - name: reject-udp
     match: {proto: udp, dport: 5454}
     action: reject
+    log: true
   - name: ping4
     match: {proto: icmp, icmp_type: echo-request}
     action: accept
@@ -110,6 +111,10 @@ func TestEnforce(t *testing.T) {
 	rejected := serveUDP(t, n.Server, 5454)
 	a := startAgent(t, n.Server, writePolicy(t, enforcePolicy(n)))
 	serverIf := n.Server.Ifaces()[0].Name
+
+	// Events that must appear exactly once, rechecked at the end when any
+	// late duplicate would have arrived.
+	var exactlyOnce []func(event) bool
 
 	fams := []family{
 		{"ipv4", n.Client.Addr4(), out4, n.Server.Addr4(), "icmp", 1},
@@ -193,8 +198,10 @@ func TestEnforce(t *testing.T) {
 				}
 			})
 
-			t.Run("udp 5454 rejected with port unreachable", func(t *testing.T) {
-				got, err := udpExchange(n.Client, netip.AddrPortFrom(f.server, 5454), []byte("knock"), answerWait)
+			t.Run("udp 5454 rejected with port unreachable and logged", func(t *testing.T) {
+				// One datagram, no retransmission: exactly one event.
+				payload := []byte(fmt.Sprintf("knock %d", rand.Int()))
+				got, err := udpExchange(n.Client, netip.AddrPortFrom(f.server, 5454), payload, answerWait)
 				if !errors.Is(err, errRefused) {
 					t.Fatalf("udp to 5454: read %q, %v; want ECONNREFUSED (ICMP port unreachable)", got, err)
 				}
@@ -203,6 +210,18 @@ func TestEnforce(t *testing.T) {
 					t.Errorf("the rejected datagram %q reached the server", b)
 				default:
 				}
+				isKnock := func(e event) bool {
+					return e.isProto("udp", 17) && e.str("dport") == "5454" && e.str("src") == f.client.String() &&
+						e.str("length") == fmt.Sprint(len(payload)+8+ipHeader(f.server))
+				}
+				exactlyOnce = append(exactlyOnce, isKnock)
+				evs := a.waitEvents(t, 1, isKnock)
+				if len(evs) != 1 {
+					t.Fatalf("%d events for one rejected datagram, want exactly 1; all events: %v", len(evs), a.events(t))
+				}
+				checkEvent(t, evs[0], map[string]string{
+					"rule": "reject-udp", "verdict": "reject", "event": "reject", "hook": "input", "family": f.name,
+				})
 			})
 
 			t.Run("udp 5353 odd lengths accepted", func(t *testing.T) {
@@ -292,6 +311,21 @@ func TestEnforce(t *testing.T) {
 		}
 		if !a.alive() {
 			t.Errorf("agent exited: %v", a.waitErr)
+		}
+	})
+
+	t.Run("exact counts at the end", func(t *testing.T) {
+		evs := a.events(t)
+		for i, match := range exactlyOnce {
+			got := 0
+			for _, e := range evs {
+				if match(e) {
+					got++
+				}
+			}
+			if got != 1 {
+				t.Errorf("once-only event %d seen %d times; all events: %v", i, got, evs)
+			}
 		}
 	})
 }
