@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/packet"
@@ -14,6 +15,11 @@ import (
 type Policy struct {
 	Program *policies.Program
 	Gen     uint32
+
+	// hits counts decisions per rule: [0] the hook defaults, [i+1] rule i.
+	// NewShared and SetPolicy size it; a Policy never given to them counts
+	// nothing.
+	hits []atomic.Uint64
 }
 
 // Meta is what the packet source knows about a packet besides its bytes.
@@ -49,18 +55,26 @@ type Shared struct {
 	marks  rules.Marks
 	flows  *conntrack.Table
 	stats  Counters
+	// latency holds the sampled Process times.
+	latency latencyHist
 }
 
 // NewShared starts with policy p. flows may be nil: every packet is then
 // decided on its own, with state from the kernel's established hint only.
 func NewShared(p *Policy, marks rules.Marks, flows *conntrack.Table) *Shared {
 	s := &Shared{marks: marks, flows: flows}
+	p.initHits(nil)
 	s.policy.Store(p)
 	return s
 }
 
 // SetPolicy makes p the policy for every packet processed after it returns.
-func (s *Shared) SetPolicy(p *Policy) { s.policy.Store(p) }
+// p's rule hit counters start from those of the rules of the same name in
+// the policy it replaces.
+func (s *Shared) SetPolicy(p *Policy) {
+	p.initHits(s.policy.Load())
+	s.policy.Store(p)
+}
 
 // Policy is the policy in force.
 func (s *Shared) Policy() *Policy { return s.policy.Load() }
@@ -80,6 +94,8 @@ type Worker struct {
 	dec    *packet.Decoder
 	pkt    packet.Packet
 	in     policies.Input
+	// seq counts Process calls, to time one packet in latencySample.
+	seq uint32
 }
 
 // NewWorker makes a worker on shared state.
@@ -95,6 +111,18 @@ func (w *Worker) Packet() *packet.Packet { return &w.pkt }
 // Process decides one packet. data starts at the IP header and must stay
 // valid until Process returns; nothing keeps it after.
 func (w *Worker) Process(data []byte, m Meta) Result {
+	// Timing every packet would cost two clock reads each; a sample keeps
+	// the latency histogram honest at no measurable cost.
+	if w.seq++; w.seq%latencySample != 0 {
+		return w.process(data, m)
+	}
+	t0 := time.Now()
+	r := w.process(data, m)
+	w.shared.latency.observe(time.Since(t0))
+	return r
+}
+
+func (w *Worker) process(data []byte, m Meta) Result {
 	s := w.shared
 	pol := s.policy.Load()
 	var r Result
@@ -145,6 +173,7 @@ func (w *Worker) Process(data []byte, m Meta) Result {
 	}
 	r.State = in.State
 	r.Verdict = Encode(r.Decision, m.Mark, s.marks, pol.Gen)
+	pol.hit(r.Decision.Rule)
 	s.stats.add(&r, m.Hook, len(data))
 	return r
 }
