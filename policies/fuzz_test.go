@@ -1,0 +1,56 @@
+package policies
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+// FuzzLoad feeds arbitrary bytes to the loader: it must never panic, and
+// must return either a policy that compiles and runs, or an *Error with a
+// real position.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(decidePolicy))
+	f.Add([]byte(head + "sets:\n  a: {file: s.txt}\nrules:\n  - {name: x, match: {src: $a}, action: drop}\n"))
+	f.Add([]byte(head + "rules:\n  - name: a\n    match: {src: 10.0.0.1/8}\n    action: drop\n"))
+	files := fakeFiles(map[string]string{"s.txt": "10.0.0.0/8\n# c\n  192.0.2.1\n"})
+	pkts := []*Input{
+		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)},
+		{Pkt: pk(17, "2001:db8::1", "2001:db8::2", 53, 53), Hook: HookOutput, State: conntrack.StateEstablished},
+		{Pkt: &packet.Packet{Family: packet.IPv4, Src: netip.MustParseAddr("1.1.1.1"), Dst: netip.MustParseAddr("2.2.2.2"), Proto: 1, HasL4: true, ICMPType: 8}, Hook: HookForward, InIf: "eth0"},
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pol, err := Load("f.yaml", data, files)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("error %v is a %T, want *Error", err, err)
+			}
+			if pe.File == "" || pe.Line < 1 || pe.Col < 1 || pe.Msg == "" {
+				t.Fatalf("error without a position: %#v", pe)
+			}
+			if pol != nil {
+				t.Fatal("a policy together with an error")
+			}
+			return
+		}
+		prog, err := Compile(pol)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("compile error %v is a %T, want *Error", err, err)
+			}
+			return
+		}
+		prog.RunTests()
+		for _, in := range pkts {
+			d := prog.Decide(in)
+			if d.Rule != NoRule && (d.Rule < 0 || int(d.Rule) >= prog.NumRules()) {
+				t.Fatalf("decision names rule %d of %d", d.Rule, prog.NumRules())
+			}
+		}
+	})
+}
