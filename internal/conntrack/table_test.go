@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -551,5 +552,34 @@ func TestCapIsTableWide(t *testing.T) {
 			}
 		}
 		checkInvariants(t, tb)
+	}
+}
+
+func TestRunSweepsUntilCancelled(t *testing.T) {
+	tb, clk := newTestTable(t, Config{MaxFlows: 5000, Shards: 4, ExpireBatch: 256})
+	for i := range 3000 {
+		tb.Track(udpPkt("10.0.0.1", "10.0.0.2", uint16(i), 53), 1, false)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		tb.Run(ctx, time.Millisecond)
+		close(done)
+	}()
+	clk.Advance(time.Hour)
+	for polls := 0; tb.Len() > 0; polls++ {
+		if polls == 30000 {
+			t.Fatalf("Run left %d expired flows", tb.Len())
+		}
+		select {
+		case <-done:
+			t.Fatal("Run returned before cancel")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	if st := tb.Stats(); st.Expired != 3000 {
+		t.Fatalf("Stats.Expired = %d, want 3000", st.Expired)
 	}
 }
