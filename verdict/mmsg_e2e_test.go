@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -61,6 +62,7 @@ type e2eResult struct {
 	name                string
 	sent, recv, handled uint64
 	cpu                 time.Duration
+	mallocs             int64 // -1: not measured (C)
 }
 
 func TestE2EThroughput(t *testing.T) {
@@ -149,6 +151,10 @@ func TestE2EThroughput(t *testing.T) {
 			if handler != nil {
 				r.handled = handler.stop(t, "PACKETS")
 				r.cpu = handler.cpu
+				r.mallocs = -1
+				if h.cmd[0] != cloop {
+					r.mallocs = int64(handler.mallocs)
+				}
 			}
 			if cleanup != nil {
 				cleanup()
@@ -177,12 +183,15 @@ func TestE2EThroughput(t *testing.T) {
 	}
 	cName := "C libnetfilter_queue loop"
 	t.Logf("%d s, %d flows of %d-byte UDP, sender pacing %s pps (0: none); sender on CPU 0, handler and sink on CPU 1", secs, e2eFlows, e2ePayload, pps)
-	t.Logf("%-52s %10s %10s %7s %12s", "handler", "offered/s", "deliv/s", "loss", "CPU s/Mpkt")
+	t.Logf("%-52s %10s %10s %7s %12s %10s", "handler", "offered/s", "deliv/s", "loss", "CPU s/Mpkt", "allocs/pkt")
 	for _, r := range results {
 		loss := 100 * (1 - float64(r.recv)/float64(max(r.sent, 1)))
 		line := fmt.Sprintf("%-52s %10.0f %10.0f %6.1f%%", r.name, float64(r.sent)/dur.Seconds(), float64(r.recv)/dur.Seconds(), loss)
 		if r.handled > 0 {
 			line += fmt.Sprintf(" %12.2f", perPkt(r))
+			if r.mallocs >= 0 {
+				line += fmt.Sprintf(" %10.3f", float64(r.mallocs)/float64(r.handled))
+			}
 		}
 		t.Log(line)
 	}
@@ -246,9 +255,10 @@ func e2eQueueTable(t *testing.T, c *nftables.Conn) (remove func()) {
 // e2eProc is a helper process that prints READY when set up and "KEY n"
 // lines as results.
 type e2eProc struct {
-	cmd   *exec.Cmd
-	lines chan string
-	cpu   time.Duration
+	cmd     *exec.Cmd
+	lines   chan string
+	cpu     time.Duration
+	mallocs uint64
 }
 
 func e2eStart(t *testing.T, ns *testnet.NS, cpu int, env []string, args ...string) *e2eProc {
@@ -311,6 +321,9 @@ func (p *e2eProc) value(t *testing.T, key string) uint64 {
 	if len(f) >= 4 && f[2] == "CPU" {
 		us, _ := strconv.ParseInt(f[3], 10, 64)
 		p.cpu = time.Duration(us) * time.Microsecond
+	}
+	if len(f) >= 6 && f[4] == "MALLOCS" {
+		p.mallocs, _ = strconv.ParseUint(f[5], 10, 64)
 	}
 	return v
 }
@@ -530,11 +543,15 @@ func e2eHandler(args []string) error {
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs := ms.Mallocs
 	start := cpuNow()
 	fmt.Println("READY")
 	<-ctx.Done()
 	used := cpuNow() - start
+	runtime.ReadMemStats(&ms)
 	wait()
-	fmt.Println("PACKETS", count(), "CPU", used.Microseconds())
+	fmt.Println("PACKETS", count(), "CPU", used.Microseconds(), "MALLOCS", ms.Mallocs-mallocs)
 	return nil
 }
