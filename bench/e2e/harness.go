@@ -124,9 +124,11 @@ func (h *harness) closeNet() {
 	}
 }
 
-// pinned is a command run inside ns, pinned to cpu.
+// pinned is a command run inside ns, pinned to cpu, at the harness's nice
+// level. nice and taskset exec in place, as `ip netns exec` does, so the
+// Cmd's process is the program itself and its /proc times are its own.
 func (h *harness) pinned(ctx context.Context, ns *testnet.NS, cpu int, name string, args ...string) *exec.Cmd {
-	return ns.Command(ctx, "taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
+	return ns.Command(ctx, "nice", append([]string{"-n", strconv.Itoa(h.opt.nice), "taskset", "-c", strconv.Itoa(cpu), name}, args...)...)
 }
 
 // genCmd runs a bench/gen tool (this executable re-run as `e2e gen`).
@@ -143,8 +145,10 @@ func (h *harness) addr(port int) string {
 }
 
 // runConfig runs every measurement a configuration asks for.
-func (h *harness) runConfig(ctx context.Context, c config) ConfigResult {
-	r := ConfigResult{Name: c.name, Description: c.desc}
+func (h *harness) runConfig(ctx context.Context, c config) (r ConfigResult) {
+	// r is named so that the deferred close can add the handler's exit
+	// lines and errors to the result.
+	r = ConfigResult{Name: c.name, Description: c.desc}
 	if why, ok := h.skip[c.kind]; ok {
 		r.Skipped = why
 		return r

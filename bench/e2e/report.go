@@ -102,8 +102,8 @@ func num(v float64) string {
 func markdown(res *Results) string {
 	var b strings.Builder
 	m := res.Machine
-	fmt.Fprintf(&b, "Run %s on %s (%d cores), kernel %s, %s. Each run %gs; UDP %d-byte payload over %d flows; sender pinned to CPU %d, handler and server-side tools to CPU %d.\n\n",
-		m.Date, m.CPU, m.Cores, m.Kernel, m.Go, res.Method.DurationSec, res.Method.Payload, res.Method.Flows, res.Method.SenderCPU, res.Method.FirewallCPU)
+	fmt.Fprintf(&b, "Run %s on %s (%d cores), kernel %s, %s. Each run %gs; UDP %d-byte payload over %d flows; sender pinned to CPU %d, handler and server-side tools to CPU %d, all at nice %d.\n\n",
+		m.Date, m.CPU, m.Cores, m.Kernel, m.Go, res.Method.DurationSec, res.Method.Payload, res.Method.Flows, res.Method.SenderCPU, res.Method.FirewallCPU, res.Method.Nice)
 
 	var cMax, nMax *UDPPoint
 	if c := find(res, "cloop"); c != nil {

@@ -118,6 +118,7 @@ type Method struct {
 	Workers     int     `json:"workers"`
 	SenderCPU   int     `json:"sender_cpu"`
 	FirewallCPU int     `json:"firewall_cpu"`
+	Nice        int     `json:"nice"`
 }
 
 // Bar is one acceptance criterion from the issue, evaluated.
