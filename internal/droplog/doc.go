@@ -1,6 +1,7 @@
 // Package droplog turns the packets the agent's kernel rules log to NFLOG
-// into structured events and writes them to sinks (JSON lines on stdout or a
-// file; rotation and pcap sinks plug into the same Sink interface).
+// into structured events and writes them to sinks: JSON lines on stdout or a
+// size-rotated file (OpenRotatingFile), and the packets themselves as a
+// rotated pcap file (OpenPcapFile) that Wireshark and tcpdump open.
 //
 // # Where events come from
 //
@@ -68,6 +69,28 @@
 // asked to hand over logged packets within 0.1 s. A JSON sink whose writer
 // fails (disk full) drops its buffer and starts over, so it recovers when
 // the writer does; failures count in Stats.Errors.
+//
+// # Rate limit
+//
+// Config.Rate caps the events per second (a token bucket with Config.Burst,
+// internal/ratelimit). Events over it are counted in Stats.RateLimited and
+// dropped before they are decoded, so a flood costs the reader about 10 ns
+// an event and no disk. Received = Written + Shed + RateLimited once the
+// queue is empty.
+//
+// # Files on disk
+//
+// The JSON file rotates when the next write would take it past
+// RotateConfig.MaxSizeMB, and keeps MaxBackups rotated files (gzipped with
+// Compress, removed after MaxAgeDays), so it never holds more than
+// MaxSizeMB x (MaxBackups+1). The JSON sink hands the file whole lines only,
+// so no event is split between two files. The pcap sink is a PacketSink: it
+// gets the copied packet (Config.CopyRange bytes, so set that to 0xffff for
+// whole packets; a shorter copy is recorded as it is, and Wireshark then
+// reports the IP length running past the captured bytes) and
+// rotates to NAME.1.pcap, NAME.2.pcap, ... by the same size and count. The
+// copies are what go-nflog already allocated per message, so keeping them
+// costs no copy; Config.PacketBuffer bounds the bytes queued.
 //
 // # Start-up
 //

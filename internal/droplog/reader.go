@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/ratelimit"
 	"github.com/fwagent/fwagent/rules"
 )
 
@@ -26,6 +28,8 @@ const (
 	DefaultCopyRange     = 256
 	DefaultReadBuffer    = 8 << 20
 	DefaultFlushInterval = 200 * time.Millisecond
+	// DefaultPacketBuffer bounds the packet bytes queued for PacketSinks.
+	DefaultPacketBuffer = 64 << 20
 )
 
 // kernelFlushTimeout is how long (in 1/100 s) the kernel may hold logged
@@ -70,18 +74,38 @@ type Config struct {
 	// while events keep arriving (default 200ms); sinks are also flushed
 	// whenever the queue runs empty.
 	FlushInterval time.Duration
+
+	// Rate caps the events handed to the queue, in events per second; 0
+	// means no cap. Events over it are dropped before they are decoded and
+	// counted in Stats.RateLimited, so a flood of drops costs neither disk
+	// nor much CPU. Burst is how many may pass at once (default: one
+	// second's worth, at least 1).
+	Rate  float64
+	Burst int
+	// Clock returns monotonic nanoseconds for the rate limit; nil uses the
+	// time since NewReader. Tests pass their own.
+	Clock func() int64
+	// PacketBuffer bounds the bytes of packet copies queued for
+	// PacketSinks (default 64 MiB). With a large CopyRange the event queue
+	// alone could pin Buffer x CopyRange bytes; past this budget new events
+	// are shed as if the queue were full.
+	PacketBuffer int
 }
 
-// Stats are the Reader's counters. Received == Written + Shed at any moment
-// the queue is empty, and always after Run returns.
+// Stats are the Reader's counters. Received == Written + Shed + RateLimited
+// at any moment the queue is empty, and always after Run returns.
 type Stats struct {
 	// Received counts log messages turned into events.
 	Received uint64
 	// Written counts events handed to the sinks (a sink's failure to write
 	// one is counted in Errors too).
 	Written uint64
-	// Shed counts events dropped because the queue to the sinks was full.
+	// Shed counts events dropped because the queue to the sinks was full
+	// (in events, or in packet bytes: Config.PacketBuffer).
 	Shed uint64
+	// RateLimited counts events dropped because they came faster than
+	// Config.Rate allows.
+	RateLimited uint64
 	// Errors counts payloads that could not be decoded (the event is still
 	// written, with what could be read), sink write and flush failures, and
 	// socket overruns reported by the kernel.
@@ -102,7 +126,15 @@ type Reader struct {
 	dec    *packet.Decoder
 	pkt    packet.Packet
 	ifName func(uint32) string
-	events chan Event
+	events chan queued
+
+	// limit is nil without a rate cap.
+	limit *ratelimit.Bucket
+	clock func() int64
+	// keepPackets is set when a sink wants packet bytes; queuedBytes is
+	// what the queue holds of them.
+	keepPackets bool
+	queuedBytes atomic.Int64
 
 	// mu orders the last enqueue against shutdown, so no event enters the
 	// queue after the sink goroutine's final drain.
@@ -114,7 +146,15 @@ type Reader struct {
 	seqSeen bool
 	lastSeq uint32
 
-	received, written, shed, errs, lost atomic.Uint64
+	received, written, shed, errs, lost, rateLimited atomic.Uint64
+}
+
+// queued is an event on its way to the sinks, with the packet copy when a
+// PacketSink wants it. go-nflog hands each message's payload over in a slice
+// of its own, so keeping it costs no copy.
+type queued struct {
+	ev  Event
+	pkt []byte
 }
 
 // NewReader checks cfg, fills in its defaults and returns a Reader that
@@ -126,8 +166,14 @@ func NewReader(cfg Config, sinks ...Sink) (*Reader, error) {
 	if len(sinks) == 0 {
 		return nil, errors.New("droplog: config: no sinks")
 	}
-	if cfg.Buffer < 0 || cfg.ReadBuffer < 0 || cfg.FlushInterval < 0 {
+	if cfg.Buffer < 0 || cfg.ReadBuffer < 0 || cfg.FlushInterval < 0 || cfg.PacketBuffer < 0 {
 		return nil, errors.New("droplog: config: negative buffer size or interval")
+	}
+	if !(cfg.Rate >= 0) || math.IsInf(cfg.Rate, 0) || cfg.Burst < 0 {
+		return nil, fmt.Errorf("droplog: config: rate %v burst %d: want a finite rate >= 0 and burst >= 0", cfg.Rate, cfg.Burst)
+	}
+	if cfg.PacketBuffer == 0 {
+		cfg.PacketBuffer = DefaultPacketBuffer
 	}
 	if cfg.Buffer == 0 {
 		cfg.Buffer = DefaultBuffer
@@ -145,15 +191,33 @@ func NewReader(cfg Config, sinks ...Sink) (*Reader, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reader{
+	r := &Reader{
 		cfg:    cfg,
 		sinks:  sinks,
 		log:    log,
 		dec:    packet.NewDecoder(),
 		ifName: cfg.IfName,
-		events: make(chan Event, cfg.Buffer),
+		events: make(chan queued, cfg.Buffer),
 		ready:  make(chan struct{}),
-	}, nil
+		clock:  cfg.Clock,
+	}
+	if cfg.Rate > 0 {
+		burst := cfg.Burst
+		if burst == 0 {
+			burst = max(1, int(math.Ceil(cfg.Rate)))
+		}
+		r.limit = ratelimit.NewBucket(cfg.Rate, burst)
+		if r.clock == nil {
+			start := time.Now()
+			r.clock = func() int64 { return int64(time.Since(start)) }
+		}
+	}
+	for _, s := range sinks {
+		if _, ok := s.(PacketSink); ok {
+			r.keepPackets = true
+		}
+	}
+	return r, nil
 }
 
 // Stats returns the counters; safe to call at any time.
@@ -164,6 +228,8 @@ func (r *Reader) Stats() Stats {
 		Shed:     r.shed.Load(),
 		Errors:   r.errs.Load(),
 		Lost:     r.lost.Load(),
+
+		RateLimited: r.rateLimited.Load(),
 	}
 }
 
@@ -315,17 +381,41 @@ func (r *Reader) shutdown() {
 // handle runs on go-nflog's receive goroutine for every message. It never
 // blocks: a full queue sheds the event.
 func (r *Reader) handle(a nflog.Attribute) int {
-	var ev Event
-	r.fill(&ev, &a)
+	if r.limit != nil && !r.limit.Allow(r.clock()) {
+		// Not decoded, but the sequence number still counts for Lost.
+		if a.Seq != nil {
+			r.trackSeq(*a.Seq)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.closed {
+			return 1
+		}
+		r.received.Add(1)
+		r.rateLimited.Add(1)
+		return 0
+	}
+	var q queued
+	r.fill(&q.ev, &a)
+	if r.keepPackets && a.Payload != nil {
+		q.pkt = *a.Payload
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return 1
 	}
 	r.received.Add(1)
+	n := int64(len(q.pkt))
+	if n > 0 && r.queuedBytes.Add(n) > int64(r.cfg.PacketBuffer) {
+		r.queuedBytes.Add(-n)
+		r.shed.Add(1)
+		return 0
+	}
 	select {
-	case r.events <- ev:
+	case r.events <- q:
 	default:
+		r.queuedBytes.Add(-n)
 		r.shed.Add(1)
 	}
 	return 0
@@ -496,12 +586,12 @@ func (r *Reader) startSinks() (stop func()) {
 func (r *Reader) drain(quit <-chan struct{}) {
 	t := time.NewTicker(r.cfg.FlushInterval)
 	defer t.Stop()
-	var ev Event
+	var q queued
 	dirty := false
 	for {
 		select {
-		case ev = <-r.events:
-			r.write(&ev)
+		case q = <-r.events:
+			r.write(&q)
 			dirty = true
 			if len(r.events) == 0 {
 				r.flush()
@@ -515,8 +605,8 @@ func (r *Reader) drain(quit <-chan struct{}) {
 		case <-quit:
 			for {
 				select {
-				case ev = <-r.events:
-					r.write(&ev)
+				case q = <-r.events:
+					r.write(&q)
 				default:
 					r.flush()
 					r.closeSinks()
@@ -527,13 +617,27 @@ func (r *Reader) drain(quit <-chan struct{}) {
 	}
 }
 
-func (r *Reader) write(e *Event) {
+func (r *Reader) write(q *queued) {
 	r.written.Add(1)
 	for _, s := range r.sinks {
-		if err := s.Write(e); err != nil {
+		var err error
+		if ps, ok := s.(PacketSink); ok {
+			if q.pkt == nil {
+				continue
+			}
+			err = ps.WritePacket(q.ev.Time, q.pkt)
+		} else {
+			err = s.Write(&q.ev)
+		}
+		if err != nil {
 			r.sinkError("write", err)
 		}
 	}
+	if n := len(q.pkt); n > 0 {
+		r.queuedBytes.Add(-int64(n))
+	}
+	// Let the packet go now rather than when the variable is next reused.
+	q.pkt = nil
 }
 
 func (r *Reader) flush() {

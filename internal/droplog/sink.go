@@ -11,8 +11,8 @@ import (
 
 // Sink receives events from a Reader. The Reader calls Write, Flush and
 // Close from one goroutine; Write must not keep the *Event after it returns,
-// because the Reader reuses it. A rotating file sink or a pcap sink plugs in
-// here next to the JSON one.
+// because the Reader reuses it. A sink that records the packets themselves
+// implements PacketSink.
 type Sink interface {
 	// Write records one event; it may buffer.
 	Write(*Event) error
@@ -55,6 +55,14 @@ func (s *jsonSink) Write(e *Event) error {
 		return ErrSinkClosed
 	}
 	s.line = append(e.AppendJSON(s.line[:0]), '\n')
+	// Hand the writer whole lines only: a rotating file rotates between
+	// writes, and a line split across two files is lost to jq in both.
+	if s.w.Available() < len(s.line) && s.w.Buffered() > 0 {
+		if err := s.w.Flush(); err != nil {
+			s.discardBuffered()
+			return fmt.Errorf("droplog: write event: %w", err)
+		}
+	}
 	if _, err := s.w.Write(s.line); err != nil {
 		s.discardBuffered()
 		return fmt.Errorf("droplog: write event: %w", err)
