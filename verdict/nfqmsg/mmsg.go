@@ -363,7 +363,7 @@ func (r *Reader) request(queue uint16, attrs []attr, early *[]Packet) error {
 		var ack ackInfo
 		for i := range r.nread {
 			b := r.bufs[i*r.cfg.BufSize:][:r.msgs[i].len]
-			pkts, info, _ := r.scanAck(b, seq)
+			pkts, info, _ := scanAck(b, seq)
 			*early = append(*early, pkts...)
 			if info.acked {
 				ack = info
@@ -381,7 +381,7 @@ type ackInfo struct {
 }
 
 // scanAck looks for the acknowledgement or error reply to seq in b.
-func (r *Reader) scanAck(b []byte, seq uint32) ([]Packet, ackInfo, error) {
+func scanAck(b []byte, seq uint32) ([]Packet, ackInfo, error) {
 	var ai ackInfo
 	pkts, _, err := Parse(b, nil)
 	for len(b) >= nlmsgHdrLen {

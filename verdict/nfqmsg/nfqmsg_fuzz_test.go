@@ -45,5 +45,16 @@ func FuzzParsePackets(f *testing.F) {
 		if got := len(decodeVerdicts(t, e.Bytes())); got != e.Messages() {
 			t.Fatalf("decoded %d messages, encoder counted %d", got, e.Messages())
 		}
+		// The bind's ack scanner reads the same datagrams; it must find the
+		// same packets, with their payloads dropped.
+		early, _, _ := scanAck(b, 4)
+		if len(early) != len(pkts) {
+			t.Fatalf("scanAck found %d packets, Parse %d", len(early), len(pkts))
+		}
+		for i := range early {
+			if early[i].ID != pkts[i].ID || early[i].Payload != nil {
+				t.Fatalf("scanAck packet %d = %+v, Parse %+v", i, early[i], pkts[i])
+			}
+		}
 	})
 }

@@ -471,3 +471,38 @@ func BenchmarkParseEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/pkt")
 }
+
+func TestScanAck(t *testing.T) {
+	pkt := kmsg(typePacket, 0, kattr{attrPacketHdr, pktHdr(9, unix.ETH_P_IP, 1)}, kattr{attrPayload, []byte{1, 2, 3}})
+	tests := []struct {
+		name    string
+		in      []byte
+		acked   bool
+		err     error
+		packets int
+	}{
+		{"ack", errMsg(0, 4), true, nil, 0},
+		{"ack for another request", errMsg(0, 3), false, nil, 0},
+		{"refused", errMsg(-int32(syscall.EBUSY), 4), true, syscall.EBUSY, 0},
+		{"packet before the ack", datagram(pkt, errMsg(0, 4)), true, nil, 1},
+		{"packet after the ack", datagram(errMsg(0, 4), pkt), true, nil, 1},
+		{"packet only", pkt, false, nil, 1},
+		{"garbage", []byte{1, 2, 3}, false, nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkts, ai, _ := scanAck(tt.in, 4)
+			if ai.acked != tt.acked || !errors.Is(ai.err, tt.err) || (tt.err == nil) != (ai.err == nil) {
+				t.Errorf("scanAck = %+v, want acked %v err %v", ai, tt.acked, tt.err)
+			}
+			if len(pkts) != tt.packets {
+				t.Errorf("%d packets, want %d", len(pkts), tt.packets)
+			}
+			for _, p := range pkts {
+				if p.Payload != nil {
+					t.Error("payload kept: it points into a buffer the next read reuses")
+				}
+			}
+		})
+	}
+}
