@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -39,6 +38,7 @@ type runFlags struct {
 	policy      string
 	workers     int
 	logFile     string
+	logs        logFlags
 	queueMaxLen uint32
 	logLevel    string
 	maxFlows    int
@@ -69,6 +69,7 @@ exit. Needs root or CAP_NET_ADMIN.`,
 	f.table.register(fl)
 	fl.IntVar(&f.workers, "workers", runtime.GOMAXPROCS(0), "pipeline workers (0: decide on each queue's reader)")
 	fl.StringVar(&f.logFile, "log-file", "", "append JSON drop events to this file instead of stdout")
+	f.logs.register(fl)
 	fl.Uint32Var(&f.queueMaxLen, "queue-maxlen", 4096, "kernel queue length per queue")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.IntVar(&f.maxFlows, "max-flows", 0, "cap on tracked flows (0: 262144); at the cap the oldest flows are evicted")
@@ -116,14 +117,9 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 	cfg.MaxFlows = f.maxFlows
 
 	cfg.Events = stdout
-	closeLog := nop
-	if f.logFile != "" {
-		file, err := os.OpenFile(f.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return cfg, nop, fmt.Errorf("run: open --log-file: %w", err)
-		}
-		cfg.Events = file
-		closeLog = func() { file.Close() }
+	closeLog, err := f.logs.apply(&cfg, f.logFile)
+	if err != nil {
+		return cfg, nop, err
 	}
 	return cfg, closeLog, nil
 }

@@ -43,6 +43,16 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxFlows caps the flow table (0: the table's default).
 	MaxFlows int
+	// LogSinks get every logged event beside the JSON log on Events (e.g. a
+	// pcap file); the drop-log reader closes them when it stops.
+	LogSinks []droplog.Sink
+	// LogRate caps logged events per second, 0 for no cap; LogBurst is the
+	// burst (0: one second's worth). Events over it are counted, not written.
+	LogRate  float64
+	LogBurst int
+	// LogCopyRange is how many bytes of each logged packet the kernel copies
+	// (0: droplog's default, enough for the headers; 0xffff for a pcap).
+	LogCopyRange uint32
 }
 
 // Agent is a running firewall.
@@ -92,8 +102,11 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:   a.log,
 		// Deep enough to ride out a burst the size of the socket buffer
 		// (about 20k messages) without shedding in userspace first.
-		Buffer: 1 << 15,
-	}, droplog.NewJSONSink(cfg.Events))
+		Buffer:    1 << 15,
+		Rate:      cfg.LogRate,
+		Burst:     cfg.LogBurst,
+		CopyRange: cfg.LogCopyRange,
+	}, append([]droplog.Sink{droplog.NewJSONSink(cfg.Events)}, cfg.LogSinks...)...)
 	if err != nil {
 		return fmt.Errorf("agent: drop log: %w", err)
 	}
