@@ -350,6 +350,9 @@ func (r *Reader) Run(ctx context.Context) error {
 		r.log.Debug("droplog: close nflog", "err", err)
 	}
 	stopSinks()
+	s := r.Stats()
+	r.log.Info("droplog: stopped", "received", s.Received, "written", s.Written, "shed", s.Shed,
+		"rate_limited", s.RateLimited, "lost", s.Lost, "errors", s.Errors)
 	return runErr
 }
 
