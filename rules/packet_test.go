@@ -271,6 +271,39 @@ func TestPacketPath(t *testing.T) {
 		}
 	})
 
+	t.Run("IPv6 drop with log and reject", func(t *testing.T) {
+		var srv6, cli6 *net.UDPConn
+		ns.do(t, func() error {
+			var err error
+			if srv6, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+				return err
+			}
+			cli6, err = net.DialUDP("udp6", nil, srv6.LocalAddr().(*net.UDPAddr))
+			return err
+		})
+		defer srv6.Close()
+		defer cli6.Close()
+		send(cli6, "drop 6")
+		send(cli6, "pass 6")
+		srv6.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 64)
+		n, _, err := srv6.ReadFromUDP(buf)
+		if err != nil || string(buf[:n]) != "pass 6" {
+			t.Fatalf("first datagram delivered: %q, %v; want only the accepted one", buf[:n], err)
+		}
+		if q := waitLog(LogPrefix(MarkDropLog)); q.payload != "fwagent:drop drop 6" {
+			t.Errorf("logged %q", q.payload)
+		}
+		send(cli6, "rejectlog 6")
+		cli6.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := cli6.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("read after reject: %v, want ECONNREFUSED from the ICMPv6 error", err)
+		}
+		if q := waitLog(LogPrefix(MarkRejectLog)); q.payload != "fwagent:reject rejectlog 6" {
+			t.Errorf("logged %q", q.payload)
+		}
+	})
+
 	t.Run("reject TCP with reset", func(t *testing.T) {
 		var err error
 		ns.do(t, func() error {
@@ -355,16 +388,18 @@ func TestPacketPath(t *testing.T) {
 	}
 }
 
-// udpPayload returns the UDP payload of an IPv4 packet, or "".
+// udpPayload returns the UDP payload of an IPv4 packet or of an IPv6 packet
+// without extension headers, or "".
 func udpPayload(p []byte) string {
-	if len(p) < 20 || p[0]>>4 != 4 || p[9] != syscall.IPPROTO_UDP {
-		return ""
+	switch {
+	case len(p) >= 20 && p[0]>>4 == 4 && p[9] == syscall.IPPROTO_UDP:
+		if ihl := int(p[0]&0xf) * 4; len(p) >= ihl+8 {
+			return string(p[ihl+8:])
+		}
+	case len(p) >= 48 && p[0]>>4 == 6 && p[6] == syscall.IPPROTO_UDP:
+		return string(p[48:])
 	}
-	ihl := int(p[0]&0xf) * 4
-	if len(p) < ihl+8 {
-		return ""
-	}
-	return string(p[ihl+8:])
+	return ""
 }
 
 func isTCPSyn(p []byte, port uint16) bool {
