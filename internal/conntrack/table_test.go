@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fwagent/fwagent/internal/packet"
 )
@@ -581,5 +582,13 @@ func TestRunSweepsUntilCancelled(t *testing.T) {
 	<-done
 	if st := tb.Stats(); st.Expired != 3000 {
 		t.Fatalf("Stats.Expired = %d, want 3000", st.Expired)
+	}
+}
+
+// The memory budget (<= 150 bytes a flow at a million flows, with the index)
+// rests on this size.
+func TestEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(entry{}); got != 112 {
+		t.Fatalf("entry is %d bytes, want 112", got)
 	}
 }
