@@ -525,3 +525,31 @@ func TestDecideMatchesSpec(t *testing.T) {
 		t.Fatalf("only %d of 300 random policies loaded; the generator needs fixing", loaded)
 	}
 }
+
+// TestDecideConcurrent: workers share a program; a global limit's burst is
+// shared by all of them, neither lost nor exceeded.
+func TestDecideConcurrent(t *testing.T) {
+	prog := mustCompile(t, decidePolicy)
+	const workers, each = 4, 50
+	accepted := make(chan int, workers)
+	for w := range workers {
+		go func() {
+			n := 0
+			for i := range each {
+				p := &packet.Packet{Family: packet.IPv4, Src: netip.AddrFrom4([4]byte{1, 1, byte(w), byte(i)}), Dst: netip.MustParseAddr("2.2.2.2"),
+					Proto: packet.ProtoICMP, HasL4: true, ICMPType: 8, Length: 84}
+				if d := prog.Decide(&Input{Pkt: p, Now: 5}); d.Action == ActionAccept {
+					n++
+				}
+			}
+			accepted <- n
+		}()
+	}
+	total := 0
+	for range workers {
+		total += <-accepted
+	}
+	if total != 2 {
+		t.Errorf("%d pings accepted under a limit with burst 2", total)
+	}
+}

@@ -273,7 +273,12 @@ func (l *loader) integer(n *yaml.Node, what string, lo, hi int64) (int64, *Error
 	if err != nil {
 		return 0, err
 	}
-	v, perr := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
+	// Decimal, or hexadecimal with 0x (marks); a leading zero is not octal.
+	base, digits := 10, strings.ReplaceAll(s, "_", "")
+	if strings.HasPrefix(digits, "0x") || strings.HasPrefix(digits, "0X") {
+		base, digits = 16, digits[2:]
+	}
+	v, perr := strconv.ParseInt(digits, base, 64)
 	if perr != nil {
 		return 0, l.errorf(n, "%s must be a whole number, got %q", what, s)
 	}

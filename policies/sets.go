@@ -97,6 +97,7 @@ func (l *loader) setFile(s *Set, n *yaml.Node) *Error {
 	if rerr != nil {
 		return l.errorf(n, "set %s: cannot read set file %q: %v", s.Name, full, rerr)
 	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		text := string(line)
 		if j := strings.IndexByte(text, '#'); j >= 0 {
