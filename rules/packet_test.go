@@ -52,6 +52,140 @@ func (ns *testNS) do(t *testing.T, fn func() error) {
 	}
 }
 
+// fakeAgent stands in for verdict/: it listens on the table's queue and
+// NFLOG group in a namespace and answers by the first word of each UDP
+// payload ("drop", "rejectlog", "acceptlog", "offload"; TCP SYNs to the
+// configured port are rejected; anything else is accepted), the way the
+// agent answers: NF_REPEAT with the action in the mark.
+type fakeAgent struct {
+	m    Marks
+	logs chan queuedPacket
+
+	mu      sync.Mutex
+	queued  []queuedPacket
+	gen     uint32
+	tcpPort uint16
+}
+
+func startFakeAgent(t *testing.T, nsFd int, cfg Config) *fakeAgent {
+	t.Helper()
+	ag := &fakeAgent{m: cfg.Marks, gen: cfg.Generation, logs: make(chan queuedPacket, 64)}
+	// Cancel before closing: go-nflog and go-nfqueue stop their receive
+	// loops on cancellation, and closing a socket under a blocked receive
+	// can hang.
+	ctx, cancel := context.WithCancel(context.Background())
+	var closers []func() error
+	t.Cleanup(func() {
+		cancel()
+		for _, c := range closers {
+			c()
+		}
+	})
+	nl, err := nflog.Open(&nflog.Config{NetNS: nsFd, Group: cfg.LogGroup, Copymode: nflog.CopyPacket, Bufsize: 0xffff, QThresh: 1})
+	if err != nil {
+		t.Fatalf("nflog open: %v", err)
+	}
+	closers = append(closers, nl.Close)
+	if err := nl.RegisterWithErrorFunc(ctx, func(a nflog.Attribute) int {
+		var q queuedPacket
+		if a.Prefix != nil {
+			q.payload = *a.Prefix
+		}
+		if a.Mark != nil {
+			q.mark = *a.Mark
+		}
+		if a.Payload != nil {
+			q.payload += " " + udpPayload(*a.Payload)
+		}
+		ag.logs <- q
+		return 0
+	}, func(error) int { return 0 }); err != nil {
+		t.Fatalf("nflog register: %v", err)
+	}
+	nf, err := nfqueue.Open(&nfqueue.Config{NetNS: nsFd, NfQueue: cfg.QueueBase, MaxPacketLen: 0xffff, MaxQueueLen: 256, Copymode: nfqueue.NfQnlCopyPacket, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("nfqueue open: %v", err)
+	}
+	closers = append(closers, nf.Close)
+	m := cfg.Marks
+	if err := nf.RegisterWithErrorFunc(ctx, func(a nfqueue.Attribute) int {
+		if a.PacketID == nil || a.Payload == nil {
+			return 0
+		}
+		q := queuedPacket{payload: udpPayload(*a.Payload)}
+		if a.Mark != nil {
+			q.mark = *a.Mark
+		}
+		ag.mu.Lock()
+		if isTCPSyn(*a.Payload, ag.tcpPort) {
+			q.payload = "tcp-syn"
+		}
+		ag.queued = append(ag.queued, q)
+		g := ag.gen
+		ag.mu.Unlock()
+		id := *a.PacketID
+		repeat := func(mark uint32) { _ = nf.SetVerdictWithOption(id, nfqueue.NfRepeat, nfqueue.WithMark(mark)) }
+		switch strings.Fields(q.payload + " x")[0] {
+		case "drop":
+			repeat(m.Encode(q.mark, MarkDropLog, 5))
+		case "rejectlog":
+			repeat(m.Encode(q.mark, MarkRejectLog, 6))
+		case "tcp-syn":
+			repeat(m.Encode(q.mark, MarkReject, 0))
+		case "acceptlog":
+			repeat(m.Encode(q.mark, MarkAcceptLog, 9))
+		case "offload":
+			repeat(m.OffloadMark(q.mark, g))
+		default:
+			_ = nf.SetVerdict(id, nfqueue.NfAccept)
+		}
+		return 0
+	}, func(error) int { return 0 }); err != nil {
+		t.Fatalf("nfqueue register: %v", err)
+	}
+	return ag
+}
+
+func (ag *fakeAgent) setTCPPort(p uint16) {
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	ag.tcpPort = p
+}
+
+func (ag *fakeAgent) setGeneration(g uint32) {
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	ag.gen = g
+}
+
+// queuedWith returns the queued packets whose payload starts with prefix.
+func (ag *fakeAgent) queuedWith(prefix string) []queuedPacket {
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	var out []queuedPacket
+	for _, q := range ag.queued {
+		if strings.HasPrefix(q.payload, prefix) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// waitLog returns the next NFLOG message and checks its prefix.
+func (ag *fakeAgent) waitLog(t *testing.T, prefix string) queuedPacket {
+	t.Helper()
+	select {
+	case q := <-ag.logs:
+		if !strings.HasPrefix(q.payload, prefix+" ") {
+			t.Fatalf("NFLOG got %q, want prefix %q", q.payload, prefix)
+		}
+		return q
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no NFLOG message with prefix %q", prefix)
+	}
+	return queuedPacket{}
+}
+
 // queuedPacket is what the test's queue handler saw.
 type queuedPacket struct {
 	payload string // UDP payload, or "tcp-syn"
@@ -78,100 +212,8 @@ func TestPacketPath(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Cancel before closing: go-nflog and go-nfqueue stop their receive
-	// loops on cancellation, and closing a socket under a blocked receive
-	// can hang.
-	ctx, cancel := context.WithCancel(context.Background())
-	var closers []func() error
-	t.Cleanup(func() {
-		cancel()
-		for _, c := range closers {
-			c()
-		}
-	})
-
-	// NFLOG listener.
-	logs := make(chan queuedPacket, 64)
-	nl, err := nflog.Open(&nflog.Config{NetNS: ns.fd(), Group: cfg.LogGroup, Copymode: nflog.CopyPacket, Bufsize: 0xffff, QThresh: 1})
-	if err != nil {
-		t.Fatalf("nflog open: %v", err)
-	}
-	closers = append(closers, nl.Close)
-	if err := nl.RegisterWithErrorFunc(ctx, func(a nflog.Attribute) int {
-		var q queuedPacket
-		if a.Prefix != nil {
-			q.payload = *a.Prefix
-		}
-		if a.Mark != nil {
-			q.mark = *a.Mark
-		}
-		if a.Payload != nil {
-			q.payload += " " + udpPayload(*a.Payload)
-		}
-		logs <- q
-		return 0
-	}, func(error) int { return 0 }); err != nil {
-		t.Fatalf("nflog register: %v", err)
-	}
-
-	// Queue handler: the first word of the UDP payload says what to answer.
-	var (
-		mu     sync.Mutex
-		queued []queuedPacket
-		gen    = cfg.Generation
-	)
-	nf, err := nfqueue.Open(&nfqueue.Config{NetNS: ns.fd(), NfQueue: cfg.QueueBase, MaxPacketLen: 0xffff, MaxQueueLen: 256, Copymode: nfqueue.NfQnlCopyPacket, WriteTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("nfqueue open: %v", err)
-	}
-	closers = append(closers, nf.Close)
-	var tcpPort uint16
-	if err := nf.RegisterWithErrorFunc(ctx, func(a nfqueue.Attribute) int {
-		if a.PacketID == nil || a.Payload == nil {
-			return 0
-		}
-		q := queuedPacket{payload: udpPayload(*a.Payload)}
-		if a.Mark != nil {
-			q.mark = *a.Mark
-		}
-		mu.Lock()
-		if isTCPSyn(*a.Payload, tcpPort) {
-			q.payload = "tcp-syn"
-		}
-		queued = append(queued, q)
-		g := gen
-		mu.Unlock()
-		id := *a.PacketID
-		repeat := func(mark uint32) { _ = nf.SetVerdictWithOption(id, nfqueue.NfRepeat, nfqueue.WithMark(mark)) }
-		switch strings.Fields(q.payload + " x")[0] {
-		case "drop":
-			repeat(m.Encode(q.mark, MarkDropLog, 5))
-		case "rejectlog":
-			repeat(m.Encode(q.mark, MarkRejectLog, 6))
-		case "tcp-syn":
-			repeat(m.Encode(q.mark, MarkReject, 0))
-		case "acceptlog":
-			repeat(m.Encode(q.mark, MarkAcceptLog, 9))
-		case "offload":
-			repeat(m.OffloadMark(q.mark, g))
-		default:
-			_ = nf.SetVerdict(id, nfqueue.NfAccept)
-		}
-		return 0
-	}, func(error) int { return 0 }); err != nil {
-		t.Fatalf("nfqueue register: %v", err)
-	}
-	queuedWith := func(prefix string) []queuedPacket {
-		mu.Lock()
-		defer mu.Unlock()
-		var out []queuedPacket
-		for _, q := range queued {
-			if strings.HasPrefix(q.payload, prefix) {
-				out = append(out, q)
-			}
-		}
-		return out
-	}
+	ag := startFakeAgent(t, ns.fd(), cfg)
+	queuedWith := ag.queuedWith
 
 	var srv, cli, cli2 *net.UDPConn
 	var tcpLn net.Listener
@@ -190,12 +232,10 @@ func TestPacketPath(t *testing.T) {
 		return err
 	})
 	t.Cleanup(func() { srv.Close(); cli.Close(); cli2.Close(); tcpLn.Close() })
-	mu.Lock()
-	tcpPort = uint16(tcpLn.Addr().(*net.TCPAddr).Port)
-	mu.Unlock()
+	ag.setTCPPort(uint16(tcpLn.Addr().(*net.TCPAddr).Port))
 
 	// recvUntil reads datagrams until want arrives and returns all read.
-	recvUntil := func(want string) []string {
+	recvUntil := func(t *testing.T, want string) []string {
 		t.Helper()
 		var got []string
 		buf := make([]byte, 2048)
@@ -212,20 +252,7 @@ func TestPacketPath(t *testing.T) {
 			}
 		}
 	}
-	waitLog := func(prefix string) queuedPacket {
-		t.Helper()
-		select {
-		case q := <-logs:
-			if !strings.HasPrefix(q.payload, prefix+" ") {
-				t.Fatalf("NFLOG got %q, want prefix %q", q.payload, prefix)
-			}
-			return q
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no NFLOG message with prefix %q", prefix)
-		}
-		return queuedPacket{}
-	}
-	send := func(c *net.UDPConn, s string) {
+	send := func(t *testing.T, c *net.UDPConn, s string) {
 		t.Helper()
 		if _, err := c.Write([]byte(s)); err != nil {
 			t.Fatalf("send %q: %v", s, err)
@@ -233,12 +260,12 @@ func TestPacketPath(t *testing.T) {
 	}
 
 	t.Run("drop with log", func(t *testing.T) {
-		send(cli, "drop 1")
-		send(cli, "pass 1")
-		if got := recvUntil("pass 1"); len(got) != 1 {
+		send(t, cli, "drop 1")
+		send(t, cli, "pass 1")
+		if got := recvUntil(t, "pass 1"); len(got) != 1 {
 			t.Fatalf("delivered %q, want only the accepted packet", got)
 		}
-		q := waitLog(LogPrefix(MarkDropLog))
+		q := ag.waitLog(t, LogPrefix(MarkDropLog))
 		if q.payload != "fwagent:drop drop 1" {
 			t.Errorf("logged %q", q.payload)
 		}
@@ -248,24 +275,24 @@ func TestPacketPath(t *testing.T) {
 	})
 
 	t.Run("accept with log", func(t *testing.T) {
-		send(cli, "acceptlog 1")
-		if got := recvUntil("acceptlog 1"); len(got) != 1 {
+		send(t, cli, "acceptlog 1")
+		if got := recvUntil(t, "acceptlog 1"); len(got) != 1 {
 			t.Fatalf("delivered %q", got)
 		}
-		q := waitLog(LogPrefix(MarkAcceptLog))
+		q := ag.waitLog(t, LogPrefix(MarkAcceptLog))
 		if a, _, id := m.Decode(q.mark); a != MarkAcceptLog || id != 9 {
 			t.Errorf("logged mark %#x decodes to %v id %d", q.mark, a, id)
 		}
 	})
 
 	t.Run("reject with log sends ICMP port unreachable", func(t *testing.T) {
-		send(cli, "rejectlog 1")
+		send(t, cli, "rejectlog 1")
 		cli.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, err := cli.Read(make([]byte, 64))
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("read after reject: %v, want ECONNREFUSED from the ICMP error", err)
 		}
-		q := waitLog(LogPrefix(MarkRejectLog))
+		q := ag.waitLog(t, LogPrefix(MarkRejectLog))
 		if q.payload != "fwagent:reject rejectlog 1" {
 			t.Errorf("logged %q", q.payload)
 		}
@@ -283,23 +310,23 @@ func TestPacketPath(t *testing.T) {
 		})
 		defer srv6.Close()
 		defer cli6.Close()
-		send(cli6, "drop 6")
-		send(cli6, "pass 6")
+		send(t, cli6, "drop 6")
+		send(t, cli6, "pass 6")
 		srv6.SetReadDeadline(time.Now().Add(10 * time.Second))
 		buf := make([]byte, 64)
 		n, _, err := srv6.ReadFromUDP(buf)
 		if err != nil || string(buf[:n]) != "pass 6" {
 			t.Fatalf("first datagram delivered: %q, %v; want only the accepted one", buf[:n], err)
 		}
-		if q := waitLog(LogPrefix(MarkDropLog)); q.payload != "fwagent:drop drop 6" {
+		if q := ag.waitLog(t, LogPrefix(MarkDropLog)); q.payload != "fwagent:drop drop 6" {
 			t.Errorf("logged %q", q.payload)
 		}
-		send(cli6, "rejectlog 6")
+		send(t, cli6, "rejectlog 6")
 		cli6.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := cli6.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("read after reject: %v, want ECONNREFUSED from the ICMPv6 error", err)
 		}
-		if q := waitLog(LogPrefix(MarkRejectLog)); q.payload != "fwagent:reject rejectlog 6" {
+		if q := ag.waitLog(t, LogPrefix(MarkRejectLog)); q.payload != "fwagent:reject rejectlog 6" {
 			t.Errorf("logged %q", q.payload)
 		}
 	})
@@ -324,8 +351,8 @@ func TestPacketPath(t *testing.T) {
 	})
 
 	t.Run("established flows are marked", func(t *testing.T) {
-		send(cli2, "hello")
-		recvUntil("hello")
+		send(t, cli2, "hello")
+		recvUntil(t, "hello")
 		// A reply makes the kernel's conntrack entry established.
 		if _, err := srv.WriteToUDP([]byte("reply"), cli2.LocalAddr().(*net.UDPAddr)); err != nil {
 			t.Fatal(err)
@@ -334,8 +361,8 @@ func TestPacketPath(t *testing.T) {
 		if _, err := cli2.Read(make([]byte, 64)); err != nil {
 			t.Fatal(err)
 		}
-		send(cli2, "again")
-		recvUntil("again")
+		send(t, cli2, "again")
+		recvUntil(t, "again")
 		first, again := queuedWith("hello"), queuedWith("again")
 		if len(first) != 1 || len(again) != 1 {
 			t.Fatalf("queued hello %d, again %d times", len(first), len(again))
@@ -359,8 +386,8 @@ func TestPacketPath(t *testing.T) {
 		// One at a time: packets sent before the first verdict would all
 		// be in the queue already.
 		for i := 1; i <= 3; i++ {
-			send(oc, fmt.Sprintf("offload %d", i))
-			recvUntil(fmt.Sprintf("offload %d", i))
+			send(t, oc, fmt.Sprintf("offload %d", i))
+			recvUntil(t, fmt.Sprintf("offload %d", i))
 		}
 		if n := len(queuedWith("offload")); n != 1 {
 			t.Fatalf("offloaded flow queued %d times, want once", n)
@@ -368,13 +395,11 @@ func TestPacketPath(t *testing.T) {
 		if err := tbl.SetGeneration(12); err != nil {
 			t.Fatal(err)
 		}
-		mu.Lock()
-		gen = 12
-		mu.Unlock()
-		send(oc, "offload 4") // stale generation: queued again, offloaded anew
-		recvUntil("offload 4")
-		send(oc, "offload 5")
-		recvUntil("offload 5")
+		ag.setGeneration(12)
+		send(t, oc, "offload 4") // stale generation: queued again, offloaded anew
+		recvUntil(t, "offload 4")
+		send(t, oc, "offload 5")
+		recvUntil(t, "offload 5")
 		if n := len(queuedWith("offload")); n != 2 {
 			t.Fatalf("after the generation change the flow was queued %d times in all, want 2", n)
 		}
@@ -382,7 +407,7 @@ func TestPacketPath(t *testing.T) {
 
 	// Nothing else was logged: every log message was expected above.
 	select {
-	case q := <-logs:
+	case q := <-ag.logs:
 		t.Errorf("unexpected NFLOG message %q", q.payload)
 	default:
 	}
