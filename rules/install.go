@@ -17,7 +17,7 @@ type Table struct {
 	conn  *nftables.Conn
 	table *nftables.Table
 
-	mu     sync.Mutex // serialises SetGeneration and Remove
+	mu     sync.Mutex // guards everything below; every kernel change holds it
 	cfg    Config
 	kind   QueueKind
 	chains []installedChain
@@ -240,14 +240,18 @@ func (t *Table) SetGeneration(gen uint32) error {
 	return nil
 }
 
-// Remove deletes the table (on shutdown). Packets still waiting in a queue
-// are then accepted or dropped by the kernel as the queue's bypass flag
-// says; new packets are no longer queued.
+// Remove deletes the table (on shutdown); a table already deleted by someone
+// else is not an error. Packets still waiting in a queue are then accepted
+// or dropped by the kernel as the queue's bypass flag says; new packets are
+// no longer queued.
 func (t *Table) Remove() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.conn.DelTable(t.table)
 	if err := t.conn.Flush(); err != nil {
+		if isErrno(err, unix.ENOENT) {
+			return nil
+		}
 		return fmt.Errorf("rules: remove table inet %s: %w", TableName, err)
 	}
 	return nil

@@ -307,6 +307,10 @@ func TestRemoveAndRemoveStale(t *testing.T) {
 	if removed, err := RemoveStale(c); err != nil || !removed {
 		t.Fatalf("RemoveStale with a table = %v, %v", removed, err)
 	}
+	// Shutdown after someone else deleted the table (nft flush ruleset).
+	if err := tbl.Remove(); err != nil {
+		t.Fatalf("Remove of an already deleted table: %v", err)
+	}
 	if ok, err := tableExists(c); err != nil || ok {
 		t.Fatalf("table exists after RemoveStale: %v, %v", ok, err)
 	}
