@@ -70,7 +70,8 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 	m := &r.Match
 	e.action = r.Action
 	e.audit = (modeAudit || r.Audit) && r.Action != ActionAccept
-	e.log = r.Log || r.Audit && r.Action != ActionAccept
+	// An audit rule exists to be seen: it logs whatever it decides.
+	e.log = r.Log || r.Audit
 	e.setMark, e.mark = r.HasMark, r.Mark
 	e.states = m.States
 	if len(m.Iif) > 0 || len(m.Oif) > 0 {

@@ -553,3 +553,27 @@ func TestDecideConcurrent(t *testing.T) {
 		t.Errorf("%d pings accepted under a limit with burst 2", total)
 	}
 }
+
+func TestAuditRule(t *testing.T) {
+	prog := mustCompile(t, `version: 1
+rules:
+  - {name: watch, match: {dport: 1}, action: accept, audit: true}
+  - {name: would-drop, match: {dport: 2}, action: drop, audit: true}
+  - {name: drop, match: {dport: 3}, action: drop}
+`)
+	tests := []struct {
+		port       uint16
+		log, audit bool
+		effective  Action
+	}{
+		{1, true, false, ActionAccept},
+		{2, true, true, ActionAccept},
+		{3, false, false, ActionDrop},
+	}
+	for _, tc := range tests {
+		d := prog.Decide(&Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 9, tc.port)})
+		if d.Log != tc.log || d.Audit != tc.audit || d.Effective() != tc.effective {
+			t.Errorf("port %d: %+v, want log %v audit %v effective %s", tc.port, d, tc.log, tc.audit, tc.effective)
+		}
+	}
+}

@@ -112,6 +112,8 @@ const (
 	LimitGlobal LimitPer = iota
 	LimitSrc
 	LimitDst
+	// LimitFlow counts each direction of a flow (its 5-tuple as seen)
+	// separately.
 	LimitFlow
 )
 
