@@ -93,8 +93,9 @@
 // agent's table: `nft flush ruleset` (run by a restart of the host's
 // nftables service) deletes it, and then nothing is queued and the host is
 // unfiltered. Table.Verify detects this (ErrTableChanged) and
-// Table.Reinstall rebuilds the table with the current generation; the agent
-// should call Verify periodically.
+// Table.Reinstall rebuilds the table with the current generation;
+// Table.Guard does both on a ticker and is meant to run for the agent's
+// lifetime.
 //
 // # Queue kind
 //

@@ -1,11 +1,15 @@
 package rules
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fwagent/fwagent/policies"
 	"github.com/google/nftables"
@@ -494,5 +498,35 @@ func TestVerifyAndReinstall(t *testing.T) {
 				t.Fatalf("SetGeneration after Reinstall: %v", err)
 			}
 		})
+	}
+}
+
+func TestGuardRepairs(t *testing.T) {
+	ns := newTestNS(t)
+	tbl, err := Install(ns.conn(t), testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ns.listing(t, "inet", TableName)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tbl.Guard(ctx, 5*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	for round := range 2 {
+		ns.nft(t, "flush", "ruleset")
+		// Poll for the repair; the bound only stops a broken test.
+		deadline := time.Now().Add(10 * time.Second)
+		for tbl.Verify() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: table not repaired: %v", round, tbl.Verify())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := ns.listing(t, "inet", TableName); !slices.Equal(got, want) {
+			t.Fatalf("round %d: repaired table:\n%s\nwant\n%s", round, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Guard returned %v", err)
 	}
 }
