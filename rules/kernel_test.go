@@ -389,6 +389,13 @@ func TestRenderLoadsLikeInstall(t *testing.T) {
 			}
 			c.Marks, c.LogGroup, c.Generation = lm, 7, 4095
 		}},
+		{"full mask", func(c *Config) {
+			fm, err := NewMarks(0xffffffff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Marks, c.Generation = fm, 1<<27
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
