@@ -397,7 +397,7 @@ func (l *loader) narrowHooks(r *Rule, n, hookNode *yaml.Node, field string, allo
 		return l.errorf(n, "%s never matches on hook %s: the rule can never match", field, hookNames(r.Hooks))
 	}
 	if hookNode != nil && r.Hooks&^allowed != 0 {
-		return l.errorf(n, "%s never matches on hook %s; drop that hook from the rule", field, hookNames(r.Hooks&^allowed))
+		l.warnf(l.pos(n), "rule %q: %s never matches on hook %s, so the rule applies to %s only", r.Name, field, hookNames(r.Hooks&^allowed), hookNames(r.Hooks&allowed))
 	}
 	r.Hooks &= allowed
 	return nil

@@ -18,7 +18,8 @@ type Policy struct {
 	// Audit is mode: audit: every decision is made and logged, but every
 	// packet is accepted.
 	Audit bool
-	// Default is the verdict per hook when no rule matches; DefaultLog asks
+	// Default is the verdict per hook when no rule matches (without
+	// default:, input and forward drop and output accepts); DefaultLog asks
 	// for such drops and rejects to be logged.
 	Default    [NumHooks]Action
 	DefaultLog bool
