@@ -58,6 +58,7 @@ type loader struct {
 	brokenRules map[string]bool
 	ruleByName  map[string]*Rule
 	setNames    []string
+	warns       []warning
 }
 
 func (l *loader) pos(n *yaml.Node) pos { return nodePos(l.file, n) }

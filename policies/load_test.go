@@ -166,7 +166,7 @@ rules:
 		`p.yaml:3:3: warning: set $unused is never used`,
 		`p.yaml:9:5: warning: rule "https-drop" is shadowed by rule "web" (line 6)`,
 		`p.yaml:20:18: warning: src $empty: set $empty is empty`,
-		`p.yaml:24:19: warning: rule "iface": iif never matches on hook output, so the rule applies to input only`,
+		`p.yaml:24:18: warning: rule "iface": iif never matches on hook output, so the rule applies to input only`,
 	}
 	got := strings.Join(p.Warnings, "\n")
 	for _, w := range want {

@@ -746,5 +746,10 @@ func (l *loader) payload(n *yaml.Node) (*Payload, *Error) {
 }
 
 func (l *loader) warnf(p pos, format string, args ...any) {
-	l.p.Warnings = append(l.p.Warnings, p.String()+": warning: "+fmt.Sprintf(format, args...))
+	l.warns = append(l.warns, warning{p, fmt.Sprintf(format, args...)})
+}
+
+type warning struct {
+	pos pos
+	msg string
 }

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 )
@@ -15,17 +16,31 @@ func (l *loader) warnings() {
 			l.warnf(s.pos, "set $%s is never used", name)
 		}
 	}
-	rules := l.p.Rules
-	if len(rules) > maxShadowRules {
-		return
-	}
-	for j, rj := range rules {
-		for _, ri := range rules[:j] {
-			if covers(ri, rj) {
-				l.warnf(rj.pos, "rule %q is shadowed by rule %q (line %d): it never decides a packet", rj.Name, ri.Name, ri.pos.Line)
-				break
+	if rules := l.p.Rules; len(rules) <= maxShadowRules {
+		for j, rj := range rules {
+			for _, ri := range rules[:j] {
+				if covers(ri, rj) {
+					l.warnf(rj.pos, "rule %q is shadowed by rule %q (line %d): it never decides a packet", rj.Name, ri.Name, ri.pos.Line)
+					break
+				}
 			}
 		}
+	}
+	// In file order, the policy's own before its set files'.
+	slices.SortStableFunc(l.warns, func(a, b warning) int {
+		if (a.pos.File == l.file) != (b.pos.File == l.file) {
+			if a.pos.File == l.file {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(a.pos.Line, b.pos.Line); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pos.Col, b.pos.Col)
+	})
+	for _, w := range l.warns {
+		l.p.Warnings = append(l.p.Warnings, w.pos.String()+": warning: "+w.msg)
 	}
 }
 
