@@ -39,6 +39,9 @@ type Config struct {
 	Logger       *slog.Logger
 	// IfName resolves an interface index; nil leaves names empty.
 	IfName func(index uint32) string
+	// Now is the monotonic clock (nanoseconds) stamped on packets; it must
+	// be the flow table's clock. Default: time since New.
+	Now func() int64
 
 	// --- batched reader (verdict/mmsg.go) ---
 
@@ -58,7 +61,6 @@ type Engine struct {
 	cfg    Config
 	shared *pipeline.Shared
 	log    *slog.Logger
-	start  time.Time
 
 	enobufs    atomic.Uint64
 	sendErrors atomic.Uint64
@@ -88,7 +90,11 @@ func New(cfg Config, shared *pipeline.Shared) *Engine {
 	if cfg.Reader == "" {
 		cfg.Reader = DefaultReader
 	}
-	return &Engine{cfg: cfg, shared: shared, log: cfg.Logger, start: time.Now()}
+	if cfg.Now == nil {
+		start := time.Now()
+		cfg.Now = func() int64 { return int64(time.Since(start)) }
+	}
+	return &Engine{cfg: cfg, shared: shared, log: cfg.Logger}
 }
 
 // Stats are the engine's own counters.
@@ -283,7 +289,7 @@ func (e *Engine) toJob(q *nfqueue.Nfqueue, a *nfqueue.Attribute) (job, bool) {
 			j.meta.OutIf = e.cfg.IfName(*a.OutDev)
 		}
 	}
-	j.meta.Now = int64(time.Since(e.start))
+	j.meta.Now = e.cfg.Now()
 	return j, true
 }
 
@@ -293,14 +299,14 @@ func (e *Engine) handle(w *pipeline.Worker, j job) {
 	switch r.Verdict.Kind {
 	case pipeline.Accept:
 		if r.Verdict.SetMark {
-			err = j.q.SetVerdictWithMark(j.id, nfqueue.NfAccept, int(r.Verdict.Mark))
+			err = j.q.SetVerdictWithOption(j.id, nfqueue.NfAccept, nfqueue.WithMark(r.Verdict.Mark))
 		} else {
 			err = j.q.SetVerdict(j.id, nfqueue.NfAccept)
 		}
 	case pipeline.Drop:
 		err = j.q.SetVerdict(j.id, nfqueue.NfDrop)
 	case pipeline.Repeat:
-		err = j.q.SetVerdictWithMark(j.id, nfqueue.NfRepeat, int(r.Verdict.Mark))
+		err = j.q.SetVerdictWithOption(j.id, nfqueue.NfRepeat, nfqueue.WithMark(r.Verdict.Mark))
 	}
 	if err != nil {
 		e.sendErrors.Add(1)
