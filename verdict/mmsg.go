@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
@@ -131,7 +130,7 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 	if len(workers) == 0 {
 		w := e.shared.NewWorker()
 		return func(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict) {
-			now := int64(time.Since(e.start))
+			now := e.cfg.Now()
 			for i := range pkts {
 				vs[i] = e.decide(w, &pkts[i], now)
 			}
@@ -140,7 +139,7 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 	idx := make([][]int32, len(workers))
 	var done sync.WaitGroup
 	return func(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict) {
-		now := int64(time.Since(e.start))
+		now := e.cfg.Now()
 		for k := range idx {
 			idx[k] = idx[k][:0]
 		}
