@@ -6,4 +6,12 @@
 // The tests need root and the nft and ip programs; without them they skip,
 // unless CI=true, where they fail. FWAGENT_BIN names a prebuilt agent to test
 // instead of building ./cmd/fwagent.
+//
+// Run as root from the module root:
+//
+//	CI=true go test -count=1 ./e2e/
+//
+// Each test builds its own namespaces, so the tests run in parallel and next
+// to other kernel tests on the same machine; a failing test logs the agent's
+// stderr, its event log and the namespace's ruleset.
 package e2e

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -155,8 +156,17 @@ func TestEnforce(t *testing.T) {
 					if !strings.Contains(e.str("tcp_flags"), "S") {
 						t.Errorf("event tcp_flags %q, want the SYN flag: %v", e.str("tcp_flags"), e)
 					}
-					if e.str("time") == "" || e.str("length") == "" || e.str("length") == "0" {
-						t.Errorf("event lacks time or length: %v", e)
+					// The event contract; "out" is empty on the input hook.
+					for _, k := range []string{"time", "rule", "verdict", "event", "hook", "family", "proto", "src", "dst", "sport", "dport", "length", "in", "tcp_flags"} {
+						if e.str(k) == "" {
+							t.Errorf("event lacks %q: %v", k, e)
+						}
+					}
+					if _, err := time.Parse(time.RFC3339Nano, e.str("time")); err != nil {
+						t.Errorf("event time %q is not RFC 3339: %v", e.str("time"), err)
+					}
+					if e.str("length") == "0" {
+						t.Errorf("event length 0: %v", e)
 					}
 				}
 			})
