@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/testnet"
@@ -70,5 +71,43 @@ func TestForward(t *testing.T) {
 			// 8081 stays reachable.
 			tcpEcho(t, n.Client, netip.AddrPortFrom(f.router, 8081))
 		})
+	}
+}
+
+// TestForwardAndInput installs both hooks on the router: forwarded traffic
+// follows the forward rules, the router's own traffic the input default.
+func TestForwardAndInput(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t, testnet.WithRouter())
+	serveTCP(t, n.Server, 8080)
+	serveTCP(t, n.Router, 8080)
+	a := startAgent(t, n.Router, writePolicy(t, forwardPolicy), "--hooks", "input,forward")
+	table := nft(t, n.Router, "list", "table", "inet", "fwagent")
+	for _, hook := range []string{"input", "forward"} {
+		if !regexp.MustCompile(`hook ` + hook + ` priority`).MatchString(table) {
+			t.Errorf("no %s base chain:\n%s", hook, table)
+		}
+	}
+	if regexp.MustCompile(`hook output`).MatchString(table) {
+		t.Errorf("output chain installed though not asked for:\n%s", table)
+	}
+	for _, f := range []struct{ server, router netip.Addr }{
+		{n.Server.Addr4(), n.Router.Addr4()},
+		{n.Server.Addr6(), n.Router.Addr6()},
+	} {
+		tcpEcho(t, n.Client, netip.AddrPortFrom(f.server, 8080))
+		sport := randomPort()
+		if c, err := dialTCP(n.Client, netip.AddrPortFrom(f.router, 8080), sport, dropWait); err == nil {
+			c.Close()
+			t.Errorf("router's own %s:8080 reachable, want the input default to drop it", f.router)
+		}
+		evs := a.waitEvents(t, 1, func(e event) bool { return e.str("sport") == fmt.Sprint(sport) })
+		if len(evs) == 0 {
+			t.Errorf("no input event for the dropped SYN from port %d; all events: %v", sport, a.events(t))
+		}
+		for _, e := range evs {
+			checkEvent(t, e, map[string]string{"hook": "input", "rule": "default", "verdict": "drop", "dst": f.router.String()})
+		}
 	}
 }
