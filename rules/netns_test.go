@@ -15,7 +15,7 @@ import (
 
 // requireKernel skips a test that needs root and the given tools, or fails
 // it when CI=true, where a skipped kernel test would hide a regression.
-func requireKernel(t *testing.T, tools ...string) {
+func requireKernel(t testing.TB, tools ...string) {
 	t.Helper()
 	skip := func(why string) {
 		if os.Getenv("CI") == "true" {
@@ -41,7 +41,7 @@ type testNS struct {
 	file *os.File
 }
 
-func newTestNS(t *testing.T) *testNS {
+func newTestNS(t testing.TB) *testNS {
 	t.Helper()
 	requireKernel(t, "nft", "nsenter")
 	var ns *testNS
@@ -79,7 +79,7 @@ func newTestNS(t *testing.T) *testNS {
 func (ns *testNS) fd() int { return int(ns.h) }
 
 // conn is an nftables connection bound to the namespace.
-func (ns *testNS) conn(t *testing.T) *nftables.Conn {
+func (ns *testNS) conn(t testing.TB) *nftables.Conn {
 	t.Helper()
 	c, err := nftables.New(nftables.WithNetNSFd(ns.fd()))
 	if err != nil {
@@ -89,7 +89,7 @@ func (ns *testNS) conn(t *testing.T) *nftables.Conn {
 }
 
 // run runs a command inside the namespace and returns its stdout.
-func (ns *testNS) run(t *testing.T, stdin string, name string, args ...string) (string, error) {
+func (ns *testNS) run(t testing.TB, stdin string, name string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command("nsenter", append([]string{"--net=/proc/self/fd/3", name}, args...)...)
 	cmd.ExtraFiles = []*os.File{ns.file}
@@ -102,7 +102,7 @@ func (ns *testNS) run(t *testing.T, stdin string, name string, args ...string) (
 	return out.String(), nil
 }
 
-func (ns *testNS) mustRun(t *testing.T, stdin string, name string, args ...string) string {
+func (ns *testNS) mustRun(t testing.TB, stdin string, name string, args ...string) string {
 	t.Helper()
 	out, err := ns.run(t, stdin, name, args...)
 	if err != nil {
@@ -112,7 +112,7 @@ func (ns *testNS) mustRun(t *testing.T, stdin string, name string, args ...strin
 }
 
 // nft runs nft in the namespace.
-func (ns *testNS) nft(t *testing.T, args ...string) string {
+func (ns *testNS) nft(t testing.TB, args ...string) string {
 	t.Helper()
 	return ns.mustRun(t, "", "nft", args...)
 }
@@ -127,7 +127,7 @@ func (e *cmdError) Error() string { return e.err.Error() + ": " + e.stderr }
 var handleRE = regexp.MustCompile(` # handle \d+`)
 
 // listing is `nft list table` output with handles stripped, one line per rule.
-func (ns *testNS) listing(t *testing.T, family, table string) []string {
+func (ns *testNS) listing(t testing.TB, family, table string) []string {
 	t.Helper()
 	out := ns.nft(t, "list", "table", family, table)
 	var lines []string
