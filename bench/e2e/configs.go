@@ -4,11 +4,12 @@ import "fmt"
 
 // Handler kinds.
 const (
-	kindKernel  = "kernel"
-	kindNaive   = "naive"
-	kindCLoop   = "cloop"
-	kindFwagent = "fwagent"
-	kindUlogd   = "ulogd2"
+	kindKernel   = "kernel"
+	kindKernelCT = "kernel-ct"
+	kindNaive    = "naive"
+	kindCLoop    = "cloop"
+	kindFwagent  = "fwagent"
+	kindUlogd    = "ulogd2"
 )
 
 // config is one firewall configuration and the traffic it gets.
@@ -24,13 +25,15 @@ type config struct {
 }
 
 func configNames() []string {
-	return []string{"kernel", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload", "droplog-fwagent", "droplog-ulogd2"}
+	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload", "droplog-fwagent", "droplog-ulogd2"}
 }
 
 func configByName(name string, o options) config {
 	switch name {
 	case "kernel":
 		return config{name: name, kind: kindKernel, desc: "kernel only, no queue", udp: true, connect: true, bulk: true}
+	case "kernel-ct":
+		return config{name: name, kind: kindKernelCT, desc: "kernel only with connection tracking on (nft: ct state established accept), no queue: the floor under any stateful path", connect: true, bulk: true}
 	case "naive":
 		return config{name: name, kind: kindNaive, queues: 1, desc: "go-nfqueue README loop (SetVerdict in the hook)", udp: true, connect: true}
 	case "cloop":

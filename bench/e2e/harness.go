@@ -264,6 +264,19 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 	switch c.kind {
 	case kindKernel:
 		return hd, nil
+	case kindKernelCT:
+		cmd := h.server.Command(ctx, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(ctTable)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("e2e: nft -f conntrack table: %w: %s", err, strings.TrimSpace(string(b)))
+		}
+		hd.closeFn = func() error {
+			if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", "fwbench_ct").CombinedOutput(); err != nil {
+				return fmt.Errorf("e2e: remove conntrack table: %w: %s", err, strings.TrimSpace(string(b)))
+			}
+			return nil
+		}
+		return hd, nil
 	case kindNaive, kindCLoop:
 		cmd := h.pinned(ctx, h.server, fw, bin, "-queue", "0", "-maxlen", "4096")
 		if c.kind == kindCLoop {
@@ -476,7 +489,7 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 	pt.SinkDrops = after.sinkDrops - before.sinkDrops
 	h.log.Info("udp result", "label", label, "offered", int(pt.OfferedPPS), "delivered", int(pt.DeliveredPPS),
 		"loss_pct", fmt.Sprintf("%.3f", pt.LossPct), "handler_cpu_s_per_mpkt", fmt.Sprintf("%.2f", pt.HandlerCPUPerMpkt),
-		"queue_dropped", pt.Queue.QueueDropped, "user_dropped", pt.Queue.UserDropped, "sink_drops", pt.SinkDrops)
+		"queued", pt.Queue.Queued, "queue_dropped", pt.Queue.QueueDropped, "user_dropped", pt.Queue.UserDropped, "sink_drops", pt.SinkDrops)
 	return pt, nil
 }
 
@@ -488,7 +501,7 @@ func (h *harness) connectRun(ctx context.Context, hd *handler) (ConnectPoint, er
 		return pt, err
 	}
 	defer srv.stop(5 * time.Second)
-	before := hd.cpu()
+	before := h.snap(hd)
 	cl, err := startProc(ctx, "connect", h.genCmd(ctx, false, "connect", "-addr", h.addr(portTCP),
 		"-duration", h.opt.duration.String(), "-concurrency", strconv.Itoa(h.opt.concurrency)), "", 0)
 	if err != nil {
@@ -500,8 +513,11 @@ func (h *harness) connectRun(ctx context.Context, hd *handler) (ConnectPoint, er
 	if err := lastJSON(cl, &pt.ConnectResult); err != nil {
 		return pt, err
 	}
-	pt.HandlerCPUSec = hd.cpu() - before
-	h.log.Info("tcp connect result", "per_sec", int(pt.PerSec), "errors", pt.Errors, "first_error", pt.FirstError)
+	after := h.snap(hd)
+	pt.HandlerCPUSec = after.handlerCPU - before.handlerCPU
+	pt.Queue = after.queue.sub(before.queue)
+	h.log.Info("tcp connect result", "per_sec", int(pt.PerSec), "errors", pt.Errors, "first_error", pt.FirstError,
+		"queued", pt.Queue.Queued, "queue_dropped", pt.Queue.QueueDropped, "user_dropped", pt.Queue.UserDropped)
 	return pt, nil
 }
 
@@ -517,7 +533,7 @@ func (h *harness) bulkRun(ctx context.Context, hd *handler) (BulkPoint, error) {
 		return pt, err
 	}
 	defer srv.stop(5 * time.Second)
-	before := hd.cpu()
+	before := h.snap(hd)
 	var out []byte
 	for try := 0; ; try++ {
 		// iperf3 -s has no readiness line when its stdout is a pipe; retry
@@ -537,9 +553,11 @@ func (h *harness) bulkRun(ctx context.Context, hd *handler) (BulkPoint, error) {
 	if err != nil {
 		return pt, err
 	}
+	after := h.snap(hd)
 	pt.Gbps, pt.Retransmits = gbps, retr
-	pt.HandlerCPUSec = hd.cpu() - before
-	h.log.Info("tcp bulk result", "gbps", fmt.Sprintf("%.2f", pt.Gbps), "retransmits", retr)
+	pt.HandlerCPUSec = after.handlerCPU - before.handlerCPU
+	pt.Queued = after.queue.sub(before.queue).Queued
+	h.log.Info("tcp bulk result", "gbps", fmt.Sprintf("%.2f", pt.Gbps), "retransmits", retr, "queued", pt.Queued)
 	return pt, nil
 }
 

@@ -61,6 +61,16 @@ func xtQueueInfo(num, total uint16) *xt.Unknown {
 	return &u
 }
 
+// ctTable turns connection tracking on without queueing anything, as
+// fwagent's own table does with its ct mark rules.
+const ctTable = `table inet fwbench_ct {
+	chain in {
+		type filter hook input priority 0; policy accept;
+		ct state established,related accept
+	}
+}
+`
+
 // ulogdRuleset logs every UDP packet to the bench ports to NFLOG group and
 // drops it: the kernel half of the ulogd2 drop-log configuration, and
 // what fwagent's drop path ends in too.

@@ -73,10 +73,14 @@ type queueCounters struct {
 	// UserDropped counts packets the kernel could not put on the netlink
 	// socket (its receive buffer was full).
 	UserDropped uint64 `json:"user_dropped"`
+	// Queued counts packets handed to the queues (the growth of each
+	// queue's last packet id): how much of the traffic the handler saw,
+	// which is how an offloaded flow shows.
+	Queued uint64 `json:"queued"`
 }
 
 func (a queueCounters) sub(b queueCounters) queueCounters {
-	return queueCounters{a.QueueDropped - b.QueueDropped, a.UserDropped - b.UserDropped}
+	return queueCounters{a.QueueDropped - b.QueueDropped, a.UserDropped - b.UserDropped, a.Queued - b.Queued}
 }
 
 // parseNfqueue reads /proc/net/netfilter/nfnetlink_queue: one line per
@@ -90,16 +94,18 @@ func parseNfqueue(b []byte) (queueCounters, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) < 7 {
+		if len(f) < 8 {
 			return c, fmt.Errorf("e2e: nfnetlink_queue: short line %q", sc.Text())
 		}
 		qd, err1 := strconv.ParseUint(f[5], 10, 64)
 		ud, err2 := strconv.ParseUint(f[6], 10, 64)
-		if err1 != nil || err2 != nil {
+		id, err3 := strconv.ParseUint(f[7], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
 			return c, fmt.Errorf("e2e: nfnetlink_queue: bad counters in %q", sc.Text())
 		}
 		c.QueueDropped += qd
 		c.UserDropped += ud
+		c.Queued += id
 	}
 	return c, nil
 }

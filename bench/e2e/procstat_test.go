@@ -52,8 +52,8 @@ func TestParseNfqueue(t *testing.T) {
 		ok   bool
 	}{
 		{"none bound", "", queueCounters{}, true},
-		{"two queues", "    0  12345     3 2 65535    10     1 999 1\n    1  12346     0 2 65535     5     2 12 1\n", queueCounters{15, 3}, true},
-		{"short line", "0 1 2\n", queueCounters{}, false},
+		{"two queues", "    0  12345     3 2 65535    10     1 999 1\n    1  12346     0 2 65535     5     2 12 1\n", queueCounters{15, 3, 1011}, true},
+		{"short line", "0 1 2 2 65535 0 0\n", queueCounters{}, false},
 		{"bad counter", "0 1 2 2 65535 x 0 0 1\n", queueCounters{}, false},
 	}
 	for _, tt := range tests {

@@ -160,7 +160,7 @@ func markdown(res *Results) string {
 			row = append(row, "–")
 		}
 		if c.Bulk != nil {
-			row = append(row, fmt.Sprintf("%.2f", c.Bulk.Gbps))
+			row = append(row, fmt.Sprintf("%.2f (%d queued)", c.Bulk.Gbps, c.Bulk.Queued))
 		} else {
 			row = append(row, "–")
 		}

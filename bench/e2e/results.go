@@ -35,6 +35,8 @@ type UDPPoint struct {
 type ConnectPoint struct {
 	gen.ConnectResult
 	HandlerCPUSec float64 `json:"handler_cpu_s"`
+	// Queue is what went through the queues and what they dropped.
+	Queue queueCounters `json:"queue"`
 }
 
 // BulkPoint is one TCP bulk stream (iperf3).
@@ -42,6 +44,9 @@ type BulkPoint struct {
 	Gbps          float64 `json:"gbps"`
 	Retransmits   int64   `json:"retransmits"`
 	HandlerCPUSec float64 `json:"handler_cpu_s"`
+	// Queued is how many packets went through the queues: with offload,
+	// a handful per connection.
+	Queued uint64 `json:"queued"`
 }
 
 // DropLogPoint is one drop-log run: every offered packet is dropped with
