@@ -247,6 +247,20 @@ func (hd *handler) cpu() float64 {
 	return v
 }
 
+// alive reports an error if the handler process has exited: a run that
+// lost its handler midway measured something else.
+func (hd *handler) alive() error {
+	if hd.p == nil {
+		return nil
+	}
+	select {
+	case <-hd.p.done:
+		return fmt.Errorf("e2e: handler %s exited during the run (%v): %s", hd.p.name, hd.p.err, hd.p.tail())
+	default:
+		return nil
+	}
+}
+
 func (hd *handler) close() ([]string, error) {
 	err := hd.closeFn()
 	if hd.p == nil {
@@ -464,6 +478,9 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 	}
 	time.Sleep(drain)
 	after := h.snap(hd)
+	if err := hd.alive(); err != nil {
+		return pt, err
+	}
 	if err := sink.stop(5 * time.Second); err != nil {
 		return pt, err
 	}
@@ -514,6 +531,9 @@ func (h *harness) connectRun(ctx context.Context, hd *handler) (ConnectPoint, er
 		return pt, err
 	}
 	after := h.snap(hd)
+	if err := hd.alive(); err != nil {
+		return pt, err
+	}
 	pt.HandlerCPUSec = after.handlerCPU - before.handlerCPU
 	pt.Queue = after.queue.sub(before.queue)
 	h.log.Info("tcp connect result", "per_sec", int(pt.PerSec), "errors", pt.Errors, "first_error", pt.FirstError,
@@ -554,6 +574,9 @@ func (h *harness) bulkRun(ctx context.Context, hd *handler) (BulkPoint, error) {
 		return pt, err
 	}
 	after := h.snap(hd)
+	if err := hd.alive(); err != nil {
+		return pt, err
+	}
 	pt.Gbps, pt.Retransmits = gbps, retr
 	pt.HandlerCPUSec = after.handlerCPU - before.handlerCPU
 	pt.Queued = after.queue.sub(before.queue).Queued
@@ -609,11 +632,14 @@ func (h *harness) dropLogRun(ctx context.Context, hd *handler) (DropLogPoint, er
 	}
 	time.Sleep(dropLogDrain)
 	after := h.snap(hd)
+	if err := hd.alive(); err != nil {
+		return pt, err
+	}
 	b, err := os.ReadFile(hd.logFile)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return pt, fmt.Errorf("e2e: read events: %w", err)
 	}
-	pt.Offered, pt.OfferedPPS = sent.Sent, sent.PPS
+	pt.Offered, pt.OfferedPPS, pt.SenderErrors = sent.Sent, sent.PPS, sent.Errors
 	pt.Written = countLines(b)
 	pt.EventsPerSec = float64(pt.Written) / sent.Elapsed.Seconds()
 	pt.Queue = after.queue.sub(before.queue)
@@ -629,7 +655,7 @@ func (h *harness) dropLogRun(ctx context.Context, hd *handler) (DropLogPoint, er
 		acc += int64(pt.Reported[k])
 	}
 	pt.Unaccounted = int64(pt.Offered) - acc
-	h.log.Info("drop log result", "offered_pps", int(pt.OfferedPPS), "events_per_sec", int(pt.EventsPerSec),
+	h.log.Info("drop log result", "offered_pps", int(pt.OfferedPPS), "sender_errors", pt.SenderErrors, "events_per_sec", int(pt.EventsPerSec),
 		"written", pt.Written, "reported", pt.Reported, "unaccounted", pt.Unaccounted)
 	return pt, nil
 }

@@ -52,8 +52,9 @@ type BulkPoint struct {
 // DropLogPoint is one drop-log run: every offered packet is dropped with
 // logging, and the reader writes one JSON line per event.
 type DropLogPoint struct {
-	Offered    uint64  `json:"offered"`
-	OfferedPPS float64 `json:"offered_pps"`
+	Offered      uint64  `json:"offered"`
+	OfferedPPS   float64 `json:"offered_pps"`
+	SenderErrors uint64  `json:"sender_errors"`
 	// Written is the lines in the reader's file 1 s after the sender
 	// stopped; EventsPerSec divides it by the sender's run time.
 	Written      uint64  `json:"written"`
