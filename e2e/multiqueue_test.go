@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 
@@ -29,10 +30,19 @@ rules:
 func TestMultiQueue(t *testing.T) {
 	requireKernelTools(t)
 	t.Parallel()
+	for _, args := range [][]string{
+		{"--queues", "2", "--queue-base", "7", "--workers", "3"},
+		{"--queues", "3", "--workers", "0"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) { manyFlows(t, args) })
+	}
+}
+
+func manyFlows(t *testing.T, args []string) {
 	n := testnet.New(t)
 	serveTCP(t, n.Server, 8080)
 	serveTCP(t, n.Server, 23)
-	a := startAgent(t, n.Server, writePolicy(t, multiQueuePolicy), "--queues", "2", "--queue-base", "7", "--workers", "3")
+	a := startAgent(t, n.Server, writePolicy(t, multiQueuePolicy), args...)
 
 	const flows = 16
 	var wg sync.WaitGroup

@@ -96,9 +96,11 @@ func serveUDP(t *testing.T, ns *testnet.NS, port int) <-chan []byte {
 	return got
 }
 
-// randomPort is an ephemeral-range port for a client socket, chosen so the
-// test knows the source port of a connection that never completes.
-func randomPort() int { return 40000 + rand.IntN(20000) }
+// randomPort is a port for a client socket, chosen so the test knows the
+// source port of a connection that never completes. It stays below the
+// kernel's ephemeral range (32768-60999) so it cannot collide with ports the
+// kernel hands to other sockets of the test.
+func randomPort() int { return 10000 + rand.IntN(20000) }
 
 // dialTCP connects from ns to dst within timeout, from source port sport
 // (0: any).
