@@ -137,10 +137,13 @@ func Run(ctx context.Context, cfg Config) error {
 	defer waitQueues()
 	defer cancel()
 
-	conn, err := nftables.New()
+	// One lasting netlink connection: a reload rewrites the offload rules
+	// in about a millisecond instead of dialling anew for every operation.
+	conn, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("agent: nftables: %w", err)
 	}
+	defer conn.CloseLasting()
 	rcfg := cfg.Rules
 	rcfg.Generation = a.gen
 	if rcfg.QueueKind == rules.QueueAuto {
@@ -155,6 +158,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	// A restart of the host's nftables service (`nft flush ruleset`) takes
+	// our table with it, and then nothing is filtered: put it back.
+	go func() {
+		if err := a.table.Guard(runCtx, 5*time.Second, a.log); err != nil && runCtx.Err() == nil {
+			a.log.Error("table guard stopped", "err", err)
+		}
+	}()
 	defer func() {
 		if err := a.table.Remove(); err != nil {
 			a.log.Error("remove nft table", "err", err)
