@@ -25,6 +25,7 @@ const readyTimeout = 20 * time.Second
 // agent is one fwagent process running inside a namespace.
 type agent struct {
 	ns      *testnet.NS
+	policy  string // the policy file it runs
 	cmd     *exec.Cmd
 	logFile string
 	stderr  *lineBuffer
@@ -87,6 +88,7 @@ func startAgent(t *testing.T, ns *testnet.NS, policy string, args ...string) *ag
 	t.Helper()
 	a := &agent{
 		ns:      ns,
+		policy:  policy,
 		logFile: filepath.Join(t.TempDir(), "events.jsonl"),
 		stderr:  newLineBuffer(),
 		exited:  make(chan struct{}),

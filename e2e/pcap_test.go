@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -99,5 +101,25 @@ func TestLogPcap(t *testing.T) {
 		if !bytes.Equal(got[i], sent[i]) {
 			t.Errorf("captured payload %d = %q, want %q", i, got[i], sent[i])
 		}
+	}
+
+	// The capture replays through `fwagent eval` to the same decisions.
+	out, code := runAgent(t, "eval", "--policy", a.policy, "--json", capture)
+	if code != 0 {
+		t.Fatalf("fwagent eval: exit %d:\n%s", code, out)
+	}
+	var lines []event
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e event
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("fwagent eval --json line %q: %v", l, err)
+		}
+		lines = append(lines, e)
+	}
+	if len(lines) != len(sent) {
+		t.Fatalf("fwagent eval printed %d lines, want %d:\n%s", len(lines), len(sent), out)
+	}
+	for _, e := range lines {
+		checkEvent(t, e, map[string]string{"verdict": "drop", "rule": "default"})
 	}
 }
