@@ -159,13 +159,20 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	// A restart of the host's nftables service (`nft flush ruleset`) takes
-	// our table with it, and then nothing is filtered: put it back.
+	// our table with it, and then nothing is filtered: put it back. The
+	// guard stops before the table is removed on the way out, or it would
+	// put it back then too.
+	guardCtx, stopGuard := context.WithCancel(runCtx)
+	guardDone := make(chan struct{})
 	go func() {
-		if err := a.table.Guard(runCtx, 5*time.Second, a.log); err != nil && runCtx.Err() == nil {
+		defer close(guardDone)
+		if err := a.table.Guard(guardCtx, 5*time.Second, a.log); err != nil && guardCtx.Err() == nil {
 			a.log.Error("table guard stopped", "err", err)
 		}
 	}()
 	defer func() {
+		stopGuard()
+		<-guardDone
 		if err := a.table.Remove(); err != nil {
 			a.log.Error("remove nft table", "err", err)
 		} else {
