@@ -482,9 +482,18 @@ func (r *Reader) readOnce(decide BatchFunc) error {
 		return nil
 	case unix.EAGAIN, unix.EINTR:
 		return nil
-	default:
+	case unix.EBADF, unix.ENOTSOCK, unix.EINVAL, unix.EFAULT:
+		// The socket or our buffers are broken: reading again cannot help.
 		r.cnt.ReadErrors.Add(1)
 		return fmt.Errorf("nfqmsg: read queue %d: %w", r.cfg.Queue, r.rerr)
+	default:
+		// Anything else (ENOMEM under memory pressure) may pass; a queue
+		// nobody reads holds or drops every packet, so keep reading, as
+		// the go-nfqueue path does, without spinning on the error.
+		r.cnt.ReadErrors.Add(1)
+		r.log.Warn("queue read failed, retrying", "queue", r.cfg.Queue, "err", r.rerr)
+		time.Sleep(10 * time.Millisecond)
+		return nil
 	}
 	if r.nread == 0 {
 		return nil
