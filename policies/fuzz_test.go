@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"testing"
@@ -50,6 +51,36 @@ func FuzzLoad(f *testing.F) {
 			d := prog.Decide(in)
 			if d.Rule != NoRule && (d.Rule < 0 || int(d.Rule) >= prog.NumRules()) {
 				t.Fatalf("decision names rule %d of %d", d.Rule, prog.NumRules())
+			}
+		}
+	})
+}
+
+// FuzzSetFile feeds arbitrary bytes as a set file: errors must point into
+// the set file with a real position.
+func FuzzSetFile(f *testing.F) {
+	f.Add([]byte("# bogons\n0.0.0.0/8\n  10.0.0.0/8 # private\n"))
+	f.Add([]byte("80\n443\n8000-8099\n"))
+	f.Add([]byte("*.ads.example\ntracker.example.\n"))
+	f.Add([]byte("10.0.0.1/8\n"))
+	f.Add([]byte("\xef\xbb\xbf2001:db8::/32\r\n"))
+	policy := []byte(head + "sets:\n  s: {file: s.txt}\nrules:\n  - {name: a, match: {src: $s}, action: drop}\n")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := Load("p.yaml", policy, fakeFiles(map[string]string{"s.txt": string(data)}))
+		if err == nil {
+			return
+		}
+		var pe *Error
+		if !errors.As(err, &pe) {
+			t.Fatalf("error %v is a %T, want *Error", err, err)
+		}
+		if pe.Line < 1 || pe.Col < 1 {
+			t.Fatalf("error without a position: %#v", pe)
+		}
+		if pe.File == "s.txt" {
+			lines := bytes.Count(data, []byte("\n")) + 1
+			if pe.Line > lines {
+				t.Fatalf("error at line %d of a %d-line file: %v", pe.Line, lines, pe)
 			}
 		}
 	})
