@@ -42,9 +42,9 @@ func TestSendSink(t *testing.T) {
 		rate  float64
 		dur   time.Duration
 	}{
-		{"one flow paced", 1, 5000, 100 * time.Millisecond},
-		{"eight flows paced", 8, 20000, 100 * time.Millisecond},
-		{"max rate", 4, 0, 50 * time.Millisecond},
+		{"one flow paced", 1, 5000, 300 * time.Millisecond},
+		{"eight flows paced", 8, 20000, 300 * time.Millisecond},
+		{"max rate", 4, 0, 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,10 +63,13 @@ func TestSendSink(t *testing.T) {
 			if st.Bytes != 36*st.Packets {
 				t.Errorf("sink got %d bytes for %d packets of 36", st.Bytes, st.Packets)
 			}
-			if st.Flows != tt.flows {
-				t.Errorf("sink saw %d flows, want %d", st.Flows, tt.flows)
+			// Each send goes to the next flow, so enough sends visit them
+			// all; a starved sender (a loaded test machine) may make too
+			// few sends to visit every flow, but never more flows.
+			if st.Flows > tt.flows || st.Flows == 0 || (res.Sent >= uint64(64*tt.flows) && st.Flows != tt.flows) {
+				t.Errorf("sink saw %d flows, want %d: %+v %+v", st.Flows, tt.flows, st, res)
 			}
-			if tt.rate > 0 && float64(res.Sent) > tt.rate*res.Elapsed.Seconds()+float64(64) {
+			if tt.rate > 0 && float64(res.Sent+res.Skipped) > tt.rate*res.Elapsed.Seconds()+float64(64) {
 				t.Errorf("paced sender sent %d in %v at rate %v: more than one batch over", res.Sent, res.Elapsed, tt.rate)
 			}
 		})

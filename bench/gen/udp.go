@@ -34,8 +34,12 @@ type SendConfig struct {
 
 // SendResult is what the sender actually offered.
 type SendResult struct {
-	Sent    uint64        `json:"sent"`
-	Errors  uint64        `json:"errors"`
+	Sent   uint64 `json:"sent"`
+	Errors uint64 `json:"errors"`
+	// Skipped counts packets a paced sender did not send because it fell
+	// more than maxLag behind its schedule (its core was taken from it);
+	// they are not offered, so PPS is below the rate asked for.
+	Skipped uint64        `json:"skipped"`
 	Elapsed time.Duration `json:"elapsed_ns"`
 	// PPS is Sent over Elapsed: the offered load, measured.
 	PPS float64 `json:"pps"`
@@ -45,6 +49,13 @@ type SendResult struct {
 // napping is what leaves the sender core to the latency prober at fixed
 // rates; the burst it causes is rate × nap, well inside any queue.
 const pacingSleep = 50 * time.Microsecond
+
+// maxLag is how far a paced sender may fall behind its schedule and still
+// catch up. A sender that was descheduled for 50 ms and then sent the
+// backlog back to back would offer a burst far above its rate and measure
+// a queue's burst tolerance instead of its throughput; beyond maxLag the
+// backlog is skipped and counted.
+const maxLag = time.Millisecond
 
 // Send runs one open-loop UDP stream and reports what it sent. It stops at
 // the end of cfg.Duration or when ctx ends.
@@ -79,15 +90,23 @@ func Send(ctx context.Context, cfg SendConfig) (SendResult, error) {
 
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
+	maxDue := max(int64(cfg.Rate*maxLag.Seconds()), int64(cfg.Batch))
 	var sendErr error
-	for i := 0; ; i++ {
+	// next picks the flow of each send, so every flow gets its turn
+	// whatever the pacing does.
+	next := 0
+	for {
 		now := time.Now()
 		if !now.Before(deadline) || ctx.Err() != nil {
 			break
 		}
 		n := cfg.Batch
 		if cfg.Rate > 0 {
-			due := int64(cfg.Rate*now.Sub(start).Seconds()) - int64(res.Sent)
+			due := int64(cfg.Rate*now.Sub(start).Seconds()) - int64(res.Sent+res.Skipped)
+			if due > maxDue {
+				res.Skipped += uint64(due - maxDue)
+				due = maxDue
+			}
 			if due <= 0 {
 				time.Sleep(pacingSleep)
 				continue
@@ -96,7 +115,9 @@ func Send(ctx context.Context, cfg SendConfig) (SendResult, error) {
 		}
 		var sent int
 		var errno syscall.Errno
-		err := conns[i%len(conns)].Write(func(fd uintptr) bool {
+		rc := conns[next%len(conns)]
+		next++
+		err := rc.Write(func(fd uintptr) bool {
 			sent, errno = sendmmsg(fd, b.msgs[:n])
 			return errno != unix.EAGAIN
 		})
