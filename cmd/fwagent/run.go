@@ -42,6 +42,7 @@ type runFlags struct {
 	queueMaxLen uint32
 	logLevel    string
 	maxFlows    int
+	insecure    bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -73,6 +74,7 @@ exit. Needs root or CAP_NET_ADMIN.`,
 	fl.Uint32Var(&f.queueMaxLen, "queue-maxlen", 4096, "kernel queue length per queue")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.IntVar(&f.maxFlows, "max-flows", 0, "cap on tracked flows (0: 262144); at the cap the oldest flows are evicted")
+	fl.BoolVar(&f.insecure, "allow-insecure-policy-perms", false, "read a policy or set file that group or others may write, or that another user owns")
 	return cmd
 }
 
@@ -115,6 +117,7 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 		return cfg, nop, usagef("run: --max-flows must not be negative")
 	}
 	cfg.MaxFlows = f.maxFlows
+	cfg.AllowInsecurePolicyPerms = f.insecure
 
 	cfg.Events = stdout
 	closeLog, err := f.logs.apply(&cfg, f.logFile)

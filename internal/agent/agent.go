@@ -28,6 +28,7 @@ import (
 	"github.com/fwagent/fwagent/internal/droplog"
 	"github.com/fwagent/fwagent/internal/ifname"
 	"github.com/fwagent/fwagent/internal/pipeline"
+	"github.com/fwagent/fwagent/internal/secure"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict"
@@ -43,6 +44,9 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxFlows caps the flow table (0: the table's default).
 	MaxFlows int
+	// AllowInsecurePolicyPerms reads the policy and its set files even when
+	// group or others may write them (see internal/secure).
+	AllowInsecurePolicyPerms bool
 	// LogSinks get every logged event beside the JSON log on Events (e.g. a
 	// pcap file); the drop-log reader closes them when it stops.
 	LogSinks []droplog.Sink
@@ -76,7 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger = slog.Default()
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, ifs: ifname.New()}
-	prog, err := loadProgram(cfg.PolicyPath)
+	prog, err := loadProgram(cfg.PolicyPath, secure.New(os.Geteuid(), cfg.AllowInsecurePolicyPerms))
 	if err != nil {
 		return err
 	}
@@ -208,7 +212,7 @@ func Run(ctx context.Context, cfg Config) error {
 func (a *Agent) Reload() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	prog, err := loadProgram(a.cfg.PolicyPath)
+	prog, err := loadProgram(a.cfg.PolicyPath, secure.New(os.Geteuid(), a.cfg.AllowInsecurePolicyPerms))
 	if err != nil {
 		return err
 	}
@@ -237,8 +241,14 @@ func (a *Agent) ruleName(id uint32) string {
 	return a.shared.Policy().Program.RuleName(int32(id - 1))
 }
 
-func loadProgram(path string) (*policies.Program, error) {
-	pol, err := policies.LoadFile(path)
+// loadProgram reads the policy and its set files through c, so a file that
+// others could have written is refused at start and at every reload.
+func loadProgram(path string, c *secure.Checker) (*policies.Program, error) {
+	data, err := c.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("agent: policy: %w", err)
+	}
+	pol, err := policies.Load(path, data, c.ReadFile)
 	if err != nil {
 		return nil, err
 	}
