@@ -46,6 +46,18 @@ func genPolicy(n int) string {
 	return b.String()
 }
 
+// genSharedPolicy writes n rules for one tenant network, told apart by
+// port only: the address admits every rule, the port one.
+func genSharedPolicy(n int) string {
+	var b strings.Builder
+	b.WriteString("version: 1\nrules:\n")
+	for i := range n - 1 {
+		fmt.Fprintf(&b, "  - {name: r%d, match: {proto: tcp, src: 100.64.0.0/16, dport: %d}, action: accept}\n", i, 10000+i)
+	}
+	b.WriteString("  - {name: last, match: {proto: tcp, src: 100.64.0.0/16, dport: 9050}, action: accept}\n")
+	return b.String()
+}
+
 func benchPacket() *packet.Packet {
 	return &packet.Packet{
 		Family: packet.IPv4, Src: netip.MustParseAddr("100.64.7.9"), Dst: netip.MustParseAddr("100.100.3.4"),
@@ -111,6 +123,24 @@ func threadCPUTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func BenchmarkDecideSharedAddress(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		prog := mustCompile(b, genSharedPolicy(n))
+		in := &Input{Pkt: benchPacket(), Hook: HookInput}
+		if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
+			b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
+		}
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := startThreadCPU()
+			for b.Loop() {
+				prog.Decide(in)
+			}
+			cpu.report(b)
+		})
+	}
 }
 
 func BenchmarkCompile(b *testing.B) {

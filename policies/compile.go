@@ -161,12 +161,33 @@ type indexBuilder struct {
 	primary [numFields]ruleBits
 }
 
-// choosePrimaries scores each constrained field of each rule by the share
-// of its value space it admits, and picks the smallest. Negation-only
-// fields admit nearly everything and are never primary.
+// choosePrimaries picks, for each rule, the constrained field expected to
+// put the fewest rules in a packet's primary bitsets: the share of the value
+// space the rule's values cover, times how many rules list the most shared
+// of those values. Negation-only fields admit nearly everything and are
+// never primary. The choice only affects speed, never the result.
 func (ix *indexBuilder) choosePrimaries() {
 	for f := range ix.primary {
 		ix.primary[f] = newRuleBits(ix.bs.words)
+	}
+	var addrCount [2]map[netip.Prefix]int
+	var portCount [2]map[PortRange]int
+	for k := range 2 {
+		addrCount[k], portCount[k] = map[netip.Prefix]int{}, map[PortRange]int{}
+	}
+	addrs := func(r *Rule) [2]*AddrMatch { return [2]*AddrMatch{&r.Match.Src, &r.Match.Dst} }
+	ports := func(r *Rule) [2]*PortMatch { return [2]*PortMatch{&r.Match.Sport, &r.Match.Dport} }
+	for _, r := range ix.rules {
+		for k, am := range addrs(r) {
+			for _, p := range am.Pos {
+				addrCount[k][p]++
+			}
+		}
+		for k, pm := range ports(r) {
+			for _, pr := range pm.Pos {
+				portCount[k][pr]++
+			}
+		}
 	}
 	for i, r := range ix.rules {
 		best, bestScore := fieldMeta, 1.0
@@ -175,34 +196,38 @@ func (ix *indexBuilder) choosePrimaries() {
 				best, bestScore = f, score
 			}
 		}
-		consider(fieldSrc, addrShare(&r.Match.Src))
-		consider(fieldDst, addrShare(&r.Match.Dst))
-		consider(fieldDport, portShare(&r.Match.Dport))
-		consider(fieldSport, portShare(&r.Match.Sport))
+		for k, am := range addrs(r) {
+			consider(fieldSrc+k, addrShare(am, addrCount[k]))
+		}
+		for k, pm := range ports(r) {
+			consider(fieldSport+k, portShare(pm, portCount[k]))
+		}
 		ix.primary[best].set(i)
 	}
 }
 
-func addrShare(am *AddrMatch) float64 {
+func addrShare(am *AddrMatch, count map[netip.Prefix]int) float64 {
 	if !am.HasPos {
 		return 2
 	}
-	share := 0.0
+	share, shared := 0.0, 1
 	for _, p := range am.Pos {
 		share += math.Ldexp(1, -p.Bits())
+		shared = max(shared, count[p])
 	}
-	return share
+	return share * float64(shared)
 }
 
-func portShare(pm *PortMatch) float64 {
+func portShare(pm *PortMatch, count map[PortRange]int) float64 {
 	if !pm.Set || !pm.HasPos {
 		return 2
 	}
-	n := 0
+	n, shared := 0, 1
 	for _, r := range pm.Pos {
 		n += int(r.Hi) - int(r.Lo) + 1
+		shared = max(shared, count[r])
 	}
-	return float64(n) / 65536
+	return float64(n) / 65536 * float64(shared)
 }
 
 // intern stores the full bitset b and its primary part for field f.
