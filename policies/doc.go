@@ -9,14 +9,19 @@
 // what is merely suspicious (shadowed rules, unused sets).
 //
 // Compile builds an immutable Program whose Decide costs about the same for
-// ten rules as for ten thousand: each indexed field (hook, family, protocol,
-// source and destination address, source and destination port) maps the
-// packet's value to a bitset of the rules that field allows, the bitsets are
-// ANDed one 64-rule word at a time (skipping empty words through a summary
-// bitset), and the lowest surviving bit is the candidate. Only the candidate's
-// rare fields (state, TCP flags, ICMP type, length, interfaces, L7, payload,
-// limit) are then checked; if one fails, the next candidate is tried. Decide
-// allocates nothing and does no I/O.
+// ten rules as for ten thousand: each indexed field (hook, family and
+// protocol together, source and destination address through bart tables,
+// source and destination port through 65,536-entry tables) maps the packet's
+// value to the bitset of rules the field admits, and to the part of it whose
+// primary field it is (each rule's most selective constrained field). Decide
+// visits only the 64-rule words where a primary bit is set and every field's
+// summary admits something, ANDs the full bitsets there, and takes the lowest
+// surviving bit as the candidate. Only the candidate's rare fields
+// (interfaces, state, TCP flags, ICMP type, length, L7, payload, limit) are
+// then checked; if one fails, the next candidate is tried. Decide allocates
+// nothing and does no I/O. Memory grows with the number of distinct field
+// values times the number of rules / 8 bytes: about 55 MB for a generated
+// 10,000-rule policy whose every rule has its own ports.
 //
 // L7 fields (dns_qname, tls_sni, payload) look at the packet's transport
 // payload only, one packet at a time (no reassembly). A packet with no
@@ -38,10 +43,21 @@
 // that changes inside a flow (payload, L7, tcp_flags, length, limit) offloads
 // unless the rule says offload: false, and unless an earlier rule was skipped
 // for a per-packet field other than state (an L7 rule still waiting for its
-// payload must see it). A state match does not
-// block offload unless it admits invalid packets: accepting the rest of a flow
-// the tracker called new, established or related is what a stateful firewall
-// does anyway. A rule that sets a mark does not offload by default, because
-// the kernel would pass the rest of the flow unmarked. A default accept
-// offloads when the decision is Cacheable.
+// payload must see it). A state match does not block offload unless it
+// admits invalid packets: accepting the rest of a flow the tracker called
+// new, established or related is what a stateful firewall does anyway. A
+// rule that sets a mark does not offload by default, because the kernel
+// would pass the rest of the flow unmarked. A default accept offloads under
+// the same condition on skipped rules.
+//
+// Policy tests (RunTests) build each packet from its description; fields it
+// leaves out default to: hook input, state new, proto tcp (udp with
+// dns_qname, icmp or icmpv6 with icmp_type), src 1.2.3.4 and dst 5.6.7.8
+// (2a00:1::1 and 2a00:2::2 for IPv6: ordinary addresses outside the ranges
+// policies list), sport 40000, dport 0 (53 with dns_qname, 443 with
+// tls_sni), TCP flags S when new and A otherwise (PA with a payload), ICMP
+// type echo-request, and the length of the headers and payload. dns_qname
+// and tls_sni become a real DNS query and TLS ClientHello, so the same
+// parsers run as on the wire. expect is compared with the decision's action,
+// so tests keep their meaning in mode: audit.
 package policies
