@@ -489,7 +489,7 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 		return pt, err
 	}
 	secs := sent.Elapsed.Seconds()
-	pt.Sent, pt.Received, pt.SenderErrors, pt.Flows = sent.Sent, got.Packets, sent.Errors, got.Flows
+	pt.Sent, pt.Received, pt.SenderErrors, pt.SenderSkipped, pt.Flows = sent.Sent, got.Packets, sent.Errors, sent.Skipped, got.Flows
 	pt.OfferedPPS = sent.PPS
 	pt.DeliveredPPS = float64(got.Packets) / secs
 	if sent.Sent > 0 {

@@ -54,6 +54,10 @@ func (h *harness) write(res *Results) error {
 	fmt.Println(md)
 	h.log.Info("wrote results", "dir", dir)
 	if h.opt.updateReadme {
+		// The README shows the chart of the run whose table it carries.
+		if err := os.WriteFile(filepath.Join(h.root, "bench/chart.svg"), files["chart.svg"], 0o644); err != nil {
+			return fmt.Errorf("e2e: write bench/chart.svg: %w", err)
+		}
 		return updateReadme(filepath.Join(h.root, "bench/README.md"), md)
 	}
 	return nil
@@ -203,10 +207,10 @@ func markdown(res *Results) string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("### Every UDP run\n\n| configuration | run | target pps | offered pps | delivered pps | loss % | queue full drops | netlink drops | sink drops | handler CPU s/Mpkt |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("### Every UDP run\n\n| configuration | run | target pps | offered pps | skipped by the sender | delivered pps | loss % | queue full drops | netlink drops | sink drops | handler CPU s/Mpkt |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range res.Configs {
 		for _, p := range c.UDP {
-			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.0f | %.3f | %d | %d | %d | %.2f |\n", c.Name, p.Label, num(p.TargetPPS), p.OfferedPPS, p.DeliveredPPS, p.LossPct,
+			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %d | %.0f | %.3f | %d | %d | %d | %.2f |\n", c.Name, p.Label, num(p.TargetPPS), p.OfferedPPS, p.SenderSkipped, p.DeliveredPPS, p.LossPct,
 				p.Queue.QueueDropped, p.Queue.UserDropped, p.SinkDrops, p.HandlerCPUPerMpkt)
 		}
 	}

@@ -15,6 +15,9 @@ type UDPPoint struct {
 	Received     uint64  `json:"received"`
 	LossPct      float64 `json:"loss_pct"`
 	SenderErrors uint64  `json:"sender_errors"`
+	// SenderSkipped is what a paced sender skipped after losing its core
+	// for more than a millisecond (see gen.SendResult.Skipped).
+	SenderSkipped uint64 `json:"sender_skipped"`
 	// HandlerCPUSec is the handler process's user+sys seconds during the
 	// run; HandlerCPUPerMpkt divides it by delivered packets / 1e6.
 	HandlerCPUSec     float64 `json:"handler_cpu_s"`
