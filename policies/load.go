@@ -153,6 +153,12 @@ func (l *loader) load(data []byte) error {
 	return nil
 }
 
+// isNull reports a key written with no value.
+func isNull(n *yaml.Node) bool {
+	n = resolve(n)
+	return n == nil || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
 // resolve follows aliases, so anchors work as users of YAML expect.
 func resolve(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {

@@ -253,3 +253,13 @@ func TestUnquotedNegation(t *testing.T) {
 		t.Errorf("src: %+v", p.Rules[0].Match.Src)
 	}
 }
+
+func TestLoadEmptySections(t *testing.T) {
+	p, err := Load("p.yaml", []byte("version: 1\nsets:\nrules:\n  - name: all\n    match:\n    action: accept\ntests:\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Rules) != 1 || !p.Rules[0].Match.Src.Any() || len(p.Rules[0].Match.Protos) != 0 {
+		t.Errorf("rules: %+v", p.Rules)
+	}
+}

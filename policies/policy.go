@@ -177,7 +177,6 @@ type Rule struct {
 	Match   Match
 
 	pos      pos
-	matchPos pos
 }
 
 // Pos is the rule's FILE:LINE:COL.

@@ -76,8 +76,9 @@ func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {
 				return nil, err
 			}
 		case "match":
-			matchNode = f.val
-			r.matchPos = l.pos(f.key)
+			if !isNull(f.val) { // "match:" with nothing matches everything
+				matchNode = f.val
+			}
 		case "action":
 			actionNode = f.val
 			if r.Action, err = l.action(f.val, "action", true); err != nil {

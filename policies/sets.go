@@ -23,6 +23,9 @@ func validSetName(s string) bool {
 }
 
 func (l *loader) sets(n *yaml.Node) {
+	if isNull(n) {
+		return
+	}
 	fields, err := l.mapping(n, "sets", nil)
 	if err != nil {
 		l.record(n, err)
