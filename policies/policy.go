@@ -176,7 +176,7 @@ type Rule struct {
 	Audit   bool
 	Match   Match
 
-	pos      pos
+	pos pos
 }
 
 // Pos is the rule's FILE:LINE:COL.
