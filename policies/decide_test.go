@@ -577,3 +577,16 @@ rules:
 		}
 	}
 }
+
+func TestDecideNoRules(t *testing.T) {
+	prog := mustCompile(t, "version: 1\ndefault: {input: reject, forward: accept, output: drop}\n")
+	for h, want := range []Action{ActionReject, ActionAccept, ActionDrop} {
+		d := prog.Decide(&Input{Pkt: pk(17, "1.1.1.1", "2.2.2.2", 1, 2), Hook: Hook(h)})
+		if d.Action != want || d.Rule != NoRule || !d.Cacheable {
+			t.Errorf("hook %s: %+v, want %s by default, cacheable", Hook(h), d, want)
+		}
+	}
+	if got := prog.Hooks(); !slices.Equal(got, []Hook{HookInput, HookOutput}) {
+		t.Errorf("Hooks() = %v: a hook whose default accepts and that has no rule needs no queue", got)
+	}
+}
