@@ -76,3 +76,32 @@ func TestRunFlags(t *testing.T) {
 		}
 	})
 }
+
+// TestLogRate checks --log-rate/--log-burst: past the burst, events are
+// counted but not written, and the packets are dropped all the same.
+func TestLogRate(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t)
+	got := serveUDP(t, n.Server, 7777)
+	// One event in 1000 s after a burst of 3: within the test, exactly 3.
+	a := startAgent(t, n.Server, writePolicy(t, flagsPolicy), "--log-rate", "0.001", "--log-burst", "3")
+	const sent, burst = 10, 3
+	for i := 0; i < sent; i++ {
+		if _, err := udpExchange(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 7777), []byte{byte(i)}, dropWait/4); err == nil {
+			t.Errorf("datagram %d answered, want it dropped", i)
+		}
+	}
+	select {
+	case b := <-got:
+		t.Errorf("a dropped datagram reached the server: %q", b)
+	default:
+	}
+	isOurs := func(e event) bool { return e.str("dport") == "7777" }
+	evs := a.waitEvents(t, burst, isOurs)
+	// Give late events, which the cap should have stopped, the same chance
+	// to show up as the ones before.
+	if more := a.waitEvents(t, burst+1, isOurs); len(more) != burst || len(evs) != burst {
+		t.Errorf("%d events for %d drops, want exactly the burst of %d: %v", len(more), sent, burst, more)
+	}
+}
