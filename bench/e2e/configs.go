@@ -22,10 +22,13 @@ type config struct {
 	connect    bool   // TCP connection setup rate
 	bulk       bool   // TCP bulk stream
 	dropLog    bool   // every packet dropped with logging
+	// args are extra `fwagent run` arguments; each flag among them must be
+	// in `fwagent run --help`, or the configuration is skipped.
+	args []string
 }
 
 func configNames() []string {
-	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload", "droplog-fwagent", "droplog-ulogd2"}
+	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-1000-nfqueue", "fwagent-offload", "droplog-fwagent", "droplog-ulogd2"}
 }
 
 func configByName(name string, o options) config {
@@ -44,6 +47,9 @@ func configByName(name string, o options) config {
 		return config{name: name, kind: kindFwagent, queues: o.queues, policy: acceptPolicy(false), desc: fmt.Sprintf("fwagent, %d queues (fan-out), 2-rule policy, offload off", o.queues), udp: true, connect: true}
 	case "fwagent-1000":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), desc: "fwagent, 1 queue, 1,000-rule policy (match last), flow tracking, offload off", udp: true, connect: true}
+	case "fwagent-1000-nfqueue":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), args: []string{"--reader", "nfqueue"},
+			desc: "as fwagent-1000, with go-nfqueue's own reader (--reader nfqueue) instead of the batched one", udp: true}
 	case "fwagent-offload":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(true), desc: "fwagent, 1 queue, offload on (flows accepted in the kernel after the first packet)", connect: true, bulk: true}
 	case "droplog-fwagent":

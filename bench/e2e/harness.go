@@ -45,7 +45,7 @@ func (h *harness) build(ctx context.Context) {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		cmd.Dir = h.root
 		if b, err := cmd.CombinedOutput(); err != nil {
-			h.skip[kind] = fmt.Sprintf("go build %s failed: %v: %s", pkg, err, firstLine(b))
+			h.skip[kind] = fmt.Sprintf("go build %s failed: %v: %s", pkg, err, firstLines(b, 3))
 			return
 		}
 		h.bins[kind] = out
@@ -152,6 +152,12 @@ func (h *harness) runConfig(ctx context.Context, c config) (r ConfigResult) {
 	if why, ok := h.skip[c.kind]; ok {
 		r.Skipped = why
 		return r
+	}
+	if c.kind == kindFwagent {
+		if missing := h.missingFlags(ctx, c.args); missing != "" {
+			r.Skipped = "this fwagent has no " + missing + " flag"
+			return r
+		}
 	}
 	fail := func(err error) { r.Errors = append(r.Errors, err.Error()) }
 	hd, err := h.startHandler(ctx, c)
@@ -319,6 +325,7 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 		hd.logFile = filepath.Join(h.tmp, c.name+".events.jsonl")
 		args := []string{"run", "--policy", pol, "--queues", strconv.Itoa(c.queues), "--workers", strconv.Itoa(h.opt.workers),
 			"--log-file", hd.logFile, "--fail-closed"}
+		args = append(args, c.args...)
 		args = append(args, h.opt.fwagentArgs...)
 		p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, fw, bin, args...), "msg=ready", readyTimeout)
 		if err != nil {
@@ -360,6 +367,18 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 		return hd, nil
 	}
 	return nil, fmt.Errorf("e2e: unknown handler kind %q", c.kind)
+}
+
+// missingFlags returns the first flag of args that `fwagent run --help`
+// does not list, or "".
+func (h *harness) missingFlags(ctx context.Context, args []string) string {
+	help, _ := exec.CommandContext(ctx, h.bins[kindFwagent], "run", "--help").CombinedOutput()
+	for _, a := range args {
+		if strings.HasPrefix(a, "--") && !strings.Contains(string(help), a+" ") {
+			return a
+		}
+	}
+	return ""
 }
 
 // waitNflogBound waits until some process has bound NFLOG group in the
@@ -675,6 +694,13 @@ func reportedCounters(lines []string) map[string]uint64 {
 		return nil
 	}
 	return out
+}
+
+// firstLines joins the first n lines of b, for an error that spans a few
+// (a compiler's package line and its first errors).
+func firstLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[:min(n, len(lines))], "; ")
 }
 
 func firstLine(b []byte) string {
