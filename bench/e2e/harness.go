@@ -51,7 +51,15 @@ func (h *harness) build(ctx context.Context) {
 		h.bins[kind] = out
 	}
 	goBuild(kindNaive, "./bench/naive")
-	goBuild(kindFwagent, "./cmd/fwagent")
+	if h.opt.fwagentBin != "" {
+		if _, err := os.Stat(h.opt.fwagentBin); err != nil {
+			h.skip[kindFwagent] = fmt.Sprintf("-fwagent-bin: %v", err)
+		} else {
+			h.bins[kindFwagent] = h.opt.fwagentBin
+		}
+	} else {
+		goBuild(kindFwagent, "./cmd/fwagent")
+	}
 
 	const header = "/usr/include/libnetfilter_queue/libnetfilter_queue.h"
 	if _, err := os.Stat(header); err != nil && h.opt.install {

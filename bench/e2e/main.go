@@ -59,6 +59,7 @@ type options struct {
 	senderCPU    int
 	firewallCPU  int
 	nice         int
+	fwagentBin   string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -82,6 +83,7 @@ func parseFlags(args []string) (options, error) {
 	// Other work on the machine (a busy CI box, other tests) steals the
 	// pinned cores from the measured processes; a raised priority, the
 	// same for every configuration, keeps that noise out of the ratios.
+	fs.StringVar(&o.fwagentBin, "fwagent-bin", "", "use this fwagent binary instead of building ./cmd/fwagent")
 	fs.IntVar(&o.nice, "nice", -10, "nice level of every process the harness starts (sender, handler, sink)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
