@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -24,6 +25,10 @@ rules:
     hook: forward
     match: {proto: tcp, sport: 8080}
     action: accept
+  - name: refuse
+    hook: forward
+    match: {proto: tcp, dport: 24}
+    action: reject
 `
 
 // TestForward runs the agent on a router between client and server with
@@ -35,6 +40,7 @@ func TestForward(t *testing.T) {
 	n := testnet.New(t, testnet.WithRouter())
 	serveTCP(t, n.Server, 8080)
 	serveTCP(t, n.Server, 8081)
+	serveTCP(t, n.Server, 24)
 	serveTCP(t, n.Router, 8081)
 	a := startAgent(t, n.Router, writePolicy(t, forwardPolicy), "--hooks", "forward")
 	routerIn := n.Router.Ifaces()[0].Name
@@ -65,6 +71,13 @@ func TestForward(t *testing.T) {
 					"hook": "forward", "rule": "default", "verdict": "drop", "dport": "8081",
 					"dst": f.server.String(), "in": routerIn, "out": n.Router.Ifaces()[1].Name,
 				})
+			}
+
+			if c, err := dialTCP(n.Client, netip.AddrPortFrom(f.server, 24), 0, answerWait); err == nil {
+				c.Close()
+				t.Errorf("forwarded %s:24 reachable, want it rejected", f.server)
+			} else if !errors.Is(err, errRefused) {
+				t.Errorf("forwarded %s:24: %v, want ECONNREFUSED (a reset from the router)", f.server, err)
 			}
 
 			// Only the forward hook is installed: the router's own port

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -19,6 +20,10 @@ rules:
     match: {proto: tcp, dport: 9999}
     action: drop
     log: true
+  - name: refuse-out
+    hook: output
+    match: {proto: tcp, dport: 24}
+    action: reject
 `
 
 // TestOutput runs the agent on the client with only the output hook: the
@@ -29,11 +34,18 @@ func TestOutput(t *testing.T) {
 	n := testnet.New(t)
 	serveTCP(t, n.Server, 8080)
 	serveTCP(t, n.Server, 9999)
+	serveTCP(t, n.Server, 24)
 	a := startAgent(t, n.Client, writePolicy(t, outputPolicy), "--hooks", "output")
 	clientIf := n.Client.Ifaces()[0].Name
 
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		tcpEcho(t, n.Client, netip.AddrPortFrom(dst, 8080))
+		if c, err := dialTCP(n.Client, netip.AddrPortFrom(dst, 24), 0, answerWait); err == nil {
+			c.Close()
+			t.Errorf("outgoing %s:24 connected, want it rejected", dst)
+		} else if !errors.Is(err, errRefused) {
+			t.Errorf("outgoing %s:24: %v, want ECONNREFUSED (a local reset)", dst, err)
+		}
 
 		sport := randomPort()
 		// A locally generated packet dropped in the output hook may fail the
