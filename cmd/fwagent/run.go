@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/fwagent/fwagent/internal/agent"
+	"github.com/fwagent/fwagent/internal/metrics"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict"
@@ -43,6 +44,8 @@ type runFlags struct {
 	logLevel    string
 	maxFlows    int
 	insecure    bool
+	metricsAddr string
+	watch       bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -53,8 +56,12 @@ func newRunCmd() *cobra.Command {
 		Long: `Run the agent: install the nft table "inet fwagent", bind the NFQUEUE
 queues, decide every queued packet with the policy, and write one JSON object
 per logged packet (drops, rejects, would-be drops in audit mode) to stdout or
---log-file. SIGHUP reloads the policy; SIGINT and SIGTERM remove the table and
-exit. Needs root or CAP_NET_ADMIN.`,
+--log-file. SIGHUP reloads the policy, and so does a change to the policy or
+its set files (--watch-policy); a policy that does not compile is logged with
+FILE:LINE:COL and the old one stays in force. SIGINT and SIGTERM remove the
+table and exit. Prometheus metrics, /healthz and /readyz are served on
+--metrics-addr (` + "`fwagent status`" + ` summarises them). Needs root or
+CAP_NET_ADMIN.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, closeLog, err := f.config(cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -75,6 +82,8 @@ exit. Needs root or CAP_NET_ADMIN.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.IntVar(&f.maxFlows, "max-flows", 0, "cap on tracked flows (0: 262144); at the cap the oldest flows are evicted")
 	fl.BoolVar(&f.insecure, "allow-insecure-policy-perms", false, "read a policy or set file that group or others may write, or that another user owns")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", metrics.DefaultAddr, `serve /metrics, /healthz, /readyz here: host:port, unix:PATH or /PATH (a unix socket), "off" for none`)
+	fl.BoolVar(&f.watch, "watch-policy", true, "reload when the policy or its set files change on disk (debounced 500ms)")
 	return cmd
 }
 
@@ -118,6 +127,11 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 	}
 	cfg.MaxFlows = f.maxFlows
 	cfg.AllowInsecurePolicyPerms = f.insecure
+	if _, _, _, err := metrics.ParseAddr(f.metricsAddr); err != nil {
+		return cfg, nop, usagef("run: --metrics-addr: %v", err)
+	}
+	cfg.MetricsAddr = f.metricsAddr
+	cfg.WatchPolicy = f.watch
 
 	cfg.Events = stdout
 	closeLog, err := f.logs.apply(&cfg, f.logFile)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/droplog"
 	"github.com/fwagent/fwagent/internal/ifname"
+	"github.com/fwagent/fwagent/internal/metrics"
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/internal/secure"
 	"github.com/fwagent/fwagent/policies"
@@ -57,6 +59,16 @@ type Config struct {
 	// LogCopyRange is how many bytes of each logged packet the kernel copies
 	// (0: droplog's default, enough for the headers; 0xffff for a pcap).
 	LogCopyRange uint32
+	// MetricsAddr is where /metrics, /healthz and /readyz are served: a
+	// host:port, "unix:PATH" or "/PATH"; "" or "off" serves nothing (see
+	// metrics.ParseAddr).
+	MetricsAddr string
+	// WatchPolicy reloads the policy when it or its set files change on
+	// disk, as SIGHUP does.
+	WatchPolicy bool
+	// WatchDebounce is the quiet time before a changed policy is reloaded
+	// (0: watch.DefaultDebounce).
+	WatchDebounce time.Duration
 }
 
 // Agent is a running firewall.
@@ -69,6 +81,9 @@ type Agent struct {
 	table  *rules.Table
 	ifs    *ifname.Cache
 
+	reloads  *metrics.Reloads
+	logAlive atomic.Bool // the drop-log reader is running
+
 	mu  sync.Mutex // serialises reloads
 	gen uint32
 }
@@ -79,7 +94,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, ifs: ifname.New()}
+	a := &Agent{cfg: cfg, log: cfg.Logger, ifs: ifname.New(), reloads: &metrics.Reloads{}}
+	// Listen before anything is installed, so a taken address fails the
+	// start cleanly; serving waits until every source of metrics exists.
+	metricsLn, err := metrics.Listen(cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
 	prog, err := loadProgram(cfg.PolicyPath, secure.New(os.Geteuid(), cfg.AllowInsecurePolicyPerms))
 	if err != nil {
 		return err
@@ -115,7 +139,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: drop log: %w", err)
 	}
 	logDone := make(chan error, 1)
-	go func() { logDone <- a.drops.Run(runCtx) }()
+	a.logAlive.Store(true)
+	go func() {
+		err := a.drops.Run(runCtx)
+		a.logAlive.Store(false)
+		logDone <- err
+	}()
 	// The kernel discards what it logs to a group nobody has bound yet, so
 	// the table waits for the reader.
 	select {
@@ -188,11 +217,26 @@ func Run(ctx context.Context, cfg Config) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	var health *metrics.Health
+	if metricsLn != nil {
+		health = a.serveMetrics(runCtx, metricsLn, flows)
+		defer health.SetReady(false)
+	}
+	if cfg.WatchPolicy {
+		a.watchPolicy(runCtx)
+	}
+
+	if health != nil {
+		health.SetReady(true)
+	}
 	a.log.Info("ready", "policy", cfg.PolicyPath, "rules", prog.NumRules(), "generation", a.gen,
 		"hooks", fmt.Sprint(rcfg.Hooks), "audit", prog.Audit())
 	for {
 		select {
 		case <-ctx.Done():
+			if health != nil {
+				health.SetReady(false)
+			}
 			a.log.Info("stopping", "reason", context.Cause(ctx))
 			return nil
 		case err := <-logDone:
@@ -200,18 +244,18 @@ func Run(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("agent: drop log stopped: %w", err)
 			}
 		case <-hup:
-			if err := a.Reload(); err != nil {
-				a.log.Error("reload failed; the previous policy stays in force", "err", err)
-			}
+			_ = a.reloadLogged() // logged and counted
 		}
 	}
 }
 
 // Reload loads the policy file again and, if it compiles, makes it the
-// policy in force under a new generation.
-func (a *Agent) Reload() error {
+// policy in force under a new generation. Every attempt is counted in the
+// metrics, with its result.
+func (a *Agent) Reload() (err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	defer func() { a.reloads.Record(time.Now(), err) }()
 	prog, err := loadProgram(a.cfg.PolicyPath, secure.New(os.Geteuid(), a.cfg.AllowInsecurePolicyPerms))
 	if err != nil {
 		return err
