@@ -82,7 +82,7 @@ func (p *Program) Decide(in *Input) Decision {
 		Log:       p.defaultLog && a != ActionAccept,
 		Audit:     p.audit && a != ActionAccept,
 		Offload:   a == ActionAccept && taint&taintPacket == 0,
-		Cacheable: taint == 0,
+		Cacheable: taint&taintPacket == 0,
 	}
 }
 
@@ -109,10 +109,10 @@ func (p *Program) ruleDecision(r int, e *ruleExec, in *Input, taint uint8) Decis
 		Mark:    e.mark,
 		Offload: e.offload && taint&taintPacket == 0,
 	}
-	if taint == 0 && e.stable {
-		fut := futureStates[in.State&3]
-		d.Cacheable = e.states == 0 || e.states&fut == fut
-	}
+	// The caller reuses a cached decision only for packets in the same
+	// state, so neither this rule's state match nor a state match that
+	// skipped an earlier rule can come out differently.
+	d.Cacheable = taint&taintPacket == 0 && e.stable
 	return d
 }
 

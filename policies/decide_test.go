@@ -106,8 +106,8 @@ func TestDecide(t *testing.T) {
 	}{
 		{name: "established", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: conntrack.StateEstablished},
 			rule: "established", want: ActionAccept, check: func(d Decision) string {
-				if !d.Offload || d.Cacheable {
-					return "established: want offload, not cacheable (a later packet may be invalid)"
+				if !d.Offload || !d.Cacheable {
+					return "established: want offload and cacheable (for later established packets)"
 				}
 				return ""
 			}},
@@ -129,8 +129,8 @@ func TestDecide(t *testing.T) {
 		{name: "telnet over udp", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1, 23)}, rule: "not-internal", want: ActionReject},
 		{name: "ssh admin", in: Input{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)}, rule: "ssh-admins", want: ActionAccept,
 			check: func(d Decision) string {
-				if !d.Offload || d.Cacheable {
-					return "ssh-admins: want offload, not cacheable (established may match later)"
+				if !d.Offload || !d.Cacheable {
+					return "ssh-admins: want offload and cacheable (for later new packets; established ones are decided anew)"
 				}
 				return ""
 			}},
@@ -245,7 +245,7 @@ rules:
 		{"flag rule decides", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81)}, "syn-only", false, false},
 		{"after a skipped flag rule", Input{Pkt: func() *packet.Packet { p := pk(6, "1.1.1.1", "2.2.2.2", 1, 81); p.TCPFlags = packet.TCPAck; return p }()},
 			"after-syn", false, false},
-		{"state new, offload off", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: HookForward}, "new-only", false, false},
+		{"state new, offload off", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: HookForward}, "new-only", true, false},
 		{"default after state rule no longer possible", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: HookForward, State: conntrack.StateEstablished},
 			"default", true, false},
 	}

@@ -93,9 +93,10 @@ type Decision struct {
 	Mark    uint32
 	// Offload: the flow may be accepted in the kernel from now on.
 	Offload bool
-	// Cacheable: the decision holds for the rest of the flow (the deciding
-	// rule looks at nothing that changes inside a flow, and no earlier rule
-	// that could still match later packets was skipped).
+	// Cacheable: the decision holds for later packets of the flow in the
+	// same direction, at the same hook, in the same flow state (the deciding
+	// rule looks at no per-packet field, and no earlier rule was skipped for
+	// one).
 	Cacheable bool
 }
 

@@ -34,10 +34,10 @@
 // handshake through (see examples/tls-egress-allowlist.yaml).
 //
 // Cacheable speaks for later packets of the same flow, same direction, same
-// hook: it is false when the deciding rule looks at tcp_flags, length or a
-// limit, when its state match may stop holding, or when an earlier rule was
-// skipped for a field that may hold for a later packet (state, tcp_flags,
-// length, L7, payload, limit).
+// hook and same flow state (the pipeline keys its cache on all four): it is
+// false when the deciding rule looks at tcp_flags, length or a limit, or
+// when an earlier rule was skipped for a field that may hold for a later
+// packet in the same state (tcp_flags, length, L7, payload, limit).
 //
 // Offload follows POLICY.md: an accept whose deciding rule looks at nothing
 // that changes inside a flow (payload, L7, tcp_flags, length, limit) offloads

@@ -160,13 +160,13 @@ func (w *Worker) process(data []byte, m Meta) Result {
 		flow = s.flows.TrackAt(&w.pkt, len(data), kernelEstablished, m.Now)
 		in.State = flow.State
 		if flow.HasCache && flow.Cache.Gen == pol.Gen {
-			r.Decision, r.Cached = decodeCache(flow.Cache.Value, m.Hook, flow.Reply)
+			r.Decision, r.Cached = decodeCache(flow.Cache.Value, m.Hook, flow.Reply, flow.State)
 		}
 	}
 	if !r.Cached {
 		r.Decision = pol.Program.Decide(in)
 		if tracked {
-			if v, ok := encodeCache(r.Decision, m.Hook, flow.Reply); ok {
+			if v, ok := encodeCache(r.Decision, m.Hook, flow.Reply, flow.State); ok {
 				s.flows.SetCache(flow.Flow, conntrack.Cache{Gen: pol.Gen, Value: v})
 			}
 		}
