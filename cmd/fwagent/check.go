@@ -26,14 +26,14 @@ Exit status: 0 valid and every test passed, 1 invalid or a test failed,
 				return exitError{exitFailed}
 			}
 			for _, w := range prog.Warnings() {
-				fmt.Fprintln(errOut, "warning:", w)
+				fmt.Fprintln(errOut, w) // already FILE:LINE:COL: warning: ...
 			}
 			failed := 0
 			results := prog.RunTests()
 			for _, r := range results {
 				if !r.OK {
 					failed++
-					fmt.Fprintf(errOut, "%s:%d:%d: test failed: %s\n", args[0], r.Line, r.Col, r.Msg)
+					fmt.Fprintf(errOut, "%s:%d:%d: test failed: %s\n", r.File, r.Line, r.Col, r.Msg)
 				}
 			}
 			if failed > 0 {
