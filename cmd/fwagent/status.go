@@ -1,0 +1,385 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/spf13/cobra"
+
+	"github.com/fwagent/fwagent/internal/metrics"
+)
+
+type statusFlags struct {
+	addr     string
+	interval time.Duration
+	top      int
+	timeout  time.Duration
+}
+
+func newStatusCmd() *cobra.Command {
+	var f statusFlags
+	cmd := &cobra.Command{
+		Use:   "status [--addr ADDR]",
+		Short: "Summarise a running agent: health, queues, packets/s, top rules, flows, policy",
+		Long: `Ask a running agent, on its --metrics-addr, how it is doing: health,
+queues, packets per second by verdict (two scrapes --interval apart), the
+rules with the most hits, tracked flows, the policy generation and the last
+reload's result. Exits 1 if the agent is unhealthy or cannot be reached.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", metrics.DefaultAddr, "the agent's --metrics-addr: host:port, unix:PATH or /PATH")
+	fl.DurationVar(&f.interval, "interval", time.Second, "time between the two scrapes that give packets/s (0: totals only)")
+	fl.IntVar(&f.top, "top", 5, "rules to list by hits")
+	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "timeout per request")
+	return cmd
+}
+
+func (f *statusFlags) run(ctx context.Context, out io.Writer) error {
+	network, address, ok, err := metrics.ParseAddr(f.addr)
+	if err != nil {
+		return usagef("status: --addr: %v", err)
+	}
+	if !ok {
+		return usagef("status: --addr %q: the agent serves no metrics there", f.addr)
+	}
+	if f.interval < 0 || f.top < 0 {
+		return usagef("status: --interval and --top must not be negative")
+	}
+	c := newMetricsClient(network, address, f.timeout)
+	healthCode, healthBody, err := c.get(ctx, "/healthz")
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	readyCode, _, err := c.get(ctx, "/readyz")
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	first, err := c.scrape(ctx)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	var second map[string]*dto.MetricFamily
+	var elapsed time.Duration
+	if f.interval > 0 {
+		start := time.Now()
+		select {
+		case <-time.After(f.interval):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if second, err = c.scrape(ctx); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		elapsed = time.Since(start)
+	}
+	r := statusReport{
+		addr:    f.addr,
+		healthy: healthCode == http.StatusOK,
+		ready:   readyCode == http.StatusOK,
+		health:  strings.TrimSpace(healthBody),
+		before:  first,
+		after:   second,
+		elapsed: elapsed,
+		top:     f.top,
+		now:     time.Now(),
+	}
+	r.write(out)
+	if !r.healthy {
+		return exitError{exitFailed}
+	}
+	return nil
+}
+
+// metricsClient talks HTTP to the agent over TCP or its unix socket.
+type metricsClient struct {
+	http *http.Client
+	base string
+}
+
+func newMetricsClient(network, address string, timeout time.Duration) *metricsClient {
+	tr := &http.Transport{}
+	base := "http://" + address
+	if network == "unix" {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", address)
+		}
+		base = "http://fwagent"
+	}
+	return &metricsClient{http: &http.Client{Transport: tr, Timeout: timeout}, base: base}
+}
+
+func (c *metricsClient) get(ctx context.Context, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	// The text format, whatever the server prefers.
+	req.Header.Set("Accept", "text/plain; version=0.0.4")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("ask the agent: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return 0, "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return resp.StatusCode, string(b), nil
+}
+
+func (c *metricsClient) scrape(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	code, body, err := c.get(ctx, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: HTTP %d", code)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("parse /metrics: %w", err)
+	}
+	return fams, nil
+}
+
+// statusReport is what `fwagent status` prints, from two scrapes elapsed
+// apart (after nil: totals only).
+type statusReport struct {
+	addr           string
+	healthy, ready bool
+	health         string
+	before, after  map[string]*dto.MetricFamily
+	elapsed        time.Duration
+	top            int
+	now            time.Time
+}
+
+// sample is one series: its labels and value.
+type sample struct {
+	labels map[string]string
+	value  float64
+}
+
+func series(fams map[string]*dto.MetricFamily, name string) []sample {
+	f := fams[name]
+	if f == nil {
+		return nil
+	}
+	var out []sample
+	for _, m := range f.Metric {
+		s := sample{labels: map[string]string{}}
+		for _, l := range m.Label {
+			s.labels[l.GetName()] = l.GetValue()
+		}
+		switch {
+		case m.Counter != nil:
+			s.value = m.Counter.GetValue()
+		case m.Gauge != nil:
+			s.value = m.Gauge.GetValue()
+		case m.Untyped != nil:
+			s.value = m.Untyped.GetValue()
+		default:
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// sum adds the series of name whose labels include want.
+func sum(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	var total float64
+	found := false
+	for _, s := range series(fams, name) {
+		if matchLabels(s.labels, want) {
+			total += s.value
+			found = true
+		}
+	}
+	return total, found
+}
+
+func matchLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// latest is the second scrape when there is one.
+func (r *statusReport) latest() map[string]*dto.MetricFamily {
+	if r.after != nil {
+		return r.after
+	}
+	return r.before
+}
+
+// rate is the per-second increase of the matching series between the
+// scrapes; ok is false without a second scrape.
+func (r *statusReport) rate(name string, want map[string]string) (float64, bool) {
+	if r.after == nil || r.elapsed <= 0 {
+		return 0, false
+	}
+	a, _ := sum(r.before, name, want)
+	b, _ := sum(r.after, name, want)
+	return max(b-a, 0) / r.elapsed.Seconds(), true
+}
+
+func (r *statusReport) value(name string, want map[string]string) float64 {
+	v, _ := sum(r.latest(), name, want)
+	return v
+}
+
+func (r *statusReport) write(w io.Writer) {
+	state := "healthy"
+	if !r.healthy {
+		state = "UNHEALTHY"
+	}
+	if r.ready {
+		state += ", ready"
+	} else {
+		state += ", not ready"
+	}
+	fmt.Fprintf(w, "agent:      %s (%s)\n", r.addr, state)
+	if !r.healthy {
+		for _, l := range strings.Split(r.health, "\n") {
+			fmt.Fprintf(w, "            %s\n", l)
+		}
+	}
+	m := r.latest()
+
+	// Queues.
+	line := fmt.Sprintf("%.0f configured, %.0f readers running", r.value("fwagent_queues", nil), r.value("fwagent_queue_readers", nil))
+	for _, s := range series(m, "fwagent_queue_kernel_bound") {
+		q := s.labels["queue"]
+		if s.value == 0 {
+			line += fmt.Sprintf("; queue %s NOT BOUND", q)
+			continue
+		}
+		labels := map[string]string{"queue": q}
+		line += fmt.Sprintf("; queue %s: %.0f waiting, %.0f dropped full, %.0f dropped socket", q,
+			r.value("fwagent_queue_kernel_waiting", labels),
+			r.value("fwagent_queue_kernel_dropped_total", map[string]string{"queue": q, "reason": "queue_full"}),
+			r.value("fwagent_queue_kernel_dropped_total", map[string]string{"queue": q, "reason": "socket"}))
+	}
+	if n := r.value("fwagent_queue_enobufs_total", nil); n > 0 {
+		line += fmt.Sprintf("; %.0f overruns (ENOBUFS)", n)
+	}
+	if n := r.value("fwagent_failopen_packets_total", nil); n > 0 {
+		line += fmt.Sprintf("; ~%.0f passed fail-open", n)
+	}
+	fmt.Fprintf(w, "queues:     %s\n", line)
+
+	// Packets.
+	verdicts := []string{"accept", "drop", "reject"}
+	var parts []string
+	for _, v := range verdicts {
+		want := map[string]string{"verdict": v}
+		if rate, ok := r.rate("fwagent_packets_total", want); ok {
+			parts = append(parts, fmt.Sprintf("%s %s/s", v, formatRate(rate)))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %.0f", v, r.value("fwagent_packets_total", want)))
+		}
+	}
+	head := "packets:   "
+	if r.after != nil {
+		head = "packets/s: "
+	}
+	fmt.Fprintf(w, "%s %s (%.0f decided in all)\n", head, strings.Join(parts, ", "), r.value("fwagent_packets_total", nil))
+
+	// Top rules.
+	if r.top > 0 {
+		type hit struct {
+			rule string
+			n    float64
+			rate float64
+		}
+		var hits []hit
+		for _, s := range series(m, "fwagent_rule_hits_total") {
+			h := hit{rule: s.labels["rule"], n: s.value}
+			h.rate, _ = r.rate("fwagent_rule_hits_total", map[string]string{"rule": h.rule})
+			hits = append(hits, h)
+		}
+		if d, ok := sum(m, "fwagent_default_hits_total", nil); ok {
+			rate, _ := r.rate("fwagent_default_hits_total", nil)
+			hits = append(hits, hit{rule: "(default)", n: d, rate: rate})
+		}
+		// By rate when there is one, else by total; ties by name.
+		slices.SortFunc(hits, func(a, b hit) int {
+			return cmp.Or(cmp.Compare(b.rate, a.rate), cmp.Compare(b.n, a.n), strings.Compare(a.rule, b.rule))
+		})
+		var parts []string
+		for _, h := range hits[:min(r.top, len(hits))] {
+			if h.n == 0 {
+				break
+			}
+			p := fmt.Sprintf("%s %.0f", h.rule, h.n)
+			if r.after != nil {
+				p += fmt.Sprintf(" (%s/s)", formatRate(h.rate))
+			}
+			parts = append(parts, p)
+		}
+		if len(parts) == 0 {
+			parts = []string{"none yet"}
+		}
+		fmt.Fprintf(w, "top rules:  %s\n", strings.Join(parts, ", "))
+	}
+
+	fmt.Fprintf(w, "flows:      %.0f tracked, %.0f evicted, %.0f invalid\n",
+		r.value("fwagent_flows", nil), r.value("fwagent_flow_evictions_total", nil), r.value("fwagent_flow_invalid_total", nil))
+	fmt.Fprintf(w, "drop log:   %.0f events, %.0f shed, %.0f lost\n",
+		r.value("fwagent_droplog_events_total", nil), r.value("fwagent_droplog_shed_total", nil), r.value("fwagent_droplog_lost_total", nil))
+
+	// Policy.
+	ok := r.value("fwagent_policy_reloads_total", map[string]string{"result": "ok"})
+	failed := r.value("fwagent_policy_reloads_total", map[string]string{"result": "error"})
+	policy := fmt.Sprintf("generation %.0f, %.0f rules", r.value("fwagent_policy_generation", nil), r.value("fwagent_policy_rules", nil))
+	switch ts := r.value("fwagent_policy_last_reload_timestamp_seconds", nil); {
+	case ts == 0:
+		policy += "; not reloaded since start"
+	default:
+		when := time.Unix(0, int64(ts*1e9))
+		ago := r.now.Sub(when).Round(time.Second)
+		if r.value("fwagent_policy_last_reload_success", nil) == 1 {
+			policy += fmt.Sprintf("; last reload ok %s ago", ago)
+		} else {
+			msg := "?"
+			if s := series(m, "fwagent_policy_last_reload_error_info"); len(s) > 0 {
+				msg = s[0].labels["error"]
+			}
+			policy += fmt.Sprintf("; last reload FAILED %s ago, the previous policy stays in force: %s", ago, msg)
+		}
+		policy += fmt.Sprintf(" (%.0f ok, %.0f failed)", ok, failed)
+	}
+	fmt.Fprintf(w, "policy:     %s\n", policy)
+}
+
+// formatRate prints a rate with a precision that suits its size.
+func formatRate(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
