@@ -266,7 +266,7 @@ func rawClientHello(sni string, fix func(b []byte)) []byte {
 	)
 	body := concat(
 		[]byte{3, 3}, garbage(32), // version, random
-		[]byte{0},           // session id
+		[]byte{0},                  // session id
 		u16(2), []byte{0x13, 0x01}, // one cipher suite
 		[]byte{1, 0}, // null compression
 		u16(len(sniExt)), sniExt,
