@@ -32,7 +32,9 @@ func secondInstance(t *testing.T, secondArgs []string) {
 	first := startAgent(t, n.Server, policy)
 
 	second := &agent{ns: n.Server, stderr: newLineBuffer(), exited: make(chan struct{})}
-	args := append([]string{"run", "--policy", policy, "--log-file", t.TempDir() + "/second.jsonl"}, secondArgs...)
+	// Metrics off, so the second fails where the test expects it to: on the
+	// NFLOG group or the queue, not on the first agent's metrics port.
+	args := append([]string{"run", "--policy", policy, "--log-file", t.TempDir() + "/second.jsonl", "--metrics-addr", "off"}, secondArgs...)
 	second.cmd = n.Server.Command(t.Context(), agentBin, args...)
 	second.cmd.Stdout, second.cmd.Stderr = second.stderr, second.stderr
 	if err := second.cmd.Start(); err != nil {
@@ -83,7 +85,7 @@ func TestOverlappingRestart(t *testing.T) {
 	serveTCP(t, n.Server, 8081)
 	policy := writePolicy(t, lifecyclePolicy)
 	old := startAgent(t, n.Server, policy)
-	next := startAgent(t, n.Server, policy, "--queue-base", "5", "--log-group", "101")
+	next := startAgent(t, n.Server, policy, "--queue-base", "5", "--log-group", "101", "--metrics-addr", "off")
 
 	if code := old.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("old agent exit %d after SIGTERM", code)
