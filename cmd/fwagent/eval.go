@@ -73,7 +73,9 @@ type evalLine struct {
 	Log     bool   `json:"log,omitempty"`
 	Audit   bool   `json:"audit,omitempty"`
 	Offload bool   `json:"offload,omitempty"`
-	Error   string `json:"error,omitempty"`
+	// Mark is the packet mark a rule's mark: key sets (with accept).
+	Mark  uint32 `json:"mark,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 type summaryKey struct{ rule, verdict string }
@@ -187,6 +189,9 @@ func describe(n int, r pipeline.Result, p *packet.Packet, prog *policies.Program
 		Log:     r.Decision.Log,
 		Audit:   r.Decision.Audit,
 		Offload: r.Decision.Offload,
+	}
+	if r.Decision.SetMark {
+		l.Mark = r.Decision.Mark
 	}
 	if r.Decision.Rule != policies.NoRule {
 		l.Rule = prog.RuleName(r.Decision.Rule)
