@@ -49,7 +49,7 @@ func (s *shard) find(k *flowKey, h uint64) (pos uint64, idx uint32, ok bool) {
 		}
 		if v>>32 == tag {
 			idx := uint32(v) - 1
-			if s.entry(idx).key == *k {
+			if s.entry(idx).key.equal(k) {
 				return i, idx, true
 			}
 		}

@@ -60,6 +60,11 @@ func (k *flowKey) canonical() (swapped bool) {
 	return swapped
 }
 
+// equal compares word by word, inline; == on the struct calls memequal.
+func (k *flowKey) equal(o *flowKey) bool {
+	return k.w[0] == o.w[0] && k.w[1] == o.w[1] && k.w[2] == o.w[2] && k.w[3] == o.w[3] && k.w[4] == o.w[4]
+}
+
 func (k *flowKey) proto() uint8          { return uint8(k.w[4] >> 8) }
 func (k *flowKey) family() packet.Family { return packet.Family(k.w[4]) }
 func (k *flowKey) ports() (a, b uint16)  { return uint16(k.w[4] >> 48), uint16(k.w[4] >> 32) }
