@@ -51,7 +51,7 @@ rules:
     action: reject
 `
 
-func testShared(t *testing.T) *pipeline.Shared {
+func testShared(t testing.TB) *pipeline.Shared {
 	t.Helper()
 	pol, err := policies.Load("test.yaml", []byte(testPolicy), nil)
 	if err != nil {
@@ -68,7 +68,7 @@ func testShared(t *testing.T) *pipeline.Shared {
 	return pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: 42}, marks, nil)
 }
 
-func send(t *testing.T, w *pipeline.Worker, dport uint16, n int) {
+func send(t testing.TB, w *pipeline.Worker, dport uint16, n int) {
 	t.Helper()
 	b, err := packet.Build(packet.Spec{
 		Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"),
