@@ -148,6 +148,22 @@ func (h *harness) genCmd(ctx context.Context, server bool, args ...string) *exec
 	return h.pinned(ctx, ns, cpu, h.exe, append([]string{"gen"}, args...)...)
 }
 
+// latencyCmd runs the latency prober or echo server. With -rt-probe they
+// run SCHED_FIFO: they need almost no CPU, but at normal priority a probe
+// waits for the busy sender's (or sink's) time slice on the same core, and
+// the percentiles would measure the co-scheduling of the harness's own
+// tools, identical for every configuration, instead of the firewall path.
+func (h *harness) latencyCmd(ctx context.Context, server bool, args ...string) *exec.Cmd {
+	if !h.opt.rtProbe {
+		return h.genCmd(ctx, server, args...)
+	}
+	ns, cpu := h.client, h.opt.senderCPU
+	if server {
+		ns, cpu = h.server, h.opt.firewallCPU
+	}
+	return ns.Command(ctx, "chrt", append([]string{"-f", "10", "taskset", "-c", strconv.Itoa(cpu), h.exe, "gen"}, args...)...)
+}
+
 func (h *harness) addr(port int) string {
 	return netip.AddrPortFrom(h.serverIP, uint16(port)).String()
 }
@@ -248,6 +264,8 @@ type handler struct {
 	kind    string
 	p       *proc // nil for kernel only
 	logFile string
+	// metrics is fwagent's metrics unix socket, when it serves one.
+	metrics string
 	// close stops it and removes its rules; it returns the handler's last
 	// stderr lines.
 	closeFn func() error
@@ -333,6 +351,10 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 		hd.logFile = filepath.Join(h.tmp, c.name+".events.jsonl")
 		args := []string{"run", "--policy", pol, "--queues", strconv.Itoa(c.queues), "--workers", strconv.Itoa(h.opt.workers),
 			"--log-file", hd.logFile, "--fail-closed"}
+		if h.missingFlags(ctx, []string{"--metrics-addr"}) == "" {
+			hd.metrics = filepath.Join(h.tmp, c.name+".metrics.sock")
+			args = append(args, "--metrics-addr", "unix:"+hd.metrics)
+		}
 		args = append(args, c.args...)
 		args = append(args, h.opt.fwagentArgs...)
 		p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, fw, bin, args...), "msg=ready", readyTimeout)
@@ -467,7 +489,7 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 	defer sink.stop(5 * time.Second)
 	var echo, prober *proc
 	if probe {
-		if echo, err = startProc(ctx, "echo", h.genCmd(ctx, true, "echo", "-addr", h.addr(portEcho)), "ready", readyTimeout); err != nil {
+		if echo, err = startProc(ctx, "echo", h.latencyCmd(ctx, true, "echo", "-addr", h.addr(portEcho)), "ready", readyTimeout); err != nil {
 			return pt, err
 		}
 		defer echo.stop(5 * time.Second)
@@ -475,7 +497,7 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 	dur := h.opt.duration.String()
 	before := h.snap(hd)
 	if probe {
-		prober, err = startProc(ctx, "probe", h.genCmd(ctx, false, "probe", "-addr", h.addr(portEcho),
+		prober, err = startProc(ctx, "probe", h.latencyCmd(ctx, false, "probe", "-addr", h.addr(portEcho),
 			"-rate", fmt.Sprint(h.opt.probeRate), "-duration", dur, "-payload", strconv.Itoa(h.opt.payload)), "", 0)
 		if err != nil {
 			return pt, err
@@ -671,14 +693,23 @@ func (h *harness) dropLogRun(ctx context.Context, hd *handler) (DropLogPoint, er
 	pt.EventsPerSec = float64(pt.Written) / sent.Elapsed.Seconds()
 	pt.Queue = after.queue.sub(before.queue)
 	pt.HandlerCPUSec = after.handlerCPU - before.handlerCPU
-	// The reader's own counters come on its exit lines; stop it now (the
-	// deferred close is then a no-op) and read them.
+	// The reader's own counters: fwagent's metrics while it runs, else
+	// its exit lines (stop it now; the deferred close is then a no-op).
+	if hd.metrics != "" {
+		b, err := scrapeUnix(ctx, hd.metrics)
+		if err != nil {
+			return pt, err
+		}
+		pt.Reported = dropLogCounters(parsePromCounters(b, "fwagent_"))
+	}
 	if hd.p != nil {
 		_ = hd.p.stop(15 * time.Second)
-		pt.Reported = reportedCounters(hd.p.StderrLines())
+		if pt.Reported == nil {
+			pt.Reported = reportedCounters(hd.p.StderrLines())
+		}
 	}
 	acc := int64(pt.Written) + int64(pt.Queue.QueueDropped+pt.Queue.UserDropped)
-	for _, k := range []string{"shed", "lost"} {
+	for _, k := range []string{"shed", "limited", "lost"} {
 		acc += int64(pt.Reported[k])
 	}
 	pt.Unaccounted = int64(pt.Offered) - acc
@@ -692,7 +723,7 @@ func (h *harness) dropLogRun(ctx context.Context, hd *handler) (DropLogPoint, er
 func reportedCounters(lines []string) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, line := range lines {
-		for _, k := range []string{"received", "written", "shed", "lost", "errors"} {
+		for _, k := range []string{"received", "written", "shed", "limited", "lost", "errors"} {
 			if v, ok := parseKV(line, k); ok {
 				out[k] = v
 			}

@@ -60,6 +60,7 @@ type options struct {
 	firewallCPU  int
 	nice         int
 	fwagentBin   string
+	rtProbe      bool
 }
 
 func parseFlags(args []string) (options, error) {
@@ -83,6 +84,7 @@ func parseFlags(args []string) (options, error) {
 	// Other work on the machine (a busy CI box, other tests) steals the
 	// pinned cores from the measured processes; a raised priority, the
 	// same for every configuration, keeps that noise out of the ratios.
+	fs.BoolVar(&o.rtProbe, "rt-probe", true, "run the latency prober and echo server SCHED_FIFO (chrt -f 10), so probes do not wait for the sender's or sink's time slice")
 	fs.StringVar(&o.fwagentBin, "fwagent-bin", "", "use this fwagent binary instead of building ./cmd/fwagent")
 	fs.IntVar(&o.nice, "nice", -10, "nice level of every process the harness starts (sender, handler, sink)")
 	if err := fs.Parse(args); err != nil {
@@ -161,7 +163,7 @@ func run(ctx context.Context, log *slog.Logger, opt options) error {
 
 	res := Results{Machine: machine(ctx), Method: Method{
 		DurationSec: opt.duration.Seconds(), Flows: opt.flows, Payload: opt.payload, ProbeRate: opt.probeRate,
-		Queues: opt.queues, Workers: opt.workers, SenderCPU: opt.senderCPU, FirewallCPU: opt.firewallCPU, Nice: opt.nice,
+		Queues: opt.queues, Workers: opt.workers, SenderCPU: opt.senderCPU, FirewallCPU: opt.firewallCPU, Nice: opt.nice, RTProbe: opt.rtProbe,
 	}}
 	res.Commands = append(res.Commands, "go run ./bench/e2e "+strings.Join(os.Args[1:], " "))
 	for _, name := range opt.configs {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -151,4 +152,43 @@ func BenchmarkParseNfqueue(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestParsePromCounters(t *testing.T) {
+	in := `# HELP fwagent_droplog_shed_total x
+# TYPE fwagent_droplog_shed_total counter
+fwagent_droplog_shed_total 12
+fwagent_droplog_events_total 3.5e+06
+fwagent_queue_kernel_dropped_total{queue="0",reason="queue_full"} 7
+fwagent_queue_kernel_dropped_total{queue="1",reason="queue_full"} 3 1700000000000
+fwagent_flows 9
+other_metric 1
+fwagent_broken{a="}" 
+fwagent_bad_value x
+`
+	got := parsePromCounters([]byte(in), "fwagent_")
+	want := map[string]float64{"droplog_shed": 12, "droplog_events": 3.5e6, "queue_kernel_dropped": 10, "flows": 9}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	dl := dropLogCounters(got)
+	if dl["shed"] != 12 || dl["written"] != 3500000 || len(dl) != 2 {
+		t.Errorf("dropLogCounters = %v", dl)
+	}
+}
+
+func FuzzParsePromCounters(f *testing.F) {
+	f.Add([]byte("fwagent_x_total{a=\"b\"} 1\nfwagent_y 2 123\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for k := range parsePromCounters(b, "fwagent_") {
+			if strings.ContainsAny(k, "{} \n") {
+				t.Fatalf("name %q kept label or space characters", k)
+			}
+		}
+	})
 }

@@ -128,6 +128,7 @@ type Method struct {
 	SenderCPU   int     `json:"sender_cpu"`
 	FirewallCPU int     `json:"firewall_cpu"`
 	Nice        int     `json:"nice"`
+	RTProbe     bool    `json:"rt_probe"`
 }
 
 // Bar is one acceptance criterion from the issue, evaluated.

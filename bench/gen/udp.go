@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
 	"time"
 	"unsafe"
@@ -39,23 +40,29 @@ type SendResult struct {
 	// Skipped counts packets a paced sender did not send because it fell
 	// more than maxLag behind its schedule (its core was taken from it);
 	// they are not offered, so PPS is below the rate asked for.
-	Skipped uint64        `json:"skipped"`
-	Elapsed time.Duration `json:"elapsed_ns"`
+	Skipped uint64 `json:"skipped"`
+	// FirstError is the first failed sendmmsg's errno, if any.
+	FirstError string        `json:"first_error,omitempty"`
+	Elapsed    time.Duration `json:"elapsed_ns"`
 	// PPS is Sent over Elapsed: the offered load, measured.
 	PPS float64 `json:"pps"`
 }
 
-// pacingSleep is how long the sender naps when it is ahead of its rate. The
-// napping is what leaves the sender core to the latency prober at fixed
-// rates; the burst it causes is rate × nap, well inside any queue.
-const pacingSleep = 50 * time.Microsecond
+// pace is what the sender does when it is ahead of its rate: it spins
+// (yielding to other goroutines) rather than sleeps. A sleeping sender on a
+// busy machine is woken late — often by more than maxLag — and its offered
+// rate falls below what was asked for; a spinning one keeps its core. The
+// latency prober on the same core runs at a real-time priority, so the
+// spinning does not delay it.
+func pace() { runtime.Gosched() }
 
 // maxLag is how far a paced sender may fall behind its schedule and still
-// catch up. A sender that was descheduled for 50 ms and then sent the
-// backlog back to back would offer a burst far above its rate and measure
-// a queue's burst tolerance instead of its throughput; beyond maxLag the
-// backlog is skipped and counted.
-const maxLag = time.Millisecond
+// catch up (at 150k pps, 1,500 packets: well inside a 4,096-packet queue).
+// A sender that was descheduled for 50 ms and then sent the backlog back to
+// back would offer a burst far above its rate and measure a queue's burst
+// tolerance instead of its throughput; beyond maxLag the backlog is skipped
+// and counted.
+const maxLag = 10 * time.Millisecond
 
 // Send runs one open-loop UDP stream and reports what it sent. It stops at
 // the end of cfg.Duration or when ctx ends.
@@ -108,7 +115,7 @@ func Send(ctx context.Context, cfg SendConfig) (SendResult, error) {
 				due = maxDue
 			}
 			if due <= 0 {
-				time.Sleep(pacingSleep)
+				pace()
 				continue
 			}
 			n = int(min(due, int64(cfg.Batch)))
@@ -128,6 +135,9 @@ func Send(ctx context.Context, cfg SendConfig) (SendResult, error) {
 		if errno != 0 {
 			// ENOBUFS and ECONNREFUSED (an ICMP error from an earlier
 			// datagram) are what overload looks like; count and go on.
+			if res.Errors == 0 {
+				res.FirstError = errno.Error()
+			}
 			res.Errors++
 			continue
 		}
