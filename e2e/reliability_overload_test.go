@@ -72,7 +72,9 @@ const overloadNice = "10"
 func TestOverload(t *testing.T) {
 	requireKernelTools(t)
 	testnet.RequireCommands(t, "taskset", "nice")
-	t.Parallel()
+	// Not parallel: a flood that takes a core for seconds would skew the
+	// timing of every other test in the package (rate limits, drop
+	// waits); Go runs the sequential tests before the parallel ones.
 	// One after the other: both would fight for the same core.
 	for _, tc := range []struct {
 		name     string
