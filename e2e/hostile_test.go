@@ -116,6 +116,8 @@ func TestHostilePackets(t *testing.T) {
 			dns := serveUDP(t, n.Server, 53)
 			big := serveUDP(t, n.Server, 9000)
 			bigDenied := serveUDP(t, n.Server, 9001)
+			nft(t, n.Server, "-f", writePolicy(t, testOwnedTable))
+			owned := nft(t, n.Server, "-j", "list", "table", "inet", "testowned")
 			margs, sock := metricsArgs(t)
 			a := startAgent(t, n.Server, writePolicy(t, fmt.Sprintf(hostilePolicy, onError)),
 				append([]string{"--workers", "0"}, margs...)...)
@@ -276,6 +278,9 @@ func TestHostilePackets(t *testing.T) {
 			tcpEcho(t, n.Client, netip.AddrPortFrom(n.Server.Addr6(), 8443))
 			if !a.alive() {
 				t.Fatal("agent died")
+			}
+			if now := nft(t, n.Server, "-j", "list", "table", "inet", "testowned"); now != owned {
+				t.Errorf("the host's own table changed:\nbefore %s\nafter  %s", owned, now)
 			}
 			if strings.Contains(a.stderr.String(), "panic") {
 				t.Errorf("the agent logged a panic:\n%s", a.stderr.String())

@@ -60,8 +60,9 @@ func pinThread(cpu int) error {
 // core. Measured on the 2-core CI machine: at 0 and 4 the agent keeps up
 // with the sender (deciding a packet costs it less than sending one costs the
 // sender); at 10 it decides about a third of what is offered, at 14 a
-// sixth, at 19 an eighth.
-const overloadNice = "10"
+// sixth, at 19 an eighth. 12 leaves a margin for a busy machine (other
+// tests compete for the cores too) while keeping the agent working.
+const overloadNice = "12"
 
 // TestOverload floods the agent with UDP from many flows at the sender's
 // full rate while the agent shares the sender's core at a lower priority,
@@ -104,6 +105,9 @@ func overload(t *testing.T, failOpen bool, extra []string) {
 	go func() { sinkDone <- sink.Run(sinkCtx) }()
 	t.Cleanup(stopSink)
 
+	// A table of the host's own that the agent must leave alone.
+	nft(t, n.Server, "-f", writePolicy(t, testOwnedTable))
+	owned := nft(t, n.Server, "-j", "list", "table", "inet", "testowned")
 	margs, sock := metricsArgs(t)
 	logFile := filepath.Join(t.TempDir(), "events.jsonl")
 	// A long kernel queue: the socket buffer overflows before the queue
@@ -195,7 +199,7 @@ func overload(t *testing.T, failOpen bool, extra []string) {
 		kdrop := after.sum("fwagent_queue_kernel_dropped_total") - before.sum("fwagent_queue_kernel_dropped_total")
 		t.Logf("agent decided %.0f (offered/decided %.1f); enobufs +%.0f, fail-open estimate +%.0f, kernel dropped +%.0f",
 			decided, float64(res.Sent)/max(decided, 1), enobufs, failopen, kdrop)
-		if float64(res.Sent) < 1.5*decided {
+		if float64(res.Sent) < 1.3*decided {
 			t.Errorf("offered %d, decided %.0f: no overload to test (lower the agent's priority further)", res.Sent, decided)
 		}
 		if enobufs+failopen+kdrop == 0 {
@@ -220,6 +224,9 @@ func overload(t *testing.T, failOpen bool, extra []string) {
 		t.Errorf("fail-open: the sink got %d of %d", got.Packets, res.Sent)
 	}
 
+	if now := nft(t, n.Server, "-j", "list", "table", "inet", "testowned"); now != owned {
+		t.Errorf("the host's own table changed under overload:\nbefore %s\nafter  %s", owned, now)
+	}
 	// Back to normal: the policy decides again.
 	tcpEcho(t, n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8080))
 	if c, err := dialTCP(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8081), 0, dropWait); err == nil {
