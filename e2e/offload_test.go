@@ -96,7 +96,7 @@ func TestOffload(t *testing.T) {
 		args []string
 	}{
 		{"default mask", rules.DefaultMarkMask, nil},
-		{"custom mask", 0x0ff00000, []string{"--mark-mask", "0x0ff00000"}},
+		{"custom mask", 0x1ff00000, []string{"--mark-mask", "0x1ff00000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := testnet.New(t)

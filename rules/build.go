@@ -30,6 +30,7 @@ const (
 	RuleLoopback      = "loopback"
 	RuleICMPv6ND      = "icmpv6-nd"
 	RuleEstablished   = "established"
+	RuleRelated       = "related"
 	RuleQueue         = "queue"
 	logPrefixBase     = "fwagent:"
 	icmpv6NDFirst     = 133 // router solicitation (RFC 4861)
@@ -118,7 +119,8 @@ func chainRules(cfg Config, h policies.Hook, kind QueueKind) []rule {
 		rs = append(rs, rule{RuleICMPv6ND, []stmt{l4proto(unix.IPPROTO_ICMPV6), icmpv6TypeRange{icmpv6NDFirst, icmpv6NDLast}, verdict(expr.VerdictAccept)}})
 	}
 	rs = append(rs,
-		rule{RuleEstablished, []stmt{ctEstablished{}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
+		rule{RuleEstablished, []stmt{ctState{expr.CtStateBitESTABLISHED, "established"}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
+		rule{RuleRelated, []stmt{ctState{expr.CtStateBitRELATED, "related"}, markSet{keep: ^m.RelatedBit(), set: m.RelatedBit()}}},
 		rule{RuleQueue, []stmt{queueStmt{kind: kind, base: cfg.QueueBase, total: cfg.queues(), bypass: cfg.Bypass, fanout: cfg.CPUFanout && cfg.queues() > 1}}},
 	)
 	return rs
@@ -286,17 +288,21 @@ func (s ifIndex) text() string {
 	return fmt.Sprintf("%s %d", name, s.index)
 }
 
-type ctEstablished struct{}
+// ctState matches one conntrack state bit.
+type ctState struct {
+	bit  uint32
+	name string
+}
 
-func (ctEstablished) exprs() []expr.Any {
+func (c ctState) exprs() []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(expr.CtStateBitESTABLISHED), Xor: u32(0)},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(c.bit), Xor: u32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: u32(0)},
 	}
 }
 
-func (ctEstablished) text() string { return "ct state established" }
+func (c ctState) text() string { return "ct state " + c.name }
 
 type logStmt struct {
 	prefix string

@@ -201,7 +201,7 @@ func TestInstallBatchShape(t *testing.T) {
 // TestChainRules pins the order and presence of the rules per hook and flag.
 func TestChainRules(t *testing.T) {
 	marks := []string{RuleDropLog, RuleRejectTCP, RuleReject, RuleRejectLogTCP, RuleRejectLog, RuleAcceptLog, RuleWouldDrop, RuleWouldReject, RuleOffloadSet, RuleOffload}
-	tail := []string{RuleEstablished, RuleQueue}
+	tail := []string{RuleEstablished, RuleRelated, RuleQueue}
 	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
 	tests := []struct {
 		hook          policies.Hook
@@ -239,7 +239,7 @@ func TestRenderText(t *testing.T) {
 			"chain input {\n\t\ttype filter hook input priority 0; policy accept;\n",
 			`meta mark & 0x00070000 == 0x00010000 log prefix "fwagent:drop" group 100 drop comment "droplog"`,
 			`meta mark & 0x00070000 == 0x00030000 meta l4proto tcp log prefix "fwagent:reject" group 100 reject with tcp reset comment "rejectlog-tcp"`,
-			`meta mark & 0xfff70000 == 0x00070000 ct mark set ct mark & 0x0000ffff | 0x00070000 meta mark set meta mark & 0x0000ffff accept comment "offload-set"`,
+			`meta mark & 0xffe70000 == 0x00070000 ct mark set ct mark & 0x0000ffff | 0x00070000 meta mark set meta mark & 0x0000ffff accept comment "offload-set"`,
 			`ct mark & 0xffff0000 == 0x00070000 accept comment "offload"`,
 			`iif lo accept comment "loopback"`,
 			`meta l4proto ipv6-icmp icmpv6 type 133-137 accept comment "icmpv6-nd"`,
@@ -247,11 +247,11 @@ func TestRenderText(t *testing.T) {
 			`queue flags bypass to 0 comment "queue"`,
 		}, []string{"forward", "output", "xt target"}},
 		{"generation and log group", func(c *Config) { c.Generation, c.LogGroup = 5, 7 }, []string{
-			`meta mark & 0xfff70000 == 0x00570000 ct mark set`,
-			`ct mark & 0xffff0000 == 0x00570000 accept`,
+			`meta mark & 0xffe70000 == 0x00a70000 ct mark set`,
+			`ct mark & 0xffff0000 == 0x00a70000 accept`,
 			`group 7 drop`,
 		}, []string{"group 100"}},
-		{"generation wraps at MaxID", func(c *Config) { c.Generation = 4096 + 5 }, []string{`== 0x00570000 accept comment "offload"`}, nil},
+		{"generation wraps at MaxID", func(c *Config) { c.Generation = 2048 + 5 }, []string{`== 0x00a70000 accept comment "offload"`}, nil},
 		{"fail closed fanout", func(c *Config) { c.Bypass, c.QueueBase, c.Queues, c.CPUFanout = false, 8, 2, true }, []string{`queue flags fanout to 8-9 comment "queue"`}, []string{"bypass"}},
 		{"fanout needs two queues", func(c *Config) { c.CPUFanout = true }, []string{`queue flags bypass to 0 comment`}, []string{"fanout"}},
 		{"xt as comment", func(c *Config) { c.QueueKind = QueueXT }, []string{"\t\t# xt target NFQUEUE (nft syntax cannot express it), equivalent to: queue flags bypass to 0"}, []string{"\t\tqueue"}},

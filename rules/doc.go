@@ -31,6 +31,7 @@
 //  6. offload:       ct mark & Mask == OffloadConnmark(gen) -> accept
 //  7. host essentials (see below)
 //  8. established:   ct state established -> meta mark |= EstablishedBit
+//     related:       ct state related -> meta mark |= RelatedBit
 //  9. queue:         queue to B..B+N-1 [fanout] [bypass]
 //
 // Rules 1-5 only match packets the agent sent back with NF_REPEAT and a mark

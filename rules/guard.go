@@ -11,7 +11,8 @@ import (
 // when something outside the agent deleted or changed it (see Verify). It
 // blocks; run it in its own goroutine. A failed check or repair is logged
 // and retried at the next tick, since giving up would leave the host
-// unfiltered. It returns ctx.Err().
+// unfiltered. It returns ctx.Err(), or ErrTableReplaced when another agent's
+// table has taken the place of this one.
 func (t *Table) Guard(ctx context.Context, interval time.Duration, log *slog.Logger) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -28,6 +29,15 @@ func (t *Table) Guard(ctx context.Context, interval time.Duration, log *slog.Log
 		if !errors.Is(err, ErrTableChanged) {
 			log.Warn("nft table check failed", "err", err)
 			continue
+		}
+		t.mu.Lock()
+		own, oerr := t.owner()
+		t.mu.Unlock()
+		if oerr == nil && own == tableReplaced {
+			// Another agent installed its own table over ours (see owner):
+			// it filters now, and rebuilding ours would fight it.
+			log.Warn("nft table replaced by another agent; no longer guarding it")
+			return ErrTableReplaced
 		}
 		log.Warn("nft table changed outside the agent, reinstalling", "reason", err)
 		if err := t.Reinstall(); err != nil {

@@ -145,6 +145,10 @@ func (t *Table) readHandles(ch *nftables.Chain, want []rule) (map[string]uint64,
 // of the host's nftables service, an operator) deleted or edited it.
 var ErrTableChanged = errors.New("rules: table inet " + TableName + " changed outside the agent")
 
+// ErrTableReplaced reports that the `inet fwagent` table in the kernel is no
+// longer the one this Table installed: another agent has replaced it.
+var ErrTableReplaced = errors.New("rules: table inet " + TableName + " was replaced by another agent")
+
 // Verify checks that every chain still holds the rules Install created, in
 // order, under the same handles. It returns an error wrapping
 // ErrTableChanged if not: the host is then no longer filtered as configured
@@ -247,6 +251,14 @@ func (t *Table) SetGeneration(gen uint32) error {
 func (t *Table) Remove() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	switch own, err := t.owner(); {
+	case err != nil:
+		return err
+	case own == tableGone:
+		return nil
+	case own == tableReplaced:
+		return ErrTableReplaced
+	}
 	t.conn.DelTable(t.table)
 	if err := t.conn.Flush(); err != nil {
 		if isErrno(err, unix.ENOENT) {

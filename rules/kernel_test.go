@@ -369,7 +369,7 @@ func TestProbe(t *testing.T) {
 // compares the two listings rule by rule. Only the queue rule differs: nft
 // cannot write the xt target, so Render leaves it as a comment.
 func TestRenderLoadsLikeInstall(t *testing.T) {
-	m, err := NewMarks(0x0ff00000)
+	m, err := NewMarks(0x1ff00000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestRenderLoadsLikeInstall(t *testing.T) {
 			c.AcceptLoopback, c.AcceptICMPv6ND = false, false
 		}},
 		{"low mask", func(c *Config) {
-			lm, err := NewMarks(0x0000ff00)
+			lm, err := NewMarks(0x0001ff00)
 			if err != nil {
 				t.Fatal(err)
 			}

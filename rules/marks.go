@@ -26,8 +26,9 @@ const (
 	MarkOffload        MarkAction = 7 // set the offload connmark for the flow, accept
 	markActionBits                = 3
 	markActionMask     uint32     = 1<<markActionBits - 1
-	markEstablishedBit uint32     = 1 << markActionBits // kernel conntrack says established
-	markIDShift                   = markActionBits + 1
+	markEstablishedBit uint32     = 1 << markActionBits       // kernel conntrack says established
+	markRelatedBit     uint32     = 1 << (markActionBits + 1) // kernel conntrack says related
+	markIDShift                   = markActionBits + 2
 )
 
 // String is the event name used in log prefixes and JSON events.
@@ -55,11 +56,13 @@ func (a MarkAction) String() string {
 //	bits 0-2  action code (MarkAction)
 //	bit  3    established (set by a kernel rule before the queue rule, from
 //	          the kernel's conntrack, so flows older than the agent survive)
-//	bits 4-   an ID: the deciding rule's log ID (rule index + 1, 0 for a
+//	bit  4    related (likewise: ICMP errors about flows the kernel tracks,
+//	          e.g. the host's own outgoing flows the agent never queued)
+//	bits 5-   an ID: the deciding rule's log ID (rule index + 1, 0 for a
 //	          default) with log actions; the policy generation with
 //	          MarkOffload and in the conntrack mark
 //
-// In the conntrack mark the same field holds MarkOffload | generation<<4.
+// In the conntrack mark the same field holds MarkOffload | generation<<5.
 type Marks struct {
 	Mask  uint32
 	shift uint
@@ -67,7 +70,7 @@ type Marks struct {
 }
 
 // NewMarks validates a mark mask: contiguous bits, wide enough for the action
-// code, the established bit and at least 4 bits of ID.
+// code, the established and related bits and at least 4 bits of ID.
 func NewMarks(mask uint32) (Marks, error) {
 	if mask == 0 {
 		return Marks{}, fmt.Errorf("rules: mark mask is zero")
@@ -95,6 +98,13 @@ func (m Marks) Action(a MarkAction) uint32 { return uint32(a) << m.shift }
 // EstablishedBit is the bit the kernel sets for flows it already tracks as
 // established.
 func (m Marks) EstablishedBit() uint32 { return markEstablishedBit << m.shift }
+
+// RelatedBit is the bit the kernel sets for packets its conntrack sees as
+// related to a flow it tracks (ICMP errors quoting it).
+func (m Marks) RelatedBit() uint32 { return markRelatedBit << m.shift }
+
+// Related reports whether the kernel marked the packet as related.
+func (m Marks) Related(mark uint32) bool { return mark&m.RelatedBit() != 0 }
 
 // IDMask selects the ID in a mark.
 func (m Marks) IDMask() uint32 { return (m.Mask >> (m.shift + markIDShift)) << (m.shift + markIDShift) }

@@ -11,12 +11,12 @@ func TestNewMarks(t *testing.T) {
 		errSub string
 		maxID  uint32
 	}{
-		{DefaultMarkMask, "", 1<<12 - 1},
-		{0x0000ff00, "", 15},
-		{0xffffffff, "", 1<<28 - 1},
+		{DefaultMarkMask, "", 1<<11 - 1},
+		{0x0001ff00, "", 15},
+		{0xffffffff, "", 1<<27 - 1},
 		{0, "zero", 0},
 		{0x00ff00ff, "contiguous", 0},
-		{0x0000007f, "need at least 8", 0},
+		{0x000000ff, "need at least 9", 0},
 	}
 	for _, tt := range tests {
 		m, err := NewMarks(tt.mask)
@@ -43,10 +43,10 @@ func TestMarksEncode(t *testing.T) {
 		want   uint32
 		wantID uint32
 	}{
-		{"drop log rule 1", 0, MarkDropLog, 1, 0x00110000, 1},
-		{"keeps foreign bits, clears ours", 0xabcd_1234, MarkReject, 2, 0x0022_1234, 2},
-		{"clamps id", 0, MarkAcceptLog, 1 << 20, 0xfff40000, 4095},
-		{"none", 0x0008_0001, MarkNone, 0, 0x0000_0001, 0},
+		{"drop log rule 1", 0, MarkDropLog, 1, 0x00210000, 1},
+		{"keeps foreign bits, clears ours", 0xabcd_1234, MarkReject, 2, 0x0042_1234, 2},
+		{"clamps id", 0, MarkAcceptLog, 1 << 20, 0xffe40000, 2047},
+		{"none", 0x0018_0001, MarkNone, 0, 0x0000_0001, 0},
 	}
 	for _, tt := range tests {
 		got := m.Encode(tt.old, tt.a, tt.id)
@@ -61,13 +61,16 @@ func TestMarksEncode(t *testing.T) {
 	if _, est, _ := m.Decode(0x00080000); !est {
 		t.Error("established bit not decoded")
 	}
-	if m.EstablishedBit() != 0x00080000 || m.ActionMask() != 0x00070000 || m.IDMask() != 0xfff00000 {
-		t.Errorf("masks: est %#x act %#x id %#x", m.EstablishedBit(), m.ActionMask(), m.IDMask())
+	if !m.Related(0x00100000) || m.Related(0x00080000) {
+		t.Error("related bit not decoded on its own")
+	}
+	if m.EstablishedBit() != 0x00080000 || m.RelatedBit() != 0x00100000 || m.ActionMask() != 0x00070000 || m.IDMask() != 0xffe00000 {
+		t.Errorf("masks: est %#x rel %#x act %#x id %#x", m.EstablishedBit(), m.RelatedBit(), m.ActionMask(), m.IDMask())
 	}
 }
 
 func TestOffloadMark(t *testing.T) {
-	m, err := NewMarks(0x0000ff00) // MaxID 15
+	m, err := NewMarks(0x0001ff00) // MaxID 15
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +106,7 @@ func TestMarksZeroAlloc(t *testing.T) {
 // outside the mask survive, and what Encode writes Decode reads back.
 func FuzzMarks(f *testing.F) {
 	f.Add(DefaultMarkMask, uint32(0), uint32(1), uint32(1))
-	f.Add(uint32(0x0000ff00), uint32(0xffffffff), uint32(7), uint32(99))
+	f.Add(uint32(0x0001ff00), uint32(0xffffffff), uint32(7), uint32(99))
 	f.Add(uint32(0xffffffff), uint32(0x12345678), uint32(3), uint32(1<<30))
 	f.Fuzz(func(t *testing.T, mask, old, action, id uint32) {
 		m, err := NewMarks(mask)
@@ -123,7 +126,7 @@ func FuzzMarks(f *testing.F) {
 		if v&m.ActionMask() != m.Action(a) {
 			t.Fatalf("mask %#x: action bits %#x, want %#x", mask, v&m.ActionMask(), m.Action(a))
 		}
-		if m.ActionMask()|m.EstablishedBit()|m.IDMask() != mask {
+		if m.ActionMask()|m.EstablishedBit()|m.RelatedBit()|m.IDMask() != mask {
 			t.Fatalf("mask %#x: fields do not tile the mask", mask)
 		}
 		if m.OffloadConnmark(id)&^mask != 0 {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -199,16 +200,19 @@ func Run(ctx context.Context, cfg Config) error {
 	guardDone := make(chan struct{})
 	go func() {
 		defer close(guardDone)
-		if err := a.table.Guard(guardCtx, 5*time.Second, a.log); err != nil && guardCtx.Err() == nil {
+		if err := a.table.Guard(guardCtx, 5*time.Second, a.log); err != nil && guardCtx.Err() == nil && !errors.Is(err, rules.ErrTableReplaced) {
 			a.log.Error("table guard stopped", "err", err)
 		}
 	}()
 	defer func() {
 		stopGuard()
 		<-guardDone
-		if err := a.table.Remove(); err != nil {
+		switch err := a.table.Remove(); {
+		case errors.Is(err, rules.ErrTableReplaced):
+			a.log.Warn("nft table replaced by another agent; leaving it in place")
+		case err != nil:
 			a.log.Error("remove nft table", "err", err)
-		} else {
+		default:
 			a.log.Info("nft table removed")
 		}
 	}()

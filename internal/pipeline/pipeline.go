@@ -154,11 +154,22 @@ func (w *Worker) process(data []byte, m Meta) Result {
 		in.State = conntrack.StateEstablished
 	}
 
+	// The kernel's conntrack saw the flows the agent did not queue (the
+	// host's own outgoing traffic when only input is filtered, flows older
+	// than the agent): an ICMP error it calls related is related.
+	kernelRelated := s.marks.Related(m.Mark)
+	if kernelRelated {
+		in.State = conntrack.StateRelated
+	}
+
 	var flow conntrack.Result
 	tracked := s.flows != nil
 	if tracked {
 		flow = s.flows.TrackAt(&w.pkt, len(data), kernelEstablished, m.Now)
 		in.State = flow.State
+		if kernelRelated && flow.State != conntrack.StateEstablished {
+			in.State = conntrack.StateRelated
+		}
 		if flow.HasCache && flow.Cache.Gen == pol.Gen {
 			r.Decision, r.Cached = decodeCache(flow.Cache.Value, m.Hook, flow.Reply, flow.State)
 		}
