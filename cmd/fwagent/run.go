@@ -38,6 +38,9 @@ type runFlags struct {
 	table       tableFlags
 	policy      string
 	workers     int
+	reader      string
+	batch       int
+	blocking    bool
 	logFile     string
 	logs        logFlags
 	queueMaxLen uint32
@@ -76,11 +79,14 @@ CAP_NET_ADMIN.`,
 	fl.StringVar(&f.policy, "policy", "", "policy file (required)")
 	f.table.register(fl)
 	fl.IntVar(&f.workers, "workers", runtime.GOMAXPROCS(0), "pipeline workers (0: decide on each queue's reader)")
+	fl.StringVar(&f.reader, "reader", verdict.DefaultReader, "queue reader: batch (recvmmsg, one verdict write per read) or nfqueue (go-nfqueue's loop)")
+	fl.IntVar(&f.batch, "batch", 64, "most packets one read takes (batch reader)")
+	fl.BoolVar(&f.blocking, "blocking-read", false, "block in recvmmsg instead of parking in the netpoller (batch reader)")
 	fl.StringVar(&f.logFile, "log-file", "", "append JSON drop events to this file instead of stdout")
 	f.logs.register(fl)
 	fl.Uint32Var(&f.queueMaxLen, "queue-maxlen", 4096, "kernel queue length per queue")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fl.IntVar(&f.maxFlows, "max-flows", 0, "cap on tracked flows (0: 262144); at the cap the oldest flows are evicted")
+	fl.IntVar(&f.maxFlows, "max-flows", 0, "cap on tracked flows (0: 262144); at the cap a new flow evicts an expired one, else one never answered, else the nearest to expiry")
 	fl.BoolVar(&f.insecure, "allow-insecure-policy-perms", false, "read a policy or set file that group or others may write, or that another user owns")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", metrics.DefaultAddr, `serve /metrics, /healthz, /readyz here: host:port, unix:PATH or /PATH (a unix socket), "off" for none`)
 	fl.BoolVar(&f.watch, "watch-policy", true, "reload when the policy or its set files change on disk (debounced 500ms)")
@@ -121,7 +127,13 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 	}
 	cfg.Rules = rc
 	cfg.PolicyPath = f.policy
-	cfg.Verdict = verdict.Config{Workers: f.workers, MaxQueueLen: f.queueMaxLen}
+	if f.reader != verdict.ReaderBatch && f.reader != verdict.ReaderNfqueue {
+		return cfg, nop, usagef("run: --reader %q: want %s or %s", f.reader, verdict.ReaderBatch, verdict.ReaderNfqueue)
+	}
+	if f.batch < 1 || f.batch > 1024 {
+		return cfg, nop, usagef("run: --batch %d: want 1 to 1024", f.batch)
+	}
+	cfg.Verdict = verdict.Config{Workers: f.workers, MaxQueueLen: f.queueMaxLen, Reader: f.reader, Batch: f.batch, BlockingRead: f.blocking}
 	if f.maxFlows < 0 {
 		return cfg, nop, usagef("run: --max-flows must not be negative")
 	}
