@@ -119,7 +119,10 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 	enc := json.NewEncoder(out)
 
 	summary := map[summaryKey]*summaryRow{}
-	var t0 int64
+	var (
+		t0, last int64
+		started  bool
+	)
 	for {
 		fr, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -128,10 +131,19 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 		if err != nil {
 			return fmt.Errorf("eval: %s: %w", capPath, err)
 		}
-		ts := fr.Timestamp.UnixNano()
-		if t0 == 0 {
-			t0 = ts
+		// Limits and flow timeouts run on the capture's clock, counted from
+		// its first packet. A packet without a timestamp (pcapng simple
+		// packet block) arrives with the one before it. Whether t0 is set is
+		// its own flag: a capture may start at the Unix epoch (the drop-log
+		// pcap sink writes unknown times as 0).
+		ts := last
+		if !fr.Timestamp.IsZero() {
+			ts = fr.Timestamp.UnixNano()
 		}
+		if !started {
+			t0, started = ts, true
+		}
+		last = ts
 		r := w.Process(fr.Data, pipeline.Meta{Hook: hook, InIf: f.iif, OutIf: f.oif, Now: ts - t0 + 1})
 		// Numbered like Wireshark: frames the reader skipped (ARP, ...) count.
 		line := describe(fr.Index+1, r, w.Packet(), prog, hook, len(fr.Data))

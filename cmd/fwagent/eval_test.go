@@ -2,12 +2,18 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/fwagent/fwagent/internal/capture"
+	"github.com/fwagent/fwagent/internal/packet"
 )
 
 // lateL7CacheBug: the pipeline keeps one cached decision per flow, and a
@@ -378,6 +384,47 @@ func TestEvalErrors(t *testing.T) {
 		code, out, errOut := fwagent(t, c.args...)
 		if code != c.code || !strings.Contains(errOut, c.msg) || out != "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and %q", c.args, code, out, errOut, c.code, c.msg)
+		}
+	}
+}
+
+// TestEvalCaptureClock: limits run on the capture's timestamps, counted from
+// its first packet, even when that packet is at the Unix epoch.
+func TestEvalCaptureClock(t *testing.T) {
+	dir := t.TempDir()
+	pol := writeFile(t, dir, "p.yaml", `version: 1
+default: {input: drop}
+rules:
+  - name: ping
+    match: {proto: icmp, icmp_type: echo-request}
+    limit: {rate: 1/m, burst: 1}
+    action: accept
+`)
+	var buf bytes.Buffer
+	w, err := capture.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dst := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	for i, at := range []time.Duration{0, 0, 2 * time.Minute, 2 * time.Minute} {
+		p, err := packet.Build(packet.Spec{Src: src, Dst: dst, Proto: packet.ProtoICMP, ICMPType: 8, ICMPID: 1, ICMPSeq: uint16(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(time.Unix(0, 0).Add(at), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	capFile := writeFile(t, dir, "c.pcap", buf.String())
+	code, out, errOut := fwagent(t, "eval", "--json", "--policy", pol, capFile)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := evalLines(t, out)
+	// One token a minute: the first of each pair takes it.
+	for n, want := range map[int]string{1: "ping", 2: "default", 3: "ping", 4: "default"} {
+		if lines[n].Rule != want {
+			t.Errorf("packet %d: rule %q, want %q", n, lines[n].Rule, want)
 		}
 	}
 }
