@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,18 +43,47 @@ func ParseAddr(addr string) (network, address string, ok bool, err error) {
 	return "tcp", addr, true, nil
 }
 
+// ErrInUse is returned by Listen when another process serves the address.
+var ErrInUse = errors.New("metrics: address in use")
+
+// listenPatience is how long Listen waits for an address another process
+// serves: an agent restarting with overlap (the old one still shutting
+// down) gets the address once the old one lets go of it.
+const listenPatience = 5 * time.Second
+
 // Listen opens the listener for a --metrics-addr; it returns nil, nil when
-// the address disables the server. A stale unix socket left by a previous
-// run is replaced; a path that is not a socket is refused.
+// the address disables the server. A unix socket left by a run that died is
+// replaced; one a live process serves is not (ErrInUse, after waiting a
+// while for it to go), and a path that is not a socket is refused.
 func Listen(addr string) (net.Listener, error) {
+	return listen(addr, listenPatience)
+}
+
+func listen(addr string, patience time.Duration) (net.Listener, error) {
 	network, address, ok, err := ParseAddr(addr)
 	if err != nil || !ok {
 		return nil, err
 	}
+	deadline := time.Now().Add(patience)
+	for {
+		ln, err := listenOnce(network, address)
+		if !errors.Is(err, ErrInUse) || time.Now().After(deadline) {
+			return ln, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func listenOnce(network, address string) (net.Listener, error) {
 	if network == "unix" {
 		if fi, err := os.Lstat(address); err == nil {
 			if fi.Mode().Type() != os.ModeSocket {
 				return nil, fmt.Errorf("metrics: %s exists and is not a socket", address)
+			}
+			// Someone answering means a live agent: never steal its path.
+			if c, err := net.DialTimeout("unix", address, time.Second); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("%w: %s", ErrInUse, address)
 			}
 			if err := os.Remove(address); err != nil {
 				return nil, fmt.Errorf("metrics: remove stale socket: %w", err)
@@ -61,6 +91,9 @@ func Listen(addr string) (net.Listener, error) {
 		}
 	}
 	ln, err := net.Listen(network, address)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%w: %s", ErrInUse, address)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen: %w", err)
 	}

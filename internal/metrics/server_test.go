@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -149,5 +150,54 @@ func TestListenRefusesNonSocket(t *testing.T) {
 	}
 	if ln, err := Listen("off"); ln != nil || err != nil {
 		t.Fatalf("off: %v %v, want no listener", ln, err)
+	}
+}
+
+// A live agent's address is never taken over: a unix socket someone serves
+// is left alone (not unlinked), a TCP port in use is refused, both with
+// ErrInUse once the patience runs out; once the holder lets go, the address
+// is free again.
+func TestListenInUse(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "live.sock")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"unix:" + sock, tcp.Addr().String()} {
+		var holder net.Listener
+		if strings.HasPrefix(addr, "unix:") {
+			if holder, err = Listen(addr); err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				for {
+					c, err := holder.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+		} else {
+			holder = tcp
+		}
+		ln, err := listen(addr, 300*time.Millisecond)
+		if !errors.Is(err, ErrInUse) {
+			if ln != nil {
+				ln.Close()
+			}
+			t.Fatalf("%s: second listener: %v, want ErrInUse", addr, err)
+		}
+		if strings.HasPrefix(addr, "unix:") {
+			if _, err := os.Stat(sock); err != nil {
+				t.Fatalf("the live agent's socket was removed: %v", err)
+			}
+		}
+		holder.Close()
+		ln, err = listen(addr, 300*time.Millisecond)
+		if err != nil {
+			t.Fatalf("%s after the holder closed: %v", addr, err)
+		}
+		ln.Close()
 	}
 }
