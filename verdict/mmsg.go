@@ -138,8 +138,19 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 	}
 	idx := make([][]int32, len(workers))
 	var done sync.WaitGroup
+	own := e.shared.NewWorker()
 	return func(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict) {
 		now := e.cfg.Now()
+		// A hand-off costs two goroutine switches; for a small read the
+		// reader is quicker deciding by itself, and at low load that is
+		// every read. Within a read, one flow's packets stay in one share,
+		// and a read is answered before the next, so flows keep their order.
+		if len(pkts) < inlineBelow {
+			for i := range pkts {
+				vs[i] = e.decide(own, &pkts[i], now)
+			}
+			return
+		}
 		for k := range idx {
 			idx[k] = idx[k][:0]
 		}
@@ -147,17 +158,25 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 			k := flowHash(pkts[i].Payload) % uint32(len(workers))
 			idx[k] = append(idx[k], int32(i))
 		}
-		for k, ix := range idx {
-			if len(ix) > 0 {
+		// The reader decides share 0 itself rather than wait idle.
+		for k := 1; k < len(idx); k++ {
+			if ix := idx[k]; len(ix) > 0 {
 				done.Add(1)
 				workers[k] <- batchTask{pkts: pkts, vs: vs, idx: ix, now: now, done: &done}
 			}
+		}
+		for _, i := range idx[0] {
+			vs[i] = e.decide(own, &pkts[i], now)
 		}
 		// Every verdict of the read must be in before the reader writes
 		// them: the batch messages rely on it.
 		done.Wait()
 	}
 }
+
+// inlineBelow is the read size under which the reader decides every packet
+// itself instead of sharing the read with the workers.
+const inlineBelow = 16
 
 // decide runs one packet through the pipeline and turns its verdict into
 // the netlink one.
