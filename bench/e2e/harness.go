@@ -450,6 +450,7 @@ type snapshot struct {
 	cpu1       float64
 	queue      queueCounters
 	sinkDrops  uint64
+	backlog    uint64
 }
 
 func (h *harness) snap(hd *handler) snapshot {
@@ -462,6 +463,9 @@ func (h *harness) snap(hd *handler) snapshot {
 	}
 	if b, err := h.readNetFile("snmp"); err == nil {
 		s.sinkDrops, _ = parseUDPRcvbufErrors(b)
+	}
+	if b, err := os.ReadFile("/proc/net/softnet_stat"); err == nil {
+		s.backlog, _ = parseSoftnetDropped(b)
 	}
 	return s
 }
@@ -553,9 +557,11 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 	}
 	pt.Queue = after.queue.sub(before.queue)
 	pt.SinkDrops = after.sinkDrops - before.sinkDrops
+	pt.BacklogDrops = after.backlog - before.backlog
 	h.log.Info("udp result", "label", label, "offered", int(pt.OfferedPPS), "delivered", int(pt.DeliveredPPS),
 		"loss_pct", fmt.Sprintf("%.3f", pt.LossPct), "handler_cpu_s_per_mpkt", fmt.Sprintf("%.2f", pt.HandlerCPUPerMpkt),
-		"queued", pt.Queue.Queued, "queue_dropped", pt.Queue.QueueDropped, "user_dropped", pt.Queue.UserDropped, "sink_drops", pt.SinkDrops)
+		"queued", pt.Queue.Queued, "queue_dropped", pt.Queue.QueueDropped, "user_dropped", pt.Queue.UserDropped, "sink_drops", pt.SinkDrops,
+		"backlog_drops", pt.BacklogDrops, "waiting", pt.Queue.Waiting)
 	return pt, nil
 }
 

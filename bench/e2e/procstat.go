@@ -77,10 +77,13 @@ type queueCounters struct {
 	// queue's last packet id): how much of the traffic the handler saw,
 	// which is how an offloaded flow shows.
 	Queued uint64 `json:"queued"`
+	// Waiting is the packets still in the queues awaiting a verdict when
+	// the counters were read (a level, not a count: sub keeps the later).
+	Waiting uint64 `json:"waiting"`
 }
 
 func (a queueCounters) sub(b queueCounters) queueCounters {
-	return queueCounters{a.QueueDropped - b.QueueDropped, a.UserDropped - b.UserDropped, a.Queued - b.Queued}
+	return queueCounters{a.QueueDropped - b.QueueDropped, a.UserDropped - b.UserDropped, a.Queued - b.Queued, a.Waiting}
 }
 
 // parseNfqueue reads /proc/net/netfilter/nfnetlink_queue: one line per
@@ -97,17 +100,42 @@ func parseNfqueue(b []byte) (queueCounters, error) {
 		if len(f) < 8 {
 			return c, fmt.Errorf("e2e: nfnetlink_queue: short line %q", sc.Text())
 		}
+		wait, err0 := strconv.ParseUint(f[2], 10, 64)
 		qd, err1 := strconv.ParseUint(f[5], 10, 64)
 		ud, err2 := strconv.ParseUint(f[6], 10, 64)
 		id, err3 := strconv.ParseUint(f[7], 10, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
+		if err0 != nil || err1 != nil || err2 != nil || err3 != nil {
 			return c, fmt.Errorf("e2e: nfnetlink_queue: bad counters in %q", sc.Text())
 		}
 		c.QueueDropped += qd
 		c.UserDropped += ud
 		c.Queued += id
+		c.Waiting += wait
 	}
 	return c, nil
+}
+
+// parseSoftnetDropped sums the "dropped" column (the second, in hex) of
+// /proc/net/softnet_stat over all CPUs: packets the kernel dropped because a
+// CPU's input backlog was full. It is host-wide, not per namespace.
+func parseSoftnetDropped(b []byte) (uint64, error) {
+	var sum uint64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) < 2 {
+			return 0, fmt.Errorf("e2e: softnet_stat: short line %q", sc.Text())
+		}
+		v, err := strconv.ParseUint(f[1], 16, 32)
+		if err != nil {
+			return 0, fmt.Errorf("e2e: softnet_stat dropped: %w", err)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // parseUDPRcvbufErrors reads the Udp RcvbufErrors counter (datagrams a full

@@ -53,7 +53,7 @@ func TestParseNfqueue(t *testing.T) {
 		ok   bool
 	}{
 		{"none bound", "", queueCounters{}, true},
-		{"two queues", "    0  12345     3 2 65535    10     1 999 1\n    1  12346     0 2 65535     5     2 12 1\n", queueCounters{15, 3, 1011}, true},
+		{"two queues", "    0  12345     3 2 65535    10     1 999 1\n    1  12346     0 2 65535     5     2 12 1\n", queueCounters{15, 3, 1011, 3}, true},
 		{"short line", "0 1 2 2 65535 0 0\n", queueCounters{}, false},
 		{"bad counter", "0 1 2 2 65535 x 0 0 1\n", queueCounters{}, false},
 	}
@@ -63,6 +63,27 @@ func TestParseNfqueue(t *testing.T) {
 			t.Errorf("%s: got %+v, %v; want %+v ok=%v", tt.name, got, err, tt.want, tt.ok)
 		}
 	}
+}
+
+func TestParseSoftnetDropped(t *testing.T) {
+	in := "0002a1b3 0000000a 00000000 00000000\n00001000 00000010 00000001 00000000\n"
+	got, err := parseSoftnetDropped([]byte(in))
+	if err != nil || got != 26 {
+		t.Fatalf("got %d, %v; want 26", got, err)
+	}
+	if _, err := parseSoftnetDropped([]byte("00001000\n")); err == nil {
+		t.Fatal("short line accepted")
+	}
+	if _, err := parseSoftnetDropped([]byte("1 zz\n")); err == nil {
+		t.Fatal("non-hex accepted")
+	}
+}
+
+func FuzzParseSoftnetDropped(f *testing.F) {
+	f.Add([]byte("0002a1b3 0000000a 00000000\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = parseSoftnetDropped(b)
+	})
 }
 
 func TestParseUDPRcvbufErrors(t *testing.T) {

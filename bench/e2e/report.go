@@ -207,11 +207,11 @@ func markdown(res *Results) string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("### Every UDP run\n\n| configuration | run | target pps | offered pps | skipped by the sender | delivered pps | loss % | queue full drops | netlink drops | sink drops | handler CPU s/Mpkt |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("### Every UDP run\n\n| configuration | run | target pps | offered pps | skipped by the sender | delivered pps | loss % | queue full drops | netlink drops | sink drops | backlog drops (host) | handler CPU s/Mpkt |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range res.Configs {
 		for _, p := range c.UDP {
-			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %d | %.0f | %.3f | %d | %d | %d | %.2f |\n", c.Name, p.Label, num(p.TargetPPS), p.OfferedPPS, p.SenderSkipped, p.DeliveredPPS, p.LossPct,
-				p.Queue.QueueDropped, p.Queue.UserDropped, p.SinkDrops, p.HandlerCPUPerMpkt)
+			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %d | %.0f | %.3f | %d | %d | %d | %d | %.2f |\n", c.Name, p.Label, num(p.TargetPPS), p.OfferedPPS, p.SenderSkipped, p.DeliveredPPS, p.LossPct,
+				p.Queue.QueueDropped, p.Queue.UserDropped, p.SinkDrops, p.BacklogDrops, p.HandlerCPUPerMpkt)
 		}
 	}
 	b.WriteString("\n")

@@ -28,10 +28,13 @@ type UDPPoint struct {
 	CPU1PerMpkt float64 `json:"cpu1_s_per_mpkt"`
 	// Queue is what the kernel dropped at the queue; SinkDrops what the
 	// sink's own socket buffer dropped. Together they explain the loss.
-	Queue     queueCounters    `json:"queue"`
-	SinkDrops uint64           `json:"sink_rcvbuf_errors"`
-	Flows     int              `json:"flows"`
-	Latency   *gen.ProbeResult `json:"latency,omitempty"`
+	Queue     queueCounters `json:"queue"`
+	SinkDrops uint64        `json:"sink_rcvbuf_errors"`
+	// BacklogDrops is the host's input-backlog drops during the run
+	// (/proc/net/softnet_stat, all CPUs, not only this namespace's).
+	BacklogDrops uint64           `json:"backlog_drops"`
+	Flows        int              `json:"flows"`
+	Latency      *gen.ProbeResult `json:"latency,omitempty"`
 }
 
 // ConnectPoint is one TCP connection-setup run.
