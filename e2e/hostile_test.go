@@ -196,8 +196,12 @@ func TestHostilePackets(t *testing.T) {
 					{"allowed name", rawDNSQuery("x.allowed.example"), true},
 				}
 				for _, m := range msgs {
-					_, err := udpExchange(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 53), m.msg, dropWait)
-					got := drain(dns, m.msg)
+					wait := dropWait
+					if m.deliver {
+						wait = answerWait
+					}
+					_, err := udpExchange(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 53), m.msg, wait)
+					got := drain(dns, m.msg, wait)
 					if got != m.deliver {
 						t.Errorf("%s: delivered=%v (exchange err %v), want %v", m.name, got, err, m.deliver)
 					}
@@ -257,8 +261,12 @@ func TestHostilePackets(t *testing.T) {
 						ch      <-chan []byte
 						deliver bool
 					}{{9000, big, true}, {9001, bigDenied, false}} {
-						_, _ = udpExchange(n.Client, netip.AddrPortFrom(dst, tc.port), payload, dropWait)
-						if got := drain(tc.ch, payload); got != tc.deliver {
+						wait := dropWait
+						if tc.deliver {
+							wait = answerWait
+						}
+						_, _ = udpExchange(n.Client, netip.AddrPortFrom(dst, tc.port), payload, wait)
+						if got := drain(tc.ch, payload, wait); got != tc.deliver {
 							t.Errorf("%d bytes to %s:%d delivered=%v, want %v", len(payload), dst, tc.port, got, tc.deliver)
 						}
 					}
@@ -289,11 +297,11 @@ func TestHostilePackets(t *testing.T) {
 	}
 }
 
-// drain reports whether want has arrived on ch, waiting a little for it:
+// drain reports whether want has arrived on ch, waiting up to wait for it:
 // the server's receive is asynchronous to the client's send. Other
 // datagrams seen meanwhile are discarded.
-func drain(ch <-chan []byte, want []byte) bool {
-	timeout := time.After(dropWait)
+func drain(ch <-chan []byte, want []byte, wait time.Duration) bool {
+	timeout := time.After(wait)
 	for {
 		select {
 		case got := <-ch:
