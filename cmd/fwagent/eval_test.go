@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -426,5 +428,29 @@ rules:
 		if lines[n].Rule != want {
 			t.Errorf("packet %d: rule %q, want %q", n, lines[n].Rule, want)
 		}
+	}
+}
+
+// TestEvalGzip: a gzip-compressed capture evaluates exactly like the plain
+// one.
+func TestEvalGzip(t *testing.T) {
+	plain, err := os.ReadFile(exampleCapture("dns-blocklist.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gzFile := writeFile(t, t.TempDir(), "dns.pcap.gz", gz.String())
+	args := []string{"eval", "--json", "--hook", "output", "--policy", example("dns-blocklist.yaml")}
+	_, want, _ := fwagent(t, append(args, exampleCapture("dns-blocklist.pcap"))...)
+	code, got, errOut := fwagent(t, append(args, gzFile)...)
+	if code != exitOK || got != want || want == "" {
+		t.Errorf("exit %d, stderr %q; gzip output differs:\n%s\nplain:\n%s", code, errOut, got, want)
 	}
 }
