@@ -202,8 +202,10 @@ func TestLeastPrivilege(t *testing.T) {
 		if !errorsAs(err, &ee) {
 			t.Fatalf("agent without capabilities: %v, want a non-zero exit\n%s", err, out)
 		}
-		if !strings.Contains(string(out), "operation not permitted") {
-			t.Errorf("error does not say the operation was not permitted:\n%s", out)
+		for _, want := range []string{"operation not permitted", "CAP_NET_ADMIN"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("error does not say %q:\n%s", want, out)
+			}
 		}
 		if tables := nft(t, n.Server, "list", "tables"); fwagentTable.MatchString(tables) {
 			t.Errorf("a table exists after a failed start:\n%s", tables)

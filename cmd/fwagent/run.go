@@ -13,6 +13,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/agent"
 	"github.com/fwagent/fwagent/internal/metrics"
+	"github.com/fwagent/fwagent/internal/secure"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict"
@@ -72,7 +73,7 @@ CAP_NET_ADMIN.`,
 				return err
 			}
 			defer closeLog()
-			return agent.Run(cmd.Context(), cfg)
+			return secure.ExplainPrivilege(agent.Run(cmd.Context(), cfg))
 		},
 	}
 	fl := cmd.Flags()
