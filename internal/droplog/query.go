@@ -1,0 +1,293 @@
+package droplog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/fwagent/fwagent/internal/packet"
+)
+
+// jsonEvent is the JSON schema, for reading events back.
+type jsonEvent struct {
+	Time     string  `json:"time"`
+	Rule     string  `json:"rule"`
+	Verdict  string  `json:"verdict"`
+	Event    string  `json:"event"`
+	Hook     string  `json:"hook"`
+	Family   string  `json:"family"`
+	Proto    string  `json:"proto"`
+	Src      string  `json:"src"`
+	Dst      string  `json:"dst"`
+	Sport    uint16  `json:"sport"`
+	Dport    uint16  `json:"dport"`
+	Length   int     `json:"length"`
+	In       string  `json:"in"`
+	Out      string  `json:"out"`
+	TCPFlags *string `json:"tcp_flags"`
+	ICMPType *uint8  `json:"icmp_type"`
+	ICMPCode *uint8  `json:"icmp_code"`
+	Prefix   string  `json:"prefix"`
+	Mark     uint32  `json:"mark"`
+}
+
+// ParseEvent reads one line of the JSON log (the schema in the package
+// comment) into e, the inverse of AppendJSON: what AppendJSON wrote parses
+// back to the same event, except RuleID, which the log does not carry, and
+// L4, which is only visible for TCP and ICMP. Lines come from files anyone
+// with write access to the log directory could have edited, so every field
+// is checked.
+func ParseEvent(line []byte, e *Event) error {
+	var w jsonEvent
+	if err := json.Unmarshal(line, &w); err != nil {
+		return fmt.Errorf("droplog: parse event: %w", err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, w.Time)
+	if err != nil {
+		return fmt.Errorf("droplog: parse event: time: %w", err)
+	}
+	*e = Event{Time: t, Rule: w.Rule, Verdict: w.Verdict, Event: w.Event, Hook: w.Hook,
+		SrcPort: w.Sport, DstPort: w.Dport, Length: w.Length, In: w.In, Out: w.Out, Prefix: w.Prefix, Mark: w.Mark}
+	switch w.Family {
+	case "ipv4":
+		e.Family = packet.IPv4
+	case "ipv6":
+		e.Family = packet.IPv6
+	}
+	if e.Proto, err = parseProto(w.Proto); err != nil {
+		return err
+	}
+	for _, a := range []struct {
+		s   string
+		dst *netip.Addr
+	}{{w.Src, &e.Src}, {w.Dst, &e.Dst}} {
+		if a.s == "" {
+			continue
+		}
+		if *a.dst, err = netip.ParseAddr(a.s); err != nil {
+			return fmt.Errorf("droplog: parse event: %w", err)
+		}
+	}
+	if w.TCPFlags != nil && e.Proto == packet.ProtoTCP {
+		e.L4 = true
+		if e.TCPFlags, err = parseTCPFlags(*w.TCPFlags); err != nil {
+			return err
+		}
+	}
+	if w.ICMPType != nil && (e.Proto == packet.ProtoICMP || e.Proto == packet.ProtoICMPv6) {
+		e.L4 = true
+		e.ICMPType = *w.ICMPType
+		if w.ICMPCode != nil {
+			e.ICMPCode = *w.ICMPCode
+		}
+	}
+	return nil
+}
+
+func parseProto(s string) (uint8, error) {
+	switch s {
+	case "tcp":
+		return packet.ProtoTCP, nil
+	case "udp":
+		return packet.ProtoUDP, nil
+	case "icmp":
+		return packet.ProtoICMP, nil
+	case "icmpv6":
+		return packet.ProtoICMPv6, nil
+	case "sctp":
+		return packet.ProtoSCTP, nil
+	case "gre":
+		return packet.ProtoGRE, nil
+	case "esp":
+		return packet.ProtoESP, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 8)
+	if err != nil {
+		return 0, fmt.Errorf("droplog: parse event: proto %q", s)
+	}
+	return uint8(n), nil
+}
+
+func parseTCPFlags(s string) (uint8, error) {
+	var f uint8
+	for i := 0; i < len(s); i++ {
+		ok := false
+		for _, l := range tcpFlagLetters {
+			if s[i] == l.letter {
+				f |= l.bit
+				ok = true
+			}
+		}
+		if !ok {
+			return 0, fmt.Errorf("droplog: parse event: tcp flag %q", s[i])
+		}
+	}
+	return f, nil
+}
+
+// Filter selects events; a zero field selects everything.
+type Filter struct {
+	Rule  string    // the deciding rule's name
+	Event string    // drop, reject, accept, would_drop, would_reject
+	Since time.Time // events at or after this time
+}
+
+// Match reports whether e passes the filter.
+func (f Filter) Match(e *Event) bool {
+	return (f.Rule == "" || e.Rule == f.Rule) &&
+		(f.Event == "" || e.Event == f.Event) &&
+		(f.Since.IsZero() || !e.Time.Before(f.Since))
+}
+
+// maxLine bounds one log line: events are a few hundred bytes; a longer
+// line is not ours and is skipped rather than buffered without end.
+const maxLine = 64 << 10
+
+// Scan calls fn for every event line in r that passes f, with the raw line
+// (valid until fn returns) and the parsed event. Lines that do not parse are
+// counted and skipped, so one damaged line does not hide the rest. It
+// returns the number skipped.
+func Scan(r io.Reader, f Filter, fn func(line []byte, e *Event) error) (skipped int, err error) {
+	br := bufio.NewReaderSize(r, maxLine)
+	var e Event
+	for {
+		line, rerr := readLine(br)
+		if len(line) > 0 {
+			if ParseEvent(line, &e) != nil {
+				skipped++
+			} else if f.Match(&e) {
+				if err := fn(line, &e); err != nil {
+					return skipped, err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return skipped, nil
+		}
+		if rerr != nil {
+			return skipped, fmt.Errorf("droplog: read log: %w", rerr)
+		}
+	}
+}
+
+// readLine returns the next line without its newline; an over-long line
+// comes back as one oversized junk line.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = br.ReadSlice('\n')
+		}
+		return []byte("\x00"), err
+	}
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+	}
+	return line, err
+}
+
+// Follow is Scan on a log file that keeps growing, like `tail -F`: it
+// reads path to the end, then every poll reads what was appended, and when
+// the file is rotated (replaced by a new file, or truncated) it finishes the
+// old one and starts at the top of the new. It returns when ctx is done.
+// Only whole lines are passed on: a line still being written waits for its
+// newline.
+func Follow(ctx context.Context, path string, poll time.Duration, f Filter, fn func(line []byte, e *Event) error) error {
+	var (
+		file    *os.File
+		pending []byte
+		e       Event
+		buf     = make([]byte, 64<<10)
+	)
+	defer func() {
+		if file != nil {
+			file.Close()
+		}
+	}()
+	emit := func(line []byte) error {
+		if len(line) == 0 || len(line) > maxLine || ParseEvent(line, &e) != nil || !f.Match(&e) {
+			return nil
+		}
+		return fn(line, &e)
+	}
+	drain := func() error {
+		for {
+			n, err := file.Read(buf)
+			pending = append(pending, buf[:n]...)
+			for {
+				i := bytes.IndexByte(pending, '\n')
+				if i < 0 {
+					break
+				}
+				if err := emit(pending[:i]); err != nil {
+					return err
+				}
+				pending = pending[i+1:]
+			}
+			if len(pending) > maxLine {
+				pending = pending[:0]
+			}
+			if err == io.EOF || n == 0 {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("droplog: follow: %w", err)
+			}
+		}
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if file == nil {
+			if fh, err := os.Open(path); err == nil {
+				file, pending = fh, pending[:0]
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("droplog: follow: %w", err)
+			}
+		}
+		if file != nil {
+			if err := drain(); err != nil {
+				return err
+			}
+			if rotated(file, path) {
+				// What was appended before the rename is read above; the
+				// new file is opened on this same pass.
+				file.Close()
+				file = nil
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// rotated reports whether path no longer names the open file, or the file
+// shrank under us.
+func rotated(file *os.File, path string) bool {
+	open, err := file.Stat()
+	if err != nil {
+		return true
+	}
+	now, err := os.Stat(path)
+	if err != nil {
+		// Between a rename and the new file's creation: keep reading.
+		return false
+	}
+	if !os.SameFile(open, now) {
+		return true
+	}
+	pos, err := file.Seek(0, io.SeekCurrent)
+	return err == nil && pos > now.Size()
+}
