@@ -273,8 +273,8 @@ func chart(res *Results) string {
 	for v := 0.0; v <= top+1; v += step {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#e5e5e5"/>`+"\n", x(0), y(v), x(top), y(v))
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#e5e5e5"/>`+"\n", x(v), y(0), x(v), y(top))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", x(0)-6, y(v)+4, num(v))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x(v), y(0)+18, num(v))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", x(0)-6, y(v)+4, axisLabel(v))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x(v), y(0)+18, axisLabel(v))
 	}
 	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#999" stroke-dasharray="4 4"/>`+"\n", x(0), y(0), x(top), y(top))
 	fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">offered packets/s (UDP, measured at the sender)</text>`+"\n", x(top/2), hgt-15)
@@ -295,6 +295,13 @@ func chart(res *Results) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+func axisLabel(v float64) string {
+	if v == 0 {
+		return "0"
+	}
+	return num(v)
 }
 
 // niceStep rounds v up to 1, 2 or 5 times a power of ten.
