@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,13 +46,15 @@ func run(log *slog.Logger, queue uint16, maxLen uint32) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var verdicts, failed uint64
+	// Atomics only because the counters are read from another goroutine at
+	// the end; the hook itself is what the README shows.
+	var verdicts, failed atomic.Uint64
 	fn := func(a nfqueue.Attribute) int {
 		id := *a.PacketID
 		if err := nf.SetVerdict(id, nfqueue.NfAccept); err != nil {
-			failed++
+			failed.Add(1)
 		}
-		verdicts++
+		verdicts.Add(1)
 		return 0
 	}
 	errFn := func(e error) int {
@@ -64,7 +67,6 @@ func run(log *slog.Logger, queue uint16, maxLen uint32) error {
 	// The harness starts traffic once it reads this line.
 	fmt.Println("ready")
 	<-ctx.Done()
-	// The hook ran on the receive goroutine, which has stopped by now.
-	log.Info("done", "verdicts", verdicts, "verdict_errors", failed)
+	log.Info("done", "verdicts", verdicts.Load(), "verdict_errors", failed.Load())
 	return nil
 }
