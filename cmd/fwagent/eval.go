@@ -71,6 +71,9 @@ type evalLine struct {
 	Dport   uint16 `json:"dport,omitempty"`
 	Length  int    `json:"length"`
 	Log     bool   `json:"log,omitempty"`
+	// Prefix is the log prefix (the rule's log: {prefix}, else its name)
+	// of a logged packet.
+	Prefix  string `json:"prefix,omitempty"`
 	Audit   bool   `json:"audit,omitempty"`
 	Offload bool   `json:"offload,omitempty"`
 	// Mark is the packet mark a rule's mark: key sets (with accept).
@@ -207,6 +210,9 @@ func describe(n int, r pipeline.Result, p *packet.Packet, prog *policies.Program
 	}
 	if r.Decision.Rule != policies.NoRule {
 		l.Rule = prog.RuleName(r.Decision.Rule)
+	}
+	if r.Decision.Log {
+		l.Prefix = prog.LogPrefix(r.Decision.Rule)
 	}
 	if r.DecodeErr != nil {
 		l.Rule = "on_error"

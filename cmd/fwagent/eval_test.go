@@ -255,12 +255,12 @@ func TestEvalPackets(t *testing.T) {
 	}
 	const host, peer = "192.0.2.10", "198.51.100.5"
 	cases := []want{
-		// dns_qname over UDP, reject with log.
+		// dns_qname over UDP, reject with log: {prefix}.
 		ek(1, evalLine{Verdict: "reject", Action: "reject", Rule: "dns-block", Hook: "input", State: "new",
-			Family: "ipv4", Proto: "udp", Src: peer, Sport: 33000, Dst: host, Dport: 53, Length: 63, Log: true}),
+			Family: "ipv4", Proto: "udp", Src: peer, Sport: 33000, Dst: host, Dport: 53, Length: 63, Log: true, Prefix: "dns"}),
 		// dns_qname over TCP, on an established flow.
 		ek(6, tcp4(evalLine{Verdict: "reject", Action: "reject", Rule: "dns-block", Hook: "input", State: "established",
-			Length: 77, Log: true}, peer, 40000, host, 53)),
+			Length: 77, Log: true, Prefix: "dns"}, peer, 40000, host, 53)),
 		// A rule matching state: established offloads by default.
 		ek(4, tcp4(evalLine{Verdict: "accept", Action: "accept", Rule: "established", Hook: "input", State: "established",
 			Length: 40, Offload: true}, host, 53, peer, 40000)),
@@ -269,7 +269,7 @@ func TestEvalPackets(t *testing.T) {
 			Length: 310}, peer, 40001, host, 443)),
 		// payload with audit: true: the kernel accepts, the action is drop.
 		ek(20, tcp4(evalLine{Verdict: "accept", Action: "drop", Rule: "probe", Hook: "input", State: "established",
-			Length: 55, Log: true, Audit: true}, peer, 40003, host, 8022)),
+			Length: 55, Log: true, Prefix: "probe", Audit: true}, peer, 40003, host, 8022)),
 		// mark: set on accept; tcp_flags make it per packet (no offload).
 		ek(24, tcp4(evalLine{Verdict: "accept", Action: "accept", Rule: "mgmt-syn", Hook: "input", State: "new",
 			Length: 40, Mark: 0x10}, peer, 40004, host, 2222)),
@@ -282,7 +282,7 @@ func TestEvalPackets(t *testing.T) {
 		// The third ping at once is over the limit: falls to the default,
 		// which logs.
 		ek(29, evalLine{Verdict: "drop", Action: "drop", Rule: "default", Hook: "input", State: "new",
-			Family: "ipv4", Proto: "icmp", Src: peer, Dst: host, Length: 32, Log: true}),
+			Family: "ipv4", Proto: "icmp", Src: peer, Dst: host, Length: 32, Log: true, Prefix: "default"}),
 		// An ICMP error about a tracked flow: related.
 		ek(39, evalLine{Verdict: "accept", Action: "accept", Rule: "related", Hook: "input", State: "related",
 			Family: "ipv4", Proto: "icmp", Src: "198.51.100.254", Dst: host, Length: 68, Offload: true}),
@@ -299,19 +299,19 @@ func TestEvalPackets(t *testing.T) {
 		// what the default would drop.
 		{example("log-only.yaml"), []string{"--hook", "input"}, exampleCapture("log-only.pcapng"), 5,
 			tcp4(evalLine{N: 5, Verdict: "accept", Action: "drop", Rule: "default", Hook: "input", State: "new",
-				Length: 40, Log: true, Audit: true}, "198.51.100.20", 40001, host, 3306)},
+				Length: 40, Log: true, Prefix: "default", Audit: true}, "198.51.100.20", 40001, host, 3306)},
 		// limit over: true with per: src, from the capture's timestamps.
 		{example("ssh-bruteforce.yaml"), []string{"--hook", "input"}, exampleCapture("ssh-bruteforce.pcap"), 13,
 			tcp4(evalLine{N: 13, Verdict: "drop", Action: "drop", Rule: "ssh-bruteforce", Hook: "input", State: "new",
-				Length: 40, Log: true}, "198.51.100.7", 42003, host, 22)},
+				Length: 40, Log: true, Prefix: "ssh-bruteforce"}, "198.51.100.7", 42003, host, 22)},
 		// Linux cooked capture.
 		{example("dns-blocklist.yaml"), []string{"--hook", "output"}, exampleCapture("dns-blocklist.pcap"), 5,
 			evalLine{N: 5, Verdict: "reject", Action: "reject", Rule: "dns-blocked", Hook: "output", State: "established",
-				Family: "ipv4", Proto: "udp", Src: "10.0.0.5", Sport: 33003, Dst: "9.9.9.9", Dport: 53, Length: 67, Log: true}},
+				Family: "ipv4", Proto: "udp", Src: "10.0.0.5", Sport: 33003, Dst: "9.9.9.9", Dport: 53, Length: 67, Log: true, Prefix: "dns-blocked"}},
 		// iif/oif from the flags on the forward hook.
 		{example("router.yaml"), []string{"--hook", "forward", "--iif", "wan0", "--oif", "lan0"}, exampleCapture("router-wan.pcap"), 5,
 			tcp4(evalLine{N: 5, Verdict: "drop", Action: "drop", Rule: "spoofed-lan", Hook: "forward", State: "new",
-				Length: 40, Log: true}, "192.168.1.20", 50002, "192.168.1.11", 22)},
+				Length: 40, Log: true, Prefix: "spoofed"}, "192.168.1.20", 50002, "192.168.1.11", 22)},
 	}
 	outputs := map[string]map[int]evalLine{}
 	for _, c := range cases {
