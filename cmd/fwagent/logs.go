@@ -1,14 +1,26 @@
 package main
 
 import (
+	"bufio"
+	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/spf13/pflag"
 
 	"github.com/fwagent/fwagent/internal/agent"
 	"github.com/fwagent/fwagent/internal/droplog"
+	"github.com/fwagent/fwagent/internal/packet"
 )
 
 // pcapCopyRange makes the kernel copy whole packets to the log when a pcap
@@ -85,4 +97,162 @@ func (f *logFlags) apply(cfg *agent.Config, logFile string) (func(), error) {
 		closers = append(closers, ps)
 	}
 	return closeAll, nil
+}
+
+// logsFlags are the flags of `fwagent logs`.
+type logsFlags struct {
+	file   string
+	rule   string
+	event  string
+	since  string
+	follow bool
+	json   bool
+}
+
+func newLogsCmd() *cobra.Command {
+	var f logsFlags
+	cmd := &cobra.Command{
+		Use:   "logs [--file PATH] [--rule R] [--event E] [--since DUR|TIME] [--follow]",
+		Short: "Read the JSON drop log: filter it, print it readably, follow it",
+		Long: `Read the drop log that 'fwagent run' writes (--log-file, or its stdout), keep
+the events that match every filter given, and print one readable line per
+event, or the JSON lines themselves with --json. --since takes a duration
+(1h, 30m) or an RFC 3339 time. --follow keeps reading as the file grows and
+across rotation, like tail -F. Without --file it reads standard input. Lines
+that are not events are skipped and counted on stderr.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), time.Now())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.file, "file", "", "log file to read (default: standard input)")
+	fl.StringVar(&f.rule, "rule", "", "only events decided by this rule")
+	fl.StringVar(&f.event, "event", "", "only this event: drop, reject, accept, would_drop, would_reject")
+	fl.StringVar(&f.since, "since", "", "only events since this long ago (1h) or this time (2026-11-27T12:00:00Z)")
+	fl.BoolVarP(&f.follow, "follow", "f", false, "keep reading as the file grows, across rotation")
+	fl.BoolVar(&f.json, "json", false, "print the matching JSON lines unchanged")
+	return cmd
+}
+
+func (f *logsFlags) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, now time.Time) error {
+	filter := droplog.Filter{Rule: f.rule, Event: f.event}
+	if f.since != "" {
+		if d, err := time.ParseDuration(f.since); err == nil {
+			filter.Since = now.Add(-d)
+		} else if t, err := time.Parse(time.RFC3339Nano, f.since); err == nil {
+			filter.Since = t
+		} else {
+			return usagef("logs: --since %q: want a duration (1h) or an RFC 3339 time", f.since)
+		}
+	}
+	switch f.event {
+	case "", "drop", "reject", "accept", "would_drop", "would_reject", "unknown":
+	default:
+		return usagef("logs: --event %q: want drop, reject, accept, would_drop or would_reject", f.event)
+	}
+	if f.follow && f.file == "" {
+		return usagef("logs: --follow needs --file")
+	}
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	var line []byte
+	print := func(raw []byte, e *droplog.Event) error {
+		if f.json {
+			line = append(append(line[:0], raw...), '\n')
+		} else {
+			line = appendReadable(line[:0], e)
+		}
+		if _, err := w.Write(line); err != nil {
+			return fmt.Errorf("logs: write: %w", err)
+		}
+		if f.follow {
+			return w.Flush()
+		}
+		return nil
+	}
+	if f.follow {
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return droplog.Follow(ctx, f.file, 250*time.Millisecond, filter, print)
+	}
+	in := stdin
+	if f.file != "" {
+		file, err := os.Open(f.file)
+		if err != nil {
+			return fmt.Errorf("logs: %w", err)
+		}
+		defer file.Close()
+		in = file
+		if strings.HasSuffix(f.file, ".gz") {
+			zr, err := gzip.NewReader(file)
+			if err != nil {
+				return fmt.Errorf("logs: %s: %w", f.file, err)
+			}
+			in = zr
+		}
+	}
+	skipped, err := droplog.Scan(in, filter, print)
+	if skipped > 0 {
+		fmt.Fprintf(stderr, "fwagent logs: skipped %d lines that are not events\n", skipped)
+	}
+	return err
+}
+
+// appendReadable is the one-line human form of an event:
+//
+//	2026-11-27T13:02:41.123Z drop    default  tcp 192.0.2.7:51514 -> 10.0.0.5:23 in=eth0 flags=S
+func appendReadable(b []byte, e *droplog.Event) []byte {
+	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = fmt.Appendf(b, " %-12s %-16s ", e.Event, e.Rule)
+	b = append(b, protoName(e.Proto)...)
+	b = append(b, ' ')
+	b = appendEndpoint(b, e.Src, e.SrcPort)
+	b = append(b, " -> "...)
+	b = appendEndpoint(b, e.Dst, e.DstPort)
+	if e.In != "" {
+		b = fmt.Appendf(b, " in=%q", e.In)
+	}
+	if e.Out != "" {
+		b = fmt.Appendf(b, " out=%q", e.Out)
+	}
+	if e.L4 {
+		switch e.Proto {
+		case packet.ProtoTCP:
+			b = append(b, " flags="...)
+			b = append(b, tcpFlags(e.TCPFlags)...)
+		case packet.ProtoICMP, packet.ProtoICMPv6:
+			b = fmt.Appendf(b, " type=%d code=%d", e.ICMPType, e.ICMPCode)
+		}
+	}
+	b = fmt.Appendf(b, " len=%d hook=%s", e.Length, e.Hook)
+	return append(b, '\n')
+}
+
+func tcpFlags(f uint8) string {
+	const letters = "FSRPAUEW"
+	bits := []uint8{packet.TCPFin, packet.TCPSyn, packet.TCPRst, packet.TCPPsh, packet.TCPAck, packet.TCPUrg, packet.TCPEce, packet.TCPCwr}
+	var s []byte
+	for i, bit := range bits {
+		if f&bit != 0 {
+			s = append(s, letters[i])
+		}
+	}
+	if len(s) == 0 {
+		return "-"
+	}
+	return string(s)
+}
+
+func appendEndpoint(b []byte, a netip.Addr, port uint16) []byte {
+	if !a.IsValid() {
+		return append(b, '?')
+	}
+	if port == 0 {
+		return a.AppendTo(b)
+	}
+	return netip.AddrPortFrom(a, port).AppendTo(b)
 }

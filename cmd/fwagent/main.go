@@ -61,7 +61,7 @@ func newRootCmd() *cobra.Command {
 	}
 	// Flag parse errors are usage errors (exit 2).
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(), newCheckCmd(), newEvalCmd(), newRulesCmd(), newStatusCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newCheckCmd(), newEvalCmd(), newRulesCmd(), newStatusCmd(), newLogsCmd(), newVersionCmd())
 	addCompletions(root)
 	return root
 }
