@@ -239,6 +239,12 @@ type rig struct {
 
 func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
 	tb.Helper()
+	return startRigWith(tb, port, ruleID, nil, sinks...)
+}
+
+// startRigWith is startRig with a chance to change the Reader's Config.
+func startRigWith(tb testing.TB, port uint16, ruleID uint32, tweak func(*Config), sinks ...Sink) *rig {
+	tb.Helper()
 	n := testnet.New(tb, testnet.WithPrefix("fwt-dlog"))
 	testnet.RequireCommands(tb, "nft")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -272,7 +278,7 @@ func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
 		tb.Fatalf("nft -f: %v\n%s", err, out)
 	}
 
-	r, err := NewReader(Config{
+	cfg := Config{
 		Group: group,
 		Marks: marks,
 		RuleName: func(id uint32) string {
@@ -286,7 +292,11 @@ func startRig(tb testing.TB, port uint16, ruleID uint32, sinks ...Sink) *rig {
 		},
 		// IfName stays nil: names are resolved inside the namespace.
 		NetNS: int(n.Server.Handle()),
-	}, sinks...)
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	r, err := NewReader(cfg, sinks...)
 	if err != nil {
 		tb.Fatal(err)
 	}
