@@ -18,16 +18,6 @@ import (
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
-// lateL7CacheBug: the pipeline keeps one cached decision per flow, and a
-// reply's decision overwrites the one an L7 rule (tls_sni) made for the
-// originator's direction. The next client segment after a ClientHello is then
-// decided again without the hello and falls to the rule after the L7 one,
-// against POLICY.md ("then the decision is cached on the flow"). The
-// expectations below are POLICY.md's; while this is true, the packets it
-// affects are expected with the rule they get today. Set it to false with the
-// fix.
-const lateL7CacheBug = true
-
 // counts is packets per "rule/verdict".
 type counts map[string]uint64
 
@@ -43,12 +33,10 @@ type evalCase struct {
 }
 
 func evalCases() []evalCase {
+	// The client segments after a ClientHello reuse the decision its
+	// tls_sni rule cached on the flow, whatever the replies decided.
 	tlsAllowed, tlsOther := uint64(3), uint64(1)
 	everyGood, everyBad := uint64(2), uint64(1)
-	if lateL7CacheBug {
-		tlsAllowed, tlsOther = 2, 2
-		everyGood, everyBad = 1, 2
-	}
 	return []evalCase{
 		{
 			name: "host-baseline", policy: example("host-baseline.yaml"), capture: exampleCapture("host-baseline.pcap"),

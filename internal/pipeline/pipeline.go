@@ -177,7 +177,11 @@ func (w *Worker) process(data []byte, m Meta) Result {
 	if !r.Cached {
 		r.Decision = pol.Program.Decide(in)
 		if tracked {
-			if v, ok := encodeCache(r.Decision, m.Hook, flow.Reply, flow.State); ok {
+			var old uint64
+			if flow.HasCache && flow.Cache.Gen == pol.Gen {
+				old = flow.Cache.Value // keep the other direction's decision
+			}
+			if v, ok := encodeCache(old, r.Decision, m.Hook, flow.Reply, flow.State); ok {
 				s.flows.SetCache(flow.Flow, conntrack.Cache{Gen: pol.Gen, Value: v})
 			}
 		}

@@ -251,3 +251,39 @@ func TestProcessAllocatesNothing(t *testing.T) {
 		t.Fatalf("Process allocates %.2f times per packet, want 0", allocs)
 	}
 }
+
+// TestCachePerDirection: a reply's decision must not replace the decision
+// cached for the originator's direction (an L7 rule's, typically).
+func TestCachePerDirection(t *testing.T) {
+	m := testMarks(t)
+	prog := compile(t, `version: 1
+default: {forward: drop}
+rules:
+  - name: established
+    match: {state: established}
+    action: accept
+  - name: web
+    match: {proto: tcp, dport: 443}
+    action: accept
+`)
+	shared := NewShared(&Policy{Program: prog, Gen: 1}, m, conntrack.New(conntrack.Config{}))
+	w := shared.NewWorker()
+	fwd := Meta{Hook: policies.HookForward, Now: 1}
+	spec := func(reply bool, flags uint8) []byte {
+		if reply {
+			return build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 443, DstPort: 40000, TCPFlags: flags})
+		}
+		return build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 443, TCPFlags: flags})
+	}
+	w.Process(spec(false, packet.TCPSyn), fwd)
+	w.Process(spec(true, packet.TCPSyn|packet.TCPAck), fwd)
+	w.Process(spec(false, packet.TCPAck), fwd) // established: decided and cached for the original direction
+	w.Process(spec(true, packet.TCPAck), fwd)  // the reply decides and caches its own slot
+	r := w.Process(spec(false, packet.TCPAck), fwd)
+	if !r.Cached {
+		t.Fatal("the original direction's cached decision was lost when the reply cached its own")
+	}
+	if r = w.Process(spec(true, packet.TCPAck), fwd); !r.Cached {
+		t.Fatal("the reply direction's decision was not cached")
+	}
+}
