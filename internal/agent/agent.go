@@ -124,11 +124,12 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// Drop log first: the kernel logs as soon as the table exists.
 	a.drops, err = droplog.NewReader(droplog.Config{
-		Group:    cfg.Rules.LogGroup,
-		Marks:    cfg.Rules.Marks,
-		RuleName: a.ruleName,
-		IfName:   a.ifs.Name,
-		Logger:   a.log,
+		Group:      cfg.Rules.LogGroup,
+		Marks:      cfg.Rules.Marks,
+		RuleName:   a.ruleName,
+		RulePrefix: a.rulePrefix,
+		IfName:     a.ifs.Name,
+		Logger:     a.log,
 		// Deep enough to ride out a burst the size of the socket buffer
 		// (about 20k messages) without shedding in userspace first.
 		Buffer:    1 << 15,
@@ -291,6 +292,18 @@ func (a *Agent) ruleName(id uint32) string {
 
 // loadProgram reads the policy and its set files through c, so a file that
 // others could have written is refused at start and at every reload.
+// rulePrefix is the log prefix a rule chose, "" when it chose none.
+func (a *Agent) rulePrefix(id uint32) string {
+	if id == 0 || id >= a.cfg.Rules.Marks.MaxID() {
+		return ""
+	}
+	prog := a.shared.Policy().Program
+	if p := prog.LogPrefix(int32(id - 1)); p != prog.RuleName(int32(id-1)) {
+		return p
+	}
+	return ""
+}
+
 func loadProgram(path string, c *secure.Checker) (*policies.Program, error) {
 	data, err := c.ReadFile(path)
 	if err != nil {

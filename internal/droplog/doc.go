@@ -42,7 +42,8 @@
 //	                   e.g. "S" (SYN), "SA" (SYN-ACK), "FA", "" (none set)
 //	icmp_type  number  icmp and icmpv6 only
 //	icmp_code  number  icmp and icmpv6 only
-//	prefix     string  the raw NFLOG prefix, e.g. "fwagent:drop"
+//	prefix     string  the rule's own log prefix (`log: {prefix: ...}`) if it
+//	                   has one, else the raw NFLOG prefix, e.g. "fwagent:drop"
 //	mark       number  the packet mark, in decimal
 //
 // Every string is escaped the way encoding/json escapes it (control

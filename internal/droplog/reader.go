@@ -51,6 +51,10 @@ type Config struct {
 	// policy reload. May be nil; then, and when it returns "", ID 0 is named
 	// "default" and ID n "rule-n".
 	RuleName func(id uint32) string
+	// RulePrefix resolves a rule ID to the prefix the policy gave the rule
+	// (`log: {prefix: ...}`), "" for none; when set, it replaces the kernel's
+	// prefix in the event. nil-safe.
+	RulePrefix func(id uint32) string
 	// IfName resolves an interface index to its name. May be nil; then the
 	// Reader asks the kernel (in NetNS) and caches the answer for a few
 	// seconds.
@@ -446,6 +450,11 @@ func (r *Reader) fill(e *Event, a *nflog.Attribute) {
 		e.Prefix = *a.Prefix
 	}
 	e.Event = eventName(e.Prefix, action)
+	if r.cfg.RulePrefix != nil && action != 0 {
+		if p := r.cfg.RulePrefix(id); p != "" {
+			e.Prefix = p
+		}
+	}
 	e.Verdict = verdictOf(e.Event)
 	e.Hook = "unknown"
 	if a.Hook != nil {

@@ -496,3 +496,21 @@ func TestOpenFileAppendsWithMode0640(t *testing.T) {
 		t.Fatalf("OpenFile in a missing directory = %v, want a wrapped error", err)
 	}
 }
+
+func TestFillUsesTheRulesOwnPrefix(t *testing.T) {
+	marks := testMarks(t)
+	prefixes := map[uint32]string{3: "dns-ads"}
+	r := newTestReader(t, Config{Marks: marks, RulePrefix: func(id uint32) string { return prefixes[id] }}, NewJSONSink(&bytes.Buffer{}))
+	payload := build(t, ip4(layers.IPProtocolUDP), &layers.UDP{SrcPort: 1, DstPort: 53})
+	for _, tc := range []struct {
+		id         uint32
+		wantPrefix string
+	}{{3, "dns-ads"}, {4, "fwagent:reject"}} {
+		a := attrs(payload, "fwagent:reject", marks.Encode(0, rules.MarkRejectLog, tc.id), unix.NF_INET_LOCAL_OUT, 0, 0, unix.ETH_P_IP)
+		var ev Event
+		r.fill(&ev, &a)
+		if ev.Prefix != tc.wantPrefix || ev.Event != "reject" {
+			t.Errorf("rule id %d: prefix %q event %q, want prefix %q and event reject", tc.id, ev.Prefix, ev.Event, tc.wantPrefix)
+		}
+	}
+}
