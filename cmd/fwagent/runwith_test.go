@@ -2,43 +2,17 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
-// runWith is run with the command's output captured: it mirrors main.go's
-// run (same exit codes, same "fwagent:" error line), writing to stdout and
-// stderr instead of the process's.
-func runWith(args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd()
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := root.Execute()
-	if err == nil {
-		return exitOK
-	}
-	var ee exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	fmt.Fprintln(stderr, "fwagent:", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return exitUsage
-	}
-	return exitFailed
-}
-
 // fwagent runs the CLI in-process and returns exit code, stdout, stderr.
 func fwagent(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := runWith(args, &out, &errOut)
+	code := run(args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -59,16 +33,19 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-func TestRunWithMatchesRun(t *testing.T) {
-	// run and runWith must agree on exit codes; run writes to the
-	// process's stderr, so only codes are compared.
-	for _, args := range [][]string{
-		{"check"},
-		{"check", "--no-such-flag", "x"},
-		{"check", "/nonexistent/policy.yaml"},
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"check"}, exitUsage},
+		{[]string{"check", "--no-such-flag", "x"}, exitUsage},
+		{[]string{"no-such-command"}, exitUsage},
+		{[]string{"check", "/nonexistent/policy.yaml"}, exitFailed},
+		{[]string{"version"}, exitOK},
 	} {
-		if got, want := runWith(args, io.Discard, io.Discard), run(args); got != want {
-			t.Errorf("%v: runWith exit %d, run exit %d", args, got, want)
+		if got := run(tc.args, io.Discard, io.Discard); got != tc.want {
+			t.Errorf("%v: exit %d, want %d", tc.args, got, tc.want)
 		}
 	}
 }
