@@ -280,8 +280,16 @@ func TestPolicyPermissions(t *testing.T) {
 	t.Run("reload", func(t *testing.T) {
 		a := startAgent(t, n.Server, policy)
 		tcpEcho(t, n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8080))
-		// The set file now opens 8081 too, but others could have written it.
-		write(set, "8080\n8081\n", 0o666)
+		// The set file now opens 8081 too, but others could have written
+		// it. Mode first, then content: a reload (SIGHUP, or the agent's
+		// file watcher) between the two must not see the new content with
+		// the old, safe mode.
+		if err := os.Chmod(set, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(set, []byte("8080\n8081\n"), 0o666); err != nil {
+			t.Fatal(err)
+		}
 		if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
