@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	goccyyaml "github.com/goccy/go-yaml"
+	goccyparser "github.com/goccy/go-yaml/parser"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -77,21 +80,33 @@ func (l *loader) record(order *yaml.Node, err *Error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (l *loader) yamlError(err error) *Error {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return pos{File: l.file, Line: line, Col: 1}.errorf("invalid YAML: %s", m[2])
+// yamlError turns a YAML syntax error into a positioned Error. yaml.v3
+// reports syntax errors by line only, and often a line or two early (the
+// line of the construct it was parsing, not of the offending character), so
+// the position comes from a second parser, goccy/go-yaml, which points at
+// the offending token; this runs only for files that failed to parse.
+func (l *loader) yamlError(data []byte, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	at := pos{File: l.file, Line: 1, Col: 1}
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		at.Line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = strings.ReplaceAll(msg, "\n", " ")
-	return pos{File: l.file, Line: 1, Col: 1}.errorf("invalid YAML: %s", msg)
+	if _, perr := goccyparser.ParseBytes(data, 0); perr != nil {
+		var ge goccyyaml.Error
+		if errors.As(perr, &ge) && ge.GetToken() != nil && ge.GetToken().Position != nil {
+			if p := ge.GetToken().Position; p.Line > 0 {
+				at.Line, at.Col = p.Line, max(p.Column, 1)
+			}
+		}
+	}
+	return at.errorf("invalid YAML: %s", strings.ReplaceAll(msg, "\n", " "))
 }
 
 func (l *loader) load(data []byte) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return l.yamlError(err)
+		return l.yamlError(data, err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return pos{File: l.file, Line: 1, Col: 1}.errorf("empty policy: expected a mapping with version: 1")

@@ -31,7 +31,11 @@ func TestLoadErrors(t *testing.T) {
 		at           string // FILE:LINE:COL
 		msg          string // substring
 	}{
-		{"syntax", "version: 1\nrules: [\n", "dir/p.yaml:2:1", "invalid YAML"},
+		{"syntax", "version: 1\nrules: [\n", "dir/p.yaml:2:8", "invalid YAML"},
+		{"unclosed flow mapping", "version: 1\nrules:\n  - name: a\n    match: {proto: tcp, dport: 22\n    action: accept\n", "dir/p.yaml:5:5", "invalid YAML"},
+		{"tab indent", "version: 1\nrules:\n  - name: a\n\taction: accept\n", "dir/p.yaml:4:1", "invalid YAML"},
+		{"bad indent", "version: 1\nrules:\n  - name: a\n   action: accept\n", "dir/p.yaml:4:4", "invalid YAML"},
+		{"unterminated quote", "version: 1\nrules:\n  - name: \"a\n", "dir/p.yaml:3:11", "invalid YAML"},
 		{"empty", "", "dir/p.yaml:1:1", "empty policy"},
 		{"not a mapping", "- a\n", "dir/p.yaml:1:1", "policy must be a mapping"},
 		{"no version", "mode: enforce\n", "dir/p.yaml:1:1", "missing version"},
