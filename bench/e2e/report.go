@@ -180,7 +180,7 @@ func markdown(res *Results) string {
 	}
 	if len(dl) > 0 {
 		b.WriteString("### Drop log: every packet dropped and logged as JSON\n\n")
-		b.WriteString("| reader | offered pps | events written/s | written | reported by the reader | queue drops | unaccounted | reader CPU s |\n|---|---:|---:|---:|---|---:|---:|---:|\n")
+		b.WriteString("| reader | offered pps | events written/s | written by +1 s | written by exit | reported by the reader | queue drops | unaccounted | reader CPU s |\n|---|---:|---:|---:|---:|---|---:|---:|---:|\n")
 		for _, c := range dl {
 			d := c.DropLog
 			rep := "none"
@@ -193,7 +193,7 @@ func markdown(res *Results) string {
 				}
 				rep = strings.Join(kv, " ")
 			}
-			fmt.Fprintf(&b, "| **%s** | %.0f | %.0f | %d | %s | %d | %d (%.1f%%) | %.2f |\n", c.Name, d.OfferedPPS, d.EventsPerSec, d.Written, rep,
+			fmt.Fprintf(&b, "| **%s** | %.0f | %.0f | %d | %d | %s | %d | %d (%.1f%%) | %.2f |\n", c.Name, d.OfferedPPS, d.EventsPerSec, d.Written, d.WrittenAtExit, rep,
 				d.Queue.QueueDropped+d.Queue.UserDropped, d.Unaccounted, 100*float64(d.Unaccounted)/float64(max(d.Offered, 1)), d.HandlerCPUSec)
 		}
 		b.WriteString("\n")
@@ -207,11 +207,11 @@ func markdown(res *Results) string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("### Every UDP run\n\n| configuration | run | target pps | offered pps | skipped by the sender | delivered pps | loss % | queue full drops | netlink drops | sink drops | backlog drops (host) | handler CPU s/Mpkt |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("### Every UDP run\n\n| configuration | run | target pps | offered pps | skipped by the sender | delivered pps | loss % | queue full drops | netlink drops | sink drops | backlog drops (host) | handler CPU s/Mpkt | attempts |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range res.Configs {
 		for _, p := range c.UDP {
-			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %d | %.0f | %.3f | %d | %d | %d | %d | %.2f |\n", c.Name, p.Label, num(p.TargetPPS), p.OfferedPPS, p.SenderSkipped, p.DeliveredPPS, p.LossPct,
-				p.Queue.QueueDropped, p.Queue.UserDropped, p.SinkDrops, p.BacklogDrops, p.HandlerCPUPerMpkt)
+			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %d | %.0f | %.3f | %d | %d | %d | %d | %.2f | %d |\n", c.Name, p.Label, num(p.TargetPPS), p.OfferedPPS, p.SenderSkipped, p.DeliveredPPS, p.LossPct,
+				p.Queue.QueueDropped, p.Queue.UserDropped, p.SinkDrops, p.BacklogDrops, p.HandlerCPUPerMpkt, max(p.Attempts, 1))
 		}
 	}
 	b.WriteString("\n")

@@ -74,7 +74,7 @@ func TestMarkdown(t *testing.T) {
 		"0.98×", // delivered vs C: 119940/123000
 		"2.86×", // delivered vs naive: 119940/42000
 		"1.20×", // CPU vs C: 6/5
-		"| **droplog-ulogd2** | 0 | 120 | 600 | none | 0 | 400 (40.0%) |",
+		"| **droplog-ulogd2** | 0 | 120 | 600 | 0 | none | 0 | 400 (40.0%) |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)

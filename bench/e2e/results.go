@@ -32,9 +32,11 @@ type UDPPoint struct {
 	SinkDrops uint64        `json:"sink_rcvbuf_errors"`
 	// BacklogDrops is the host's input-backlog drops during the run
 	// (/proc/net/softnet_stat, all CPUs, not only this namespace's).
-	BacklogDrops uint64           `json:"backlog_drops"`
-	Flows        int              `json:"flows"`
-	Latency      *gen.ProbeResult `json:"latency,omitempty"`
+	BacklogDrops uint64 `json:"backlog_drops"`
+	Flows        int    `json:"flows"`
+	// Attempts is how many times a paced run was made (see pacedRun).
+	Attempts int              `json:"attempts,omitempty"`
+	Latency  *gen.ProbeResult `json:"latency,omitempty"`
 }
 
 // ConnectPoint is one TCP connection-setup run.
@@ -53,6 +55,8 @@ type BulkPoint struct {
 	// Queued is how many packets went through the queues: with offload,
 	// a handful per connection.
 	Queued uint64 `json:"queued"`
+	// Attempts is which of the runs (best of two) this is.
+	Attempts int `json:"attempt"`
 }
 
 // DropLogPoint is one drop-log run: every offered packet is dropped with
@@ -65,6 +69,9 @@ type DropLogPoint struct {
 	// stopped; EventsPerSec divides it by the sender's run time.
 	Written      uint64  `json:"written"`
 	EventsPerSec float64 `json:"events_per_sec"`
+	// WrittenAtExit is the lines in the file once the reader has stopped
+	// and flushed everything it had taken in.
+	WrittenAtExit uint64 `json:"written_at_exit"`
 	// Counters the reader reported itself, when it reports them (fwagent
 	// on exit; ulogd2 has none).
 	Reported map[string]uint64 `json:"reported,omitempty"`
