@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"github.com/fwagent/fwagent/internal/policygen"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -13,37 +14,11 @@ import (
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
-// genPolicy writes an n-rule policy shaped like generated production ones:
-// a stateful head, then per-tenant rules with CIDR lists, port lists and
-// ranges over a mix of protocols, a few named sets, and a catch-all ICMP
-// rule. The last rule is the only one the benchmark packet matches, the
-// worst case for a linear scan.
+// genPolicy is an n-rule generated policy (internal/policygen) whose last
+// rule is the only one the benchmark packet matches, the worst case for a
+// linear scan.
 func genPolicy(n int) string {
-	var b strings.Builder
-	b.WriteString("version: 1\ndefault: {input: drop, forward: drop, output: accept, log: true}\nsets:\n")
-	b.WriteString("  admins: [172.16.0.0/12, 192.168.0.0/16, \"2001:db8:a::/48\"]\n")
-	b.WriteString("  web: [80, 443, 8000-8099]\n")
-	b.WriteString("  bogons: [0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4]\n")
-	b.WriteString("rules:\n")
-	b.WriteString("  - {name: established, match: {state: [established, related]}, action: accept}\n")
-	b.WriteString("  - {name: bogons, match: {src: $bogons}, action: drop, log: true}\n")
-	protos := []string{"tcp", "udp", "tcp", "[tcp, udp]"}
-	for i := 2; i < n-1; i++ {
-		x, y := (i/250)%250, i%250
-		switch i % 10 {
-		case 7:
-			fmt.Fprintf(&b, "  - {name: r%d, match: {proto: icmp, src: 10.%d.%d.0/24, icmp_type: echo-request}, action: accept}\n", i, x, y)
-		case 8:
-			fmt.Fprintf(&b, "  - {name: r%d, hook: input, match: {proto: tcp, src: [$admins, 10.%d.%d.0/24], dport: $web}, action: accept}\n", i, x, y)
-		case 9:
-			fmt.Fprintf(&b, "  - {name: r%d, match: {proto: udp, dst: \"2001:db8:%x:%x::/64\", dport: %d}, action: drop}\n", i, x, y, 1024+i%60000)
-		default:
-			fmt.Fprintf(&b, "  - {name: r%d, match: {proto: %s, src: [10.%d.%d.0/24, 10.%d.%d.128/25], dport: [%d, %d-%d]}, action: %s}\n",
-				i, protos[i%4], x, y, (x+1)%250, y, 1024+i%60000, 2000+i%50000, 2010+i%50000, []string{"accept", "drop", "reject"}[i%3])
-		}
-	}
-	fmt.Fprintf(&b, "  - {name: last, match: {proto: tcp, src: 100.64.7.0/24, dst: 100.100.0.0/16, dport: [7777, 9000-9100]}, action: accept}\n")
-	return b.String()
+	return policygen.Generate(policygen.Options{Rules: n, Stateful: true})
 }
 
 // genSharedPolicy writes n rules for one tenant network, told apart by
