@@ -2,7 +2,6 @@ package policies
 
 import (
 	"fmt"
-	"github.com/fwagent/fwagent/internal/policygen"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/policygen"
 )
 
 // genPolicy is an n-rule generated policy (internal/policygen) whose last
