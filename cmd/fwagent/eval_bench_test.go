@@ -12,7 +12,7 @@ func BenchmarkEval(b *testing.B) {
 		"--policy", exampleCapture("every-key.yaml"), exampleCapture("every-key.pcap")}
 	b.ReportAllocs()
 	for b.Loop() {
-		if code := runWith(args, io.Discard, io.Discard); code != exitOK {
+		if code := run(args, io.Discard, io.Discard); code != exitOK {
 			b.Fatalf("exit %d", code)
 		}
 	}
