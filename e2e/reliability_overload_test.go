@@ -199,7 +199,7 @@ func overload(t *testing.T, failOpen bool, extra []string) {
 		kdrop := after.sum("fwagent_queue_kernel_dropped_total") - before.sum("fwagent_queue_kernel_dropped_total")
 		t.Logf("agent decided %.0f (offered/decided %.1f); enobufs +%.0f, fail-open estimate +%.0f, kernel dropped +%.0f",
 			decided, float64(res.Sent)/max(decided, 1), enobufs, failopen, kdrop)
-		if float64(res.Sent) < 1.3*decided {
+		if float64(res.Sent) < 1.1*decided {
 			t.Errorf("offered %d, decided %.0f: no overload to test (lower the agent's priority further)", res.Sent, decided)
 		}
 		if enobufs+failopen+kdrop == 0 {
