@@ -358,6 +358,11 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 		hd.logFile = filepath.Join(h.tmp, c.name+".events.jsonl")
 		args := []string{"run", "--policy", pol, "--queues", strconv.Itoa(c.queues), "--workers", strconv.Itoa(h.opt.workers),
 			"--log-file", hd.logFile, "--fail-closed"}
+		// The event count is the file's lines: no rotation (default
+		// 100 MB) may move events into backups during a run.
+		if h.missingFlags(ctx, []string{"--log-max-size"}) == "" {
+			args = append(args, "--log-max-size", "1000000")
+		}
 		if h.missingFlags(ctx, []string{"--metrics-addr"}) == "" {
 			hd.metrics = filepath.Join(h.tmp, c.name+".metrics.sock")
 			args = append(args, "--metrics-addr", "unix:"+hd.metrics)
