@@ -96,7 +96,13 @@ func chainRules(cfg Config, h policies.Hook, kind QueueKind) []rule {
 	group := cfg.LogGroup
 	isAction := func(a MarkAction) stmt { return maskedCmp{key: keyMeta, mask: act, value: m.Action(a)} }
 	clear := markSet{keep: ^m.Mask}
+	off := offloadRules(cfg) // offload-set, offload
+	// Offloaded flows are most of the packets that reach this chain on a
+	// busy host; their rule comes first so they skip the mark rules. No
+	// packet of an offloaded flow carries an action mark: the agent never
+	// sees it, so never answers it with one.
 	rs := []rule{
+		off[1],
 		{RuleDropLog, []stmt{isAction(MarkDropLog), logStmt{LogPrefix(MarkDropLog), group}, verdict(expr.VerdictDrop)}},
 		{RuleRejectTCP, []stmt{isAction(MarkReject), l4proto(unix.IPPROTO_TCP), rejectTCP{}}},
 		{RuleReject, []stmt{isAction(MarkReject), rejectICMPX{}}},
@@ -106,7 +112,7 @@ func chainRules(cfg Config, h policies.Hook, kind QueueKind) []rule {
 		{RuleWouldDrop, []stmt{isAction(MarkWouldDrop), logStmt{LogPrefix(MarkWouldDrop), group}, clear, verdict(expr.VerdictAccept)}},
 		{RuleWouldReject, []stmt{isAction(MarkWouldReject), logStmt{LogPrefix(MarkWouldReject), group}, clear, verdict(expr.VerdictAccept)}},
 	}
-	rs = append(rs, offloadRules(cfg)...)
+	rs = append(rs, off[0])
 	if cfg.AcceptLoopback {
 		switch h {
 		case policies.HookInput:

@@ -200,7 +200,7 @@ func TestInstallBatchShape(t *testing.T) {
 
 // TestChainRules pins the order and presence of the rules per hook and flag.
 func TestChainRules(t *testing.T) {
-	marks := []string{RuleDropLog, RuleRejectTCP, RuleReject, RuleRejectLogTCP, RuleRejectLog, RuleAcceptLog, RuleWouldDrop, RuleWouldReject, RuleOffloadSet, RuleOffload}
+	marks := []string{RuleOffload, RuleDropLog, RuleRejectTCP, RuleReject, RuleRejectLogTCP, RuleRejectLog, RuleAcceptLog, RuleWouldDrop, RuleWouldReject, RuleOffloadSet}
 	tail := []string{RuleEstablished, RuleRelated, RuleQueue}
 	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
 	tests := []struct {

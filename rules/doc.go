@@ -28,7 +28,9 @@
 //  5. offload-set:   mark action Offload with the current generation ->
 //     ct mark set (ct mark & ^Mask) | OffloadConnmark(gen), clear the agent's
 //     mark bits, accept
-//  6. offload:       ct mark & Mask == OffloadConnmark(gen) -> accept
+//  6. offload:       ct mark & Mask == OffloadConnmark(gen) -> accept; this
+//     rule is installed first in the chain, so an offloaded flow's packets
+//     skip every mark rule (none of them carries an action mark)
 //  7. host essentials (see below)
 //  8. established:   ct state established -> meta mark |= EstablishedBit
 //     related:       ct state related -> meta mark |= RelatedBit
