@@ -221,7 +221,7 @@ func describe(n int, r pipeline.Result, p *packet.Packet, prog *policies.Program
 	}
 	l.State = r.State.String()
 	l.Family = p.Family.String()
-	l.Proto = protoName(p.Proto)
+	l.Proto = string(packet.AppendProtoName(nil, p.Proto))
 	l.Src, l.Dst = p.Src.String(), p.Dst.String()
 	l.Sport, l.Dport = p.SrcPort, p.DstPort
 	l.Length = p.Length
@@ -236,24 +236,4 @@ func tuple(l evalLine) string {
 		return fmt.Sprintf("%s %s:%d -> %s:%d", l.Proto, l.Src, l.Sport, l.Dst, l.Dport)
 	}
 	return fmt.Sprintf("%s %s -> %s", l.Proto, l.Src, l.Dst)
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case packet.ProtoTCP:
-		return "tcp"
-	case packet.ProtoUDP:
-		return "udp"
-	case packet.ProtoICMP:
-		return "icmp"
-	case packet.ProtoICMPv6:
-		return "icmpv6"
-	case packet.ProtoSCTP:
-		return "sctp"
-	case packet.ProtoGRE:
-		return "gre"
-	case packet.ProtoESP:
-		return "esp"
-	}
-	return strconv.Itoa(int(p))
 }

@@ -208,7 +208,7 @@ func (f *logsFlags) run(ctx context.Context, stdin io.Reader, stdout, stderr io.
 func appendReadable(b []byte, e *droplog.Event) []byte {
 	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
 	b = fmt.Appendf(b, " %-12s %-16s ", e.Event, e.Rule)
-	b = append(b, protoName(e.Proto)...)
+	b = packet.AppendProtoName(b, e.Proto)
 	b = append(b, ' ')
 	b = appendEndpoint(b, e.Src, e.SrcPort)
 	b = append(b, " -> "...)

@@ -75,7 +75,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `,"family":"`...)
 	b = append(b, e.Family.String()...)
 	b = append(b, `","proto":"`...)
-	b = appendProto(b, e.Proto)
+	b = packet.AppendProtoName(b, e.Proto)
 	b = append(b, '"')
 	if e.Src.IsValid() {
 		b = append(b, `,"src":"`...)
@@ -128,28 +128,6 @@ func (e *Event) AppendJSON(b []byte) []byte {
 // MarshalJSON makes encoding/json produce the same object as AppendJSON.
 func (e *Event) MarshalJSON() ([]byte, error) {
 	return e.AppendJSON(make([]byte, 0, 384)), nil
-}
-
-// appendProto writes the protocol's name, or its number for the ones without
-// a well-known name.
-func appendProto(b []byte, p uint8) []byte {
-	switch p {
-	case packet.ProtoTCP:
-		return append(b, "tcp"...)
-	case packet.ProtoUDP:
-		return append(b, "udp"...)
-	case packet.ProtoICMP:
-		return append(b, "icmp"...)
-	case packet.ProtoICMPv6:
-		return append(b, "icmpv6"...)
-	case packet.ProtoSCTP:
-		return append(b, "sctp"...)
-	case packet.ProtoGRE:
-		return append(b, "gre"...)
-	case packet.ProtoESP:
-		return append(b, "esp"...)
-	}
-	return strconv.AppendUint(b, uint64(p), 10)
 }
 
 // tcpFlagLetters are pf's flag letters in pf's order (FIN, SYN, RST, PSH,
