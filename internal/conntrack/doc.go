@@ -102,6 +102,16 @@
 // ~32k slots at a million flows); entries never move, so memory grows in
 // 112 KiB chunks and stays allocated (Flush keeps it for reuse).
 //
+// In a table much larger than the CPU cache a lookup waits for two memory
+// loads in a row, the slot and then the entry (~170 ns each on the VM it is
+// measured on, ~400 ns a lookup at a million flows). A caller with several
+// packets at hand uses the Lookahead path instead: Prefetch for each packet
+// (hash, start loading the slot's line, no lock), PrefetchEntry for each
+// (read the slot, start loading the entry), then TrackAhead for each, which
+// answers exactly as TrackAt. The loads of the group are then in flight
+// together: ~95 ns a lookup at a million flows in groups of 8
+// (BenchmarkLookupHitBatch). The pipeline looks packets up this way.
+//
 // # Decision cache
 //
 // SetCache stores an opaque Cache (a value and the policy generation that

@@ -11,7 +11,9 @@ import (
 // FuzzTrack drives a small table with arbitrary packet sequences, clock steps,
 // expiry, cache writes and flushes, and checks after every step that the
 // index agrees with the entries, the cap holds, and a cached decision is
-// only ever returned to the flow it was stored for.
+// only ever returned to the flow it was stored for. A twin table gets the
+// same steps, mostly through the lookahead path (Prefetch, PrefetchEntry,
+// TrackAhead), and must answer every packet the same.
 func FuzzTrack(f *testing.F) {
 	// a handshake, data and close, then noise
 	f.Add([]byte{
@@ -24,7 +26,10 @@ func FuzzTrack(f *testing.F) {
 	})
 	f.Add([]byte{0x01, 0, 1, 0, 0, 0, 0x11, 0, 1, 3, 0, 0, 0x02, 0, 2, 0, 0, 0, 0x04, 0, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tb, clk := newTestTable(t, Config{MaxFlows: 8, Shards: 2, ExpireBatch: 3})
+		cfg := Config{MaxFlows: 8, Shards: 2, ExpireBatch: 3, Seed: 1}
+		tb, clk := newTestTable(t, cfg)
+		cfg.Now = clk.Now // the twin shares the clock, and the seed
+		twin := New(cfg)
 		addrs := [4]netip.Addr{
 			netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"),
 			netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2"),
@@ -74,6 +79,21 @@ func FuzzTrack(f *testing.F) {
 			}
 			clk.Advance(time.Duration(op[3]) * time.Second)
 			r := tb.Track(p, int(op[5]), op[4]&1 != 0)
+			// The twin takes the lookahead path for most packets and
+			// Track for some, so the two paths must also agree on where
+			// a flow lives.
+			var r2 Result
+			if op[3]%4 == 3 {
+				r2 = twin.Track(p, int(op[5]), op[4]&1 != 0)
+			} else {
+				var la Lookahead
+				twin.Prefetch(p, &la)
+				twin.PrefetchEntry(&la)
+				r2 = twin.TrackAhead(p, &la, int(op[5]), op[4]&1 != 0, clk.Now())
+			}
+			if r2 != r {
+				t.Fatalf("twin answered %+v, Track %+v", r2, r)
+			}
 			switch {
 			case r.State == StateInvalid || r.State == StateRelated:
 				if r.Flow.Valid() || r.HasCache {
@@ -90,7 +110,7 @@ func FuzzTrack(f *testing.F) {
 				if op[4]&2 != 0 {
 					gen++
 					c := Cache{Gen: gen, Value: uint64(op[5])}
-					if !tb.SetCache(r.Flow, c) {
+					if !tb.SetCache(r.Flow, c) || !twin.SetCache(r.Flow, c) {
 						t.Fatal("SetCache failed on a live handle")
 					}
 					stored[r.Flow] = c
@@ -98,9 +118,11 @@ func FuzzTrack(f *testing.F) {
 			}
 			if op[4]&4 != 0 {
 				tb.Expire(clk.Now())
+				twin.Expire(clk.Now())
 			}
 			if op[4] == 0xff {
 				tb.Flush()
+				twin.Flush()
 			}
 			// Stale handles must stay stale: SetCache with every stored
 			// handle either hits its own flow or nothing.

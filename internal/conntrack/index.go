@@ -1,6 +1,10 @@
 package conntrack
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
 
 // shard is an open-addressing index (linear probing, backward-shift deletion,
 // no tombstones) over a dense array of entries.
@@ -9,13 +13,19 @@ type shard struct {
 	// slots: 0 is empty; else the key hash's low 32 bits <<32 | entry index+1.
 	// Keeping the hash bits makes probing compare keys only on a 32-bit
 	// match, and lets the index grow and delete without touching entries.
-	slots  []uint64
-	chunks []*[chunkSize]entry
-	used   uint32 // entries handed out so far: the scan bound
-	free   uint32 // head of the free list, index+1; 0 when empty
-	n      int
-	expCur uint32 // Expire's position in the entries
-	evCur  uint32 // eviction's position in the entries
+	slots []uint64
+	// slotsAddr and slotsMask publish slots for Prefetch, which runs
+	// without the lock. A reader may pair an address with the other array's
+	// mask while grow runs: it then prefetches a useless line, which is
+	// harmless (see package prefetch).
+	slotsAddr atomic.Uintptr
+	slotsMask atomic.Uint64
+	chunks    []*[chunkSize]entry
+	used      uint32 // entries handed out so far: the scan bound
+	free      uint32 // head of the free list, index+1; 0 when empty
+	n         int
+	expCur    uint32 // Expire's position in the entries
+	evCur     uint32 // eviction's position in the entries
 
 	inserts, evictions, expired, invalid uint64
 	_                                    [64]byte // keep neighbouring shards' locks off this cache line
@@ -52,6 +62,23 @@ func (s *shard) find(k *flowKey, h uint64) (pos uint64, idx uint32, ok bool) {
 			if s.entry(idx).key.equal(k) {
 				return i, idx, true
 			}
+		}
+	}
+}
+
+// peek returns the entry of the first slot whose hash bits match h: the
+// flow find would return, but for a 32-bit hash collision. It reads the
+// index only.
+func (s *shard) peek(h uint64) *entry {
+	mask := uint64(len(s.slots) - 1)
+	tag := h & 0xffffffff
+	for i := tag & mask; ; i = (i + 1) & mask {
+		v := s.slots[i]
+		if v == 0 {
+			return nil
+		}
+		if v>>32 == tag {
+			return s.entry(uint32(v) - 1)
 		}
 	}
 }
@@ -206,10 +233,17 @@ func (t *Table) removeAt(s *shard, pos uint64, idx uint32) {
 	t.count.Add(-1)
 }
 
+// setSlots installs a new, empty index of n slots (a power of two).
+func (s *shard) setSlots(n int) {
+	s.slots = make([]uint64, n)
+	s.slotsAddr.Store(uintptr(unsafe.Pointer(&s.slots[0])))
+	s.slotsMask.Store(uint64(n - 1))
+}
+
 // grow doubles the index, rehashing from the hash bits kept in the slots.
 func (s *shard) grow() {
 	old := s.slots
-	s.slots = make([]uint64, 2*len(old))
+	s.setSlots(2 * len(old))
 	mask := uint64(len(s.slots) - 1)
 	for _, v := range old {
 		if v == 0 {

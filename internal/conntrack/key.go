@@ -109,9 +109,11 @@ func (k *flowKey) hash(s *hashSeed) uint64 {
 type kind uint8
 
 const (
+	// kindUnclassified: classify has not run yet (a zero Lookahead).
+	kindUnclassified kind = iota
 	// kindInvalid: nothing to track (unknown family, non-first fragment,
 	// a transport protocol whose header did not decode). StateInvalid.
-	kindInvalid kind = iota
+	kindInvalid
 	// kindUntracked: an ICMP message that is neither an echo nor an error
 	// (neighbour discovery, router advertisements, MLD, timestamps...). It
 	// belongs to no flow and is reported as StateNew every time.

@@ -183,7 +183,7 @@ func New(cfg Config) *Table {
 		t.seed[i] = r.Uint64() | 1
 	}
 	for i := range t.shards {
-		t.shards[i].slots = make([]uint64, minSlots)
+		t.shards[i].setSlots(minSlots)
 	}
 	return t
 }
@@ -215,9 +215,16 @@ func (t *Table) Track(p *packet.Packet, length int, kernelEstablished bool) Resu
 // TrackAt is Track at time now, for callers that read the clock once per
 // batch of packets.
 func (t *Table) TrackAt(p *packet.Packet, length int, kernelEstablished bool, now int64) Result {
-	var k flowKey
-	kd, fromB := classify(p, &k)
-	switch kd {
+	var la Lookahead
+	return t.track(p, &la, length, kernelEstablished, now)
+}
+
+// track is TrackAt with the work Prefetch did, if it ran, kept in la.
+func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstablished bool, now int64) Result {
+	if la.kd == kindUnclassified {
+		la.kd, la.fromB = classify(p, &la.k)
+	}
+	switch la.kd {
 	case kindInvalid:
 		t.untrackable.Add(1)
 		return Result{State: StateInvalid}
@@ -226,23 +233,26 @@ func (t *Table) TrackAt(p *packet.Packet, length int, kernelEstablished bool, no
 	case kindRelated:
 		return t.related(p, now)
 	}
-	h := k.hash(&t.seed)
+	if !la.hashed {
+		la.h, la.hashed = la.k.hash(&t.seed), true
+	}
+	k, h, fromB := &la.k, la.h, la.fromB
 	si := uint32(h >> t.shardShift)
 	s := &t.shards[si]
 	s.mu.Lock()
-	pos, idx, ok := s.find(&k, h)
+	pos, idx, ok := s.find(k, h)
 	if ok && s.entry(idx).deadline <= now {
 		// Expired but not yet swept: reclaim it here.
 		t.removeAt(s, pos, idx)
 		s.expired++
 		ok = false
-		pos, _, _ = s.find(&k, h)
+		pos, _, _ = s.find(k, h)
 	}
 	var e *entry
 	if ok {
 		e = s.entry(idx)
 	} else {
-		tcp, create, st := firstPacket(&k, p, kernelEstablished)
+		tcp, create, st := firstPacket(k, p, kernelEstablished)
 		if !create {
 			if st == StateInvalid {
 				s.invalid++
@@ -250,7 +260,7 @@ func (t *Table) TrackAt(p *packet.Packet, length int, kernelEstablished bool, no
 			s.mu.Unlock()
 			return Result{State: st}
 		}
-		if idx, ok = t.insert(s, &k, h, pos, now); !ok {
+		if idx, ok = t.insert(s, k, h, pos, now); !ok {
 			// The table is full and no flow could be evicted without
 			// waiting for another shard: answer without tracking.
 			s.mu.Unlock()
@@ -536,7 +546,7 @@ func (t *Table) Flush() {
 		}
 		t.count.Add(-int64(s.n))
 		s.n = 0
-		s.slots = make([]uint64, minSlots)
+		s.setSlots(minSlots)
 		s.expCur, s.evCur = 0, 0
 		s.mu.Unlock()
 	}

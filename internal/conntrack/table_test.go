@@ -483,7 +483,17 @@ func TestConcurrent(t *testing.T) {
 				if (i+w)%2 == 1 {
 					p = udpPkt("10.0.0.2", "10.0.0.1", 53, port)
 				}
-				r := tb.Track(p, 10, false)
+				var r Result
+				if w%2 == 0 {
+					r = tb.Track(p, 10, false)
+				} else {
+					// The lookahead path reads the index without the
+					// lock while the other workers insert and expire.
+					var la Lookahead
+					tb.Prefetch(p, &la)
+					tb.PrefetchEntry(&la)
+					r = tb.TrackAhead(p, &la, 10, false, tb.Now())
+				}
 				if r.State == StateInvalid {
 					t.Errorf("UDP packet invalid")
 					return
