@@ -94,18 +94,47 @@ type Worker struct {
 	dec    *packet.Decoder
 	pkt    packet.Packet
 	in     policies.Input
-	// seq counts Process calls, to time one packet in latencySample.
+	// seq counts packets processed, to time one in latencySample.
 	seq uint32
+	// ahead is ProcessBatch's scratch: the packets of one group, decoded,
+	// with their flow lookups started. It lives apart from the fields
+	// Process uses on every packet (measured ~7 ns a packet inline).
+	ahead *[lookaheadGroup]lookahead
+	// lookaheadMin is lookaheadMinFlows; tests lower it to reach the
+	// lookahead path with a small table.
+	lookaheadMin int
 }
+
+type lookahead struct {
+	pkt  packet.Packet
+	la   conntrack.Lookahead
+	done bool // decided before the flow lookup (looped or undecodable)
+}
+
+// lookaheadGroup is how many packets ProcessBatch starts flow lookups for
+// before deciding the first. conntrack's BenchmarkLookupHitBatch measured 8
+// best: fewer leave memory latency exposed, more overflow the CPU's
+// outstanding-miss buffers.
+const lookaheadGroup = 8
+
+// lookaheadMinFlows is the table size from which ProcessBatch starts
+// lookups early: ~4 MB of flows, more than a core's L2 cache. Below it the
+// table is mostly cached and the early start only costs (~10 ns a packet in
+// verdict's BenchmarkBatchDecide).
+const lookaheadMinFlows = 32 << 10
 
 // NewWorker makes a worker on shared state.
 func (s *Shared) NewWorker() *Worker {
-	w := &Worker{shared: s, dec: packet.NewDecoder()}
-	w.in.Pkt = &w.pkt
-	return w
+	return &Worker{
+		shared:       s,
+		dec:          packet.NewDecoder(),
+		ahead:        new([lookaheadGroup]lookahead),
+		lookaheadMin: lookaheadMinFlows,
+	}
 }
 
-// Packet is the packet the last Process call decoded; valid until the next.
+// Packet is the packet the last Process call decoded; valid until the next
+// Process or ProcessBatch call.
 func (w *Worker) Packet() *packet.Packet { return &w.pkt }
 
 // Process decides one packet. data starts at the IP header and must stay
@@ -123,18 +152,86 @@ func (w *Worker) Process(data []byte, m Meta) Result {
 }
 
 func (w *Worker) process(data []byte, m Meta) Result {
-	s := w.shared
-	pol := s.policy.Load()
+	pol := w.shared.policy.Load()
 	var r Result
+	if w.begin(pol, data, &m, &w.pkt, &r) {
+		return r
+	}
+	return w.finish(pol, &w.pkt, len(data), &m, nil)
+}
 
+// ProcessBatch decides the packets data[i], described by meta[i], into
+// out[i], as Process would one after another, in order. It starts the flow
+// lookups of several packets before deciding the first, so that in a flow
+// table much larger than the CPU cache their memory loads overlap (see
+// conntrack.Lookahead): at a million flows a lookup costs ~4x less than
+// Process's. The packets' data must stay valid until it returns.
+func (w *Worker) ProcessBatch(data [][]byte, meta []Meta, out []Result) {
+	for len(data) > 0 {
+		n := min(len(data), lookaheadGroup)
+		// One packet in latencySample is timed, as in Process; a group
+		// is timed whole and its time shared by its packets.
+		seq := w.seq
+		w.seq += uint32(n)
+		if seq/latencySample == w.seq/latencySample {
+			w.processGroup(data[:n], meta[:n], out[:n])
+		} else {
+			t0 := time.Now()
+			w.processGroup(data[:n], meta[:n], out[:n])
+			w.shared.latency.observe(time.Since(t0) / time.Duration(n))
+		}
+		data, meta, out = data[n:], meta[n:], out[n:]
+	}
+}
+
+func (w *Worker) processGroup(data [][]byte, meta []Meta, out []Result) {
+	pol := w.shared.policy.Load()
+	flows := w.shared.flows
+	// In a table the cache holds, starting lookups early saves nothing and
+	// costs a lock and a few prefetches a packet.
+	look := flows != nil && flows.Len() >= w.lookaheadMin
+	ahead := w.ahead[:len(data)]
+	for i := range ahead {
+		a := &ahead[i]
+		out[i] = Result{}
+		a.done = w.begin(pol, data[i], &meta[i], &a.pkt, &out[i])
+		if look && !a.done {
+			flows.Prefetch(&a.pkt, &a.la)
+		}
+	}
+	if look {
+		for i := range ahead {
+			if !ahead[i].done {
+				flows.PrefetchEntry(&ahead[i].la)
+			}
+		}
+	}
+	for i := range ahead {
+		a := &ahead[i]
+		if a.done {
+			continue
+		}
+		var la *conntrack.Lookahead
+		if look {
+			la = &a.la
+		}
+		out[i] = w.finish(pol, &a.pkt, len(data[i]), &meta[i], la)
+	}
+}
+
+// begin decodes data into pkt, unless the packet is decided without it: a
+// packet that came back with the agent's mark, or one that does not decode.
+// It reports whether it decided the packet, into *r, which must be zero.
+func (w *Worker) begin(pol *Policy, data []byte, m *Meta, pkt *packet.Packet, r *Result) (done bool) {
+	s := w.shared
 	if a, _, _ := s.marks.Decode(m.Mark); a != rules.MarkNone {
 		r.Looped = true
 		r.Verdict = Verdict{Kind: Accept}
-		s.stats.add(&r, m.Hook, len(data))
-		return r
+		s.stats.add(r, m.Hook, len(data))
+		return true
 	}
 
-	if err := w.dec.Decode(data, &w.pkt); err != nil {
+	if err := w.dec.Decode(data, pkt); err != nil {
 		r.DecodeErr = err
 		r.Decision = policies.Decision{Action: pol.Program.OnError(m.Hook), Rule: policies.NoRule}
 		if r.Decision.Action == policies.ActionAccept {
@@ -142,12 +239,20 @@ func (w *Worker) process(data []byte, m Meta) Result {
 		} else {
 			r.Verdict = Verdict{Kind: Drop}
 		}
-		s.stats.add(&r, m.Hook, len(data))
-		return r
+		s.stats.add(r, m.Hook, len(data))
+		return true
 	}
+	return false
+}
 
+// finish tracks and decides the decoded packet pkt of length bytes. la is
+// its flow lookup as started by conntrack's Prefetch, or nil.
+func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la *conntrack.Lookahead) Result {
+	s := w.shared
+	var r Result
 	_, kernelEstablished, _ := s.marks.Decode(m.Mark)
 	in := &w.in
+	in.Pkt = pkt
 	in.Hook, in.InIf, in.OutIf, in.Now = m.Hook, m.InIf, m.OutIf, m.Now
 	in.State = conntrack.StateNew
 	if kernelEstablished {
@@ -165,7 +270,11 @@ func (w *Worker) process(data []byte, m Meta) Result {
 	var flow conntrack.Result
 	tracked := s.flows != nil
 	if tracked {
-		flow = s.flows.TrackAt(&w.pkt, len(data), kernelEstablished, m.Now)
+		if la != nil {
+			flow = s.flows.TrackAhead(pkt, la, length, kernelEstablished, m.Now)
+		} else {
+			flow = s.flows.TrackAt(pkt, length, kernelEstablished, m.Now)
+		}
 		in.State = flow.State
 		if kernelRelated && flow.State != conntrack.StateEstablished {
 			in.State = conntrack.StateRelated
@@ -189,6 +298,6 @@ func (w *Worker) process(data []byte, m Meta) Result {
 	r.State = in.State
 	r.Verdict = Encode(r.Decision, m.Mark, s.marks, pol.Gen)
 	pol.hit(r.Decision.Rule)
-	s.stats.add(&r, m.Hook, len(data))
+	s.stats.add(&r, m.Hook, length)
 	return r
 }
