@@ -52,16 +52,10 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 	for range e.cfg.Workers {
 		ch := make(chan batchTask, 64)
 		workers = append(workers, ch)
-		w := e.shared.NewWorker()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for t := range ch {
-				for _, i := range t.idx {
-					t.vs[i] = e.decide(w, &t.pkts[i], t.now)
-				}
-				t.done.Done()
-			}
+			e.runWorker(ch)
 		}()
 	}
 	stopWorkers := func() {
@@ -124,21 +118,26 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 	return func() { <-done }, nil
 }
 
+// runWorker decides the shares of reads sent to it until ch closes.
+func (e *Engine) runWorker(ch <-chan batchTask) {
+	d := e.newDecider()
+	for t := range ch {
+		d.decide(t.pkts, t.vs, t.idx, t.now)
+		t.done.Done()
+	}
+}
+
 // batchFunc makes the decide function of one reader. It owns its scratch
 // space, so each reader needs its own.
 func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
+	own := e.newDecider()
 	if len(workers) == 0 {
-		w := e.shared.NewWorker()
 		return func(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict) {
-			now := e.cfg.Now()
-			for i := range pkts {
-				vs[i] = e.decide(w, &pkts[i], now)
-			}
+			own.decide(pkts, vs, nil, e.cfg.Now())
 		}
 	}
 	idx := make([][]int32, len(workers))
 	var done sync.WaitGroup
-	own := e.shared.NewWorker()
 	return func(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict) {
 		now := e.cfg.Now()
 		// A hand-off costs two goroutine switches; for a small read the
@@ -146,9 +145,7 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 		// every read. Within a read, one flow's packets stay in one share,
 		// and a read is answered before the next, so flows keep their order.
 		if len(pkts) < inlineBelow {
-			for i := range pkts {
-				vs[i] = e.decide(own, &pkts[i], now)
-			}
+			own.decide(pkts, vs, nil, now)
 			return
 		}
 		for k := range idx {
@@ -165,8 +162,8 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 				workers[k] <- batchTask{pkts: pkts, vs: vs, idx: ix, now: now, done: &done}
 			}
 		}
-		for _, i := range idx[0] {
-			vs[i] = e.decide(own, &pkts[i], now)
+		if len(idx[0]) > 0 {
+			own.decide(pkts, vs, idx[0], now)
 		}
 		// Every verdict of the read must be in before the reader writes
 		// them: the batch messages rely on it.
@@ -178,24 +175,73 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 // itself instead of sharing the read with the workers.
 const inlineBelow = 16
 
-// decide runs one packet through the pipeline and turns its verdict into
-// the netlink one.
-func (e *Engine) decide(w *pipeline.Worker, p *nfqmsg.Packet, now int64) nfqmsg.Verdict {
+// decider runs packets of reads through one pipeline worker, a group at a
+// time (pipeline.Worker.ProcessBatch), so their flow lookups overlap. It
+// belongs to one goroutine.
+type decider struct {
+	e    *Engine
+	w    *pipeline.Worker
+	data [][]byte
+	meta []pipeline.Meta
+	res  []pipeline.Result
+}
+
+func (e *Engine) newDecider() *decider {
+	return &decider{e: e, w: e.shared.NewWorker()}
+}
+
+// decide sets vs[i] for the packets pkts[i] at idx, or for every packet
+// when idx is nil. Its scratch slices grow to the largest read and stay, so
+// a steady stream of reads allocates nothing.
+func (d *decider) decide(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict, idx []int32, now int64) {
+	d.data, d.meta = d.data[:0], d.meta[:0]
+	if idx == nil {
+		for i := range pkts {
+			d.add(&pkts[i], now)
+		}
+	} else {
+		for _, i := range idx {
+			d.add(&pkts[i], now)
+		}
+	}
+	if cap(d.res) < len(d.data) {
+		d.res = make([]pipeline.Result, len(d.data))
+	}
+	res := d.res[:len(d.data)]
+	d.w.ProcessBatch(d.data, d.meta, res)
+	if idx == nil {
+		for i := range res {
+			vs[i] = toVerdict(&res[i])
+		}
+	} else {
+		for k, i := range idx {
+			vs[i] = toVerdict(&res[k])
+		}
+	}
+}
+
+// add queues p for the next ProcessBatch.
+func (d *decider) add(p *nfqmsg.Packet, now int64) {
 	var m pipeline.Meta
 	if h, ok := nfHook(p.Hook); ok {
 		m.Hook = h
 	}
 	m.Mark = p.Mark
-	if e.cfg.IfName != nil {
+	if ifName := d.e.cfg.IfName; ifName != nil {
 		if p.InDev != 0 {
-			m.InIf = e.cfg.IfName(p.InDev)
+			m.InIf = ifName(p.InDev)
 		}
 		if p.OutDev != 0 {
-			m.OutIf = e.cfg.IfName(p.OutDev)
+			m.OutIf = ifName(p.OutDev)
 		}
 	}
 	m.Now = now
-	r := w.Process(p.Payload, m)
+	d.data = append(d.data, p.Payload)
+	d.meta = append(d.meta, m)
+}
+
+// toVerdict turns the pipeline's verdict into the netlink one.
+func toVerdict(r *pipeline.Result) nfqmsg.Verdict {
 	switch r.Verdict.Kind {
 	case pipeline.Drop:
 		return nfqmsg.Verdict{Code: nfqmsg.Drop}

@@ -99,15 +99,7 @@ func BenchmarkBatchDecide(b *testing.B) {
 			for range workers {
 				ch := make(chan batchTask, 64)
 				chans = append(chans, ch)
-				w := e.shared.NewWorker()
-				go func() {
-					for t := range ch {
-						for _, i := range t.idx {
-							t.vs[i] = e.decide(w, &t.pkts[i], t.now)
-						}
-						t.done.Done()
-					}
-				}()
+				go e.runWorker(ch)
 			}
 			defer func() {
 				for _, ch := range chans {
