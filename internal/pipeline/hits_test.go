@@ -131,6 +131,20 @@ func TestLatencySampled(t *testing.T) {
 	if l.Sample != latencySample || len(l.Counts) != len(l.Bounds)+1 || l.Sum <= 0 {
 		t.Fatalf("snapshot %+v malformed", l)
 	}
+
+	// ProcessBatch samples at the same rate, whatever the read sizes.
+	data := make([][]byte, 37)
+	for i := range data {
+		data[i] = p
+	}
+	meta, out := make([]Meta, len(data)), make([]Result, len(data))
+	for range 4 * latencySample / len(data) {
+		w.ProcessBatch(data, meta, out)
+	}
+	sent := 3*latencySample + latencySample/2 + 4*latencySample/len(data)*len(data)
+	if got, want := s.Latency().Count(), uint64(sent/latencySample); got != want {
+		t.Fatalf("timed %d of %d packets after ProcessBatch, want %d", got, sent, want)
+	}
 }
 
 func TestLatencyBuckets(t *testing.T) {
