@@ -234,11 +234,17 @@ func garbage(n int) []byte {
 // rawDNSQuery builds a DNS query message for name (dotted, no escapes).
 func rawDNSQuery(name string) []byte {
 	b := []byte{0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
+	return append(append(b, dnsName(name)...), 0, 1, 0, 1)
+}
+
+// dnsName is name in DNS wire form: length-prefixed labels and the root.
+func dnsName(name string) []byte {
+	var b []byte
 	for _, label := range splitDots(name) {
 		b = append(b, byte(len(label)))
 		b = append(b, label...)
 	}
-	return append(b, 0, 0, 1, 0, 1)
+	return append(b, 0)
 }
 
 func splitDots(s string) []string {

@@ -199,7 +199,10 @@ func TestHostilePackets(t *testing.T) {
 				}{
 					{"compression pointer to itself", concat([]byte{0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 12, 0, 1, 0, 1}), true},
 					{"two pointers in a loop", concat([]byte{0x12, 0x35, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{1, 'a', 0xc0, 16, 0xc0, 12, 0, 1, 0, 1}), true},
-					{"forward pointer", concat([]byte{0x12, 0x36, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 40, 0, 1, 0, 1}), true},
+					{"pointer past the end", concat([]byte{0x12, 0x36, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 40, 0, 1, 0, 1}), true},
+					// A lenient resolver follows a forward pointer to
+					// the blocked name behind the question.
+					{"forward pointer to a blocked name", concat([]byte{0x12, 0x38, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 18, 0, 1, 0, 1}, dnsName("x.blocked.example")), false},
 					{"label past the end", concat([]byte{0x12, 0x37, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{60, 'x', 'y'}), true},
 					{"blocked name", rawDNSQuery("x.blocked.example"), false},
 					{"allowed name", rawDNSQuery("x.allowed.example"), true},

@@ -10,6 +10,11 @@ const (
 	// the length bytes and the terminating root label.
 	maxWireName = 255
 	maxLabel    = 63
+	// maxPointers bounds the compression pointers one name may follow. A
+	// name of at most 255 wire bytes has at most 127 labels, so a real name
+	// never needs more; a chain of pointers alone (which adds no wire
+	// bytes) is a loop.
+	maxPointers = 127
 )
 
 // MaxNameLen is the longest name DNSQueryName can append: a 255-byte wire
@@ -31,9 +36,12 @@ const MaxNameLen = 1003
 // hide a query for a blocked zone behind one odd byte.
 //
 // Any opcode is accepted: what matters is the name the message asks about.
-// A compression pointer may only point strictly before the label sequence
-// that contains it, which admits every pointer a real encoder writes and
-// rejects loops and forward references.
+// A compression pointer may point anywhere in the message, forwards too:
+// encoders only write backward pointers and strict decoders only accept
+// those, but lenient ones (dnsmasq, for one) follow any pointer, so a query
+// whose name hides behind a forward pointer is still a query for that name
+// to the resolver that receives it, and must be read as one here. Loops end
+// at the name length limit or after maxPointers pointers.
 //
 // On error dst is returned unchanged. The error is one of ErrTruncated,
 // ErrNotQuery, ErrNoQuestion, ErrPointer, ErrLabelTooLong or ErrNameTooLong.
@@ -85,12 +93,9 @@ func DNSQueryNameTCP(payload []byte, dst []byte) ([]byte, error) {
 // root label or its first pointer.
 func appendName(dst, msg []byte, off int) (out []byte, end int, err error) {
 	start := len(dst)
-	// seg is where the current run of labels began; a pointer found in it
-	// must point before it. seg strictly decreases with every jump, so the
-	// walk ends even when the labels are empty.
-	seg := off
 	end = -1
 	wire := 1 // the root label
+	pointers := 0
 	for {
 		if off >= len(msg) {
 			return dst[:start], 0, ErrTruncated
@@ -106,14 +111,13 @@ func appendName(dst, msg []byte, off int) (out []byte, end int, err error) {
 			if off+1 >= len(msg) {
 				return dst[:start], 0, ErrTruncated
 			}
-			target := (c&0x3F)<<8 | int(msg[off+1])
-			if target >= seg {
+			if pointers++; pointers > maxPointers {
 				return dst[:start], 0, ErrPointer
 			}
 			if end < 0 {
 				end = off + 2
 			}
-			seg, off = target, target
+			off = (c&0x3F)<<8 | int(msg[off+1])
 			continue
 		case c > maxLabel:
 			// 0x40 and 0x80 are the extended and reserved label types.

@@ -33,8 +33,17 @@ func TestDNSQueryName(t *testing.T) {
 		{"extended label type", append(dnsHeader(), 0x41, 1, 2, 0, 0, 1, 0, 1), "", ErrLabelTooLong},
 		{"reserved label type", append(dnsHeader(), 0x80, 1, 2, 0, 0, 1, 0, 1), "", ErrLabelTooLong},
 		{"pointer to itself", append(dnsHeader(), 0xc0, 12, 0, 1, 0, 1), "", ErrPointer},
-		{"forward pointer", append(dnsHeader(), 0xc0, 16, 0, 1, 0, 1, 1, 'a', 0), "", ErrPointer},
-		{"loop through earlier label", append(dnsHeader(), 1, 'a', 0xc0, 12, 0, 1, 0, 1), "", ErrPointer},
+		{"two pointers to each other", append(dnsHeader(), 0xc0, 14, 0xc0, 12, 0, 1, 0, 1), "", ErrPointer},
+		// Lenient resolvers follow a pointer forwards: the name is the
+		// one they would resolve.
+		{"forward pointer", append(dnsHeader(), 0xc0, 18, 0, 1, 0, 1, 1, 'a', 0), "a", nil},
+		{
+			"forward pointer to a longer name",
+			append(dnsHeader(), 1, 'x', 0xc0, 20, 0, 1, 0, 1, 7, 'b', 'l', 'o', 'c', 'k', 'e', 'd', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0),
+			"x.blocked.example", nil,
+		},
+		{"pointer past the end", append(dnsHeader(), 0xc0, 40, 0, 1, 0, 1), "", ErrTruncated},
+		{"loop through earlier label", append(dnsHeader(), 1, 'a', 0xc0, 12, 0, 1, 0, 1), "", ErrNameTooLong},
 		{"pointer truncated", append(dnsHeader(), 1, 'a', 0xc0), "", ErrTruncated},
 		{
 			// A pointer into the header is backwards and legal: the
@@ -50,12 +59,11 @@ func TestDNSQueryName(t *testing.T) {
 			"x", nil,
 		},
 		{
-			// Pointers chained backwards that loop to a later offset
-			// are refused even when each hop is backwards from its own
-			// position.
+			// Pointers that jump backwards and forwards but reach a
+			// root label name the root, as they do for a resolver.
 			"pointer ping-pong",
 			append([]byte{0x12, 0x34, 0x00, 0x00, 0, 1, 0xc0, 10, 0xc0, 6, 0, 0}, 0xc0, 8, 0, 1, 0, 1),
-			"", ErrPointer,
+			"", nil,
 		},
 	}
 	for _, tt := range tests {

@@ -17,8 +17,8 @@ var (
 	// ErrTruncated reports a DNS message that ends inside its header or first
 	// question.
 	ErrTruncated = errors.New("l7: dns: truncated message")
-	// ErrPointer reports a compression pointer that does not point strictly
-	// backwards, which includes every loop.
+	// ErrPointer reports a name that follows more compression pointers than
+	// any real name needs: a loop.
 	ErrPointer = errors.New("l7: dns: bad compression pointer")
 	// ErrLabelTooLong reports a label length byte above 63 that is not a
 	// compression pointer (RFC 1035 lengths, RFC 6891 reserved types 0x40 and
