@@ -17,21 +17,18 @@ import (
 // TrackAhead for each: the batch's loads are in flight together instead of
 // one after another. BenchmarkLookupHit shows both ways.
 type Lookahead struct {
-	k      flowKey
-	h      uint64
-	kd     kind
-	fromB  bool
-	hashed bool // h is set
+	k     flowKey
+	h     uint64 // set when kd is kindFlow
+	kd    kind
+	fromB bool
 }
 
 // Prefetch classifies p, hashes its flow key into la and starts loading the
 // index line the lookup will probe. It takes no lock.
 func (t *Table) Prefetch(p *packet.Packet, la *Lookahead) {
-	la.kd, la.fromB = classify(p, &la.k)
-	if la.hashed = la.kd == kindFlow; !la.hashed {
+	if t.prepare(p, la) != kindFlow {
 		return
 	}
-	la.h = la.k.hash(&t.seed)
 	s := &t.shards[la.h>>t.shardShift]
 	prefetch.Line(s.slotsAddr.Load() + uintptr(la.h&0xffffffff&s.slotsMask.Load())*8)
 }

@@ -219,10 +219,20 @@ func (t *Table) TrackAt(p *packet.Packet, length int, kernelEstablished bool, no
 	return t.track(p, &la, length, kernelEstablished, now)
 }
 
+// prepare fills la from p: its kind, its key and, for a flow, the key's
+// hash. It returns the kind.
+func (t *Table) prepare(p *packet.Packet, la *Lookahead) kind {
+	la.kd, la.fromB = classify(p, &la.k)
+	if la.kd == kindFlow {
+		la.h = la.k.hash(&t.seed)
+	}
+	return la.kd
+}
+
 // track is TrackAt with the work Prefetch did, if it ran, kept in la.
 func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstablished bool, now int64) Result {
 	if la.kd == kindUnclassified {
-		la.kd, la.fromB = classify(p, &la.k)
+		t.prepare(p, la)
 	}
 	switch la.kd {
 	case kindInvalid:
@@ -232,9 +242,6 @@ func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstabli
 		return Result{State: StateNew}
 	case kindRelated:
 		return t.related(p, now)
-	}
-	if !la.hashed {
-		la.h, la.hashed = la.k.hash(&t.seed), true
 	}
 	k, h, fromB := &la.k, la.h, la.fromB
 	si := uint32(h >> t.shardShift)
