@@ -3,6 +3,7 @@ package prefetch
 import (
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // TestLineIsHarmless prefetches valid, stale and invalid addresses: a
@@ -13,7 +14,7 @@ func TestLineIsHarmless(t *testing.T) {
 		buf[i] = uint64(i)
 	}
 	for i := range buf {
-		Of(&buf[i])
+		Line(uintptr(unsafe.Pointer(&buf[i])))
 	}
 	for _, a := range []uintptr{0, 1, 4096, ^uintptr(0), ^uintptr(0) - 4095} {
 		Line(a)
@@ -54,7 +55,7 @@ func BenchmarkRandomRead(b *testing.B) {
 			for i := 0; i < b.N; i += 16 {
 				if pf {
 					for k := range 16 {
-						Of(&arr[idx[(i+k)&(len(idx)-1)]])
+						Line(uintptr(unsafe.Pointer(&arr[idx[(i+k)&(len(idx)-1)]])))
 					}
 				}
 				for k := range 16 {
