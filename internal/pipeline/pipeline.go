@@ -134,7 +134,7 @@ func (s *Shared) NewWorker() *Worker {
 }
 
 // Packet is the packet the last Process call decoded; valid until the next
-// Process or ProcessBatch call.
+// one (ProcessBatch decodes into its own scratch and leaves it alone).
 func (w *Worker) Packet() *packet.Packet { return &w.pkt }
 
 // Process decides one packet. data starts at the IP header and must stay
