@@ -79,27 +79,21 @@ func (s *script) tcp(client, server string) *tcpConn {
 }
 
 func (c *tcpConn) spec(fromClient bool, flags uint8, payload []byte) packet.Spec {
-	sp := packet.Spec{Proto: packet.ProtoTCP, TCPFlags: flags, Payload: payload}
-	if fromClient {
-		sp.Src, sp.Dst, sp.SrcPort, sp.DstPort = c.client.Addr(), c.srv.Addr(), c.client.Port(), c.srv.Port()
-		sp.Seq = c.cseq
-		if flags&packet.TCPAck != 0 {
-			sp.Ack = c.sseq
-		}
-		c.cseq += uint32(len(payload))
-		if flags&(packet.TCPSyn|packet.TCPFin) != 0 {
-			c.cseq++
-		}
-	} else {
-		sp.Src, sp.Dst, sp.SrcPort, sp.DstPort = c.srv.Addr(), c.client.Addr(), c.srv.Port(), c.client.Port()
-		sp.Seq = c.sseq
-		if flags&packet.TCPAck != 0 {
-			sp.Ack = c.cseq
-		}
-		c.sseq += uint32(len(payload))
-		if flags&(packet.TCPSyn|packet.TCPFin) != 0 {
-			c.sseq++
-		}
+	src, dst, seq, peerSeq := c.client, c.srv, &c.cseq, c.sseq
+	if !fromClient {
+		src, dst, seq, peerSeq = c.srv, c.client, &c.sseq, c.cseq
+	}
+	sp := packet.Spec{
+		Proto: packet.ProtoTCP, TCPFlags: flags, Payload: payload,
+		Src: src.Addr(), Dst: dst.Addr(), SrcPort: src.Port(), DstPort: dst.Port(),
+		Seq: *seq,
+	}
+	if flags&packet.TCPAck != 0 {
+		sp.Ack = peerSeq
+	}
+	*seq += uint32(len(payload))
+	if flags&(packet.TCPSyn|packet.TCPFin) != 0 {
+		*seq++
 	}
 	return sp
 }
