@@ -133,7 +133,7 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 	own := e.newDecider()
 	if len(workers) == 0 {
 		return func(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict) {
-			own.decide(pkts, vs, nil, e.cfg.Now())
+			own.decide(pkts, vs, own.all(len(pkts)), e.cfg.Now())
 		}
 	}
 	idx := make([][]int32, len(workers))
@@ -145,7 +145,7 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 		// every read. Within a read, one flow's packets stay in one share,
 		// and a read is answered before the next, so flows keep their order.
 		if len(pkts) < inlineBelow {
-			own.decide(pkts, vs, nil, now)
+			own.decide(pkts, vs, own.all(len(pkts)), now)
 			return
 		}
 		for k := range idx {
@@ -162,9 +162,7 @@ func (e *Engine) batchFunc(workers []chan batchTask) nfqmsg.BatchFunc {
 				workers[k] <- batchTask{pkts: pkts, vs: vs, idx: ix, now: now, done: &done}
 			}
 		}
-		if len(idx[0]) > 0 {
-			own.decide(pkts, vs, idx[0], now)
-		}
+		own.decide(pkts, vs, idx[0], now)
 		// Every verdict of the read must be in before the reader writes
 		// them: the batch messages rely on it.
 		done.Wait()
@@ -179,45 +177,42 @@ const inlineBelow = 16
 // time (pipeline.Worker.ProcessBatch), so their flow lookups overlap. It
 // belongs to one goroutine.
 type decider struct {
-	e    *Engine
-	w    *pipeline.Worker
-	data [][]byte
-	meta []pipeline.Meta
-	res  []pipeline.Result
+	e     *Engine
+	w     *pipeline.Worker
+	data  [][]byte
+	meta  []pipeline.Meta
+	res   []pipeline.Result
+	every []int32 // 0, 1, 2, ...: see all
 }
 
 func (e *Engine) newDecider() *decider {
 	return &decider{e: e, w: e.shared.NewWorker()}
 }
 
-// decide sets vs[i] for the packets pkts[i] at idx, or for every packet
-// when idx is nil. Its scratch slices grow to the largest read and stay, so
-// a steady stream of reads allocates nothing.
+// decide sets vs[i] for the packets pkts[i] at idx. Its scratch slices
+// grow to the largest read and stay, so a steady stream of reads allocates
+// nothing.
 func (d *decider) decide(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict, idx []int32, now int64) {
 	d.data, d.meta = d.data[:0], d.meta[:0]
-	if idx == nil {
-		for i := range pkts {
-			d.add(&pkts[i], now)
-		}
-	} else {
-		for _, i := range idx {
-			d.add(&pkts[i], now)
-		}
+	for _, i := range idx {
+		d.add(&pkts[i], now)
 	}
 	if cap(d.res) < len(d.data) {
 		d.res = make([]pipeline.Result, len(d.data))
 	}
 	res := d.res[:len(d.data)]
 	d.w.ProcessBatch(d.data, d.meta, res)
-	if idx == nil {
-		for i := range res {
-			vs[i] = toVerdict(&res[i])
-		}
-	} else {
-		for k, i := range idx {
-			vs[i] = toVerdict(&res[k])
-		}
+	for k, i := range idx {
+		vs[i] = toVerdict(&res[k])
 	}
+}
+
+// all is the indexes of a whole read of n packets, for decide.
+func (d *decider) all(n int) []int32 {
+	for i := len(d.every); i < n; i++ {
+		d.every = append(d.every, int32(i))
+	}
+	return d.every[:n]
 }
 
 // add queues p for the next ProcessBatch.
