@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os/exec"
@@ -17,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/fwagent/fwagent/internal/metrics"
 	"github.com/fwagent/fwagent/internal/testnet"
 )
 
@@ -41,30 +40,20 @@ rules:
 // scraper reads an agent's metrics endpoint on a unix socket.
 type scraper struct {
 	sock string
-	c    *http.Client
+	c    *metrics.Client
 }
 
 func newScraper(sock string) *scraper {
-	return &scraper{sock: sock, c: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	}}}
+	return &scraper{sock: sock, c: metrics.NewClient("unix", sock, 5*time.Second)}
 }
 
 func (s *scraper) get(t *testing.T, path string) (int, string) {
 	t.Helper()
-	resp, err := s.c.Get("http://fwagent" + path)
+	code, b, err := s.c.Get(context.Background(), path)
 	if err != nil {
 		t.Fatalf("GET %s on %s: %v", path, s.sock, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return resp.StatusCode, string(b)
+	return code, string(b)
 }
 
 // scrape fetches /metrics and parses it: a scrape that does not parse

@@ -73,22 +73,11 @@ func scrape(t *testing.T, sock string) samples {
 	if sock == "" {
 		return nil
 	}
-	c := http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}},
-	}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get("http://fwagent/metrics")
-	if err != nil {
-		t.Fatalf("scrape metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape metrics: status %d, err %v", resp.StatusCode, err)
+	c := metrics.NewClient("unix", sock, 10*time.Second)
+	defer c.Close()
+	code, body, err := c.Get(context.Background(), "/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("scrape metrics: status %d, err %v", code, err)
 	}
 	s := samples{}
 	sc := bufio.NewScanner(bytes.NewReader(body))

@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fwagent/fwagent/internal/metrics"
 )
 
 // parsePromCounters reads Prometheus text exposition and sums, per metric
@@ -66,28 +66,14 @@ func validMetricName(s string) bool {
 
 // scrapeUnix fetches /metrics from a server listening on a unix socket.
 func scrapeUnix(ctx context.Context, path string) ([]byte, error) {
-	c := http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		}},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://fwagent/metrics", nil)
-	if err != nil {
-		return nil, fmt.Errorf("e2e: metrics request: %w", err)
-	}
-	resp, err := c.Do(req)
+	c := metrics.NewClient("unix", path, 5*time.Second)
+	defer c.Close()
+	code, b, err := c.Get(ctx, "/metrics")
 	if err != nil {
 		return nil, fmt.Errorf("e2e: scrape %s: %w", path, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("e2e: scrape %s: %s", path, resp.Status)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("e2e: scrape %s: %w", path, err)
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("e2e: scrape %s: HTTP %d", path, code)
 	}
 	return b, nil
 }

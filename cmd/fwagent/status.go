@@ -1,11 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -60,16 +60,17 @@ func (f *statusFlags) run(ctx context.Context, out io.Writer) error {
 	if f.interval < 0 || f.top < 0 {
 		return usagef("status: --interval and --top must not be negative")
 	}
-	c := newMetricsClient(network, address, f.timeout)
-	healthCode, healthBody, err := c.get(ctx, "/healthz")
+	c := metrics.NewClient(network, address, f.timeout)
+	defer c.Close()
+	healthCode, healthBody, err := c.Get(ctx, "/healthz")
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	readyCode, _, err := c.get(ctx, "/readyz")
+	readyCode, _, err := c.Get(ctx, "/readyz")
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	first, err := c.scrape(ctx)
+	first, err := scrape(ctx, c)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
@@ -82,7 +83,7 @@ func (f *statusFlags) run(ctx context.Context, out io.Writer) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if second, err = c.scrape(ctx); err != nil {
+		if second, err = scrape(ctx, c); err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
 		elapsed = time.Since(start)
@@ -91,7 +92,7 @@ func (f *statusFlags) run(ctx context.Context, out io.Writer) error {
 		addr:    f.addr,
 		healthy: healthCode == http.StatusOK,
 		ready:   readyCode == http.StatusOK,
-		health:  strings.TrimSpace(healthBody),
+		health:  string(bytes.TrimSpace(healthBody)),
 		before:  first,
 		after:   second,
 		elapsed: elapsed,
@@ -105,46 +106,9 @@ func (f *statusFlags) run(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// metricsClient talks HTTP to the agent over TCP or its unix socket.
-type metricsClient struct {
-	http *http.Client
-	base string
-}
-
-func newMetricsClient(network, address string, timeout time.Duration) *metricsClient {
-	tr := &http.Transport{}
-	base := "http://" + address
-	if network == "unix" {
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", address)
-		}
-		base = "http://fwagent"
-	}
-	return &metricsClient{http: &http.Client{Transport: tr, Timeout: timeout}, base: base}
-}
-
-func (c *metricsClient) get(ctx context.Context, path string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	// The text format, whatever the server prefers.
-	req.Header.Set("Accept", "text/plain; version=0.0.4")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, "", fmt.Errorf("ask the agent: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return 0, "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return resp.StatusCode, string(b), nil
-}
-
-func (c *metricsClient) scrape(ctx context.Context) (map[string]*dto.MetricFamily, error) {
-	code, body, err := c.get(ctx, "/metrics")
+// scrape reads the agent's metrics.
+func scrape(ctx context.Context, c *metrics.Client) (map[string]*dto.MetricFamily, error) {
+	code, body, err := c.Get(ctx, "/metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +116,7 @@ func (c *metricsClient) scrape(ctx context.Context) (map[string]*dto.MetricFamil
 		return nil, fmt.Errorf("/metrics: HTTP %d", code)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("parse /metrics: %w", err)
 	}

@@ -3,9 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,28 +38,13 @@ func TestParseAddr(t *testing.T) {
 	}
 }
 
-// unixClient talks HTTP over the unix socket at path.
-func unixClient(path string) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
-}
-
-func get(t *testing.T, c *http.Client, path string) (int, string) {
+func get(t *testing.T, c *Client, path string) (int, string) {
 	t.Helper()
-	resp, err := c.Get("http://fwagent" + path)
+	code, b, err := c.Get(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return code, string(b)
 }
 
 func TestServeOnUnixSocket(t *testing.T) {
@@ -101,7 +84,8 @@ func TestServeOnUnixSocket(t *testing.T) {
 			t.Errorf("socket left behind: %v", err)
 		}
 	})
-	c := unixClient(sock)
+	c := NewClient("unix", sock, 10*time.Second)
+	defer c.Close()
 
 	code, body := get(t, c, "/metrics")
 	if code != 200 {
