@@ -24,14 +24,41 @@ func startSink(t *testing.T) (*Sink, func() SinkStats) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	return s, func() SinkStats {
-		// Loopback delivery is synchronous with the send, but the sink may
-		// not have read the last batch yet.
-		time.Sleep(50 * time.Millisecond)
+		// Loopback delivery is synchronous with the send, so every packet
+		// sent is in the socket's queue or already read; wait until the
+		// sink has read the queue empty (a fixed pause was too short on a
+		// loaded machine running -race), then stop it.
+		waitDrained(t, s.conn)
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
 		return s.Stats()
+	}
+}
+
+// waitDrained waits until c's receive queue is empty, for at most 30 s.
+func waitDrained(t *testing.T, c *net.UDPConn) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var queued int
+		var qerr error
+		if err := rc.Control(func(fd uintptr) { queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil || qerr != nil {
+			t.Fatalf("receive queue: %v %v", err, qerr)
+		}
+		if queued == 0 {
+			// The sink may still be counting the batch it last read;
+			// it does so before its next read, which cancel interrupts.
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink left %d bytes unread for 30 s", queued)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
