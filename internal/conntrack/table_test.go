@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -600,5 +601,15 @@ func TestRunSweepsUntilCancelled(t *testing.T) {
 func TestEntrySize(t *testing.T) {
 	if got := unsafe.Sizeof(entry{}); got != 112 {
 		t.Fatalf("entry is %d bytes, want 112", got)
+	}
+}
+
+// TestResultStaysInRegisters fails when Result outgrows what the compiler
+// keeps in registers (at most four fields and four words): past that, every
+// Track pays for a round trip of its answer through memory.
+func TestResultStaysInRegisters(t *testing.T) {
+	typ := reflect.TypeFor[Result]()
+	if n, size := typ.NumField(), typ.Size(); n > 4 || size > 4*unsafe.Sizeof(uintptr(0)) {
+		t.Fatalf("Result has %d fields in %d bytes, want at most 4 in %d", n, size, 4*unsafe.Sizeof(uintptr(0)))
 	}
 }
