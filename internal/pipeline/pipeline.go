@@ -268,6 +268,9 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	}
 
 	var flow conntrack.Result
+	// cached is the flow's cache from this policy generation (both
+	// directions' decisions), 0 when it has none.
+	var cached uint64
 	tracked := s.flows != nil
 	if tracked {
 		if la != nil {
@@ -279,18 +282,16 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 		if kernelRelated && flow.State != conntrack.StateEstablished {
 			in.State = conntrack.StateRelated
 		}
-		if flow.HasCache && flow.Cache.Gen == pol.Gen {
-			r.Decision, r.Cached = decodeCache(flow.Cache.Value, m.Hook, flow.Reply, flow.State)
+		var ok bool
+		if cached, ok = flow.Cached(pol.Gen); ok {
+			r.Decision, r.Cached = decodeCache(cached, m.Hook, flow.Reply, flow.State)
 		}
 	}
 	if !r.Cached {
 		r.Decision = pol.Program.Decide(in)
 		if tracked {
-			var old uint64
-			if flow.HasCache && flow.Cache.Gen == pol.Gen {
-				old = flow.Cache.Value // keep the other direction's decision
-			}
-			if v, ok := encodeCache(old, r.Decision, m.Hook, flow.Reply, flow.State); ok {
+			// Starting from cached keeps the other direction's decision.
+			if v, ok := encodeCache(cached, r.Decision, m.Hook, flow.Reply, flow.State); ok {
 				s.flows.SetCache(flow.Flow, conntrack.Cache{Gen: pol.Gen, Value: v})
 			}
 		}
