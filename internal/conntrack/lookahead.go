@@ -15,7 +15,8 @@ import (
 // each on the machines this is measured on. A caller holding a batch of
 // packets calls Prefetch for each, then PrefetchEntry for each, then
 // TrackAhead for each: the batch's loads are in flight together instead of
-// one after another. BenchmarkLookupHit shows both ways.
+// one after another. BenchmarkLookupHit and BenchmarkLookupHitBatch measure
+// both ways.
 type Lookahead struct {
 	k     flowKey
 	h     uint64 // set when kd is kindFlow
