@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/testnet"
-	"github.com/fwagent/fwagent/rules"
 )
 
 const offloadPolicy = `version: 1
@@ -95,7 +95,7 @@ func TestOffload(t *testing.T) {
 		mask uint32
 		args []string
 	}{
-		{"default mask", rules.DefaultMarkMask, nil},
+		{"default mask", nf.DefaultMarkMask, nil},
 		{"custom mask", 0x1ff00000, []string{"--mark-mask", "0x1ff00000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,7 +103,7 @@ func TestOffload(t *testing.T) {
 			serveTCP(t, n.Server, 8080)
 			serveTCP(t, n.Server, 8081)
 			startAgent(t, n.Server, writePolicy(t, offloadPolicy), tc.args...)
-			marks, err := rules.NewMarks(tc.mask)
+			marks, err := nf.NewMarks(tc.mask)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +122,7 @@ func TestOffload(t *testing.T) {
 						t.Errorf("port %d: connmark %#x has bits outside the mark mask %#x", port, cm, tc.mask)
 					}
 					action, _, _ := marks.Decode(cm)
-					if offloaded := action == rules.MarkOffload; offloaded != (port == 8080) {
+					if offloaded := action == nf.MarkOffload; offloaded != (port == 8080) {
 						t.Errorf("port %d: connmark %#x decodes to %v, want offloaded=%v", port, cm, action, port == 8080)
 					}
 				}

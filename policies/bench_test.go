@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/policygen"
 )
@@ -50,7 +50,7 @@ func BenchmarkDecide(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		in := &Input{Pkt: benchPacket(), Hook: HookInput, State: conntrack.StateNew}
+		in := &Input{Pkt: benchPacket(), Hook: nf.HookInput, State: nf.StateNew}
 		if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
 			b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
 		}
@@ -62,7 +62,7 @@ func BenchmarkDecide(b *testing.B) {
 			}
 			cpu.report(b)
 		})
-		miss := &Input{Pkt: benchPacket(), Hook: HookInput, State: conntrack.StateNew}
+		miss := &Input{Pkt: benchPacket(), Hook: nf.HookInput, State: nf.StateNew}
 		miss.Pkt.Src = netip.MustParseAddr("10.1.1.77")
 		miss.Pkt.DstPort = 3
 		b.Run(fmt.Sprintf("rules=%d/default", n), func(b *testing.B) {
@@ -103,7 +103,7 @@ func threadCPUTime() time.Duration {
 func BenchmarkDecideSharedAddress(b *testing.B) {
 	for _, n := range []int{10, 10000} {
 		prog := mustCompile(b, genSharedPolicy(n))
-		in := &Input{Pkt: benchPacket(), Hook: HookInput}
+		in := &Input{Pkt: benchPacket(), Hook: nf.HookInput}
 		if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
 			b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
 		}
@@ -150,14 +150,14 @@ func TestDecideAllocatesNothing(t *testing.T) {
 		{Pkt: benchPacket()},
 		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)},
 		{Pkt: pk(6, "2001:db8:a::1", "2001:db8:b::1", 1000, 22)},
-		{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("x.ads.example", false)), Hook: HookOutput},
-		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("A.EXAMPLE", true)), Hook: HookOutput},
-		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")), Hook: HookOutput},
+		{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("x.ads.example", false)), Hook: nf.HookOutput},
+		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("A.EXAMPLE", true)), Hook: nf.HookOutput},
+		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")), Hook: nf.HookOutput},
 		{Pkt: withPayload(pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022), []byte("SSH-2.0"))},
-		{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "veth3", Hook: HookForward},
-		{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 7000), Hook: HookForward},
-		{Pkt: pk(17, "2001:db8::1", "2001:db8::2", 1000, 7000), Hook: HookForward},
-		{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: conntrack.StateEstablished},
+		{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "veth3", Hook: nf.HookForward},
+		{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 7000), Hook: nf.HookForward},
+		{Pkt: pk(17, "2001:db8::1", "2001:db8::2", 1000, 7000), Hook: nf.HookForward},
+		{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: nf.StateEstablished},
 	}
 	for i, in := range inputs {
 		if a := testing.AllocsPerRun(100, func() { prog.Decide(in) }); a != 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/gaissmai/bart"
 
 	"github.com/fwagent/fwagent/internal/l7"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/ratelimit"
 )
@@ -43,7 +44,7 @@ func Compile(pol *Policy) (*Program, error) {
 		}
 		used |= r.Hooks
 	}
-	for h := HookInput; h < NumHooks; h++ {
+	for h := nf.HookInput; h < nf.NumHooks; h++ {
 		if used&(1<<h) != 0 || pol.Default[h] != ActionAccept {
 			p.hooks = append(p.hooks, h)
 		}
@@ -256,9 +257,9 @@ func (p *Program) buildMeta(ix *indexBuilder) {
 	for i, pr := range named {
 		p.protoClass[pr] = uint8(i + 1)
 	}
-	p.meta = make([]uint64, int(NumHooks)*famSlots*p.nclass)
+	p.meta = make([]uint64, int(nf.NumHooks)*famSlots*p.nclass)
 	b, scratch := newRuleBits(bs.words), newRuleBits(bs.words)
-	for h := HookInput; h < NumHooks; h++ {
+	for h := nf.HookInput; h < nf.NumHooks; h++ {
 		for f := range famSlots {
 			for c := 0; c < p.nclass; c++ {
 				clear(b)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/fwagent/fwagent/internal/l7"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/ratelimit"
 )
@@ -20,7 +21,7 @@ import (
 func (p *Program) Decide(in *Input) Decision {
 	pkt := in.Pkt
 	h := in.Hook
-	if h >= NumHooks || pkt == nil {
+	if h >= nf.NumHooks || pkt == nil {
 		return Decision{Action: ActionDrop, Rule: NoRule}
 	}
 	fs := famSlotOther

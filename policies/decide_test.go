@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -104,14 +104,14 @@ func TestDecide(t *testing.T) {
 		want  Action
 		check func(Decision) string
 	}{
-		{name: "established", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: conntrack.StateEstablished},
+		{name: "established", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: nf.StateEstablished},
 			rule: "established", want: ActionAccept, check: func(d Decision) string {
 				if !d.Offload || !d.Cacheable {
 					return "established: want offload and cacheable (for later established packets)"
 				}
 				return ""
 			}},
-		{name: "invalid", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: conntrack.StateInvalid},
+		{name: "invalid", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: nf.StateInvalid},
 			rule: "invalid", want: ActionDrop, check: func(d Decision) string {
 				if !d.Log || d.Audit {
 					return "want log, no audit"
@@ -136,7 +136,7 @@ func TestDecide(t *testing.T) {
 			}},
 		{name: "ssh admin v6", in: Input{Pkt: pk(6, "2001:db8:a::1", "2001:db8:b::1", 1000, 22)}, rule: "ssh-admins", want: ActionAccept},
 		{name: "ssh other", in: Input{Pkt: pk(6, "2001:db8:b::1", "2001:db8:a::1", 1000, 22)}, rule: "default", want: ActionDrop},
-		{name: "ssh admin on output", in: Input{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22), Hook: HookOutput}, rule: "default", want: ActionAccept,
+		{name: "ssh admin on output", in: Input{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22), Hook: nf.HookOutput}, rule: "default", want: ActionAccept,
 			check: func(d Decision) string {
 				if d.Offload || d.Log {
 					return "default accept after a skipped payload rule must not offload or log"
@@ -150,7 +150,7 @@ func TestDecide(t *testing.T) {
 				}
 				return ""
 			}},
-		{name: "probe payload", in: Input{Pkt: withPayload(pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022), []byte("SSH-2.0-x")), State: conntrack.StateNew},
+		{name: "probe payload", in: Input{Pkt: withPayload(pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022), []byte("SSH-2.0-x")), State: nf.StateNew},
 			rule: "probe", want: ActionDrop, check: func(d Decision) string {
 				if !d.Audit || !d.Log || d.Effective() != ActionAccept {
 					return "audit rule: want audit, log, effective accept"
@@ -159,26 +159,26 @@ func TestDecide(t *testing.T) {
 			}},
 		{name: "web", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1000, 8099)}, rule: "web", want: ActionAccept},
 		{name: "web edge", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1000, 8100)}, rule: "default", want: ActionDrop},
-		{name: "marked", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "veth12", Hook: HookForward}, rule: "marked", want: ActionAccept,
+		{name: "marked", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "veth12", Hook: nf.HookForward}, rule: "marked", want: ActionAccept,
 			check: func(d Decision) string {
 				if !d.SetMark || d.Mark != 0x42 || d.Offload {
 					return "want mark 0x42 and no offload"
 				}
 				return ""
 			}},
-		{name: "marked wrong iif", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "eth0", Hook: HookForward}, rule: "default", want: ActionDrop},
-		{name: "marked on output has no iif", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), OutIf: "veth1", Hook: HookOutput}, rule: "default", want: ActionAccept},
-		{name: "dns ad", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("x.ads.example", false)), Hook: HookOutput},
+		{name: "marked wrong iif", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "eth0", Hook: nf.HookForward}, rule: "default", want: ActionDrop},
+		{name: "marked on output has no iif", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), OutIf: "veth1", Hook: nf.HookOutput}, rule: "default", want: ActionAccept},
+		{name: "dns ad", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("x.ads.example", false)), Hook: nf.HookOutput},
 			rule: "no-ads-dns", want: ActionReject},
-		{name: "dns ad upper case", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("A.X.ADS.Example", false)), Hook: HookOutput},
+		{name: "dns ad upper case", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("A.X.ADS.Example", false)), Hook: nf.HookOutput},
 			rule: "no-ads-dns", want: ActionReject},
-		{name: "dns apex is not under the wildcard", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("ads.example", false)), Hook: HookOutput},
+		{name: "dns apex is not under the wildcard", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("ads.example", false)), Hook: nf.HookOutput},
 			rule: "default", want: ActionAccept},
-		{name: "dns other", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("example.org", false)), Hook: HookOutput},
+		{name: "dns other", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("example.org", false)), Hook: nf.HookOutput},
 			rule: "default", want: ActionAccept},
-		{name: "tls ad", in: Input{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")), Hook: HookOutput},
+		{name: "tls ad", in: Input{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")), Hook: nf.HookOutput},
 			rule: "no-ads-tls", want: ActionReject},
-		{name: "tls split hello", in: Input{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")[:40]), Hook: HookOutput},
+		{name: "tls split hello", in: Input{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")[:40]), Hook: nf.HookOutput},
 			rule: "default", want: ActionAccept},
 		{name: "ping 1", in: Input{Pkt: icmp, Now: 1}, rule: "ping", want: ActionAccept, check: func(d Decision) string {
 			if d.Offload || d.Cacheable {
@@ -207,7 +207,7 @@ func TestDecide(t *testing.T) {
 	if got := prog.LogPrefix(7); got != "dns-ads" {
 		t.Errorf("LogPrefix(7) = %q", got)
 	}
-	if got := prog.Hooks(); !slices.Equal(got, []Hook{HookInput, HookForward, HookOutput}) {
+	if got := prog.Hooks(); !slices.Equal(got, []nf.Hook{nf.HookInput, nf.HookForward, nf.HookOutput}) {
 		t.Errorf("Hooks() = %v", got)
 	}
 }
@@ -241,12 +241,12 @@ rules:
 		cacheable, offload bool
 	}{
 		{"plain accept", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 80)}, "web", true, true},
-		{"default after nothing", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 80), Hook: HookOutput}, "default", true, true},
+		{"default after nothing", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 80), Hook: nf.HookOutput}, "default", true, true},
 		{"flag rule decides", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81)}, "syn-only", false, false},
 		{"after a skipped flag rule", Input{Pkt: func() *packet.Packet { p := pk(6, "1.1.1.1", "2.2.2.2", 1, 81); p.TCPFlags = packet.TCPAck; return p }()},
 			"after-syn", false, false},
-		{"state new, offload off", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: HookForward}, "new-only", true, false},
-		{"default after state rule no longer possible", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: HookForward, State: conntrack.StateEstablished},
+		{"state new, offload off", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: nf.HookForward}, "new-only", true, false},
+		{"default after state rule no longer possible", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: nf.HookForward, State: nf.StateEstablished},
 			"default", true, false},
 	}
 	for _, tc := range tests {
@@ -474,10 +474,10 @@ func randomInput(rng *rand.Rand) *Input {
 	}
 	return &Input{
 		Pkt:   p,
-		Hook:  Hook(rng.IntN(int(NumHooks))),
+		Hook:  nf.Hook(rng.IntN(int(nf.NumHooks))),
 		InIf:  pick("eth0", "eth1", "wlan0", ""),
 		OutIf: pick("eth0", "eth1", "wlan0", ""),
-		State: conntrack.State(rng.IntN(4)),
+		State: nf.State(rng.IntN(4)),
 	}
 }
 
@@ -581,12 +581,12 @@ rules:
 func TestDecideNoRules(t *testing.T) {
 	prog := mustCompile(t, "version: 1\ndefault: {input: reject, forward: accept, output: drop}\n")
 	for h, want := range []Action{ActionReject, ActionAccept, ActionDrop} {
-		d := prog.Decide(&Input{Pkt: pk(17, "1.1.1.1", "2.2.2.2", 1, 2), Hook: Hook(h)})
+		d := prog.Decide(&Input{Pkt: pk(17, "1.1.1.1", "2.2.2.2", 1, 2), Hook: nf.Hook(h)})
 		if d.Action != want || d.Rule != NoRule || !d.Cacheable {
-			t.Errorf("hook %s: %+v, want %s by default, cacheable", Hook(h), d, want)
+			t.Errorf("hook %s: %+v, want %s by default, cacheable", nf.Hook(h), d, want)
 		}
 	}
-	if got := prog.Hooks(); !slices.Equal(got, []Hook{HookInput, HookOutput}) {
+	if got := prog.Hooks(); !slices.Equal(got, []nf.Hook{nf.HookInput, nf.HookOutput}) {
 		t.Errorf("Hooks() = %v: a hook whose default accepts and that has no rule needs no queue", got)
 	}
 }

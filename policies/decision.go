@@ -1,44 +1,9 @@
 package policies
 
 import (
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
-
-// Hook is the netfilter hook a packet was queued from.
-type Hook uint8
-
-const (
-	HookInput Hook = iota
-	HookForward
-	HookOutput
-	NumHooks
-)
-
-func (h Hook) String() string {
-	switch h {
-	case HookInput:
-		return "input"
-	case HookForward:
-		return "forward"
-	case HookOutput:
-		return "output"
-	}
-	return "unknown"
-}
-
-// ParseHook maps a hook name to a Hook.
-func ParseHook(s string) (Hook, bool) {
-	switch s {
-	case "input":
-		return HookInput, true
-	case "forward":
-		return HookForward, true
-	case "output":
-		return HookOutput, true
-	}
-	return 0, false
-}
 
 // Action is what a rule or default does with a packet.
 type Action uint8
@@ -68,11 +33,11 @@ const NoRule = -1
 // reuse it for the next packet.
 type Input struct {
 	Pkt   *packet.Packet
-	Hook  Hook
+	Hook  nf.Hook
 	InIf  string
 	OutIf string
 	// State is the flow state from the flow tracker.
-	State conntrack.State
+	State nf.State
 	// Now is a monotonic time in nanoseconds, used by rate limits.
 	Now int64
 }

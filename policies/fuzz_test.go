@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -20,8 +20,8 @@ func FuzzLoad(f *testing.F) {
 	files := fakeFiles(map[string]string{"s.txt": "10.0.0.0/8\n# c\n  192.0.2.1\n"})
 	pkts := []*Input{
 		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)},
-		{Pkt: pk(17, "2001:db8::1", "2001:db8::2", 53, 53), Hook: HookOutput, State: conntrack.StateEstablished},
-		{Pkt: &packet.Packet{Family: packet.IPv4, Src: netip.MustParseAddr("1.1.1.1"), Dst: netip.MustParseAddr("2.2.2.2"), Proto: 1, HasL4: true, ICMPType: 8}, Hook: HookForward, InIf: "eth0"},
+		{Pkt: pk(17, "2001:db8::1", "2001:db8::2", 53, 53), Hook: nf.HookOutput, State: nf.StateEstablished},
+		{Pkt: &packet.Packet{Family: packet.IPv4, Src: netip.MustParseAddr("1.1.1.1"), Dst: netip.MustParseAddr("2.2.2.2"), Proto: 1, HasL4: true, ICMPType: 8}, Hook: nf.HookForward, InIf: "eth0"},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pol, err := Load("f.yaml", data, files)

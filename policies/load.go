@@ -12,6 +12,8 @@ import (
 	goccyyaml "github.com/goccy/go-yaml"
 	goccyparser "github.com/goccy/go-yaml/parser"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
 // LoadFile reads, parses and validates the policy at path; set files are
@@ -125,8 +127,8 @@ func (l *loader) load(data []byte) error {
 	}
 
 	// Defaults before the sections that may override them.
-	l.p.Default = [NumHooks]Action{ActionDrop, ActionDrop, ActionAccept}
-	l.p.OnError = [NumHooks]Action{ActionDrop, ActionDrop, ActionAccept}
+	l.p.Default = [nf.NumHooks]Action{ActionDrop, ActionDrop, ActionAccept}
+	l.p.OnError = [nf.NumHooks]Action{ActionDrop, ActionDrop, ActionAccept}
 
 	// Sets come first whatever their place in the file, because rules and
 	// tests refer to them; errors are still reported in file order.
@@ -403,7 +405,7 @@ func (l *loader) defaults(n *yaml.Node) *Error {
 			l.p.DefaultLog = b
 			continue
 		}
-		h, _ := ParseHook(f.name)
+		h, _ := nf.ParseHook(f.name)
 		a, err := l.action(f.val, "default "+f.name, true)
 		if err != nil {
 			return err
@@ -430,7 +432,7 @@ func (l *loader) onError(n *yaml.Node) *Error {
 		return err
 	}
 	for _, f := range fields {
-		h, _ := ParseHook(f.name)
+		h, _ := nf.ParseHook(f.name)
 		a, err := l.action(f.val, "on_error "+f.name, false)
 		if err != nil {
 			return err

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
 // fakeFiles serves set files from memory.
@@ -216,14 +218,14 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Audit || p.Default != [NumHooks]Action{ActionReject, ActionAccept, ActionDrop} || !p.DefaultLog {
+	if !p.Audit || p.Default != [nf.NumHooks]Action{ActionReject, ActionAccept, ActionDrop} || !p.DefaultLog {
 		t.Errorf("mode/default: %v %v %v", p.Audit, p.Default, p.DefaultLog)
 	}
-	if p.OnError != [NumHooks]Action{ActionDrop, ActionDrop, ActionDrop} {
+	if p.OnError != [nf.NumHooks]Action{ActionDrop, ActionDrop, ActionDrop} {
 		t.Errorf("on_error: %v", p.OnError)
 	}
 	r1 := p.Rules[0]
-	if r1.Hooks != 1<<HookInput|1<<HookForward || r1.Mark != 16 || !r1.HasMark || !r1.Log || r1.LogPrefix != "hello" {
+	if r1.Hooks != 1<<nf.HookInput|1<<nf.HookForward || r1.Mark != 16 || !r1.HasMark || !r1.Log || r1.LogPrefix != "hello" {
 		t.Errorf("r1 attributes: %+v", r1)
 	}
 	m := r1.Match

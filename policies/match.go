@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -89,12 +90,12 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 		case "iif":
 			m.Iif, err = l.ifaces(f.val, "iif")
 			if err == nil {
-				err = l.narrowHooks(r, f.val, hookNode, "iif", 1<<HookInput|1<<HookForward)
+				err = l.narrowHooks(r, f.val, hookNode, "iif", 1<<nf.HookInput|1<<nf.HookForward)
 			}
 		case "oif":
 			m.Oif, err = l.ifaces(f.val, "oif")
 			if err == nil {
-				err = l.narrowHooks(r, f.val, hookNode, "oif", 1<<HookForward|1<<HookOutput)
+				err = l.narrowHooks(r, f.val, hookNode, "oif", 1<<nf.HookForward|1<<nf.HookOutput)
 			}
 		case "state":
 			err = l.states(m, f.val)
@@ -405,7 +406,7 @@ func (l *loader) narrowHooks(r *Rule, n, hookNode *yaml.Node, field string, allo
 
 func hookNames(mask uint8) string {
 	var out []string
-	for h := HookInput; h < NumHooks; h++ {
+	for h := nf.HookInput; h < nf.NumHooks; h++ {
 		if mask&(1<<h) != 0 {
 			out = append(out, h.String())
 		}

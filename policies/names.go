@@ -4,7 +4,7 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -81,11 +81,11 @@ var icmp6Names = map[string]uint8{
 	"mld2-listener-report":    143,
 }
 
-var stateNames = map[string]conntrack.State{
-	"new":         conntrack.StateNew,
-	"established": conntrack.StateEstablished,
-	"related":     conntrack.StateRelated,
-	"invalid":     conntrack.StateInvalid,
+var stateNames = map[string]nf.State{
+	"new":         nf.StateNew,
+	"established": nf.StateEstablished,
+	"related":     nf.StateRelated,
+	"invalid":     nf.StateInvalid,
 }
 
 func keys[V any](m map[string]V) []string {

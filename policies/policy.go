@@ -5,7 +5,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -21,10 +21,10 @@ type Policy struct {
 	// Default is the verdict per hook when no rule matches (without
 	// default:, input and forward drop and output accepts); DefaultLog asks
 	// for such drops and rejects to be logged.
-	Default    [NumHooks]Action
+	Default    [nf.NumHooks]Action
 	DefaultLog bool
 	// OnError is the verdict per hook for packets that cannot be decoded.
-	OnError [NumHooks]Action
+	OnError [nf.NumHooks]Action
 	// Sets are the named sets, by name without the $.
 	Sets map[string]*Set
 	// Rules in file order; the first match wins.
@@ -184,14 +184,14 @@ func (r *Rule) Pos() string { return r.pos.String() }
 
 // TestPacket is the packet a policy test describes.
 type TestPacket struct {
-	Hook     Hook
+	Hook     nf.Hook
 	Proto    uint8
 	Family   packet.Family
 	Src, Dst netip.Addr
 	Sport    uint16
 	Dport    uint16
 	Iif, Oif string
-	State    conntrack.State
+	State    nf.State
 	TCPFlags uint8
 	HasFlags bool
 	ICMPType uint8

@@ -5,8 +5,8 @@ import (
 
 	"github.com/gaissmai/bart"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/l7"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/ratelimit"
 )
 
@@ -45,11 +45,11 @@ type Program struct {
 	src, dst     addrIndex
 	sport, dport portIndex
 
-	defaults   [NumHooks]Action
+	defaults   [nf.NumHooks]Action
 	defaultLog bool
-	onError    [NumHooks]Action
+	onError    [nf.NumHooks]Action
 	audit      bool
-	hooks      []Hook
+	hooks      []nf.Hook
 	warnings   []string
 	tests      []*Test
 	seeds      [2]maphash.Seed
@@ -113,10 +113,10 @@ type ruleExec struct {
 // futureStates is the set of states later packets of a flow can have, given
 // the state of this one: a flow never goes back to new once established.
 var futureStates = [4]uint8{
-	conntrack.StateNew:         1<<conntrack.StateNew | 1<<conntrack.StateEstablished | 1<<conntrack.StateInvalid,
-	conntrack.StateEstablished: 1<<conntrack.StateEstablished | 1<<conntrack.StateInvalid,
-	conntrack.StateRelated:     1<<conntrack.StateRelated | 1<<conntrack.StateEstablished | 1<<conntrack.StateInvalid,
-	conntrack.StateInvalid:     0x0f,
+	nf.StateNew:         1<<nf.StateNew | 1<<nf.StateEstablished | 1<<nf.StateInvalid,
+	nf.StateEstablished: 1<<nf.StateEstablished | 1<<nf.StateInvalid,
+	nf.StateRelated:     1<<nf.StateRelated | 1<<nf.StateEstablished | 1<<nf.StateInvalid,
+	nf.StateInvalid:     0x0f,
 }
 
 // NumRules is the number of rules.
@@ -143,16 +143,16 @@ func (p *Program) LogPrefix(i int32) string {
 }
 
 // OnError is the verdict for packets of hook h that cannot be decoded.
-func (p *Program) OnError(h Hook) Action {
-	if h >= NumHooks {
+func (p *Program) OnError(h nf.Hook) Action {
+	if h >= nf.NumHooks {
 		return ActionDrop
 	}
 	return p.onError[h]
 }
 
 // Default is the verdict of hook h when no rule matches.
-func (p *Program) Default(h Hook) Action {
-	if h >= NumHooks {
+func (p *Program) Default(h nf.Hook) Action {
+	if h >= nf.NumHooks {
 		return ActionDrop
 	}
 	return p.defaults[h]
@@ -170,4 +170,4 @@ func (p *Program) Warnings() []string { return append([]string(nil), p.warnings.
 // Hooks are the hooks whose packets the policy needs to see: those with a
 // rule, or whose default is not accept. Packets of other hooks are accepted
 // and need not be queued.
-func (p *Program) Hooks() []Hook { return append([]Hook(nil), p.hooks...) }
+func (p *Program) Hooks() []nf.Hook { return append([]nf.Hook(nil), p.hooks...) }

@@ -3,18 +3,19 @@ package policies
 import (
 	"fmt"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
 	"math"
 	"strconv"
 	"strings"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
 var ruleKeys = []string{"name", "hook", "match", "action", "log", "limit", "mark", "offload", "audit"}
 
-const allHooks uint8 = 1<<HookInput | 1<<HookForward | 1<<HookOutput
+const allHooks uint8 = 1<<nf.HookInput | 1<<nf.HookForward | 1<<nf.HookOutput
 
 func (l *loader) rules(n *yaml.Node) {
 	n = resolve(n)
@@ -168,7 +169,7 @@ func (l *loader) hooks(n *yaml.Node) (uint8, *Error) {
 		if err != nil {
 			return 0, err
 		}
-		h, ok := ParseHook(s)
+		h, ok := nf.ParseHook(s)
 		if !ok {
 			return 0, l.errorf(it, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
 		}
@@ -302,7 +303,7 @@ func (r *Rule) perPacketReason() string {
 		return "length"
 	case r.Limit != nil:
 		return "limit"
-	case m.States&(1<<conntrack.StateInvalid) != 0:
+	case m.States&(1<<nf.StateInvalid) != 0:
 		return "state invalid"
 	}
 	return ""

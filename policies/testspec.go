@@ -8,7 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -98,8 +98,8 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	if err != nil {
 		return err
 	}
-	tp.Hook = HookInput
-	tp.State = conntrack.StateNew
+	tp.Hook = nf.HookInput
+	tp.State = nf.StateNew
 	var hasProto, hasSport, hasDport, hasICMP, hasLength bool
 	var famNode, srcNode, dstNode *yaml.Node
 	for _, f := range fields {
@@ -110,7 +110,7 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 			if err != nil {
 				return err
 			}
-			h, ok := ParseHook(s)
+			h, ok := nf.ParseHook(s)
 			if !ok {
 				return l.errorf(v, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
 			}
@@ -320,7 +320,7 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	if tp.Proto == packet.ProtoTCP && !tp.HasFlags {
 		// A new flow starts with a SYN; anything later carries an ACK.
 		tp.TCPFlags = packet.TCPAck
-		if tp.State == conntrack.StateNew {
+		if tp.State == nf.StateNew {
 			tp.TCPFlags = packet.TCPSyn
 		}
 		if tp.DNSQName != "" || tp.TLSSNI != "" || tp.Payload != nil {

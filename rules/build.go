@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/fwagent/fwagent/policies"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
 // Rule names. Each rule carries its name as its nft comment, which is how
@@ -44,7 +45,7 @@ const (
 // LogPrefix is the NFLOG prefix the kernel rules use for action a:
 // "fwagent:drop", "fwagent:reject", "fwagent:accept", "fwagent:would_drop",
 // "fwagent:would_reject".
-func LogPrefix(a MarkAction) string { return logPrefixBase + a.String() }
+func LogPrefix(a nf.MarkAction) string { return logPrefixBase + a.String() }
 
 // rule is one rule of a base chain, described once and turned into either
 // netlink expressions (Install) or nft syntax (Render), so the two cannot
@@ -90,11 +91,11 @@ func (r rule) nft(t *nftables.Table, c *nftables.Chain) *nftables.Rule {
 
 // chainRules is the ordered rule list of the base chain for hook h; see
 // doc.go for why each rule exists and why in this order.
-func chainRules(cfg Config, h policies.Hook, kind QueueKind) []rule {
+func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 	m := cfg.Marks
 	act := m.ActionMask()
 	group := cfg.LogGroup
-	isAction := func(a MarkAction) stmt { return maskedCmp{key: keyMeta, mask: act, value: m.Action(a)} }
+	isAction := func(a nf.MarkAction) stmt { return maskedCmp{key: keyMeta, mask: act, value: m.Action(a)} }
 	clear := markSet{keep: ^m.Mask}
 	off := offloadRules(cfg) // offload-set, offload
 	// Offloaded flows are most of the packets that reach this chain on a
@@ -103,21 +104,21 @@ func chainRules(cfg Config, h policies.Hook, kind QueueKind) []rule {
 	// sees it, so never answers it with one.
 	rs := []rule{
 		off[1],
-		{RuleDropLog, []stmt{isAction(MarkDropLog), logStmt{LogPrefix(MarkDropLog), group}, verdict(expr.VerdictDrop)}},
-		{RuleRejectTCP, []stmt{isAction(MarkReject), l4proto(unix.IPPROTO_TCP), rejectTCP{}}},
-		{RuleReject, []stmt{isAction(MarkReject), rejectICMPX{}}},
-		{RuleRejectLogTCP, []stmt{isAction(MarkRejectLog), l4proto(unix.IPPROTO_TCP), logStmt{LogPrefix(MarkRejectLog), group}, rejectTCP{}}},
-		{RuleRejectLog, []stmt{isAction(MarkRejectLog), logStmt{LogPrefix(MarkRejectLog), group}, rejectICMPX{}}},
-		{RuleAcceptLog, []stmt{isAction(MarkAcceptLog), logStmt{LogPrefix(MarkAcceptLog), group}, clear, verdict(expr.VerdictAccept)}},
-		{RuleWouldDrop, []stmt{isAction(MarkWouldDrop), logStmt{LogPrefix(MarkWouldDrop), group}, clear, verdict(expr.VerdictAccept)}},
-		{RuleWouldReject, []stmt{isAction(MarkWouldReject), logStmt{LogPrefix(MarkWouldReject), group}, clear, verdict(expr.VerdictAccept)}},
+		{RuleDropLog, []stmt{isAction(nf.MarkDropLog), logStmt{LogPrefix(nf.MarkDropLog), group}, verdict(expr.VerdictDrop)}},
+		{RuleRejectTCP, []stmt{isAction(nf.MarkReject), l4proto(unix.IPPROTO_TCP), rejectTCP{}}},
+		{RuleReject, []stmt{isAction(nf.MarkReject), rejectICMPX{}}},
+		{RuleRejectLogTCP, []stmt{isAction(nf.MarkRejectLog), l4proto(unix.IPPROTO_TCP), logStmt{LogPrefix(nf.MarkRejectLog), group}, rejectTCP{}}},
+		{RuleRejectLog, []stmt{isAction(nf.MarkRejectLog), logStmt{LogPrefix(nf.MarkRejectLog), group}, rejectICMPX{}}},
+		{RuleAcceptLog, []stmt{isAction(nf.MarkAcceptLog), logStmt{LogPrefix(nf.MarkAcceptLog), group}, clear, verdict(expr.VerdictAccept)}},
+		{RuleWouldDrop, []stmt{isAction(nf.MarkWouldDrop), logStmt{LogPrefix(nf.MarkWouldDrop), group}, clear, verdict(expr.VerdictAccept)}},
+		{RuleWouldReject, []stmt{isAction(nf.MarkWouldReject), logStmt{LogPrefix(nf.MarkWouldReject), group}, clear, verdict(expr.VerdictAccept)}},
 	}
 	rs = append(rs, off[0])
 	if cfg.AcceptLoopback {
 		switch h {
-		case policies.HookInput:
+		case nf.HookInput:
 			rs = append(rs, rule{RuleLoopback, []stmt{ifIndex{key: expr.MetaKeyIIF, index: loopbackIfindex}, verdict(expr.VerdictAccept)}})
-		case policies.HookOutput:
+		case nf.HookOutput:
 			rs = append(rs, rule{RuleLoopback, []stmt{ifIndex{key: expr.MetaKeyOIF, index: loopbackIfindex}, verdict(expr.VerdictAccept)}})
 		}
 	}

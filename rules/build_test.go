@@ -7,10 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fwagent/fwagent/policies"
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
 // captureConn is an nftables.Conn whose batches go to a recorder instead of
@@ -158,7 +159,7 @@ func nfqInfo(num, total, flags uint16) []byte {
 func TestInstallBatchShape(t *testing.T) {
 	c, got := captureConn(t)
 	cfg := DefaultConfig()
-	cfg.Hooks = []policies.Hook{policies.HookInput, policies.HookOutput}
+	cfg.Hooks = []nf.Hook{nf.HookInput, nf.HookOutput}
 	cfg.QueueKind = QueueNative
 	tb := &Table{conn: c, table: ownTable(), cfg: cfg, kind: QueueNative}
 	if chains := tb.queueInstall(); len(chains) != 2 {
@@ -181,7 +182,7 @@ func TestInstallBatchShape(t *testing.T) {
 			}
 		}
 	}
-	nIn, nOut := len(chainRules(cfg, policies.HookInput, QueueNative)), len(chainRules(cfg, policies.HookOutput, QueueNative))
+	nIn, nOut := len(chainRules(cfg, nf.HookInput, QueueNative)), len(chainRules(cfg, nf.HookOutput, QueueNative))
 	want := []uint16{unix.NFT_MSG_NEWTABLE, unix.NFT_MSG_DELTABLE, unix.NFT_MSG_NEWTABLE, unix.NFT_MSG_NEWCHAIN}
 	for range nIn {
 		want = append(want, unix.NFT_MSG_NEWRULE)
@@ -204,16 +205,16 @@ func TestChainRules(t *testing.T) {
 	tail := []string{RuleEstablished, RuleRelated, RuleQueue}
 	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
 	tests := []struct {
-		hook          policies.Hook
+		hook          nf.Hook
 		loopback, nd6 bool
 		want          []string
 	}{
-		{policies.HookInput, true, true, cat(marks, []string{RuleLoopback, RuleICMPv6ND}, tail)},
-		{policies.HookOutput, true, true, cat(marks, []string{RuleLoopback, RuleICMPv6ND}, tail)},
-		{policies.HookForward, true, true, cat(marks, []string{RuleICMPv6ND}, tail)},
-		{policies.HookInput, false, true, cat(marks, []string{RuleICMPv6ND}, tail)},
-		{policies.HookInput, true, false, cat(marks, []string{RuleLoopback}, tail)},
-		{policies.HookOutput, false, false, cat(marks, tail)},
+		{nf.HookInput, true, true, cat(marks, []string{RuleLoopback, RuleICMPv6ND}, tail)},
+		{nf.HookOutput, true, true, cat(marks, []string{RuleLoopback, RuleICMPv6ND}, tail)},
+		{nf.HookForward, true, true, cat(marks, []string{RuleICMPv6ND}, tail)},
+		{nf.HookInput, false, true, cat(marks, []string{RuleICMPv6ND}, tail)},
+		{nf.HookInput, true, false, cat(marks, []string{RuleLoopback}, tail)},
+		{nf.HookOutput, false, false, cat(marks, tail)},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
@@ -256,7 +257,7 @@ func TestRenderText(t *testing.T) {
 		{"fanout needs two queues", func(c *Config) { c.CPUFanout = true }, []string{`queue flags bypass to 0 comment`}, []string{"fanout"}},
 		{"xt as comment", func(c *Config) { c.QueueKind = QueueXT }, []string{"\t\t# xt target NFQUEUE (nft syntax cannot express it), equivalent to: queue flags bypass to 0"}, []string{"\t\tqueue"}},
 		{"output and forward", func(c *Config) {
-			c.Hooks = []policies.Hook{policies.HookOutput, policies.HookForward}
+			c.Hooks = []nf.Hook{nf.HookOutput, nf.HookForward}
 			c.Priority = -150
 		}, []string{"type filter hook output priority -150;", "type filter hook forward priority -150;", `oif lo accept`}, []string{"iif lo", "chain input"}},
 		{"invalid", func(c *Config) { c.Hooks = nil }, []string{"# fwagent: cannot render the table: rules: no hooks configured\n"}, []string{"table inet"}},
@@ -288,9 +289,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{"defaults", func(*Config) {}, ""},
 		{"no hooks", func(c *Config) { c.Hooks = nil }, "no hooks"},
-		{"duplicate hook", func(c *Config) { c.Hooks = []policies.Hook{policies.HookInput, policies.HookInput} }, "twice"},
-		{"unknown hook", func(c *Config) { c.Hooks = []policies.Hook{policies.NumHooks} }, "unknown hook"},
-		{"no marks", func(c *Config) { c.Marks = Marks{} }, "mark layout"},
+		{"duplicate hook", func(c *Config) { c.Hooks = []nf.Hook{nf.HookInput, nf.HookInput} }, "twice"},
+		{"unknown hook", func(c *Config) { c.Hooks = []nf.Hook{nf.NumHooks} }, "unknown hook"},
+		{"no marks", func(c *Config) { c.Marks = nf.Marks{} }, "mark layout"},
 		{"queue overflow", func(c *Config) { c.QueueBase, c.Queues = 65535, 2 }, "65535"},
 		{"last queue", func(c *Config) { c.QueueBase, c.Queues = 65534, 2 }, ""},
 		{"zero queues means one", func(c *Config) { c.QueueBase, c.Queues = 65535, 0 }, ""},
@@ -305,5 +306,14 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want error containing %q", err, tt.errSub)
 			}
 		})
+	}
+}
+
+func BenchmarkRender(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Hooks = allHooks
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Render(cfg)
 	}
 }

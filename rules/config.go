@@ -3,7 +3,7 @@ package rules
 import (
 	"fmt"
 
-	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
 // TableName is the name of the one nftables table the agent owns, in the inet
@@ -41,7 +41,7 @@ func (k QueueKind) String() string {
 type Config struct {
 	// Hooks are the base chains to create, one per hook (--hooks, default
 	// input). Each chain is named after its hook.
-	Hooks []policies.Hook
+	Hooks []nf.Hook
 	// Priority of every base chain (--priority, default 0, the filter
 	// priority). Lower runs earlier than other tables' chains on the same hook.
 	Priority int32
@@ -58,7 +58,7 @@ type Config struct {
 	// default 100).
 	LogGroup uint16
 	// Marks is the packet and conntrack mark layout shared with verdict/.
-	Marks Marks
+	Marks nf.Marks
 	// Generation is the policy generation baked into the two offload rules.
 	Generation uint32
 	// AcceptLoopback accepts loopback traffic in the kernel (input: iif lo,
@@ -75,14 +75,14 @@ type Config struct {
 // queue (0), fail-open, log group 100, the default mark mask, host essentials
 // on, queue kind probed at install.
 func DefaultConfig() Config {
-	m, err := NewMarks(DefaultMarkMask)
+	m, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		// DefaultMarkMask is a constant that NewMarks accepts; a failure here
 		// is a programming error in this package.
 		panic(err)
 	}
 	return Config{
-		Hooks:          []policies.Hook{policies.HookInput},
+		Hooks:          []nf.Hook{nf.HookInput},
 		Queues:         1,
 		Bypass:         true,
 		LogGroup:       100,
@@ -97,9 +97,9 @@ func (c Config) Validate() error {
 	if len(c.Hooks) == 0 {
 		return fmt.Errorf("rules: no hooks configured")
 	}
-	var seen [policies.NumHooks]bool
+	var seen [nf.NumHooks]bool
 	for _, h := range c.Hooks {
-		if h >= policies.NumHooks {
+		if h >= nf.NumHooks {
 			return fmt.Errorf("rules: unknown hook %d", h)
 		}
 		if seen[h] {
@@ -107,8 +107,8 @@ func (c Config) Validate() error {
 		}
 		seen[h] = true
 	}
-	if c.Marks.width == 0 {
-		return fmt.Errorf("rules: mark layout not set (use NewMarks)")
+	if !c.Marks.Valid() {
+		return fmt.Errorf("rules: mark layout not set (use nf.NewMarks)")
 	}
 	if last := uint32(c.QueueBase) + uint32(c.queues()) - 1; last > 0xffff {
 		return fmt.Errorf("rules: queues %d-%d exceed the largest queue number 65535", c.QueueBase, last)

@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
-	"github.com/fwagent/fwagent/policies"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+
+	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/internal/testnet"
 )
 
 // TestHostEssentialsFailClosed installs a fail-closed table (no bypass) with
@@ -28,7 +29,7 @@ func TestHostEssentialsFailClosed(t *testing.T) {
 					t.Fatal(err)
 				}
 				cfg := DefaultConfig()
-				cfg.Hooks = []policies.Hook{policies.HookInput, policies.HookOutput}
+				cfg.Hooks = []nf.Hook{nf.HookInput, nf.HookOutput}
 				cfg.QueueKind, cfg.Bypass, cfg.AcceptICMPv6ND = QueueXT, false, nd
 				if _, err := Install(c, cfg); err != nil {
 					t.Fatal(err)
@@ -90,7 +91,7 @@ func TestHostEssentialsFailClosed(t *testing.T) {
 				ns := newTestNS(t)
 				ns.mustRun(t, "", "ip", "link", "set", "lo", "up")
 				cfg := DefaultConfig()
-				cfg.Hooks = []policies.Hook{policies.HookInput, policies.HookOutput}
+				cfg.Hooks = []nf.Hook{nf.HookInput, nf.HookOutput}
 				cfg.QueueKind, cfg.Bypass, cfg.AcceptLoopback = QueueXT, tt.bypass, tt.loopback
 				if _, err := Install(ns.conn(t), cfg); err != nil {
 					t.Fatal(err)

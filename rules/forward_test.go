@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
-	"github.com/fwagent/fwagent/policies"
 	"github.com/google/nftables"
+
+	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/internal/testnet"
 )
 
 // TestForwardPath runs the forward chain on a router between two
@@ -23,7 +24,7 @@ func TestForwardPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.Hooks = []policies.Hook{policies.HookForward}
+	cfg.Hooks = []nf.Hook{nf.HookForward}
 	cfg.QueueKind = QueueXT
 	if _, err := Install(c, cfg); err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestForwardPath(t *testing.T) {
 			if err != nil || string(buf[:nr]) != "pass fwd" {
 				t.Fatalf("first datagram at the server: %q, %v; want only the accepted one", buf[:nr], err)
 			}
-			if q := ag.waitLog(t, LogPrefix(MarkDropLog)); q.payload != "fwagent:drop drop fwd" {
+			if q := ag.waitLog(t, LogPrefix(nf.MarkDropLog)); q.payload != "fwagent:drop drop fwd" {
 				t.Errorf("logged %q", q.payload)
 			}
 			if _, err := cli.Write([]byte("rejectlog fwd")); err != nil {
@@ -76,7 +77,7 @@ func TestForwardPath(t *testing.T) {
 			if _, err := cli.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Fatalf("read after reject: %v, want ECONNREFUSED from the router's ICMP error", err)
 			}
-			if q := ag.waitLog(t, LogPrefix(MarkRejectLog)); q.payload != "fwagent:reject rejectlog fwd" {
+			if q := ag.waitLog(t, LogPrefix(nf.MarkRejectLog)); q.payload != "fwagent:reject rejectlog fwd" {
 				t.Errorf("logged %q", q.payload)
 			}
 		})

@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/fwagent/fwagent/policies"
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
 // Table is the installed fwagent table. It remembers the handles of its rules
@@ -24,7 +25,7 @@ type Table struct {
 }
 
 type installedChain struct {
-	hook  policies.Hook
+	hook  nf.Hook
 	chain *nftables.Chain
 	// handles by rule name, read back from the kernel after install.
 	handles map[string]uint64
@@ -34,11 +35,11 @@ func ownTable() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 }
 
-func chainHook(h policies.Hook) *nftables.ChainHook {
+func chainHook(h nf.Hook) *nftables.ChainHook {
 	switch h {
-	case policies.HookForward:
+	case nf.HookForward:
 		return nftables.ChainHookForward
-	case policies.HookOutput:
+	case nf.HookOutput:
 		return nftables.ChainHookOutput
 	}
 	return nftables.ChainHookInput
@@ -202,7 +203,7 @@ func (t *Table) Generation() uint32 {
 
 // Handles returns a copy of the rule handles of the chain for hook h, by rule
 // name (nil if the table has no such chain).
-func (t *Table) Handles(h policies.Hook) map[string]uint64 {
+func (t *Table) Handles(h nf.Hook) map[string]uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, ic := range t.chains {

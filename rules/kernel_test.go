@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/policies"
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
+
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
-var allHooks = []policies.Hook{policies.HookInput, policies.HookForward, policies.HookOutput}
+var allHooks = []nf.Hook{nf.HookInput, nf.HookForward, nf.HookOutput}
 
 func testConfig(t *testing.T) Config {
 	t.Helper()
@@ -42,7 +43,7 @@ func ruleNames(t *testing.T, c *nftables.Conn, chain string) []string {
 	return names
 }
 
-func wantNames(cfg Config, h policies.Hook) []string {
+func wantNames(cfg Config, h nf.Hook) []string {
 	var out []string
 	for _, r := range chainRules(cfg, h, QueueXT) {
 		out = append(out, r.name)
@@ -57,11 +58,11 @@ func TestInstallCreatesChainsAndRules(t *testing.T) {
 	}{
 		{"defaults all hooks", func(*Config) {}},
 		{"input only no essentials", func(c *Config) {
-			c.Hooks = []policies.Hook{policies.HookInput}
+			c.Hooks = []nf.Hook{nf.HookInput}
 			c.AcceptLoopback, c.AcceptICMPv6ND = false, false
 		}},
 		{"output and forward fanout", func(c *Config) {
-			c.Hooks = []policies.Hook{policies.HookOutput, policies.HookForward}
+			c.Hooks = []nf.Hook{nf.HookOutput, nf.HookForward}
 			c.QueueBase, c.Queues, c.CPUFanout, c.Bypass = 4, 4, true, false
 			c.Priority = -50
 		}},
@@ -147,14 +148,14 @@ table inet fwagent {
 	if strings.Contains(out, "leftover") || strings.Contains(out, "crashed") {
 		t.Fatalf("stale chain survived install:\n%s", out)
 	}
-	if names := ruleNames(t, c, "input"); !slices.Equal(names, wantNames(cfg, policies.HookInput)) {
+	if names := ruleNames(t, c, "input"); !slices.Equal(names, wantNames(cfg, nf.HookInput)) {
 		t.Fatalf("input rules %v", names)
 	}
 	// A second install (agent restart) replaces the first the same way.
 	if _, err := Install(c, cfg); err != nil {
 		t.Fatalf("second Install: %v", err)
 	}
-	if names := ruleNames(t, c, "input"); !slices.Equal(names, wantNames(cfg, policies.HookInput)) {
+	if names := ruleNames(t, c, "input"); !slices.Equal(names, wantNames(cfg, nf.HookInput)) {
 		t.Fatalf("input rules after reinstall %v", names)
 	}
 }
@@ -369,7 +370,7 @@ func TestProbe(t *testing.T) {
 // compares the two listings rule by rule. Only the queue rule differs: nft
 // cannot write the xt target, so Render leaves it as a comment.
 func TestRenderLoadsLikeInstall(t *testing.T) {
-	m, err := NewMarks(0x1ff00000)
+	m, err := nf.NewMarks(0x1ff00000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,14 +384,14 @@ func TestRenderLoadsLikeInstall(t *testing.T) {
 			c.AcceptLoopback, c.AcceptICMPv6ND = false, false
 		}},
 		{"low mask", func(c *Config) {
-			lm, err := NewMarks(0x0001ff00)
+			lm, err := nf.NewMarks(0x0001ff00)
 			if err != nil {
 				t.Fatal(err)
 			}
 			c.Marks, c.LogGroup, c.Generation = lm, 7, 4095
 		}},
 		{"full mask", func(c *Config) {
-			fm, err := NewMarks(0xffffffff)
+			fm, err := nf.NewMarks(0xffffffff)
 			if err != nil {
 				t.Fatal(err)
 			}

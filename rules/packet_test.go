@@ -14,8 +14,9 @@ import (
 
 	"github.com/florianl/go-nflog/v2"
 	"github.com/florianl/go-nfqueue/v2"
-	"github.com/fwagent/fwagent/policies"
 	"github.com/vishvananda/netns"
+
+	"github.com/fwagent/fwagent/internal/nf"
 )
 
 // do runs fn on a locked OS thread switched into the namespace. Sockets
@@ -58,7 +59,7 @@ func (ns *testNS) do(t *testing.T, fn func() error) {
 // configured port are rejected; anything else is accepted), the way the
 // agent answers: NF_REPEAT with the action in the mark.
 type fakeAgent struct {
-	m    Marks
+	m    nf.Marks
 	logs chan queuedPacket
 
 	mu      sync.Mutex
@@ -102,13 +103,13 @@ func startFakeAgent(t *testing.T, nsFd int, cfg Config) *fakeAgent {
 	}, func(error) int { return 0 }); err != nil {
 		t.Fatalf("nflog register: %v", err)
 	}
-	nf, err := nfqueue.Open(&nfqueue.Config{NetNS: nsFd, NfQueue: cfg.QueueBase, MaxPacketLen: 0xffff, MaxQueueLen: 256, Copymode: nfqueue.NfQnlCopyPacket, WriteTimeout: 5 * time.Second})
+	nfq, err := nfqueue.Open(&nfqueue.Config{NetNS: nsFd, NfQueue: cfg.QueueBase, MaxPacketLen: 0xffff, MaxQueueLen: 256, Copymode: nfqueue.NfQnlCopyPacket, WriteTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("nfqueue open: %v", err)
 	}
-	closers = append(closers, nf.Close)
+	closers = append(closers, nfq.Close)
 	m := cfg.Marks
-	if err := nf.RegisterWithErrorFunc(ctx, func(a nfqueue.Attribute) int {
+	if err := nfq.RegisterWithErrorFunc(ctx, func(a nfqueue.Attribute) int {
 		if a.PacketID == nil || a.Payload == nil {
 			return 0
 		}
@@ -124,20 +125,20 @@ func startFakeAgent(t *testing.T, nsFd int, cfg Config) *fakeAgent {
 		g := ag.gen
 		ag.mu.Unlock()
 		id := *a.PacketID
-		repeat := func(mark uint32) { _ = nf.SetVerdictWithOption(id, nfqueue.NfRepeat, nfqueue.WithMark(mark)) }
+		repeat := func(mark uint32) { _ = nfq.SetVerdictWithOption(id, nfqueue.NfRepeat, nfqueue.WithMark(mark)) }
 		switch strings.Fields(q.payload + " x")[0] {
 		case "drop":
-			repeat(m.Encode(q.mark, MarkDropLog, 5))
+			repeat(m.Encode(q.mark, nf.MarkDropLog, 5))
 		case "rejectlog":
-			repeat(m.Encode(q.mark, MarkRejectLog, 6))
+			repeat(m.Encode(q.mark, nf.MarkRejectLog, 6))
 		case "tcp-syn":
-			repeat(m.Encode(q.mark, MarkReject, 0))
+			repeat(m.Encode(q.mark, nf.MarkReject, 0))
 		case "acceptlog":
-			repeat(m.Encode(q.mark, MarkAcceptLog, 9))
+			repeat(m.Encode(q.mark, nf.MarkAcceptLog, 9))
 		case "offload":
 			repeat(m.OffloadMark(q.mark, g))
 		default:
-			_ = nf.SetVerdict(id, nfqueue.NfAccept)
+			_ = nfq.SetVerdict(id, nfqueue.NfAccept)
 		}
 		return 0
 	}, func(error) int { return 0 }); err != nil {
@@ -201,7 +202,7 @@ func TestPacketPath(t *testing.T) {
 	ns := newTestNS(t)
 	ns.mustRun(t, "", "ip", "link", "set", "lo", "up")
 	cfg := DefaultConfig()
-	cfg.Hooks = []policies.Hook{policies.HookInput}
+	cfg.Hooks = []nf.Hook{nf.HookInput}
 	cfg.AcceptLoopback = false // the test traffic is loopback traffic
 	cfg.QueueKind = QueueXT
 	cfg.Generation = 11
@@ -265,11 +266,11 @@ func TestPacketPath(t *testing.T) {
 		if got := recvUntil(t, "pass 1"); len(got) != 1 {
 			t.Fatalf("delivered %q, want only the accepted packet", got)
 		}
-		q := ag.waitLog(t, LogPrefix(MarkDropLog))
+		q := ag.waitLog(t, LogPrefix(nf.MarkDropLog))
 		if q.payload != "fwagent:drop drop 1" {
 			t.Errorf("logged %q", q.payload)
 		}
-		if a, _, id := m.Decode(q.mark); a != MarkDropLog || id != 5 {
+		if a, _, id := m.Decode(q.mark); a != nf.MarkDropLog || id != 5 {
 			t.Errorf("logged mark %#x decodes to %v id %d, want droplog id 5", q.mark, a, id)
 		}
 	})
@@ -279,8 +280,8 @@ func TestPacketPath(t *testing.T) {
 		if got := recvUntil(t, "acceptlog 1"); len(got) != 1 {
 			t.Fatalf("delivered %q", got)
 		}
-		q := ag.waitLog(t, LogPrefix(MarkAcceptLog))
-		if a, _, id := m.Decode(q.mark); a != MarkAcceptLog || id != 9 {
+		q := ag.waitLog(t, LogPrefix(nf.MarkAcceptLog))
+		if a, _, id := m.Decode(q.mark); a != nf.MarkAcceptLog || id != 9 {
 			t.Errorf("logged mark %#x decodes to %v id %d", q.mark, a, id)
 		}
 	})
@@ -292,7 +293,7 @@ func TestPacketPath(t *testing.T) {
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("read after reject: %v, want ECONNREFUSED from the ICMP error", err)
 		}
-		q := ag.waitLog(t, LogPrefix(MarkRejectLog))
+		q := ag.waitLog(t, LogPrefix(nf.MarkRejectLog))
 		if q.payload != "fwagent:reject rejectlog 1" {
 			t.Errorf("logged %q", q.payload)
 		}
@@ -318,7 +319,7 @@ func TestPacketPath(t *testing.T) {
 		if err != nil || string(buf[:n]) != "pass 6" {
 			t.Fatalf("first datagram delivered: %q, %v; want only the accepted one", buf[:n], err)
 		}
-		if q := ag.waitLog(t, LogPrefix(MarkDropLog)); q.payload != "fwagent:drop drop 6" {
+		if q := ag.waitLog(t, LogPrefix(nf.MarkDropLog)); q.payload != "fwagent:drop drop 6" {
 			t.Errorf("logged %q", q.payload)
 		}
 		send(t, cli6, "rejectlog 6")
@@ -326,7 +327,7 @@ func TestPacketPath(t *testing.T) {
 		if _, err := cli6.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("read after reject: %v, want ECONNREFUSED from the ICMPv6 error", err)
 		}
-		if q := ag.waitLog(t, LogPrefix(MarkRejectLog)); q.payload != "fwagent:reject rejectlog 6" {
+		if q := ag.waitLog(t, LogPrefix(nf.MarkRejectLog)); q.payload != "fwagent:reject rejectlog 6" {
 			t.Errorf("logged %q", q.payload)
 		}
 	})

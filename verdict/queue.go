@@ -14,8 +14,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
-	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
 )
 
@@ -250,14 +250,14 @@ func (e *Engine) open(ctx context.Context, num uint16, workers []chan job) (*nfq
 
 // nfHook maps the netfilter hook number in a queued packet to the policy's
 // hook.
-func nfHook(h uint8) (policies.Hook, bool) {
+func nfHook(h uint8) (nf.Hook, bool) {
 	switch h {
 	case unix.NF_INET_LOCAL_IN:
-		return policies.HookInput, true
+		return nf.HookInput, true
 	case unix.NF_INET_FORWARD:
-		return policies.HookForward, true
+		return nf.HookForward, true
 	case unix.NF_INET_LOCAL_OUT:
-		return policies.HookOutput, true
+		return nf.HookOutput, true
 	}
 	return 0, false
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
 )
@@ -56,7 +56,7 @@ func TestPolicies(t *testing.T) {
 			if tt.proto == 6 {
 				pkt.TCPFlags = 0x02 // SYN
 			}
-			d := prog.Decide(&policies.Input{Pkt: pkt, Hook: policies.HookInput, State: conntrack.StateNew})
+			d := prog.Decide(&policies.Input{Pkt: pkt, Hook: nf.HookInput, State: nf.StateNew})
 			if d.Action != tt.action || prog.RuleName(d.Rule) != tt.rule || d.Offload != tt.offload {
 				t.Fatalf("decided %+v (rule %q), want %v by %s offload %v", d, prog.RuleName(d.Rule), tt.action, tt.rule, tt.offload)
 			}

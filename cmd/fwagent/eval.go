@@ -14,10 +14,10 @@ import (
 
 	"github.com/fwagent/fwagent/internal/capture"
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/rules"
 )
 
 type evalFlags struct {
@@ -94,7 +94,7 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 	if f.policy == "" {
 		return usagef("eval: --policy is required")
 	}
-	hook, ok := policies.ParseHook(f.hook)
+	hook, ok := nf.ParseHook(f.hook)
 	if !ok {
 		return usagef("eval: --hook %q: want input, forward or output", f.hook)
 	}
@@ -111,7 +111,7 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 	if err != nil {
 		return fmt.Errorf("eval: %s: %w", capPath, err)
 	}
-	marks, err := rules.NewMarks(rules.DefaultMarkMask)
+	marks, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 	return nil
 }
 
-func describe(n int, r pipeline.Result, p *packet.Packet, prog *policies.Program, hook policies.Hook, size int) evalLine {
+func describe(n int, r pipeline.Result, p *packet.Packet, prog *policies.Program, hook nf.Hook, size int) evalLine {
 	l := evalLine{
 		N:       n,
 		Verdict: r.Decision.Effective().String(),

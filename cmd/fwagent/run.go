@@ -13,8 +13,8 @@ import (
 
 	"github.com/fwagent/fwagent/internal/agent"
 	"github.com/fwagent/fwagent/internal/metrics"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/secure"
-	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict"
 )
@@ -102,7 +102,7 @@ func (f *tableFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&f.failOpen, "fail-open", true, "let packets through when the agent is down or overloaded")
 	fl.BoolVar(&f.failClosed, "fail-closed", false, "drop packets when the agent is down or overloaded (same as --fail-open=false)")
 	fl.Uint16Var(&f.logGroup, "log-group", 100, "NFLOG group for logged packets")
-	fl.StringVar(&f.markMask, "mark-mask", fmt.Sprintf("%#x", rules.DefaultMarkMask), "packet/conntrack mark bits the agent owns (contiguous)")
+	fl.StringVar(&f.markMask, "mark-mask", fmt.Sprintf("%#x", nf.DefaultMarkMask), "packet/conntrack mark bits the agent owns (contiguous)")
 	fl.BoolVar(&f.acceptLoopback, "accept-loopback", true, "accept loopback traffic in the kernel, before the policy")
 	fl.BoolVar(&f.acceptND, "accept-icmpv6-nd", true, "accept ICMPv6 neighbour/router discovery in the kernel, before the policy")
 	fl.StringVar(&f.queueKind, "queue-kind", "auto", "queue rule: auto (probe), native (nft queue) or xt (NFQUEUE target)")
@@ -158,10 +158,10 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 func (f *tableFlags) config() (rules.Config, error) {
 	rc := rules.DefaultConfig()
 	rc.Hooks = rc.Hooks[:0]
-	seen := map[policies.Hook]bool{}
+	seen := map[nf.Hook]bool{}
 	for _, name := range f.hooks {
 		for _, n := range strings.Split(name, ",") {
-			h, ok := policies.ParseHook(strings.TrimSpace(n))
+			h, ok := nf.ParseHook(strings.TrimSpace(n))
 			if !ok {
 				return rc, usagef("--hooks: unknown hook %q (want input, forward or output)", n)
 			}
@@ -184,7 +184,7 @@ func (f *tableFlags) config() (rules.Config, error) {
 	if err != nil {
 		return rc, usagef("--mark-mask %q: %v", f.markMask, err)
 	}
-	marks, err := rules.NewMarks(uint32(mask))
+	marks, err := nf.NewMarks(uint32(mask))
 	if err != nil {
 		return rc, usagef("--mark-mask: %v", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/fwagent/fwagent/internal/droplog"
 	"github.com/fwagent/fwagent/internal/ifname"
 	"github.com/fwagent/fwagent/internal/metrics"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/internal/secure"
 	"github.com/fwagent/fwagent/policies"
@@ -318,7 +319,7 @@ func loadProgram(path string, c *secure.Checker) (*policies.Program, error) {
 
 // checkMarks refuses a policy whose `mark:` values use the agent's own mark
 // bits: the kernel rules would read them as actions.
-func checkMarks(p *policies.Program, m rules.Marks) error {
+func checkMarks(p *policies.Program, m nf.Marks) error {
 	for i := range p.NumRules() {
 		if mark, ok := p.RuleMark(int32(i)); ok && mark&m.Mask != 0 {
 			return fmt.Errorf("agent: rule %q sets mark %#x, which overlaps the agent's mark mask %#x (see --mark-mask)", p.RuleName(int32(i)), mark, m.Mask)
@@ -329,7 +330,7 @@ func checkMarks(p *policies.Program, m rules.Marks) error {
 
 // firstGeneration is random so that flows a previous run offloaded under its
 // generation are not taken as decided by this run's policy.
-func firstGeneration(m rules.Marks) uint32 {
+func firstGeneration(m nf.Marks) uint32 {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return uint32(time.Now().UnixNano())%m.MaxID() + 1
@@ -337,7 +338,7 @@ func firstGeneration(m rules.Marks) uint32 {
 	return binary.LittleEndian.Uint32(b[:])%m.MaxID() + 1
 }
 
-func nextGeneration(g uint32, m rules.Marks) uint32 {
+func nextGeneration(g uint32, m nf.Marks) uint32 {
 	g++
 	if g > m.MaxID() || g == 0 {
 		g = 1

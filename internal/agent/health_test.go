@@ -12,10 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwagent/fwagent/internal/metrics"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/internal/testnet"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict"
 )
 
@@ -75,7 +75,7 @@ func TestHealthWhenQueueReaderDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marks, err := rules.NewMarks(rules.DefaultMarkMask)
+	marks, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -224,7 +225,7 @@ func BenchmarkInsert(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				tu := benchTuple(i)
 				p.Src, p.SrcPort, p.DstPort = tu.src, tu.sport, uint16(i>>24)
-				if r := tb.TrackAt(p, 100, false, now); r.State != StateNew {
+				if r := tb.TrackAt(p, 100, false, now); r.State != nf.StateNew {
 					b.Fatalf("insert %d: %v", i, r.State)
 				}
 			}

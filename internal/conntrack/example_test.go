@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -14,7 +15,7 @@ func Example() {
 	var now int64
 	tb := conntrack.New(conntrack.Config{MaxFlows: 1000, Now: func() int64 { return now }})
 	const gen = 1
-	decide := func(p *packet.Packet, st conntrack.State) uint64 { return 42 } // the policy, elsewhere
+	decide := func(p *packet.Packet, st nf.State) uint64 { return 42 } // the policy, elsewhere
 
 	client, server := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.1")
 	pkts := []*packet.Packet{

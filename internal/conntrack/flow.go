@@ -3,6 +3,7 @@ package conntrack
 import (
 	"net/netip"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -16,8 +17,8 @@ type FlowInfo struct {
 	// the table saw (for a flow picked up mid-stream, that packet's sender;
 	// for an ICMP echo, the requester).
 	Src, Dst         netip.Addr
-	SrcPort, DstPort uint16 // TCP, UDP, SCTP ports; the echo identifier for ICMP
-	State            State  // New until a reply was seen, then Established
+	SrcPort, DstPort uint16   // TCP, UDP, SCTP ports; the echo identifier for ICMP
+	State            nf.State // New until a reply was seen, then Established
 	TCP              TCPState
 	// Packets and Bytes are indexed by direction: 0 original, 1 reply.
 	Packets, Bytes [2]uint64
@@ -41,14 +42,14 @@ func (e *entry) info(id FlowID) FlowInfo {
 		Dst:      b,
 		SrcPort:  pa,
 		DstPort:  pb,
-		State:    StateNew,
+		State:    nf.StateNew,
 		TCP:      e.tcp,
 		Packets:  e.pkts,
 		Bytes:    e.bytes,
 		Deadline: e.deadline,
 	}
 	if e.flags&fSeenReply != 0 {
-		fi.State = StateEstablished
+		fi.State = nf.StateEstablished
 	}
 	if e.flags&fHasCache != 0 {
 		fi.Cache = Cache{Gen: e.cacheGen, Value: e.cacheVal}

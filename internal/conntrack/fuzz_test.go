@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -95,7 +96,7 @@ func FuzzTrack(f *testing.F) {
 				t.Fatalf("twin answered %+v, Track %+v", r2, r)
 			}
 			switch {
-			case r.State == StateInvalid || r.State == StateRelated:
+			case r.State == nf.StateInvalid || r.State == nf.StateRelated:
 				if r.Flow.Valid() || r.HasCache {
 					t.Fatalf("%v packet carries a flow or cache: %+v", r.State, r)
 				}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -97,7 +98,7 @@ type Result struct {
 
 // Status is the part of a Result that says where the packet stands.
 type Status struct {
-	State State
+	State nf.State
 	// Reply is set when the packet travels in the reply direction, against
 	// the flow's originator.
 	Reply bool
@@ -106,7 +107,7 @@ type Status struct {
 }
 
 // answer is the Result of a packet that belongs to no flow.
-func answer(st State) Result { return Result{Status: Status{State: st}} }
+func answer(st nf.State) Result { return Result{Status: Status{State: st}} }
 
 // Cached returns the cached decision if the flow has one from policy
 // generation gen; a decision of another generation is as good as none.
@@ -252,9 +253,9 @@ func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstabli
 	switch la.kd {
 	case kindInvalid:
 		t.untrackable.Add(1)
-		return answer(StateInvalid)
+		return answer(nf.StateInvalid)
 	case kindUntracked:
-		return answer(StateNew)
+		return answer(nf.StateNew)
 	case kindRelated:
 		return t.related(p, now)
 	}
@@ -276,7 +277,7 @@ func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstabli
 	} else {
 		tcp, create, st := firstPacket(k, p, kernelEstablished)
 		if !create {
-			if st == StateInvalid {
+			if st == nf.StateInvalid {
 				s.invalid++
 			}
 			s.mu.Unlock()
@@ -313,7 +314,7 @@ func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstabli
 			if !kernelEstablished {
 				s.invalid++
 				s.mu.Unlock()
-				return Result{Status: Status{State: StateInvalid, Reply: dir == 1}}
+				return Result{Status: Status{State: nf.StateInvalid, Reply: dir == 1}}
 			}
 			// The kernel, which tracks sequence windows, calls this packet
 			// established: believe it and resynchronise.
@@ -331,10 +332,10 @@ func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstabli
 	e.deadline = now + t.timeouts[timeoutClass(e)]
 	r := Result{
 		Flow:   FlowID{shard: si, idx: idx, ver: e.ver},
-		Status: Status{State: StateNew, Reply: dir == 1},
+		Status: Status{State: nf.StateNew, Reply: dir == 1},
 	}
 	if e.flags&fSeenReply != 0 {
-		r.State = StateEstablished
+		r.State = nf.StateEstablished
 	}
 	if e.flags&fHasCache != 0 {
 		r.Cache = Cache{Gen: e.cacheGen, Value: e.cacheVal}
@@ -348,39 +349,39 @@ func isEcho(proto uint8) bool { return proto == packet.ProtoICMP || proto == pac
 
 // firstPacket decides whether a packet without a flow starts one, with
 // which TCP state, or else what to answer.
-func firstPacket(k *flowKey, p *packet.Packet, hint bool) (tcp TCPState, create bool, st State) {
+func firstPacket(k *flowKey, p *packet.Packet, hint bool) (tcp TCPState, create bool, st nf.State) {
 	switch k.proto() {
 	case packet.ProtoTCP:
 		switch classOf(p.TCPFlags) {
 		case tcpBad:
-			return TCPNone, false, StateInvalid
+			return TCPNone, false, nf.StateInvalid
 		case tcpSYN:
 			if hint {
-				return TCPSynSent, true, StateEstablished
+				return TCPSynSent, true, nf.StateEstablished
 			}
-			return TCPSynSent, true, StateNew
+			return TCPSynSent, true, nf.StateNew
 		case tcpRST:
 			// A reset of a flow the kernel knows but we do not: let it
 			// through as established, but do not start tracking a flow
 			// that is ending.
 			if hint {
-				return TCPNone, false, StateEstablished
+				return TCPNone, false, nf.StateEstablished
 			}
-			return TCPNone, false, StateInvalid
+			return TCPNone, false, nf.StateInvalid
 		}
 		if hint {
-			return TCPEstablished, true, StateEstablished
+			return TCPEstablished, true, nf.StateEstablished
 		}
-		return TCPNone, false, StateInvalid
+		return TCPNone, false, nf.StateInvalid
 	case packet.ProtoICMP, packet.ProtoICMPv6:
 		if _, reply := echoType(p.Proto, p.ICMPType); reply && !hint {
-			return TCPNone, false, StateInvalid
+			return TCPNone, false, nf.StateInvalid
 		}
 	}
 	if hint {
-		return TCPNone, true, StateEstablished
+		return TCPNone, true, nf.StateEstablished
 	}
-	return TCPNone, true, StateNew
+	return TCPNone, true, nf.StateNew
 }
 
 // timeoutClass picks the timeout for e's current state.
@@ -405,19 +406,19 @@ func (t *Table) related(p *packet.Packet, now int64) Result {
 	var k flowKey
 	if innerKey(p, &k) {
 		if t.live(&k, now) {
-			return answer(StateRelated)
+			return answer(nf.StateRelated)
 		}
 		if isEcho(k.proto()) {
 			// The quote may be the reply; then its destination asked.
 			k.w[0], k.w[2] = k.w[2], k.w[0]
 			k.w[1], k.w[3] = k.w[3], k.w[1]
 			if t.live(&k, now) {
-				return answer(StateRelated)
+				return answer(nf.StateRelated)
 			}
 		}
 	}
 	t.untrackable.Add(1)
-	return answer(StateInvalid)
+	return answer(nf.StateInvalid)
 }
 
 func (t *Table) live(k *flowKey, now int64) bool {

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -20,14 +21,14 @@ func TestUDPRequestReply(t *testing.T) {
 			c, s := addrs[0], addrs[1]
 			steps := []struct {
 				p     *packet.Packet
-				want  State
+				want  nf.State
 				reply bool
 			}{
-				{udpPkt(c, s, 5353, 53), StateNew, false},
-				{udpPkt(c, s, 5353, 53), StateNew, false},
-				{udpPkt(s, c, 53, 5353), StateEstablished, true},
-				{udpPkt(c, s, 5353, 53), StateEstablished, false},
-				{udpPkt(c, s, 5354, 53), StateNew, false}, // another source port: another flow
+				{udpPkt(c, s, 5353, 53), nf.StateNew, false},
+				{udpPkt(c, s, 5353, 53), nf.StateNew, false},
+				{udpPkt(s, c, 53, 5353), nf.StateEstablished, true},
+				{udpPkt(c, s, 5353, 53), nf.StateEstablished, false},
+				{udpPkt(c, s, 5354, 53), nf.StateNew, false}, // another source port: another flow
 			}
 			for i, st := range steps {
 				r := tb.Track(st.p, 100+i, false)
@@ -66,16 +67,16 @@ func TestICMPEcho(t *testing.T) {
 			steps := []struct {
 				p     *packet.Packet
 				hint  bool
-				want  State
+				want  nf.State
 				reply bool
 			}{
-				{icmpPkt(b, a, rep, 7), false, StateInvalid, false}, // reply with no request
-				{icmpPkt(a, b, req, 7), false, StateNew, false},
-				{icmpPkt(b, a, rep, 7), false, StateEstablished, true},
-				{icmpPkt(a, b, req, 7), false, StateEstablished, false},
-				{icmpPkt(b, a, req, 7), false, StateNew, false},       // b pings a: another flow
-				{icmpPkt(a, b, rep, 8), true, StateEstablished, true}, // pickup of a ping from b
-				{icmpPkt(b, a, req, 8), false, StateEstablished, false},
+				{icmpPkt(b, a, rep, 7), false, nf.StateInvalid, false}, // reply with no request
+				{icmpPkt(a, b, req, 7), false, nf.StateNew, false},
+				{icmpPkt(b, a, rep, 7), false, nf.StateEstablished, true},
+				{icmpPkt(a, b, req, 7), false, nf.StateEstablished, false},
+				{icmpPkt(b, a, req, 7), false, nf.StateNew, false},       // b pings a: another flow
+				{icmpPkt(a, b, rep, 8), true, nf.StateEstablished, true}, // pickup of a ping from b
+				{icmpPkt(b, a, req, 8), false, nf.StateEstablished, false},
 			}
 			for i, st := range steps {
 				r := tb.Track(st.p, 84, st.hint)
@@ -100,16 +101,16 @@ func TestRelated(t *testing.T) {
 	tests := []struct {
 		name string
 		p    *packet.Packet
-		want State
+		want nf.State
 	}{
-		{"port unreachable for the UDP flow", icmpErr("10.0.0.2", "10.0.0.1", 3, quote(packet.ProtoUDP, "10.0.0.1", "10.0.0.2", 4000, 53, 0)), StateRelated},
-		{"time exceeded for the TCP flow, from a router", icmpErr("10.9.9.9", "10.0.0.1", 11, quote(packet.ProtoTCP, "10.0.0.1", "10.0.0.3", 4001, 80, 0)), StateRelated},
-		{"quote of the reply direction", icmpErr("10.0.0.1", "10.0.0.2", 3, quote(packet.ProtoUDP, "10.0.0.2", "10.0.0.1", 53, 4000, 0)), StateRelated},
-		{"error about the ping", icmpErr("10.9.9.9", "10.0.0.1", 11, quote(packet.ProtoICMP, "10.0.0.1", "10.0.0.4", 0, 0, 99)), StateRelated},
-		{"error about the ping's reply", icmpErr("10.9.9.9", "10.0.0.4", 3, quote(packet.ProtoICMP, "10.0.0.4", "10.0.0.1", 0, 0, 99)), StateRelated},
-		{"ICMPv6 packet too big", icmpErr("2001:db8::ff", "2001:db8::1", 2, quote(packet.ProtoTCP, "2001:db8::1", "2001:db8::2", 4002, 443, 0)), StateRelated},
-		{"unknown flow", icmpErr("10.0.0.2", "10.0.0.1", 3, quote(packet.ProtoUDP, "10.0.0.1", "10.0.0.2", 4000, 54, 0)), StateInvalid},
-		{"no quote", icmpErr("10.0.0.2", "10.0.0.1", 3, packet.Quoted{}), StateInvalid},
+		{"port unreachable for the UDP flow", icmpErr("10.0.0.2", "10.0.0.1", 3, quote(packet.ProtoUDP, "10.0.0.1", "10.0.0.2", 4000, 53, 0)), nf.StateRelated},
+		{"time exceeded for the TCP flow, from a router", icmpErr("10.9.9.9", "10.0.0.1", 11, quote(packet.ProtoTCP, "10.0.0.1", "10.0.0.3", 4001, 80, 0)), nf.StateRelated},
+		{"quote of the reply direction", icmpErr("10.0.0.1", "10.0.0.2", 3, quote(packet.ProtoUDP, "10.0.0.2", "10.0.0.1", 53, 4000, 0)), nf.StateRelated},
+		{"error about the ping", icmpErr("10.9.9.9", "10.0.0.1", 11, quote(packet.ProtoICMP, "10.0.0.1", "10.0.0.4", 0, 0, 99)), nf.StateRelated},
+		{"error about the ping's reply", icmpErr("10.9.9.9", "10.0.0.4", 3, quote(packet.ProtoICMP, "10.0.0.4", "10.0.0.1", 0, 0, 99)), nf.StateRelated},
+		{"ICMPv6 packet too big", icmpErr("2001:db8::ff", "2001:db8::1", 2, quote(packet.ProtoTCP, "2001:db8::1", "2001:db8::2", 4002, 443, 0)), nf.StateRelated},
+		{"unknown flow", icmpErr("10.0.0.2", "10.0.0.1", 3, quote(packet.ProtoUDP, "10.0.0.1", "10.0.0.2", 4000, 54, 0)), nf.StateInvalid},
+		{"no quote", icmpErr("10.0.0.2", "10.0.0.1", 3, packet.Quoted{}), nf.StateInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,16 +140,16 @@ func TestUntrackable(t *testing.T) {
 	tests := []struct {
 		name  string
 		p     *packet.Packet
-		want  State
+		want  nf.State
 		flows int
 	}{
-		{"non-first fragment", frag, StateInvalid, 0},
-		{"TCP without a header", noL4, StateInvalid, 0},
-		{"unknown family", unknown, StateInvalid, 0},
-		{"neighbour solicitation is untracked", ns, StateNew, 0},
-		{"GRE is tracked by addresses", gre, StateNew, 1},
-		{"GRE reply", greBack, StateEstablished, 1},
-		{"first fragment is tracked", firstFrag, StateNew, 2},
+		{"non-first fragment", frag, nf.StateInvalid, 0},
+		{"TCP without a header", noL4, nf.StateInvalid, 0},
+		{"unknown family", unknown, nf.StateInvalid, 0},
+		{"neighbour solicitation is untracked", ns, nf.StateNew, 0},
+		{"GRE is tracked by addresses", gre, nf.StateNew, 1},
+		{"GRE reply", greBack, nf.StateEstablished, 1},
+		{"first fragment is tracked", firstFrag, nf.StateNew, 2},
 	}
 	tb, _ := newTestTable(t, Config{MaxFlows: 16})
 	for _, tc := range tests {
@@ -165,18 +166,18 @@ func TestCanonicalKey(t *testing.T) {
 	// the tie-break on ports must meet.
 	a := tb.Track(udpPkt("10.0.0.1", "10.0.0.1", 9, 7), 1, false)
 	b := tb.Track(udpPkt("10.0.0.1", "10.0.0.1", 7, 9), 1, false)
-	if a.Flow != b.Flow || !b.Reply || b.State != StateEstablished {
+	if a.Flow != b.Flow || !b.Reply || b.State != nf.StateEstablished {
 		t.Fatalf("loopback flow with swapped ports not matched: %+v %+v", a, b)
 	}
 	// an IPv4 flow and an IPv6 flow between the mapped addresses differ
 	v4 := tb.Track(udpPkt("10.0.0.1", "10.0.0.2", 1, 2), 1, false)
 	v6 := udpPkt("::ffff:10.0.0.2", "::ffff:10.0.0.1", 2, 1)
 	v6.Family = packet.IPv6
-	if r := tb.Track(v6, 1, false); r.Flow == v4.Flow || r.State != StateNew {
+	if r := tb.Track(v6, 1, false); r.Flow == v4.Flow || r.State != nf.StateNew {
 		t.Fatalf("IPv6 mapped packet joined the IPv4 flow: %+v", r)
 	}
 	// TCP and UDP on the same ports differ
-	if r := tb.Track(tcpPkt("10.0.0.2", "10.0.0.1", 2, 1, fS, 0, 0, 0), 1, false); r.Flow == v4.Flow || r.State != StateNew {
+	if r := tb.Track(tcpPkt("10.0.0.2", "10.0.0.1", 2, 1, fS, 0, 0, 0), 1, false); r.Flow == v4.Flow || r.State != nf.StateNew {
 		t.Fatalf("TCP joined the UDP flow: %+v", r)
 	}
 	fi, _ := tb.Lookup(v4.Flow)
@@ -237,7 +238,7 @@ func TestTimeouts(t *testing.T) {
 					// No sweep: the next packet finds the stale entry and
 					// starts over as if it never existed.
 					r2 := tb.Track(tc.setup[0], 1, false)
-					if r2.State != StateNew || r2.Flow == r.Flow {
+					if r2.State != nf.StateNew || r2.Flow == r.Flow {
 						t.Fatalf("after expiry: %+v, want a new flow", r2)
 					}
 				}
@@ -358,7 +359,7 @@ func TestEvictionKeepsCapUnderFlood(t *testing.T) {
 	for i := range 20000 {
 		src := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		p := &packet.Packet{Family: packet.IPv4, Src: src, Dst: netip.MustParseAddr("10.255.0.1"), Proto: packet.ProtoTCP, HasL4: true, SrcPort: uint16(i), DstPort: 22, TCPFlags: fS}
-		if r := tb.Track(p, 60, false); r.State != StateNew {
+		if r := tb.Track(p, 60, false); r.State != nf.StateNew {
 			t.Fatalf("SYN %d: %v", i, r.State)
 		}
 	}
@@ -386,14 +387,14 @@ func TestDecisionCache(t *testing.T) {
 		t.Fatalf("reply did not carry the cache: %+v", r)
 	}
 	// Invalid packets never carry the cache: the policy must see them.
-	if r := tb.Track(tcpPkt("10.0.0.2", "10.0.0.1", 80, 1, fS, 9, 0, 0), 1, false); r.State != StateInvalid || r.HasCache {
+	if r := tb.Track(tcpPkt("10.0.0.2", "10.0.0.1", 80, 1, fS, 9, 0, 0), 1, false); r.State != nf.StateInvalid || r.HasCache {
 		t.Fatalf("invalid packet: %+v", r)
 	}
 	// A reset then a new SYN is a new connection: no cache, old handle stale.
 	old := r.Flow
 	tb.Track(tcpPkt("10.0.0.1", "10.0.0.2", 1, 80, fR, 2, 0, 0), 1, false)
 	r = tb.Track(syn, 1, false)
-	if r.HasCache || r.State != StateNew {
+	if r.HasCache || r.State != nf.StateNew {
 		t.Fatalf("reopened flow: %+v", r)
 	}
 	if tb.SetCache(old, Cache{Value: 1}) {
@@ -436,7 +437,7 @@ func TestFlush(t *testing.T) {
 	}
 	for i := range 3000 {
 		r := tb.Track(udpPkt("10.0.0.2", "10.0.0.1", 53, uint16(i)), 1, false)
-		if r.State != StateNew || r.Reply {
+		if r.State != nf.StateNew || r.Reply {
 			t.Fatalf("flow %d survived Flush: %+v", i, r)
 		}
 	}
@@ -495,7 +496,7 @@ func TestConcurrent(t *testing.T) {
 					tb.PrefetchEntry(&la)
 					r = tb.TrackAhead(p, &la, 10, false, tb.Now())
 				}
-				if r.State == StateInvalid {
+				if r.State == nf.StateInvalid {
 					t.Errorf("UDP packet invalid")
 					return
 				}

@@ -3,6 +3,7 @@ package conntrack
 import (
 	"testing"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -22,7 +23,7 @@ type seg struct {
 	seq, ack uint32
 	payload  int
 	hint     bool
-	want     State
+	want     nf.State
 	wantTCP  TCPState
 	reply    bool
 }
@@ -30,11 +31,11 @@ type seg struct {
 var (
 	// client ISN 1000, server ISN 5000
 	handshake = []seg{
-		{flags: fS, seq: 1000, want: StateNew, wantTCP: TCPSynSent},
-		{server: true, flags: fS | fA, seq: 5000, ack: 1001, want: StateEstablished, wantTCP: TCPSynRecv, reply: true},
-		{flags: fA, seq: 1001, ack: 5001, want: StateEstablished, wantTCP: TCPEstablished},
+		{flags: fS, seq: 1000, want: nf.StateNew, wantTCP: TCPSynSent},
+		{server: true, flags: fS | fA, seq: 5000, ack: 1001, want: nf.StateEstablished, wantTCP: TCPSynRecv, reply: true},
+		{flags: fA, seq: 1001, ack: 5001, want: nf.StateEstablished, wantTCP: TCPEstablished},
 	}
-	established = StateEstablished
+	established = nf.StateEstablished
 )
 
 func cat(parts ...[]seg) []seg {
@@ -86,12 +87,12 @@ func TestTCPSequences(t *testing.T) {
 			{flags: fA, seq: 1102, ack: 5002, want: established, wantTCP: TCPTimeWait},
 		})},
 		{"connection refused", []seg{
-			{flags: fS, seq: 1000, want: StateNew, wantTCP: TCPSynSent},
-			{flags: fS, seq: 1000, want: StateNew, wantTCP: TCPSynSent}, // retransmission
+			{flags: fS, seq: 1000, want: nf.StateNew, wantTCP: TCPSynSent},
+			{flags: fS, seq: 1000, want: nf.StateNew, wantTCP: TCPSynSent}, // retransmission
 			{server: true, flags: fR | fA, ack: 1001, want: established, wantTCP: TCPClose, reply: true},
 			{flags: fA, seq: 1001, want: established, wantTCP: TCPClose},
 			// a new connection on the same tuple starts over
-			{flags: fS, seq: 9000, want: StateNew, wantTCP: TCPSynSent},
+			{flags: fS, seq: 9000, want: nf.StateNew, wantTCP: TCPSynSent},
 			{server: true, flags: fS | fA, seq: 7000, ack: 9001, want: established, wantTCP: TCPSynRecv, reply: true},
 		}},
 		{"reset mid-stream", cat(handshake, []seg{
@@ -103,30 +104,30 @@ func TestTCPSequences(t *testing.T) {
 			{server: true, flags: fF | fA, seq: 5001, ack: 1002, want: established, wantTCP: TCPLastAck, reply: true},
 			{flags: fA, seq: 1002, ack: 5002, want: established, wantTCP: TCPTimeWait},
 			// the server now originates: its SYN is new and not a reply
-			{server: true, flags: fS, seq: 8000, want: StateNew, wantTCP: TCPSynSent},
+			{server: true, flags: fS, seq: 8000, want: nf.StateNew, wantTCP: TCPSynSent},
 			{flags: fS | fA, seq: 3000, ack: 8001, want: established, wantTCP: TCPSynRecv, reply: true},
 		})},
 		{"simultaneous open", []seg{
-			{flags: fS, seq: 1000, want: StateNew, wantTCP: TCPSynSent},
+			{flags: fS, seq: 1000, want: nf.StateNew, wantTCP: TCPSynSent},
 			{server: true, flags: fS, seq: 5000, want: established, wantTCP: TCPSynSent2, reply: true},
 			{flags: fS | fA, seq: 1000, ack: 5001, want: established, wantTCP: TCPSynRecv},
 			{server: true, flags: fS | fA, seq: 5000, ack: 1001, want: established, wantTCP: TCPSynRecv, reply: true},
 			{flags: fA, seq: 1001, ack: 5001, want: established, wantTCP: TCPEstablished},
 		}},
 		{"invalid segments inside a flow", []seg{
-			{flags: fS, seq: 1000, want: StateNew, wantTCP: TCPSynSent},
-			{flags: fA, seq: 1001, want: StateInvalid, wantTCP: TCPSynSent},
-			{flags: fS | fA, seq: 1000, want: StateInvalid, wantTCP: TCPSynSent},
-			{flags: fF | fA, seq: 1001, want: StateInvalid, wantTCP: TCPSynSent},
-			{server: true, flags: fA, seq: 5001, ack: 1001, want: StateInvalid, wantTCP: TCPSynSent, reply: true},
+			{flags: fS, seq: 1000, want: nf.StateNew, wantTCP: TCPSynSent},
+			{flags: fA, seq: 1001, want: nf.StateInvalid, wantTCP: TCPSynSent},
+			{flags: fS | fA, seq: 1000, want: nf.StateInvalid, wantTCP: TCPSynSent},
+			{flags: fF | fA, seq: 1001, want: nf.StateInvalid, wantTCP: TCPSynSent},
+			{server: true, flags: fA, seq: 5001, ack: 1001, want: nf.StateInvalid, wantTCP: TCPSynSent, reply: true},
 			{server: true, flags: fS | fA, seq: 5000, ack: 1001, want: established, wantTCP: TCPSynRecv, reply: true},
-			{flags: fS | fF, seq: 1001, want: StateInvalid, wantTCP: TCPSynRecv},
+			{flags: fS | fF, seq: 1001, want: nf.StateInvalid, wantTCP: TCPSynRecv},
 			{flags: fA, seq: 1001, ack: 5001, want: established, wantTCP: TCPEstablished},
-			{server: true, flags: fS, seq: 5000, want: StateInvalid, wantTCP: TCPEstablished, reply: true},
-			{flags: fS | fA, seq: 1000, want: StateInvalid, wantTCP: TCPEstablished},
-			{flags: 0, seq: 1001, want: StateInvalid, wantTCP: TCPEstablished},
-			{flags: fF | fP | fU, seq: 1001, want: StateInvalid, wantTCP: TCPEstablished},
-			{flags: fF, seq: 1001, want: StateInvalid, wantTCP: TCPEstablished},
+			{server: true, flags: fS, seq: 5000, want: nf.StateInvalid, wantTCP: TCPEstablished, reply: true},
+			{flags: fS | fA, seq: 1000, want: nf.StateInvalid, wantTCP: TCPEstablished},
+			{flags: 0, seq: 1001, want: nf.StateInvalid, wantTCP: TCPEstablished},
+			{flags: fF | fP | fU, seq: 1001, want: nf.StateInvalid, wantTCP: TCPEstablished},
+			{flags: fF, seq: 1001, want: nf.StateInvalid, wantTCP: TCPEstablished},
 			// a retransmitted SYN from the client is ignored, as in the kernel
 			{flags: fS, seq: 1000, want: established, wantTCP: TCPEstablished},
 			// and so is a retransmitted SYN-ACK from the server
@@ -138,7 +139,7 @@ func TestTCPSequences(t *testing.T) {
 			{server: true, flags: fF | fA, seq: 5021, ack: 1001, want: established, wantTCP: TCPFinWait},
 		}},
 		{"pickup: hint resynchronises a flow the kernel knows better", []seg{
-			{flags: fS, seq: 1000, want: StateNew, wantTCP: TCPSynSent},
+			{flags: fS, seq: 1000, want: nf.StateNew, wantTCP: TCPSynSent},
 			{flags: fA, seq: 1001, ack: 5001, hint: true, want: established, wantTCP: TCPEstablished},
 		}},
 		{"pickup: FIN with hint starts closing", []seg{
@@ -168,7 +169,7 @@ func TestTCPSequences(t *testing.T) {
 					if r.State != sg.want || r.Reply != sg.reply {
 						t.Fatalf("segment %d (%+v): got state %v reply %v, want %v reply %v", i, sg, r.State, r.Reply, sg.want, sg.reply)
 					}
-					if r.State != StateInvalid {
+					if r.State != nf.StateInvalid {
 						if !r.Flow.Valid() {
 							t.Fatalf("segment %d: no flow handle", i)
 						}
@@ -196,24 +197,24 @@ func TestTCPInvalidFirstPackets(t *testing.T) {
 		name  string
 		flags uint8
 		hint  bool
-		want  State
+		want  nf.State
 		flows int
 	}{
-		{"ACK", fA, false, StateInvalid, 0},
-		{"data", fP | fA, false, StateInvalid, 0},
-		{"FIN-ACK", fF | fA, false, StateInvalid, 0},
-		{"SYN-ACK", fS | fA, false, StateInvalid, 0},
-		{"RST", fR, false, StateInvalid, 0},
-		{"RST-ACK", fR | fA, false, StateInvalid, 0},
-		{"NULL scan", 0, false, StateInvalid, 0},
-		{"Xmas scan", fF | fP | fU, false, StateInvalid, 0},
-		{"SYN-FIN", fS | fF, false, StateInvalid, 0},
-		{"SYN-RST", fS | fR, false, StateInvalid, 0},
-		{"FIN alone", fF, false, StateInvalid, 0},
-		{"bad flags even with hint", fS | fF, true, StateInvalid, 0},
-		{"RST with hint passes, untracked", fR, true, StateEstablished, 0},
-		{"SYN-ACK with hint is picked up", fS | fA, true, StateEstablished, 1},
-		{"ECN SYN is a SYN", fS | packet.TCPEce | packet.TCPCwr, false, StateNew, 1},
+		{"ACK", fA, false, nf.StateInvalid, 0},
+		{"data", fP | fA, false, nf.StateInvalid, 0},
+		{"FIN-ACK", fF | fA, false, nf.StateInvalid, 0},
+		{"SYN-ACK", fS | fA, false, nf.StateInvalid, 0},
+		{"RST", fR, false, nf.StateInvalid, 0},
+		{"RST-ACK", fR | fA, false, nf.StateInvalid, 0},
+		{"NULL scan", 0, false, nf.StateInvalid, 0},
+		{"Xmas scan", fF | fP | fU, false, nf.StateInvalid, 0},
+		{"SYN-FIN", fS | fF, false, nf.StateInvalid, 0},
+		{"SYN-RST", fS | fR, false, nf.StateInvalid, 0},
+		{"FIN alone", fF, false, nf.StateInvalid, 0},
+		{"bad flags even with hint", fS | fF, true, nf.StateInvalid, 0},
+		{"RST with hint passes, untracked", fR, true, nf.StateEstablished, 0},
+		{"SYN-ACK with hint is picked up", fS | fA, true, nf.StateEstablished, 1},
+		{"ECN SYN is a SYN", fS | packet.TCPEce | packet.TCPCwr, false, nf.StateNew, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,7 +227,7 @@ func TestTCPInvalidFirstPackets(t *testing.T) {
 			if n := tb.Len(); n != tc.flows {
 				t.Fatalf("%d flows, want %d", n, tc.flows)
 			}
-			if got, want := tb.Stats().Invalid, uint64(0); tc.want == StateInvalid {
+			if got, want := tb.Stats().Invalid, uint64(0); tc.want == nf.StateInvalid {
 				if got != 1 {
 					t.Fatalf("Stats.Invalid = %d, want 1", got)
 				}
@@ -244,7 +245,7 @@ func TestTCPInvalidLeavesFlowUntouched(t *testing.T) {
 	before, _ := tb.Lookup(r.Flow)
 	clk.Advance(1e9)
 	bad := tcpPkt("192.0.2.1", "192.0.2.2", 1234, 80, fA, 2, 0, 0)
-	if got := tb.Track(bad, 1500, false); got.State != StateInvalid {
+	if got := tb.Track(bad, 1500, false); got.State != nf.StateInvalid {
 		t.Fatalf("ACK in syn_sent: %v, want invalid", got.State)
 	}
 	after, _ := tb.Lookup(r.Flow)

@@ -13,8 +13,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
-	"github.com/fwagent/fwagent/rules"
 )
 
 func benchEvent() Event {
@@ -56,13 +56,13 @@ func BenchmarkEncodeStdlib(b *testing.B) {
 }
 
 func benchAttrs(b *testing.B) nflog.Attribute {
-	marks, err := rules.NewMarks(rules.DefaultMarkMask)
+	marks, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		b.Fatal(err)
 	}
 	pkt := build(b, ip4(layers.IPProtocolTCP), &layers.TCP{SrcPort: 51234, DstPort: 22, SYN: true, Window: 64240}, gopacket.Payload(nil))
 	ts := time.Now()
-	a := attrs(pkt, "fwagent:drop", marks.Encode(0, rules.MarkDropLog, 3), unix.NF_INET_LOCAL_IN, 2, 0, unix.ETH_P_IP)
+	a := attrs(pkt, "fwagent:drop", marks.Encode(0, nf.MarkDropLog, 3), unix.NF_INET_LOCAL_IN, 2, 0, unix.ETH_P_IP)
 	a.Timestamp = &ts
 	return a
 }

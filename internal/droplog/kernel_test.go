@@ -17,8 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/testnet"
-	"github.com/fwagent/fwagent/rules"
 )
 
 // lineCollector is an io.Writer that splits what the JSON sink writes into
@@ -251,8 +251,8 @@ func startRigWith(tb testing.TB, port uint16, ruleID uint32, tweak func(*Config)
 	tb.Cleanup(cancel)
 
 	marks := testMarks(tb)
-	mark := marks.Encode(0x5, rules.MarkDropLog, ruleID)
-	auditMark := marks.Encode(0, rules.MarkWouldDrop, ruleID+1)
+	mark := marks.Encode(0x5, nf.MarkDropLog, ruleID)
+	auditMark := marks.Encode(0, nf.MarkWouldDrop, ruleID+1)
 	var rb [2]byte
 	if _, err := rand.Read(rb[:]); err != nil {
 		tb.Fatal(err)

@@ -17,9 +17,9 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/ratelimit"
-	"github.com/fwagent/fwagent/rules"
 )
 
 // Defaults for the zero values of Config.
@@ -44,7 +44,7 @@ type Config struct {
 	Group uint16
 	// Marks decodes the packet mark into the log action and the deciding
 	// rule's ID. Its mask must be set (rules.NewMarks).
-	Marks rules.Marks
+	Marks nf.Marks
 	// RuleName resolves a rule ID (rule index + 1, 0 for a hook's default)
 	// through the current policy. It is called on the reader goroutine for
 	// every event, so it must be cheap and safe to call concurrently with a
@@ -258,7 +258,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		r.ifName = c.name
 	}
 
-	nf, err := nflog.Open(&nflog.Config{
+	nl, err := nflog.Open(&nflog.Config{
 		Group:    r.cfg.Group,
 		Copymode: nflog.CopyPacket,
 		Bufsize:  r.cfg.CopyRange,
@@ -270,14 +270,14 @@ func (r *Reader) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("droplog: open nflog group %d: %w", r.cfg.Group, err)
 	}
-	if err := setReadBuffer(nf.Con, r.cfg.ReadBuffer); err != nil {
-		_ = nf.Close()
+	if err := setReadBuffer(nl.Con, r.cfg.ReadBuffer); err != nil {
+		_ = nl.Close()
 		return err
 	}
 	// Overruns are detected from sequence gaps instead; an ENOBUFS error
 	// would only interrupt the read loop.
-	if err := nf.SetOption(netlink.NoENOBUFS, true); err != nil {
-		_ = nf.Close()
+	if err := nl.SetOption(netlink.NoENOBUFS, true); err != nil {
+		_ = nl.Close()
 		return fmt.Errorf("droplog: set NoENOBUFS: %w", err)
 	}
 
@@ -327,10 +327,10 @@ func (r *Reader) Run(ctx context.Context) error {
 	}
 	loopCtx, cancelLoop := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelLoop()
-	if err := nf.RegisterWithErrorFunc(loopCtx, hook, errfn); err != nil {
+	if err := nl.RegisterWithErrorFunc(loopCtx, hook, errfn); err != nil {
 		// No receive goroutine was started.
 		r.shutdown()
-		_ = nf.Close()
+		_ = nl.Close()
 		stopSinks()
 		return fmt.Errorf("droplog: register nflog group %d: %w", r.cfg.Group, err)
 	}
@@ -345,12 +345,12 @@ func (r *Reader) Run(ctx context.Context) error {
 	}
 	r.shutdown()
 	stopping.Store(true)
-	if err := nf.Con.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+	if err := nl.Con.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
 		r.log.Debug("droplog: interrupt nflog receive", "err", err)
 	}
 	<-loopDone
 	cancelLoop()
-	if err := nf.Close(); err != nil {
+	if err := nl.Close(); err != nil {
 		r.log.Debug("droplog: close nflog", "err", err)
 	}
 	stopSinks()
@@ -525,7 +525,7 @@ func (r *Reader) ruleName(id uint32) string {
 
 // eventName reads the event from the agent's prefix ("fwagent:<event>") and
 // falls back to the action in the mark for prefixes it does not know.
-func eventName(prefix string, a rules.MarkAction) string {
+func eventName(prefix string, a nf.MarkAction) string {
 	if rest, ok := strings.CutPrefix(strings.TrimSpace(prefix), "fwagent:"); ok {
 		switch rest {
 		case "drop":
@@ -541,7 +541,7 @@ func eventName(prefix string, a rules.MarkAction) string {
 		}
 	}
 	switch a {
-	case rules.MarkDropLog, rules.MarkRejectLog, rules.MarkAcceptLog, rules.MarkWouldDrop, rules.MarkWouldReject:
+	case nf.MarkDropLog, nf.MarkRejectLog, nf.MarkAcceptLog, nf.MarkWouldDrop, nf.MarkWouldReject:
 		return a.String()
 	}
 	return "unknown"

@@ -18,13 +18,13 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
-	"github.com/fwagent/fwagent/rules"
 )
 
-func testMarks(t testing.TB) rules.Marks {
+func testMarks(t testing.TB) nf.Marks {
 	t.Helper()
-	m, err := rules.NewMarks(rules.DefaultMarkMask)
+	m, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,42 +118,42 @@ func TestFill(t *testing.T) {
 		{
 			name: "udp drop from the mark's rule",
 			a: attrs(build(t, ip4(layers.IPProtocolUDP), &layers.UDP{SrcPort: 5353, DstPort: 9999}, gopacket.Payload("abc")),
-				"fwagent:drop", marks.Encode(0x1234, rules.MarkDropLog, 3), unix.NF_INET_LOCAL_IN, 2, 0, unix.ETH_P_IP),
+				"fwagent:drop", marks.Encode(0x1234, nf.MarkDropLog, 3), unix.NF_INET_LOCAL_IN, 2, 0, unix.ETH_P_IP),
 			want: Event{RuleID: 3, Rule: "block-udp", Verdict: "drop", Event: "drop", Hook: "input",
 				Family: packet.IPv4, Proto: packet.ProtoUDP,
 				Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.7"),
 				SrcPort: 5353, DstPort: 9999, Length: 31, In: "eth0", L4: true,
-				Prefix: "fwagent:drop", Mark: marks.Encode(0x1234, rules.MarkDropLog, 3)},
+				Prefix: "fwagent:drop", Mark: marks.Encode(0x1234, nf.MarkDropLog, 3)},
 		},
 		{
 			name: "tcp syn rejected by the default, forward hook",
 			a: attrs(build(t, ip6(layers.IPProtocolTCP), &layers.TCP{SrcPort: 40000, DstPort: 22, SYN: true, Window: 1024}),
-				"fwagent:reject", marks.Encode(0, rules.MarkRejectLog, 0), unix.NF_INET_FORWARD, 2, 3, unix.ETH_P_IPV6),
+				"fwagent:reject", marks.Encode(0, nf.MarkRejectLog, 0), unix.NF_INET_FORWARD, 2, 3, unix.ETH_P_IPV6),
 			want: Event{Rule: "default", Verdict: "reject", Event: "reject", Hook: "forward",
 				Family: packet.IPv6, Proto: packet.ProtoTCP,
 				Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"),
 				SrcPort: 40000, DstPort: 22, Length: 60, In: "eth0", Out: "eth1", L4: true, TCPFlags: packet.TCPSyn,
-				Prefix: "fwagent:reject", Mark: marks.Encode(0, rules.MarkRejectLog, 0)},
+				Prefix: "fwagent:reject", Mark: marks.Encode(0, nf.MarkRejectLog, 0)},
 		},
 		{
 			name: "audit would_drop is accepted; unknown rule id is named by number",
 			a: attrs(build(t, ip4(layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 1, Seq: 2}),
-				"fwagent:would_drop", marks.Encode(0, rules.MarkWouldDrop, 42), unix.NF_INET_LOCAL_OUT, 0, 3, unix.ETH_P_IP),
+				"fwagent:would_drop", marks.Encode(0, nf.MarkWouldDrop, 42), unix.NF_INET_LOCAL_OUT, 0, 3, unix.ETH_P_IP),
 			want: Event{RuleID: 42, Rule: "rule-42", Verdict: "accept", Event: "would_drop", Hook: "output",
 				Family: packet.IPv4, Proto: packet.ProtoICMP,
 				Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.7"),
 				Length: 28, Out: "eth1", L4: true, ICMPType: 8,
-				Prefix: "fwagent:would_drop", Mark: marks.Encode(0, rules.MarkWouldDrop, 42)},
+				Prefix: "fwagent:would_drop", Mark: marks.Encode(0, nf.MarkWouldDrop, 42)},
 		},
 		{
 			name: "foreign prefix: the event comes from the mark",
 			a: attrs(build(t, ip4(layers.IPProtocolUDP), &layers.UDP{SrcPort: 1, DstPort: 2}),
-				"someone else ", marks.Encode(0, rules.MarkAcceptLog, 1), unix.NF_INET_LOCAL_IN, 0, 0, unix.ETH_P_IP),
+				"someone else ", marks.Encode(0, nf.MarkAcceptLog, 1), unix.NF_INET_LOCAL_IN, 0, 0, unix.ETH_P_IP),
 			want: Event{RuleID: 1, Rule: "allow-web", Verdict: "accept", Event: "accept", Hook: "input",
 				Family: packet.IPv4, Proto: packet.ProtoUDP,
 				Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.7"),
 				SrcPort: 1, DstPort: 2, Length: 28, L4: true,
-				Prefix: "someone else ", Mark: marks.Encode(0, rules.MarkAcceptLog, 1)},
+				Prefix: "someone else ", Mark: marks.Encode(0, nf.MarkAcceptLog, 1)},
 		},
 		{
 			name: "neither prefix nor mark explain it",
@@ -167,28 +167,28 @@ func TestFill(t *testing.T) {
 		{
 			name: "udp cut at the copy range keeps ports and the full length",
 			a: attrs(build(t, ip4(layers.IPProtocolUDP), &layers.UDP{SrcPort: 443, DstPort: 50000}, gopacket.Payload(big))[:DefaultCopyRange],
-				"fwagent:drop", marks.Encode(0, rules.MarkDropLog, 1), unix.NF_INET_LOCAL_IN, 0, 0, unix.ETH_P_IP),
+				"fwagent:drop", marks.Encode(0, nf.MarkDropLog, 1), unix.NF_INET_LOCAL_IN, 0, 0, unix.ETH_P_IP),
 			want: Event{RuleID: 1, Rule: "allow-web", Verdict: "drop", Event: "drop", Hook: "input",
 				Family: packet.IPv4, Proto: packet.ProtoUDP,
 				Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.7"),
 				SrcPort: 443, DstPort: 50000, Length: 1428, L4: true,
-				Prefix: "fwagent:drop", Mark: marks.Encode(0, rules.MarkDropLog, 1)},
+				Prefix: "fwagent:drop", Mark: marks.Encode(0, nf.MarkDropLog, 1)},
 		},
 		{
 			name: "ipv6 tcp cut at the copy range",
 			a: attrs(build(t, ip6(layers.IPProtocolTCP), &layers.TCP{SrcPort: 80, DstPort: 1234, ACK: true, PSH: true}, gopacket.Payload(big))[:DefaultCopyRange],
-				"fwagent:drop", marks.Encode(0, rules.MarkDropLog, 0), unix.NF_INET_LOCAL_IN, 0, 0, unix.ETH_P_IPV6),
+				"fwagent:drop", marks.Encode(0, nf.MarkDropLog, 0), unix.NF_INET_LOCAL_IN, 0, 0, unix.ETH_P_IPV6),
 			want: Event{Rule: "default", Verdict: "drop", Event: "drop", Hook: "input",
 				Family: packet.IPv6, Proto: packet.ProtoTCP,
 				Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"),
 				SrcPort: 80, DstPort: 1234, Length: 1460, L4: true, TCPFlags: packet.TCPPsh | packet.TCPAck,
-				Prefix: "fwagent:drop", Mark: marks.Encode(0, rules.MarkDropLog, 0)},
+				Prefix: "fwagent:drop", Mark: marks.Encode(0, nf.MarkDropLog, 0)},
 		},
 		{
 			name: "garbage payload still yields an event from the metadata",
-			a:    attrs([]byte{0x45, 0, 0}, "fwagent:drop", marks.Encode(0, rules.MarkDropLog, 0), unix.NF_INET_LOCAL_IN, 2, 0, unix.ETH_P_IP),
+			a:    attrs([]byte{0x45, 0, 0}, "fwagent:drop", marks.Encode(0, nf.MarkDropLog, 0), unix.NF_INET_LOCAL_IN, 2, 0, unix.ETH_P_IP),
 			want: Event{Rule: "default", Verdict: "drop", Event: "drop", Hook: "input", Family: packet.IPv4,
-				In: "eth0", Prefix: "fwagent:drop", Mark: marks.Encode(0, rules.MarkDropLog, 0)},
+				In: "eth0", Prefix: "fwagent:drop", Mark: marks.Encode(0, nf.MarkDropLog, 0)},
 		},
 	}
 	for _, tt := range tests {
@@ -506,7 +506,7 @@ func TestFillUsesTheRulesOwnPrefix(t *testing.T) {
 		id         uint32
 		wantPrefix string
 	}{{3, "dns-ads"}, {4, "fwagent:reject"}} {
-		a := attrs(payload, "fwagent:reject", marks.Encode(0, rules.MarkRejectLog, tc.id), unix.NF_INET_LOCAL_OUT, 0, 0, unix.ETH_P_IP)
+		a := attrs(payload, "fwagent:reject", marks.Encode(0, nf.MarkRejectLog, tc.id), unix.NF_INET_LOCAL_OUT, 0, 0, unix.ETH_P_IP)
 		var ev Event
 		r.fill(&ev, &a)
 		if ev.Prefix != tc.wantPrefix || ev.Event != "reject" {

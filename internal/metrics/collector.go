@@ -9,8 +9,8 @@ import (
 
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/droplog"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
-	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/verdict"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
 )
@@ -135,7 +135,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		answered = st.Total()
 		for h := range st.Packets {
 			for o := range st.Packets[h] {
-				counter(ch, descPackets, st.Packets[h][o], policies.Hook(h).String(), pipeline.Outcome(o).String())
+				counter(ch, descPackets, st.Packets[h][o], nf.Hook(h).String(), pipeline.Outcome(o).String())
 			}
 		}
 		counter(ch, descBytes, st.Bytes)

@@ -13,10 +13,10 @@ import (
 
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/droplog"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
 )
@@ -61,7 +61,7 @@ func testShared(t testing.TB) *pipeline.Shared {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marks, err := rules.NewMarks(rules.DefaultMarkMask)
+	marks, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func send(t testing.TB, w *pipeline.Worker, dport uint16, n int) {
 		t.Fatal(err)
 	}
 	for range n {
-		w.Process(b, pipeline.Meta{Hook: policies.HookInput})
+		w.Process(b, pipeline.Meta{Hook: nf.HookInput})
 	}
 }
 

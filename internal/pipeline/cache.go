@@ -1,7 +1,7 @@
 package pipeline
 
 import (
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/policies"
 )
 
@@ -50,7 +50,7 @@ func slotShift(reply bool) uint {
 
 // encodeCache returns the flow's new cache value: old with the slot of this
 // direction replaced by d, or ok false when d must not be cached.
-func encodeCache(old uint64, d policies.Decision, h policies.Hook, reply bool, st conntrack.State) (uint64, bool) {
+func encodeCache(old uint64, d policies.Decision, h nf.Hook, reply bool, st nf.State) (uint64, bool) {
 	if !d.Cacheable || d.SetMark || d.Rule+1 > slotRuleMask {
 		return 0, false
 	}
@@ -68,9 +68,9 @@ func encodeCache(old uint64, d policies.Decision, h policies.Hook, reply bool, s
 	return old&^(uint64(^uint32(0))<<sh) | uint64(v)<<sh, true
 }
 
-func decodeCache(v uint64, h policies.Hook, reply bool, st conntrack.State) (policies.Decision, bool) {
+func decodeCache(v uint64, h nf.Hook, reply bool, st nf.State) (policies.Decision, bool) {
 	s := uint32(v >> slotShift(reply))
-	if s&slotValid == 0 || policies.Hook(s>>slotHookShift&3) != h || conntrack.State(s>>slotStateShift&3) != st {
+	if s&slotValid == 0 || nf.Hook(s>>slotHookShift&3) != h || nf.State(s>>slotStateShift&3) != st {
 		return policies.Decision{}, false
 	}
 	return policies.Decision{

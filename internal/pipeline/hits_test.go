@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/rules"
 )
 
 func hitsProgram(t *testing.T, text string) *policies.Program {
@@ -66,7 +66,7 @@ func hitsPacket(t *testing.T, sport, dport uint16) []byte {
 }
 
 func TestRuleHits(t *testing.T) {
-	marks, err := rules.NewMarks(rules.DefaultMarkMask)
+	marks, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestRuleHits(t *testing.T) {
 		}
 		s := NewShared(&Policy{Program: hitsProgram(t, hitsPolicyA), Gen: 1}, marks, flows)
 		w := s.NewWorker()
-		in := Meta{Hook: policies.HookInput}
+		in := Meta{Hook: nf.HookInput}
 		send := func(sport, dport uint16, n int) {
 			for range n {
 				w.Process(hitsPacket(t, sport, dport), in)
@@ -114,7 +114,7 @@ func TestHitsOfUnsharedPolicy(t *testing.T) {
 }
 
 func TestLatencySampled(t *testing.T) {
-	marks, err := rules.NewMarks(rules.DefaultMarkMask)
+	marks, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestLatencySampled(t *testing.T) {
 	w := s.NewWorker()
 	p := hitsPacket(t, 1000, 22)
 	for range 3*latencySample + latencySample/2 {
-		w.Process(p, Meta{Hook: policies.HookInput})
+		w.Process(p, Meta{Hook: nf.HookInput})
 	}
 	l := s.Latency()
 	if l.Count() != 3 {

@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/rules"
 )
 
 // Policy is a compiled program together with the generation the agent gave
@@ -24,7 +24,7 @@ type Policy struct {
 
 // Meta is what the packet source knows about a packet besides its bytes.
 type Meta struct {
-	Hook  policies.Hook
+	Hook  nf.Hook
 	InIf  string
 	OutIf string
 	// Mark is the packet mark as queued (0 when the kernel sent none).
@@ -37,7 +37,7 @@ type Meta struct {
 type Result struct {
 	Verdict  Verdict
 	Decision policies.Decision
-	State    conntrack.State
+	State    nf.State
 	// DecodeErr is set when the packet could not be decoded; the verdict is
 	// then the policy's on_error for the hook.
 	DecodeErr error
@@ -52,7 +52,7 @@ type Result struct {
 // Shared is the state all workers of one agent share.
 type Shared struct {
 	policy atomic.Pointer[Policy]
-	marks  rules.Marks
+	marks  nf.Marks
 	flows  *conntrack.Table
 	stats  Counters
 	// latency holds the sampled Process times.
@@ -61,7 +61,7 @@ type Shared struct {
 
 // NewShared starts with policy p. flows may be nil: every packet is then
 // decided on its own, with state from the kernel's established hint only.
-func NewShared(p *Policy, marks rules.Marks, flows *conntrack.Table) *Shared {
+func NewShared(p *Policy, marks nf.Marks, flows *conntrack.Table) *Shared {
 	s := &Shared{marks: marks, flows: flows}
 	p.initHits(nil)
 	s.policy.Store(p)
@@ -80,7 +80,7 @@ func (s *Shared) SetPolicy(p *Policy) {
 func (s *Shared) Policy() *Policy { return s.policy.Load() }
 
 // Marks is the mark layout in use.
-func (s *Shared) Marks() rules.Marks { return s.marks }
+func (s *Shared) Marks() nf.Marks { return s.marks }
 
 // Flows is the flow table, or nil.
 func (s *Shared) Flows() *conntrack.Table { return s.flows }
@@ -224,7 +224,7 @@ func (w *Worker) processGroup(data [][]byte, meta []Meta, out []Result) {
 // It reports whether it decided the packet, into *r, which must be zero.
 func (w *Worker) begin(pol *Policy, data []byte, m *Meta, pkt *packet.Packet, r *Result) (done bool) {
 	s := w.shared
-	if a, _, _ := s.marks.Decode(m.Mark); a != rules.MarkNone {
+	if a, _, _ := s.marks.Decode(m.Mark); a != nf.MarkNone {
 		r.Looped = true
 		r.Verdict = Verdict{Kind: Accept}
 		s.stats.add(r, m.Hook, len(data))
@@ -254,9 +254,9 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	in := &w.in
 	in.Pkt = pkt
 	in.Hook, in.InIf, in.OutIf, in.Now = m.Hook, m.InIf, m.OutIf, m.Now
-	in.State = conntrack.StateNew
+	in.State = nf.StateNew
 	if kernelEstablished {
-		in.State = conntrack.StateEstablished
+		in.State = nf.StateEstablished
 	}
 
 	// The kernel's conntrack saw the flows the agent did not queue (the
@@ -264,7 +264,7 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	// than the agent): an ICMP error it calls related is related.
 	kernelRelated := s.marks.Related(m.Mark)
 	if kernelRelated {
-		in.State = conntrack.StateRelated
+		in.State = nf.StateRelated
 	}
 
 	var flow conntrack.Result
@@ -279,8 +279,8 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 			flow = s.flows.TrackAt(pkt, length, kernelEstablished, m.Now)
 		}
 		in.State = flow.State
-		if kernelRelated && flow.State != conntrack.StateEstablished {
-			in.State = conntrack.StateRelated
+		if kernelRelated && flow.State != nf.StateEstablished {
+			in.State = nf.StateRelated
 		}
 		var ok bool
 		if cached, ok = flow.Cached(pol.Gen); ok {

@@ -8,14 +8,14 @@ import (
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/policygen"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/rules"
 )
 
-func testMarks(t testing.TB) rules.Marks {
-	m, err := rules.NewMarks(rules.DefaultMarkMask)
+func testMarks(t testing.TB) nf.Marks {
+	m, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,23 +52,23 @@ func TestEncode(t *testing.T) {
 		name   string
 		d      policies.Decision
 		kind   Kind
-		action rules.MarkAction
+		action nf.MarkAction
 		id     uint32
 		mark   uint32 // checked when kind is Accept with SetMark
 	}{
-		{"accept", policies.Decision{Action: policies.ActionAccept, Rule: 0}, Accept, rules.MarkNone, 0, 0},
-		{"drop silently", policies.Decision{Action: policies.ActionDrop, Rule: 3}, Drop, rules.MarkNone, 0, 0},
-		{"drop and log", policies.Decision{Action: policies.ActionDrop, Rule: 3, Log: true}, Repeat, rules.MarkDropLog, 4, 0},
-		{"default drop and log", policies.Decision{Action: policies.ActionDrop, Rule: policies.NoRule, Log: true}, Repeat, rules.MarkDropLog, 0, 0},
-		{"reject", policies.Decision{Action: policies.ActionReject, Rule: 1}, Repeat, rules.MarkReject, 2, 0},
-		{"reject and log", policies.Decision{Action: policies.ActionReject, Rule: 1, Log: true}, Repeat, rules.MarkRejectLog, 2, 0},
-		{"accept and log", policies.Decision{Action: policies.ActionAccept, Rule: 5, Log: true}, Repeat, rules.MarkAcceptLog, 6, 0},
-		{"audit drop", policies.Decision{Action: policies.ActionDrop, Rule: 2, Audit: true}, Repeat, rules.MarkWouldDrop, 3, 0},
-		{"audit reject", policies.Decision{Action: policies.ActionReject, Rule: 2, Audit: true, Log: true}, Repeat, rules.MarkWouldReject, 3, 0},
-		{"audit accept", policies.Decision{Action: policies.ActionAccept, Rule: 2, Audit: true}, Accept, rules.MarkNone, 0, 0},
-		{"offload", policies.Decision{Action: policies.ActionAccept, Rule: 0, Offload: true}, Repeat, rules.MarkOffload, gen, 0},
-		{"accept with mark", policies.Decision{Action: policies.ActionAccept, Rule: 0, SetMark: true, Mark: 0x42}, Accept, rules.MarkNone, 0, 0x42},
-		{"mark inside mask is stripped", policies.Decision{Action: policies.ActionAccept, Rule: 0, SetMark: true, Mark: 0x0001_0042}, Accept, rules.MarkNone, 0, 0x42},
+		{"accept", policies.Decision{Action: policies.ActionAccept, Rule: 0}, Accept, nf.MarkNone, 0, 0},
+		{"drop silently", policies.Decision{Action: policies.ActionDrop, Rule: 3}, Drop, nf.MarkNone, 0, 0},
+		{"drop and log", policies.Decision{Action: policies.ActionDrop, Rule: 3, Log: true}, Repeat, nf.MarkDropLog, 4, 0},
+		{"default drop and log", policies.Decision{Action: policies.ActionDrop, Rule: policies.NoRule, Log: true}, Repeat, nf.MarkDropLog, 0, 0},
+		{"reject", policies.Decision{Action: policies.ActionReject, Rule: 1}, Repeat, nf.MarkReject, 2, 0},
+		{"reject and log", policies.Decision{Action: policies.ActionReject, Rule: 1, Log: true}, Repeat, nf.MarkRejectLog, 2, 0},
+		{"accept and log", policies.Decision{Action: policies.ActionAccept, Rule: 5, Log: true}, Repeat, nf.MarkAcceptLog, 6, 0},
+		{"audit drop", policies.Decision{Action: policies.ActionDrop, Rule: 2, Audit: true}, Repeat, nf.MarkWouldDrop, 3, 0},
+		{"audit reject", policies.Decision{Action: policies.ActionReject, Rule: 2, Audit: true, Log: true}, Repeat, nf.MarkWouldReject, 3, 0},
+		{"audit accept", policies.Decision{Action: policies.ActionAccept, Rule: 2, Audit: true}, Accept, nf.MarkNone, 0, 0},
+		{"offload", policies.Decision{Action: policies.ActionAccept, Rule: 0, Offload: true}, Repeat, nf.MarkOffload, gen, 0},
+		{"accept with mark", policies.Decision{Action: policies.ActionAccept, Rule: 0, SetMark: true, Mark: 0x42}, Accept, nf.MarkNone, 0, 0x42},
+		{"mark inside mask is stripped", policies.Decision{Action: policies.ActionAccept, Rule: 0, SetMark: true, Mark: 0x0001_0042}, Accept, nf.MarkNone, 0, 0x42},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,11 +122,11 @@ func TestProcess(t *testing.T) {
 	m := testMarks(t)
 	shared := NewShared(&Policy{Program: compile(t, testPolicy), Gen: 7}, m, conntrack.New(conntrack.Config{}))
 	w := shared.NewWorker()
-	in := Meta{Hook: policies.HookInput, Now: 1}
+	in := Meta{Hook: nf.HookInput, Now: 1}
 
 	syn := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 22, TCPFlags: packet.TCPSyn})
 	r := w.Process(syn, in)
-	if r.Verdict.Kind != Repeat || r.Verdict.Action != rules.MarkOffload || r.State != conntrack.StateNew {
+	if r.Verdict.Kind != Repeat || r.Verdict.Action != nf.MarkOffload || r.State != nf.StateNew {
 		t.Fatalf("ssh SYN: verdict %s/%s state %s, want an offload repeat for a new flow", r.Verdict.Kind, r.Verdict.Action, r.State)
 	}
 	if _, _, id := m.Decode(r.Verdict.Mark); id != 7 {
@@ -137,9 +137,9 @@ func TestProcess(t *testing.T) {
 	// decides, and its decision is reused for the rest of the flow.
 	synAck := build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 22, DstPort: 40000, TCPFlags: packet.TCPSyn | packet.TCPAck})
 	ack := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 22, TCPFlags: packet.TCPAck})
-	w.Process(synAck, Meta{Hook: policies.HookInput, Now: 2})
+	w.Process(synAck, Meta{Hook: nf.HookInput, Now: 2})
 	r = w.Process(ack, in)
-	if r.Cached || r.State != conntrack.StateEstablished || shared.Policy().Program.RuleName(r.Decision.Rule) != "established" {
+	if r.Cached || r.State != nf.StateEstablished || shared.Policy().Program.RuleName(r.Decision.Rule) != "established" {
 		t.Fatalf("ACK: cached=%v state=%s rule=%q, want a fresh decision by established", r.Cached, r.State, shared.Policy().Program.RuleName(r.Decision.Rule))
 	}
 	r = w.Process(ack, in)
@@ -154,13 +154,13 @@ func TestProcess(t *testing.T) {
 
 	telnet := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40001, DstPort: 23, TCPFlags: packet.TCPSyn})
 	r = w.Process(telnet, in)
-	if a, _, id := m.Decode(r.Verdict.Mark); r.Verdict.Kind != Repeat || a != rules.MarkDropLog || id != 3 {
+	if a, _, id := m.Decode(r.Verdict.Mark); r.Verdict.Kind != Repeat || a != nf.MarkDropLog || id != 3 {
 		t.Fatalf("telnet: %s %v id %d, want a drop+log repeat for rule 3 (index 2 + 1)", r.Verdict.Kind, a, id)
 	}
 
 	other := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 9})
 	r = w.Process(other, in)
-	if a, _, id := m.Decode(r.Verdict.Mark); r.Decision.Rule != policies.NoRule || a != rules.MarkDropLog || id != 0 {
+	if a, _, id := m.Decode(r.Verdict.Mark); r.Decision.Rule != policies.NoRule || a != nf.MarkDropLog || id != 0 {
 		t.Fatalf("default: rule %d action %v id %d, want the logged default drop", r.Decision.Rule, a, id)
 	}
 
@@ -168,21 +168,21 @@ func TestProcess(t *testing.T) {
 	if r = w.Process([]byte{0x45, 0, 0}, in); r.DecodeErr == nil || r.Verdict.Kind != Drop {
 		t.Fatalf("truncated packet on input: err=%v verdict=%s, want a decode error and drop", r.DecodeErr, r.Verdict.Kind)
 	}
-	if r = w.Process([]byte{0x45, 0, 0}, Meta{Hook: policies.HookOutput}); r.Verdict.Kind != Accept {
+	if r = w.Process([]byte{0x45, 0, 0}, Meta{Hook: nf.HookOutput}); r.Verdict.Kind != Accept {
 		t.Fatalf("truncated packet on output: verdict %s, want accept", r.Verdict.Kind)
 	}
 
 	// A packet that still carries an action mark came back unconsumed: it
 	// is accepted, never queued again in a loop.
-	r = w.Process(telnet, Meta{Hook: policies.HookInput, Mark: m.Encode(0, rules.MarkOffload, 1)})
+	r = w.Process(telnet, Meta{Hook: nf.HookInput, Mark: m.Encode(0, nf.MarkOffload, 1)})
 	if !r.Looped || r.Verdict.Kind != Accept {
 		t.Fatalf("looped packet: looped=%v verdict=%s, want an accept", r.Looped, r.Verdict.Kind)
 	}
 
 	// The kernel's established hint picks up a flow the tracker never saw.
 	mid := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 41000, DstPort: 8080, TCPFlags: packet.TCPAck})
-	r = w.Process(mid, Meta{Hook: policies.HookInput, Mark: m.EstablishedBit()})
-	if r.State != conntrack.StateEstablished || r.Decision.Effective() != policies.ActionAccept {
+	r = w.Process(mid, Meta{Hook: nf.HookInput, Mark: m.EstablishedBit()})
+	if r.State != nf.StateEstablished || r.Decision.Effective() != policies.ActionAccept {
 		t.Fatalf("picked-up flow: state %s verdict %s, want established and accepted", r.State, r.Decision.Effective())
 	}
 
@@ -190,8 +190,8 @@ func TestProcess(t *testing.T) {
 	if st.DecodeErrors != 2 || st.Looped != 1 || st.Cached != 1 {
 		t.Fatalf("stats %+v: want 2 decode errors, 1 looped, 1 cached", st)
 	}
-	if st.Packets[policies.HookInput][OutDrop] != 3 {
-		t.Fatalf("input drops counted %d, want 3 (telnet, default, undecodable)", st.Packets[policies.HookInput][OutDrop])
+	if st.Packets[nf.HookInput][OutDrop] != 3 {
+		t.Fatalf("input drops counted %d, want 3 (telnet, default, undecodable)", st.Packets[nf.HookInput][OutDrop])
 	}
 }
 
@@ -228,7 +228,7 @@ func BenchmarkProcess(b *testing.B) {
 				b.ReportAllocs()
 				i := 0
 				for b.Loop() {
-					w.Process(replay[i%len(replay)], Meta{Hook: policies.HookInput, Now: int64(i)})
+					w.Process(replay[i%len(replay)], Meta{Hook: nf.HookInput, Now: int64(i)})
 					i++
 				}
 			})
@@ -248,7 +248,7 @@ func BenchmarkProcessBatch(b *testing.B) {
 		next := func() {
 			for i := range meta {
 				now++
-				meta[i] = Meta{Hook: policies.HookInput, Now: now}
+				meta[i] = Meta{Hook: nf.HookInput, Now: now}
 			}
 		}
 		next()
@@ -296,7 +296,7 @@ func BenchmarkProcessManyFlows(b *testing.B) {
 	now := int64(1)
 	for i := 0; i < flows; i += read {
 		for j := range meta {
-			meta[j] = Meta{Hook: policies.HookInput, Now: now}
+			meta[j] = Meta{Hook: nf.HookInput, Now: now}
 		}
 		w.ProcessBatch(pkts[i:i+read], meta, out)
 	}
@@ -307,7 +307,7 @@ func BenchmarkProcessManyFlows(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			w.Process(pkts[i], Meta{Hook: policies.HookInput, Now: now})
+			w.Process(pkts[i], Meta{Hook: nf.HookInput, Now: now})
 			if i++; i == flows {
 				i = 0
 			}
@@ -316,7 +316,7 @@ func BenchmarkProcessManyFlows(b *testing.B) {
 	b.Run("batch", func(b *testing.B) {
 		b.ReportAllocs()
 		for j := range meta {
-			meta[j] = Meta{Hook: policies.HookInput, Now: now}
+			meta[j] = Meta{Hook: nf.HookInput, Now: now}
 		}
 		i := 0
 		for b.Loop() {
@@ -332,19 +332,19 @@ func BenchmarkProcessManyFlows(b *testing.B) {
 // batchReplay is mixedReplay with what ProcessBatch decides before any
 // flow lookup mixed in (undecodable packets, packets back with the agent's
 // mark), at positions that fall inside lookahead groups.
-func batchReplay(t testing.TB, m rules.Marks) ([][]byte, []Meta) {
+func batchReplay(t testing.TB, m nf.Marks) ([][]byte, []Meta) {
 	replay := mixedReplay(t)
 	var data [][]byte
 	var meta []Meta
 	for i, p := range replay {
-		mt := Meta{Hook: policies.HookInput, Now: int64(i + 1)}
+		mt := Meta{Hook: nf.HookInput, Now: int64(i + 1)}
 		switch i % 11 {
 		case 3:
 			data = append(data, []byte{0x45, 0, 0})
 			meta = append(meta, mt)
 		case 7:
 			data = append(data, p)
-			meta = append(meta, Meta{Hook: policies.HookInput, Now: mt.Now, Mark: m.Encode(0, rules.MarkOffload, 1)})
+			meta = append(meta, Meta{Hook: nf.HookInput, Now: mt.Now, Mark: m.Encode(0, nf.MarkOffload, 1)})
 		}
 		data = append(data, p)
 		meta = append(meta, mt)
@@ -446,11 +446,11 @@ func TestProcessAllocatesNothing(t *testing.T) {
 	prog := compile(t, policygen.Generate(policygen.Options{Rules: 1000, Stateful: true}))
 	w := NewShared(&Policy{Program: prog, Gen: 1}, m, conntrack.New(conntrack.Config{})).NewWorker()
 	for i, p := range replay { // create the flows first: inserting may grow the table
-		w.Process(p, Meta{Hook: policies.HookInput, Now: int64(i)})
+		w.Process(p, Meta{Hook: nf.HookInput, Now: int64(i)})
 	}
 	i := 0
 	allocs := testing.AllocsPerRun(1000, func() {
-		w.Process(replay[i%len(replay)], Meta{Hook: policies.HookInput, Now: int64(len(replay) + i)})
+		w.Process(replay[i%len(replay)], Meta{Hook: nf.HookInput, Now: int64(len(replay) + i)})
 		i++
 	})
 	if allocs != 0 {
@@ -474,7 +474,7 @@ rules:
 `)
 	shared := NewShared(&Policy{Program: prog, Gen: 1}, m, conntrack.New(conntrack.Config{}))
 	w := shared.NewWorker()
-	fwd := Meta{Hook: policies.HookForward, Now: 1}
+	fwd := Meta{Hook: nf.HookForward, Now: 1}
 	spec := func(reply bool, flags uint8) []byte {
 		if reply {
 			return build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 443, DstPort: 40000, TCPFlags: flags})

@@ -3,12 +3,13 @@ package pipeline
 import (
 	"sync/atomic"
 
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/policies"
 )
 
 // Counters are the pipeline's packet counters, shared by all workers.
 type Counters struct {
-	packets   [policies.NumHooks][numOutcomes]atomic.Uint64
+	packets   [nf.NumHooks][numOutcomes]atomic.Uint64
 	bytes     atomic.Uint64
 	decodeErr atomic.Uint64
 	looped    atomic.Uint64
@@ -40,7 +41,7 @@ func (o Outcome) String() string {
 // Stats is a snapshot of Counters.
 type Stats struct {
 	// Packets by hook and outcome.
-	Packets      [policies.NumHooks][numOutcomes]uint64
+	Packets      [nf.NumHooks][numOutcomes]uint64
 	Bytes        uint64
 	DecodeErrors uint64
 	Looped       uint64
@@ -58,7 +59,7 @@ func (s Stats) Total() uint64 {
 	return n
 }
 
-func (c *Counters) add(r *Result, h policies.Hook, n int) {
+func (c *Counters) add(r *Result, h nf.Hook, n int) {
 	o := OutAccept
 	if !r.Looped {
 		switch r.Decision.Effective() {
@@ -68,7 +69,7 @@ func (c *Counters) add(r *Result, h policies.Hook, n int) {
 			o = OutReject
 		}
 	}
-	if h < policies.NumHooks {
+	if h < nf.NumHooks {
 		c.packets[h][o].Add(1)
 	}
 	c.bytes.Add(uint64(n))

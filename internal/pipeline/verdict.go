@@ -1,8 +1,8 @@
 package pipeline
 
 import (
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/rules"
 )
 
 // Kind is the netfilter verdict sent back for a queued packet.
@@ -39,7 +39,7 @@ type Verdict struct {
 	SetMark bool
 	Mark    uint32
 	// Action is the mark action carried with Repeat, for counters.
-	Action rules.MarkAction
+	Action nf.MarkAction
 }
 
 // LogID is the rule ID carried in the mark of a logged packet: the rule
@@ -54,8 +54,8 @@ func LogID(rule int32) uint32 {
 
 // Encode turns a policy decision into the verdict for a packet whose mark
 // was oldMark. gen is the policy generation, carried by offload requests.
-func Encode(d policies.Decision, oldMark uint32, m rules.Marks, gen uint32) Verdict {
-	repeat := func(a rules.MarkAction, id uint32) Verdict {
+func Encode(d policies.Decision, oldMark uint32, m nf.Marks, gen uint32) Verdict {
+	repeat := func(a nf.MarkAction, id uint32) Verdict {
 		base := oldMark
 		if d.SetMark && d.Effective() == policies.ActionAccept {
 			base = d.Mark
@@ -67,29 +67,35 @@ func Encode(d policies.Decision, oldMark uint32, m rules.Marks, gen uint32) Verd
 		// Audit never drops, but always says what it would have done: that
 		// is the whole point of running a policy in audit first.
 		if d.Action == policies.ActionReject {
-			return repeat(rules.MarkWouldReject, id)
+			return repeat(nf.MarkWouldReject, id)
 		}
-		return repeat(rules.MarkWouldDrop, id)
+		return repeat(nf.MarkWouldDrop, id)
 	}
 	switch d.Action {
 	case policies.ActionDrop:
 		if d.Log {
-			return repeat(rules.MarkDropLog, id)
+			return repeat(nf.MarkDropLog, id)
 		}
 		return Verdict{Kind: Drop}
 	case policies.ActionReject:
 		// The kernel sends the reset or ICMP error, so a reject is always a
 		// repeat, logged or not.
 		if d.Log {
-			return repeat(rules.MarkRejectLog, id)
+			return repeat(nf.MarkRejectLog, id)
 		}
-		return repeat(rules.MarkReject, id)
+		return repeat(nf.MarkReject, id)
 	}
 	if d.Log {
-		return repeat(rules.MarkAcceptLog, id)
+		return repeat(nf.MarkAcceptLog, id)
 	}
 	if d.Offload {
-		return repeat(rules.MarkOffload, gen&m.MaxID())
+		base := oldMark
+		if d.SetMark {
+			base = d.Mark
+		}
+		// The same function the offload-set rule is built from, so the
+		// kernel's match and this mark cannot drift apart.
+		return Verdict{Kind: Repeat, SetMark: true, Mark: m.OffloadMark(base, gen), Action: nf.MarkOffload}
 	}
 	if d.SetMark {
 		return Verdict{Kind: Accept, SetMark: true, Mark: d.Mark &^ m.Mask}

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
 )
@@ -25,7 +25,7 @@ func TestGenerateCompilesAndLastRuleDecides(t *testing.T) {
 				if prog.NumRules() != n {
 					t.Fatalf("NumRules = %d, want %d", prog.NumRules(), n)
 				}
-				in := &policies.Input{Hook: policies.HookInput, State: conntrack.StateNew, Pkt: &packet.Packet{
+				in := &policies.Input{Hook: nf.HookInput, State: nf.StateNew, Pkt: &packet.Packet{
 					Family: packet.IPv4, Src: netip.MustParseAddr("100.64.7.9"), Dst: netip.MustParseAddr("100.100.3.4"),
 					Proto: packet.ProtoTCP, HasL4: true, SrcPort: 50123, DstPort: 9050, TCPFlags: packet.TCPSyn, Length: 60,
 				}}

@@ -1,4 +1,4 @@
-package conntrack
+package nf
 
 // State is a flow's state as the policy's `state` match sees it.
 type State uint8

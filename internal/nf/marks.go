@@ -1,4 +1,4 @@
-package rules
+package nf
 
 import (
 	"fmt"
@@ -73,18 +73,22 @@ type Marks struct {
 // code, the established and related bits and at least 4 bits of ID.
 func NewMarks(mask uint32) (Marks, error) {
 	if mask == 0 {
-		return Marks{}, fmt.Errorf("rules: mark mask is zero")
+		return Marks{}, fmt.Errorf("nf: mark mask is zero")
 	}
 	shift := uint(bits.TrailingZeros32(mask))
 	width := uint(bits.OnesCount32(mask))
 	if (mask>>shift)&(mask>>shift+1) != 0 {
-		return Marks{}, fmt.Errorf("rules: mark mask %#x is not one contiguous run of bits", mask)
+		return Marks{}, fmt.Errorf("nf: mark mask %#x is not one contiguous run of bits", mask)
 	}
 	if width < markIDShift+4 {
-		return Marks{}, fmt.Errorf("rules: mark mask %#x has %d bits, need at least %d", mask, width, markIDShift+4)
+		return Marks{}, fmt.Errorf("nf: mark mask %#x has %d bits, need at least %d", mask, width, markIDShift+4)
 	}
 	return Marks{Mask: mask, shift: shift, width: width}, nil
 }
+
+// Valid reports whether m was made by NewMarks (the zero Marks is not a
+// layout).
+func (m Marks) Valid() bool { return m.width != 0 }
 
 // MaxID is the largest ID the mask can carry.
 func (m Marks) MaxID() uint32 { return 1<<(m.width-markIDShift) - 1 }

@@ -1,4 +1,4 @@
-package rules
+package nf
 
 import (
 	"strings"
@@ -145,13 +145,4 @@ func BenchmarkMarksEncodeDecode(b *testing.B) {
 		sink += uint32(a) + id
 	}
 	_ = sink
-}
-
-func BenchmarkRender(b *testing.B) {
-	cfg := DefaultConfig()
-	cfg.Hooks = allHooks
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = Render(cfg)
-	}
 }
