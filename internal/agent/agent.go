@@ -122,6 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go flows.Run(runCtx, time.Second)
+	go a.watchInterfaces(runCtx)
 
 	// Drop log first: the kernel logs as soon as the table exists.
 	a.drops, err = droplog.NewReader(droplog.Config{
@@ -344,4 +345,12 @@ func nextGeneration(g uint32, m nf.Marks) uint32 {
 		g = 1
 	}
 	return g
+}
+
+// watchInterfaces keeps the interface-name cache that iif/oif rules and the
+// drop log read in step with renames and removals.
+func (a *Agent) watchInterfaces(ctx context.Context) {
+	if err := a.ifs.Watch(ctx); err != nil {
+		a.log.Warn("interface renames will not be seen until restart", "err", err)
+	}
 }

@@ -56,8 +56,7 @@ type Config struct {
 	// prefix in the event. nil-safe.
 	RulePrefix func(id uint32) string
 	// IfName resolves an interface index to its name. May be nil; then the
-	// Reader asks the kernel (in NetNS) and caches the answer for a few
-	// seconds.
+	// Reader keeps its own ifname.Cache in NetNS, watching for renames.
 	IfName func(index uint32) string
 	// Logger receives the Reader's own diagnostics; nil discards them.
 	Logger *slog.Logger
@@ -250,12 +249,12 @@ func (r *Reader) Run(ctx context.Context) error {
 		return errors.New("droplog: Run called twice")
 	}
 	if r.ifName == nil {
-		c, err := newIfCache(r.cfg.NetNS)
+		names, stop, err := ownNames(ctx, r.cfg.NetNS, r.log)
 		if err != nil {
 			return err
 		}
-		defer c.close()
-		r.ifName = c.name
+		defer stop()
+		r.ifName = names.Name
 	}
 
 	nl, err := nflog.Open(&nflog.Config{
