@@ -404,6 +404,20 @@ func TestPacketPath(t *testing.T) {
 		if n := len(queuedWith("offload")); n != 2 {
 			t.Fatalf("after the generation change the flow was queued %d times in all, want 2", n)
 		}
+		// The offload was for the original direction at input: the
+		// replies, which reach input too over loopback, still queue.
+		for i := 1; i <= 2; i++ {
+			if _, err := srv.WriteToUDP([]byte(fmt.Sprintf("back %d", i)), oc.LocalAddr().(*net.UDPAddr)); err != nil {
+				t.Fatal(err)
+			}
+			oc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := oc.Read(make([]byte, 64)); err != nil {
+				t.Fatalf("reply %d: %v", i, err)
+			}
+		}
+		if n := len(queuedWith("back")); n != 2 {
+			t.Fatalf("replies of a flow offloaded in its original direction queued %d times, want 2", n)
+		}
 	})
 
 	// Nothing else was logged: every log message was expected above.

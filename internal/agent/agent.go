@@ -333,14 +333,14 @@ func checkMarks(p *policies.Program, m nf.Marks) error {
 func firstGeneration(m nf.Marks) uint32 {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return uint32(time.Now().UnixNano())%m.MaxID() + 1
+		return uint32(time.Now().UnixNano())%m.MaxGen() + 1
 	}
-	return binary.LittleEndian.Uint32(b[:])%m.MaxID() + 1
+	return binary.LittleEndian.Uint32(b[:])%m.MaxGen() + 1
 }
 
 func nextGeneration(g uint32, m nf.Marks) uint32 {
 	g++
-	if g > m.MaxID() || g == 0 {
+	if g > m.MaxGen() || g == 0 {
 		g = 1
 	}
 	return g
