@@ -116,6 +116,9 @@ func Run(ctx context.Context, cfg Config) error {
 	a.gen = firstGeneration(cfg.Rules.Marks)
 	flows := conntrack.New(conntrack.Config{MaxFlows: cfg.MaxFlows})
 	a.shared = pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: a.gen}, cfg.Rules.Marks, flows)
+	// The table installed below writes the kernel's conntrack state into
+	// every queued packet's mark: that is the policy's `state`.
+	a.shared.UseKernelState()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
