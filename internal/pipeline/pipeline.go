@@ -57,7 +57,7 @@ type Shared struct {
 	// kernelState: the state bits of every packet's mark are the kernel's
 	// conntrack view (the live queue), and `state` is read from them.
 	kernelState bool
-	stats  Counters
+	stats       Counters
 	// latency holds the sampled Process times.
 	latency latencyHist
 }
