@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/fwagent/fwagent/internal/testnet"
+)
+
+// The three minimal cases of #13, each found by an independent oracle that
+// runs the same probes through a hand-written nftables translation of the
+// policy: the kernel-only reference and the agent must decide alike. Each
+// test failed on the agent before the fix: the agent let through traffic
+// the reference drops or rejects.
+
+// semanticsWait bounds how long a test waits for an echo the policy must
+// stop; an echo that got through would arrive in well under it on a veth.
+const semanticsWait = 2 * time.Second
+
+// echoAfterConnect connects from ns to dst, writes msg and reports whether
+// the echo came back (connect itself succeeding is not the question: the
+// handshake's first packet is accepted in every case below).
+func echoAfterConnect(t *testing.T, ns *testnet.NS, dst netip.AddrPort, msg string) bool {
+	t.Helper()
+	c, err := dialTCP(ns, dst, 0, answerWait)
+	if err != nil {
+		t.Fatalf("tcp %s: connect: %v", dst, err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return false
+	}
+	_ = c.SetReadDeadline(time.Now().Add(semanticsWait))
+	got := make([]byte, len(msg))
+	_, err = io.ReadFull(c, got)
+	return err == nil && string(got) == msg
+}
+
+const estDropAfterDefaultAccept = `version: 1
+default: {input: accept}
+rules:
+  - name: est-drop
+    match: {proto: tcp, state: established}
+    action: drop
+`
+
+// TestStateTaintedDecisionNotOffloaded: the default accepts the SYN only
+// because est-drop was skipped for its state. The kernel then sees the
+// handshake ACK and the data as established, and est-drop must drop them;
+// the old agent offloaded the flow on the SYN and echoed the data.
+func TestStateTaintedDecisionNotOffloaded(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t)
+	serveTCP(t, n.Server, 7301)
+	startAgent(t, n.Server, writePolicy(t, estDropAfterDefaultAccept))
+	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
+		if echoAfterConnect(t, n.Client, netip.AddrPortFrom(dst, 7301), "data") {
+			t.Errorf("%s: established data was echoed; est-drop must drop it", dst)
+		}
+	}
+}
+
+const estDropThenAll = `version: 1
+default: {input: drop}
+rules:
+  - name: est-drop
+    match: {state: established}
+    action: drop
+  - name: all
+    match: {}
+    action: accept
+    offload: false
+`
+
+// TestInboundUDPAndICMPBecomeEstablished: with --hooks input the server's
+// replies leave by output unqueued, so only the kernel knows the flow is
+// established by the second datagram or echo request. The old agent called
+// it new and accepted it by "all".
+func TestInboundUDPAndICMPBecomeEstablished(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t)
+	got := serveUDP(t, n.Server, 7302)
+	startAgent(t, n.Server, writePolicy(t, estDropThenAll), "--hooks", "input")
+	for i, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
+		t.Run(fmt.Sprintf("udp %s", dst), func(t *testing.T) {
+			var c net.Conn
+			if err := n.Client.Do(func() (err error) {
+				c, err = net.Dial("udp", netip.AddrPortFrom(dst, 7302).String())
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 64)
+			if _, err := c.Write([]byte("first")); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(answerWait))
+			if _, err := c.Read(buf); err != nil {
+				t.Fatalf("first datagram: no echo: %v", err)
+			}
+			if _, err := c.Write([]byte("second")); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(semanticsWait))
+			if m, err := c.Read(buf); err == nil {
+				t.Errorf("second datagram echoed (%q); the kernel calls it established and est-drop must drop it", buf[:m])
+			}
+			for {
+				select {
+				case d := <-got:
+					if string(d) == "second" {
+						t.Errorf("the server received the second datagram")
+					}
+					continue
+				default:
+				}
+				break
+			}
+		})
+		t.Run(fmt.Sprintf("icmp %s", dst), func(t *testing.T) {
+			id := 7300 + i
+			if ok, err := ping(n.Client, dst, id, 1, 8, answerWait); err != nil || !ok {
+				t.Fatalf("first echo request: reply %v, %v; want a reply", ok, err)
+			}
+			if ok, err := ping(n.Client, dst, id, 2, 8, semanticsWait); err != nil || ok {
+				t.Errorf("second echo request: reply %v, %v; the kernel calls it established and est-drop must drop it", ok, err)
+			}
+		})
+	}
+}
+
+const inputOutputNoPush = `version: 1
+default: {input: drop, output: accept}
+rules:
+  - name: no-push
+    hook: input
+    match: {tcp_flags: P/P}
+    action: reject
+  - name: tcp-in
+    hook: input
+    match: {proto: tcp}
+    action: accept
+`
+
+// TestOffloadStaysOnItsHookAndDirection: with --hooks input,output the
+// output default accepts the server's SYN-ACK and offloads that direction
+// at output. The old agent's connmark then let the client's data skip the
+// input rules, so no-push never fired. Run with the 8-bit mask documented
+// for Calico, so the narrow layout is exercised live too.
+func TestOffloadStaysOnItsHookAndDirection(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t)
+	serveTCP(t, n.Server, 7303)
+	startAgent(t, n.Server, writePolicy(t, inputOutputNoPush), "--hooks", "input,output", "--mark-mask", "0x00ff0000")
+	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
+		if echoAfterConnect(t, n.Client, netip.AddrPortFrom(dst, 7303), "pushed") {
+			t.Errorf("%s: data with PSH was echoed; no-push must reject it at input", dst)
+		}
+	}
+}
