@@ -166,3 +166,93 @@ func TestOffloadStaysOnItsHookAndDirection(t *testing.T) {
 		}
 	}
 }
+
+const invalidLogged = `version: 1
+default: {input: drop}
+rules:
+  - name: inv
+    match: {state: invalid}
+    action: drop
+    log: true
+  - name: all
+    match: {}
+    action: accept
+    offload: false
+`
+
+// TestKernelInvalidIsInvalid: the agent's `state` is the kernel
+// conntrack's. A TCP FIN|ACK that no connection explains is invalid to the
+// kernel (it attaches no flow), so rule inv drops and logs it. A stray ACK
+// is new to the kernel (loose pickup starts a flow mid-stream), so rule all
+// accepts it, although the agent's own tracker calls such an ACK invalid:
+// before this branch the agent dropped it where the kernel-only reference
+// accepts it. What reaches the server is read from a raw socket there,
+// which sees only packets the input hook accepted.
+func TestKernelInvalidIsInvalid(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t)
+	a := startAgent(t, n.Server, writePolicy(t, invalidLogged))
+	src, dst := n.Client.Addr4(), n.Server.Addr4()
+	var cli, srv net.PacketConn
+	if err := n.Client.Do(func() (err error) {
+		cli, err = net.ListenPacket("ip4:tcp", src.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if err := n.Server.Do(func() (err error) {
+		srv, err = net.ListenPacket("ip4:tcp", dst.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	arrived := make(chan uint16, 16)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			m, _, err := srv.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if m >= 20 {
+				arrived <- uint16(buf[0])<<8 | uint16(buf[1])
+			}
+		}
+	}()
+	const fin, ack = 0x01, 0x10
+	send := func(sport uint16, flags byte) {
+		t.Helper()
+		if _, err := cli.WriteTo(tcpSeg(src, dst, sport, 7305, flags, 5, nil), &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(7304, fin|ack)
+	evs := a.waitEvents(t, 1, func(e event) bool { return e.str("rule") == "inv" && e.isProto("tcp", 6) })
+	if len(evs) != 1 {
+		t.Fatalf("%d drop events by rule inv for a stray FIN, want 1: %v", len(evs), a.events(t))
+	}
+	send(7308, ack)
+	deadline := time.After(answerWait)
+	for {
+		select {
+		case sport := <-arrived:
+			if sport == 7304 {
+				t.Fatal("the invalid FIN reached the server")
+			}
+			if sport != 7308 {
+				continue
+			}
+		case <-deadline:
+			t.Fatalf("the stray ACK (new to the kernel) never reached the server; events: %v", a.events(t))
+		}
+		break
+	}
+	for _, e := range a.events(t) {
+		if e.str("sport") == "7308" {
+			t.Errorf("the stray ACK was logged: %v", e)
+		}
+	}
+}
