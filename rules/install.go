@@ -230,9 +230,9 @@ func (t *Table) Handles(h nf.Hook) map[string]uint64 {
 // an ack). Every mixture of old and new generations on the way is safe,
 // because a generation mismatch only ever sends a packet back to the queue
 // (an offload request that no offload-set rule takes is accepted by the
-// looped rule, as the agent decided): the match rules move first, so no
-// flow offloaded under the old generation is accepted after the first
-// replacement.
+// looped rule, as the agent decided): the match rules of every chain move
+// first, so flows offloaded under the old generation stop being accepted
+// before anything else changes.
 func (t *Table) SetGeneration(gen uint32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
