@@ -256,3 +256,53 @@ func TestKernelInvalidIsInvalid(t *testing.T) {
 		}
 	}
 }
+
+const forwardOneWay = `version: 1
+default: {forward: drop}
+rules:
+  - name: out
+    hook: forward
+    match: {proto: udp, dport: 7309}
+    action: accept
+`
+
+// TestForwardOffloadIsOneWay: on a router, an accept of a forwarded UDP
+// flow's original direction offloads that direction only. The policy has
+// no rule for the replies (sport 7309, no `state` rule), so the kernel-only
+// reference drops them; the old agent's connmark accepted them at the same
+// hook without a decision.
+func TestForwardOffloadIsOneWay(t *testing.T) {
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t, testnet.WithRouter())
+	got := serveUDP(t, n.Server, 7309)
+	startAgent(t, n.Router, writePolicy(t, forwardOneWay), "--hooks", "forward")
+	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
+		var c net.Conn
+		if err := n.Client.Do(func() (err error) {
+			c, err = net.Dial("udp", netip.AddrPortFrom(dst, 7309).String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			msg := fmt.Sprintf("one-way %d", i)
+			if _, err := c.Write([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case d := <-got:
+				if string(d) != msg {
+					t.Fatalf("%s: server got %q, want %q", dst, d, msg)
+				}
+			case <-time.After(answerWait):
+				t.Fatalf("%s: datagram %d never reached the server: out must accept it", dst, i)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(semanticsWait / 2))
+			if m, err := c.Read(make([]byte, 64)); err == nil {
+				t.Errorf("%s: reply %d came back (%d bytes); no rule accepts the reply direction at forward", dst, i, m)
+			}
+		}
+		c.Close()
+	}
+}
