@@ -121,9 +121,11 @@ func TestOffload(t *testing.T) {
 					if cm&^tc.mask != 0 {
 						t.Errorf("port %d: connmark %#x has bits outside the mark mask %#x", port, cm, tc.mask)
 					}
-					action, _, _ := marks.Decode(cm)
-					if offloaded := action == nf.MarkOffload; offloaded != (port == 8080) {
-						t.Errorf("port %d: connmark %#x decodes to %v, want offloaded=%v", port, cm, action, port == 8080)
+					// Offloaded in the original direction at input, the one
+					// hook and direction the policy decided; nowhere else.
+					bits := cm & marks.OffloadBits()
+					if offloaded := bits == marks.OffloadBit(nf.HookInput, false); offloaded != (port == 8080) || bits != 0 && port != 8080 {
+						t.Errorf("port %d: connmark %#x has offload bits %#x, want offloaded=%v (input, original direction only)", port, cm, bits, port == 8080)
 					}
 				}
 			}

@@ -120,6 +120,7 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 	default:
 		e.offload = why == "" && !r.HasMark
 	}
+	e.quietOffload = e.offload && !e.log && !e.setMark
 	return nil
 }
 

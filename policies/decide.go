@@ -16,8 +16,12 @@ import (
 // no lock (bar a limit's bucket) and costs about the same whatever the
 // number of rules: see the package comment.
 //
-// Cacheable and Offload speak for later packets of the same flow in the
-// same direction, seen at the same hook.
+// Cacheable speaks for later packets of the same flow in the same
+// direction, seen at the same hook in the same state; Offload for every
+// later packet of the flow's conntrack entry in the same direction at the
+// same hook, whatever its state: a decision that a state change could undo
+// (the deciding rule's state match, or an earlier rule skipped only for its
+// state) does not offload (#13).
 func (p *Program) Decide(in *Input) Decision {
 	pkt := in.Pkt
 	h := in.Hook
@@ -82,7 +86,7 @@ func (p *Program) Decide(in *Input) Decision {
 		Rule:      NoRule,
 		Log:       p.defaultLog && a != ActionAccept,
 		Audit:     p.audit && a != ActionAccept,
-		Offload:   a == ActionAccept && taint&taintPacket == 0,
+		Offload:   a == ActionAccept && taint == 0 && laterStates[in.State&3] != 0,
 		Cacheable: taint&taintPacket == 0,
 	}
 }
@@ -108,13 +112,25 @@ func (p *Program) ruleDecision(r int, e *ruleExec, in *Input, taint uint8) Decis
 		Audit:   e.audit,
 		SetMark: e.setMark,
 		Mark:    e.mark,
-		Offload: e.offload && taint&taintPacket == 0,
+		Offload: e.offload && taint == 0 && holdsLater(e, in.State),
 	}
 	// The caller reuses a cached decision only for packets in the same
 	// state, so neither this rule's state match nor a state match that
 	// skipped an earlier rule can come out differently.
 	d.Cacheable = taint&taintPacket == 0 && e.stable
 	return d
+}
+
+// holdsLater reports whether e, which matched a packet in state st, matches
+// every later state of the packet's conntrack entry that offload would
+// accept (an `accept` of `state: new` must not offload the established rest
+// of the flow).
+func holdsLater(e *ruleExec, st nf.State) bool {
+	later := laterStates[st&3]
+	if later == 0 {
+		return false
+	}
+	return e.checks&chkState == 0 || e.states&later == later
 }
 
 // check tests a candidate's rare fields, cheapest and flow-fixed first, the
@@ -131,7 +147,12 @@ func (p *Program) check(e *ruleExec, in *Input) (bool, uint8) {
 		switch {
 		case e.checks&chkPacket != 0:
 			return false, taintPacket
-		case e.states&futureStates[in.State&3] != 0:
+		case e.states&laterStates[in.State&3] != 0:
+			if e.quietOffload {
+				// A later packet in the state e wants would be accepted
+				// and offloaded by e: what offloading now does to it.
+				return false, 0
+			}
 			return false, taintState
 		}
 		return false, 0

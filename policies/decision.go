@@ -36,7 +36,8 @@ type Input struct {
 	Hook  nf.Hook
 	InIf  string
 	OutIf string
-	// State is the flow state from the flow tracker.
+	// State is the packet's flow state: the kernel's conntrack view carried
+	// in the mark on the live path, the flow tracker's otherwise.
 	State nf.State
 	// Now is a monotonic time in nanoseconds, used by rate limits.
 	Now int64
@@ -56,7 +57,10 @@ type Decision struct {
 	// SetMark and Mark: set the packet mark on accept.
 	SetMark bool
 	Mark    uint32
-	// Offload: the flow may be accepted in the kernel from now on.
+	// Offload: the rest of the flow in this direction at this hook may be
+	// accepted in the kernel: the decision holds for every later packet the
+	// kernel's offload rule would accept, whatever its state (new or
+	// established).
 	Offload bool
 	// Cacheable: the decision holds for later packets of the flow in the
 	// same direction, at the same hook, in the same flow state (the deciding

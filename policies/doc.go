@@ -42,13 +42,18 @@
 // Offload follows POLICY.md: an accept whose deciding rule looks at nothing
 // that changes inside a flow (payload, L7, tcp_flags, length, limit) offloads
 // unless the rule says offload: false, and unless an earlier rule was skipped
-// for a per-packet field other than state (an L7 rule still waiting for its
-// payload must see it). A state match does not block offload unless it
-// admits invalid packets: accepting the rest of a flow the tracker called
-// new, established or related is what a stateful firewall does anyway. A
-// rule that sets a mark does not offload by default, because the kernel
-// would pass the rest of the flow unmarked. A default accept offloads under
-// the same condition on skipped rules.
+// for a per-packet field (an L7 rule still waiting for its payload must see
+// it). State does change inside a flow (new, then established, as the
+// kernel's conntrack sees it), so a decision involving it offloads only when
+// it holds for every later packet the kernel's offload rule would accept:
+// the deciding rule's state match must cover the later states, and no
+// earlier rule may have been skipped only for a state a later packet can
+// have (unless that rule is an offloading accept that logs nothing, which
+// ends the same way). Related and invalid packets never offload. A rule
+// that sets a mark does not offload by default, because the kernel would
+// pass the rest of the flow unmarked. A default accept offloads under the
+// same conditions on skipped rules. An offload holds for one hook and
+// direction only: the kernel rules keep a bit per hook and direction.
 //
 // Policy tests (RunTests) build each packet from its description; fields it
 // leaves out default to: hook input, state new, proto tcp (udp with

@@ -78,7 +78,7 @@ const (
 // Taint bits: why a skipped rule might still match a later packet of the
 // same flow.
 const (
-	taintState  uint8 = 1 << iota // skipped only for its state
+	taintState  uint8 = 1 << iota // skipped only for its state, which a later packet may have
 	taintPacket                   // skipped for a per-packet field
 )
 
@@ -93,6 +93,9 @@ type ruleExec struct {
 	audit   bool
 	setMark bool
 	offload bool
+	// quietOffload: an accept that offloads, logs nothing and sets no mark;
+	// a packet it decides and an offloaded one end the same way.
+	quietOffload bool
 	// stable: no per-packet field besides state, so a decision by this
 	// rule holds for the flow as long as its state keeps matching.
 	stable bool
@@ -110,13 +113,16 @@ type ruleExec struct {
 	bucket *ratelimit.Bucket
 }
 
-// futureStates is the set of states later packets of a flow can have, given
-// the state of this one: a flow never goes back to new once established.
-var futureStates = [4]uint8{
-	nf.StateNew:         1<<nf.StateNew | 1<<nf.StateEstablished | 1<<nf.StateInvalid,
-	nf.StateEstablished: 1<<nf.StateEstablished | 1<<nf.StateInvalid,
-	nf.StateRelated:     1<<nf.StateRelated | 1<<nf.StateEstablished | 1<<nf.StateInvalid,
-	nf.StateInvalid:     0x0f,
+// laterStates is the set of states a later packet of the same kernel
+// conntrack entry can have when the offload rule would accept it, given the
+// state of this one. An entry goes from new to established once, never
+// back; the offload rules accept only new and established packets (related
+// ones, ICMP errors carrying the entry they quote, and invalid ones, which
+// carry no entry, always reach the agent). A decision made in another state
+// never offloads.
+var laterStates = [4]uint8{
+	nf.StateNew:         1<<nf.StateNew | 1<<nf.StateEstablished,
+	nf.StateEstablished: 1 << nf.StateEstablished,
 }
 
 // NumRules is the number of rules.

@@ -27,11 +27,16 @@ const (
 	RuleWouldDrop     = "would_drop"
 	RuleWouldReject   = "would_reject"
 	RuleOffloadSet    = "offload-set"
+	RuleOffloadSetRep = "offload-set-reply"
 	RuleOffload       = "offload"
+	RuleOffloadReply  = "offload-reply"
+	RuleOffloadStale  = "offload-stale"
+	RuleLooped        = "looped"
 	RuleLoopback      = "loopback"
 	RuleICMPv6ND      = "icmpv6-nd"
 	RuleEstablished   = "established"
 	RuleRelated       = "related"
+	RuleInvalid       = "invalid"
 	RuleQueue         = "queue"
 	logPrefixBase     = "fwagent:"
 	icmpv6NDFirst     = 133 // router solicitation (RFC 4861)
@@ -97,13 +102,13 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 	group := cfg.LogGroup
 	isAction := func(a nf.MarkAction) stmt { return maskedCmp{key: keyMeta, mask: act, value: m.Action(a)} }
 	clear := markSet{keep: ^m.Mask}
-	off := offloadRules(cfg) // offload-set, offload
+	off := offloadRules(cfg, h)
 	// Offloaded flows are most of the packets that reach this chain on a
-	// busy host; their rule comes first so they skip the mark rules. No
+	// busy host; their rules come first so they skip the mark rules. No
 	// packet of an offloaded flow carries an action mark: the agent never
 	// sees it, so never answers it with one.
 	rs := []rule{
-		off[1],
+		off[offOrig], off[offReply], off[offStale],
 		{RuleDropLog, []stmt{isAction(nf.MarkDropLog), logStmt{LogPrefix(nf.MarkDropLog), group}, verdict(expr.VerdictDrop)}},
 		{RuleRejectTCP, []stmt{isAction(nf.MarkReject), l4proto(unix.IPPROTO_TCP), rejectTCP{}}},
 		{RuleReject, []stmt{isAction(nf.MarkReject), rejectICMPX{}}},
@@ -112,8 +117,15 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 		{RuleAcceptLog, []stmt{isAction(nf.MarkAcceptLog), logStmt{LogPrefix(nf.MarkAcceptLog), group}, clear, verdict(expr.VerdictAccept)}},
 		{RuleWouldDrop, []stmt{isAction(nf.MarkWouldDrop), logStmt{LogPrefix(nf.MarkWouldDrop), group}, clear, verdict(expr.VerdictAccept)}},
 		{RuleWouldReject, []stmt{isAction(nf.MarkWouldReject), logStmt{LogPrefix(nf.MarkWouldReject), group}, clear, verdict(expr.VerdictAccept)}},
+		off[offSet], off[offSetReply],
+		// An action nothing above consumed: an offload request from an
+		// older generation (the agent answered just before a reload), or
+		// one for a packet without conntrack. The agent accepted it; doing
+		// so here spares a second trip through the queue and keeps the ID
+		// bits, which share room with the state bits, away from the rules
+		// below that read state.
+		{RuleLooped, []stmt{maskedCmp{key: keyMeta, mask: act, value: 0, op: expr.CmpOpNeq}, clear, verdict(expr.VerdictAccept)}},
 	}
-	rs = append(rs, off[0])
 	if cfg.AcceptLoopback {
 		switch h {
 		case nf.HookInput:
@@ -125,28 +137,81 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 	if cfg.AcceptICMPv6ND {
 		rs = append(rs, rule{RuleICMPv6ND, []stmt{l4proto(unix.IPPROTO_ICMPV6), icmpv6TypeRange{icmpv6NDFirst, icmpv6NDLast}, verdict(expr.VerdictAccept)}})
 	}
+	// The kernel's conntrack view, for the policy's `state` (userspace
+	// reads these bits; kernel-compiled state matches test the same bits).
 	rs = append(rs,
 		rule{RuleEstablished, []stmt{ctState{expr.CtStateBitESTABLISHED, "established"}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
 		rule{RuleRelated, []stmt{ctState{expr.CtStateBitRELATED, "related"}, markSet{keep: ^m.RelatedBit(), set: m.RelatedBit()}}},
+		rule{RuleInvalid, []stmt{ctState{expr.CtStateBitINVALID, "invalid"}, markSet{keep: ^m.InvalidBit(), set: m.InvalidBit()}}},
 		rule{RuleQueue, []stmt{queueStmt{kind: kind, base: cfg.QueueBase, total: cfg.queues(), bypass: cfg.Bypass, fanout: cfg.CPUFanout && cfg.queues() > 1}}},
 	)
 	return rs
 }
 
-// offloadRules are the two rules that carry the policy generation; they are
-// the only rules SetGeneration rewrites.
-func offloadRules(cfg Config) []rule {
+// Indexes into offloadRules' result.
+const (
+	offOrig = iota
+	offReply
+	offStale
+	offSet
+	offSetReply
+	numOffloadRules
+)
+
+// offloadRules are the rules of hook h's chain that carry the policy
+// generation; they are the only rules SetGeneration rewrites.
+//
+// A decision offloads only the hook and direction it was made for: the
+// offload-set rules of chain h set the conntrack mark bit of (h, direction
+// of the packet as the kernel's conntrack sees it), and the offload rules
+// of chain h accept only packets whose own (h, direction) bit is set. So an
+// output default that accepts a SYN-ACK never lets the client's data skip
+// the input rules, and an accept of one direction of a forwarded flow never
+// accepts the other (#13).
+//
+// The conntrack mark holds one generation for all six bits. offload-stale
+// clears the agent's bits of a flow that was offloaded under an older
+// generation as soon as one of its packets is queued, so that a flow the
+// new policy decides at one hook does not inherit another hook's old bits,
+// and a flow the new policy drops does not come back once the generation
+// wraps. The offload rules skip packets conntrack calls related (ICMP errors
+// quoting an offloaded flow carry that flow's mark): the policy decides
+// those.
+func offloadRules(cfg Config, h nf.Hook) []rule {
 	m := cfg.Marks
-	want := m.OffloadConnmark(cfg.generation())
-	return []rule{
-		{RuleOffloadSet, []stmt{
-			maskedCmp{key: keyMeta, mask: m.ActionMask() | m.IDMask(), value: want},
-			ctMarkSet{keep: ^m.Mask, set: want},
+	gen := m.ConnGen(cfg.generation())
+	req := m.OffloadRequest(cfg.generation())
+	liveStates := ctState{expr.CtStateBitNEW | expr.CtStateBitESTABLISHED, "new,established"}
+	match := func(name string, reply bool) rule {
+		bit := m.OffloadBit(h, reply)
+		return rule{name, []stmt{
+			maskedCmp{key: keyCt, mask: bit | m.GenMask(), value: bit | gen},
+			ctDirection(reply),
+			liveStates,
+			verdict(expr.VerdictAccept),
+		}}
+	}
+	set := func(name string, reply bool) rule {
+		bit := m.OffloadBit(h, reply)
+		return rule{name, []stmt{
+			maskedCmp{key: keyMeta, mask: m.ActionMask() | m.IDMask(), value: req},
+			ctDirection(reply),
+			ctMarkSet{keep: ^(bit | m.GenMask()), set: bit | gen},
 			markSet{keep: ^m.Mask},
 			verdict(expr.VerdictAccept),
-		}},
-		{RuleOffload, []stmt{maskedCmp{key: keyCt, mask: m.Mask, value: want}, verdict(expr.VerdictAccept)}},
+		}}
 	}
+	rs := make([]rule, numOffloadRules)
+	rs[offOrig] = match(RuleOffload, false)
+	rs[offReply] = match(RuleOffloadReply, true)
+	rs[offStale] = rule{RuleOffloadStale, []stmt{
+		maskedCmp{key: keyCt, mask: m.OffloadBits(), value: 0, op: expr.CmpOpNeq},
+		maskedCmp{key: keyCt, mask: m.GenMask(), value: gen, op: expr.CmpOpNeq},
+		ctMarkSet{keep: ^m.Mask},
+	}}
+	rs[offSet] = set(RuleOffloadSet, false)
+	rs[offSetReply] = set(RuleOffloadSetRep, true)
+	return rs
 }
 
 func u32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
@@ -179,10 +244,11 @@ func (k markKey) String() string {
 	return "meta mark"
 }
 
-// maskedCmp is `<key> & mask == value`.
+// maskedCmp is `<key> & mask == value`, or != with op CmpOpNeq.
 type maskedCmp struct {
 	key         markKey
 	mask, value uint32
+	op          expr.CmpOp // CmpOpEq (the zero value) or CmpOpNeq
 }
 
 func (s maskedCmp) exprs() []expr.Any {
@@ -190,14 +256,21 @@ func (s maskedCmp) exprs() []expr.Any {
 	if s.mask != ^uint32(0) {
 		out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.mask), Xor: u32(0)})
 	}
-	return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: u32(s.value)})
+	return append(out, &expr.Cmp{Op: s.op, Register: 1, Data: u32(s.value)})
 }
 
 func (s maskedCmp) text() string {
+	op := "=="
+	if s.op == expr.CmpOpNeq {
+		op = "!="
+	}
 	if s.mask == ^uint32(0) {
+		if s.op == expr.CmpOpNeq {
+			return fmt.Sprintf("%s != 0x%08x", s.key, s.value)
+		}
 		return fmt.Sprintf("%s 0x%08x", s.key, s.value)
 	}
-	return fmt.Sprintf("%s & 0x%08x == 0x%08x", s.key, s.mask, s.value)
+	return fmt.Sprintf("%s & 0x%08x %s 0x%08x", s.key, s.mask, op, s.value)
 }
 
 // markSet is `meta mark set meta mark & keep | set`.
@@ -295,10 +368,10 @@ func (s ifIndex) text() string {
 	return fmt.Sprintf("%s %d", name, s.index)
 }
 
-// ctState matches one conntrack state bit.
+// ctState matches conntrack state bits (any of them).
 type ctState struct {
 	bit  uint32
-	name string
+	name string // nft's names, comma-separated
 }
 
 func (c ctState) exprs() []expr.Any {
@@ -310,6 +383,27 @@ func (c ctState) exprs() []expr.Any {
 }
 
 func (c ctState) text() string { return "ct state " + c.name }
+
+// ctDirection is `ct direction original` or `ct direction reply`.
+type ctDirection bool
+
+func (d ctDirection) exprs() []expr.Any {
+	var v byte // IP_CT_DIR_ORIGINAL
+	if d {
+		v = 1 // IP_CT_DIR_REPLY
+	}
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{v}},
+	}
+}
+
+func (d ctDirection) text() string {
+	if d {
+		return "ct direction reply"
+	}
+	return "ct direction original"
+}
 
 type logStmt struct {
 	prefix string

@@ -201,8 +201,8 @@ func TestInstallBatchShape(t *testing.T) {
 
 // TestChainRules pins the order and presence of the rules per hook and flag.
 func TestChainRules(t *testing.T) {
-	marks := []string{RuleOffload, RuleDropLog, RuleRejectTCP, RuleReject, RuleRejectLogTCP, RuleRejectLog, RuleAcceptLog, RuleWouldDrop, RuleWouldReject, RuleOffloadSet}
-	tail := []string{RuleEstablished, RuleRelated, RuleQueue}
+	marks := []string{RuleOffload, RuleOffloadReply, RuleOffloadStale, RuleDropLog, RuleRejectTCP, RuleReject, RuleRejectLogTCP, RuleRejectLog, RuleAcceptLog, RuleWouldDrop, RuleWouldReject, RuleOffloadSet, RuleOffloadSetRep, RuleLooped}
+	tail := []string{RuleEstablished, RuleRelated, RuleInvalid, RuleQueue}
 	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
 	tests := []struct {
 		hook          nf.Hook
@@ -240,19 +240,28 @@ func TestRenderText(t *testing.T) {
 			"chain input {\n\t\ttype filter hook input priority 0; policy accept;\n",
 			`meta mark & 0x00070000 == 0x00010000 log prefix "fwagent:drop" group 100 drop comment "droplog"`,
 			`meta mark & 0x00070000 == 0x00030000 meta l4proto tcp log prefix "fwagent:reject" group 100 reject with tcp reset comment "rejectlog-tcp"`,
-			`meta mark & 0xffe70000 == 0x00070000 ct mark set ct mark & 0x0000ffff | 0x00070000 meta mark set meta mark & 0x0000ffff accept comment "offload-set"`,
-			`ct mark & 0xffff0000 == 0x00070000 accept comment "offload"`,
+			`meta mark & 0xffff0000 == 0x00070000 ct direction original ct mark set ct mark & 0x003effff | 0x00010000 meta mark set meta mark & 0x0000ffff accept comment "offload-set"`,
+			`meta mark & 0xffff0000 == 0x00070000 ct direction reply ct mark set ct mark & 0x003dffff | 0x00020000 meta mark set meta mark & 0x0000ffff accept comment "offload-set-reply"`,
+			`ct mark & 0xffc10000 == 0x00010000 ct direction original ct state new,established accept comment "offload"`,
+			`ct mark & 0xffc20000 == 0x00020000 ct direction reply ct state new,established accept comment "offload-reply"`,
+			`ct mark & 0x003f0000 != 0x00000000 ct mark & 0xffc00000 != 0x00000000 ct mark set ct mark & 0x0000ffff comment "offload-stale"`,
+			`meta mark & 0x00070000 != 0x00000000 meta mark set meta mark & 0x0000ffff accept comment "looped"`,
+			`ct state invalid meta mark set meta mark | 0x00200000 comment "invalid"`,
 			`iif lo accept comment "loopback"`,
 			`meta l4proto ipv6-icmp icmpv6 type 133-137 accept comment "icmpv6-nd"`,
 			`ct state established meta mark set meta mark | 0x00080000 comment "established"`,
 			`queue flags bypass to 0 comment "queue"`,
 		}, []string{"forward", "output", "xt target"}},
 		{"generation and log group", func(c *Config) { c.Generation, c.LogGroup = 5, 7 }, []string{
-			`meta mark & 0xffe70000 == 0x00a70000 ct mark set`,
-			`ct mark & 0xffff0000 == 0x00a70000 accept`,
+			`meta mark & 0xffff0000 == 0x002f0000 ct direction original ct mark set ct mark & 0x003effff | 0x01410000`,
+			`ct mark & 0xffc10000 == 0x01410000 ct direction original`,
 			`group 7 drop`,
 		}, []string{"group 100"}},
-		{"generation wraps at MaxID", func(c *Config) { c.Generation = 2048 + 5 }, []string{`== 0x00a70000 accept comment "offload"`}, nil},
+		{"generation wraps at MaxGen", func(c *Config) { c.Generation = 1024 + 5 }, []string{`ct mark & 0xffc10000 == 0x01410000 ct direction original ct state new,established accept comment "offload"`}, nil},
+		{"output bits", func(c *Config) { c.Hooks = []nf.Hook{nf.HookOutput} }, []string{
+			`ct mark & 0xffd00000 == 0x00100000 ct direction original`,
+			`ct mark & 0xffe00000 == 0x00200000 ct direction reply`,
+		}, nil},
 		{"fail closed fanout", func(c *Config) { c.Bypass, c.QueueBase, c.Queues, c.CPUFanout = false, 8, 2, true }, []string{`queue flags fanout to 8-9 comment "queue"`}, []string{"bypass"}},
 		{"fanout needs two queues", func(c *Config) { c.CPUFanout = true }, []string{`queue flags bypass to 0 comment`}, []string{"fanout"}},
 		{"xt as comment", func(c *Config) { c.QueueKind = QueueXT }, []string{"\t\t# xt target NFQUEUE (nft syntax cannot express it), equivalent to: queue flags bypass to 0"}, []string{"\t\tqueue"}},

@@ -59,7 +59,8 @@ type Config struct {
 	LogGroup uint16
 	// Marks is the packet and conntrack mark layout shared with verdict/.
 	Marks nf.Marks
-	// Generation is the policy generation baked into the two offload rules.
+	// Generation is the policy generation baked into the offload rules
+	// (taken modulo Marks.MaxGen()+1).
 	Generation uint32
 	// AcceptLoopback accepts loopback traffic in the kernel (input: iif lo,
 	// output: oif lo), so no policy can cut the host off its own services.
@@ -129,4 +130,4 @@ func (c Config) queues() uint16 {
 }
 
 // generation is the generation as the marks carry it.
-func (c Config) generation() uint32 { return c.Generation & c.Marks.MaxID() }
+func (c Config) generation() uint32 { return c.Generation & c.Marks.MaxGen() }

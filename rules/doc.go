@@ -16,27 +16,35 @@
 // # The chain
 //
 // Every base chain holds these rules, in this order. Each carries its name as
-// its nft comment.
+// its nft comment. h is the chain's hook; "direction" is the kernel
+// conntrack's (original or reply).
 //
-//  1. droplog:       mark action DropLog    -> log group G prefix "fwagent:drop", drop
-//  2. reject-tcp:    mark action Reject, TCP -> reject with tcp reset
+//  1. offload, offload-reply: ct mark has the offload bit of (h, direction)
+//     and the current generation, ct direction matches, ct state new or
+//     established -> accept. First, because offloaded flows are most of the
+//     packets on a busy host; related packets (ICMP errors carrying the
+//     flow they quote) are left to the policy.
+//  2. offload-stale: ct mark has offload bits of another generation -> clear
+//     the agent's conntrack mark bits (and continue)
+//  3. droplog:       mark action DropLog    -> log group G prefix "fwagent:drop", drop
+//  4. reject-tcp:    mark action Reject, TCP -> reject with tcp reset
 //     reject:        mark action Reject     -> reject with icmpx port-unreachable
-//  3. rejectlog-tcp, rejectlog: the same for RejectLog, logging "fwagent:reject" first
-//  4. acceptlog, would_drop, would_reject: mark action AcceptLog, WouldDrop,
+//  5. rejectlog-tcp, rejectlog: the same for RejectLog, logging "fwagent:reject" first
+//  6. acceptlog, would_drop, would_reject: mark action AcceptLog, WouldDrop,
 //     WouldReject -> log "fwagent:accept", "fwagent:would_drop",
 //     "fwagent:would_reject", clear the agent's mark bits, accept
-//  5. offload-set:   mark action Offload with the current generation ->
-//     ct mark set (ct mark & ^Mask) | OffloadConnmark(gen), clear the agent's
-//     mark bits, accept
-//  6. offload:       ct mark & Mask == OffloadConnmark(gen) -> accept; this
-//     rule is installed first in the chain, so an offloaded flow's packets
-//     skip every mark rule (none of them carries an action mark)
-//  7. host essentials (see below)
-//  8. established:   ct state established -> meta mark |= EstablishedBit
-//     related:       ct state related -> meta mark |= RelatedBit
-//  9. queue:         queue to B..B+N-1 [fanout] [bypass]
+//  7. offload-set, offload-set-reply: mark action Offload with the current
+//     generation, ct direction -> set the offload bit of (h, direction) and
+//     the generation in the ct mark, clear the agent's mark bits, accept
+//  8. looped: any other action -> clear the agent's mark bits, accept (an
+//     offload request from before a reload, or for a packet without
+//     conntrack: the agent accepted it)
+//  9. host essentials (see below)
+//  10. established, related, invalid: ct state X -> meta mark |= the
+//     state's bit (Marks.EstablishedBit, RelatedBit, InvalidBit)
+//  11. queue:        queue to B..B+N-1 [fanout] [bypass]
 //
-// Rules 1-5 only match packets the agent sent back with NF_REPEAT and a mark
+// Rules 3-8 only match packets the agent sent back with NF_REPEAT and a mark
 // (verdict/ does that): the kernel then logs through NFLOG group G and drops,
 // rejects or accepts, so every logged verdict reaches internal/droplog the
 // same way, with the deciding rule's ID in the mark (NFLOG reports the mark).
@@ -46,26 +54,30 @@
 //
 // Offload: NFQUEUE cannot set a conntrack mark on this kernel (no conntrack
 // glue), so to offload a flow the agent answers NF_REPEAT with the Offload
-// action and the policy generation in the packet mark; rule 5 copies it into
-// the conntrack mark and rule 6 accepts the rest of the flow in the kernel,
-// never queueing it again. On reload SetGeneration rewrites rules 5 and 6 by
-// handle, in one transaction: flows offloaded under an older generation stop
-// matching and are queued and decided again. Base chains are never deleted
-// or recreated after Install, because that drops every packet waiting in the
-// queues.
+// action and the policy generation in the packet mark; rule 7 sets the bit
+// of this hook and direction in the conntrack mark and rule 1 accepts the
+// rest of the flow at this hook in this direction, never queueing it again.
+// A decision at one hook or direction never offloads another: each has its
+// own bit. On reload SetGeneration rewrites rules 1, 2 and 7 by handle:
+// flows offloaded under an older generation stop matching and are queued and
+// decided again. Base chains are never deleted or recreated after Install,
+// because that drops every packet waiting in the queues.
 //
-// Rule 8 tells the agent which flows the kernel already tracks as
-// established, so flows that began before the agent started are not cut off.
+// Rule 10 tells the agent the kernel's conntrack state of every queued
+// packet, which is the policy's `state` (so flows that began before the
+// agent started are seen as the kernel sees them).
 //
 // # Mark bits
 //
 // The agent owns the bits of Marks.Mask (default 0xffff0000, clear of
 // kube-proxy's 0x4000/0x8000 and Cilium's 0x0f00 range) in both the packet
-// mark and the conntrack mark; see Marks for the layout: an action code in the
-// low 3 bits of the field, the established bit above it, an ID (rule log ID
-// or policy generation) above that. Bits outside the mask are never changed.
-// Anything else on the host that sets bits inside the mask makes the kernel
-// rules misread packets: choose a mask (--mark-mask) nothing else uses.
+// mark and the conntrack mark; see nf.Marks for the layout: in the packet
+// mark an action code in the low 3 bits of the field, then either the
+// state bits (no action) or an ID (rule log ID or policy generation); in the
+// conntrack mark six offload bits (hook x direction) and the generation.
+// Bits outside the mask are never changed. Anything else on the host that
+// sets bits inside the mask makes the kernel rules misread packets: choose a
+// mask (--mark-mask) nothing else uses.
 //
 // # Host essentials
 //
@@ -88,7 +100,7 @@
 // verdict/ when it opens the queue. Without Bypass the host fails closed:
 // every packet that reaches the queue rule is dropped while no agent listens.
 // Packets the kernel rules decide (host essentials, offloaded flows, rules
-// 1-6) never depend on the agent.
+// 1-8) never depend on the agent.
 //
 // # When something else changes the table
 //

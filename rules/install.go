@@ -218,28 +218,39 @@ func (t *Table) Handles(h nf.Hook) map[string]uint64 {
 	return nil
 }
 
-// SetGeneration rewrites the two offload rules of every chain to generation
-// gen, replacing each by its handle in one transaction. Base chains and every
-// other rule stay as they are: deleting a base chain would drop every packet
-// waiting in the queues. Flows offloaded under the old generation no longer
-// match and go back to the queue to be decided again.
+// SetGeneration rewrites the offload rules of every chain to generation
+// gen, replacing each by its handle. Base chains and every other rule stay
+// as they are: deleting a base chain would drop every packet waiting in the
+// queues. Flows offloaded under the old generation no longer match and go
+// back to the queue to be decided again.
+//
+// Each rule is replaced in a transaction of its own: google/nftables
+// v0.3.0 loses track of the kernel's acknowledgements when one batch
+// replaces more than a few rules (it reads an echoed rule where it expects
+// an ack). Every mixture of old and new generations on the way is safe,
+// because a generation mismatch only ever sends a packet back to the queue
+// (an offload request that no offload-set rule takes is accepted by the
+// looped rule, as the agent decided): the match rules of every chain move
+// first, so flows offloaded under the old generation stop being accepted
+// before anything else changes.
 func (t *Table) SetGeneration(gen uint32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cfg := t.cfg
 	cfg.Generation = gen
-	for _, ic := range t.chains {
-		for _, r := range offloadRules(cfg) {
+	for i := range numOffloadRules {
+		for _, ic := range t.chains {
+			r := offloadRules(cfg, ic.hook)[i]
 			nr := r.nft(t.table, ic.chain)
 			nr.Handle = ic.handles[r.name]
 			if nr.Handle == 0 {
 				return fmt.Errorf("rules: set generation: chain %s has no %s rule", ic.chain.Name, r.name)
 			}
 			t.conn.ReplaceRule(nr)
+			if err := t.conn.Flush(); err != nil {
+				return fmt.Errorf("rules: set generation %d: rule %s of chain %s: %w", gen, r.name, ic.chain.Name, err)
+			}
 		}
-	}
-	if err := t.conn.Flush(); err != nil {
-		return fmt.Errorf("rules: set generation %d: %w", gen, err)
 	}
 	t.cfg = cfg
 	return nil

@@ -284,7 +284,7 @@ func TestSetGenerationInPlace(t *testing.T) {
 	if got, want := ns.listing(t, "inet", TableName), fresh.listing(t, "inet", TableName); !slices.Equal(got, want) {
 		t.Fatalf("after SetGeneration:\n%s\nfresh install:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	want := cfg.Marks.OffloadConnmark(gen)
+	want := offloadRules(cfg, cfg.Hooks[0])[offOrig].stmts[0].(maskedCmp).value
 	if out := strings.Join(ns.listing(t, "inet", TableName), "\n"); !strings.Contains(out, strings.TrimPrefix(hex32(want), "0x")) {
 		t.Fatalf("listing lacks offload connmark %s:\n%s", hex32(want), out)
 	}

@@ -24,7 +24,7 @@ const (
 // then neither delete the second's table on its way out nor rebuild its own
 // over it, or the host ends up unfiltered or filtered by the wrong agent.
 // The offload rule carries the random policy generation, which tells the two
-// apart (a chance of 1 in Marks.MaxID() that two agents drew the same one).
+// apart (a chance of 1 in Marks.MaxGen() that two agents drew the same one).
 // Callers hold t.mu.
 func (t *Table) owner() (ownership, error) {
 	if len(t.chains) == 0 {
@@ -38,7 +38,8 @@ func (t *Table) owner() (ownership, error) {
 		}
 		return tableGone, fmt.Errorf("rules: read chain %s: %w", ic.chain.Name, err)
 	}
-	want := u32(t.cfg.Marks.OffloadConnmark(t.cfg.generation()))
+	off := offloadRules(t.cfg, ic.hook)[offOrig].stmts[0].(maskedCmp)
+	want := u32(off.value)
 	for _, r := range got {
 		if name, _ := userdata.GetString(r.UserData, userdata.TypeComment); name != RuleOffload {
 			continue

@@ -404,6 +404,53 @@ func TestPacketPath(t *testing.T) {
 		if n := len(queuedWith("offload")); n != 2 {
 			t.Fatalf("after the generation change the flow was queued %d times in all, want 2", n)
 		}
+		// The offload was for the original direction at input: the
+		// replies, which reach input too over loopback, still queue.
+		for i := 1; i <= 2; i++ {
+			if _, err := srv.WriteToUDP([]byte(fmt.Sprintf("back %d", i)), oc.LocalAddr().(*net.UDPAddr)); err != nil {
+				t.Fatal(err)
+			}
+			oc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := oc.Read(make([]byte, 64)); err != nil {
+				t.Fatalf("reply %d: %v", i, err)
+			}
+		}
+		if n := len(queuedWith("back")); n != 2 {
+			t.Fatalf("replies of a flow offloaded in its original direction queued %d times, want 2", n)
+		}
+	})
+
+	t.Run("stale generation bits are cleared, not revived by a wrap", func(t *testing.T) {
+		var sc *net.UDPConn
+		ns.do(t, func() error {
+			var err error
+			sc, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+			return err
+		})
+		defer sc.Close()
+		gen := tbl.Generation()
+		send(t, sc, "offload stale")
+		recvUntil(t, "offload stale")
+		// A reload: the flow's next packet is queued, and the agent now
+		// accepts without offloading.
+		if err := tbl.SetGeneration(gen + 1); err != nil {
+			t.Fatal(err)
+		}
+		ag.setGeneration(gen + 1)
+		send(t, sc, "keep 1")
+		recvUntil(t, "keep 1")
+		// MaxGen+1 reloads later the generation number comes round again;
+		// the flow's old offload bit must be gone by then.
+		wrapped := gen + m.MaxGen() + 1
+		if err := tbl.SetGeneration(wrapped); err != nil {
+			t.Fatal(err)
+		}
+		ag.setGeneration(wrapped)
+		send(t, sc, "keep 2")
+		recvUntil(t, "keep 2")
+		if n := len(queuedWith("keep")); n != 2 {
+			t.Fatalf("after the generation wrapped the flow was queued %d times, want 2 (its stale offload bit revived)", n)
+		}
 	})
 
 	// Nothing else was logged: every log message was expected above.

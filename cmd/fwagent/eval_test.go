@@ -271,9 +271,10 @@ func TestEvalPackets(t *testing.T) {
 		// which logs.
 		ek(29, evalLine{Verdict: "drop", Action: "drop", Rule: "default", Hook: "input", State: "new",
 			Family: "ipv4", Proto: "icmp", Src: peer, Dst: host, Length: 32, Log: true, Prefix: "default"}),
-		// An ICMP error about a tracked flow: related.
+		// An ICMP error about a tracked flow: related, and never offloaded
+		// (the conntrack entry it carries is the quoted flow's).
 		ek(39, evalLine{Verdict: "accept", Action: "accept", Rule: "related", Hook: "input", State: "related",
-			Family: "ipv4", Proto: "icmp", Src: "198.51.100.254", Dst: host, Length: 68, Offload: true}),
+			Family: "ipv4", Proto: "icmp", Src: "198.51.100.254", Dst: host, Length: 68}),
 		// on_error: the packet is not decoded, so no tuple.
 		ek(41, evalLine{Verdict: "accept", Action: "accept", Rule: "on_error", Hook: "input", Length: 30,
 			Error: "packet: truncated"}),

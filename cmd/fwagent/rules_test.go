@@ -74,6 +74,20 @@ func TestRules(t *testing.T) {
 			absent: []string{"0x0000ffff"},
 		},
 		{
+			// The masks docs/operations.md gives for Calico (#15): 8 bits
+			// next to a narrowed Calico, 10 bits next to its default.
+			name:   "calico neighbour mask, 8 bits",
+			flags:  []string{"--mark-mask", "0x00ff0000"},
+			chains: map[string]string{"input": "type filter hook input priority 0; policy accept;"},
+			want:   []string{"mark mask 0x00ff0000", `meta mark & 0x00070000 == 0x00010000 log prefix "fwagent:drop"`},
+		},
+		{
+			name:   "calico default's neighbour mask",
+			flags:  []string{"--mark-mask", "0x00003ff0"},
+			chains: map[string]string{"input": "type filter hook input priority 0; policy accept;"},
+			want:   []string{"mark mask 0x00003ff0", `meta mark & 0x00000070 == 0x00000010 log prefix "fwagent:drop"`},
+		},
+		{
 			name:   "fail closed, forward, priority, group, no host essentials",
 			flags:  []string{"--fail-closed", "--hooks", "forward", "--priority", "-10", "--log-group", "7", "--accept-loopback=false", "--accept-icmpv6-nd=false"},
 			chains: map[string]string{"forward": "type filter hook forward priority -10; policy accept;"},

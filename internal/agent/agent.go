@@ -116,6 +116,9 @@ func Run(ctx context.Context, cfg Config) error {
 	a.gen = firstGeneration(cfg.Rules.Marks)
 	flows := conntrack.New(conntrack.Config{MaxFlows: cfg.MaxFlows})
 	a.shared = pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: a.gen}, cfg.Rules.Marks, flows)
+	// The table installed below writes the kernel's conntrack state into
+	// every queued packet's mark: that is the policy's `state`.
+	a.shared.UseKernelState()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -334,14 +337,14 @@ func checkMarks(p *policies.Program, m nf.Marks) error {
 func firstGeneration(m nf.Marks) uint32 {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return uint32(time.Now().UnixNano())%m.MaxID() + 1
+		return uint32(time.Now().UnixNano())%m.MaxGen() + 1
 	}
-	return binary.LittleEndian.Uint32(b[:])%m.MaxID() + 1
+	return binary.LittleEndian.Uint32(b[:])%m.MaxGen() + 1
 }
 
 func nextGeneration(g uint32, m nf.Marks) uint32 {
 	g++
-	if g > m.MaxID() || g == 0 {
+	if g > m.MaxGen() || g == 0 {
 		g = 1
 	}
 	return g

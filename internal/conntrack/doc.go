@@ -54,7 +54,10 @@
 // its flow directly as established, whatever its TCP flags (a FIN starts it
 // closing); a RST with the hint passes as established without creating a
 // flow. The originator of a picked-up flow is the sender of the first packet
-// seen, which may be the responder. When a packet with the hint fails the
+// seen, which may be the responder. The hint on a later packet of a flow
+// the table tracks makes it established too: when only input is filtered,
+// the replies that establish an inbound UDP or ICMP flow leave by output and
+// the table never sees them. When a packet with the hint fails the
 // state machine of an existing flow, the kernel, which tracks sequence
 // windows, is believed: the flow is resynchronised to established. Without
 // the hint rule, pickup does not happen and mid-stream TCP packets of old

@@ -324,7 +324,10 @@ func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstabli
 			e.flags |= fSeenReply
 		}
 	}
-	if dir == 1 {
+	// The kernel saw a reply the table may never see (with only input
+	// filtered, replies leave by output unqueued): its word on any packet,
+	// not only the first, makes the flow established (#13).
+	if dir == 1 || kernelEstablished {
 		e.flags |= fSeenReply
 	}
 	e.pkts[dir]++

@@ -614,3 +614,34 @@ func TestResultStaysInRegisters(t *testing.T) {
 		t.Fatalf("Result has %d fields in %d bytes, want at most 4 in %d", n, size, 4*unsafe.Sizeof(uintptr(0)))
 	}
 }
+
+// TestKernelHintOnLaterPackets is #13's "inbound UDP and ICMP flows never
+// become established": with only input filtered the table sees requests
+// but never the replies, so the kernel's established hint on the second
+// request must establish the flow it already tracks.
+func TestKernelHintOnLaterPackets(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pkt  *packet.Packet
+	}{
+		{"udp", udpPkt("10.0.0.1", "10.0.0.2", 40000, 53)},
+		{"icmp echo", icmpPkt("10.0.0.1", "10.0.0.2", 8, 7)},
+		{"icmpv6 echo", icmpPkt("2001:db8::1", "2001:db8::2", 128, 7)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb, _ := newTestTable(t, Config{})
+			if r := tb.Track(tc.pkt, 28, false); r.State != nf.StateNew {
+				t.Fatalf("first request: %v, want new", r.State)
+			}
+			if r := tb.Track(tc.pkt, 28, false); r.State != nf.StateNew {
+				t.Fatalf("second request without the hint: %v, want new", r.State)
+			}
+			if r := tb.Track(tc.pkt, 28, true); r.State != nf.StateEstablished {
+				t.Fatalf("request with the kernel's hint: %v, want established", r.State)
+			}
+			if r := tb.Track(tc.pkt, 28, false); r.State != nf.StateEstablished {
+				t.Fatalf("after the hint: %v, want established (a flow never goes back to new)", r.State)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package nf
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -11,12 +12,13 @@ func TestNewMarks(t *testing.T) {
 		errSub string
 		maxID  uint32
 	}{
-		{DefaultMarkMask, "", 1<<11 - 1},
-		{0x0001ff00, "", 15},
-		{0xffffffff, "", 1<<27 - 1},
+		{DefaultMarkMask, "", 1<<13 - 1},
+		{0x0001ff00, "", 63},
+		{0x00ff0000, "", 31}, // the Calico neighbour mask of docs/operations.md
+		{0xffffffff, "", 1<<29 - 1},
 		{0, "zero", 0},
 		{0x00ff00ff, "contiguous", 0},
-		{0x000000ff, "need at least 9", 0},
+		{0x0000007f, "need at least 8", 0},
 	}
 	for _, tt := range tests {
 		m, err := NewMarks(tt.mask)
@@ -43,9 +45,9 @@ func TestMarksEncode(t *testing.T) {
 		want   uint32
 		wantID uint32
 	}{
-		{"drop log rule 1", 0, MarkDropLog, 1, 0x00210000, 1},
-		{"keeps foreign bits, clears ours", 0xabcd_1234, MarkReject, 2, 0x0042_1234, 2},
-		{"clamps id", 0, MarkAcceptLog, 1 << 20, 0xffe40000, 2047},
+		{"drop log rule 1", 0, MarkDropLog, 1, 0x00090000, 1},
+		{"keeps foreign bits, clears ours", 0xabcd_1234, MarkReject, 2, 0x0012_1234, 2},
+		{"clamps id", 0, MarkAcceptLog, 1 << 20, 0xfffc0000, 8191},
 		{"none", 0x0018_0001, MarkNone, 0, 0x0000_0001, 0},
 	}
 	for _, tt := range tests {
@@ -64,27 +66,96 @@ func TestMarksEncode(t *testing.T) {
 	if !m.Related(0x00100000) || m.Related(0x00080000) {
 		t.Error("related bit not decoded on its own")
 	}
-	if m.EstablishedBit() != 0x00080000 || m.RelatedBit() != 0x00100000 || m.ActionMask() != 0x00070000 || m.IDMask() != 0xffe00000 {
-		t.Errorf("masks: est %#x rel %#x act %#x id %#x", m.EstablishedBit(), m.RelatedBit(), m.ActionMask(), m.IDMask())
+	if m.EstablishedBit() != 0x00080000 || m.RelatedBit() != 0x00100000 || m.InvalidBit() != 0x00200000 || m.ActionMask() != 0x00070000 || m.IDMask() != 0xfff80000 {
+		t.Errorf("masks: est %#x rel %#x inv %#x act %#x id %#x", m.EstablishedBit(), m.RelatedBit(), m.InvalidBit(), m.ActionMask(), m.IDMask())
+	}
+	if m.OffloadBits() != 0x003f0000 || m.GenMask() != 0xffc00000 || m.MaxGen() != 1023 {
+		t.Errorf("connmark: offload %#x gen %#x max %d", m.OffloadBits(), m.GenMask(), m.MaxGen())
+	}
+	// An ID never reads as a state, nor a state as an ID.
+	if m.Related(m.Encode(0, MarkDropLog, 2)) || m.State(0x00100000) != StateRelated {
+		t.Error("related bit read through an action")
+	}
+	if a, _, id := m.Decode(0x00100000); a != MarkNone || id != 0 {
+		t.Errorf("state bits decoded as id %d", id)
 	}
 }
 
 func TestOffloadMark(t *testing.T) {
-	m, err := NewMarks(0x0001ff00) // MaxID 15
+	m, err := NewMarks(0x0003ff00) // MaxGen 15
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.MaxGen() != 15 {
+		t.Fatalf("MaxGen %d", m.MaxGen())
 	}
 	for _, gen := range []uint32{0, 1, 15, 16, 17, 1 << 31} {
 		pm := m.OffloadMark(0x1234_00ff, gen)
 		if pm&^m.Mask != 0x1234_00ff {
 			t.Errorf("gen %d: foreign bits changed: %#x", gen, pm)
 		}
-		if pm&m.Mask != m.OffloadConnmark(gen) {
-			t.Errorf("gen %d: packet mark %#x does not carry the connmark %#x the rules match", gen, pm, m.OffloadConnmark(gen))
+		if pm&(m.ActionMask()|m.IDMask()) != m.OffloadRequest(gen) {
+			t.Errorf("gen %d: packet mark %#x does not carry the request %#x the rules match", gen, pm, m.OffloadRequest(gen))
 		}
 		a, _, id := m.Decode(pm)
 		if a != MarkOffload || id != gen%16 {
 			t.Errorf("gen %d: decoded %v id %d", gen, a, id)
+		}
+		if m.ConnGen(gen) != (gen%16)<<14 {
+			t.Errorf("gen %d: conntrack generation %#x", gen, m.ConnGen(gen))
+		}
+	}
+}
+
+// TestOffloadBits checks that every hook and direction has its own bit, so
+// a decision at one never offloads another (#13: offload crossed hooks).
+func TestOffloadBits(t *testing.T) {
+	m, err := NewMarks(DefaultMarkMask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint32]string{}
+	for h := HookInput; h < NumHooks; h++ {
+		for _, reply := range []bool{false, true} {
+			b := m.OffloadBit(h, reply)
+			if b&m.OffloadBits() != b || b&(b-1) != 0 {
+				t.Errorf("%v reply=%v: bit %#x not one offload bit", h, reply, b)
+			}
+			if other, dup := seen[b]; dup {
+				t.Errorf("%v reply=%v shares bit %#x with %s", h, reply, b, other)
+			}
+			seen[b] = fmt.Sprint(h, reply)
+			cm := b | m.ConnGen(5)
+			for h2 := HookInput; h2 < NumHooks; h2++ {
+				for _, r2 := range []bool{false, true} {
+					if got, want := m.Offloaded(cm, h2, r2, 5), h2 == h && r2 == reply; got != want {
+						t.Errorf("connmark %#x set at %v/%v: Offloaded(%v, %v) = %v", cm, h, reply, h2, r2, got)
+					}
+				}
+			}
+			if m.Offloaded(cm, h, reply, 6) {
+				t.Errorf("connmark %#x offloads under another generation", cm)
+			}
+		}
+	}
+}
+
+func TestStateMatch(t *testing.T) {
+	m, err := NewMarks(0x00ff0000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := map[State]uint32{StateNew: 0, StateEstablished: m.EstablishedBit(), StateRelated: m.RelatedBit(), StateInvalid: m.InvalidBit()}
+	for s, mark := range kernel {
+		mark |= 0x1234 // foreign bits
+		if got := m.State(mark); got != s {
+			t.Errorf("State(%#x) = %v, want %v", mark, got, s)
+		}
+		for s2 := range kernel {
+			mask, v := m.StateMatch(s2)
+			if got := mark&mask == v; got != (s == s2) {
+				t.Errorf("StateMatch(%v) on a %v packet = %v", s2, s, got)
+			}
 		}
 	}
 }
@@ -120,17 +191,27 @@ func FuzzMarks(f *testing.F) {
 		}
 		ga, est, gid := m.Decode(v)
 		wantID := min(id, m.MaxID())
-		if ga != a || est || gid != wantID {
+		switch {
+		case a == MarkNone:
+			// An ID travels only with an action: without one the same
+			// bits are the kernel's state bits, and no ID is read.
+			if ga != a || gid != 0 || est != (v&m.EstablishedBit() != 0) {
+				t.Fatalf("mask %#x: Decode(Encode(none, %d)) = %v %v %d", mask, id, ga, est, gid)
+			}
+		case ga != a || est || gid != wantID:
 			t.Fatalf("mask %#x: Decode(Encode(%v, %d)) = %v %v %d", mask, a, id, ga, est, gid)
 		}
 		if v&m.ActionMask() != m.Action(a) {
 			t.Fatalf("mask %#x: action bits %#x, want %#x", mask, v&m.ActionMask(), m.Action(a))
 		}
-		if m.ActionMask()|m.EstablishedBit()|m.RelatedBit()|m.IDMask() != mask {
-			t.Fatalf("mask %#x: fields do not tile the mask", mask)
+		if m.ActionMask()|m.IDMask() != mask || m.ActionMask()&m.IDMask() != 0 || m.StateMask()&^m.IDMask() != 0 {
+			t.Fatalf("mask %#x: packet mark fields do not tile the mask", mask)
 		}
-		if m.OffloadConnmark(id)&^mask != 0 {
-			t.Fatalf("mask %#x: offload connmark outside the mask", mask)
+		if m.OffloadBits()|m.GenMask() != mask || m.OffloadBits()&m.GenMask() != 0 {
+			t.Fatalf("mask %#x: conntrack mark fields do not tile the mask", mask)
+		}
+		if m.OffloadRequest(id)&^mask != 0 || m.ConnGen(id)&^mask != 0 {
+			t.Fatalf("mask %#x: offload marks outside the mask", mask)
 		}
 	})
 }

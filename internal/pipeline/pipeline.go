@@ -54,7 +54,10 @@ type Shared struct {
 	policy atomic.Pointer[Policy]
 	marks  nf.Marks
 	flows  *conntrack.Table
-	stats  Counters
+	// kernelState: the state bits of every packet's mark are the kernel's
+	// conntrack view (the live queue), and `state` is read from them.
+	kernelState bool
+	stats       Counters
 	// latency holds the sampled Process times.
 	latency latencyHist
 }
@@ -67,6 +70,14 @@ func NewShared(p *Policy, marks nf.Marks, flows *conntrack.Table) *Shared {
 	s.policy.Store(p)
 	return s
 }
+
+// UseKernelState makes the state bits of each packet's mark (nf.Marks.State,
+// set by the kernel rules before the queue rule) the packet's `state`, on
+// every packet, whatever the flow tracker thinks: the live path, where
+// kernel-compiled `state` matches read the same bits, so both paths agree
+// (#13). Without it (captures, tests) the tracker decides, taking the
+// established and related bits as hints. Call it before any worker runs.
+func (s *Shared) UseKernelState() { s.kernelState = true }
 
 // SetPolicy makes p the policy for every packet processed after it returns.
 // p's rule hit counters start from those of the rules of the same name in
@@ -250,7 +261,10 @@ func (w *Worker) begin(pol *Policy, data []byte, m *Meta, pkt *packet.Packet, r 
 func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la *conntrack.Lookahead) Result {
 	s := w.shared
 	var r Result
-	_, kernelEstablished, _ := s.marks.Decode(m.Mark)
+	// begin passed only packets without an action, so the bits above it
+	// are the kernel's state bits.
+	kernelState := s.marks.State(m.Mark)
+	kernelEstablished := kernelState == nf.StateEstablished
 	in := &w.in
 	in.Pkt = pkt
 	in.Hook, in.InIf, in.OutIf, in.Now = m.Hook, m.InIf, m.OutIf, m.Now
@@ -262,7 +276,7 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	// The kernel's conntrack saw the flows the agent did not queue (the
 	// host's own outgoing traffic when only input is filtered, flows older
 	// than the agent): an ICMP error it calls related is related.
-	kernelRelated := s.marks.Related(m.Mark)
+	kernelRelated := kernelState == nf.StateRelated
 	if kernelRelated {
 		in.State = nf.StateRelated
 	}
@@ -282,16 +296,21 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 		if kernelRelated && flow.State != nf.StateEstablished {
 			in.State = nf.StateRelated
 		}
+	}
+	if s.kernelState {
+		in.State = kernelState
+	}
+	if tracked {
 		var ok bool
 		if cached, ok = flow.Cached(pol.Gen); ok {
-			r.Decision, r.Cached = decodeCache(cached, m.Hook, flow.Reply, flow.State)
+			r.Decision, r.Cached = decodeCache(cached, m.Hook, flow.Reply, in.State)
 		}
 	}
 	if !r.Cached {
 		r.Decision = pol.Program.Decide(in)
 		if tracked {
 			// Starting from cached keeps the other direction's decision.
-			if v, ok := encodeCache(cached, r.Decision, m.Hook, flow.Reply, flow.State); ok {
+			if v, ok := encodeCache(cached, r.Decision, m.Hook, flow.Reply, in.State); ok {
 				s.flows.SetCache(flow.Flow, conntrack.Cache{Gen: pol.Gen, Value: v})
 			}
 		}
