@@ -116,6 +116,11 @@ func Run(ctx context.Context, cfg Config) error {
 	a.gen = firstGeneration(cfg.Rules.Marks)
 	flows := conntrack.New(conntrack.Config{MaxFlows: cfg.MaxFlows})
 	a.shared = pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: a.gen}, cfg.Rules.Marks, flows)
+	cgroups := openCgroups(a.log, prog)
+	if cgroups != nil {
+		defer cgroups.Close()
+		a.shared.SetCgroupFinder(cgroups)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -130,6 +135,7 @@ func Run(ctx context.Context, cfg Config) error {
 		RuleName:   a.ruleName,
 		RulePrefix: a.rulePrefix,
 		IfName:     a.ifs.Name,
+		Cgroup:     logCgroup(cgroups),
 		Logger:     a.log,
 		// Deep enough to ride out a burst the size of the socket buffer
 		// (about 20k messages) without shedding in userspace first.

@@ -27,6 +27,11 @@ func TestParseEventRoundTrip(t *testing.T) {
 		{Time: testTime.UTC(), Rule: "default", Verdict: "unknown", Event: "unknown", Hook: "unknown", Proto: 4},
 		{Time: testTime.UTC(), Rule: "r", Verdict: "drop", Event: "drop", Hook: "input", Family: packet.IPv4,
 			Proto: packet.ProtoUDP, SrcPort: 53, DstPort: 9, Length: 1428},
+		{Time: testTime.UTC(), Rule: "owned", Verdict: "drop", Event: "drop", Hook: "output", Family: packet.IPv4,
+			Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 53, Length: 60,
+			HasUID: true, UID: 65534, HasGID: true, GID: 0, HasCgroup: true, Cgroup: "system.slice/a \"b\".service"},
+		{Time: testTime.UTC(), Rule: "root-cgroup", Verdict: "drop", Event: "drop", Hook: "output", Family: packet.IPv4,
+			Proto: packet.ProtoUDP, Length: 60, HasUID: true, UID: 0, HasCgroup: true},
 	}
 	for _, want := range tests {
 		t.Run(want.Rule, func(t *testing.T) {
