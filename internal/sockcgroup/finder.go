@@ -19,6 +19,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
 )
 
 // Mount finds the cgroup2 mount point in mounts (the text of
@@ -249,4 +250,53 @@ func ID(mount, path string) (uint64, error) {
 		return 0, fmt.Errorf("sockcgroup: cgroup %s: %w", path, err)
 	}
 	return st.Ino, nil
+}
+
+// Resolve lists the ids of the cgroups under mount that pattern names
+// (policies.CgroupMatch semantics: one component per level, '*' within a
+// component): the cgroups at depth policies.CgroupDepth(pattern) whose path
+// matches, for nft's `socket cgroupv2 level N`. A pattern naming no
+// existing cgroup yields none, and no error.
+func Resolve(mount, pattern string) ([]uint64, error) {
+	depth := strings.Count(pattern, "/") + 1
+	var ids []uint64
+	root := filepath.Clean(mount)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || p == root {
+			return nil
+		}
+		rel := strings.TrimPrefix(p, root+"/")
+		n := strings.Count(rel, "/") + 1
+		if n == depth {
+			if policies.CgroupMatch(pattern, rel) {
+				var st syscall.Stat_t
+				if syscall.Stat(p, &st) == nil {
+					ids = append(ids, st.Ino)
+				}
+			}
+			return filepath.SkipDir
+		}
+		// Deeper levels only under directories that can still match.
+		if !policies.CgroupMatch(prefixComponents(pattern, n), rel) {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sockcgroup: resolve %s: %w", pattern, err)
+	}
+	return ids, nil
+}
+
+// prefixComponents is the first n components of a pattern.
+func prefixComponents(pattern string, n int) string {
+	i := 0
+	for k := 0; k < n; k++ {
+		j := strings.IndexByte(pattern[i:], '/')
+		if j < 0 {
+			return pattern
+		}
+		i += j + 1
+	}
+	return pattern[:i-1]
 }

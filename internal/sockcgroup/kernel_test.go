@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -135,5 +137,35 @@ func TestKernelFinder(t *testing.T) {
 	}
 	if p, ok := f.Cgroup(out, nf.HookForward); ok {
 		t.Errorf("forwarded packet: got %q", p)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	cg := testnet.NewCgroup(t, "app.slice", "web.service")
+	top := strings.SplitN(cg.Path, "/", 2)[0]
+	if err := os.Mkdir(filepath.Join(cg.Mount, top, "app.slice", "db.scope"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ID(cg.Mount, cg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		pattern string
+		n       int
+	}{
+		{cg.Path, 1},
+		{top + "/app.slice/*.service", 1},
+		{top + "/app.slice/*", 2},
+		{top + "/*/web.service", 1},
+		{top + "/app.slice/nope.service", 0},
+	} {
+		ids, err := Resolve(cg.Mount, tc.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != tc.n || tc.n == 1 && ids[0] != want {
+			t.Errorf("Resolve(%q) = %v, want %d id(s) (web.service is %d)", tc.pattern, ids, tc.n, want)
+		}
 	}
 }
