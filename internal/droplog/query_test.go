@@ -193,6 +193,7 @@ func FuzzParseEvent(f *testing.F) {
 	}
 	f.Add([]byte(`{"time":"2026-11-27T13:04:05.000120000Z","rule":"r","verdict":"drop","event":"drop","hook":"input","family":"ipv6","proto":"icmpv6","src":"2001:db8::1","dst":"2001:db8::2","length":104,"icmp_type":128,"icmp_code":0,"prefix":"fwagent:drop","mark":1}`))
 	f.Add([]byte(`{"time":"2026-11-27T13:04:05Z","proto":"tcp","tcp_flags":"FSRPAUEW"}`))
+	f.Add([]byte(`{"time":"2026-11-27T13:04:05Z","proto":"udp","uid":65534,"gid":0,"cgroup":"/system.slice/a\n.service"}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var e Event
 		if ParseEvent(line, &e) != nil {
