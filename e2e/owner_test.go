@@ -224,3 +224,76 @@ rules:
 		}
 	}
 }
+
+// listenInCgroup opens a TCP listener on port inside ns whose socket
+// belongs to cgroup cg: the test process joins cg for the moment it makes
+// the socket (a socket keeps the cgroup it was created in) and goes back.
+// The whole process moves, so callers must not run in parallel with tests
+// that start processes expecting the test's own cgroup.
+func listenInCgroup(t *testing.T, ns *testnet.NS, cg testnet.Cgroup, port int) {
+	t.Helper()
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var home string
+	for _, l := range strings.Split(string(self), "\n") {
+		if rest, ok := strings.CutPrefix(l, "0::"); ok {
+			home = filepath.Join(cg.Mount, rest)
+		}
+	}
+	if home == "" {
+		t.Fatalf("no cgroup v2 line in /proc/self/cgroup:\n%s", self)
+	}
+	pid := []byte(fmt.Sprint(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(cg.Dir(), "cgroup.procs"), pid, 0); err != nil {
+		t.Fatalf("join %s: %v", cg.Path, err)
+	}
+	serveTCP(t, ns, port)
+	if err := os.WriteFile(filepath.Join(home, "cgroup.procs"), pid, 0); err != nil {
+		t.Fatalf("go back to %s: %v", home, err)
+	}
+}
+
+// TestOwnerCgroupInput: on input, a cgroup rule lets connections in only to
+// the listener of the named cgroup (the server example's rule): the kernel
+// delivers a SYN to a listener, and the agent finds that listener the same
+// way. Not parallel: it moves the test process between cgroups.
+func TestOwnerCgroupInput(t *testing.T) {
+	requireKernelTools(t)
+	testnet.RequireCommands(t, "nsenter")
+	cg := testnet.NewCgroup(t, "system.slice", "web.service")
+	n := testnet.New(t)
+	listenInCgroup(t, n.Server, cg, 8443)
+	serveTCP(t, n.Server, 8444) // the test's own cgroup
+	policy := fmt.Sprintf(`version: 1
+default: {input: accept, output: accept}
+rules:
+  - name: web-unit
+    hook: input
+    match: {proto: tcp, dport: [8443, 8444], cgroup: %s}
+    action: accept
+  - name: not-web-unit
+    hook: input
+    match: {proto: tcp, dport: [8443, 8444]}
+    action: drop
+    log: true
+`, cg.Path)
+	a := startAgentHostMounts(t, n.Server, writePolicy(t, policy), "--hooks", "input")
+	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
+		tcpEcho(t, n.Client, netip.AddrPortFrom(dst, 8443))
+		if c, err := dialTCP(n.Client, netip.AddrPortFrom(dst, 8444), 0, dropWait); err == nil {
+			c.Close()
+			t.Errorf("%s:8444, a listener outside the unit: connected, want it dropped", dst)
+		}
+		evs := a.waitEvents(t, 1, func(e event) bool { return e.str("dst") == dst.String() && e.str("dport") == "8444" })
+		if len(evs) == 0 {
+			t.Errorf("no drop event for %s:8444; events: %v", dst, a.events(t))
+			continue
+		}
+		checkEvent(t, evs[0], map[string]string{"rule": "not-web-unit", "hook": "input", "uid": "", "cgroup": "/"})
+	}
+	if evs := a.events(t); len(evs) != 2 {
+		t.Errorf("%d events, want the two dropped SYNs to 8444: %v", len(evs), evs)
+	}
+}
