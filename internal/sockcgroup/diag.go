@@ -65,6 +65,11 @@ func openDiag() (*diag, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("sockcgroup: bind sock_diag socket: %w", err)
 	}
+	// Connected to the kernel, a lookup is a plain write and read.
+	if err := unix.Connect(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sockcgroup: connect sock_diag socket: %w", err)
+	}
 	// A lookup that the kernel never answers must not hang a worker.
 	tv := unix.Timeval{Usec: 200_000}
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
@@ -127,11 +132,11 @@ func (d *diag) lookup(s Socket) (uint64, error) {
 	defer d.mu.Unlock()
 	d.seq++
 	req := appendRequest(d.buf[:0], d.seq, s)
-	if err := unix.Sendto(d.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if _, err := unix.Write(d.fd, req); err != nil {
 		return 0, fmt.Errorf("sockcgroup: send lookup: %w", err)
 	}
 	for {
-		n, _, err := unix.Recvfrom(d.fd, d.buf, 0)
+		n, err := unix.Read(d.fd, d.buf)
 		if err != nil {
 			return 0, fmt.Errorf("sockcgroup: read lookup answer: %w", err)
 		}

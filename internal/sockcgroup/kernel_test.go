@@ -169,3 +169,42 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFinderCgroup is the cost a cgroup rule adds to an uncached
+// packet: one sock_diag lookup of an established TCP socket and a cached
+// path.
+func BenchmarkFinderCgroup(b *testing.B) {
+	n := testnet.New(b)
+	mount, err := HostMount()
+	if err != nil {
+		b.Skip(err)
+	}
+	var f *Finder
+	var ln net.Listener
+	var c net.Conn
+	err = n.Client.Do(func() error {
+		var err error
+		if f, err = Open(mount, nil); err != nil {
+			return err
+		}
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return err
+		}
+		c, err = net.Dial("tcp", ln.Addr().String())
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	defer ln.Close()
+	defer c.Close()
+	local, remote := netip.MustParseAddrPort(c.LocalAddr().String()), netip.MustParseAddrPort(c.RemoteAddr().String())
+	pkt := &packet.Packet{Family: packet.IPv4, Proto: packet.ProtoTCP, HasL4: true, Src: local.Addr(), SrcPort: local.Port(), Dst: remote.Addr(), DstPort: remote.Port()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := f.Cgroup(pkt, nf.HookOutput); !ok {
+			b.Fatal("not found")
+		}
+	}
+}
