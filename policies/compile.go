@@ -32,6 +32,7 @@ func Compile(pol *Policy) (*Program, error) {
 		onError:    pol.OnError,
 		audit:      pol.Audit,
 		warnings:   append([]string(nil), pol.Warnings...),
+		evalWarns:  append([]string(nil), pol.EvalWarnings...),
 		tests:      pol.Tests,
 		seeds:      [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
@@ -81,6 +82,10 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 	}
 	if m.States != 0 {
 		e.checks |= chkState
+	}
+	if m.UID.Set || m.GID.Set || len(m.Cgroup) > 0 {
+		e.checks |= chkOwner
+		e.uid, e.gid, e.cgroups = m.UID, m.GID, m.Cgroup
 	}
 	if m.TCPFlags != nil {
 		e.hasTCP, e.tcpWant, e.tcpMask = true, m.TCPFlags.Want, m.TCPFlags.Mask

@@ -25,6 +25,7 @@ import (
 func (p *Program) Decide(in *Input) Decision {
 	pkt := in.Pkt
 	h := in.Hook
+	in.cgroupState = 0
 	if h >= nf.NumHooks || pkt == nil {
 		return Decision{Action: ActionDrop, Rule: NoRule}
 	}
@@ -141,6 +142,11 @@ func (p *Program) check(e *ruleExec, in *Input) (bool, uint8) {
 	if e.checks&chkIface != 0 {
 		if len(e.iif) > 0 && !anyGlob(e.iif, in.InIf) || len(e.oif) > 0 && !anyGlob(e.oif, in.OutIf) {
 			return false, 0
+		}
+	}
+	if e.checks&chkOwner != 0 {
+		if ok, t := p.checkOwner(e, in); !ok {
+			return false, t
 		}
 	}
 	if e.checks&chkState != 0 && e.states&(1<<(in.State&3)) == 0 {

@@ -354,6 +354,9 @@ func naiveMatch(r *Rule, in *Input) bool {
 	if len(m.Length) > 0 && !slices.ContainsFunc(m.Length, func(r LengthRange) bool { return r.Lo <= p.Length && p.Length <= r.Hi }) {
 		return false
 	}
+	if !naiveOwner(m, in) {
+		return false
+	}
 	if m.Payload != nil {
 		pl := p.Payload
 		if !l4 || m.Payload.Offset > len(pl) {
@@ -437,6 +440,9 @@ func randomPolicy(rng *rand.Rand, nrules int) string {
 		if rng.IntN(8) == 0 {
 			f = append(f, "length: "+pick("60", "[20-100, 1500]", "100-65535"))
 		}
+		if rng.IntN(6) == 0 {
+			f = append(f, randomOwnerField(rng))
+		}
 		if rng.IntN(8) == 0 {
 			f = append(f, "payload: {contains: "+pick("GET", "x", "\"GET /\"")+pick("", ", offset: 1", ", depth: 8")+"}")
 		}
@@ -472,13 +478,15 @@ func randomInput(rng *rand.Rand) *Input {
 	if rng.IntN(10) == 0 {
 		p.NonFirstFragment, p.Fragment = true, true
 	}
-	return &Input{
+	in := &Input{
 		Pkt:   p,
 		Hook:  nf.Hook(rng.IntN(int(nf.NumHooks))),
 		InIf:  pick("eth0", "eth1", "wlan0", ""),
 		OutIf: pick("eth0", "eth1", "wlan0", ""),
 		State: nf.State(rng.IntN(4)),
 	}
+	randomOwner(rng, in)
+	return in
 }
 
 // TestDecideMatchesSpec compares the compiled program with the rule-by-rule

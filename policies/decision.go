@@ -41,6 +41,20 @@ type Input struct {
 	State nf.State
 	// Now is a monotonic time in nanoseconds, used by rate limits.
 	Now int64
+	// HasUID and HasGID say the kernel gave the owner of the packet's local
+	// socket (NFQA_UID, NFQA_GID): false for packets without a full socket
+	// (forwarded, most input packets before a connection is established,
+	// kernel-generated replies) and for packets from captures.
+	HasUID, HasGID bool
+	UID, GID       uint32
+	// Cgroups finds the cgroup of the packet's local socket; nil when there
+	// is no way to know (captures), and then no cgroup rule matches.
+	Cgroups CgroupFinder
+
+	// cgroup memoises Cgroups for one Decide call: 0 not asked yet, 1
+	// known (cgroupPath), 2 unknown.
+	cgroupState uint8
+	cgroupPath  string
 }
 
 // Decision is the result of evaluating a Program on one packet.

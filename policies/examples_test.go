@@ -12,7 +12,8 @@ func TestExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"host-baseline.yaml", "log-only.yaml", "dns-blocklist.yaml",
-		"tls-egress-allowlist.yaml", "ssh-bruteforce.yaml", "router.yaml"} {
+		"tls-egress-allowlist.yaml", "ssh-bruteforce.yaml", "router.yaml",
+		"workstation-egress.yaml", "server-nginx.yaml"} {
 		if !containsSuffix(files, want) {
 			t.Errorf("examples/%s is missing", want)
 		}

@@ -17,11 +17,14 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(decidePolicy))
 	f.Add([]byte(head + "sets:\n  a: {file: s.txt}\nrules:\n  - {name: x, match: {src: $a}, action: drop}\n"))
 	f.Add([]byte(head + "rules:\n  - name: a\n    match: {src: 10.0.0.1/8}\n    action: drop\n"))
+	f.Add([]byte(head + "sets:\n  u: [root, nobody]\nrules:\n  - {name: o, hook: output, match: {uid: [$u, \"!1-9\"], gid: 0, cgroup: [\"a/*\", /b/]}, action: drop}\n" +
+		"tests:\n  - {packet: {hook: output, uid: root, gid: 0, cgroup: a/x}, expect: drop}\n"))
 	files := fakeFiles(map[string]string{"s.txt": "10.0.0.0/8\n# c\n  192.0.2.1\n"})
 	pkts := []*Input{
 		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)},
 		{Pkt: pk(17, "2001:db8::1", "2001:db8::2", 53, 53), Hook: nf.HookOutput, State: nf.StateEstablished},
 		{Pkt: &packet.Packet{Family: packet.IPv4, Src: netip.MustParseAddr("1.1.1.1"), Dst: netip.MustParseAddr("2.2.2.2"), Proto: 1, HasL4: true, ICMPType: 8}, Hook: nf.HookForward, InIf: "eth0"},
+		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 443), Hook: nf.HookOutput, HasUID: true, UID: 0, HasGID: true, GID: 0, Cgroups: staticCgroup("a/x")},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pol, err := Load("f.yaml", data, files)

@@ -31,9 +31,16 @@ func LoadFile(path string) (*Policy, error) {
 // files (nil: set files are an error). Every error is an *Error pointing at
 // the node at fault; on error nothing is returned.
 func Load(name string, data []byte, readFile func(string) ([]byte, error)) (*Policy, error) {
+	return LoadWithNames(name, data, readFile, nil)
+}
+
+// LoadWithNames is Load with user and group names (uid, gid) resolved by
+// names instead of the host's user database (nil: the host's).
+func LoadWithNames(name string, data []byte, readFile func(string) ([]byte, error), names NameResolver) (*Policy, error) {
 	l := &loader{
-		file:     name,
-		readFile: readFile,
+		file:         name,
+		readFile:     readFile,
+		nameResolver: names,
 		p: &Policy{
 			File: name,
 			Sets: map[string]*Set{},
@@ -54,9 +61,10 @@ type orderedErr struct {
 }
 
 type loader struct {
-	file     string
-	readFile func(string) ([]byte, error)
-	p        *Policy
+	file         string
+	readFile     func(string) ([]byte, error)
+	nameResolver NameResolver
+	p            *Policy
 
 	errs        []orderedErr
 	brokenSets  map[string]bool

@@ -16,7 +16,7 @@ import (
 )
 
 var matchKeys = []string{"proto", "family", "src", "dst", "sport", "dport", "iif", "oif", "state",
-	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "payload"}
+	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "payload", "uid", "gid", "cgroup"}
 
 // errSkip marks a rule that refers to a set which is itself broken: the
 // set's error is reported, the rule's would only repeat it.
@@ -123,6 +123,8 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 			}
 		case "payload":
 			m.Payload, err = l.payload(f.val)
+		case "uid", "gid", "cgroup":
+			err = l.ownerField(r, f, hookNode)
 		}
 		if err != nil {
 			return err

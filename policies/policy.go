@@ -34,6 +34,11 @@ type Policy struct {
 	// Warnings are FILE:LINE:COL: warning: ... lines about things that are
 	// legal but probably not meant (shadowed rules, unused sets).
 	Warnings []string
+	// EvalWarnings are FILE:LINE:COL: warning: ... lines about rules that
+	// can never match a packet read from a capture (uid, gid, cgroup: a
+	// capture carries no socket owner). They are not Warnings because such
+	// rules are right for the live agent; check and eval print them.
+	EvalWarnings []string
 }
 
 // SetKind is what a named set holds, inferred from its entries.
@@ -152,6 +157,10 @@ type Match struct {
 	DNSQName    []string
 	TLSSNI      []string
 	Payload     *Payload
+	// UID and GID match the owner of the packet's local socket; Cgroup holds
+	// cgroup v2 path patterns of that socket (see owner.go).
+	UID, GID IDMatch
+	Cgroup   []string
 
 	// protosImplied: Protos came from a field such as tcp_flags, not from
 	// proto, and later fields may narrow it.
@@ -199,6 +208,11 @@ type TestPacket struct {
 	DNSQName string
 	TLSSNI   string
 	Payload  []byte
+	// Owner of the local socket the packet belongs to: HasUID, HasGID and
+	// Cgroup != "" say the test packet has one (policy tests only).
+	HasUID, HasGID bool
+	UID, GID       uint32
+	Cgroup         string
 
 	icmpName string
 	icmpNode *yaml.Node

@@ -51,6 +51,7 @@ type Program struct {
 	audit      bool
 	hooks      []nf.Hook
 	warnings   []string
+	evalWarns  []string
 	tests      []*Test
 	seeds      [2]maphash.Seed
 }
@@ -73,6 +74,7 @@ const (
 	chkIface  uint8 = 1 << iota // iif or oif: fixed for a flow
 	chkState                    // state: changes as a flow goes on
 	chkPacket                   // tcp_flags, icmp_type, length, L7, payload, limit
+	chkOwner                    // uid, gid, cgroup: fixed for a flow once it has a socket
 )
 
 // Taint bits: why a skipped rule might still match a later packet of the
@@ -107,6 +109,8 @@ type ruleExec struct {
 	iif, oif     []string
 	dns, sni     *l7.NameMatcher
 	payload      *l7.PayloadMatcher
+	uid, gid     IDMatch
+	cgroups      []string
 
 	limit  *Limit
 	table  *ratelimit.Table
@@ -172,6 +176,21 @@ func (p *Program) Audit() bool { return p.audit }
 
 // Warnings are the policy's warnings, FILE:LINE:COL: warning: ... each.
 func (p *Program) Warnings() []string { return append([]string(nil), p.warnings...) }
+
+// EvalWarnings are the warnings about rules that never match under
+// `fwagent eval` (see Policy.EvalWarnings).
+func (p *Program) EvalWarnings() []string { return append([]string(nil), p.evalWarns...) }
+
+// UsesCgroup reports whether some rule matches cgroup, so the packet source
+// should provide a CgroupFinder.
+func (p *Program) UsesCgroup() bool {
+	for i := range p.rules {
+		if len(p.rules[i].cgroups) > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // Hooks are the hooks whose packets the policy needs to see: those with a
 // rule, or whose default is not accept. Packets of other hooks are accepted

@@ -52,6 +52,14 @@ func (p *Program) RunTests() []TestResult {
 			OutIf: t.Packet.Oif,
 			State: t.Packet.State,
 			Now:   now,
+
+			HasUID: t.Packet.HasUID,
+			UID:    t.Packet.UID,
+			HasGID: t.Packet.HasGID,
+			GID:    t.Packet.GID,
+		}
+		if t.Packet.Cgroup != "" {
+			in.Cgroups = staticCgroup(t.Packet.Cgroup)
 		}
 		d := fresh.Decide(in)
 		got := d.Action.String() + " by " + fresh.describeRule(d.Rule)

@@ -13,7 +13,7 @@ import (
 )
 
 var testPacketKeys = []string{"hook", "proto", "family", "src", "dst", "sport", "dport", "iif", "oif", "state",
-	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "payload"}
+	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "payload", "uid", "gid", "cgroup"}
 
 // Addresses a test packet gets when it names none: ordinary public
 // addresses, outside the private, documentation and bogon ranges that
@@ -234,9 +234,16 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 				return err
 			}
 			tp.Payload = b
+		case "uid", "gid", "cgroup":
+			if err := l.testOwner(tp, f.name, v); err != nil {
+				return err
+			}
 		}
 	}
 	// Cross-field defaults and checks.
+	if tp.Hook == nf.HookForward && (tp.HasUID || tp.HasGID || tp.Cgroup != "") {
+		return l.errorf(n, "a forwarded test packet has no local socket, so it cannot carry uid, gid or cgroup")
+	}
 	set := 0
 	for _, b := range []bool{tp.DNSQName != "", tp.TLSSNI != "", tp.Payload != nil} {
 		if b {

@@ -51,6 +51,9 @@ func covers(a, b *Rule) bool {
 		return false
 	}
 	ma, mb := &a.Match, &b.Match
+	if !ownerCovers(ma, mb) {
+		return false
+	}
 	if len(ma.Protos) > 0 && (len(mb.Protos) == 0 || !subset(mb.Protos, ma.Protos)) {
 		return false
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 
+	nfqueue "github.com/florianl/go-nfqueue/v2"
+
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
 	"golang.org/x/sys/unix"
@@ -72,11 +74,14 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 			MaxPacketLen: e.cfg.MaxPacketLen,
 			MaxQueueLen:  e.cfg.MaxQueueLen,
 			FailOpen:     e.cfg.FailOpen,
-			ReadBuffer:   e.cfg.ReadBuffer,
-			Batch:        e.cfg.Batch,
-			Blocking:     e.cfg.BlockingRead,
-			Counters:     &e.batch,
-			Logger:       e.log,
+			// The socket owner feeds uid and gid rules; the kernel sends
+			// it only for packets with a local socket.
+			Flags:      nfqueue.NfQaCfgFlagUIDGid,
+			ReadBuffer: e.cfg.ReadBuffer,
+			Batch:      e.cfg.Batch,
+			Blocking:   e.cfg.BlockingRead,
+			Counters:   &e.batch,
+			Logger:     e.log,
 		})
 		if err != nil {
 			// Readers not yet running still hold a bound socket: a
@@ -222,6 +227,7 @@ func (d *decider) add(p *nfqmsg.Packet, now int64) {
 		m.Hook = h
 	}
 	m.Mark = p.Mark
+	m.HasUID, m.UID, m.HasGID, m.GID = p.HasUID, p.UID, p.HasGID, p.GID
 	if ifName := d.e.cfg.IfName; ifName != nil {
 		if p.InDev != 0 {
 			m.InIf = ifName(p.InDev)

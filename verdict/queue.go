@@ -185,7 +185,9 @@ func (e *Engine) Start(ctx context.Context) (wait func(), err error) {
 }
 
 func (e *Engine) open(ctx context.Context, num uint16, workers []chan job) (*nfqueue.Nfqueue, error) {
-	var flags uint32
+	// The socket owner feeds uid and gid rules (sent only for packets with
+	// a local socket).
+	flags := uint32(nfqueue.NfQaCfgFlagUIDGid)
 	if e.cfg.FailOpen {
 		flags |= nfqueue.NfQaCfgFlagFailOpen
 	}
@@ -280,6 +282,12 @@ func (e *Engine) toJob(q *nfqueue.Nfqueue, a *nfqueue.Attribute) (job, bool) {
 	}
 	if a.Mark != nil {
 		j.meta.Mark = *a.Mark
+	}
+	if a.UID != nil {
+		j.meta.HasUID, j.meta.UID = true, *a.UID
+	}
+	if a.GID != nil {
+		j.meta.HasGID, j.meta.GID = true, *a.GID
 	}
 	if e.cfg.IfName != nil {
 		if a.InDev != nil {

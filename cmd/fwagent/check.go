@@ -28,6 +28,10 @@ Exit status: 0 valid and every test passed, 1 invalid or a test failed,
 			for _, w := range prog.Warnings() {
 				fmt.Fprintln(errOut, w) // already FILE:LINE:COL: warning: ...
 			}
+			// Rules on the socket owner are right live but silent in eval.
+			for _, w := range prog.EvalWarnings() {
+				fmt.Fprintln(errOut, w)
+			}
 			failed := 0
 			results := prog.RunTests()
 			for _, r := range results {

@@ -24,8 +24,16 @@ func TestCheckExamples(t *testing.T) {
 			if code != exitOK {
 				t.Fatalf("exit %d:\n%s", code, errOut)
 			}
-			if errOut != "" {
-				t.Errorf("stderr (warnings in an example): %s", errOut)
+			// Owner rules are right live and only silent under eval: the
+			// examples may have those warnings, no others.
+			var other []string
+			for _, l := range strings.Split(strings.TrimSpace(errOut), "\n") {
+				if l != "" && !strings.Contains(l, "captures carry no socket owner") {
+					other = append(other, l)
+				}
+			}
+			if len(other) > 0 {
+				t.Errorf("stderr (warnings in an example): %s", strings.Join(other, "\n"))
 			}
 			m := okLine.FindStringSubmatch(out)
 			if m == nil || m[1] != f || m[2] == "0" || m[3] == "0" {

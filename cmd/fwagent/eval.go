@@ -27,6 +27,7 @@ type evalFlags struct {
 	oif     string
 	summary bool
 	json    bool
+	stderr  io.Writer // the eval warnings; nil: none printed
 }
 
 func newEvalCmd() *cobra.Command {
@@ -39,9 +40,14 @@ cooked) through the same decode, flow-tracking and decision pipeline the agent
 runs live, as if it arrived on --hook. Prints one line per packet (number,
 verdict, rule, 5-tuple), or with --summary packets and bytes per rule and
 verdict; --json prints JSON lines instead. The verdict is what the kernel
-would do (in audit mode: accept, with the rule's action under "action").`,
+would do (in audit mode: accept, with the rule's action under "action").
+
+Captures carry no socket owner: rules matching uid, gid or cgroup never
+match under eval (each is named in a warning on stderr), and the packets
+they would decide fall through to later rules.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.stderr = cmd.ErrOrStderr()
 			return f.run(cmd.OutOrStdout(), args[0])
 		},
 	}
@@ -101,6 +107,11 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 	prog, err := loadProgram(f.policy)
 	if err != nil {
 		return err
+	}
+	if f.stderr != nil {
+		for _, w := range prog.EvalWarnings() {
+			fmt.Fprintln(f.stderr, w)
+		}
 	}
 	file, err := os.Open(capPath)
 	if err != nil {

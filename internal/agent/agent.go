@@ -119,6 +119,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// The table installed below writes the kernel's conntrack state into
 	// every queued packet's mark: that is the policy's `state`.
 	a.shared.UseKernelState()
+	cgroups := openCgroups(a.log, prog)
+	if cgroups != nil {
+		defer cgroups.Close()
+		a.shared.SetCgroupFinder(cgroups)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -134,6 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 		RuleName:   a.ruleName,
 		RulePrefix: a.rulePrefix,
 		IfName:     a.ifs.Name,
+		Cgroup:     logCgroup(cgroups),
 		Logger:     a.log,
 		// Deep enough to ride out a burst the size of the socket buffer
 		// (about 20k messages) without shedding in userspace first.

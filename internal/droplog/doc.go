@@ -45,6 +45,11 @@
 //	prefix     string  the rule's own log prefix (`log: {prefix: ...}`) if it
 //	                   has one, else the raw NFLOG prefix, e.g. "fwagent:drop"
 //	mark       number  the packet mark, in decimal
+//	uid, gid   number  the owner of the packet's local socket (NFULA_UID/GID);
+//	                   absent when the packet has no full socket (forwarded,
+//	                   most input before a connection is established)
+//	cgroup     string  the cgroup v2 path of that socket, "/system.slice/x";
+//	                   absent when unknown (no socket found, no cgroup2 mount)
 //
 // Every string is escaped the way encoding/json escapes it (control
 // characters, quotes, <, >, &, U+2028/U+2029, invalid UTF-8), so an

@@ -51,6 +51,14 @@ type Event struct {
 	Prefix string
 	// Mark is the packet mark.
 	Mark uint32
+	// HasUID/UID and HasGID/GID are the owner of the packet's local socket
+	// (NFULA_UID, NFULA_GID: sent when the packet has a full socket).
+	HasUID, HasGID bool
+	UID, GID       uint32
+	// HasCgroup says Cgroup, the socket's cgroup v2 path below the root
+	// ("" is the root cgroup), was found (Config.Cgroup).
+	HasCgroup bool
+	Cgroup    string
 }
 
 // timeLayout is RFC 3339 with a fixed nine-digit fraction: unlike
@@ -122,6 +130,18 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = appendString(b, e.Prefix)
 	b = append(b, `,"mark":`...)
 	b = strconv.AppendUint(b, uint64(e.Mark), 10)
+	if e.HasUID {
+		b = append(b, `,"uid":`...)
+		b = strconv.AppendUint(b, uint64(e.UID), 10)
+	}
+	if e.HasGID {
+		b = append(b, `,"gid":`...)
+		b = strconv.AppendUint(b, uint64(e.GID), 10)
+	}
+	if e.HasCgroup {
+		b = append(b, `,"cgroup":`...)
+		b = appendString(b, "/"+e.Cgroup)
+	}
 	return append(b, '}')
 }
 

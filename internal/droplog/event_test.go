@@ -57,6 +57,15 @@ func TestAppendJSON(t *testing.T) {
 			want: `{"time":"2026-11-27T12:04:05.000120000Z","rule":"r","verdict":"accept","event":"would_drop","hook":"forward","family":"ipv4","proto":"icmp","src":"10.0.0.1","dst":"10.0.0.2","length":84,"in":"veth0","out":"veth1","icmp_type":0,"icmp_code":0,"prefix":"fwagent:would_drop","mark":5}`,
 		},
 		{
+			name: "socket owner and cgroup",
+			ev: Event{
+				Time: testTime.UTC(), Rule: "r", Verdict: "drop", Event: "drop", Hook: "output",
+				Family: packet.IPv4, Proto: packet.ProtoUDP, Length: 60,
+				HasUID: true, UID: 65534, HasGID: true, GID: 100, HasCgroup: true, Cgroup: "user.slice/x\n",
+			},
+			want: `{"time":"2026-11-27T12:04:05.000120000Z","rule":"r","verdict":"drop","event":"drop","hook":"output","family":"ipv4","proto":"udp","length":60,"prefix":"","mark":0,"uid":65534,"gid":100,"cgroup":"/user.slice/x\n"}`,
+		},
+		{
 			name: "icmpv6 unreachable",
 			ev: Event{
 				Time: testTime, Rule: "r", Verdict: "drop", Event: "drop", Hook: "input",
@@ -186,6 +195,9 @@ type stdEvent struct {
 	ICMPCode *uint8  `json:"icmp_code,omitempty"`
 	Prefix   string  `json:"prefix"`
 	Mark     uint32  `json:"mark"`
+	UID      *uint32 `json:"uid,omitempty"`
+	GID      *uint32 `json:"gid,omitempty"`
+	Cgroup   *string `json:"cgroup,omitempty"`
 }
 
 var stdProtoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 58: "icmpv6", 132: "sctp"}
@@ -206,6 +218,18 @@ func toStd(e *Event) *stdEvent {
 	}
 	if e.Dst.IsValid() {
 		s.Dst = e.Dst.String()
+	}
+	if e.HasUID {
+		u := e.UID
+		s.UID = &u
+	}
+	if e.HasGID {
+		g := e.GID
+		s.GID = &g
+	}
+	if e.HasCgroup {
+		c := "/" + e.Cgroup
+		s.Cgroup = &c
 	}
 	if e.L4 {
 		switch e.Proto {

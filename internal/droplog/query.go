@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fwagent/fwagent/internal/packet"
@@ -37,6 +38,9 @@ type jsonEvent struct {
 	ICMPCode *uint8  `json:"icmp_code"`
 	Prefix   string  `json:"prefix"`
 	Mark     uint32  `json:"mark"`
+	UID      *uint32 `json:"uid"`
+	GID      *uint32 `json:"gid"`
+	Cgroup   *string `json:"cgroup"`
 }
 
 // ParseEvent reads one line of the JSON log (the schema in the package
@@ -64,6 +68,19 @@ func ParseEvent(line []byte, e *Event) error {
 	}
 	if e.Proto, err = parseProto(w.Proto); err != nil {
 		return err
+	}
+	if w.UID != nil {
+		e.HasUID, e.UID = true, *w.UID
+	}
+	if w.GID != nil {
+		e.HasGID, e.GID = true, *w.GID
+	}
+	if w.Cgroup != nil {
+		cg, ok := strings.CutPrefix(*w.Cgroup, "/")
+		if !ok {
+			return fmt.Errorf("droplog: parse event: cgroup %q does not start with /", *w.Cgroup)
+		}
+		e.HasCgroup, e.Cgroup = true, cg
 	}
 	for _, a := range []struct {
 		s   string

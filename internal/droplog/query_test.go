@@ -27,6 +27,11 @@ func TestParseEventRoundTrip(t *testing.T) {
 		{Time: testTime.UTC(), Rule: "default", Verdict: "unknown", Event: "unknown", Hook: "unknown", Proto: 4},
 		{Time: testTime.UTC(), Rule: "r", Verdict: "drop", Event: "drop", Hook: "input", Family: packet.IPv4,
 			Proto: packet.ProtoUDP, SrcPort: 53, DstPort: 9, Length: 1428},
+		{Time: testTime.UTC(), Rule: "owned", Verdict: "drop", Event: "drop", Hook: "output", Family: packet.IPv4,
+			Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 53, Length: 60,
+			HasUID: true, UID: 65534, HasGID: true, GID: 0, HasCgroup: true, Cgroup: "system.slice/a \"b\".service"},
+		{Time: testTime.UTC(), Rule: "root-cgroup", Verdict: "drop", Event: "drop", Hook: "output", Family: packet.IPv4,
+			Proto: packet.ProtoUDP, Length: 60, HasUID: true, UID: 0, HasCgroup: true},
 	}
 	for _, want := range tests {
 		t.Run(want.Rule, func(t *testing.T) {
@@ -188,6 +193,7 @@ func FuzzParseEvent(f *testing.F) {
 	}
 	f.Add([]byte(`{"time":"2026-11-27T13:04:05.000120000Z","rule":"r","verdict":"drop","event":"drop","hook":"input","family":"ipv6","proto":"icmpv6","src":"2001:db8::1","dst":"2001:db8::2","length":104,"icmp_type":128,"icmp_code":0,"prefix":"fwagent:drop","mark":1}`))
 	f.Add([]byte(`{"time":"2026-11-27T13:04:05Z","proto":"tcp","tcp_flags":"FSRPAUEW"}`))
+	f.Add([]byte(`{"time":"2026-11-27T13:04:05Z","proto":"udp","uid":65534,"gid":0,"cgroup":"/system.slice/a\n.service"}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var e Event
 		if ParseEvent(line, &e) != nil {

@@ -55,6 +55,11 @@ type Config struct {
 	// (`log: {prefix: ...}`), "" for none; when set, it replaces the kernel's
 	// prefix in the event. nil-safe.
 	RulePrefix func(id uint32) string
+	// Cgroup finds the cgroup v2 path of the local socket of a logged
+	// packet at netfilter hook hook (NF_INET_*), as policies.CgroupFinder
+	// does for queued ones; nil leaves events without a cgroup. Called on
+	// the reader goroutine for events the rate limit lets through.
+	Cgroup func(p *packet.Packet, hook uint8) (string, bool)
 	// IfName resolves an interface index to its name. May be nil; then the
 	// Reader keeps its own ifname.Cache in NetNS, watching for renames.
 	IfName func(index uint32) string
@@ -465,6 +470,12 @@ func (r *Reader) fill(e *Event, a *nflog.Attribute) {
 	if a.OutDev != nil && r.ifName != nil {
 		e.Out = r.ifName(*a.OutDev)
 	}
+	if a.UID != nil {
+		e.HasUID, e.UID = true, *a.UID
+	}
+	if a.GID != nil {
+		e.HasGID, e.GID = true, *a.GID
+	}
 	if a.HwProtocol != nil {
 		switch *a.HwProtocol {
 		case unix.ETH_P_IP:
@@ -496,6 +507,9 @@ func (r *Reader) fill(e *Event, a *nflog.Attribute) {
 		}
 		e.TCPFlags = p.TCPFlags
 		e.ICMPType, e.ICMPCode = p.ICMPType, p.ICMPCode
+	}
+	if r.cfg.Cgroup != nil && a.Hook != nil && e.L4 && (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) {
+		e.Cgroup, e.HasCgroup = r.cfg.Cgroup(p, *a.Hook)
 	}
 }
 

@@ -31,6 +31,10 @@ type Meta struct {
 	Mark uint32
 	// Now is a monotonic time in nanoseconds.
 	Now int64
+	// HasUID/UID and HasGID/GID are the owner of the packet's local socket
+	// as the kernel queued it (absent without a full socket).
+	HasUID, HasGID bool
+	UID, GID       uint32
 }
 
 // Result is everything the pipeline decided about a packet.
@@ -60,6 +64,8 @@ type Shared struct {
 	stats       Counters
 	// latency holds the sampled Process times.
 	latency latencyHist
+	// cgroups finds sockets' cgroups for cgroup rules; nil: none match.
+	cgroups policies.CgroupFinder
 }
 
 // NewShared starts with policy p. flows may be nil: every packet is then
@@ -86,6 +92,11 @@ func (s *Shared) SetPolicy(p *Policy) {
 	p.initHits(s.policy.Load())
 	s.policy.Store(p)
 }
+
+// SetCgroupFinder gives cgroup rules a way to learn a packet's socket
+// cgroup. Call it before the first packet; nil (the default) makes cgroup
+// rules match nothing.
+func (s *Shared) SetCgroupFinder(f policies.CgroupFinder) { s.cgroups = f }
 
 // Policy is the policy in force.
 func (s *Shared) Policy() *Policy { return s.policy.Load() }
@@ -268,6 +279,8 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	in := &w.in
 	in.Pkt = pkt
 	in.Hook, in.InIf, in.OutIf, in.Now = m.Hook, m.InIf, m.OutIf, m.Now
+	in.HasUID, in.UID, in.HasGID, in.GID = m.HasUID, m.UID, m.HasGID, m.GID
+	in.Cgroups = s.cgroups
 	in.State = nf.StateNew
 	if kernelEstablished {
 		in.State = nf.StateEstablished

@@ -42,6 +42,8 @@ const (
 	attrPayload    = 10
 	attrCapLen     = 13
 	attrSkbInfo    = 14
+	attrUID        = 16
+	attrGID        = 17
 )
 
 // Verdict codes (include/uapi/linux/netfilter.h).
@@ -80,6 +82,11 @@ type Packet struct {
 	CapLen uint32
 	// SkbInfo is NFQA_SKB_INFO (checksum and GSO flags), 0 when absent.
 	SkbInfo uint32
+	// UID and GID are the owner of the packet's local socket (NFQA_UID,
+	// NFQA_GID), sent only on a queue opened with NFQA_CFG_F_UID_GID and
+	// only for packets with a full socket; HasUID and HasGID say they came.
+	HasUID, HasGID bool
+	UID, GID       uint32
 	// Payload starts at the network header.
 	Payload []byte
 }
@@ -213,6 +220,14 @@ func parseAttrs(b []byte, p *Packet, cut bool) bool {
 		case attrSkbInfo:
 			if len(v) >= 4 {
 				p.SkbInfo = binary.BigEndian.Uint32(v)
+			}
+		case attrUID:
+			if len(v) >= 4 {
+				p.UID, p.HasUID = binary.BigEndian.Uint32(v), true
+			}
+		case attrGID:
+			if len(v) >= 4 {
+				p.GID, p.HasGID = binary.BigEndian.Uint32(v), true
 			}
 		case attrPayload:
 			// Full slice expression: a caller appending to Payload must not

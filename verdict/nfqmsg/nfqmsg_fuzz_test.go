@@ -18,6 +18,7 @@ func FuzzParsePackets(f *testing.F) {
 		errMsg(-2, 4),
 		kmsg(typePacket, 1, kattr{attrPacketHdr, pktHdr(3, unix.ETH_P_IPV6, 3)}, kattr{attrInDev, be32(2)}, kattr{attrPayload, []byte{1, 2, 3}}),
 	))
+	f.Add(kmsg(typePacket, 0, kattr{attrPacketHdr, pktHdr(4, unix.ETH_P_IP, 3)}, kattr{attrUID, be32(0)}, kattr{attrGID, []byte{1, 2}}, kattr{attrPayload, []byte{0x45}}))
 	f.Add([]byte{})
 	f.Add([]byte{16, 0, 0, 0, 0, 3, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {

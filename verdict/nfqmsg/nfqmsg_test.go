@@ -83,7 +83,9 @@ func TestParse(t *testing.T) {
 		kattr{attrOutDev, be32(9)},
 		kattr{attrSkbInfo, be32(1)},
 		kattr{attrCapLen, be32(1500)},
-		kattr{16 /* UID, skipped */, be32(1000)},
+		kattr{attrUID, be32(1000)},
+		kattr{attrGID, be32(100)},
+		kattr{18 /* SECCTX, skipped */, be32(1)},
 		kattr{attrPayload, payload},
 	)
 	noMark := func(id uint32, p []byte) []byte {
@@ -99,7 +101,7 @@ func TestParse(t *testing.T) {
 		{
 			name: "all attributes",
 			in:   full,
-			want: []Packet{{ID: 42, Queue: 3, HwProtocol: unix.ETH_P_IP, Hook: unix.NF_INET_LOCAL_IN, HasMark: true, Mark: 0x10, InDev: 7, OutDev: 9, SkbInfo: 1, CapLen: 1500, Payload: payload}},
+			want: []Packet{{ID: 42, Queue: 3, HwProtocol: unix.ETH_P_IP, Hook: unix.NF_INET_LOCAL_IN, HasMark: true, Mark: 0x10, InDev: 7, OutDev: 9, SkbInfo: 1, CapLen: 1500, HasUID: true, UID: 1000, HasGID: true, GID: 100, Payload: payload}},
 		},
 		{
 			name: "odd payloads, several messages",
@@ -118,7 +120,7 @@ func TestParse(t *testing.T) {
 		{
 			name: "cut inside the payload",
 			in:   full[:len(full)-3],
-			want: []Packet{{ID: 42, Queue: 3, HwProtocol: unix.ETH_P_IP, Hook: unix.NF_INET_LOCAL_IN, HasMark: true, Mark: 0x10, InDev: 7, OutDev: 9, SkbInfo: 1, CapLen: 1500, Truncated: true}},
+			want: []Packet{{ID: 42, Queue: 3, HwProtocol: unix.ETH_P_IP, Hook: unix.NF_INET_LOCAL_IN, HasMark: true, Mark: 0x10, InDev: 7, OutDev: 9, SkbInfo: 1, CapLen: 1500, HasUID: true, UID: 1000, HasGID: true, GID: 100, Truncated: true}},
 		},
 		{
 			name: "cut inside the packet header",
