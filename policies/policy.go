@@ -208,7 +208,9 @@ type TestPacket struct {
 type Test struct {
 	Packet TestPacket
 	Expect Action
-	// Rule is the rule expected to decide, or "" for any.
-	Rule string
+	// Rule is the rule expected to decide, or "" for any; ByDefault (rule:
+	// default) expects no rule to match, the hook's default to decide.
+	Rule      string
+	ByDefault bool
 	pos  pos
 }

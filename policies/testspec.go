@@ -49,46 +49,65 @@ func (l *loader) tests(n *yaml.Node) {
 
 func (l *loader) test(n *yaml.Node) (*Test, *Error) {
 	fields, err := l.mapping(n, "test", []string{"packet", "expect", "rule"})
-	if err != nil {
+	if err != nil && fields == nil {
 		return nil, err
 	}
+	// Each bad field of a test is reported, not only the first.
+	var errs []*Error
+	badKeys := err != nil
+	if badKeys {
+		errs = append(errs, err)
+	}
 	t := &Test{pos: l.pos(n)}
-	var hasPacket, hasExpect bool
+	var hasPacket, hasExpect, skip bool
 	for _, f := range fields {
 		switch f.name {
 		case "packet":
 			hasPacket = true
 			if err := l.testPacket(&t.Packet, f.val); err != nil {
-				return nil, err
+				errs = append(errs, err)
 			}
 		case "expect":
 			hasExpect = true
 			if t.Expect, err = l.action(f.val, "expect", true); err != nil {
-				return nil, err
+				errs = append(errs, err)
 			}
 		case "rule":
 			s, err := l.scalar(f.val, "rule")
 			if err != nil {
-				return nil, err
+				errs = append(errs, err)
+				continue
+			}
+			if s == DefaultRuleName {
+				// The hook's default decides, as events say "rule":"default".
+				t.ByDefault = true
+				continue
 			}
 			if _, ok := l.ruleByName[s]; !ok {
 				names := make([]string, 0, len(l.ruleByName))
 				for k := range l.ruleByName {
 					names = append(names, k)
 				}
-				return nil, l.errorf(f.val, "unknown rule %q%s", s, quotedDidYouMean(s, names))
+				errs = append(errs, l.errorf(f.val, "unknown rule %q%s", s, quotedDidYouMean(s, append(names, DefaultRuleName))))
+				continue
 			}
-			if l.brokenRules[s] {
-				return nil, errSkip
-			}
+			// A broken rule's error is already reported.
+			skip = skip || l.brokenRules[s]
 			t.Rule = s
 		}
 	}
-	if !hasPacket {
-		return nil, l.errorf(n, "test has no packet")
+	// A misspelt key is most likely the missing one: say only the one.
+	if !badKeys && !hasPacket {
+		errs = append(errs, l.errorf(n, "test has no packet"))
 	}
-	if !hasExpect {
-		return nil, l.errorf(n, "test has no expect (accept, drop or reject)")
+	if !badKeys && !hasExpect {
+		errs = append(errs, l.errorf(n, "test has no expect (accept, drop or reject)"))
+	}
+	if len(errs) > 0 {
+		return nil, l.firstOf(errs)
+	}
+	if skip {
+		return nil, errSkip
 	}
 	return t, nil
 }
