@@ -212,5 +212,5 @@ type Test struct {
 	// default) expects no rule to match, the hook's default to decide.
 	Rule      string
 	ByDefault bool
-	pos  pos
+	pos       pos
 }
