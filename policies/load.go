@@ -140,7 +140,7 @@ func (l *loader) load(data []byte) error {
 	}
 	// An unknown top-level key is reported with the errors of the keys
 	// that are known, which are still read.
-	fields, err := l.mapping(root, "policy", []string{"version", "mode", "default", "on_error", "sets", "rules", "tests"})
+	fields, err := l.mapping(root, "policy", policyKeys)
 	if err != nil {
 		l.record(root, err)
 	}
@@ -449,7 +449,7 @@ func (l *loader) defaults(n *yaml.Node) *Error {
 		}
 		return nil
 	}
-	fields, err := l.mapping(n, "default", []string{"input", "forward", "output", "log"})
+	fields, err := l.mapping(n, "default", defaultKeys)
 	if err != nil {
 		return err
 	}
@@ -484,7 +484,7 @@ func (l *loader) onError(n *yaml.Node) *Error {
 		}
 		return nil
 	}
-	fields, err := l.mapping(n, "on_error", []string{"input", "forward", "output"})
+	fields, err := l.mapping(n, "on_error", onErrorKeys)
 	if err != nil {
 		return err
 	}

@@ -696,7 +696,7 @@ func (l *loader) namePatterns(n *yaml.Node, field string) ([]string, *Error) {
 }
 
 func (l *loader) payload(n *yaml.Node) (*Payload, *Error) {
-	fields, err := l.mapping(n, "payload", []string{"contains", "hex", "offset", "depth"})
+	fields, err := l.mapping(n, "payload", payloadKeys)
 	if err != nil {
 		return nil, err
 	}

@@ -197,7 +197,7 @@ func (l *loader) hooks(n *yaml.Node) (uint8, *Error) {
 func (l *loader) ruleLog(r *Rule, n *yaml.Node) *Error {
 	n = resolve(n)
 	if n != nil && n.Kind == yaml.MappingNode {
-		fields, err := l.mapping(n, "log", []string{"prefix"})
+		fields, err := l.mapping(n, "log", logKeys)
 		if err != nil {
 			return err
 		}
@@ -232,7 +232,7 @@ func (l *loader) ruleLog(r *Rule, n *yaml.Node) *Error {
 }
 
 func (l *loader) limit(n *yaml.Node) (*Limit, *Error) {
-	fields, err := l.mapping(n, "limit", []string{"rate", "burst", "per", "over"})
+	fields, err := l.mapping(n, "limit", limitKeys)
 	if err != nil {
 		return nil, err
 	}

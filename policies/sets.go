@@ -57,7 +57,7 @@ func (l *loader) sets(n *yaml.Node) {
 func (l *loader) setBody(s *Set, n *yaml.Node) *Error {
 	n = resolve(n)
 	if n != nil && n.Kind == yaml.MappingNode {
-		fields, err := l.mapping(n, "set "+s.Name, []string{"file"})
+		fields, err := l.mapping(n, "set "+s.Name, setFileKeys)
 		if err != nil {
 			return err
 		}

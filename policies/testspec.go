@@ -48,7 +48,7 @@ func (l *loader) tests(n *yaml.Node) {
 }
 
 func (l *loader) test(n *yaml.Node) (*Test, *Error) {
-	fields, err := l.mapping(n, "test", []string{"packet", "expect", "rule"})
+	fields, err := l.mapping(n, "test", testKeys)
 	if err != nil && fields == nil {
 		return nil, err
 	}
@@ -388,7 +388,7 @@ func (l *loader) testPayload(n *yaml.Node) ([]byte, *Error) {
 		}
 		return []byte(s), nil
 	}
-	fields, err := l.mapping(n, "test payload", []string{"contains", "hex"})
+	fields, err := l.mapping(n, "test payload", testPayloadKeys)
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ func addCompletions(cmd *cobra.Command) {
 		}
 	})
 	switch cmd.Name() {
-	case "check":
+	case "check", "fmt", "diff":
 		cmd.ValidArgsFunction = filesWith("yaml", "yml")
 	case "eval":
 		cmd.ValidArgsFunction = filesWith("pcap", "pcapng", "cap", "gz")
