@@ -129,9 +129,9 @@ func TestCompareCapture(t *testing.T) {
 		return b
 	}
 	file := rawPcap(
-		mk("192.0.2.7", 4000, 22, packet.TCPSyn), // ssh from the old admin: accept -> reject (audit: accept, rule default)
-		mk("198.51.100.1", 4001, 80, packet.TCPSyn), // web 80: accept -> reject by default
-		mk("198.51.100.1", 4001, 80, packet.TCPAck), // same flow, new policy: still no established flow
+		mk("192.0.2.7", 4000, 22, packet.TCPSyn),     // ssh from the old admin: accept -> reject (audit: accept, rule default)
+		mk("198.51.100.1", 4001, 80, packet.TCPSyn),  // web 80: accept -> reject by default
+		mk("198.51.100.1", 4001, 80, packet.TCPAck),  // same flow, new policy: still no established flow
 		mk("198.51.100.2", 4002, 443, packet.TCPSyn), // web 443: accept -> drop, same rule (audit: accept)
 		mk("198.51.100.3", 4003, 25, packet.TCPSyn),  // default both: drop -> reject (audit: accept)
 	)
