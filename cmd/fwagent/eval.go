@@ -97,10 +97,12 @@ type evalLine struct {
 	Error string `json:"error,omitempty"`
 	// Cut: decided from the headers of a frame the snap length cut.
 	Cut bool `json:"cut,omitempty"`
-	// Fragments is how many fragments were reassembled into the packet;
-	// Fragment marks a fragment decided alone (its datagram never
-	// completed, or --no-reassembly).
+	// Fragments is how many fragments were reassembled into the datagram
+	// this frame belongs to, and Datagram the frame number that completed
+	// it (each fragment gets a line with the datagram's verdict); Fragment
+	// marks a fragment decided alone (its datagram never completed).
 	Fragments int  `json:"fragments,omitempty"`
+	Datagram  int  `json:"datagram,omitempty"`
 	Fragment  bool `json:"fragment,omitempty"`
 }
 
@@ -191,11 +193,34 @@ func (f *evalFlags) run(stdout, stderr io.Writer, capPath string) error {
 			row.Bytes += uint64(p.Size)
 			return nil
 		}
-		if f.json {
-			return enc.Encode(line)
+		// A reassembled datagram's verdict is every one of its fragments'
+		// (the kernel holds them and lets the datagram through or not): one
+		// line per fragment frame, so every frame has its verdict.
+		frames := p.FragmentFrames
+		if len(frames) == 0 {
+			frames = []int{p.N}
 		}
-		_, err := fmt.Fprintf(out, "%d %s %s %s\n", line.N, line.Verdict, strconv.Quote(line.Rule), tuple(line))
-		return err
+		for i, n := range frames {
+			line.N = n
+			suffix := ""
+			if len(p.FragmentFrames) > 0 {
+				line.Datagram = p.N
+				suffix = fmt.Sprintf(" (fragment %d of %d, reassembled at frame %d)", i+1, len(frames), p.N)
+			}
+			if f.json {
+				if err := enc.Encode(line); err != nil {
+					return err
+				}
+				continue
+			}
+			if p.Unreassembled {
+				suffix = " (fragment decided alone: its datagram never completed)"
+			}
+			if _, err := fmt.Fprintf(out, "%d %s %s %s%s\n", line.N, line.Verdict, strconv.Quote(line.Rule), tuple(line), suffix); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("eval: %s: %w", capPath, err)

@@ -69,13 +69,14 @@ func NewReassembler() *Reassembler {
 // Add offers the packet data (from the IP header; frame number n, capture
 // time now). consumed is false when data is not a fragment, which the
 // caller then decides itself. For a fragment, whole is the reassembled
-// datagram once this fragment completes it (count fragments), else nil.
-// data is copied; whole is the caller's.
-func (r *Reassembler) Add(data []byte, n int, now int64) (whole []byte, count int, consumed bool) {
+// datagram once this fragment completes it, else nil; frames are then the
+// frame numbers of its fragments, ascending. data is copied; whole is the
+// caller's.
+func (r *Reassembler) Add(data []byte, n int, now int64) (whole []byte, frames []int, consumed bool) {
 	r.expire(now)
 	f, ok := parseFragment(data)
 	if !ok {
-		return nil, 0, false
+		return nil, nil, false
 	}
 	d := r.pending[f.key]
 	if d == nil {
@@ -91,7 +92,7 @@ func (r *Reassembler) Add(data []byte, n int, now int64) (whole []byte, count in
 		if f.off < p.off+len(p.data) && p.off < end {
 			d.pieces = append(d.pieces, piece{off: f.off, data: nil, n: n, raw: slices.Clone(data)})
 			r.release(f.key)
-			return nil, 0, true
+			return nil, nil, true
 		}
 	}
 	bad := end > maxDatagram || len(d.pieces) >= maxFragments ||
@@ -100,7 +101,7 @@ func (r *Reassembler) Add(data []byte, n int, now int64) (whole []byte, count in
 	d.pieces = append(d.pieces, piece{off: f.off, data: slices.Clone(f.payload), n: n, raw: slices.Clone(data)})
 	if bad {
 		r.release(f.key)
-		return nil, 0, true
+		return nil, nil, true
 	}
 	if !f.more {
 		d.total = end
@@ -109,23 +110,26 @@ func (r *Reassembler) Add(data []byte, n int, now int64) (whole []byte, count in
 		d.unfrag, d.nextOff, d.next = slices.Clone(f.unfrag), f.nextOff, f.next
 	}
 	if d.total < 0 || d.unfrag == nil {
-		return nil, 0, true
+		return nil, nil, true
 	}
 	slices.SortFunc(d.pieces, func(a, b piece) int { return a.off - b.off })
 	at := 0
 	for _, p := range d.pieces {
 		if p.off != at {
-			return nil, 0, true
+			return nil, nil, true
 		}
 		at += len(p.data)
 	}
 	if at != d.total {
-		return nil, 0, true
+		return nil, nil, true
 	}
 	whole = d.build(f.key.v6)
-	count = len(d.pieces)
+	for _, p := range d.pieces {
+		frames = append(frames, p.n)
+	}
+	slices.Sort(frames)
 	r.drop(f.key)
-	return whole, count, true
+	return whole, frames, true
 }
 
 // Expired returns (and forgets) the fragments given up on since the last

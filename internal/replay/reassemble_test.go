@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bytes"
+	"fmt"
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -91,15 +92,15 @@ func TestReassembleInAnyOrder(t *testing.T) {
 				r := NewReassembler()
 				var whole []byte
 				for i, j := range order {
-					w, n, consumed := r.Add(fs[j], i+1, int64(i))
+					w, frames, consumed := r.Add(fs[j], i+1, int64(i))
 					if !consumed {
 						t.Fatalf("fragment %d not taken", j)
 					}
 					if i < 2 && w != nil {
 						t.Fatalf("complete after %d fragments", i+1)
 					}
-					if w != nil && n != 3 {
-						t.Errorf("%d fragments counted", n)
+					if w != nil && fmt.Sprint(frames) != "[1 2 3]" {
+						t.Errorf("fragments %v, want frames [1 2 3]", frames)
 					}
 					whole = w
 				}

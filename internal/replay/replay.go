@@ -107,10 +107,13 @@ type Packet struct {
 	// headers.
 	Cut bool
 	// Fragments is how many fragments were reassembled into this packet
-	// (0: it was not fragmented). Unreassembled is set for a fragment
-	// decided alone because its datagram never completed.
-	Fragments     int
-	Unreassembled bool
+	// (0: it was not fragmented), FragmentFrames their frame numbers,
+	// ascending (N is the last to arrive, not always the largest).
+	// Unreassembled is set for a fragment decided alone because its
+	// datagram never completed.
+	Fragments      int
+	FragmentFrames []int
+	Unreassembled  bool
 }
 
 // Summary counts what a run read.
@@ -161,7 +164,7 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 		dec      = packet.NewDecoder()
 		ipFrames int
 	)
-	decide := func(data []byte, n int, ts int64, dir capture.Direction, cut bool, frags int, alone bool) error {
+	decide := func(data []byte, n int, ts int64, dir capture.Direction, cut bool, frags []int, alone bool) error {
 		src, dst := netip.Addr{}, netip.Addr{}
 		if dec.DecodeHeaders(data, &hdr) == nil {
 			src, dst = hdr.Src, hdr.Dst
@@ -176,7 +179,7 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 			sum.Unreassembled++
 		}
 		return each(&Packet{N: n, Hook: hook, Result: res, Pkt: w.Packet(), Size: len(data), Cut: cut && res.DecodeErr == nil,
-			Fragments: frags, Unreassembled: alone})
+			Fragments: len(frags), FragmentFrames: frags, Unreassembled: alone})
 	}
 	for {
 		fr, err := rd.Next()
@@ -203,9 +206,9 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 		n := fr.Index + 1
 		// A cut fragment cannot be put together; it is decided alone.
 		if reasm != nil && !fr.Truncated {
-			whole, count, consumed := reasm.Add(fr.Data, n, ts)
+			whole, frags, consumed := reasm.Add(fr.Data, n, ts)
 			for _, ex := range reasm.Expired() {
-				if err := decide(ex.Data, ex.N, ts, fr.Direction, false, 0, true); err != nil {
+				if err := decide(ex.Data, ex.N, ts, fr.Direction, false, nil, true); err != nil {
 					return sum, err
 				}
 			}
@@ -214,20 +217,20 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 					continue
 				}
 				sum.Reassembled++
-				sum.Fragments += count
-				if err := decide(whole, n, ts, fr.Direction, false, count, false); err != nil {
+				sum.Fragments += len(frags)
+				if err := decide(whole, n, ts, fr.Direction, false, frags, false); err != nil {
 					return sum, err
 				}
 				continue
 			}
 		}
-		if err := decide(fr.Data, n, ts, fr.Direction, fr.Truncated, 0, false); err != nil {
+		if err := decide(fr.Data, n, ts, fr.Direction, fr.Truncated, nil, false); err != nil {
 			return sum, err
 		}
 	}
 	if reasm != nil {
 		for _, ex := range reasm.Flush() {
-			if err := decide(ex.Data, ex.N, last, capture.DirUnknown, false, 0, true); err != nil {
+			if err := decide(ex.Data, ex.N, last, capture.DirUnknown, false, nil, true); err != nil {
 				return sum, err
 			}
 		}
