@@ -2,8 +2,8 @@ package replay
 
 import (
 	"bytes"
-	"fmt"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
