@@ -305,6 +305,14 @@ rules:
     action: nope
 `, []string{`dir/p.yaml:2:1: unknown key "defualt" in policy, did you mean "default"?`,
 			`dir/p.yaml:5:13: action must be`}},
+		{"every bad set entry, a mix once", head + `sets:
+  a: [10.0.0.1/8, 10.0.0.0/8, 300.1.1.1, 22, 23]
+  b: {file: b.txt}
+`, []string{`dir/p.yaml:3:7: set a: CIDR "10.0.0.1/8" has host bits set`,
+			`dir/p.yaml:3:31: set a: invalid address "300.1.1.1"`,
+			`dir/p.yaml:3:42: set a mixes address and port entries: "22"`,
+			`dir/b.txt:1:1: set b: one entry a line`,
+			`dir/b.txt:3:3: set b: CIDR "10.0.0.1/8" has host bits set`}},
 		{"yaml 1.1 booleans", head + `default: {log: yes}
 rules:
   - name: a
@@ -317,7 +325,7 @@ rules:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load("dir/p.yaml", []byte(tc.policy), nil)
+			_, err := Load("dir/p.yaml", []byte(tc.policy), fakeFiles(map[string]string{"dir/b.txt": "1.2.3.4 5.6.7.8\n10.0.0.0/8\n  10.0.0.1/8\n"}))
 			errs := Errors(err)
 			if len(errs) != len(tc.want) {
 				t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(tc.want), err)

@@ -67,6 +67,7 @@ type Set struct {
 	Names    []string
 	pos      pos
 	used     bool
+	mixed    bool // a mixed-kinds error was reported
 }
 
 // PortRange is an inclusive range of ports; a single port has Lo == Hi.
