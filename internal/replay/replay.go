@@ -3,8 +3,9 @@
 // for `fwagent eval` and `fwagent diff --capture`.
 //
 // What differs from reading the capture naively, and why:
-//   - A frame cut by the capture's snap length (tcpdump -s 96) is decided
-//     from its headers when they are whole (pipeline.Meta.Cut): the live
+//   - A frame cut by the capture's snap length (tcpdump -s 96), or shorter
+//     than its IP header's length, is decided from its headers when they
+//     are whole (pipeline.Meta.Cut): the live
 //     agent sees the whole packet, and every L3/L4 field lies in the
 //     headers. An L7 field (dns_qname, tls_sni, payload) reads what was
 //     captured, so a rule that needs the missing bytes does not match and
@@ -22,6 +23,7 @@ package replay
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -205,7 +207,7 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 		last = ts
 		n := fr.Index + 1
 		// A cut fragment cannot be put together; it is decided alone.
-		if reasm != nil && !fr.Truncated {
+		if reasm != nil && !fr.Truncated && !shortOfIPLength(fr.Data) {
 			whole, frags, consumed := reasm.Add(fr.Data, n, ts)
 			for _, ex := range reasm.Expired() {
 				if err := decide(ex.Data, ex.N, ts, fr.Direction, false, nil, true); err != nil {
@@ -224,7 +226,7 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 				continue
 			}
 		}
-		if err := decide(fr.Data, n, ts, fr.Direction, fr.Truncated, nil, false); err != nil {
+		if err := decide(fr.Data, n, ts, fr.Direction, fr.Truncated || shortOfIPLength(fr.Data), nil, false); err != nil {
 			return sum, err
 		}
 	}
@@ -240,4 +242,20 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 		sum.Skipped[k] += v
 	}
 	return sum, nil
+}
+
+// shortOfIPLength reports a packet shorter than its IP header says. The
+// kernel drops such a packet before any hook (ip_rcv, ipv6_rcv), so in a
+// capture it is a copy cut short whose record says otherwise (some writers
+// store the cut length as the original length): it is decided from its
+// headers, like a frame the record says was cut.
+func shortOfIPLength(b []byte) bool {
+	switch {
+	case len(b) >= 20 && b[0]>>4 == 4:
+		return int(binary.BigEndian.Uint16(b[2:4])) > len(b)
+	case len(b) >= 40 && b[0]>>4 == 6:
+		// A jumbogram (payload length 0) claims nothing here.
+		return 40+int(binary.BigEndian.Uint16(b[4:6])) > len(b)
+	}
+	return false
 }

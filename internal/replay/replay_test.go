@@ -303,6 +303,14 @@ rules:
 	if whole[0].Rule != "blocked" || cut[0].Rule != "dns" || !cut[0].Cut || sum.Cut != 1 {
 		t.Errorf("whole %+v, cut %+v (summary %+v): want blocked, then dns from the cut headers", whole[0], cut[0], sum)
 	}
+	// A record that stores the cut length as the original length: the IP
+	// length gives the cut away.
+	lying := rawPcap(fs, 40)
+	binary.LittleEndian.PutUint32(lying[24+12:], 40)
+	liar, _ := run(t, prog(), lying, Options{})
+	if liar[0].Rule != "dns" || !liar[0].Cut {
+		t.Errorf("cut with original length = captured: %+v, want dns from the headers", liar[0])
+	}
 	// Cut inside the UDP header: on_error, as nothing can be decided.
 	short, _ := run(t, prog(), rawPcap(fs, 24), Options{})
 	if short[0].Rule != "on_error" {
