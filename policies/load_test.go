@@ -313,6 +313,12 @@ rules:
 			`dir/p.yaml:3:42: set a mixes address and port entries: "22"`,
 			`dir/b.txt:1:1: set b: one entry a line`,
 			`dir/b.txt:3:3: set b: CIDR "10.0.0.1/8" has host bits set`}},
+		{"two bad values in a test packet, one in its expect", head + `tests:
+  - packet: {hook: inptu, proto: tcpp, dport: 80}
+    expect: acept
+`, []string{`dir/p.yaml:3:20: unknown hook "inptu"`,
+			`dir/p.yaml:3:34: unknown proto "tcpp"`,
+			`dir/p.yaml:4:13: expect must be accept, drop, reject, got "acept"`}},
 		{"yaml 1.1 booleans", head + `default: {log: yes}
 rules:
   - name: a

@@ -114,14 +114,19 @@ func (l *loader) test(n *yaml.Node) (*Test, *Error) {
 
 func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	fields, err := l.mapping(n, "test packet", testPacketKeys)
-	if err != nil {
+	if err != nil && fields == nil {
 		return err
+	}
+	// Each bad field is reported; the checks across fields need them all.
+	var errs []*Error
+	if err != nil {
+		errs = append(errs, err)
 	}
 	tp.Hook = HookInput
 	tp.State = conntrack.StateNew
 	var hasProto, hasSport, hasDport, hasICMP, hasLength bool
 	var famNode, srcNode, dstNode *yaml.Node
-	for _, f := range fields {
+	readField := func(f field) *Error {
 		v := f.val
 		switch f.name {
 		case "hook":
@@ -223,7 +228,7 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 			hasICMP = true
 			if x, perr := strconv.ParseUint(s, 10, 8); perr == nil {
 				tp.ICMPType = uint8(x)
-				continue
+				return nil
 			}
 			// Resolved once the family is known, below.
 			tp.icmpName, tp.icmpNode = s, v
@@ -254,6 +259,15 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 			}
 			tp.Payload = b
 		}
+		return nil
+	}
+	for _, f := range fields {
+		if e := readField(f); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return l.firstOf(errs)
 	}
 	// Cross-field defaults and checks.
 	set := 0
