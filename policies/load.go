@@ -95,6 +95,15 @@ func (l *loader) firstOf(errs []*Error) *Error {
 	if len(errs) == 0 {
 		return nil
 	}
+	// The item's error is the earliest in the file, so that the item's
+	// place orders it before the others.
+	sort.SliceStable(errs, func(i, j int) bool {
+		a, b := errs[i], errs[j]
+		if a.File != b.File {
+			return false
+		}
+		return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+	})
 	for _, e := range errs[1:] {
 		l.also(e)
 	}

@@ -299,6 +299,12 @@ func TestLoadEveryError(t *testing.T) {
 `, []string{`dir/p.yaml:4:11: unknown hook "inptu"`,
 			`dir/p.yaml:5:25: unknown key "dprot" in match`,
 			`dir/p.yaml:6:13: action must be accept, drop, reject, got "acept"`}},
+		{"a bad key after a bad match, in file order", head + `rules:
+  - name: a
+    match: {proto: tcp, dprot: 22}
+    actoin: accept
+`, []string{`dir/p.yaml:4:25: unknown key "dprot" in match`,
+			`dir/p.yaml:5:5: unknown key "actoin" in rule`}},
 		{"top-level typo and a rule error", head + `defualt: drop
 rules:
   - name: a
