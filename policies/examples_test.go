@@ -79,6 +79,12 @@ tests:
     expect: accept
   - packet: {dport: 22}
     expect: drop
+  - packet: {dport: 81}
+    expect: drop
+    rule: default
+  - packet: {dport: 80}
+    expect: accept
+    rule: default
 `), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +100,8 @@ tests:
 		{"p.yaml", 19, 5, true, `accept by rule "web"`},
 		{"p.yaml", 22, 5, true, `accept by rule "ssh"`},
 		{"p.yaml", 24, 5, true, `drop by default`},
+		{"p.yaml", 26, 5, true, `drop by default`},
+		{"p.yaml", 29, 5, false, `expected accept by default, got accept by rule "web"`},
 	}
 	// Twice: each run starts from fresh buckets.
 	for run := range 2 {

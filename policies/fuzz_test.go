@@ -33,8 +33,14 @@ func FuzzLoad(f *testing.F) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %v is a %T, want *Error", err, err)
 			}
-			if pe.File == "" || pe.Line < 1 || pe.Col < 1 || pe.Msg == "" {
-				t.Fatalf("error without a position: %#v", pe)
+			errs := Errors(err)
+			if len(errs) == 0 || len(errs) > MaxErrors {
+				t.Fatalf("%d errors", len(errs))
+			}
+			for _, pe := range errs {
+				if pe.File == "" || pe.Line < 1 || pe.Col < 1 || pe.Msg == "" || pe == errSkip {
+					t.Fatalf("error without a position: %#v", pe)
+				}
 			}
 			if pol != nil {
 				t.Fatal("a policy together with an error")

@@ -88,6 +88,38 @@ func (l *loader) record(order *yaml.Node, err *Error) {
 	l.errs = append(l.errs, orderedErr{order: l.pos(order), err: err})
 }
 
+// also keeps an error found alongside another in the same item (a second
+// bad key of one rule), ordered by its own place.
+func (l *loader) also(err *Error) {
+	if err == errSkip || err == nil {
+		return
+	}
+	at := pos{File: err.File, Line: err.Line, Col: err.Col}
+	l.errs = append(l.errs, orderedErr{order: at, err: err})
+}
+
+// firstOf keeps every error of errs but the first, which it returns for the
+// caller to report as its own: independent errors of one item (fields of
+// one rule) are all reported, and the item still fails.
+func (l *loader) firstOf(errs []*Error) *Error {
+	if len(errs) == 0 {
+		return nil
+	}
+	// The item's error is the earliest in the file, so that the item's
+	// place orders it before the others.
+	sort.SliceStable(errs, func(i, j int) bool {
+		a, b := errs[i], errs[j]
+		if a.File != b.File {
+			return false
+		}
+		return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+	})
+	for _, e := range errs[1:] {
+		l.also(e)
+	}
+	return errs[0]
+}
+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlError turns a YAML syntax error into a positioned Error. yaml.v3
@@ -122,16 +154,21 @@ func (l *loader) load(data []byte) error {
 		return pos{File: l.file, Line: 1, Col: 1}.errorf("empty policy: expected a mapping with version: 1")
 	}
 	root := resolve(doc.Content[0])
-	fields, err := l.mapping(root, "policy", []string{"version", "mode", "default", "on_error", "sets", "rules", "tests"})
+	if root.Kind != yaml.MappingNode {
+		return l.errorf(root, "policy must be a mapping, got %s", describe(root))
+	}
+	// An unknown top-level key is reported with the errors of the keys
+	// that are known, which are still read.
+	fields, err := l.mapping(root, "policy", policyKeys)
 	if err != nil {
-		return err
+		l.record(root, err)
 	}
 	byKey := map[string]field{}
 	for _, f := range fields {
 		byKey[f.name] = f
 	}
 	if _, ok := byKey["version"]; !ok {
-		return l.errorf(root, "missing version: 1")
+		l.record(root, l.errorf(root, "missing version: 1"))
 	}
 
 	// Defaults before the sections that may override them.
@@ -172,7 +209,18 @@ func (l *loader) load(data []byte) error {
 			}
 			return a.Col < b.Col
 		})
-		return l.errs[0].err
+		if len(l.errs) == 1 {
+			return l.errs[0].err
+		}
+		list := &ErrorList{}
+		for _, e := range l.errs {
+			if len(list.Errs) == MaxErrors {
+				list.More++
+				continue
+			}
+			list.Errs = append(list.Errs, e.err)
+		}
+		return list
 	}
 	l.warnings()
 	return nil
@@ -198,7 +246,9 @@ type field struct {
 }
 
 // mapping checks that n is a mapping whose keys are all in allowed, without
-// duplicates, and returns its fields in file order.
+// duplicates, and returns its fields in file order. Every bad key is an
+// error: the first is returned, the others kept (l.also), and the fields
+// with good keys are returned either way, for a caller that reads on.
 func (l *loader) mapping(n *yaml.Node, what string, allowed []string) ([]field, *Error) {
 	n = resolve(n)
 	if n == nil || n.Kind != yaml.MappingNode {
@@ -206,24 +256,29 @@ func (l *loader) mapping(n *yaml.Node, what string, allowed []string) ([]field, 
 	}
 	seen := map[string]*yaml.Node{}
 	out := make([]field, 0, len(n.Content)/2)
+	var errs []*Error
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
-			return nil, l.errorf(k, "%s keys must be plain names", what)
+			errs = append(errs, l.errorf(k, "%s keys must be plain names", what))
+			continue
 		}
 		if k.Value == "<<" {
-			return nil, l.errorf(k, "merge keys (<<) are not supported in %s", what)
+			errs = append(errs, l.errorf(k, "merge keys (<<) are not supported in %s", what))
+			continue
 		}
 		if first, dup := seen[k.Value]; dup {
-			return nil, l.errorf(k, "duplicate key %q in %s (first at line %d)", k.Value, what, first.Line)
+			errs = append(errs, l.errorf(k, "duplicate key %q in %s (first at line %d)", k.Value, what, first.Line))
+			continue
 		}
 		seen[k.Value] = k
 		if allowed != nil && !contains(allowed, k.Value) {
-			return nil, l.errorf(k, "unknown key %q in %s%s", k.Value, what, quotedDidYouMean(k.Value, allowed))
+			errs = append(errs, l.errorf(k, "unknown key %q in %s%s", k.Value, what, quotedDidYouMean(k.Value, allowed)))
+			continue
 		}
 		out = append(out, field{name: k.Value, key: k, val: v})
 	}
-	return out, nil
+	return out, l.firstOf(errs)
 }
 
 func quotedDidYouMean(s string, candidates []string) string {
@@ -292,12 +347,25 @@ func (l *loader) boolean(n *yaml.Node, what string) (bool, *Error) {
 		return false, err
 	}
 	switch s {
-	case "true", "True", "TRUE", "yes", "on":
+	case "true", "True", "TRUE":
 		return true, nil
-	case "false", "False", "FALSE", "no", "off":
+	case "false", "False", "FALSE":
 		return false, nil
 	}
-	return false, l.errorf(n, "%s must be true or false, got %q", what, s)
+	return false, l.errorf(n, "%s must be true or false, got %q%s", what, s, yaml11Hint(s))
+}
+
+// yaml11Hint explains a YAML 1.1 boolean (yes, on, ...): YAML 1.2, which
+// the policy format follows, reads it as a string, and tools disagree on
+// it, so the policy refuses it rather than guess.
+func yaml11Hint(s string) string {
+	switch strings.ToLower(s) {
+	case "yes", "y", "on":
+		return " (a YAML 1.1 boolean: write true)"
+	case "no", "n", "off":
+		return " (a YAML 1.1 boolean: write false)"
+	}
+	return ""
 }
 
 func (l *loader) integer(n *yaml.Node, what string, lo, hi int64) (int64, *Error) {
@@ -400,7 +468,7 @@ func (l *loader) defaults(n *yaml.Node) *Error {
 		}
 		return nil
 	}
-	fields, err := l.mapping(n, "default", []string{"input", "forward", "output", "log"})
+	fields, err := l.mapping(n, "default", defaultKeys)
 	if err != nil {
 		return err
 	}
@@ -435,7 +503,7 @@ func (l *loader) onError(n *yaml.Node) *Error {
 		}
 		return nil
 	}
-	fields, err := l.mapping(n, "on_error", []string{"input", "forward", "output"})
+	fields, err := l.mapping(n, "on_error", onErrorKeys)
 	if err != nil {
 		return err
 	}

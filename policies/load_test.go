@@ -107,8 +107,10 @@ func TestLoadErrors(t *testing.T) {
 		{"test no expect", head + "tests:\n  - packet: {dport: 80}\n", "dir/p.yaml:3:5", "test has no expect"},
 		{"test bad key", head + "tests:\n  - packet: {dprot: 80}\n    expect: drop\n", "dir/p.yaml:3:14", `did you mean "dport"`},
 		{"test bad address", head + "tests:\n  - packet: {src: 10.0.0.0/8}\n    expect: drop\n", "dir/p.yaml:3:19", "must be one address"},
-		// The first error in the file wins, whatever the order of sections.
-		{"first error wins", head + "rules:\n  - name: a\n    action: nope\nsets:\n  b: [10.0.0.1/8]\n", "dir/p.yaml:4:13", "action must be"},
+		{"reserved rule name", head + "rules:\n  - name: default\n    action: accept\n", "dir/p.yaml:3:11", `rule name "default" is reserved`},
+		{"test rule typo near default", head + "tests:\n  - packet: {dport: 80}\n    expect: drop\n    rule: defualt\n", "dir/p.yaml:5:11", `did you mean "default"?`},
+		// Errors come in file order, whatever the order of sections.
+		{"first error first", head + "rules:\n  - name: a\n    action: nope\nsets:\n  b: [10.0.0.1/8]\n", "dir/p.yaml:4:13", "action must be"},
 		{"set error before rule using it", head + "sets:\n  b: [10.0.0.1/8]\nrules:\n  - name: a\n    match: {src: $b}\n    action: drop\n", "dir/p.yaml:3:7", "host bits"},
 		{"rule before broken set", head + "rules:\n  - name: a\n    match: {src: $b}\n    action: drop\nsets:\n  b: [10.0.0.1/8]\n", "dir/p.yaml:7:7", "host bits"},
 	}
@@ -131,8 +133,10 @@ func TestLoadErrors(t *testing.T) {
 			if !strings.Contains(pe.Msg, tc.msg) {
 				t.Errorf("message %q does not contain %q", pe.Msg, tc.msg)
 			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error spans several lines: %q", err)
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "dir/") {
+					t.Errorf("error line %q is not FILE:LINE:COL: message", line)
+				}
 			}
 		})
 	}
@@ -267,5 +271,110 @@ func TestLoadEmptySections(t *testing.T) {
 	}
 	if len(p.Rules) != 1 || !p.Rules[0].Match.Src.Any() || len(p.Rules[0].Match.Protos) != 0 {
 		t.Errorf("rules: %+v", p.Rules)
+	}
+}
+
+// TestLoadEveryError: independent errors of one file are all reported, in
+// file order, each FILE:LINE:COL, up to MaxErrors.
+func TestLoadEveryError(t *testing.T) {
+	tests := []struct {
+		name, policy string
+		want         []string // FILE:LINE:COL: message prefix, in order
+	}{
+		{"three typos in three rules", head + `rules:
+  - name: a
+    match: {proto: tcp, dprot: 22}
+    action: accept
+  - name: b
+    actoin: drop
+  - name: c
+    match: {state: establised}
+    action: accept
+`, []string{`dir/p.yaml:4:25: unknown key "dprot" in match, did you mean "dport"?`,
+			`dir/p.yaml:7:5: unknown key "actoin" in rule, did you mean "action"?`,
+			`dir/p.yaml:9:20: unknown state "establised"`}},
+		{"three typos in one rule", head + `rules:
+  - name: a
+    hook: inptu
+    match: {proto: tcp, dprot: 22}
+    action: acept
+`, []string{`dir/p.yaml:4:11: unknown hook "inptu"`,
+			`dir/p.yaml:5:25: unknown key "dprot" in match`,
+			`dir/p.yaml:6:13: action must be accept, drop, reject, got "acept"`}},
+		{"a bad key after a bad match, in file order", head + `rules:
+  - name: a
+    match: {proto: tcp, dprot: 22}
+    actoin: accept
+`, []string{`dir/p.yaml:4:25: unknown key "dprot" in match`,
+			`dir/p.yaml:5:5: unknown key "actoin" in rule`}},
+		{"top-level typo and a rule error", head + `defualt: drop
+rules:
+  - name: a
+    action: nope
+`, []string{`dir/p.yaml:2:1: unknown key "defualt" in policy, did you mean "default"?`,
+			`dir/p.yaml:5:13: action must be`}},
+		{"every bad set entry, a mix once", head + `sets:
+  a: [10.0.0.1/8, 10.0.0.0/8, 300.1.1.1, 22, 23]
+  b: {file: b.txt}
+`, []string{`dir/p.yaml:3:7: set a: CIDR "10.0.0.1/8" has host bits set`,
+			`dir/p.yaml:3:31: set a: invalid address "300.1.1.1"`,
+			`dir/p.yaml:3:42: set a mixes address and port entries: "22"`,
+			`dir/b.txt:1:1: set b: one entry a line`,
+			`dir/b.txt:3:3: set b: CIDR "10.0.0.1/8" has host bits set`}},
+		{"two bad values in a test packet, one in its expect", head + `tests:
+  - packet: {hook: inptu, proto: tcpp, dport: 80}
+    expect: acept
+`, []string{`dir/p.yaml:3:20: unknown hook "inptu"`,
+			`dir/p.yaml:3:34: unknown proto "tcpp"`,
+			`dir/p.yaml:4:13: expect must be accept, drop, reject, got "acept"`}},
+		{"yaml 1.1 booleans", head + `default: {log: yes}
+rules:
+  - name: a
+    action: accept
+    log: on
+    audit: no
+`, []string{`dir/p.yaml:2:16: default log must be true or false, got "yes" (a YAML 1.1 boolean: write true)`,
+			`dir/p.yaml:6:10: log must be true, false or {prefix: TEXT}, got "on" (a YAML 1.1 boolean: write true)`,
+			`dir/p.yaml:7:12: audit must be true or false, got "no" (a YAML 1.1 boolean: write false)`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load("dir/p.yaml", []byte(tc.policy), fakeFiles(map[string]string{"dir/b.txt": "1.2.3.4 5.6.7.8\n10.0.0.0/8\n  10.0.0.1/8\n"}))
+			errs := Errors(err)
+			if len(errs) != len(tc.want) {
+				t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(tc.want), err)
+			}
+			for i, e := range errs {
+				if !strings.HasPrefix(e.Error(), tc.want[i]) {
+					t.Errorf("error %d is %q, want %q...", i, e, tc.want[i])
+				}
+			}
+			if got := strings.Count(err.Error(), "\n") + 1; got != len(tc.want) {
+				t.Errorf("error text has %d lines, want %d", got, len(tc.want))
+			}
+		})
+	}
+}
+
+func TestLoadErrorCap(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(head + "rules:\n")
+	for i := range MaxErrors + 5 {
+		fmt.Fprintf(&b, "  - name: r%d\n    action: nope\n", i)
+	}
+	_, err := Load("p.yaml", []byte(b.String()), nil)
+	var list *ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("error %v is a %T, want *ErrorList", err, err)
+	}
+	if len(list.Errs) != MaxErrors || list.More != 5 {
+		t.Errorf("listed %d errors and %d more, want %d and 5", len(list.Errs), list.More, MaxErrors)
+	}
+	if !strings.HasSuffix(err.Error(), "p.yaml: 5 more errors not shown") {
+		t.Errorf("error text does not end with the count of the rest:\n%v", err)
+	}
+	var first *Error
+	if !errors.As(err, &first) || first.Line != 4 {
+		t.Errorf("errors.As finds %v, want the first error, at line 4", first)
 	}
 }

@@ -47,8 +47,14 @@ func famName(f uint8) string {
 
 func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 	fields, err := l.mapping(n, "match", matchKeys)
-	if err != nil {
+	if err != nil && fields == nil {
 		return err
+	}
+	// Each bad field is reported; family and proto, which others depend
+	// on, stop the match at their first error.
+	var errs []*Error
+	if err != nil {
+		errs = append(errs, err)
 	}
 	m := &r.Match
 	val := map[string]*yaml.Node{}
@@ -60,7 +66,7 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 	if v, ok := val["family"]; ok {
 		s, err := l.scalar(v, "family")
 		if err != nil {
-			return err
+			return l.firstOf(append(errs, err))
 		}
 		switch s {
 		case "ipv4":
@@ -68,12 +74,12 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 		case "ipv6":
 			m.Family, fam = packet.IPv6, fam6
 		default:
-			return l.errorf(v, "family must be ipv4 or ipv6, got %q%s", s, quotedDidYouMean(s, []string{"ipv4", "ipv6"}))
+			return l.firstOf(append(errs, l.errorf(v, "family must be ipv4 or ipv6, got %q%s", s, quotedDidYouMean(s, []string{"ipv4", "ipv6"}))))
 		}
 	}
 	if v, ok := val["proto"]; ok {
 		if err := l.protos(m, v, fam); err != nil {
-			return err
+			return l.firstOf(append(errs, err))
 		}
 	}
 	for _, f := range fields {
@@ -127,8 +133,11 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 			err = l.ownerField(r, f, hookNode)
 		}
 		if err != nil {
-			return err
+			errs = append(errs, err)
 		}
+	}
+	if len(errs) > 0 {
+		return l.firstOf(errs)
 	}
 	for _, x := range []struct {
 		pm   *PortMatch
@@ -690,7 +699,7 @@ func (l *loader) namePatterns(n *yaml.Node, field string) ([]string, *Error) {
 }
 
 func (l *loader) payload(n *yaml.Node) (*Payload, *Error) {
-	fields, err := l.mapping(n, "payload", []string{"contains", "hex", "offset", "depth"})
+	fields, err := l.mapping(n, "payload", payloadKeys)
 	if err != nil {
 		return nil, err
 	}

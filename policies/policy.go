@@ -72,6 +72,7 @@ type Set struct {
 	Names    []string
 	pos      pos
 	used     bool
+	mixed    bool // a mixed-kinds error was reported
 }
 
 // PortRange is an inclusive range of ports; a single port has Lo == Hi.
@@ -144,7 +145,7 @@ type Match struct {
 	// Iif and Oif are interface name patterns (a trailing or inner * glob);
 	// the match holds when any pattern matches.
 	Iif, Oif []string
-	// States is a bitmask of 1<<conntrack.State; 0 means any.
+	// States is a bitmask of 1<<nf.State; 0 means any.
 	States uint8
 	// TCPFlags is nil for any.
 	TCPFlags *TCPFlags
@@ -222,7 +223,9 @@ type TestPacket struct {
 type Test struct {
 	Packet TestPacket
 	Expect Action
-	// Rule is the rule expected to decide, or "" for any.
-	Rule string
-	pos  pos
+	// Rule is the rule expected to decide, or "" for any; ByDefault (rule:
+	// default) expects no rule to match, the hook's default to decide.
+	Rule      string
+	ByDefault bool
+	pos       pos
 }

@@ -13,6 +13,14 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 )
 
+// DefaultRuleName and OnErrorRuleName stand for the hook's default and for
+// on_error where a rule name is expected (events, eval, tests' rule:); no
+// rule may take them.
+const (
+	DefaultRuleName = "default"
+	OnErrorRuleName = "on_error"
+)
+
 var ruleKeys = []string{"name", "hook", "match", "action", "log", "limit", "mark", "offload", "audit"}
 
 const allHooks uint8 = 1<<nf.HookInput | 1<<nf.HookForward | 1<<nf.HookOutput
@@ -39,9 +47,16 @@ func (l *loader) rules(n *yaml.Node) {
 
 func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {
 	r = &Rule{pos: l.pos(n), Hooks: allHooks}
+	// Every field of a rule is checked, and each bad one reported: a rule
+	// with a bad key and a bad action gives two errors.
 	fields, err := l.mapping(n, "rule", ruleKeys)
-	if err != nil {
+	if err != nil && fields == nil {
 		return nil, err
+	}
+	var errs []*Error
+	badKeys := err != nil
+	if badKeys {
+		errs = append(errs, err)
 	}
 	by := map[string]field{}
 	for _, f := range fields {
@@ -51,14 +66,14 @@ func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {
 	// rule's name is still known to tests.
 	nf, ok := by["name"]
 	if !ok {
-		return nil, l.errorf(n, "rule has no name")
+		return nil, l.firstOf(append(errs, l.errorf(n, "rule has no name")))
 	}
 	name, err := l.ruleName(nf.val)
 	if err != nil {
-		return nil, err
+		return nil, l.firstOf(append(errs, err))
 	}
 	if first, dup := l.ruleByName[name]; dup {
-		return nil, l.errorf(nf.val, "duplicate rule name %q (first at line %d)", name, first.pos.Line)
+		return nil, l.firstOf(append(errs, l.errorf(nf.val, "duplicate rule name %q (first at line %d)", name, first.pos.Line)))
 	}
 	r.Name = name
 	l.ruleByName[name] = r
@@ -70,62 +85,58 @@ func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {
 
 	var matchNode, actionNode, markNode, offloadNode, hookNode *yaml.Node
 	for _, f := range fields {
+		var e *Error
 		switch f.name {
 		case "hook":
 			hookNode = f.key
-			if r.Hooks, err = l.hooks(f.val); err != nil {
-				return nil, err
-			}
+			r.Hooks, e = l.hooks(f.val)
 		case "match":
 			if !isNull(f.val) { // "match:" with nothing matches everything
 				matchNode = f.val
 			}
 		case "action":
 			actionNode = f.val
-			if r.Action, err = l.action(f.val, "action", true); err != nil {
-				return nil, err
-			}
+			r.Action, e = l.action(f.val, "action", true)
 		case "log":
-			if err = l.ruleLog(r, f.val); err != nil {
-				return nil, err
-			}
+			e = l.ruleLog(r, f.val)
 		case "limit":
-			if r.Limit, err = l.limit(f.val); err != nil {
-				return nil, err
-			}
+			r.Limit, e = l.limit(f.val)
 		case "mark":
 			markNode = f.val
-			v, e := l.integer(f.val, "mark", 0, math.MaxUint32)
-			if e != nil {
-				return nil, e
-			}
-			r.HasMark, r.Mark = true, uint32(v)
+			v, ie := l.integer(f.val, "mark", 0, math.MaxUint32)
+			r.HasMark, r.Mark, e = true, uint32(v), ie
 		case "offload":
 			offloadNode = f.val
-			b, e := l.boolean(f.val, "offload")
-			if e != nil {
-				return nil, e
-			}
-			r.Offload = &b
+			b, be := l.boolean(f.val, "offload")
+			r.Offload, e = &b, be
 		case "audit":
-			if r.Audit, err = l.boolean(f.val, "audit"); err != nil {
-				return nil, err
-			}
+			r.Audit, e = l.boolean(f.val, "audit")
+		}
+		if e != nil {
+			errs = append(errs, e)
 		}
 	}
-	if actionNode == nil {
-		return nil, l.errorf(n, "rule %q has no action (accept, drop or reject)", name)
+	// A misspelt key is most likely the missing action: say only the one.
+	if actionNode == nil && !badKeys {
+		errs = append(errs, l.errorf(n, "rule %q has no action (accept, drop or reject)", name))
 	}
+	// The match is read even when other fields failed: its errors are
+	// independent of theirs (hook narrowing aside, which reads r.Hooks as
+	// far as it was understood).
+	if matchNode != nil {
+		if e := l.match(r, matchNode, hookNode); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, l.firstOf(errs)
+	}
+	// Checks across fields, only once each field is known good.
 	if markNode != nil && r.Action != ActionAccept {
 		return nil, l.errorf(markNode, "rule %q: mark needs action accept, the rule says %s", name, r.Action)
 	}
 	if offloadNode != nil && *r.Offload && r.Action != ActionAccept {
 		return nil, l.errorf(offloadNode, "rule %q: offload needs action accept, the rule says %s", name, r.Action)
-	}
-	if matchNode != nil {
-		if err = l.match(r, matchNode, hookNode); err != nil {
-			return nil, err
-		}
 	}
 	if offloadNode != nil && *r.Offload {
 		if why := r.perPacketReason(); why != "" {
@@ -146,6 +157,9 @@ func (l *loader) ruleName(n *yaml.Node) (string, *Error) {
 	}
 	if name != strings.TrimSpace(name) {
 		return "", l.errorf(n, "rule name %q has leading or trailing spaces", name)
+	}
+	if name == DefaultRuleName || name == OnErrorRuleName {
+		return "", l.errorf(n, "rule name %q is reserved: events and tests use it for packets no rule decides", name)
 	}
 	if len(name) > 64 {
 		return "", l.errorf(n, "rule name %q is longer than 64 characters", name)
@@ -184,7 +198,7 @@ func (l *loader) hooks(n *yaml.Node) (uint8, *Error) {
 func (l *loader) ruleLog(r *Rule, n *yaml.Node) *Error {
 	n = resolve(n)
 	if n != nil && n.Kind == yaml.MappingNode {
-		fields, err := l.mapping(n, "log", []string{"prefix"})
+		fields, err := l.mapping(n, "log", logKeys)
 		if err != nil {
 			return err
 		}
@@ -208,14 +222,18 @@ func (l *loader) ruleLog(r *Rule, n *yaml.Node) *Error {
 	}
 	b, err := l.boolean(n, "log")
 	if err != nil {
-		return l.errorf(n, "log must be true, false or {prefix: TEXT}, got %s", describe(n))
+		hint := ""
+		if n != nil && n.Kind == yaml.ScalarNode {
+			hint = yaml11Hint(n.Value)
+		}
+		return l.errorf(n, "log must be true, false or {prefix: TEXT}, got %s%s", describe(n), hint)
 	}
 	r.Log = b
 	return nil
 }
 
 func (l *loader) limit(n *yaml.Node) (*Limit, *Error) {
-	fields, err := l.mapping(n, "limit", []string{"rate", "burst", "per", "over"})
+	fields, err := l.mapping(n, "limit", limitKeys)
 	if err != nil {
 		return nil, err
 	}

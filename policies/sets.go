@@ -44,8 +44,12 @@ func (l *loader) sets(n *yaml.Node) {
 			continue
 		}
 		s := &Set{Name: name, pos: l.pos(f.key)}
-		if e := l.setBody(s, f.val); e != nil {
-			l.record(f.key, e)
+		if errs := l.setBody(s, f.val); len(errs) > 0 {
+			// Every bad entry, in order, placed at the set's key among the
+			// policy's errors (a set file's lines are another file's).
+			for _, e := range errs {
+				l.record(f.key, e)
+			}
 			l.brokenSets[name] = true
 			continue
 		}
@@ -54,15 +58,17 @@ func (l *loader) sets(n *yaml.Node) {
 	}
 }
 
-func (l *loader) setBody(s *Set, n *yaml.Node) *Error {
+// setBody reads a set's entries, inline or from its file, and returns
+// every bad entry's error (up to MaxErrors; nil when the set is good).
+func (l *loader) setBody(s *Set, n *yaml.Node) []*Error {
 	n = resolve(n)
 	if n != nil && n.Kind == yaml.MappingNode {
-		fields, err := l.mapping(n, "set "+s.Name, []string{"file"})
+		fields, err := l.mapping(n, "set "+s.Name, setFileKeys)
 		if err != nil {
-			return err
+			return []*Error{err}
 		}
 		if len(fields) == 0 {
-			return l.errorf(n, "set %s: expected a list or {file: PATH}", s.Name)
+			return []*Error{l.errorf(n, "set %s: expected a list or {file: PATH}", s.Name)}
 		}
 		return l.setFile(s, fields[0].val)
 	}
@@ -71,26 +77,31 @@ func (l *loader) setBody(s *Set, n *yaml.Node) *Error {
 	}
 	items, err := l.list(n, "set "+s.Name)
 	if err != nil {
-		return err
+		return []*Error{err}
 	}
+	var errs []*Error
 	for _, it := range items {
-		if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
-			return l.errorf(it, "set %s: entries must be addresses, CIDRs, ports or names, got %s", s.Name, describe(it))
+		if len(errs) > MaxErrors {
+			break
 		}
-		if e := s.add(scalarText(it), l.pos(it)); e != nil {
-			return e
+		if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
+			errs = append(errs, l.errorf(it, "set %s: entries must be addresses, CIDRs, ports or names, got %s", s.Name, describe(it)))
+			continue
+		}
+		if e := s.add(scalarText(it), l.pos(it)); e != nil && e != errSkip {
+			errs = append(errs, e)
 		}
 	}
-	return nil
+	return errs
 }
 
-func (l *loader) setFile(s *Set, n *yaml.Node) *Error {
+func (l *loader) setFile(s *Set, n *yaml.Node) []*Error {
 	path, err := l.scalar(n, "set file")
 	if err != nil {
-		return err
+		return []*Error{err}
 	}
 	if l.readFile == nil {
-		return l.errorf(n, "set %s: set files cannot be read here", s.Name)
+		return []*Error{l.errorf(n, "set %s: set files cannot be read here", s.Name)}
 	}
 	full := path
 	if !filepath.IsAbs(path) {
@@ -98,10 +109,14 @@ func (l *loader) setFile(s *Set, n *yaml.Node) *Error {
 	}
 	data, rerr := l.readFile(full)
 	if rerr != nil {
-		return l.errorf(n, "set %s: cannot read set file %q: %v", s.Name, full, rerr)
+		return []*Error{l.errorf(n, "set %s: cannot read set file %q: %v", s.Name, full, rerr)}
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
+	var errs []*Error
 	for i, line := range bytes.Split(data, []byte("\n")) {
+		if len(errs) > MaxErrors {
+			break
+		}
 		text := string(line)
 		if j := strings.IndexByte(text, '#'); j >= 0 {
 			text = text[:j]
@@ -113,13 +128,14 @@ func (l *loader) setFile(s *Set, n *yaml.Node) *Error {
 		}
 		p := pos{File: full, Line: i + 1, Col: len(text) - len(trimmed) + 1}
 		if strings.ContainsAny(trimmed, " \t,") {
-			return p.errorf("set %s: one entry a line, got %q", s.Name, trimmed)
+			errs = append(errs, p.errorf("set %s: one entry a line, got %q", s.Name, trimmed))
+			continue
 		}
-		if e := s.add(trimmed, p); e != nil {
-			return e
+		if e := s.add(trimmed, p); e != nil && e != errSkip {
+			errs = append(errs, e)
 		}
 	}
-	return nil
+	return errs
 }
 
 // add classifies one entry and appends it; the first entry fixes the kind.
@@ -136,6 +152,11 @@ func (s *Set) add(text string, p pos) *Error {
 		return p.errorf("set %s: %s", s.Name, err)
 	}
 	if s.Kind != SetEmpty && kind != s.Kind {
+		// Said once: the next entries of the other kind are the same fault.
+		if s.mixed {
+			return errSkip
+		}
+		s.mixed = true
 		return p.errorf("set %s mixes %s and %s entries: %q is a %s", s.Name, s.Kind, kind, text, kind)
 	}
 	s.Kind = kind

@@ -68,6 +68,9 @@ func (p *Program) RunTests() []TestResult {
 		case d.Action != t.Expect:
 			res.OK = false
 			res.Msg = fmt.Sprintf("expected %s, got %s", t.Expect, got)
+		case t.ByDefault && d.Rule != NoRule:
+			res.OK = false
+			res.Msg = fmt.Sprintf("expected %s by default, got %s", t.Expect, got)
 		case t.Rule != "" && fresh.RuleName(d.Rule) != t.Rule || t.Rule != "" && d.Rule == NoRule:
 			res.OK = false
 			res.Msg = fmt.Sprintf("expected %s by rule %q, got %s", t.Expect, t.Rule, got)

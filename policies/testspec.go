@@ -48,61 +48,85 @@ func (l *loader) tests(n *yaml.Node) {
 }
 
 func (l *loader) test(n *yaml.Node) (*Test, *Error) {
-	fields, err := l.mapping(n, "test", []string{"packet", "expect", "rule"})
-	if err != nil {
+	fields, err := l.mapping(n, "test", testKeys)
+	if err != nil && fields == nil {
 		return nil, err
 	}
+	// Each bad field of a test is reported, not only the first.
+	var errs []*Error
+	badKeys := err != nil
+	if badKeys {
+		errs = append(errs, err)
+	}
 	t := &Test{pos: l.pos(n)}
-	var hasPacket, hasExpect bool
+	var hasPacket, hasExpect, skip bool
 	for _, f := range fields {
 		switch f.name {
 		case "packet":
 			hasPacket = true
 			if err := l.testPacket(&t.Packet, f.val); err != nil {
-				return nil, err
+				errs = append(errs, err)
 			}
 		case "expect":
 			hasExpect = true
 			if t.Expect, err = l.action(f.val, "expect", true); err != nil {
-				return nil, err
+				errs = append(errs, err)
 			}
 		case "rule":
 			s, err := l.scalar(f.val, "rule")
 			if err != nil {
-				return nil, err
+				errs = append(errs, err)
+				continue
+			}
+			if s == DefaultRuleName {
+				// The hook's default decides, as events say "rule":"default".
+				t.ByDefault = true
+				continue
 			}
 			if _, ok := l.ruleByName[s]; !ok {
 				names := make([]string, 0, len(l.ruleByName))
 				for k := range l.ruleByName {
 					names = append(names, k)
 				}
-				return nil, l.errorf(f.val, "unknown rule %q%s", s, quotedDidYouMean(s, names))
+				errs = append(errs, l.errorf(f.val, "unknown rule %q%s", s, quotedDidYouMean(s, append(names, DefaultRuleName))))
+				continue
 			}
-			if l.brokenRules[s] {
-				return nil, errSkip
-			}
+			// A broken rule's error is already reported.
+			skip = skip || l.brokenRules[s]
 			t.Rule = s
 		}
 	}
-	if !hasPacket {
-		return nil, l.errorf(n, "test has no packet")
+	// A misspelt key is most likely the missing one: say only the one.
+	if !badKeys && !hasPacket {
+		errs = append(errs, l.errorf(n, "test has no packet"))
 	}
-	if !hasExpect {
-		return nil, l.errorf(n, "test has no expect (accept, drop or reject)")
+	if !badKeys && !hasExpect {
+		errs = append(errs, l.errorf(n, "test has no expect (accept, drop or reject)"))
+	}
+	if len(errs) > 0 {
+		return nil, l.firstOf(errs)
+	}
+	if skip {
+		return nil, errSkip
 	}
 	return t, nil
 }
 
 func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	fields, err := l.mapping(n, "test packet", testPacketKeys)
-	if err != nil {
+	if err != nil && fields == nil {
 		return err
+	}
+	// Each bad field is reported; the checks across fields need them all.
+	var errs []*Error
+	if err != nil {
+		errs = append(errs, err)
 	}
 	tp.Hook = nf.HookInput
 	tp.State = nf.StateNew
 	var hasProto, hasSport, hasDport, hasICMP, hasLength bool
 	var famNode, srcNode, dstNode *yaml.Node
-	for _, f := range fields {
+	readField := func(f field) *Error {
 		v := f.val
 		switch f.name {
 		case "hook":
@@ -204,7 +228,7 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 			hasICMP = true
 			if x, perr := strconv.ParseUint(s, 10, 8); perr == nil {
 				tp.ICMPType = uint8(x)
-				continue
+				return nil
 			}
 			// Resolved once the family is known, below.
 			tp.icmpName, tp.icmpNode = s, v
@@ -239,6 +263,15 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 				return err
 			}
 		}
+		return nil
+	}
+	for _, f := range fields {
+		if e := readField(f); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return l.firstOf(errs)
 	}
 	// Cross-field defaults and checks.
 	if tp.Hook == nf.HookForward && (tp.HasUID || tp.HasGID || tp.Cgroup != "") {
@@ -376,7 +409,7 @@ func (l *loader) testPayload(n *yaml.Node) ([]byte, *Error) {
 		}
 		return []byte(s), nil
 	}
-	fields, err := l.mapping(n, "test payload", []string{"contains", "hex"})
+	fields, err := l.mapping(n, "test payload", testPayloadKeys)
 	if err != nil {
 		return nil, err
 	}

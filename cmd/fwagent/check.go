@@ -9,14 +9,18 @@ import (
 )
 
 func newCheckCmd() *cobra.Command {
-	return &cobra.Command{
+	var strict bool
+	cmd := &cobra.Command{
 		Use:   "check POLICY",
 		Short: "Validate a policy and run its tests: section",
 		Long: `Validate a policy file (and the set files it names), print warnings such as
 shadowed rules, and run the policy's tests: section.
 
-Exit status: 0 valid and every test passed, 1 invalid or a test failed,
-2 usage error. Errors are printed as FILE:LINE:COL: message.`,
+Every independent error of the file is printed (up to 20), each as
+FILE:LINE:COL: message. With --strict a warning fails the check too.
+
+Exit status: 0 valid and every test passed, 1 invalid, a test failed or
+(--strict) a warning, 2 usage error.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -31,6 +35,10 @@ Exit status: 0 valid and every test passed, 1 invalid or a test failed,
 			// Rules on the socket owner are right live but silent in eval.
 			for _, w := range prog.EvalWarnings() {
 				fmt.Fprintln(errOut, w)
+			}
+			if strict && len(prog.Warnings()) > 0 {
+				fmt.Fprintf(errOut, "%s: %d warnings, which --strict makes errors\n", args[0], len(prog.Warnings()))
+				return exitError{exitFailed}
 			}
 			failed := 0
 			results := prog.RunTests()
@@ -48,6 +56,8 @@ Exit status: 0 valid and every test passed, 1 invalid or a test failed,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings (shadowed rules, unused sets) as on errors")
+	return cmd
 }
 
 // loadProgram loads, validates and compiles a policy file.

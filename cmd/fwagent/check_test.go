@@ -239,6 +239,56 @@ rules:
 	}
 }
 
+func TestCheckStrict(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "p.yaml", `version: 1
+rules:
+  - name: all-tcp
+    match: {proto: tcp}
+    action: accept
+  - name: web
+    match: {proto: tcp, dport: 80}
+    action: drop
+`)
+	code, out, errOut := fwagent(t, "check", "--strict", p)
+	if code != exitFailed || out != "" {
+		t.Errorf("exit %d, stdout %q: want %d and nothing", code, out, exitFailed)
+	}
+	want := p + `:6:5: warning: rule "web" is shadowed by rule "all-tcp"`
+	if !strings.HasPrefix(errOut, want) || !strings.Contains(errOut, "1 warnings, which --strict makes errors") {
+		t.Errorf("stderr %q", errOut)
+	}
+	// Without warnings --strict passes.
+	if code, _, errOut := fwagent(t, "check", "--strict", example("host-baseline.yaml")); code != exitOK {
+		t.Errorf("--strict on an example: exit %d: %s", code, errOut)
+	}
+}
+
+// TestCheckEveryError: a file with three typos gets three FILE:LINE:COL
+// errors, one line each, in file order.
+func TestCheckEveryError(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "p.yaml", `version: 1
+defualt: {input: drop}
+rules:
+  - name: web
+    match: {proto: tcp, dprot: 80}
+    action: accept
+  - name: ssh
+    match: {proto: tcp, dport: 22}
+    action: acept
+`)
+	code, out, errOut := fwagent(t, "check", p)
+	if code != exitFailed || out != "" {
+		t.Errorf("exit %d, stdout %q", code, out)
+	}
+	want := p + `:2:1: unknown key "defualt" in policy, did you mean "default"?
+` + p + `:5:25: unknown key "dprot" in match, did you mean "dport"?
+` + p + `:9:13: action must be accept, drop, reject, got "acept", did you mean "accept"?
+`
+	if errOut != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
+	}
+}
+
 func TestCheckSetFile(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "nets.txt", "# comment\n10.0.0.0/8\n192.168.1.1/24\n")

@@ -16,8 +16,10 @@ import (
 // flagWords returns the words a flag's value is one of, or nil.
 func flagWords(name string) []string {
 	switch name {
-	case "hooks", "hook":
+	case "hooks":
 		return []string{"input", "forward", "output"}
+	case "hook":
+		return []string{"input", "forward", "output", "auto"}
 	case "queue-kind":
 		return []string{"auto", "native", "xt"}
 	case "log-level":
@@ -55,10 +57,13 @@ func addCompletions(cmd *cobra.Command) {
 		}
 	})
 	switch cmd.Name() {
-	case "check":
+	case "check", "fmt", "diff":
 		cmd.ValidArgsFunction = filesWith("yaml", "yml")
 	case "eval":
 		cmd.ValidArgsFunction = filesWith("pcap", "pcapng", "cap", "gz")
+	}
+	if cmd.Flags().Lookup("capture") != nil {
+		_ = cmd.MarkFlagFilename("capture", "pcap", "pcapng", "cap", "gz")
 	}
 	for _, sub := range cmd.Commands() {
 		addCompletions(sub)

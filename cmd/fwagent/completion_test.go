@@ -19,6 +19,9 @@ func TestCompletion(t *testing.T) {
 		{"hooks on rules too", []string{"__complete", "rules", "--hooks", ""}, []string{"input", "forward", "output"}},
 		{"policy files", []string{"__complete", "run", "--policy", ""}, []string{"yaml", "yml", ":8"}},
 		{"check takes a policy file", []string{"__complete", "check", ""}, []string{"yaml", ":8"}},
+		{"eval hook auto", []string{"__complete", "eval", "--hook", ""}, []string{"input", "forward", "output", "auto"}},
+		{"fmt takes policy files", []string{"__complete", "fmt", ""}, []string{"yaml", ":8"}},
+		{"diff capture", []string{"__complete", "diff", "--capture", ""}, []string{"pcap", "pcapng"}},
 		{"eval takes a capture", []string{"__complete", "eval", "--policy", "p.yaml", ""}, []string{"pcap", "pcapng"}},
 	}
 	for _, tt := range tests {

@@ -159,7 +159,20 @@ func TestEvalSummary(t *testing.T) {
 			}
 			got := counts{}
 			var rows []summaryRow
-			sc := bufio.NewScanner(strings.NewReader(out))
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			// The last line accounts for every frame.
+			var fs frameSummary
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &fs); err != nil || fs.Frames == 0 {
+				t.Fatalf("last line %q is not the frame summary: %v", lines[len(lines)-1], err)
+			}
+			skipped := 0
+			for _, n := range fs.Skipped {
+				skipped += n
+			}
+			if fs.Frames != fs.Decided+skipped+fs.Fragments-fs.Reassembled {
+				t.Errorf("frames %d != %d decided + %d skipped", fs.Frames, fs.Decided, skipped)
+			}
+			sc := bufio.NewScanner(strings.NewReader(strings.Join(lines[:len(lines)-1], "\n")))
 			for sc.Scan() {
 				var r summaryRow
 				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {

@@ -101,23 +101,32 @@ func (f *logFlags) apply(cfg *agent.Config, logFile string) (func(), error) {
 
 // logsFlags are the flags of `fwagent logs`.
 type logsFlags struct {
-	file   string
-	rule   string
-	event  string
-	since  string
-	follow bool
-	json   bool
+	file         string
+	rule         string
+	event        string
+	since        string
+	until        string
+	src, dst     []string
+	sport, dport []string
+	proto        []string
+	follow       bool
+	json         bool
 }
 
 func newLogsCmd() *cobra.Command {
 	var f logsFlags
 	cmd := &cobra.Command{
-		Use:   "logs [--file PATH] [--rule R] [--event E] [--since DUR|TIME] [--follow]",
+		Use:   "logs [--file PATH] [--rule R] [--event E] [--since DUR|TIME] [--src A] [--dport P] ... [--follow]",
 		Short: "Read the JSON drop log: filter it, print it readably, follow it",
 		Long: `Read the drop log that 'fwagent run' writes (--log-file, or its stdout), keep
 the events that match every filter given, and print one readable line per
-event, or the JSON lines themselves with --json. --since takes a duration
-(1h, 30m) or an RFC 3339 time. --follow keeps reading as the file grows and
+event, or the JSON lines themselves with --json. --since and --until take a
+duration back from now (30m, 1h, 2d, 1w) or a time (RFC 3339, e.g.
+2026-11-27T12:00:00Z; a local 2026-11-27T12:00:00 or 2026-11-27). --src and
+--dst take addresses or CIDRs, --sport and --dport ports or ranges (1024-2048),
+--proto names or numbers; each may be repeated or comma-separated, and an
+event passes when it matches one of the values of every filter given.
+--follow keeps reading as the file grows and
 across rotation, like tail -F. Without --file it reads standard input. Lines
 that are not events are skipped and counted on stderr.`,
 		Args: exactArgs(0),
@@ -129,22 +138,22 @@ that are not events are skipped and counted on stderr.`,
 	fl.StringVar(&f.file, "file", "", "log file to read (default: standard input)")
 	fl.StringVar(&f.rule, "rule", "", "only events decided by this rule")
 	fl.StringVar(&f.event, "event", "", "only this event: drop, reject, accept, would_drop, would_reject")
-	fl.StringVar(&f.since, "since", "", "only events since this long ago (1h) or this time (2026-11-27T12:00:00Z)")
+	fl.StringVar(&f.since, "since", "", "only events since this long ago (1h, 2d) or this time (2026-11-27T12:00:00Z, 2026-11-27)")
+	fl.StringVar(&f.until, "until", "", "only events before this long ago or this time (as --since)")
+	fl.StringSliceVar(&f.src, "src", nil, "only events from these addresses or CIDRs")
+	fl.StringSliceVar(&f.dst, "dst", nil, "only events to these addresses or CIDRs")
+	fl.StringSliceVar(&f.sport, "sport", nil, "only events from these ports or ranges (a-b)")
+	fl.StringSliceVar(&f.dport, "dport", nil, "only events to these ports or ranges (a-b)")
+	fl.StringSliceVar(&f.proto, "proto", nil, "only events of these protocols (tcp, udp, icmp, icmpv6, ... or a number)")
 	fl.BoolVarP(&f.follow, "follow", "f", false, "keep reading as the file grows, across rotation")
 	fl.BoolVar(&f.json, "json", false, "print the matching JSON lines unchanged")
 	return cmd
 }
 
 func (f *logsFlags) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, now time.Time) error {
-	filter := droplog.Filter{Rule: f.rule, Event: f.event}
-	if f.since != "" {
-		if d, err := time.ParseDuration(f.since); err == nil {
-			filter.Since = now.Add(-d)
-		} else if t, err := time.Parse(time.RFC3339Nano, f.since); err == nil {
-			filter.Since = t
-		} else {
-			return usagef("logs: --since %q: want a duration (1h) or an RFC 3339 time", f.since)
-		}
+	filter, err := f.filter(now)
+	if err != nil {
+		return err
 	}
 	switch f.event {
 	case "", "drop", "reject", "accept", "would_drop", "would_reject", "unknown":
@@ -200,6 +209,56 @@ func (f *logsFlags) run(ctx context.Context, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "fwagent logs: skipped %d lines that are not events\n", skipped)
 	}
 	return err
+}
+
+// filter turns the flags into a droplog.Filter.
+func (f *logsFlags) filter(now time.Time) (droplog.Filter, error) {
+	filter := droplog.Filter{Rule: f.rule, Event: f.event}
+	var err error
+	if f.since != "" {
+		if filter.Since, err = droplog.ParseTime(f.since, now); err != nil {
+			return filter, usagef("logs: --since: %v", err)
+		}
+	}
+	if f.until != "" {
+		if filter.Until, err = droplog.ParseTime(f.until, now); err != nil {
+			return filter, usagef("logs: --until: %v", err)
+		}
+	}
+	for _, x := range []struct {
+		name string
+		in   []string
+		out  *[]netip.Prefix
+	}{{"src", f.src, &filter.Src}, {"dst", f.dst, &filter.Dst}} {
+		for _, s := range x.in {
+			p, err := droplog.ParsePrefix(s)
+			if err != nil {
+				return filter, usagef("logs: --%s: %v", x.name, err)
+			}
+			*x.out = append(*x.out, p)
+		}
+	}
+	for _, x := range []struct {
+		name string
+		in   []string
+		out  *[]droplog.PortRange
+	}{{"sport", f.sport, &filter.Sport}, {"dport", f.dport, &filter.Dport}} {
+		for _, s := range x.in {
+			r, err := droplog.ParsePortRange(s)
+			if err != nil {
+				return filter, usagef("logs: --%s: %v", x.name, err)
+			}
+			*x.out = append(*x.out, r)
+		}
+	}
+	for _, s := range f.proto {
+		p, err := droplog.ParseProto(s)
+		if err != nil {
+			return filter, usagef("logs: --proto: %v", err)
+		}
+		filter.Protos = append(filter.Protos, p)
+	}
+	return filter, nil
 }
 
 // appendReadable is the one-line human form of an event:

@@ -72,7 +72,37 @@ func TestLogs(t *testing.T) {
 		{name: "since a time, stdin", f: logsFlags{since: "2026-11-27T12:40:00Z", json: true}, stdin: data, want: []string{
 			string(events[2].AppendJSON(nil)),
 		}},
+		{name: "since days", f: logsFlags{file: plain, since: "1d", json: true}, want: []string{
+			string(events[0].AppendJSON(nil)), string(events[1].AppendJSON(nil)), string(events[2].AppendJSON(nil)),
+		}},
+		{name: "since and until, absolute", f: logsFlags{file: plain, since: "2026-11-27T12:10:00Z", until: "2026-11-27T12:40:00+00:00", json: true}, want: []string{
+			string(events[1].AppendJSON(nil)),
+		}},
+		{name: "until a duration", f: logsFlags{file: plain, until: "45m", json: true}, want: []string{
+			string(events[0].AppendJSON(nil)),
+		}},
+		{name: "src prefix", f: logsFlags{file: plain, src: []string{"192.0.2.0/24"}, json: true}, want: []string{
+			string(events[0].AppendJSON(nil)), string(events[2].AppendJSON(nil)),
+		}},
+		{name: "dst address, v6", f: logsFlags{file: plain, dst: []string{"2001:db8::2"}, json: true}, want: []string{
+			string(events[1].AppendJSON(nil)),
+		}},
+		{name: "dport range and sport", f: logsFlags{file: plain, dport: []string{"20-30"}, json: true}, want: []string{
+			string(events[0].AppendJSON(nil)),
+		}},
+		{name: "sport list", f: logsFlags{file: plain, sport: []string{"1", "5353"}, json: true}, want: []string{
+			string(events[2].AppendJSON(nil)),
+		}},
+		{name: "proto", f: logsFlags{file: plain, proto: []string{"icmpv6", "17"}, json: true}, want: []string{
+			string(events[1].AppendJSON(nil)), string(events[2].AppendJSON(nil)),
+		}},
+		{name: "all filters", f: logsFlags{file: plain, proto: []string{"TCP"}, src: []string{"192.0.2.7"}, dst: []string{"10.0.0.0/8"}, dport: []string{"23"}, since: "2h", json: true}, want: []string{
+			string(events[0].AppendJSON(nil)),
+		}},
 		{name: "bad since", f: logsFlags{file: plain, since: "yesterday"}, wantErr: "--since"},
+		{name: "bad src", f: logsFlags{file: plain, src: []string{"10.0.0.0/33"}}, wantErr: "--src"},
+		{name: "bad dport", f: logsFlags{file: plain, dport: []string{"30-20"}}, wantErr: "--dport"},
+		{name: "bad proto", f: logsFlags{file: plain, proto: []string{"tcpp"}}, wantErr: "--proto"},
 		{name: "bad event", f: logsFlags{file: plain, event: "dropped"}, wantErr: "--event"},
 		{name: "follow needs a file", f: logsFlags{follow: true}, wantErr: "--follow needs --file"},
 		{name: "missing file", f: logsFlags{file: filepath.Join(dir, "nope")}, wantErr: "no such file"},

@@ -116,24 +116,24 @@ func (s *ngSource) block() (uint32, []byte, error) {
 	return typ, b[:rest-4], nil
 }
 
-func (s *ngSource) next() ([]byte, uint32, time.Time, int, error) {
+func (s *ngSource) next() (rawRecord, error) {
 	for {
 		typ, body, err := s.block()
 		if err != nil {
-			return nil, 0, time.Time{}, 0, err
+			return rawRecord{}, err
 		}
 		switch typ {
 		case ngSectionHeader:
 			if err := s.section(body); err != nil {
-				return nil, 0, time.Time{}, 0, err
+				return rawRecord{}, err
 			}
 		case ngInterface:
 			if err := s.iface(body); err != nil {
-				return nil, 0, time.Time{}, 0, err
+				return rawRecord{}, err
 			}
 		case ngEnhanced, ngPacket:
 			if len(body) < 20 {
-				return nil, 0, time.Time{}, 0, fmt.Errorf("pcapng packet block: %w", errNgShort)
+				return rawRecord{}, fmt.Errorf("pcapng packet block: %w", errNgShort)
 			}
 			var id int
 			if typ == ngEnhanced {
@@ -142,18 +142,30 @@ func (s *ngSource) next() ([]byte, uint32, time.Time, int, error) {
 				id = int(s.bo.Uint16(body[0:2]))
 			}
 			if id >= len(s.ifaces) || id < 0 {
-				return nil, 0, time.Time{}, 0, fmt.Errorf("pcapng packet block: interface %d of %d", id, len(s.ifaces))
+				return rawRecord{}, fmt.Errorf("pcapng packet block: interface %d of %d", id, len(s.ifaces))
 			}
 			ifc := &s.ifaces[id]
 			ts := uint64(s.bo.Uint32(body[4:8]))<<32 | uint64(s.bo.Uint32(body[8:12]))
 			capLen, origLen := s.bo.Uint32(body[12:16]), s.bo.Uint32(body[16:20])
 			if uint64(capLen) > uint64(len(body)-20) {
-				return nil, 0, time.Time{}, 0, fmt.Errorf("pcapng packet block: captured length %d exceeds the block", capLen)
+				// The block's own length is whole (block() checked it), so
+				// the next block is still found: skip this one.
+				return rawRecord{link: ifc.link, bad: fmt.Sprintf("pcapng captured length %d exceeds its block", capLen)}, nil
 			}
-			return body[20 : 20+capLen], ifc.link, ifc.time(ts), int(origLen), nil
+			rec := rawRecord{data: body[20 : 20+capLen], link: ifc.link, ts: ifc.time(ts), origLen: int(origLen)}
+			if capLen > origLen {
+				rec.bad = fmt.Sprintf("captured length %d exceeds original length %d", capLen, origLen)
+			}
+			if typ == ngEnhanced {
+				padded := (uint64(capLen) + 3) &^ 3
+				if 20+padded <= uint64(len(body)) {
+					rec.dir = s.epbDirection(body[20+padded:])
+				}
+			}
+			return rec, nil
 		case ngSimplePacket:
 			if len(body) < 4 || len(s.ifaces) == 0 {
-				return nil, 0, time.Time{}, 0, fmt.Errorf("pcapng simple packet block: %w or no interface", errNgShort)
+				return rawRecord{}, fmt.Errorf("pcapng simple packet block: %w or no interface", errNgShort)
 			}
 			ifc := &s.ifaces[0]
 			origLen := s.bo.Uint32(body[0:4])
@@ -163,11 +175,37 @@ func (s *ngSource) next() ([]byte, uint32, time.Time, int, error) {
 			if ifc.snaplen != 0 {
 				n = min(n, uint64(ifc.snaplen))
 			}
-			return body[4 : 4+n], ifc.link, time.Time{}, int(origLen), nil
+			return rawRecord{data: body[4 : 4+n], link: ifc.link, origLen: int(origLen)}, nil
 		}
 		// Statistics, name resolution, secrets and custom blocks carry no
 		// packets.
 	}
+}
+
+// optEPBFlags is the enhanced packet block's epb_flags option: its two
+// low bits are the direction (01 inbound, 10 outbound).
+const optEPBFlags = 2
+
+// epbDirection reads the direction from an enhanced packet block's options.
+func (s *ngSource) epbDirection(opts []byte) Direction {
+	for len(opts) >= 4 {
+		code, l := s.bo.Uint16(opts[0:2]), int(s.bo.Uint16(opts[2:4]))
+		padded := (l + 3) &^ 3
+		if code == optEnd || 4+padded > len(opts) {
+			return DirUnknown
+		}
+		if code == optEPBFlags && l == 4 {
+			switch s.bo.Uint32(opts[4:8]) & 3 {
+			case 1:
+				return DirIn
+			case 2:
+				return DirOut
+			}
+			return DirUnknown
+		}
+		opts = opts[4+padded:]
+	}
+	return DirUnknown
 }
 
 // section starts a new section: interface numbers restart.

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/google/gopacket/pcapgo"
 )
 
 // MaxFrame is the largest frame the reader accepts, tcpdump's MAXIMUM_SNAPLEN.
@@ -30,13 +28,27 @@ type Frame struct {
 	// Truncated is set when the capture kept fewer bytes than the frame had
 	// on the wire (a snap length); the packet will not decode whole.
 	Truncated bool
+	// Direction is which way the frame went, where the capture records it
+	// (pcapng's epb_flags, a Linux cooked header's packet type).
+	Direction Direction
+}
+
+// rawRecord is one frame as a capture format stores it.
+type rawRecord struct {
+	data    []byte
+	link    uint32
+	ts      time.Time
+	origLen int
+	dir     Direction
+	// bad says why the record cannot be trusted ("" when it can); the
+	// reader skips it and reads on, as tcpdump does.
+	bad string
 }
 
 // source yields the frames of one capture format.
 type source interface {
-	// next returns the next frame, its link type and timestamp, and the
-	// frame's original length; io.EOF at the end.
-	next() (data []byte, link uint32, ts time.Time, origLen int, err error)
+	// next returns the next record; io.EOF at the end.
+	next() (rawRecord, error)
 }
 
 // Reader reads IP packets from a pcap or pcapng capture. It is not safe for
@@ -45,6 +57,10 @@ type Reader struct {
 	src     source
 	index   int
 	skipped int
+	why     map[string]int
+	// Warn, if set, is told of every record skipped as bad (frame number
+	// as Wireshark counts, and why), for the caller to print.
+	Warn func(frame int, msg string)
 }
 
 const (
@@ -82,13 +98,13 @@ func Open(r io.Reader) (*Reader, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Reader{src: src}, nil
+		return &Reader{src: src, why: map[string]int{}}, nil
 	case magicLE == pcapMagicMicro || magicLE == pcapMagicNano || magicBE == pcapMagicMicro || magicBE == pcapMagicNano:
 		src, err := newPcapSource(br)
 		if err != nil {
 			return nil, err
 		}
-		return &Reader{src: src}, nil
+		return &Reader{src: src, why: map[string]int{}}, nil
 	}
 	return nil, fmt.Errorf("capture: not a pcap or pcapng file (magic %08x)", magicBE)
 }
@@ -97,7 +113,7 @@ func Open(r io.Reader) (*Reader, error) {
 // others. It returns io.EOF after the last frame.
 func (r *Reader) Next() (Frame, error) {
 	for {
-		data, link, ts, origLen, err := r.src.next()
+		rec, err := r.src.next()
 		if err != nil {
 			if err == io.EOF {
 				return Frame{}, io.EOF
@@ -106,18 +122,51 @@ func (r *Reader) Next() (Frame, error) {
 		}
 		i := r.index
 		r.index++
-		ip := ipPayload(link, data)
-		if ip == nil {
-			r.skipped++
+		if rec.bad != "" {
+			r.skip(SkipBadRecord)
+			if r.Warn != nil {
+				r.Warn(i+1, rec.bad)
+			}
 			continue
 		}
-		return Frame{Data: ip, Timestamp: ts, Index: i, Truncated: origLen > len(data)}, nil
+		ip, why := ipPayload(rec.link, rec.data)
+		if ip == nil {
+			if why == SkipLinkType {
+				why = fmt.Sprintf("%s %d", SkipLinkType, rec.link)
+			}
+			r.skip(why)
+			continue
+		}
+		dir := rec.dir
+		if dir == DirUnknown {
+			dir = linkDirection(rec.link, rec.data)
+		}
+		return Frame{Data: ip, Timestamp: rec.ts, Index: i, Truncated: rec.origLen > len(rec.data), Direction: dir}, nil
 	}
 }
 
+func (r *Reader) skip(why string) {
+	if why == "" {
+		why = skipUnknownCause
+	}
+	r.skipped++
+	r.why[why]++
+}
+
 // Skipped returns how many frames so far carried no IP packet (ARP, LLDP,
-// other link types, frames too short for their link header).
+// other link types, frames too short for their link header) or were bad
+// records.
 func (r *Reader) Skipped() int { return r.skipped }
+
+// SkippedBy returns the skipped frames so far counted by reason (the Skip
+// constants; an unsupported link type names its number).
+func (r *Reader) SkippedBy() map[string]int {
+	out := make(map[string]int, len(r.why))
+	for k, v := range r.why {
+		out[k] = v
+	}
+	return out
+}
 
 // noEOF turns an EOF met inside a structure into io.ErrUnexpectedEOF, so a
 // file cut short is not mistaken for a clean end.
@@ -128,47 +177,67 @@ func noEOF(err error) error {
 	return err
 }
 
-// pcapSource reads classic pcap through gopacket's pcapgo.
+// pcapSource reads classic pcap. It reads records itself rather than
+// through gopacket's pcapgo, which stops at a record whose captured length
+// exceeds its original length; tcpdump reads on, and so does this.
 type pcapSource struct {
-	r    *pcapgo.Reader
+	r    *bufio.Reader
+	bo   binary.ByteOrder
+	nano bool
 	link uint32
+	hdr  [16]byte
+	buf  []byte
 }
 
 func newPcapSource(br *bufio.Reader) (*pcapSource, error) {
-	// pcapgo parses the header too, but keeps the link type in gopacket's
-	// uint8 LinkType, which turns SLL2 (276) into 20: read it here.
-	hdr, err := br.Peek(24)
-	if err != nil {
+	var hdr [24]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return nil, fmt.Errorf("capture: read pcap header: %w", noEOF(err))
 	}
-	var bo binary.ByteOrder = binary.LittleEndian
-	if m := binary.BigEndian.Uint32(hdr); m == pcapMagicMicro || m == pcapMagicNano {
-		bo = binary.BigEndian
+	s := &pcapSource{r: br, bo: binary.LittleEndian}
+	m := binary.LittleEndian.Uint32(hdr[:4])
+	if bm := binary.BigEndian.Uint32(hdr[:4]); bm == pcapMagicMicro || bm == pcapMagicNano {
+		s.bo, m = binary.BigEndian, bm
 	}
-	// The upper bits hold the FCS length and reserved flags.
-	link := bo.Uint32(hdr[20:24]) & 0xffff
-	if !supported(link) {
-		return nil, fmt.Errorf("capture: unsupported link type %d", link)
+	s.nano = m == pcapMagicNano
+	// The upper bits hold the FCS length and reserved flags. Like tcpdump,
+	// ignore the header's snap length (writers do not always honour it)
+	// and apply our own bound instead.
+	s.link = s.bo.Uint32(hdr[20:24]) & 0xffff
+	if !supported(s.link) {
+		return nil, fmt.Errorf("capture: unsupported link type %d", s.link)
 	}
-	pr, err := pcapgo.NewReader(br)
-	if err != nil {
-		return nil, fmt.Errorf("capture: read pcap header: %w", err)
-	}
-	// Like tcpdump, ignore the header's snap length (writers do not always
-	// honour it) and apply our own bound instead.
-	pr.SetSnaplen(MaxFrame)
-	return &pcapSource{r: pr, link: link}, nil
+	return s, nil
 }
 
-func (s *pcapSource) next() ([]byte, uint32, time.Time, int, error) {
-	data, ci, err := s.r.ZeroCopyReadPacketData()
-	if err == io.EOF && ci.CaptureLength > 0 {
-		// A record header with no data after it: the file was cut, which
-		// io.ReadFull reports as a plain EOF when no byte arrived.
-		err = io.ErrUnexpectedEOF
+func (s *pcapSource) next() (rawRecord, error) {
+	if _, err := io.ReadFull(s.r, s.hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return rawRecord{}, err
+		}
+		return rawRecord{}, err // io.EOF: a clean end between records
 	}
-	if err != nil {
-		return nil, 0, time.Time{}, 0, err
+	sec, frac := s.bo.Uint32(s.hdr[0:4]), s.bo.Uint32(s.hdr[4:8])
+	capLen, origLen := s.bo.Uint32(s.hdr[8:12]), s.bo.Uint32(s.hdr[12:16])
+	if capLen > MaxFrame {
+		// Past this the record header itself is suspect, and skipping
+		// capLen bytes would read garbage as records: stop, as libpcap does.
+		return rawRecord{}, fmt.Errorf("captured length %d exceeds %d", capLen, MaxFrame)
 	}
-	return data, s.link, ci.Timestamp, ci.Length, nil
+	if cap(s.buf) < int(capLen) {
+		s.buf = make([]byte, capLen)
+	}
+	data := s.buf[:capLen]
+	if _, err := io.ReadFull(s.r, data); err != nil {
+		return rawRecord{}, noEOF(err)
+	}
+	ns := int64(frac) * 1000
+	if s.nano {
+		ns = int64(frac)
+	}
+	rec := rawRecord{data: data, link: s.link, ts: time.Unix(int64(sec), ns).UTC(), origLen: int(origLen)}
+	if capLen > origLen {
+		rec.bad = fmt.Sprintf("captured length %d exceeds original length %d", capLen, origLen)
+	}
+	return rec, nil
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -328,7 +329,6 @@ func TestNextErrors(t *testing.T) {
 		{"pcapng cut in block", cat(ng, ngEPB(le, 0, 0, ip4, 0)[:30]), io.ErrUnexpectedEOF},
 		{"pcapng trailing length mismatch", cat(ng, with(ngEPB(le, 0, 0, ip4, 0), func(b []byte) { b[len(b)-4]++ })), nil},
 		{"pcapng unknown interface", cat(ng, ngEPB(le, 1, 0, ip4, 0)), nil},
-		{"pcapng captured length past block", cat(ng, with(ngEPB(le, 0, 0, ip4, 0), func(b []byte) { le.PutUint32(b[20:], 1000) })), nil},
 		{"pcapng short tsoffset", cat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSOffset, []byte{1, 2}))), nil},
 		{"pcapng tsresol 2^64", cat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSResol, []byte{0x80 | 64}))), nil},
 		{"pcapng tsresol 10^20", cat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSResol, []byte{20}))), nil},
@@ -389,5 +389,129 @@ func TestWriterConcurrent(t *testing.T) {
 	// Interleaved records would desynchronise the file and fail here.
 	if got := readAll(t, r); len(got) != writers*each {
 		t.Fatalf("read %d records, wrote %d", len(got), writers*each)
+	}
+}
+
+// TestBadRecordsSkipped: a record whose captured length exceeds its
+// original length (or its pcapng block) is skipped with a warning, and the
+// frames after it are read, as tcpdump reads on.
+func TestBadRecordsSkipped(t *testing.T) {
+	le := binary.LittleEndian
+	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
+	ng := cat(ngSHB(le), ngIDB(le, linkRaw, 0))
+	files := map[string][]byte{
+		"pcap caplen > len": pcapFile(linkRaw, le, false, record{ts: time.Unix(1, 0), data: ip4},
+			record{ts: time.Unix(2, 0), data: ip4, origLen: 10}, record{ts: time.Unix(3, 0), data: ip4}),
+		"pcapng caplen > len": cat(ng, ngEPB(le, 0, 0, ip4, 0), ngEPB(le, 0, 0, ip4, 10), ngEPB(le, 0, 0, ip4, 0)),
+		"pcapng caplen past block": cat(ng, ngEPB(le, 0, 0, ip4, 0),
+			with(ngEPB(le, 0, 0, ip4, 0), func(b []byte) { le.PutUint32(b[20:], 1000) }), ngEPB(le, 0, 0, ip4, 0)),
+	}
+	for name, file := range files {
+		t.Run(name, func(t *testing.T) {
+			r, err := Open(bytes.NewReader(file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var warned []int
+			r.Warn = func(frame int, msg string) { warned = append(warned, frame) }
+			var idx []int
+			for {
+				fr, err := r.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				idx = append(idx, fr.Index)
+			}
+			if fmt.Sprint(idx) != "[0 2]" || fmt.Sprint(warned) != "[2]" {
+				t.Errorf("frames %v, warnings for frames %v; want [0 2] and [2]", idx, warned)
+			}
+			if by := r.SkippedBy(); r.Skipped() != 1 || by[SkipBadRecord] != 1 {
+				t.Errorf("skipped %d: %v", r.Skipped(), by)
+			}
+		})
+	}
+}
+
+// TestSkipReasons: every skipped frame is counted under its reason.
+func TestSkipReasons(t *testing.T) {
+	le := binary.LittleEndian
+	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
+	eth := func(etherType uint16, payload []byte) []byte {
+		h := make([]byte, 12)
+		return append(binary.BigEndian.AppendUint16(h, etherType), payload...)
+	}
+	var tags []byte
+	for range maxVLANTags + 1 {
+		tags = append(tags, 0, 1, 0x81, 0x00)
+	}
+	file := cat(ngSHB(le), ngIDB(le, linkEthernet, 0), ngIDB(le, 147, 0), ngIDB(le, linkIPv6, 0),
+		ngEPB(le, 0, 0, eth(etherIPv4, ip4), 0),
+		ngEPB(le, 0, 0, eth(0x0806, make([]byte, 28)), 0),
+		ngEPB(le, 0, 0, eth(etherVLAN, append(tags, ip4...)), 0),
+		ngEPB(le, 1, 0, ip4, 0),
+		ngEPB(le, 2, 0, ip4, 0),
+		ngEPB(le, 0, 0, make([]byte, 6), 0),
+	)
+	r, err := Open(bytes.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	want := map[string]int{SkipNotIP: 1, SkipVLAN: 1, SkipLinkType + " 147": 1, SkipVersion: 1, SkipShort: 1}
+	if got := r.SkippedBy(); n != 1 || fmt.Sprint(got) != fmt.Sprint(want) || r.Skipped() != 5 {
+		t.Errorf("%d frames, skipped %d by %v; want 1, 5 by %v", n, r.Skipped(), got, want)
+	}
+}
+
+// TestDirection: pcapng's epb_flags and a cooked header's packet type give
+// the frame's direction.
+func TestDirection(t *testing.T) {
+	le := binary.LittleEndian
+	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
+	epbFlags := func(flags uint32, data []byte) []byte {
+		b := ngEPB(le, 0, 0, data, 0)
+		body := b[8 : len(b)-4]
+		body = append(body, ngOpt(le, optEPBFlags, le.AppendUint32(nil, flags))...)
+		body = append(body, 0, 0, 0, 0)
+		return ngBlock(le, ngEnhanced, body)
+	}
+	sll := func(pktType uint16, data []byte) []byte {
+		h := binary.BigEndian.AppendUint16(nil, pktType)
+		h = append(h, make([]byte, 12)...)
+		return append(binary.BigEndian.AppendUint16(h, etherIPv4), data...)
+	}
+	file := cat(ngSHB(le), ngIDB(le, linkRaw, 0), ngIDB(le, linkSLL, 0),
+		epbFlags(1, ip4), epbFlags(2, ip4), ngEPB(le, 0, 0, ip4, 0),
+		ngEPB(le, 1, 0, sll(0, ip4), 0), ngEPB(le, 1, 0, sll(4, ip4), 0), ngEPB(le, 1, 0, sll(3, ip4), 0))
+	r, err := Open(bytes.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		fr, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fr.Direction.String())
+	}
+	if want := "[in out unknown in out other]"; fmt.Sprint(got) != want {
+		t.Errorf("directions %v, want %s", got, want)
 	}
 }

@@ -6,7 +6,7 @@
 // # Where events come from
 //
 // The agent answers a packet that must be logged with NF_REPEAT and a packet
-// mark (rules.Marks: action code, established bit, rule ID); the rules at the
+// mark (nf.Marks: action code, established bit, rule ID); the rules at the
 // top of the agent's chain match the mark, `log group G prefix
 // "fwagent:<event>"` the packet and drop, reject or accept it. A Reader
 // listens on group G, decodes the copied packet headers with

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -155,13 +156,151 @@ type Filter struct {
 	Rule  string    // the deciding rule's name
 	Event string    // drop, reject, accept, would_drop, would_reject
 	Since time.Time // events at or after this time
+	Until time.Time // events before this time
+	// Src and Dst hold events whose address is inside one of the prefixes.
+	Src, Dst []netip.Prefix
+	// Sport and Dport hold events whose port is in one of the ranges; an
+	// event without ports (ICMP) never matches a port filter.
+	Sport, Dport []PortRange
+	// Protos holds events of one of these protocols.
+	Protos []uint8
 }
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Lo, Hi uint16 }
 
 // Match reports whether e passes the filter.
 func (f Filter) Match(e *Event) bool {
 	return (f.Rule == "" || e.Rule == f.Rule) &&
 		(f.Event == "" || e.Event == f.Event) &&
-		(f.Since.IsZero() || !e.Time.Before(f.Since))
+		(f.Since.IsZero() || !e.Time.Before(f.Since)) &&
+		(f.Until.IsZero() || e.Time.Before(f.Until)) &&
+		inPrefixes(f.Src, e.Src) && inPrefixes(f.Dst, e.Dst) &&
+		inPorts(f.Sport, e, e.SrcPort) && inPorts(f.Dport, e, e.DstPort) &&
+		(len(f.Protos) == 0 || slices.Contains(f.Protos, e.Proto))
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	if len(ps) == 0 {
+		return true
+	}
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func inPorts(rs []PortRange, e *Event, port uint16) bool {
+	if len(rs) == 0 {
+		return true
+	}
+	switch e.Proto {
+	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoSCTP:
+	default:
+		return false
+	}
+	for _, r := range rs {
+		if r.Lo <= port && port <= r.Hi {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseProto reads a protocol as events name it (tcp, udp, icmp, icmpv6,
+// sctp, gre, esp) or as a number.
+func ParseProto(s string) (uint8, error) {
+	p, err := parseProto(strings.ToLower(strings.TrimSpace(s)))
+	if err != nil {
+		return 0, fmt.Errorf("droplog: proto %q: want tcp, udp, icmp, icmpv6, sctp, gre, esp or 0-255", s)
+	}
+	return p, nil
+}
+
+// ParsePrefix reads an address (as a one-address prefix) or a CIDR.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("droplog: %q: want an address or a CIDR", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParsePortRange reads a port (22) or an inclusive range (1024-65535).
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	a, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	b := a
+	var err2 error
+	if isRange {
+		b, err2 = strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	}
+	if err1 != nil || err2 != nil || a > b {
+		return PortRange{}, fmt.Errorf("droplog: port %q: want a port or a range lo-hi", s)
+	}
+	return PortRange{uint16(a), uint16(b)}, nil
+}
+
+// ParseTime reads a time for --since and --until, relative to now: a
+// duration back from now (90s, 30m, 1h, 2d, 1w, 1d12h; d is 24 hours, w 7
+// days), an RFC 3339 time (2026-11-27T12:00:00Z, with or without
+// fraction), a local date and time without zone (2026-11-27T12:00:00 or
+// "2026-11-27 12:00"), or a local date (2026-11-27, its midnight).
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if d, ok := parseLongDuration(s); ok {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, now.Location()); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("droplog: time %q: want a duration back from now (30m, 2d, 1w) or a time (2026-11-27T12:00:00Z, 2026-11-27)", s)
+}
+
+// parseLongDuration is time.ParseDuration with days (d) and weeks (w) in
+// front: "2d", "1w2d", "1d12h".
+func parseLongDuration(s string) (time.Duration, bool) {
+	var total time.Duration
+	rest := s
+	for _, u := range []struct {
+		suffix byte
+		d      time.Duration
+	}{{'w', 7 * 24 * time.Hour}, {'d', 24 * time.Hour}} {
+		i := strings.IndexByte(rest, u.suffix)
+		if i < 0 {
+			continue
+		}
+		n, err := strconv.ParseUint(rest[:i], 10, 32)
+		if err != nil {
+			return 0, false
+		}
+		total += time.Duration(n) * u.d
+		rest = rest[i+1:]
+	}
+	if rest == "" {
+		return total, rest != s
+	}
+	d, err := time.ParseDuration(rest)
+	if err != nil || d < 0 {
+		return 0, false
+	}
+	return total + d, true
 }
 
 // maxLine bounds one log line: events are a few hundred bytes; a longer

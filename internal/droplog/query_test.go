@@ -216,3 +216,55 @@ func FuzzParseEvent(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTime(t *testing.T) {
+	loc := time.FixedZone("X", 3600)
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, loc)
+	for in, want := range map[string]time.Time{
+		"30m":                         now.Add(-30 * time.Minute),
+		"2d":                          now.Add(-48 * time.Hour),
+		"1w":                          now.Add(-7 * 24 * time.Hour),
+		"1d12h":                       now.Add(-36 * time.Hour),
+		"1w1d":                        now.Add(-8 * 24 * time.Hour),
+		"2026-11-27T10:00:00Z":        time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC),
+		"2026-11-27T10:00:00.5+02:00": time.Date(2026, 11, 27, 8, 0, 0, 5e8, time.UTC),
+		"2026-11-27T10:00:00":         time.Date(2026, 11, 27, 10, 0, 0, 0, loc),
+		"2026-11-27 10:00":            time.Date(2026, 11, 27, 10, 0, 0, 0, loc),
+		"2026-11-26":                  time.Date(2026, 11, 26, 0, 0, 0, 0, loc),
+	} {
+		got, err := ParseTime(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "yesterday", "2x", "d", "-1d", "1d-2h", "2026-13-01"} {
+		if got, err := ParseTime(bad, now); err == nil {
+			t.Errorf("ParseTime(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
+func TestFilterAddressesPortsProtos(t *testing.T) {
+	tcp := Event{Proto: packet.ProtoTCP, Src: netip.MustParseAddr("::ffff:192.0.2.7"), Dst: netip.MustParseAddr("10.0.0.5"), SrcPort: 4000, DstPort: 22}
+	icmp := Event{Proto: packet.ProtoICMP, Src: netip.MustParseAddr("192.0.2.7"), Dst: netip.MustParseAddr("10.0.0.5")}
+	pfx := func(s string) []netip.Prefix { p, _ := ParsePrefix(s); return []netip.Prefix{p} }
+	tests := []struct {
+		f         Filter
+		tcp, icmp bool
+	}{
+		{Filter{Src: pfx("192.0.2.7")}, true, true},
+		{Filter{Src: pfx("192.0.2.0/25"), Dst: pfx("10.0.0.0/8")}, true, true},
+		{Filter{Dst: pfx("10.0.1.0/24")}, false, false},
+		{Filter{Dport: []PortRange{{20, 25}}}, true, false},
+		{Filter{Sport: []PortRange{{1, 1}, {4000, 4000}}}, true, false},
+		{Filter{Protos: []uint8{packet.ProtoICMP}}, false, true},
+	}
+	for i, tt := range tests {
+		if got := tt.f.Match(&tcp); got != tt.tcp {
+			t.Errorf("%d: tcp %v", i, got)
+		}
+		if got := tt.f.Match(&icmp); got != tt.icmp {
+			t.Errorf("%d: icmp %v", i, got)
+		}
+	}
+}

@@ -43,7 +43,7 @@ type Config struct {
 	// Group is the NFLOG group the agent's log rules send to.
 	Group uint16
 	// Marks decodes the packet mark into the log action and the deciding
-	// rule's ID. Its mask must be set (rules.NewMarks).
+	// rule's ID. Its mask must be set (nf.NewMarks).
 	Marks nf.Marks
 	// RuleName resolves a rule ID (rule index + 1, 0 for a hook's default)
 	// through the current policy. It is called on the reader goroutine for

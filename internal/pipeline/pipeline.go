@@ -35,6 +35,10 @@ type Meta struct {
 	// as the kernel queued it (absent without a full socket).
 	HasUID, HasGID bool
 	UID, GID       uint32
+	// Cut says data may stop short of the packet's end (a capture's snap
+	// length): the packet is decided from its headers, which must be whole,
+	// and L7 fields read what is there. Live packets are never cut.
+	Cut bool
 }
 
 // Result is everything the pipeline decided about a packet.
@@ -253,7 +257,13 @@ func (w *Worker) begin(pol *Policy, data []byte, m *Meta, pkt *packet.Packet, r 
 		return true
 	}
 
-	if err := w.dec.Decode(data, pkt); err != nil {
+	var err error
+	if m.Cut {
+		err = w.dec.DecodeHeaders(data, pkt)
+	} else {
+		err = w.dec.Decode(data, pkt)
+	}
+	if err != nil {
 		r.DecodeErr = err
 		r.Decision = policies.Decision{Action: pol.Program.OnError(m.Hook), Rule: policies.NoRule}
 		if r.Decision.Action == policies.ActionAccept {
