@@ -2,6 +2,7 @@ package policies
 
 import (
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/l7"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -75,6 +76,10 @@ type Input struct {
 	State conntrack.State
 	// Now is a monotonic time in nanoseconds, used by rate limits.
 	Now int64
+	// ServerName and NameState carry what the pipeline's per-flow
+	// reassembly learned of the TLS server name (TCP or QUIC).
+	ServerName []byte
+	NameState  l7.NameState
 }
 
 // Decision is the result of evaluating a Program on one packet.

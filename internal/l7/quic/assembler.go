@@ -376,6 +376,23 @@ func (a *Assembler) evaluate() {
 	}
 }
 
+// HasInitial reports whether the datagram holds a long-header Initial packet
+// of version 1 or 2 (not whether it decrypts): a cheap test of whether
+// Feed or ServerName can learn anything from it. It allocates nothing.
+func HasInitial(datagram []byte) bool {
+	for b := datagram; len(b) > 0; {
+		h, _, err := parseLongHeader(b)
+		if err != nil {
+			return false
+		}
+		if h.typ == typeInitial {
+			return true
+		}
+		b = b[h.end:]
+	}
+	return false
+}
+
 // ServerName reads the server name from the Initial packets of one datagram
 // alone, as a single-packet parser: what Feed would find for a connection
 // whose whole ClientHello came in this datagram. Errors: ErrNotInitial when
@@ -384,7 +401,10 @@ func (a *Assembler) evaluate() {
 // It allocates its buffers and keys each call; use an Assembler per flow on
 // a hot path.
 func ServerName(datagram []byte) ([]byte, error) {
-	var a Assembler
+	if !HasInitial(datagram) {
+		return nil, ErrNotInitial
+	}
+	a := new(Assembler)
 	st, name := a.Feed(datagram)
 	switch st {
 	case l7.NameFound:
