@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/l7"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
@@ -54,7 +55,9 @@ type Shared struct {
 	policy atomic.Pointer[Policy]
 	marks  rules.Marks
 	flows  *conntrack.Table
-	stats  Counters
+	// quic follows QUIC Initials per flow for tls_sni rules on UDP.
+	quic  *quicNames
+	stats Counters
 	// latency holds the sampled Process times.
 	latency latencyHist
 }
@@ -62,7 +65,7 @@ type Shared struct {
 // NewShared starts with policy p. flows may be nil: every packet is then
 // decided on its own, with state from the kernel's established hint only.
 func NewShared(p *Policy, marks rules.Marks, flows *conntrack.Table) *Shared {
-	s := &Shared{marks: marks, flows: flows}
+	s := &Shared{marks: marks, flows: flows, quic: newQUICNames()}
 	p.initHits(nil)
 	s.policy.Store(p)
 	return s
@@ -288,6 +291,10 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 		}
 	}
 	if !r.Cached {
+		in.ServerName, in.NameState = nil, l7.NameUnknown
+		if tracked && !flow.Reply && flow.Flow.Valid() && pkt.Proto == packet.ProtoUDP && pkt.HasL4 && !pkt.NonFirstFragment && pol.Program.ReassemblesQUIC() {
+			in.ServerName, in.NameState = s.quic.name(flow.Flow, pkt.Payload, m.Now)
+		}
 		r.Decision = pol.Program.Decide(in)
 		if tracked {
 			// Starting from cached keeps the other direction's decision.
