@@ -6,6 +6,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/l7"
+	"github.com/fwagent/fwagent/internal/l7/quic"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
@@ -97,6 +98,8 @@ type Worker struct {
 	dec    *packet.Decoder
 	pkt    packet.Packet
 	in     policies.Input
+	// name holds the server name the QUIC reassembly gives in.
+	name [quic.MaxName]byte
 	// seq counts packets processed, to time one in latencySample.
 	seq uint32
 	// ahead is ProcessBatch's scratch: the packets of one group, decoded,
@@ -256,6 +259,7 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	_, kernelEstablished, _ := s.marks.Decode(m.Mark)
 	in := &w.in
 	in.Pkt = pkt
+	in.ServerName, in.NameState = nil, l7.NameUnknown
 	in.Hook, in.InIf, in.OutIf, in.Now = m.Hook, m.InIf, m.OutIf, m.Now
 	in.State = conntrack.StateNew
 	if kernelEstablished {
@@ -286,15 +290,28 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 			in.State = conntrack.StateRelated
 		}
 		var ok bool
-		if cached, ok = flow.Cached(pol.Gen); ok {
+		cached, ok = flow.Cached(pol.Gen)
+		fresh := false
+		// A client's QUIC packets go to the reassembly until the flow has
+		// a decision, and after it only those with a long header (short
+		// ones, the bulk of a connection, cost nothing more): one of them
+		// may start a new connection on the same flow, which the cached
+		// decision does not speak for.
+		if !flow.Reply && flow.Flow.Valid() && pkt.Proto == packet.ProtoUDP && pkt.HasL4 && !pkt.NonFirstFragment &&
+			(!ok || len(pkt.Payload) > 0 && pkt.Payload[0]&0x80 != 0) && pol.Program.ReassemblesQUIC() {
+			in.ServerName, in.NameState, fresh = s.quic.name(flow.Flow, pkt.Payload, w.name[:], m.Now)
+		}
+		switch {
+		case fresh && ok:
+			// Until the new connection is decided, its packets must not
+			// meet the old one's decision either.
+			cached = forgetDirection(cached, flow.Reply)
+			s.flows.SetCache(flow.Flow, conntrack.Cache{Gen: pol.Gen, Value: cached})
+		case ok:
 			r.Decision, r.Cached = decodeCache(cached, m.Hook, flow.Reply, flow.State)
 		}
 	}
 	if !r.Cached {
-		in.ServerName, in.NameState = nil, l7.NameUnknown
-		if tracked && !flow.Reply && flow.Flow.Valid() && pkt.Proto == packet.ProtoUDP && pkt.HasL4 && !pkt.NonFirstFragment && pol.Program.ReassemblesQUIC() {
-			in.ServerName, in.NameState = s.quic.name(flow.Flow, pkt.Payload, m.Now)
-		}
 		r.Decision = pol.Program.Decide(in)
 		if tracked {
 			// Starting from cached keeps the other direction's decision.

@@ -12,10 +12,12 @@ import (
 )
 
 // Bounds of the QUIC Initial reassembly. A pending flow holds an Assembler
-// (its ~1 KB self, the hello so far, one packet of scratch); a decided one
-// only its answer, so that a later packet of the flow that is decided again
-// (its decision was not cacheable, or a reload invalidated it) meets the same
-// name instead of restarting reassembly from a retransmitted fragment.
+// (its ~1 KB self, its keys, the hello so far, one packet of scratch); a
+// decided one keeps its answer and keys without the buffers, so that a later
+// packet of the flow that is decided again (its decision was not cacheable,
+// or a reload invalidated it) meets the same name instead of restarting
+// reassembly from a retransmitted fragment, and a new connection on the same
+// flow (a reused socket) is told from the old one.
 const (
 	quicMaxFlows = 4096
 	quicMaxBytes = 8 << 20
@@ -23,11 +25,12 @@ const (
 	// abandoned: clients retransmit their first flight far sooner.
 	quicPendingTTL = int64(10 * time.Second)
 	// quicDecidedTTL is how long an answer is kept after the flow's last
-	// reassembled packet: UDP's replied timeout.
+	// long-header packet: UDP's replied timeout.
 	quicDecidedTTL = int64(2 * time.Minute)
 	// quicSweepEvery inserts, expired entries are swept even below the cap.
-	quicSweepEvery  = 1024
-	quicDecidedSize = int(unsafe.Sizeof(quicFlow{})) + 64 // the map slot, roughly
+	quicSweepEvery = 1024
+	// quicEntrySize is what a map entry costs besides its Assembler.
+	quicEntrySize = int(unsafe.Sizeof(quicFlow{})) + 64
 )
 
 // quicNames reassembles the Initial packets of UDP flows, keyed by flow, to
@@ -48,11 +51,9 @@ type quicNames struct {
 }
 
 type quicFlow struct {
-	asm   *quic.Assembler // nil once decided
-	state l7.NameState
-	name  []byte
-	size  int   // bytes counted for this flow
-	seen  int64 // last packet fed, monotonic ns
+	asm  *quic.Assembler
+	size int   // bytes counted for this flow
+	seen int64 // last packet fed, monotonic ns
 }
 
 func newQUICNames() *quicNames {
@@ -72,41 +73,43 @@ func (s *Shared) QUICStats() QUICStats {
 }
 
 // name feeds the UDP payload of a packet the flow's client sent and returns
-// what is known of the connection's server name. A flow is followed from
-// its first datagram holding a QUIC Initial; before that (and for UDP that
-// is not QUIC) the answer is NameUnknown, so the policy reads the packet
-// alone.
-func (q *quicNames) name(id conntrack.FlowID, payload []byte, now int64) ([]byte, l7.NameState) {
+// what is known of the connection's server name, copied into dst (which
+// must hold quic.MaxName bytes). A flow is followed from its first datagram
+// holding a QUIC Initial; before that (and for UDP that is not QUIC) the
+// answer is NameUnknown, so the policy reads the packet alone. fresh says
+// the packet starts a new connection on the flow: a decision cached for the
+// flow's previous connection does not speak for it.
+func (q *quicNames) name(id conntrack.FlowID, payload, dst []byte, now int64) (name []byte, st l7.NameState, fresh bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	f := q.flows[id]
-	if f == nil {
+	switch {
+	case f == nil:
 		if !quic.HasInitial(payload) {
-			return nil, l7.NameUnknown
+			return nil, l7.NameUnknown, false
 		}
 		if f = q.insert(id, now); f == nil {
 			q.refused.Add(1)
-			return nil, l7.NameFailed
+			return nil, l7.NameFailed, true
 		}
+		fresh = true
+	case f.asm.NewConnection(payload):
+		f.asm.Reset()
+		fresh = true
 	}
 	f.seen = now
-	if f.asm == nil {
-		return f.name, f.state
-	}
-	st, name := f.asm.Feed(payload)
-	size := f.asm.Size()
+	st, name = f.asm.Feed(payload)
+	size := quicEntrySize + f.asm.Size()
 	if st <= l7.NamePending && q.bytes+size-f.size > quicMaxBytes {
 		// The hello grew past what the cap leaves: give up on it
 		// rather than hold more than the cap.
+		f.asm.Abandon()
 		st, name = l7.NameFailed, nil
+		size = quicEntrySize + f.asm.Size()
 		q.refused.Add(1)
 	}
-	if st > l7.NamePending {
-		f.state, f.name, f.asm = st, append([]byte(nil), name...), nil
-		size = quicDecidedSize + len(f.name)
-	}
 	q.account(f, size)
-	return f.name, st
+	return append(dst[:0], name...), st, fresh
 }
 
 func (q *quicNames) account(f *quicFlow, size int) {
@@ -129,16 +132,16 @@ func (q *quicNames) insert(id conntrack.FlowID, now int64) *quicFlow {
 	if full {
 		return nil
 	}
-	f := &quicFlow{asm: new(quic.Assembler), state: l7.NamePending, seen: now}
+	f := &quicFlow{asm: new(quic.Assembler), seen: now}
 	q.flows[id] = f
-	q.account(f, f.asm.Size())
+	q.account(f, quicEntrySize+f.asm.Size())
 	return f
 }
 
 func (q *quicNames) sweep(now int64) {
 	for id, f := range q.flows {
 		ttl := quicDecidedTTL
-		if f.asm != nil {
+		if f.asm.State() <= l7.NamePending {
 			ttl = quicPendingTTL
 		}
 		if now-f.seen > ttl {
@@ -148,4 +151,10 @@ func (q *quicNames) sweep(now int64) {
 	}
 	q.held.Store(int64(q.bytes))
 	q.entries.Store(int64(len(q.flows)))
+}
+
+// forgetDirection clears the cached decision of one direction of a flow
+// (see encodeCache), keeping the other's.
+func forgetDirection(cached uint64, reply bool) uint64 {
+	return cached &^ (uint64(^uint32(0)) << slotShift(reply))
 }

@@ -20,9 +20,9 @@ const (
 	// interleaved with PADDING and PING; adjacent pieces merge, so a few
 	// dozen cover any real client.
 	maxFragments = 32
-	// maxNameLen is what is kept of a name: the longest DNS name plus the
+	// MaxName is what is kept of a name: the longest DNS name plus the
 	// byte l7.NameMatcher reads to tell a longer name from it.
-	maxNameLen = 254
+	MaxName = 254
 )
 
 // span is a received range [lo, hi) of the CRYPTO stream.
@@ -36,7 +36,7 @@ type Assembler struct {
 	err   error
 	// name holds the server name once found, copied out of hello so that
 	// Release can drop the buffers and keep the answer.
-	nameBuf [maxNameLen]byte
+	nameBuf [MaxName]byte
 	nameLen int
 
 	// hello is the CRYPTO stream from offset 0; its length is the highest
@@ -50,9 +50,11 @@ type Assembler struct {
 
 	scratch []byte
 
-	// keys are those of keyVersion and the connection ID in keyID:
-	// every Initial of a connection uses the same ones (a Retry changes
-	// them), so they are derived once.
+	// keys are those of keyVersion and the connection ID in keyID, the
+	// client's first Destination Connection ID. Every Initial of a
+	// connection uses them, also after the client switched to the
+	// server's connection ID (RFC 9001 section 5.2); only a Retry changes
+	// them. They are derived once.
 	keys       initialKeys
 	hasKeys    bool
 	keyVersion uint32
@@ -77,17 +79,75 @@ func (a *Assembler) Name() []byte {
 // sentinel error), nil otherwise.
 func (a *Assembler) Err() error { return a.err }
 
-// Size is the memory the Assembler holds, in bytes: itself and its buffers.
-// A caller that keeps many counts this against its cap.
+// keysSize estimates what the AES and GCM states of a key set hold.
+const keysSize = 1024
+
+// Size is the memory the Assembler holds, in bytes: itself, its buffers and
+// its keys. A caller that keeps many counts this against its cap.
 func (a *Assembler) Size() int {
-	return int(unsafe.Sizeof(*a)) + cap(a.hello) + cap(a.scratch)
+	n := int(unsafe.Sizeof(*a)) + cap(a.hello) + cap(a.scratch)
+	if a.hasKeys {
+		n += keysSize
+	}
+	return n
 }
 
 // Release frees the buffers of a decided Assembler and keeps its answer
-// (State, Name, Err). Feeding it afterwards changes nothing.
+// (State, Name, Err) and the connection's keys, for NewConnection. Feeding
+// it afterwards changes nothing.
 func (a *Assembler) Release() {
 	a.hello, a.scratch = nil, nil
-	a.keys, a.hasKeys = initialKeys{}, false
+}
+
+// NewConnection reports whether the datagram's first Initial packet belongs
+// to another connection than the one the Assembler follows: it does not
+// decrypt with this connection's keys but does with those of its own
+// Destination Connection ID. That is a new connection from the same client
+// address and port (a reused socket), or the same one restarted after a
+// Retry; either way its ClientHello starts anew, and the caller should
+// Reset before feeding it. Packets the client sends after switching to the
+// server's connection ID still decrypt with the old keys, so they are not
+// new. It allocates only for an Initial with another connection ID.
+func (a *Assembler) NewConnection(datagram []byte) bool {
+	if !a.hasKeys {
+		return false
+	}
+	for b := datagram; len(b) > 0; {
+		h, v, err := parseLongHeader(b)
+		if err != nil {
+			return false
+		}
+		pkt := b[:h.end]
+		b = b[h.end:]
+		if h.typ != typeInitial {
+			continue
+		}
+		if h.version == a.keyVersion && bytes.Equal(h.dcid, a.keyID[:a.keyIDLen]) {
+			return false
+		}
+		scratch := make([]byte, len(pkt))
+		if h.version == a.keyVersion {
+			if _, err := openInitial(pkt, &h, &a.keys, scratch); err == nil {
+				return false
+			}
+		}
+		k, err := clientInitialKeys(&v, h.dcid)
+		if err != nil {
+			return false
+		}
+		_, err = openInitial(pkt, &h, &k, scratch)
+		return err == nil
+	}
+	return false
+}
+
+// Abandon gives up on the hello: the state becomes NameFailed (Err
+// ErrAbandoned) and the buffers are freed. An owner that runs out of room
+// calls it.
+func (a *Assembler) Abandon() {
+	if a.state <= l7.NamePending {
+		a.fail(l7.NameFailed, ErrAbandoned)
+	}
 }
 
 // Reset makes the Assembler ready for a new connection, keeping its
@@ -153,18 +213,28 @@ func (a *Assembler) fail(st l7.NameState, err error) {
 // packet that does not decrypt is ErrDecrypt, and its frames are not read;
 // any other error is the client's own and ends the reassembly.
 func (a *Assembler) addInitial(pkt []byte, h *longHeader, v *versionInfo) error {
-	if !a.hasKeys || a.keyVersion != h.version || !bytes.Equal(a.keyID[:a.keyIDLen], h.dcid) {
-		k, err := clientInitialKeys(v, h.dcid)
-		if err != nil {
-			return err
-		}
-		a.keys, a.hasKeys, a.keyVersion = k, true, h.version
-		a.keyIDLen = copy(a.keyID[:], h.dcid)
-	}
 	if cap(a.scratch) < len(pkt) {
 		a.scratch = make([]byte, len(pkt))
 	}
-	frames, err := openInitial(pkt, h, &a.keys, a.scratch[:cap(a.scratch)])
+	scratch := a.scratch[:cap(a.scratch)]
+	same := a.hasKeys && a.keyVersion == h.version
+	var frames []byte
+	err := ErrDecrypt
+	if same {
+		// Also for another connection ID: the client's later Initials
+		// carry the server's, under the keys of its first.
+		frames, err = openInitial(pkt, h, &a.keys, scratch)
+	}
+	if err != nil && (!same || !bytes.Equal(a.keyID[:a.keyIDLen], h.dcid)) {
+		k, kerr := clientInitialKeys(v, h.dcid)
+		if kerr != nil {
+			return kerr
+		}
+		if frames, err = openInitial(pkt, h, &k, scratch); err == nil {
+			a.keys, a.hasKeys, a.keyVersion = k, true, h.version
+			a.keyIDLen = copy(a.keyID[:], h.dcid)
+		}
+	}
 	if err != nil {
 		// Too short to sample or failing authentication: either way
 		// the server cannot read it and drops it.
@@ -359,8 +429,8 @@ func (a *Assembler) evaluate() {
 	name, err := l7.HandshakeServerName(have)
 	switch err {
 	case nil:
-		if len(name) > maxNameLen {
-			name = name[len(name)-maxNameLen:]
+		if len(name) > MaxName {
+			name = name[len(name)-MaxName:]
 		}
 		a.nameLen = copy(a.nameBuf[:], name)
 		a.state = l7.NameFound

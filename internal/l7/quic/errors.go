@@ -22,6 +22,8 @@ var (
 	// ErrFragmented reports CRYPTO data in more disjoint pieces than the
 	// Assembler tracks.
 	ErrFragmented = errors.New("quic: ClientHello in too many fragments")
+	// ErrAbandoned reports a reassembly its owner gave up on (Abandon).
+	ErrAbandoned = errors.New("quic: reassembly abandoned")
 	// ErrTooManyPackets reports a ClientHello still incomplete after
 	// MaxPackets Initial packets.
 	ErrTooManyPackets = errors.New("quic: ClientHello incomplete after too many packets")

@@ -12,7 +12,7 @@ func checkAssembler(t *testing.T, a *Assembler, st l7.NameState, name []byte) {
 	t.Helper()
 	switch st {
 	case l7.NameFound:
-		if len(name) == 0 || len(name) > maxNameLen || !bytes.Equal(name, a.Name()) {
+		if len(name) == 0 || len(name) > MaxName || !bytes.Equal(name, a.Name()) {
 			t.Fatalf("found %q (Name %q)", name, a.Name())
 		}
 	case l7.NameAbsent, l7.NameFailed:
@@ -109,8 +109,8 @@ func FuzzReassembly(f *testing.F) {
 		total, lerr := l7.HandshakeLen(msg)
 		switch {
 		case err == nil && total <= MaxHello:
-			if len(whole) > maxNameLen {
-				whole = whole[len(whole)-maxNameLen:]
+			if len(whole) > MaxName {
+				whole = whole[len(whole)-MaxName:]
 			}
 			if st != l7.NameFound || !bytes.Equal(name, whole) {
 				t.Fatalf("whole hello names %q; reassembled: state %d %q %v", whole, st, name, a.Err())

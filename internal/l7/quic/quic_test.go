@@ -224,7 +224,7 @@ func TestLongName(t *testing.T) {
 	}
 	var a Assembler
 	st, name := a.Feed(pkts[0])
-	if st != l7.NameFound || len(name) != maxNameLen || !bytes.HasSuffix([]byte(long), name) {
+	if st != l7.NameFound || len(name) != MaxName || !bytes.HasSuffix([]byte(long), name) {
 		t.Fatalf("got %d, %d bytes", st, len(name))
 	}
 }
@@ -276,5 +276,37 @@ func TestVarint(t *testing.T) {
 		if _, n := varint(b[:len(b)-1]); n != 0 {
 			t.Fatalf("%d: short read accepted", v)
 		}
+	}
+}
+
+// After the server's first Initial the client carries the server's
+// connection ID under the keys of its own first one: same connection. A
+// new connection from the same address and port has keys of its own.
+func TestNewConnection(t *testing.T) {
+	hello := clientHello("first.example", 1500, 0)
+	serverID := []byte{0xaa, 0xbb, 0xcc, 0xdd}
+	p1, _ := SealInitial(nil, Version1, rfcDCID, nil, 0, AppendCrypto(nil, 0, hello[:1000]))
+	p2, _ := sealInitial(nil, Version1, rfcDCID, serverID, nil, 1, AppendCrypto(nil, 1000, hello[1000:]))
+	var a Assembler
+	if a.NewConnection(p1) {
+		t.Fatal("NewConnection before any packet")
+	}
+	a.Feed(p1)
+	if a.NewConnection(p1) || a.NewConnection(p2) {
+		t.Fatal("a packet of the same connection taken for a new one")
+	}
+	if st, name := a.Feed(p2); st != l7.NameFound || string(name) != "first.example" {
+		t.Fatalf("continuation under the server's connection ID: %d %q", st, name)
+	}
+	other, _ := ClientInitial(Version1, []byte{7, 7, 7, 7, 7, 7, 7, 7}, clientHello("second.example", 0, 0))
+	if !a.NewConnection(other[0]) {
+		t.Fatal("a new connection's Initial not told apart")
+	}
+	if v2, _ := ClientInitial(Version2, rfcDCID, clientHello("v2.example", 0, 0)); !a.NewConnection(v2[0]) {
+		t.Fatal("the same connection ID in another version is another connection")
+	}
+	a.Reset()
+	if st, name := a.Feed(other[0]); st != l7.NameFound || string(name) != "second.example" {
+		t.Fatalf("after Reset: %d %q", st, name)
 	}
 }

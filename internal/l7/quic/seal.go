@@ -19,6 +19,13 @@ const MinInitialSize = 1200
 // It builds test traffic (tests, the policy test runner); clients build
 // their own.
 func SealInitial(dst []byte, v uint32, dcid, scid []byte, pn uint32, frames []byte) ([]byte, error) {
+	return sealInitial(dst, v, dcid, dcid, scid, pn, frames)
+}
+
+// sealInitial protects with the keys of keyID, the client's first
+// connection ID, a packet that carries dcid: a client's later Initials
+// after it switched to the server's connection ID.
+func sealInitial(dst []byte, v uint32, keyID, dcid, scid []byte, pn uint32, frames []byte) ([]byte, error) {
 	vi, ok := lookupVersion(v)
 	if !ok {
 		return nil, fmt.Errorf("quic: seal: unknown version %#x", v)
@@ -26,7 +33,7 @@ func SealInitial(dst []byte, v uint32, dcid, scid []byte, pn uint32, frames []by
 	if len(dcid) > maxConnIDLen || len(scid) > maxConnIDLen {
 		return nil, fmt.Errorf("quic: seal: connection ID longer than %d bytes", maxConnIDLen)
 	}
-	k, err := clientInitialKeys(&vi, dcid)
+	k, err := clientInitialKeys(&vi, keyID)
 	if err != nil {
 		return nil, err
 	}
