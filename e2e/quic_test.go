@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/big"
@@ -50,9 +52,22 @@ func selfSigned(t *testing.T, names []string) tls.Certificate {
 // pageTitle is the title of the page the HTTP/3 server serves for host.
 func pageTitle(host string) string { return "loaded " + host }
 
+// spkiHash is the base64 SHA-256 of the certificate's public key, as
+// Chromium's --ignore-certificate-errors-spki-list wants it (QUIC ignores
+// --ignore-certificate-errors).
+func spkiHash(t *testing.T, cert tls.Certificate) string {
+	t.Helper()
+	c, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
 // serveHTTP3 runs a quic-go HTTP/3 server on UDP port 443 inside ns, and
 // nothing on TCP: a page that loads came over QUIC.
-func serveHTTP3(t *testing.T, ns *testnet.NS, names []string) {
+func serveHTTP3(t *testing.T, ns *testnet.NS, cert tls.Certificate) {
 	t.Helper()
 	var conn net.PacketConn
 	if err := ns.Do(func() (err error) {
@@ -62,7 +77,7 @@ func serveHTTP3(t *testing.T, ns *testnet.NS, names []string) {
 		t.Fatalf("listen udp/443 in %s: %v", ns.Name(), err)
 	}
 	srv := &http3.Server{
-		TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{selfSigned(t, names)}}),
+		TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			host, _, err := net.SplitHostPort(r.Host)
 			if err != nil {
@@ -160,7 +175,7 @@ func TestQUICClient(t *testing.T) {
 	t.Parallel()
 	n := testnet.New(t)
 	names := []string{"www.allowed.example", "www.denied.example", "other.example"}
-	serveHTTP3(t, n.Server, names)
+	serveHTTP3(t, n.Server, selfSigned(t, names))
 	dst := netip.AddrPortFrom(n.Server.Addr4(), 443)
 
 	for _, tc := range []struct {
