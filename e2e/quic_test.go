@@ -190,9 +190,11 @@ func TestQUICClient(t *testing.T) {
 		a := startAgent(t, n.Client, writePolicy(t, tc.policy), "--hooks", "output")
 		for _, v := range []quic.Version{quic.Version1, quic.Version2} {
 			for _, name := range tc.passes {
+				start := time.Now()
 				if err := quicHandshake(t, n.Client, dst, name, v, answerWait); err != nil {
 					t.Errorf("%s, %s: handshake: %v, want it to complete", v, name, err)
 				}
+				t.Logf("%s, %s: handshake done after %v", v, name, time.Since(start).Round(time.Millisecond))
 			}
 			for _, name := range tc.dropped {
 				err := quicHandshake(t, n.Client, dst, name, v, 2*time.Second)
