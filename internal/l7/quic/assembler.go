@@ -49,6 +49,7 @@ type Assembler struct {
 	packets int
 
 	scratch []byte
+	work    openWork
 
 	// keys are those of keyVersion and the connection ID in keyID, the
 	// client's first Destination Connection ID. Every Initial of a
@@ -125,17 +126,17 @@ func (a *Assembler) NewConnection(datagram []byte) bool {
 		if h.version == a.keyVersion && bytes.Equal(h.dcid, a.keyID[:a.keyIDLen]) {
 			return false
 		}
-		scratch := make([]byte, len(pkt))
+		scratch, w := make([]byte, len(pkt)), new(openWork)
 		if h.version == a.keyVersion {
-			if _, err := openInitial(pkt, &h, &a.keys, scratch); err == nil {
+			if _, err := openInitial(pkt, &h, &a.keys, scratch, w); err == nil {
 				return false
 			}
 		}
-		k, err := clientInitialKeys(&v, h.dcid)
+		k, err := clientInitialKeys(v, h.dcid)
 		if err != nil {
 			return false
 		}
-		_, err = openInitial(pkt, &h, &k, scratch)
+		_, err = openInitial(pkt, &h, &k, scratch, w)
 		return err == nil
 	}
 	return false
@@ -187,7 +188,7 @@ func (a *Assembler) Feed(datagram []byte) (l7.NameState, []byte) {
 			a.packets++
 			a.state = l7.NamePending
 		}
-		if err := a.addInitial(pkt, &h, &v); err != nil {
+		if err := a.addInitial(pkt, &h, v); err != nil {
 			if err == ErrDecrypt {
 				continue
 			}
@@ -223,14 +224,14 @@ func (a *Assembler) addInitial(pkt []byte, h *longHeader, v *versionInfo) error 
 	if same {
 		// Also for another connection ID: the client's later Initials
 		// carry the server's, under the keys of its first.
-		frames, err = openInitial(pkt, h, &a.keys, scratch)
+		frames, err = openInitial(pkt, h, &a.keys, scratch, &a.work)
 	}
 	if err != nil && (!same || !bytes.Equal(a.keyID[:a.keyIDLen], h.dcid)) {
 		k, kerr := clientInitialKeys(v, h.dcid)
 		if kerr != nil {
 			return kerr
 		}
-		if frames, err = openInitial(pkt, h, &k, scratch); err == nil {
+		if frames, err = openInitial(pkt, h, &k, scratch, &a.work); err == nil {
 			a.keys, a.hasKeys, a.keyVersion = k, true, h.version
 			a.keyIDLen = copy(a.keyID[:], h.dcid)
 		}
@@ -450,6 +451,9 @@ func (a *Assembler) evaluate() {
 // of version 1 or 2 (not whether it decrypts): a cheap test of whether
 // Feed or ServerName can learn anything from it. It allocates nothing.
 func HasInitial(datagram []byte) bool {
+	if len(datagram) == 0 || datagram[0]&formLong == 0 {
+		return false // the bulk of a connection: short headers
+	}
 	for b := datagram; len(b) > 0; {
 		h, _, err := parseLongHeader(b)
 		if err != nil {

@@ -52,6 +52,16 @@ func FuzzFeed(f *testing.F) {
 			t.Fatalf("decided state changed: %d %q -> %d %q", st, name, st2, name2)
 		}
 		_, _ = ServerName(dgram)
+		_ = HasInitial(dgram)
+		if a.NewConnection(dgram) && st > l7.NameUnknown {
+			// Only a datagram with keys of another connection ID
+			// is a new connection; one this Assembler read is not.
+			var b Assembler
+			b.Feed(dgram)
+			if b.keyIDLen == a.keyIDLen && bytes.Equal(b.keyID[:b.keyIDLen], a.keyID[:a.keyIDLen]) && b.keyVersion == a.keyVersion {
+				t.Fatal("NewConnection for the connection's own packet")
+			}
+		}
 	})
 }
 

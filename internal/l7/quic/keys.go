@@ -52,27 +52,31 @@ var (
 	saltV2 = []byte{0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb, 0xf9, 0xbd, 0x2e, 0xd9}
 )
 
+// The parameters of each version: constants of the RFCs, never written.
+var (
+	version1 = versionInfo{
+		salt: saltV1, keyLabel: "quic key", ivLabel: "quic iv", hpLabel: "quic hp",
+		initialType: 0,
+		types:       [4]longType{typeInitial, type0RTT, typeHandshake, typeRetry},
+	}
+	// RFC 9369 section 3.2 rotates the type bits.
+	version2 = versionInfo{
+		salt: saltV2, keyLabel: "quicv2 key", ivLabel: "quicv2 iv", hpLabel: "quicv2 hp",
+		initialType: 1,
+		types:       [4]longType{typeRetry, typeInitial, type0RTT, typeHandshake},
+	}
+)
+
 // lookupVersion returns the parameters of version v, or nil for a version
-// this package does not read. The values are constants of the RFCs, built
-// per call so that the package keeps no mutable globals; the call is cheap
-// next to a key derivation and happens once per packet.
-func lookupVersion(v uint32) (versionInfo, bool) {
+// this package does not read. Callers must not modify them.
+func lookupVersion(v uint32) *versionInfo {
 	switch v {
 	case Version1:
-		return versionInfo{
-			salt: saltV1, keyLabel: "quic key", ivLabel: "quic iv", hpLabel: "quic hp",
-			initialType: 0,
-			types:       [4]longType{typeInitial, type0RTT, typeHandshake, typeRetry},
-		}, true
+		return &version1
 	case Version2:
-		// RFC 9369 section 3.2 rotates the type bits.
-		return versionInfo{
-			salt: saltV2, keyLabel: "quicv2 key", ivLabel: "quicv2 iv", hpLabel: "quicv2 hp",
-			initialType: 1,
-			types:       [4]longType{typeRetry, typeInitial, type0RTT, typeHandshake},
-		}, true
+		return &version2
 	}
-	return versionInfo{}, false
+	return nil
 }
 
 // initialKeys protect a client's Initial packets for one connection ID.

@@ -39,14 +39,14 @@ type longHeader struct {
 // parseLongHeader reads the long header at the start of b. Retry packets
 // (no Length field, never sent by clients) and versions other than 1 and 2
 // yield ErrNotInitial: a walk over coalesced packets stops there.
-func parseLongHeader(b []byte) (longHeader, versionInfo, error) {
+func parseLongHeader(b []byte) (longHeader, *versionInfo, error) {
 	var h longHeader
 	if len(b) < 7 || b[0]&formLong == 0 {
-		return h, versionInfo{}, ErrNotInitial
+		return h, nil, ErrNotInitial
 	}
 	h.version = binary.BigEndian.Uint32(b[1:5])
-	v, ok := lookupVersion(h.version)
-	if !ok || b[0]&fixedBit == 0 {
+	v := lookupVersion(h.version)
+	if v == nil || b[0]&fixedBit == 0 {
 		return h, v, ErrNotInitial
 	}
 	h.typ = v.types[b[0]>>4&3]
@@ -83,11 +83,18 @@ func parseLongHeader(b []byte) (longHeader, versionInfo, error) {
 	return h, v, nil
 }
 
+// openWork holds what openInitial hands to the ciphers. Passed through
+// interface methods, a local array would escape to the heap on every call.
+type openWork struct {
+	mask  [aesBlock]byte
+	nonce [ivLen]byte
+}
+
 // openInitial removes header protection from the Initial packet pkt (the
 // datagram bytes from its first byte to h.end) and decrypts its payload,
 // working in scratch, which must be at least len(pkt) long; pkt itself is
 // left as it was. It returns the plaintext frames, a subslice of scratch.
-func openInitial(pkt []byte, h *longHeader, k *initialKeys, scratch []byte) ([]byte, error) {
+func openInitial(pkt []byte, h *longHeader, k *initialKeys, scratch []byte, w *openWork) ([]byte, error) {
 	// The sample is taken as if the packet number were 4 bytes long
 	// (RFC 9001 section 5.4.2); a packet too short for it is invalid.
 	if h.pnOffset+4+sampleLen > len(pkt) {
@@ -95,8 +102,8 @@ func openInitial(pkt []byte, h *longHeader, k *initialKeys, scratch []byte) ([]b
 	}
 	s := scratch[:len(pkt)]
 	copy(s, pkt)
-	var mask [aesBlock]byte
-	k.hp.Encrypt(mask[:], s[h.pnOffset+4:h.pnOffset+4+sampleLen])
+	mask := w.mask[:]
+	k.hp.Encrypt(mask, s[h.pnOffset+4:h.pnOffset+4+sampleLen])
 	s[0] ^= mask[0] & 0x0f
 	pnLen := int(s[0]&3) + 1
 	var pn uint64
@@ -110,11 +117,11 @@ func openInitial(pkt []byte, h *longHeader, k *initialKeys, scratch []byte) ([]b
 	}
 	// The truncated packet number is the full one: a client's Initial
 	// packet numbers start at 0 and stay far below 2^8.
-	nonce := k.iv
+	w.nonce = k.iv
 	for i := range 8 {
-		nonce[ivLen-1-i] ^= byte(pn >> (8 * i))
+		w.nonce[ivLen-1-i] ^= byte(pn >> (8 * i))
 	}
-	pt, err := k.aead.Open(s[payload:payload], nonce[:], s[payload:], s[:payload])
+	pt, err := k.aead.Open(s[payload:payload], w.nonce[:], s[payload:], s[:payload])
 	if err != nil {
 		return nil, ErrDecrypt
 	}

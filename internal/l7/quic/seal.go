@@ -26,14 +26,14 @@ func SealInitial(dst []byte, v uint32, dcid, scid []byte, pn uint32, frames []by
 // connection ID, a packet that carries dcid: a client's later Initials
 // after it switched to the server's connection ID.
 func sealInitial(dst []byte, v uint32, keyID, dcid, scid []byte, pn uint32, frames []byte) ([]byte, error) {
-	vi, ok := lookupVersion(v)
-	if !ok {
+	vi := lookupVersion(v)
+	if vi == nil {
 		return nil, fmt.Errorf("quic: seal: unknown version %#x", v)
 	}
 	if len(dcid) > maxConnIDLen || len(scid) > maxConnIDLen {
 		return nil, fmt.Errorf("quic: seal: connection ID longer than %d bytes", maxConnIDLen)
 	}
-	k, err := clientInitialKeys(&vi, keyID)
+	k, err := clientInitialKeys(vi, keyID)
 	if err != nil {
 		return nil, err
 	}
