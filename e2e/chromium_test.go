@@ -319,6 +319,13 @@ func TestChromiumQUIC(t *testing.T) {
 		if passed != len(phase.pass) || blocked != 0 {
 			t.Errorf("%s: %d of %d pages that should load loaded, %d of %d that should not", phase.name, passed, len(phase.pass), blocked, len(phase.block))
 		}
+		if phase.name == "denylist" {
+			// Every denied connection was dropped by the QUIC rule
+			// (logged), not by anything else.
+			if evs := a.waitEvents(t, len(phase.block), func(e event) bool { return e.str("rule") == "deny-quic" }); len(evs) < len(phase.block) {
+				t.Errorf("%d drop events from deny-quic, want at least %d", len(evs), len(phase.block))
+			}
+		}
 		if code := a.stop(t, syscall.SIGTERM); code != 0 {
 			t.Errorf("agent exit code %d", code)
 		}

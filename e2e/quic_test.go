@@ -204,6 +204,14 @@ func TestQUICClient(t *testing.T) {
 				}
 			}
 		}
+		// IPv6 takes the same path.
+		dst6 := netip.AddrPortFrom(n.Server.Addr6(), 443)
+		if err := quicHandshake(t, n.Client, dst6, tc.passes[0], quic.Version1, answerWait); err != nil {
+			t.Errorf("IPv6, %s: handshake: %v, want it to complete", tc.passes[0], err)
+		}
+		if err := quicHandshake(t, n.Client, dst6, tc.dropped[0], quic.Version1, 2*time.Second); err == nil {
+			t.Errorf("IPv6, %s: handshake completed, want a timeout", tc.dropped[0])
+		}
 		// One socket, two connections: the flow's first decision must not
 		// decide the second.
 		tr := quicTransport(t, n.Client)

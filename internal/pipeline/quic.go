@@ -27,8 +27,11 @@ const (
 	// quicDecidedTTL is how long an answer is kept after the flow's last
 	// long-header packet: UDP's replied timeout.
 	quicDecidedTTL = int64(2 * time.Minute)
-	// quicSweepEvery inserts, expired entries are swept even below the cap.
+	// quicSweepEvery inserts, expired entries are swept even below the cap;
+	// at the cap, at most once per quicSweepGap, so that a flood of new
+	// flows against a full table does not walk it for each one.
 	quicSweepEvery = 1024
+	quicSweepGap   = int64(time.Second)
 	// quicEntrySize is what a map entry costs besides its Assembler.
 	quicEntrySize = int(unsafe.Sizeof(quicFlow{})) + 64
 )
@@ -43,6 +46,7 @@ type quicNames struct {
 	flows   map[conntrack.FlowID]*quicFlow
 	bytes   int
 	inserts uint64
+	swept   int64 // when the last sweep ran
 
 	refused atomic.Uint64
 	// entries and held mirror len(flows) and bytes for the metrics,
@@ -125,7 +129,7 @@ func (q *quicNames) account(f *quicFlow, size int) {
 func (q *quicNames) insert(id conntrack.FlowID, now int64) *quicFlow {
 	q.inserts++
 	full := len(q.flows) >= quicMaxFlows || q.bytes+quicMaxBytes/quicMaxFlows > quicMaxBytes
-	if full || q.inserts%quicSweepEvery == 0 {
+	if full && now-q.swept >= quicSweepGap || q.inserts%quicSweepEvery == 0 {
 		q.sweep(now)
 		full = len(q.flows) >= quicMaxFlows || q.bytes+quicMaxBytes/quicMaxFlows > quicMaxBytes
 	}
@@ -139,6 +143,7 @@ func (q *quicNames) insert(id conntrack.FlowID, now int64) *quicFlow {
 }
 
 func (q *quicNames) sweep(now int64) {
+	q.swept = now
 	for id, f := range q.flows {
 		ttl := quicDecidedTTL
 		if f.asm.State() <= l7.NamePending {
