@@ -110,8 +110,8 @@ func (a *Assembler) Release() {
 // server's connection ID still decrypt with the old keys, so they are not
 // new. It allocates only for an Initial with another connection ID.
 func (a *Assembler) NewConnection(datagram []byte) bool {
-	if !a.hasKeys {
-		return false
+	if !a.hasKeys || len(datagram) < MinInitialSize {
+		return false // a server discards it: no connection starts
 	}
 	for b := datagram; len(b) > 0; {
 		h, v, err := parseLongHeader(b)
@@ -161,11 +161,17 @@ func (a *Assembler) Reset() {
 // Feed reads one UDP datagram the client sent: every Initial packet in it
 // (coalesced packets included) is decrypted and its CRYPTO frames added to
 // the hello. It returns the state after the datagram and the name when
-// found (as Name). A datagram without an Initial packet of version 1 or 2
-// leaves the state as it was; so does an Initial that does not decrypt
-// (the server drops it too). Once the state is decided, Feed does nothing.
+// found (as Name). A datagram without an Initial packet of version 1 or 2,
+// or shorter than MinInitialSize, leaves the state as it was; so does an
+// Initial that does not decrypt (the server drops those too). Once the
+// state is decided, Feed does nothing. Initials under the keys of another
+// connection ID (a Retry) are read too; a caller that may see several
+// connections on one flow asks NewConnection first and Resets.
 func (a *Assembler) Feed(datagram []byte) (l7.NameState, []byte) {
-	if a.state > l7.NamePending {
+	if a.state > l7.NamePending || len(datagram) < MinInitialSize {
+		// Servers discard a client Initial in a smaller datagram
+		// (RFC 9000 section 14.1); so must this reader, or a client
+		// could show it a hello the server never reads.
 		return a.state, a.Name()
 	}
 	b := datagram
@@ -451,7 +457,7 @@ func (a *Assembler) evaluate() {
 // of version 1 or 2 (not whether it decrypts): a cheap test of whether
 // Feed or ServerName can learn anything from it. It allocates nothing.
 func HasInitial(datagram []byte) bool {
-	if len(datagram) == 0 || datagram[0]&formLong == 0 {
+	if len(datagram) < MinInitialSize || datagram[0]&formLong == 0 {
 		return false // the bulk of a connection: short headers
 	}
 	for b := datagram; len(b) > 0; {

@@ -289,7 +289,7 @@ func TestNewConnection(t *testing.T) {
 	hello := clientHello("first.example", 1500, 0)
 	serverID := []byte{0xaa, 0xbb, 0xcc, 0xdd}
 	p1, _ := SealInitial(nil, Version1, rfcDCID, nil, 0, AppendCrypto(nil, 0, hello[:1000]))
-	p2, _ := sealInitial(nil, Version1, rfcDCID, serverID, nil, 1, AppendCrypto(nil, 1000, hello[1000:]))
+	p2, _ := sealInitial(nil, Version1, rfcDCID, serverID, nil, 1, AppendCrypto(nil, 1000, hello[1000:]), MinInitialSize)
 	var a Assembler
 	if a.NewConnection(p1) {
 		t.Fatal("NewConnection before any packet")
@@ -311,5 +311,33 @@ func TestNewConnection(t *testing.T) {
 	a.Reset()
 	if st, name := a.Feed(other[0]); st != l7.NameFound || string(name) != "second.example" {
 		t.Fatalf("after Reset: %d %q", st, name)
+	}
+}
+
+// A client Initial in a datagram below 1200 bytes is discarded by servers
+// (RFC 9000 section 14.1), so it must not decide the name either: a client
+// could otherwise show the firewall one hello and the server another.
+func TestSmallDatagramIgnored(t *testing.T) {
+	small, err := sealInitial(nil, Version1, rfcDCID, rfcDCID, nil, 0, AppendCrypto(nil, 0, clientHello("decoy.example", 0, 0)), 0)
+	if err != nil || len(small) >= MinInitialSize {
+		t.Fatalf("%d bytes, %v", len(small), err)
+	}
+	var a Assembler
+	if st, _ := a.Feed(small); st != l7.NameUnknown || HasInitial(small) {
+		t.Fatalf("small datagram: state %d, HasInitial %v", st, HasInitial(small))
+	}
+	if _, err := ServerName(small); err != ErrNotInitial {
+		t.Fatalf("ServerName: %v", err)
+	}
+	// Nor does it start a new connection.
+	var b Assembler
+	b.Feed(readHex(t, "rfc9001-client-initial.hex"))
+	if b.NewConnection(small) {
+		t.Fatal("a small datagram taken for a new connection")
+	}
+	// Padded to the minimum, the same hello counts.
+	padded := append(small, make([]byte, MinInitialSize-len(small))...)
+	if st, name := a.Feed(padded); st != l7.NameFound || string(name) != "decoy.example" {
+		t.Fatalf("padded datagram: %d %q", st, name)
 	}
 }

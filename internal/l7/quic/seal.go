@@ -19,13 +19,13 @@ const MinInitialSize = 1200
 // It builds test traffic (tests, the policy test runner); clients build
 // their own.
 func SealInitial(dst []byte, v uint32, dcid, scid []byte, pn uint32, frames []byte) ([]byte, error) {
-	return sealInitial(dst, v, dcid, dcid, scid, pn, frames)
+	return sealInitial(dst, v, dcid, dcid, scid, pn, frames, MinInitialSize)
 }
 
 // sealInitial protects with the keys of keyID, the client's first
-// connection ID, a packet that carries dcid: a client's later Initials
-// after it switched to the server's connection ID.
-func sealInitial(dst []byte, v uint32, keyID, dcid, scid []byte, pn uint32, frames []byte) ([]byte, error) {
+// connection ID, a packet that carries dcid (a client's later Initials after
+// it switched to the server's connection ID), padded to size bytes.
+func sealInitial(dst []byte, v uint32, keyID, dcid, scid []byte, pn uint32, frames []byte, size int) ([]byte, error) {
 	vi := lookupVersion(v)
 	if vi == nil {
 		return nil, fmt.Errorf("quic: seal: unknown version %#x", v)
@@ -39,7 +39,9 @@ func sealInitial(dst []byte, v uint32, keyID, dcid, scid []byte, pn uint32, fram
 	}
 	const pnLen = 4
 	hdrLen := 1 + 4 + 1 + len(dcid) + 1 + len(scid) + 1 + 2 + pnLen
-	payloadLen := max(len(frames), MinInitialSize-hdrLen-tagLen)
+	// The sample for header protection needs 4+16 bytes after the
+	// packet number's start, whatever the size asked for.
+	payloadLen := max(len(frames), size-hdrLen-tagLen, sampleLen+4-pnLen)
 	if pnLen+payloadLen+tagLen >= 1<<14 {
 		return nil, fmt.Errorf("quic: seal: %d bytes of frames do not fit one packet", len(frames))
 	}
