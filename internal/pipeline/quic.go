@@ -93,8 +93,9 @@ func (q *quicNames) name(id conntrack.FlowID, payload, dst []byte, now int64) (n
 			return nil, l7.NameUnknown, false
 		}
 		if f = q.insert(id, now); f == nil {
+			// Not fresh: a decision the flow has stays.
 			q.refused.Add(1)
-			return nil, l7.NameFailed, true
+			return nil, l7.NameFailed, false
 		}
 		fresh = true
 	case f.asm.NewConnection(payload):
