@@ -104,17 +104,13 @@ func appendVarint(dst []byte, v uint64) []byte {
 func ClientInitial(v uint32, dcid []byte, hello []byte) ([][]byte, error) {
 	const chunk = 1100
 	var out [][]byte
-	for off, pn := 0, uint32(0); off < len(hello) || off == 0; pn++ {
+	for off := 0; off == 0 || off < len(hello); off += chunk {
 		end := min(off+chunk, len(hello))
-		pkt, err := SealInitial(nil, v, dcid, nil, pn, AppendCrypto(nil, uint64(off), hello[off:end]))
+		pkt, err := SealInitial(nil, v, dcid, nil, uint32(len(out)), AppendCrypto(nil, uint64(off), hello[off:end]))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, pkt)
-		off = end
-		if off == len(hello) {
-			break
-		}
 	}
 	return out, nil
 }
