@@ -212,3 +212,24 @@ func TestQUICBounds(t *testing.T) {
 		t.Fatalf("after expiry: %+v", st)
 	}
 }
+
+// BenchmarkProcessQUIC is a packet of an allowed QUIC connection under a
+// denylist, after its first flight: the deny rule looked at it, so its
+// decision is not cached, and each packet meets the reassembly's answer.
+func BenchmarkProcessQUIC(b *testing.B) {
+	t := &testing.T{}
+	shared := NewShared(&Policy{Program: compile(b, quicDenylist), Gen: 1}, testMarks(b), conntrack.New(conntrack.Config{}))
+	w := shared.NewWorker()
+	out := Meta{Hook: policies.HookOutput, Now: 1}
+	for _, p := range quicFlight(t, "fine.example", 44000) {
+		w.Process(p, out)
+	}
+	short := build(b, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 44000, DstPort: 443,
+		Payload: append([]byte{0x40}, bytes.Repeat([]byte{7}, 1200)...)})
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := w.Process(short, out); r.Decision.Action != policies.ActionAccept {
+			b.Fatal(r)
+		}
+	}
+}
