@@ -104,6 +104,7 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 		if e.sni, err = l7.NewNameMatcher(m.TLSSNI); err != nil {
 			return r.pos.errorf("rule %q: tls_sni: %v", r.Name, err)
 		}
+		p.quicSNI = p.quicSNI || len(m.Protos) == 0 || slices.Contains(m.Protos, packet.ProtoUDP)
 	}
 	if m.Payload != nil {
 		e.payload = l7.NewPayloadMatcher(m.Payload.Needle, m.Payload.Offset, m.Payload.Depth)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/fwagent/fwagent/internal/l7"
+	"github.com/fwagent/fwagent/internal/l7/quic"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/ratelimit"
@@ -210,14 +211,8 @@ func (p *Program) checkPacket(e *ruleExec, in *Input, pkt *packet.Packet) bool {
 	if e.dns != nil && !matchDNS(e.dns, pkt, l4) {
 		return false
 	}
-	if e.sni != nil {
-		if !l4 || pkt.Proto != packet.ProtoTCP {
-			return false
-		}
-		name, err := l7.TLSServerName(pkt.Payload)
-		if err != nil || !e.sni.Match(name) {
-			return false
-		}
+	if e.sni != nil && !matchSNI(e.sni, in, pkt, l4) {
+		return false
 	}
 	if e.limit != nil {
 		return p.allow(e, in, pkt)
@@ -240,6 +235,39 @@ func matchDNS(m *l7.NameMatcher, pkt *packet.Packet, l4 bool) bool {
 		name, err = l7.DNSQueryName(pkt.Payload, buf[:0])
 	case packet.ProtoTCP:
 		name, err = l7.DNSQueryNameTCP(pkt.Payload, buf[:0])
+	default:
+		return false
+	}
+	return err == nil && m.Match(name)
+}
+
+// matchSNI tests the TLS server name: the one the pipeline's reassembly
+// found for the flow, or, without reassembly (NameUnknown: eval, tests, a
+// flow the pipeline does not follow), the one in this packet alone: a
+// ClientHello record at the start of a TCP payload, or QUIC Initial packets
+// in a UDP datagram. A hello still incomplete (NamePending), without a name
+// or given up on does not match.
+func matchSNI(m *l7.NameMatcher, in *Input, pkt *packet.Packet, l4 bool) bool {
+	if !l4 {
+		return false
+	}
+	var name []byte
+	var err error
+	switch in.NameState {
+	case l7.NameFound:
+		name = in.ServerName
+	case l7.NameUnknown:
+		switch pkt.Proto {
+		case packet.ProtoTCP:
+			name, err = l7.TLSServerName(pkt.Payload)
+		case packet.ProtoUDP:
+			// Allocates for a datagram that holds an Initial (keys,
+			// buffers); the pipeline's reassembly saves that on the
+			// live path.
+			name, err = quic.ServerName(pkt.Payload)
+		default:
+			return false
+		}
 	default:
 		return false
 	}

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"github.com/fwagent/fwagent/internal/l7"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
@@ -55,6 +56,10 @@ type Input struct {
 	// known (cgroupPath), 2 unknown.
 	cgroupState uint8
 	cgroupPath  string
+	// ServerName and NameState carry what the pipeline's per-flow
+	// reassembly learned of the TLS server name (TCP or QUIC).
+	ServerName []byte
+	NameState  l7.NameState
 }
 
 // Decision is the result of evaluating a Program on one packet.

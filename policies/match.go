@@ -125,7 +125,8 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
 			}
 			if err == nil {
-				err = l.needProtos(m, f.val, "tls_sni", []uint8{packet.ProtoTCP})
+				// TLS over TCP, QUIC Initial packets over UDP.
+				err = l.needProtos(m, f.val, "tls_sni", []uint8{packet.ProtoTCP, packet.ProtoUDP})
 			}
 		case "payload":
 			m.Payload, err = l.payload(f.val)

@@ -54,6 +54,9 @@ type Program struct {
 	evalWarns  []string
 	tests      []*Test
 	seeds      [2]maphash.Seed
+	// quicSNI: some tls_sni rule can match UDP, so QUIC Initials are
+	// worth reassembling.
+	quicSNI bool
 }
 
 // addrIndex and portIndex values are pairs (see pair) of bitset ids.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/fwagent/fwagent/internal/l7/quic"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
@@ -102,6 +103,8 @@ func (tp *TestPacket) build() *packet.Packet {
 	switch {
 	case tp.DNSQName != "":
 		pkt.Payload = dnsQuery(tp.DNSQName, tp.Proto == packet.ProtoTCP)
+	case tp.TLSSNI != "" && tp.Proto == packet.ProtoUDP:
+		pkt.Payload = quicInitial(tp.TLSSNI)
 	case tp.TLSSNI != "":
 		pkt.Payload = clientHello(tp.TLSSNI)
 	default:
@@ -144,6 +147,19 @@ func dnsQuery(name string, tcp bool) []byte {
 		return append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...)
 	}
 	return msg
+}
+
+// quicInitial is a QUIC version 1 client Initial packet, padded to a
+// full-size datagram, carrying clientHello's hello in one CRYPTO frame.
+func quicInitial(name string) []byte {
+	hello := clientHello(name)[5:] // QUIC carries the bare handshake message
+	dcid := []byte{0x5e, 0x1f, 0x7e, 0x57, 0x00, 0x00, 0x00, 0x01}
+	pkt, err := quic.SealInitial(nil, quic.Version1, dcid, nil, 0, quic.AppendCrypto(nil, 0, hello))
+	if err != nil {
+		// A test name is at most 253 bytes: the packet always fits.
+		panic(fmt.Sprintf("policies: test QUIC Initial for %q: %v", name, err))
+	}
+	return pkt
 }
 
 // clientHello is a minimal TLS 1.2-style ClientHello record carrying one

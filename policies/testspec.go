@@ -387,8 +387,8 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 			tp.ICMPType = names["echo-request"]
 		}
 	}
-	if tp.TLSSNI != "" && tp.Proto != packet.ProtoTCP {
-		return l.errorf(n, "test packet has tls_sni but proto %s", protoName(tp.Proto))
+	if tp.TLSSNI != "" && tp.Proto != packet.ProtoTCP && tp.Proto != packet.ProtoUDP {
+		return l.errorf(n, "test packet has tls_sni but proto %s (tcp for TLS, udp for QUIC)", protoName(tp.Proto))
 	}
 	if tp.DNSQName != "" && tp.Proto != packet.ProtoTCP && tp.Proto != packet.ProtoUDP {
 		return l.errorf(n, "test packet has dns_qname but proto %s", protoName(tp.Proto))

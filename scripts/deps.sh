@@ -19,6 +19,7 @@ have systemd-analyze || need_pkgs+=(systemd) # verifies deploy/fwagent.service
 have gcc       || need_pkgs+=(gcc libc6-dev)
 have git       || need_pkgs+=(git)
 have curl      || need_pkgs+=(ca-certificates curl)
+have chromium  || need_pkgs+=(chromium)     # a real browser for the L7 e2e tests (QUIC, split ClientHellos)
 # The C libnetfilter_queue baseline of the benchmark harness.
 [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || need_pkgs+=(libnetfilter-queue-dev)
 if ! have go && [ ! -x /usr/local/go/bin/go ]; then

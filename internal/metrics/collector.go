@@ -69,6 +69,9 @@ var (
 	descRuleHits     = desc("rule_hits_total", "Packets decided by each rule of the policy in force (counts carry over reloads by rule name; offloaded packets never reach the agent).", "rule")
 	descDefaultHits  = desc("default_hits_total", "Packets decided by a hook's default verdict.")
 	descLatency      = desc("decision_latency_seconds", "Time to decode, track and decide one packet, for a sample of one packet in 256.")
+	descQUICFlows    = desc("quic_reassembly_flows", "UDP flows whose QUIC Initial packets are followed for tls_sni (pending or decided).")
+	descQUICBytes    = desc("quic_reassembly_bytes", "Memory held by the QUIC Initial reassembly, counted against its cap.")
+	descQUICRefused  = desc("quic_reassembly_refused_total", "QUIC flows not followed, or given up on, because the reassembly was at its cap (their tls_sni rules do not match).")
 
 	descQueues       = desc("queues", "Queues the agent is configured to bind.")
 	descReaders      = desc("queue_readers", "Queue readers running; fewer than fwagent_queues means a reader died.")
@@ -109,6 +112,7 @@ var (
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descPackets, descBytes, descDecodeErrors, descLooped, descCached, descRuleHits, descDefaultHits, descLatency,
+		descQUICFlows, descQUICBytes, descQUICRefused,
 		descQueues, descReaders, descENOBUFS, descSendErrors, descReadErrors, descReads, descTruncated, descKernelErrors,
 		descKQueued, descKWaiting, descKDropped, descKBound, descFailOpen,
 		descFlows, descFlowIns, descFlowEvict, descFlowExp, descFlowInv,
@@ -142,6 +146,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descDecodeErrors, st.DecodeErrors)
 		counter(ch, descLooped, st.Looped)
 		counter(ch, descCached, st.Cached)
+		q := s.QUICStats()
+		gauge(ch, descQUICFlows, float64(q.Flows))
+		gauge(ch, descQUICBytes, float64(q.Bytes))
+		counter(ch, descQUICRefused, q.Refused)
 
 		pol := s.Policy()
 		byRule, defaults := pol.Hits()

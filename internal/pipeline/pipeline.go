@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/l7"
+	"github.com/fwagent/fwagent/internal/l7/quic"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
@@ -65,7 +67,9 @@ type Shared struct {
 	// kernelState: the state bits of every packet's mark are the kernel's
 	// conntrack view (the live queue), and `state` is read from them.
 	kernelState bool
-	stats       Counters
+	// quic follows QUIC Initials per flow for tls_sni rules on UDP.
+	quic  *quicNames
+	stats Counters
 	// latency holds the sampled Process times.
 	latency latencyHist
 	// cgroups finds sockets' cgroups for cgroup rules; nil: none match.
@@ -75,7 +79,7 @@ type Shared struct {
 // NewShared starts with policy p. flows may be nil: every packet is then
 // decided on its own, with state from the kernel's established hint only.
 func NewShared(p *Policy, marks nf.Marks, flows *conntrack.Table) *Shared {
-	s := &Shared{marks: marks, flows: flows}
+	s := &Shared{marks: marks, flows: flows, quic: newQUICNames()}
 	p.initHits(nil)
 	s.policy.Store(p)
 	return s
@@ -120,6 +124,8 @@ type Worker struct {
 	dec    *packet.Decoder
 	pkt    packet.Packet
 	in     policies.Input
+	// name holds the server name the QUIC reassembly gives in.
+	name [quic.MaxName]byte
 	// seq counts packets processed, to time one in latencySample.
 	seq uint32
 	// ahead is ProcessBatch's scratch: the packets of one group, decoded,
@@ -288,6 +294,7 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	kernelEstablished := kernelState == nf.StateEstablished
 	in := &w.in
 	in.Pkt = pkt
+	in.ServerName, in.NameState = nil, l7.NameUnknown
 	in.Hook, in.InIf, in.OutIf, in.Now = m.Hook, m.InIf, m.OutIf, m.Now
 	in.HasUID, in.UID, in.HasGID, in.GID = m.HasUID, m.UID, m.HasGID, m.GID
 	in.Cgroups = s.cgroups
@@ -325,7 +332,24 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	}
 	if tracked {
 		var ok bool
-		if cached, ok = flow.Cached(pol.Gen); ok {
+		cached, ok = flow.Cached(pol.Gen)
+		fresh := false
+		// A client's QUIC packets go to the reassembly until the flow has
+		// a decision, and after it only those with a long header (short
+		// ones, the bulk of a connection, cost nothing more): one of them
+		// may start a new connection on the same flow, which the cached
+		// decision does not speak for.
+		if !flow.Reply && flow.Flow.Valid() && pkt.Proto == packet.ProtoUDP && pkt.HasL4 && !pkt.NonFirstFragment &&
+			(!ok || len(pkt.Payload) > 0 && pkt.Payload[0]&0x80 != 0) && pol.Program.ReassemblesQUIC() {
+			in.ServerName, in.NameState, fresh = s.quic.name(flow.Flow, pkt.Payload, w.name[:], m.Now)
+		}
+		switch {
+		case fresh && ok:
+			// Until the new connection is decided, its packets must not
+			// meet the old one's decision either.
+			cached = forgetDirection(cached, flow.Reply)
+			s.flows.SetCache(flow.Flow, conntrack.Cache{Gen: pol.Gen, Value: cached})
+		case ok:
 			r.Decision, r.Cached = decodeCache(cached, m.Hook, flow.Reply, in.State)
 		}
 	}
