@@ -125,6 +125,7 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 	if cfg.AcceptICMPv6ND {
 		rs = append(rs, rule{RuleICMPv6ND, []stmt{l4proto(unix.IPPROTO_ICMPV6), icmpv6TypeRange{icmpv6NDFirst, icmpv6NDLast}, verdict(expr.VerdictAccept)}})
 	}
+	rs = append(rs, pickupRules(cfg)...)
 	rs = append(rs,
 		rule{RuleEstablished, []stmt{ctState{expr.CtStateBitESTABLISHED, "established"}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
 		rule{RuleRelated, []stmt{ctState{expr.CtStateBitRELATED, "related"}, markSet{keep: ^m.RelatedBit(), set: m.RelatedBit()}}},

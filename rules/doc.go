@@ -32,7 +32,9 @@
 //     rule is installed first in the chain, so an offloaded flow's packets
 //     skip every mark rule (none of them carries an action mark)
 //  7. host essentials (see below)
-//  8. established:   ct state established -> meta mark |= EstablishedBit
+//  8. pickup (only during the agent's start-up pickup window):
+//     ct state new, TCP with ACK and without SYN -> meta mark |= EstablishedBit
+//     established:   ct state established -> meta mark |= EstablishedBit
 //     related:       ct state related -> meta mark |= RelatedBit
 //  9. queue:         queue to B..B+N-1 [fanout] [bypass]
 //
