@@ -14,11 +14,27 @@ import (
 	"github.com/fwagent/fwagent/policies"
 )
 
+// Error is any reason Load or Gate refuses a policy. Its text is the same
+// wherever it is printed (check, run, the reload log), FILE:LINE:COL first
+// where there is a position, so callers print it as it is.
+type Error struct{ Err error }
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
 // Load reads the policy at path and the set files it names, refusing files
 // that others could have written unless allowInsecure
 // (--allow-insecure-policy-perms), then validates and compiles it. Policy
 // errors carry FILE:LINE:COL.
 func Load(path string, allowInsecure bool) (*policies.Program, error) {
+	p, err := load(path, allowInsecure)
+	if err != nil {
+		return nil, &Error{err}
+	}
+	return p, nil
+}
+
+func load(path string, allowInsecure bool) (*policies.Program, error) {
 	c := secure.New(os.Geteuid(), allowInsecure)
 	data, err := c.ReadFile(path)
 	if err != nil {
@@ -68,7 +84,7 @@ func Gate(path string, p *policies.Program, refused string) (int, error) {
 		}
 	}
 	if len(failed) > 0 {
-		return len(results), &TestsFailedError{Path: path, Failed: failed, Total: len(results), Refused: refused}
+		return len(results), &Error{&TestsFailedError{Path: path, Failed: failed, Total: len(results), Refused: refused}}
 	}
 	return len(results), nil
 }
