@@ -107,6 +107,9 @@ type Agent struct {
 	drops  *droplog.Reader
 	table  *rules.Table
 	ifs    *ifname.Cache
+	// setGeneration moves the kernel's offload rules to a new generation
+	// (the table's SetGeneration; a stand-in in tests).
+	setGeneration func(uint32) error
 
 	metricsLn net.Listener
 	health    *metrics.Health
@@ -353,6 +356,7 @@ func (a *Agent) installTable(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.pickupOpen.Store(rcfg.Pickup)
+	a.setGeneration = a.table.SetGeneration
 	// A restart of the host's nftables service (`nft flush ruleset`) takes
 	// our table with it, and then nothing is filtered: put it back. The
 	// guard stops before the table is removed on the way out, or it would
@@ -481,7 +485,7 @@ func (a *Agent) apply(prog *policies.Program) error {
 	// The new policy goes live before the kernel's offload rule moves, so a
 	// flow re-queued by the move is decided by the new policy.
 	a.shared.SetPolicy(&pipeline.Policy{Program: prog, Gen: gen})
-	if err := a.table.SetGeneration(gen); err != nil {
+	if err := a.setGeneration(gen); err != nil {
 		return fmt.Errorf("agent: reload: %w", err)
 	}
 	a.gen = gen
