@@ -17,6 +17,7 @@ import (
 const startPickupPolicy = `version: 1
 default:
   input: drop
+  forward: drop
   output: drop
 rules:
   - name: established
@@ -36,11 +37,12 @@ const pickupRuns = 10
 // agent on the server) and on output (the agent on the client, whose
 // writes are then the first packets the kernel sees of the flow: were the
 // agent on the server, the client's packets would reach conntrack first and
-// make the server's echoes replies).
+// make the server's echoes replies), and on forward (the agent on a router
+// between them).
 func TestPickupSurvivesStart(t *testing.T) {
 	requireKernelTools(t)
 	t.Parallel()
-	for _, hook := range []string{"input", "output"} {
+	for _, hook := range []string{"input", "output", "forward"} {
 		t.Run(hook, func(t *testing.T) {
 			t.Parallel()
 			for run := range pickupRuns {
@@ -54,7 +56,11 @@ func TestPickupSurvivesStart(t *testing.T) {
 }
 
 func pickupRun(t *testing.T, hook string, run int) {
-	n := testnet.New(t)
+	var opts []testnet.Option
+	if hook == "forward" {
+		opts = append(opts, testnet.WithRouter())
+	}
+	n := testnet.New(t, opts...)
 	port := 8090
 	serveTCP(t, n.Server, port)
 	dst := netip.AddrPortFrom(n.Server.Addr4(), uint16(port))
@@ -74,8 +80,11 @@ func pickupRun(t *testing.T, hook string, run int) {
 	go func() { result <- sparseStream(c, stop) }()
 
 	host := n.Server
-	if hook == "output" {
+	switch hook {
+	case "output":
 		host = n.Client
+	case "forward":
+		host = n.Router
 	}
 	a := startAgent(t, host, writePolicy(t, startPickupPolicy), "--hooks", hook)
 	time.Sleep(1500 * time.Millisecond) // about ten writes past the agent's start
