@@ -5,5 +5,6 @@
 //
 // An flock, not a pid file or a mark on the nft table: the kernel drops it
 // when the holder dies, however it dies, so a crashed agent never blocks
-// the next start and no stale state needs cleaning.
+// the next start and no stale state needs cleaning (a clean stop also
+// removes the file).
 package instance

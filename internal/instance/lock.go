@@ -56,23 +56,42 @@ func Acquire(path string) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("instance: lock directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("instance: open lock: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, &HeldError{Path: path, PID: holder(path)}
+	// Release removes the file, so the file locked may have been unlinked
+	// between open and flock; a lock on it would guard nothing. Retry on a
+	// fresh file then (a few times: each retry means a holder just left).
+	for range 10 {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("instance: open lock: %w", err)
 		}
-		return nil, fmt.Errorf("instance: lock %s: %w", path, err)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, &HeldError{Path: path, PID: holder(path)}
+			}
+			return nil, fmt.Errorf("instance: lock %s: %w", path, err)
+		}
+		if !samePath(f, path) {
+			f.Close()
+			continue
+		}
+		l := &Lock{f: f, path: path}
+		if err := l.writePID(); err != nil {
+			l.Release()
+			return nil, err
+		}
+		return l, nil
 	}
-	l := &Lock{f: f, path: path}
-	if err := l.writePID(); err != nil {
-		l.Release()
-		return nil, err
+	return nil, fmt.Errorf("instance: lock %s: the file kept being replaced", path)
+}
+
+// samePath reports whether f is still the file at path.
+func samePath(f *os.File, path string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil || unix.Stat(path, &b) != nil {
+		return false
 	}
-	return l, nil
+	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 // AcquireWait retries Acquire until it succeeds or ctx ends; it returns the
@@ -104,12 +123,14 @@ func (l *Lock) writePID() error {
 	return nil
 }
 
-// Release drops the lock. The file stays: removing it would let a third
-// agent lock a new file while a second still waits on the old one.
+// Release removes the lock file and drops the lock. Removing it first,
+// while still locked, is safe because Acquire checks that the file it
+// locked is still the one at the path.
 func (l *Lock) Release() {
 	if l == nil || l.f == nil {
 		return
 	}
+	os.Remove(l.path)
 	l.f.Close() // closing the only descriptor drops the flock
 	l.f = nil
 }

@@ -33,11 +33,44 @@ func TestAcquireExclusive(t *testing.T) {
 		t.Errorf("AcquireWait while held: %v, want a HeldError", err)
 	}
 	l.Release()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("lock file left after Release: %v", err)
+	}
 	l2, err := Acquire(path)
 	if err != nil {
 		t.Fatalf("Acquire after Release: %v", err)
 	}
 	l2.Release()
+}
+
+// TestAcquireUnlinkedFile: a lock taken on a file that was removed and
+// replaced meanwhile guards nothing; Acquire must end up holding the file
+// at the path, so a third party is refused.
+func TestAcquireUnlinkedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "netns-3.lock")
+	stale, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if samePath(stale, path) {
+		t.Fatal("samePath true for an unlinked file")
+	}
+	l, err := Acquire(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if !samePath(l.f, path) {
+		t.Error("Acquire holds a file that is not at the path")
+	}
+	var held *HeldError
+	if _, err := Acquire(path); !errors.As(err, &held) {
+		t.Errorf("a second Acquire got %v, want a HeldError", err)
+	}
 }
 
 func TestAcquireWaitGetsReleasedLock(t *testing.T) {
