@@ -210,6 +210,9 @@ func TestDaemonSet(t *testing.T) {
 	for _, m := range get(t, agent, "volumeMounts").([]any) {
 		vol := get(t, m, "name")
 		for _, v := range get(t, pod, "volumes").([]any) {
+			if _, isCM := v.(map[string]any)["configMap"]; !isCM {
+				continue // e.g. the /run/fwagent emptyDir
+			}
 			if get(t, v, "name") == vol && get(t, v, "configMap", "name") == get(t, objs["ConfigMap"], "metadata", "name") &&
 				filepath.Dir(policy) == get(t, m, "mountPath") && get(t, objs["ConfigMap"], "data", filepath.Base(policy)) != nil {
 				mounted = true
@@ -221,6 +224,11 @@ func TestDaemonSet(t *testing.T) {
 	}
 	// Edits reach the agent: it watches the file (the mounted directory is
 	// updated by the kubelet; a subPath mount never is).
+	// kubectl logs interleaves stdout (events) and stderr (the agent's log):
+	// both must be JSON for the README's `| jq .`.
+	if !slices.Contains(args, "--log-format=json") {
+		t.Error("no --log-format=json: kubectl logs | jq . would fail on the agent's text log")
+	}
 	if slices.Contains(args, "--watch-policy=false") {
 		t.Error("--watch-policy is off: ConfigMap edits would not reload")
 	}
@@ -331,6 +339,8 @@ func TestSystemdUnit(t *testing.T) {
 		"Service.PrivateNetwork":          "no",
 		"Service.UMask":                   "0027",
 		"Service.LogsDirectoryMode":       "0750",
+		"Service.RuntimeDirectory":        "fwagent",
+		"Service.RuntimeDirectoryMode":    "0700",
 		"Service.ProtectKernelLogs":       "yes",
 		"Service.ProtectClock":            "yes",
 		"Service.ProtectHostname":         "yes",
@@ -414,9 +424,20 @@ func TestDockerfileRunsAsNonRootWithFileCapability(t *testing.T) {
 // source so that a renamed metric breaks this test, not a dashboard.
 func metricNames(t *testing.T) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile("../internal/metrics/collector.go")
-	if err != nil {
-		t.Skipf("internal/metrics not present: %v", err)
+	files, _ := filepath.Glob("../internal/metrics/*.go")
+	var b []byte
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, src...)
+	}
+	if len(b) == 0 {
+		t.Skip("internal/metrics not present")
 	}
 	names := map[string]bool{}
 	for _, m := range regexp.MustCompile(`desc\("(\w+)"`).FindAllStringSubmatch(string(b), -1) {

@@ -55,7 +55,7 @@ func (l *lineBuffer) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		if !l.seen && bytes.Contains(l.partial[:i], []byte("msg=ready")) {
+		if !l.seen && (bytes.Contains(l.partial[:i], []byte("msg=ready")) || bytes.Contains(l.partial[:i], []byte(`"msg":"ready"`))) {
 			l.seen = true
 			close(l.ready)
 		}

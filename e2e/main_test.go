@@ -20,6 +20,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	if spec := os.Getenv(holdEnv); spec != "" {
+		return holdMain(spec) // the test binary as a helper process
+	}
 	if bin := os.Getenv("FWAGENT_BIN"); bin != "" {
 		agentBin = bin
 		return m.Run()

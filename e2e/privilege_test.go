@@ -150,7 +150,9 @@ func TestLeastPrivilege(t *testing.T) {
 
 	t.Run("CAP_NET_ADMIN only", func(t *testing.T) {
 		logFile := filepath.Join(run, "events.jsonl")
-		argv := append(setprivArgs("net_admin"), bin, "run", "--policy", policy, "--log-file", logFile)
+		// The lock goes where nobody may write (systemd's RuntimeDirectory
+		// does that for the fwagent user).
+		argv := append(setprivArgs("net_admin"), bin, "run", "--policy", policy, "--log-file", logFile, "--lock-dir", run, "--control-socket", filepath.Join(run, "c.sock"))
 		var sock string
 		if metricsFlag() {
 			sock = filepath.Join(run, "m.sock")
@@ -191,7 +193,7 @@ func TestLeastPrivilege(t *testing.T) {
 	})
 
 	t.Run("no capabilities", func(t *testing.T) {
-		argv := append(setprivArgs(), bin, "run", "--policy", policy, "--log-file", filepath.Join(run, "none.jsonl"), "--metrics-addr", "off")
+		argv := append(setprivArgs(), bin, "run", "--policy", policy, "--log-file", filepath.Join(run, "none.jsonl"), "--lock-dir", run, "--metrics-addr", "off")
 		if !metricsFlag() {
 			argv = argv[:len(argv)-2]
 		}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"net/netip"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -11,14 +10,15 @@ import (
 )
 
 // TestSecondInstance starts a second agent in a namespace where one already
-// runs with the same queues: the second must fail, and the first must keep
-// its table and keep filtering.
+// runs: the second must fail (on the namespace lock, before it touches the
+// NFLOG group or the queues), and the first must keep its table and keep
+// filtering.
 func TestSecondInstance(t *testing.T) {
 	requireKernelTools(t)
 	t.Parallel()
 	for _, args := range [][]string{
-		nil,                    // fails on the NFLOG group
-		{"--log-group", "101"}, // gets past NFLOG, must fail on the queue
+		nil,                    // the same NFLOG group and queues
+		{"--log-group", "101"}, // its own NFLOG group: the lock still refuses it
 	} {
 		t.Run(strings.Join(append([]string{"second"}, args...), " "), func(t *testing.T) { secondInstance(t, args) })
 	}
@@ -73,10 +73,11 @@ func secondInstance(t *testing.T, secondArgs []string) {
 }
 
 // TestOverlappingRestart is a restart where the new agent starts before the
-// old one has finished shutting down (a service manager starting the new
-// unit while the old one still handles SIGTERM, each with its own queues):
-// the old agent's shutdown must not remove the table the new agent now runs
-// on, or the host is left unfiltered while the new agent thinks it filters.
+// old one has stopped (a service manager starting the new unit while the old
+// one still runs, each with its own queues): with --replace the old agent
+// gives way, exits non-zero and leaves its table for the new agent, whose
+// install replaces it; the host stays filtered by exactly one table, the new
+// agent's.
 func TestOverlappingRestart(t *testing.T) {
 	requireKernelTools(t)
 	t.Parallel()
@@ -85,23 +86,31 @@ func TestOverlappingRestart(t *testing.T) {
 	serveTCP(t, n.Server, 8081)
 	policy := writePolicy(t, lifecyclePolicy)
 	old := startAgent(t, n.Server, policy)
-	next := startAgent(t, n.Server, policy, "--queue-base", "5", "--log-group", "101", "--metrics-addr", "off")
+	next := startAgent(t, n.Server, policy, "--replace", "--queue-base", "5", "--log-group", "101", "--metrics-addr", "off")
 
-	if code := old.stop(t, syscall.SIGTERM); code != 0 {
-		t.Errorf("old agent exit %d after SIGTERM", code)
+	select {
+	case <-old.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the old agent still runs 15s after a --replace start")
+	}
+	if code := old.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Errorf("replaced agent exit 0, want non-zero so a service manager notices")
 	}
 	if !next.alive() {
 		t.Fatalf("the new agent died: %v", next.waitErr)
 	}
 	tables := nft(t, n.Server, "list", "tables")
 	if got := len(fwagentTable.FindAllString(tables, -1)); got != 1 {
-		t.Fatalf("%d fwagent tables after the old agent's shutdown, want the new agent's:\n%s", got, tables)
+		t.Fatalf("%d fwagent tables after the old agent's exit, want the new agent's:\n%s", got, tables)
+	}
+	if table := nft(t, n.Server, "list", "table", "inet", "fwagent"); !strings.Contains(table, "101") {
+		t.Errorf("the table is not the new agent's (log group 101):\n%s", table)
 	}
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		tcpEcho(t, n.Client, netip.AddrPortFrom(dst, 8080))
 		if c, err := dialTCP(n.Client, netip.AddrPortFrom(dst, 8081), 0, dropWait); err == nil {
 			c.Close()
-			t.Errorf("%s:8081 reachable after the old agent's shutdown, want the new agent still filtering", dst)
+			t.Errorf("%s:8081 reachable after the old agent's exit, want the new agent filtering", dst)
 		}
 	}
 }

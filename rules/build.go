@@ -137,6 +137,7 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 	if cfg.AcceptICMPv6ND {
 		rs = append(rs, rule{RuleICMPv6ND, []stmt{l4proto(unix.IPPROTO_ICMPV6), icmpv6TypeRange{icmpv6NDFirst, icmpv6NDLast}, verdict(expr.VerdictAccept)}})
 	}
+	rs = append(rs, pickupRules(cfg)...)
 	// The kernel's conntrack view, for the policy's `state` (userspace
 	// reads these bits; kernel-compiled state matches test the same bits).
 	rs = append(rs,

@@ -70,6 +70,9 @@ type Config struct {
 	AcceptICMPv6ND bool
 	// QueueKind selects the queue rule; QueueAuto probes at Install.
 	QueueKind QueueKind
+	// Pickup installs the start-up pickup rule (see pickupRules), which
+	// Table.EndPickup removes when the agent's --pickup-window ends.
+	Pickup bool
 }
 
 // DefaultConfig returns the documented defaults: input hook, priority 0, one

@@ -40,9 +40,11 @@
 //     offload request from before a reload, or for a packet without
 //     conntrack: the agent accepted it)
 //  9. host essentials (see below)
-//  10. established, related, invalid: ct state X -> meta mark |= the
+//  10. pickup (only during the agent's start-up pickup window): ct state
+//     new, TCP with ACK and without SYN -> meta mark |= EstablishedBit
+//  11. established, related, invalid: ct state X -> meta mark |= the
 //     state's bit (Marks.EstablishedBit, RelatedBit, InvalidBit)
-//  11. queue:        queue to B..B+N-1 [fanout] [bypass]
+//  12. queue:        queue to B..B+N-1 [fanout] [bypass]
 //
 // Rules 3-8 only match packets the agent sent back with NF_REPEAT and a mark
 // (verdict/ does that): the kernel then logs through NFLOG group G and drops,

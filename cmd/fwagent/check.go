@@ -1,20 +1,25 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fwagent/fwagent/internal/policyfile"
 	"github.com/fwagent/fwagent/policies"
 )
 
 func newCheckCmd() *cobra.Command {
-	var strict bool
+	var strict, insecure bool
 	cmd := &cobra.Command{
 		Use:   "check POLICY",
 		Short: "Validate a policy and run its tests: section",
 		Long: `Validate a policy file (and the set files it names), print warnings such as
-shadowed rules, and run the policy's tests: section.
+shadowed rules, and run the policy's tests: section. It refuses what
+` + "`fwagent run`" + ` refuses, with the same messages: a policy or set file that group
+or others may write, or that belongs to another user, fails unless
+--allow-insecure-policy-perms is given here too.
 
 Every independent error of the file is printed (up to 20), each as
 FILE:LINE:COL: message. With --strict a warning fails the check too.
@@ -24,7 +29,7 @@ Exit status: 0 valid and every test passed, 1 invalid, a test failed or
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			prog, err := loadProgram(args[0])
+			prog, err := policyfile.Load(args[0], insecure)
 			if err != nil {
 				fmt.Fprintln(errOut, err)
 				return exitError{exitFailed}
@@ -40,31 +45,35 @@ Exit status: 0 valid and every test passed, 1 invalid, a test failed or
 				fmt.Fprintf(errOut, "%s: %d warnings, which --strict makes errors\n", args[0], len(prog.Warnings()))
 				return exitError{exitFailed}
 			}
-			failed := 0
-			results := prog.RunTests()
-			for _, r := range results {
-				if !r.OK {
-					failed++
-					fmt.Fprintf(errOut, "%s:%d:%d: test failed: %s\n", r.File, r.Line, r.Col, r.Msg)
-				}
-			}
-			if failed > 0 {
-				fmt.Fprintf(errOut, "%s: %d of %d tests failed\n", args[0], failed, len(results))
+			n, err := policyfile.Gate(args[0], prog, "")
+			if err != nil {
+				fmt.Fprintln(errOut, err)
 				return exitError{exitFailed}
 			}
-			fmt.Fprintf(out, "%s: ok (%d rules, %d tests passed)\n", args[0], prog.NumRules(), len(results))
+			fmt.Fprintf(out, "%s: ok (%d rules, %d tests passed)\n", args[0], prog.NumRules(), n)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings (shadowed rules, unused sets) as on errors")
+	cmd.Flags().BoolVar(&insecure, "allow-insecure-policy-perms", false, "accept a policy or set file that group or others may write, or that another user owns (as run does with this flag)")
 	return cmd
 }
 
-// loadProgram loads, validates and compiles a policy file.
+// loadProgram loads, validates and compiles a policy file, for the commands
+// that only read a policy (eval, rules); what goes live is read through
+// policyfile.
 func loadProgram(path string) (*policies.Program, error) {
 	pol, err := policies.LoadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	return policies.Compile(pol)
+}
+
+// policyRefused is the policy error within err, if any: it is printed as
+// it is, the same as check prints it.
+func policyRefused(err error) (*policyfile.Error, bool) {
+	var pe *policyfile.Error
+	ok := errors.As(err, &pe)
+	return pe, ok
 }

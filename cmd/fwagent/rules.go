@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,6 +13,7 @@ func newRulesCmd() *cobra.Command {
 	var (
 		policy string
 		table  tableFlags
+		pickup time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "rules --policy POLICY [flags]",
@@ -19,7 +21,9 @@ func newRulesCmd() *cobra.Command {
 		Long: `Print the nftables table "inet fwagent" that 'fwagent run' would install with
 the same flags, in nft syntax, without touching the kernel. The output loads
 with 'nft -f' (the queue rule is shown with the native queue expression; on
-kernels without it the agent installs the equivalent xt NFQUEUE target).`,
+kernels without it the agent installs the equivalent xt NFQUEUE target).
+With --pickup-window above 0 (as run's default) it includes the start-up
+pickup rule, which the agent deletes when the window ends.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if policy == "" {
@@ -33,11 +37,13 @@ kernels without it the agent installs the equivalent xt NFQUEUE target).`,
 				return err
 			}
 			rc.Generation = 1
+			rc.Pickup = pickup > 0
 			fmt.Fprint(cmd.OutOrStdout(), rules.Render(rc))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&policy, "policy", "", "policy file (required)")
 	table.register(cmd.Flags())
+	cmd.Flags().DurationVar(&pickup, "pickup-window", defaultPickupWindow, "as for run: above 0, show the start-up pickup rule")
 	return cmd
 }

@@ -41,8 +41,16 @@ func TestRules(t *testing.T) {
 				`iif lo accept comment "loopback"`,
 				`icmpv6 type 133-137 accept comment "icmpv6-nd"`,
 				"queue flags bypass to 0 comment \"queue\"",
+				`ct state new meta l4proto tcp tcp flags & (syn | ack) == ack meta mark set meta mark | 0x00080000 comment "pickup"`,
 			},
 			absent: []string{"chain output", "chain forward"},
+		},
+		{
+			name:   "no pickup window",
+			flags:  []string{"--pickup-window", "0"},
+			chains: map[string]string{"input": "type filter hook input priority 0; policy accept;"},
+			want:   []string{`comment "established"`},
+			absent: []string{`comment "pickup"`},
 		},
 		{
 			name:  "hooks input,output",

@@ -7,11 +7,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/fwagent/fwagent/internal/agent"
+	"github.com/fwagent/fwagent/internal/control"
+	"github.com/fwagent/fwagent/internal/instance"
 	"github.com/fwagent/fwagent/internal/metrics"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/secure"
@@ -21,6 +24,11 @@ import (
 
 // tableFlags are the flags that shape the nft table; `run` and `rules`
 // share them so `rules` prints exactly what `run` would install.
+// defaultPickupWindow covers what an admin does right after starting the
+// agent over SSH (the session is such a connection); longer windows widen
+// what a forged mid-stream packet gets through (docs/policy.md).
+const defaultPickupWindow = 2 * time.Minute
+
 type tableFlags struct {
 	hooks          []string
 	priority       int32
@@ -50,6 +58,12 @@ type runFlags struct {
 	insecure    bool
 	metricsAddr string
 	watch       bool
+	logFormat   string
+	replace     bool
+	pickup      time.Duration
+	confirm     time.Duration
+	control     string
+	lockDir     string
 }
 
 func newRunCmd() *cobra.Command {
@@ -65,7 +79,15 @@ its set files (--watch-policy); a policy that does not compile is logged with
 FILE:LINE:COL and the old one stays in force. SIGINT and SIGTERM remove the
 table and exit. Prometheus metrics, /healthz and /readyz are served on
 --metrics-addr (` + "`fwagent status`" + ` summarises them). Needs root or
-CAP_NET_ADMIN.`,
+CAP_NET_ADMIN.
+
+A policy whose tests: fail is refused at start (exit 1, the failing test's
+FILE:LINE:COL) and at every reload (the old policy stays in force). One agent
+runs per network namespace: a second exits 1 naming the first's pid, unless
+--replace, which makes the first give way and exit 1. For --pickup-window
+after start, mid-stream TCP packets of connections older than the agent
+count as established, so they survive its start. With --confirm-reloads D
+every policy change reverts after D unless ` + "`fwagent confirm`" + ` arrives.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, closeLog, err := f.config(cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -73,7 +95,20 @@ CAP_NET_ADMIN.`,
 				return err
 			}
 			defer closeLog()
-			return secure.ExplainPrivilege(agent.Run(cmd.Context(), cfg))
+			err = secure.ExplainPrivilege(agent.Run(cmd.Context(), cfg))
+			if err == nil {
+				return nil
+			}
+			if f.logFormat == "json" {
+				// Every line on stderr stays one JSON object, the last one too.
+				cfg.Logger.Error("fwagent run failed", "err", err.Error())
+				return exitError{exitFailed}
+			}
+			if pe, ok := policyRefused(err); ok {
+				fmt.Fprintln(cmd.ErrOrStderr(), pe) // as check prints it
+				return exitError{exitFailed}
+			}
+			return err
 		},
 	}
 	fl := cmd.Flags()
@@ -91,6 +126,12 @@ CAP_NET_ADMIN.`,
 	fl.BoolVar(&f.insecure, "allow-insecure-policy-perms", false, "read a policy or set file that group or others may write, or that another user owns")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", metrics.DefaultAddr, `serve /metrics, /healthz, /readyz here: host:port, unix:PATH or /PATH (a unix socket), "off" for none`)
 	fl.BoolVar(&f.watch, "watch-policy", true, "reload when the policy or its set files change on disk (debounced 500ms)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "format of the agent's own log on stderr: text or json (one object per line)")
+	fl.BoolVar(&f.replace, "replace", false, "make an agent already running in this network namespace give way (it exits 1) instead of refusing to start")
+	fl.DurationVar(&f.pickup, "pickup-window", defaultPickupWindow, "after start, count mid-stream TCP packets of flows the kernel does not know as established for this long, so connections older than the agent survive (0: off)")
+	fl.DurationVar(&f.confirm, "confirm-reloads", 0, "put every policy change on probation: revert to the last confirmed policy unless \"fwagent confirm\" arrives within this time (0: off)")
+	fl.StringVar(&f.control, "control-socket", control.DefaultPath, `unix socket for control commands (fwagent confirm), mode 0600; "off" for none`)
+	fl.StringVar(&f.lockDir, "lock-dir", instance.DefaultDir, "directory of the one-agent-per-network-namespace lock files")
 	return cmd
 }
 
@@ -118,7 +159,26 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return cfg, nop, usagef("run: --log-level: %v", err)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		return cfg, nop, usagef("run: --log-format %q: want text or json", f.logFormat)
+	}
+	if f.pickup < 0 || f.confirm < 0 {
+		return cfg, nop, usagef("run: --pickup-window and --confirm-reloads must not be negative")
+	}
+	if f.control == "off" {
+		f.control = ""
+	}
+	if f.confirm > 0 && f.control == "" {
+		return cfg, nop, usagef("run: --confirm-reloads needs a --control-socket for fwagent confirm")
+	}
+	cfg.Replace, cfg.PickupWindow, cfg.ConfirmReloads = f.replace, f.pickup, f.confirm
+	cfg.ControlSocket, cfg.LockDir, cfg.Version = f.control, f.lockDir, version
 	if f.workers < 0 {
 		return cfg, nop, usagef("run: --workers must not be negative")
 	}

@@ -229,6 +229,7 @@ func (r *statusReport) write(w io.Writer) {
 			fmt.Fprintf(w, "            %s\n", l)
 		}
 	}
+	r.writeSafety(w)
 	m := r.latest()
 
 	// Queues.
@@ -255,6 +256,11 @@ func (r *statusReport) write(w io.Writer) {
 
 	// Packets.
 	verdicts := []string{"accept", "drop", "reject"}
+	for _, v := range []string{"would_drop", "would_reject"} {
+		if r.value("fwagent_packets_total", map[string]string{"verdict": v}) > 0 {
+			verdicts = append(verdicts, v) // audit mode: what enforcing would do
+		}
+	}
 	var parts []string
 	for _, v := range verdicts {
 		want := map[string]string{"verdict": v}

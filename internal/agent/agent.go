@@ -2,11 +2,15 @@
 // table, binds the queues, reads the drop log and reloads on request, and it
 // undoes all of that on the way out.
 //
-// Start-up order matters and is chosen so no packet is lost or stuck: the
-// drop-log reader and the queue readers are bound before the table that
-// feeds them exists, and on shutdown the table is removed before the readers
-// go away (with fail-open the queue rule's bypass flag covers the gap either
-// way).
+// Start-up is a list of stages (see Run), each of which may push an undo
+// step on a stack; however far start-up got, the stack unwinds in reverse.
+// The order matters and is chosen so no packet is lost or stuck: the policy
+// is loaded and its tests pass before anything else (so a --replace never
+// pushes out a working agent for a broken policy), the namespace lock comes
+// next, and the drop-log reader and the queue readers are bound before the
+// table that feeds them exists; on shutdown the table is removed before the
+// readers go away (with fail-open the queue rule's bypass flag covers the
+// gap either way).
 package agent
 
 import (
@@ -17,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -27,12 +32,15 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
+	"github.com/fwagent/fwagent/internal/control"
 	"github.com/fwagent/fwagent/internal/droplog"
 	"github.com/fwagent/fwagent/internal/ifname"
+	"github.com/fwagent/fwagent/internal/instance"
 	"github.com/fwagent/fwagent/internal/metrics"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
-	"github.com/fwagent/fwagent/internal/secure"
+	"github.com/fwagent/fwagent/internal/policyfile"
+	"github.com/fwagent/fwagent/internal/sockcgroup"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict"
@@ -71,6 +79,23 @@ type Config struct {
 	// WatchDebounce is the quiet time before a changed policy is reloaded
 	// (0: watch.DefaultDebounce).
 	WatchDebounce time.Duration
+	// LockDir holds the one-agent-per-namespace lock (instance.DefaultDir
+	// if empty).
+	LockDir string
+	// Replace makes a running agent in the same namespace give way
+	// (--replace): it exits non-zero and leaves its table for this one.
+	Replace bool
+	// PickupWindow is how long after start a mid-stream TCP packet of a
+	// flow the kernel does not know counts as established (--pickup-window;
+	// 0: never). See rules.RulePickup.
+	PickupWindow time.Duration
+	// ConfirmReloads puts every policy change on probation: it reverts to
+	// the last confirmed policy unless confirmed within this time (0: off).
+	ConfirmReloads time.Duration
+	// ControlSocket is the unix socket `fwagent confirm` talks to ("": none).
+	ControlSocket string
+	// Version is reported in fwagent_build_info.
+	Version string
 }
 
 // Agent is a running firewall.
@@ -78,68 +103,195 @@ type Agent struct {
 	cfg    Config
 	log    *slog.Logger
 	shared *pipeline.Shared
+	flows  *conntrack.Table
 	engine *verdict.Engine
 	drops  *droplog.Reader
 	table  *rules.Table
 	ifs    *ifname.Cache
+	// cgroups finds sockets' cgroups for cgroup rules and drop events;
+	// nil when the host's cgroup2 mount cannot be seen.
+	cgroups *sockcgroup.Finder
+	// setGeneration moves the kernel's offload rules to a new generation
+	// (the table's SetGeneration; a stand-in in tests).
+	setGeneration func(uint32) error
 
-	reloads  *metrics.Reloads
-	logAlive atomic.Bool // the drop-log reader is running
+	metricsLn net.Listener
+	health    *metrics.Health
+	reloads   *metrics.Reloads
+	logAlive  atomic.Bool // the drop-log reader is running
+	logDone   chan error  // the drop-log reader's result
+	guardErr  chan error  // the table guard's result, if it stops by itself
 
-	mu  sync.Mutex // serialises reloads
+	guarded      atomic.Bool // the table guard runs on our own table
+	pickupOpen   atomic.Bool
+	leaveTable   atomic.Bool // replaced by a new agent: its Install replaces our table
+	unconfirmed  atomic.Bool
+	reverts      atomic.Uint64
+	testRefusals atomic.Uint64
+
+	mu  sync.Mutex // serialises policy changes; guards below
 	gen uint32
+	// confirmed is the last confirmed program while a change is on
+	// probation (--confirm-reloads), nil otherwise.
+	confirmed *policies.Program
+	probation *time.Timer
+}
+
+// ErrReplaced is Run's error when a new agent started with --replace took
+// over: the exit is non-zero so a service manager notices.
+var ErrReplaced = errors.New("agent: replaced by a new agent started with --replace")
+
+// errStopped ends start-up quietly: the context ended while a stage waited.
+var errStopped = errors.New("agent: stopped during start-up")
+
+// stage is one start-up step. It may return an undo step, run when the
+// agent stops (or a later stage fails), in reverse order of the stages.
+type stage struct {
+	name string
+	run  func(ctx context.Context) (undo func(), err error)
 }
 
 // Run runs the agent until ctx is cancelled or SIGINT/SIGTERM arrives;
-// SIGHUP reloads the policy. It removes the agent's table before returning.
+// SIGHUP reloads the policy and instance.ReplaceSignal makes it give way to
+// a new agent. It removes the agent's table before returning, unless
+// another agent now owns it.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, ifs: ifname.New(), reloads: &metrics.Reloads{}}
-	// Listen before anything is installed, so a taken address fails the
-	// start cleanly; serving waits until every source of metrics exists.
-	metricsLn, err := metrics.Listen(cfg.MetricsAddr)
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	if metricsLn != nil {
-		defer metricsLn.Close()
-	}
-	prog, err := loadProgram(cfg.PolicyPath, secure.New(os.Geteuid(), cfg.AllowInsecurePolicyPerms))
-	if err != nil {
-		return err
-	}
-	if err := checkMarks(prog, cfg.Rules.Marks); err != nil {
-		return err
-	}
-	a.gen = firstGeneration(cfg.Rules.Marks)
-	flows := conntrack.New(conntrack.Config{MaxFlows: cfg.MaxFlows})
-	a.shared = pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: a.gen}, cfg.Rules.Marks, flows)
-	// The table installed below writes the kernel's conntrack state into
-	// every queued packet's mark: that is the policy's `state`.
-	a.shared.UseKernelState()
-	cgroups := openCgroups(a.log, prog)
-	if cgroups != nil {
-		defer cgroups.Close()
-		a.shared.SetCgroupFinder(cgroups)
-	}
-
+	a := &Agent{cfg: cfg, log: cfg.Logger, ifs: ifname.New(), reloads: &metrics.Reloads{},
+		logDone: make(chan error, 1), guardErr: make(chan error, 1)}
+	// Before anything else: a --replace agent may signal as soon as the
+	// lock file names us, and the default action would kill us outright.
+	replace := make(chan os.Signal, 1)
+	signal.Notify(replace, instance.ReplaceSignal)
+	defer signal.Stop(replace)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go flows.Run(runCtx, time.Second)
-	go a.watchInterfaces(runCtx)
 
-	// Drop log first: the kernel logs as soon as the table exists.
+	var undo []func()
+	defer func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}()
+	for _, s := range []stage{
+		{"policy", a.loadPolicy},
+		{"lock", a.takeLock},
+		{"metrics listener", a.listenMetrics},
+		{"control socket", a.listenControl},
+		{"drop log", a.startDropLog},
+		{"queues", a.startQueues},
+		{"table", a.installTable},
+	} {
+		u, err := s.run(runCtx)
+		if u != nil {
+			undo = append(undo, u)
+		}
+		if errors.Is(err, errStopped) {
+			return nil
+		}
+		if err != nil {
+			a.log.Debug("start-up stage failed", "stage", s.name, "err", err)
+			return err
+		}
+	}
+	return a.serve(ctx, runCtx, replace)
+}
+
+// loadPolicy reads the policy, refuses it if its tests fail, and builds the
+// pipeline around it.
+func (a *Agent) loadPolicy(ctx context.Context) (func(), error) {
+	prog, err := a.load("refusing to run it")
+	if err != nil {
+		return nil, err
+	}
+	a.gen = firstGeneration(a.cfg.Rules.Marks)
+	a.flows = conntrack.New(conntrack.Config{MaxFlows: a.cfg.MaxFlows})
+	a.shared = pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: a.gen}, a.cfg.Rules.Marks, a.flows)
+	// The table installed later writes the kernel's conntrack state into
+	// every queued packet's mark: that is the policy's `state`.
+	a.shared.UseKernelState()
+	go a.flows.Run(ctx, time.Second)
+	go a.watchInterfaces(ctx)
+	cgroups := openCgroups(a.log, prog)
+	if cgroups == nil {
+		return nil, nil
+	}
+	a.shared.SetCgroupFinder(cgroups)
+	a.cgroups = cgroups
+	return func() { cgroups.Close() }, nil
+}
+
+// load is the one way a policy goes live, at start and on every change:
+// permissions, syntax, marks, then its own tests.
+func (a *Agent) load(refused string) (*policies.Program, error) {
+	prog, err := policyfile.Load(a.cfg.PolicyPath, a.cfg.AllowInsecurePolicyPerms)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMarks(prog, a.cfg.Rules.Marks); err != nil {
+		return nil, err
+	}
+	if _, err := policyfile.Gate(a.cfg.PolicyPath, prog, refused); err != nil {
+		return nil, err
+	}
+	return prog, nil
+}
+
+// listenMetrics listens before anything is installed, so a taken address
+// fails the start cleanly; serving waits until every source exists.
+func (a *Agent) listenMetrics(context.Context) (func(), error) {
+	ln, err := metrics.Listen(a.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if ln == nil {
+		return nil, nil
+	}
+	a.metricsLn = ln
+	return func() { ln.Close() }, nil
+}
+
+// listenControl serves the control socket. Without --confirm-reloads
+// nothing depends on it, so a socket it cannot have is only a warning.
+func (a *Agent) listenControl(ctx context.Context) (func(), error) {
+	if a.cfg.ControlSocket == "" {
+		return nil, nil
+	}
+	srv, err := control.Listen(a.cfg.ControlSocket, map[string]control.Handler{"confirm": a.Confirm}, a.log)
+	if err != nil {
+		if a.cfg.ConfirmReloads > 0 {
+			return nil, fmt.Errorf("agent: --confirm-reloads needs the control socket: %w", err)
+		}
+		a.log.Warn("no control socket", "err", err)
+		return nil, nil
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(sctx)
+	}()
+	a.log.Info("control socket", "path", srv.Path())
+	return func() { stop(); <-done }, nil
+}
+
+// startDropLog binds the NFLOG group: the kernel logs as soon as the table
+// exists, and discards what it logs to a group nobody has bound yet, so the
+// table waits for the reader.
+func (a *Agent) startDropLog(ctx context.Context) (func(), error) {
+	cfg := a.cfg
+	var err error
 	a.drops, err = droplog.NewReader(droplog.Config{
 		Group:      cfg.Rules.LogGroup,
 		Marks:      cfg.Rules.Marks,
 		RuleName:   a.ruleName,
 		RulePrefix: a.rulePrefix,
 		IfName:     a.ifs.Name,
-		Cgroup:     logCgroup(cgroups),
+		Cgroup:     logCgroup(a.cgroups),
 		Logger:     a.log,
 		// Deep enough to ride out a burst the size of the socket buffer
 		// (about 20k messages) without shedding in userspace first.
@@ -149,76 +301,100 @@ func Run(ctx context.Context, cfg Config) error {
 		CopyRange: cfg.LogCopyRange,
 	}, append([]droplog.Sink{droplog.NewJSONSink(cfg.Events)}, cfg.LogSinks...)...)
 	if err != nil {
-		return fmt.Errorf("agent: drop log: %w", err)
+		return nil, fmt.Errorf("agent: drop log: %w", err)
 	}
-	logDone := make(chan error, 1)
 	a.logAlive.Store(true)
 	go func() {
-		err := a.drops.Run(runCtx)
+		err := a.drops.Run(ctx)
 		a.logAlive.Store(false)
-		logDone <- err
+		a.logDone <- err
 	}()
-	// The kernel discards what it logs to a group nobody has bound yet, so
-	// the table waits for the reader.
 	select {
 	case <-a.drops.Ready():
-	case err := <-logDone:
+		return nil, nil
+	case err := <-a.logDone:
 		if err == nil {
-			return nil // cancelled before it bound
+			return nil, errStopped
 		}
-		return fmt.Errorf("agent: drop log: %w", err)
+		return nil, inUse(fmt.Errorf("agent: drop log: %w", err), "NFLOG group", "--log-group", procLogs, []uint16{cfg.Rules.LogGroup})
 	}
+}
 
-	vcfg := cfg.Verdict
-	vcfg.QueueBase, vcfg.Queues = cfg.Rules.QueueBase, cfg.Rules.Queues
-	vcfg.FailOpen = cfg.Rules.Bypass
+// startQueues binds the queues; the undo stops the readers, after the
+// table is gone.
+func (a *Agent) startQueues(ctx context.Context) (func(), error) {
+	rc := a.cfg.Rules
+	vcfg := a.cfg.Verdict
+	vcfg.QueueBase, vcfg.Queues = rc.QueueBase, rc.Queues
+	vcfg.FailOpen = rc.Bypass
 	vcfg.Logger = a.log
 	vcfg.IfName = a.ifs.Name
-	vcfg.Now = flows.Now
+	vcfg.Now = a.flows.Now
 	a.engine = verdict.New(vcfg, a.shared)
-	waitQueues, err := a.engine.Start(runCtx)
+	qctx, stop := context.WithCancel(ctx)
+	wait, err := a.engine.Start(qctx)
 	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+		stop()
+		nums := make([]uint16, max(rc.Queues, 1))
+		for i := range nums {
+			nums[i] = rc.QueueBase + uint16(i)
+		}
+		return nil, inUse(fmt.Errorf("agent: %w", err), "queue", "--queue-base", procQueues, nums)
 	}
-	defer waitQueues()
-	defer cancel()
+	return func() { stop(); wait() }, nil
+}
 
+// installTable installs the nft table (with the pickup rule while the
+// window is open) and guards it.
+func (a *Agent) installTable(ctx context.Context) (func(), error) {
 	// One lasting netlink connection: a reload rewrites the offload rules
 	// in about a millisecond instead of dialling anew for every operation.
 	conn, err := nftables.New(nftables.AsLasting())
 	if err != nil {
-		return fmt.Errorf("agent: nftables: %w", err)
+		return nil, fmt.Errorf("agent: nftables: %w", err)
 	}
-	defer conn.CloseLasting()
-	rcfg := cfg.Rules
+	rcfg := a.cfg.Rules
 	rcfg.Generation = a.gen
+	rcfg.Pickup = a.cfg.PickupWindow > 0
 	if rcfg.QueueKind == rules.QueueAuto {
 		kind, err := rules.Probe(conn)
 		if err != nil {
-			return fmt.Errorf("agent: probe queue support: %w", err)
+			conn.CloseLasting()
+			return nil, fmt.Errorf("agent: probe queue support: %w", err)
 		}
 		rcfg.QueueKind = kind
 	}
 	a.log.Info("queue rule", "kind", rcfg.QueueKind.String(), "queues", fmt.Sprintf("%d-%d", rcfg.QueueBase, rcfg.QueueBase+max(rcfg.Queues, 1)-1))
 	a.table, err = rules.Install(conn, rcfg)
 	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+		conn.CloseLasting()
+		return nil, fmt.Errorf("agent: %w", err)
 	}
+	a.pickupOpen.Store(rcfg.Pickup)
+	a.setGeneration = a.table.SetGeneration
 	// A restart of the host's nftables service (`nft flush ruleset`) takes
 	// our table with it, and then nothing is filtered: put it back. The
 	// guard stops before the table is removed on the way out, or it would
 	// put it back then too.
-	guardCtx, stopGuard := context.WithCancel(runCtx)
+	gctx, stopGuard := context.WithCancel(ctx)
 	guardDone := make(chan struct{})
+	a.guarded.Store(true)
 	go func() {
 		defer close(guardDone)
-		if err := a.table.Guard(guardCtx, 5*time.Second, a.log); err != nil && guardCtx.Err() == nil && !errors.Is(err, rules.ErrTableReplaced) {
-			a.log.Error("table guard stopped", "err", err)
+		err := a.table.Guard(gctx, 5*time.Second, a.log)
+		a.guarded.Store(false)
+		if gctx.Err() == nil {
+			a.guardErr <- err
 		}
 	}()
-	defer func() {
+	return func() {
 		stopGuard()
 		<-guardDone
+		defer conn.CloseLasting()
+		if a.leaveTable.Load() {
+			a.log.Info("nft table left in place for the agent that replaces this one")
+			return
+		}
 		switch err := a.table.Remove(); {
 		case errors.Is(err, rules.ErrTableReplaced):
 			a.log.Warn("nft table replaced by another agent; leaving it in place")
@@ -227,67 +403,107 @@ func Run(ctx context.Context, cfg Config) error {
 		default:
 			a.log.Info("nft table removed")
 		}
-	}()
+	}, nil
+}
 
+// serve runs the started agent until it stops, and says why.
+func (a *Agent) serve(ctx, runCtx context.Context, replace <-chan os.Signal) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	defer a.endProbation()
 
-	var health *metrics.Health
-	if metricsLn != nil {
-		health = a.serveMetrics(runCtx, metricsLn, flows)
-		defer health.SetReady(false)
+	if a.metricsLn != nil {
+		a.health = a.serveMetrics(runCtx, a.metricsLn, a.flows)
+		defer a.health.SetReady(false)
 	}
-	if cfg.WatchPolicy {
+	if a.cfg.WatchPolicy {
 		a.watchPolicy(runCtx)
 	}
-
-	if health != nil {
-		health.SetReady(true)
+	var pickup <-chan time.Time
+	if a.pickupOpen.Load() {
+		pickup = time.After(a.cfg.PickupWindow)
+		a.log.Info("start-up pickup window open: mid-stream TCP packets of flows older than the agent count as established", "window", a.cfg.PickupWindow)
 	}
-	a.log.Info("ready", "policy", cfg.PolicyPath, "rules", prog.NumRules(), "generation", a.gen,
-		"hooks", fmt.Sprint(rcfg.Hooks), "audit", prog.Audit())
+	if a.health != nil {
+		a.health.SetReady(true)
+	}
+	prog := a.shared.Policy().Program
+	a.log.Info("ready", "policy", a.cfg.PolicyPath, "rules", prog.NumRules(), "generation", a.gen,
+		"hooks", fmt.Sprint(a.cfg.Rules.Hooks), "audit", prog.Audit())
 	for {
 		select {
 		case <-ctx.Done():
-			if health != nil {
-				health.SetReady(false)
+			if a.health != nil {
+				a.health.SetReady(false)
 			}
 			a.log.Info("stopping", "reason", context.Cause(ctx))
 			return nil
-		case err := <-logDone:
+		case err := <-a.logDone:
 			if err != nil && runCtx.Err() == nil {
 				return fmt.Errorf("agent: drop log stopped: %w", err)
 			}
 		case <-hup:
 			_ = a.reloadLogged() // logged and counted
+		case <-replace:
+			a.leaveTable.Store(true)
+			a.log.Warn("a new agent started with --replace takes over; stopping")
+			return ErrReplaced
+		case err := <-a.guardErr:
+			// An agent that guards nothing only looks like protection:
+			// stop, and let the service manager say so.
+			return fmt.Errorf("agent: no longer guarding the table, stopping: %w", err)
+		case <-pickup:
+			pickup = nil
+			if err := a.table.EndPickup(); err != nil {
+				a.log.Error("cannot end the start-up pickup window; retrying", "err", err)
+				pickup = time.After(time.Second)
+				continue
+			}
+			a.pickupOpen.Store(false)
+			a.log.Info("start-up pickup window closed")
 		}
 	}
 }
 
-// Reload loads the policy file again and, if it compiles, makes it the
-// policy in force under a new generation. Every attempt is counted in the
-// metrics, with its result.
+// Reload loads the policy file again and, if it compiles and its tests
+// pass, makes it the policy in force under a new generation (on probation
+// with --confirm-reloads). Every attempt is counted in the metrics, with
+// its result.
 func (a *Agent) Reload() (err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	defer func() { a.reloads.Record(time.Now(), err) }()
-	prog, err := loadProgram(a.cfg.PolicyPath, secure.New(os.Geteuid(), a.cfg.AllowInsecurePolicyPerms))
+	prog, err := a.load("keeping the policy in force")
 	if err != nil {
+		var tf *policyfile.TestsFailedError
+		if errors.As(err, &tf) {
+			a.testRefusals.Add(1)
+		}
 		return err
 	}
-	if err := checkMarks(prog, a.cfg.Rules.Marks); err != nil {
+	prev := a.shared.Policy().Program
+	if err := a.apply(prog); err != nil {
 		return err
 	}
+	a.log.Info("policy reloaded", "rules", prog.NumRules(), "generation", a.gen)
+	if a.cfg.ConfirmReloads > 0 {
+		a.startProbation(prev)
+	}
+	return nil
+}
+
+// apply makes prog the policy in force under the next generation. Callers
+// hold a.mu.
+func (a *Agent) apply(prog *policies.Program) error {
 	gen := nextGeneration(a.gen, a.cfg.Rules.Marks)
 	// The new policy goes live before the kernel's offload rule moves, so a
 	// flow re-queued by the move is decided by the new policy.
 	a.shared.SetPolicy(&pipeline.Policy{Program: prog, Gen: gen})
-	if err := a.table.SetGeneration(gen); err != nil {
+	if err := a.setGeneration(gen); err != nil {
 		return fmt.Errorf("agent: reload: %w", err)
 	}
 	a.gen = gen
-	a.log.Info("policy reloaded", "rules", prog.NumRules(), "generation", gen)
 	return nil
 }
 
@@ -301,8 +517,6 @@ func (a *Agent) ruleName(id uint32) string {
 	return a.shared.Policy().Program.RuleName(int32(id - 1))
 }
 
-// loadProgram reads the policy and its set files through c, so a file that
-// others could have written is refused at start and at every reload.
 // rulePrefix is the log prefix a rule chose, "" when it chose none.
 func (a *Agent) rulePrefix(id uint32) string {
 	if id == 0 || id >= a.cfg.Rules.Marks.MaxID() {
@@ -313,18 +527,6 @@ func (a *Agent) rulePrefix(id uint32) string {
 		return p
 	}
 	return ""
-}
-
-func loadProgram(path string, c *secure.Checker) (*policies.Program, error) {
-	data, err := c.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("agent: policy: %w", err)
-	}
-	pol, err := policies.Load(path, data, c.ReadFile)
-	if err != nil {
-		return nil, err
-	}
-	return policies.Compile(pol)
 }
 
 // checkMarks refuses a policy whose `mark:` values use the agent's own mark

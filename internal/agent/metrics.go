@@ -31,6 +31,12 @@ func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener, flows *conntr
 	health := metrics.NewHealth(
 		metrics.Check{Name: "queues", Fn: func() error { return queuesCheck(a.engine.Stats().ReadersLive, int(queues)) }},
 		metrics.Check{Name: "table", Fn: a.table.Verify},
+		metrics.Check{Name: "guard", Fn: func() error {
+			if !a.guarded.Load() {
+				return errors.New("the agent no longer guards its nft table")
+			}
+			return nil
+		}},
 		metrics.Check{Name: "droplog", Fn: func() error {
 			if !a.logAlive.Load() {
 				return errors.New("the drop-log reader has stopped")
@@ -39,7 +45,7 @@ func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener, flows *conntr
 		}},
 	)
 	go func() {
-		if err := metrics.Serve(ctx, ln, metrics.Handler(metrics.NewRegistry(c), health, a.log)); err != nil {
+		if err := metrics.Serve(ctx, ln, metrics.Handler(metrics.NewRegistry(c, metrics.NewStateCollector(a, health, a.cfg.Version)), health, a.log)); err != nil {
 			a.log.Error("metrics server stopped", "err", err)
 		}
 	}()

@@ -61,7 +61,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	descPackets      = desc("packets_total", "Packets decided by the agent, by hook and final verdict (audit decisions count as accept).", "hook", "verdict")
+	descPackets      = desc("packets_total", "Packets decided by the agent, by hook and verdict: accept, drop, reject, or would_drop and would_reject for audit decisions (accepted, counted apart).", "hook", "verdict")
 	descBytes        = desc("packet_bytes_total", "Bytes of the packets decided by the agent.")
 	descDecodeErrors = desc("decode_errors_total", "Packets that could not be decoded and got the policy's on_error verdict.")
 	descLooped       = desc("looped_packets_total", "Packets that came back still carrying an action mark and were accepted.")

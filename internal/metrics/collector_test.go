@@ -109,17 +109,23 @@ func TestCollector(t *testing.T) {
 	})
 
 	want := `
-# HELP fwagent_packets_total Packets decided by the agent, by hook and final verdict (audit decisions count as accept).
+# HELP fwagent_packets_total Packets decided by the agent, by hook and verdict: accept, drop, reject, or would_drop and would_reject for audit decisions (accepted, counted apart).
 # TYPE fwagent_packets_total counter
 fwagent_packets_total{hook="forward",verdict="accept"} 0
 fwagent_packets_total{hook="forward",verdict="drop"} 0
 fwagent_packets_total{hook="forward",verdict="reject"} 0
+fwagent_packets_total{hook="forward",verdict="would_drop"} 0
+fwagent_packets_total{hook="forward",verdict="would_reject"} 0
 fwagent_packets_total{hook="input",verdict="accept"} 5
 fwagent_packets_total{hook="input",verdict="drop"} 3
 fwagent_packets_total{hook="input",verdict="reject"} 2
+fwagent_packets_total{hook="input",verdict="would_drop"} 0
+fwagent_packets_total{hook="input",verdict="would_reject"} 0
 fwagent_packets_total{hook="output",verdict="accept"} 0
 fwagent_packets_total{hook="output",verdict="drop"} 0
 fwagent_packets_total{hook="output",verdict="reject"} 0
+fwagent_packets_total{hook="output",verdict="would_drop"} 0
+fwagent_packets_total{hook="output",verdict="would_reject"} 0
 # HELP fwagent_rule_hits_total Packets decided by each rule of the policy in force (counts carry over reloads by rule name; offloaded packets never reach the agent).
 # TYPE fwagent_rule_hits_total counter
 fwagent_rule_hits_total{rule="ssh"} 5

@@ -108,11 +108,12 @@ func listenOnce(network, address string) (net.Listener, error) {
 	return ln, nil
 }
 
-// NewRegistry is a registry with c and the Go runtime and process
-// collectors.
-func NewRegistry(c prometheus.Collector) *prometheus.Registry {
+// NewRegistry is a registry with c (and any more collectors) and the Go
+// runtime and process collectors.
+func NewRegistry(c prometheus.Collector, more ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(more...)
 	return reg
 }
 

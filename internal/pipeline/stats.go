@@ -23,6 +23,11 @@ const (
 	OutAccept Outcome = iota
 	OutDrop
 	OutReject
+	// OutWouldDrop and OutWouldReject are audit decisions: the packet is
+	// accepted, but counting it as accept would hide what enforcing the
+	// policy would do.
+	OutWouldDrop
+	OutWouldReject
 	numOutcomes
 )
 
@@ -34,6 +39,10 @@ func (o Outcome) String() string {
 		return "drop"
 	case OutReject:
 		return "reject"
+	case OutWouldDrop:
+		return "would_drop"
+	case OutWouldReject:
+		return "would_reject"
 	}
 	return "unknown"
 }
@@ -62,10 +71,14 @@ func (s Stats) Total() uint64 {
 func (c *Counters) add(r *Result, h nf.Hook, n int) {
 	o := OutAccept
 	if !r.Looped {
-		switch r.Decision.Effective() {
-		case policies.ActionDrop:
+		switch d := r.Decision; {
+		case d.Audit && d.Action == policies.ActionDrop:
+			o = OutWouldDrop
+		case d.Audit && d.Action == policies.ActionReject:
+			o = OutWouldReject
+		case d.Effective() == policies.ActionDrop:
 			o = OutDrop
-		case policies.ActionReject:
+		case d.Effective() == policies.ActionReject:
 			o = OutReject
 		}
 	}

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/florianl/go-nflog/v2"
+	"github.com/florianl/go-nfqueue/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/testnet"
+)
+
+// holdEnv makes the test binary a helper that binds a queue ("queue:N") or
+// an NFLOG group ("log:N"), says "bound" and holds it until killed: another
+// reader the agent must not take for a missing capability.
+const holdEnv = "FWAGENT_E2E_HOLD"
+
+func holdMain(spec string) int {
+	kind, num, _ := strings.Cut(spec, ":")
+	n, err := strconv.ParseUint(num, 10, 16)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hold:", err)
+		return 2
+	}
+	ctx := context.Background()
+	switch kind {
+	case "queue":
+		q, err := nfqueue.Open(&nfqueue.Config{NfQueue: uint16(n), MaxPacketLen: 0xffff, MaxQueueLen: 16, Copymode: nfqueue.NfQnlCopyPacket, AfFamily: unix.AF_UNSPEC})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hold:", err)
+			return 1
+		}
+		if err := q.RegisterWithErrorFunc(ctx, func(nfqueue.Attribute) int { return 0 }, func(error) int { return 0 }); err != nil {
+			fmt.Fprintln(os.Stderr, "hold:", err)
+			return 1
+		}
+	case "log":
+		l, err := nflog.Open(&nflog.Config{Group: uint16(n), Copymode: nflog.CopyPacket})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hold:", err)
+			return 1
+		}
+		if err := l.RegisterWithErrorFunc(ctx, func(nflog.Attribute) int { return 0 }, func(error) int { return 0 }); err != nil {
+			fmt.Fprintln(os.Stderr, "hold:", err)
+			return 1
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "hold: unknown kind", kind)
+		return 2
+	}
+	fmt.Println("bound")
+	select {}
+}
+
+// hold runs the helper in ns and waits until it has bound what spec names.
+func hold(t *testing.T, ns *testnet.NS, spec string) {
+	t.Helper()
+	cmd := ns.Command(context.Background(), os.Args[0])
+	cmd.Env = append(os.Environ(), holdEnv+"="+spec)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(out).ReadString('\n')
+		line <- s
+	}()
+	select {
+	case s := <-line:
+		if strings.TrimSpace(s) != "bound" {
+			t.Fatalf("hold %s: helper said %q", spec, s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("hold %s: helper did not bind", spec)
+	}
+}
+
+// runIn runs the agent with args inside ns to completion (bounded) and
+// returns its combined output and exit code.
+func runIn(t *testing.T, ns *testnet.NS, timeout time.Duration, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := ns.Command(ctx, agentBin, args...).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("fwagent %s still running after %v:\n%s", strings.Join(args, " "), timeout, out)
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("run fwagent: %v", err)
+	}
+	if ee != nil {
+		return string(out), ee.ExitCode()
+	}
+	return string(out), 0
+}
