@@ -9,11 +9,17 @@ import (
 	"github.com/fwagent/fwagent/internal/testnet"
 )
 
+// The replies of a loopback connection pass the input hook too, and only
+// the established rule lets them in: a rule decides its own hook and
+// direction, as the kernel's would.
 const flagsPolicy = `version: 1
 default:
   input: drop
   log: true
 rules:
+  - name: established
+    match: {state: established}
+    action: accept
   - name: web
     match: {proto: tcp, dport: 8080}
     action: accept
