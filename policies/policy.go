@@ -151,6 +151,7 @@ type Match struct {
 	Length      []LengthRange
 	DNSQName    []string
 	TLSSNI      []string
+	HTTPHost    []string
 	Payload     *Payload
 
 	// protosImplied: Protos came from a field such as tcp_flags, not from
@@ -198,6 +199,7 @@ type TestPacket struct {
 	Length   int
 	DNSQName string
 	TLSSNI   string
+	HTTPHost string
 	Payload  []byte
 
 	icmpName string

@@ -53,6 +53,9 @@ type Program struct {
 	warnings   []string
 	tests      []*Test
 	seeds      [2]maphash.Seed
+	// streams: some rule reads dns_qname, tls_sni or http_host, which
+	// may ask Input.Streams.
+	streams bool
 }
 
 // addrIndex and portIndex values are pairs (see pair) of bitset ids.
@@ -80,6 +83,9 @@ const (
 const (
 	taintState  uint8 = 1 << iota // skipped only for its state
 	taintPacket                   // skipped for a per-packet field
+	// taintPending: skipped because its L7 field waits for more of the
+	// stream (with taintPacket).
+	taintPending
 )
 
 type ruleExec struct {
@@ -103,6 +109,7 @@ type ruleExec struct {
 	lengths      []LengthRange
 	iif, oif     []string
 	dns, sni     *l7.NameMatcher
+	http         *l7.NameMatcher
 	payload      *l7.PayloadMatcher
 
 	limit  *Limit

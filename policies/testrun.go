@@ -93,6 +93,8 @@ func (tp *TestPacket) build() *packet.Packet {
 		pkt.Payload = dnsQuery(tp.DNSQName, tp.Proto == packet.ProtoTCP)
 	case tp.TLSSNI != "":
 		pkt.Payload = clientHello(tp.TLSSNI)
+	case tp.HTTPHost != "":
+		pkt.Payload = []byte("GET / HTTP/1.1\r\nHost: " + tp.HTTPHost + "\r\n\r\n")
 	default:
 		pkt.Payload = tp.Payload
 	}

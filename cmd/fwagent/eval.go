@@ -76,6 +76,9 @@ type evalLine struct {
 	Prefix  string `json:"prefix,omitempty"`
 	Audit   bool   `json:"audit,omitempty"`
 	Offload bool   `json:"offload,omitempty"`
+	// Pending: the rule's L7 field waits for more of the stream, and the
+	// packet is accepted meanwhile.
+	Pending bool `json:"pending,omitempty"`
 	// Mark is the packet mark a rule's mark: key sets (with accept).
 	Mark  uint32 `json:"mark,omitempty"`
 	Error string `json:"error,omitempty"`
@@ -152,6 +155,9 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 		line := describe(fr.Index+1, r, w.Packet(), prog, hook, len(fr.Data))
 		if f.summary {
 			k := summaryKey{line.Rule, line.Verdict}
+			if line.Pending {
+				k.verdict = "pending"
+			}
 			row := summary[k]
 			if row == nil {
 				row = &summaryRow{Rule: k.rule, Verdict: k.verdict}
@@ -204,6 +210,7 @@ func describe(n int, r pipeline.Result, p *packet.Packet, prog *policies.Program
 		Log:     r.Decision.Log,
 		Audit:   r.Decision.Audit,
 		Offload: r.Decision.Offload,
+		Pending: r.Decision.Pending,
 	}
 	if r.Decision.SetMark {
 		l.Mark = r.Decision.Mark
