@@ -216,8 +216,6 @@ func (p *Program) checkPacket(e *ruleExec, in *Input, pkt *packet.Packet) l7Resu
 	return l7Yes
 }
 
-
-
 // allow takes a token from the rule's bucket for this packet's key. Without
 // over, the rule matches while tokens last; with over, once they run out.
 func (p *Program) allow(e *ruleExec, in *Input, pkt *packet.Packet) bool {
