@@ -348,17 +348,20 @@ func (c *streamCtx) end(d policies.Decision) {
 	if c.tlsAsked && e.tls != nil && !e.tls.done {
 		ts := e.tls
 		switch {
-		case !accepted:
-			ts.s.Rewind(c.tlsMark)
 		case c.tlsState != l7.NamePending:
 			// Decided: the name (copied out of the buffer) stands for
-			// the flow; the buffer goes.
+			// the flow, whatever became of this packet (a client that
+			// retransmits the last segment of a refused hello is
+			// refused again, even if its bytes changed); the buffer
+			// goes.
 			ts.done, ts.state = true, c.tlsState
 			ts.name = append([]byte(nil), c.tlsName...)
 			ts.s = l7.Stream{}
 			if c.tlsState == l7.NameFailed {
 				t.failed.Add(1)
 			}
+		case !accepted:
+			ts.s.Rewind(c.tlsMark)
 		}
 	}
 	if c.dnsAsked && e.dns != nil {
