@@ -185,7 +185,9 @@ func splitDots(s string) []string {
 	return append(out, s[start:])
 }
 
-func frame(msg []byte) []byte { return append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...) }
+func frame(msg []byte) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...)
+}
 
 const dnsAllowlist = `version: 1
 default: {input: accept, output: drop}
