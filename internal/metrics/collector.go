@@ -70,6 +70,13 @@ var (
 	descDefaultHits  = desc("default_hits_total", "Packets decided by a hook's default verdict.")
 	descLatency      = desc("decision_latency_seconds", "Time to decode, track and decide one packet, for a sample of one packet in 256.")
 
+	descStreams       = desc("l7_streams", "TCP stream directions held for L7 rules (ClientHello, DNS over TCP, HTTP reassembly).")
+	descStreamBytes   = desc("l7_stream_bytes", "Memory the L7 stream reassembly holds, in bytes.")
+	descStreamLimit   = desc("l7_stream_bytes_limit", "Cap on fwagent_l7_stream_bytes.")
+	descStreamFull    = desc("l7_stream_full_total", "Streams not kept because the reassembly was at its cap; their packets were read one by one.")
+	descStreamFailed  = desc("l7_stream_failed_total", "Streams given up (a hello, DNS message or HTTP head beyond its bound, or malformed): their L7 rules no longer match.")
+	descStreamPending = desc("l7_pending_accepts_total", "Packets accepted while their L7 rule waited for the rest of a hello, DNS message or HTTP request head.")
+
 	descQueues       = desc("queues", "Queues the agent is configured to bind.")
 	descReaders      = desc("queue_readers", "Queue readers running; fewer than fwagent_queues means a reader died.")
 	descENOBUFS      = desc("queue_enobufs_total", "Socket overruns reported by the kernel on the queue sockets (the kernel handled those packets per fail-open/closed).")
@@ -109,6 +116,7 @@ var (
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descPackets, descBytes, descDecodeErrors, descLooped, descCached, descRuleHits, descDefaultHits, descLatency,
+		descStreams, descStreamBytes, descStreamLimit, descStreamFull, descStreamFailed, descStreamPending,
 		descQueues, descReaders, descENOBUFS, descSendErrors, descReadErrors, descReads, descTruncated, descKernelErrors,
 		descKQueued, descKWaiting, descKDropped, descKBound, descFailOpen,
 		descFlows, descFlowIns, descFlowEvict, descFlowExp, descFlowInv,
@@ -142,6 +150,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descDecodeErrors, st.DecodeErrors)
 		counter(ch, descLooped, st.Looped)
 		counter(ch, descCached, st.Cached)
+		ss := s.StreamStats()
+		gauge(ch, descStreams, float64(ss.Streams))
+		gauge(ch, descStreamBytes, float64(ss.Bytes))
+		gauge(ch, descStreamLimit, float64(ss.Limit))
+		counter(ch, descStreamFull, ss.Full)
+		counter(ch, descStreamFailed, ss.Failed)
+		counter(ch, descStreamPending, ss.Pending)
 
 		pol := s.Policy()
 		byRule, defaults := pol.Hits()
