@@ -84,6 +84,8 @@ var (
 	descReadErrors   = desc("queue_read_errors_total", "Failed reads on the queue sockets.")
 	descReads        = desc("queue_reads_total", "Batched reads (recvmmsg calls that returned packets).")
 	descTruncated    = desc("queue_truncated_total", "Queued packets whose message did not fit the read buffer.")
+	descSockEnded    = desc("rejected_sockets_ended_total", "Local sockets ended (sock_diag) after a reject of their connection mid-stream on the input hook.")
+	descSockEndFail  = desc("rejected_sockets_end_failed_total", "Local sockets of connections rejected mid-stream that could not be ended (already gone, or too many at once).")
 	descKernelErrors = desc("queue_kernel_errors_total", "Error replies from the kernel to verdict messages.")
 
 	descKQueued   = desc("queue_kernel_packets_total", "Packets the kernel sent to the queue since it was bound (id_sequence).", "queue")
@@ -117,6 +119,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descPackets, descBytes, descDecodeErrors, descLooped, descCached, descRuleHits, descDefaultHits, descLatency,
 		descStreams, descStreamBytes, descStreamLimit, descStreamFull, descStreamFailed, descStreamPending,
+		descSockEnded, descSockEndFail,
 		descQueues, descReaders, descENOBUFS, descSendErrors, descReadErrors, descReads, descTruncated, descKernelErrors,
 		descKQueued, descKWaiting, descKDropped, descKBound, descFailOpen,
 		descFlows, descFlowIns, descFlowEvict, descFlowExp, descFlowInv,
@@ -186,6 +189,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descReads, b.Reads)
 		counter(ch, descTruncated, b.Truncated)
 		counter(ch, descKernelErrors, b.KernelErrors)
+		counter(ch, descSockEnded, st.SocketsEnded)
+		counter(ch, descSockEndFail, st.SocketEndFailed)
 	}
 	if len(c.src.Queues) > 0 {
 		c.collectKernelQueues(ch, answered)
