@@ -297,4 +297,3 @@ func TestRejectEndsServerSocket(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
