@@ -40,7 +40,7 @@ default: {input: accept, output: drop}
 rules:
   - name: https-allowed
     hook: output
-    match: {proto: tcp, dport: 443, tls_sni: [allowed.example]}
+    match: {proto: tcp, dport: 443, tls_sni: [allowed.example, "*.allowed.example"]}
     action: accept
   - name: https-other
     hook: output
