@@ -126,9 +126,7 @@ func (r *HTTPReader) Read(s *Stream, hosts [][]byte) ([][]byte, NameState) {
 		if req.NHosts == 0 {
 			hosts = append(hosts, nil)
 		}
-		for _, h := range req.Hosts[:req.NHosts] {
-			hosts = append(hosts, h)
-		}
+		hosts = append(hosts, req.Hosts[:req.NHosts]...)
 		s.Consume(n)
 		r.body = req.ContentLength
 		if req.Chunked {
