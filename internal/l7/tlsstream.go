@@ -10,15 +10,15 @@ const TLSHelloLimit = tlsRecordHeaderLen + tlsMaxPlaintext
 // TLSHelloName reads the ClientHello at the start of b, the first bytes a
 // client sent on a TCP stream, reassembled in order, and says how far it got:
 //
-//   - NamePending: the record is not complete yet (or not even its header);
-//   - NameFound: the whole record is here and its host_name is name (a
-//     subslice of b);
+//   - NameFound: the hello's host_name is name (a subslice of b), as soon
+//     as the bytes so far hold it: later bytes of a hello cannot change its
+//     name (a second one is malformed, and servers refuse it), so waiting for
+//     the rest of the record would only let a client that lies about the
+//     record's length delay the decision;
+//   - NamePending: the record is not complete yet and holds no name so far;
 //   - NameAbsent: the stream does not start with a ClientHello, or the
 //     complete hello has no host_name;
 //   - NameFailed: the hello is malformed, or continues in a second record.
-//
-// Unlike TLSServerName it waits for the whole record even when the name
-// came early: the hello is decided once, on the segment that completes it.
 func TLSHelloName(b []byte) (name []byte, st NameState) {
 	n, err := TLSRecordLen(b)
 	switch {
@@ -28,14 +28,16 @@ func TLSHelloName(b []byte) (name []byte, st NameState) {
 		return nil, NameFailed
 	case len(b) > tlsRecordHeaderLen && b[tlsRecordHeaderLen] != tlsClientHello:
 		return nil, NameAbsent
-	case err == ErrIncomplete || len(b) < n:
+	case err == ErrIncomplete:
 		return nil, NamePending
 	}
-	name, err = TLSServerName(b[:n])
-	switch err {
-	case nil:
+	name, err = TLSServerName(b[:min(n, len(b))])
+	switch {
+	case err == nil:
 		return name, NameFound
-	case ErrNoSNI, ErrNotTLS:
+	case err == ErrIncomplete && len(b) < n:
+		return nil, NamePending
+	case err == ErrNoSNI || err == ErrNotTLS:
 		return nil, NameAbsent
 	}
 	// ErrMalformed, or ErrIncomplete with the whole record present: the
