@@ -334,3 +334,52 @@ func TestStreamsCostNothingWithoutL7Rules(t *testing.T) {
 		t.Fatalf("streams kept for a policy without L7 rules: %+v", st)
 	}
 }
+
+// TestStreamsOfEndedFlowsAreSwept: the streams of flows the flow table no
+// longer has are dropped with their memory, and workers on two goroutines
+// share the table safely (run with -race).
+func TestStreamsOfEndedFlowsAreSwept(t *testing.T) {
+	flows := conntrack.New(conntrack.Config{})
+	shared := NewShared(&Policy{Program: compile(t, tlsAllowlist), Gen: 1}, testMarks(t), flows)
+	hello := lateHello("allowed.example")
+	run := func(base uint16, n int) {
+		w := shared.NewWorker()
+		for i := range n {
+			c := tcpConn{t: t, sport: base + uint16(i), dport: 443, isn: 1}
+			c.handshake(w)
+			out(w, c.seg(1, packet.TCPAck, hello[:1000]))
+		}
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); run(10000, 300) }()
+	run(20000, 300)
+	<-done
+	st := shared.StreamStats()
+	if st.Streams != 600 || st.Bytes < 600*1000 {
+		t.Fatalf("after 600 pending hellos: %+v", st)
+	}
+	flows.Flush()
+	// New streams sweep the table now and then; after enough of them the
+	// ended flows' streams are gone.
+	run(30000, sweepEvery)
+	st = shared.StreamStats()
+	if st.Streams > sweepEvery || st.Bytes > int64(sweepEvery)*(streamOverhead+2048) {
+		t.Fatalf("streams of flushed flows kept: %+v", st)
+	}
+}
+
+// TestStreamMemoryCap: at the cap, a new flow gets no stream and is read
+// one packet at a time (a hello split across segments then falls through).
+func TestStreamMemoryCap(t *testing.T) {
+	shared := NewShared(&Policy{Program: compile(t, tlsAllowlist), Gen: 1}, testMarks(t), conntrack.New(conntrack.Config{}))
+	shared.streams.limit = 3 * streamOverhead
+	w := shared.NewWorker()
+	for i := range 4 {
+		c := tcpConn{t: t, sport: uint16(40000 + i), dport: 443, isn: 1}
+		out(w, c.seg(0, packet.TCPSyn, nil))
+	}
+	st := shared.StreamStats()
+	if st.Streams != 3 || st.Full == 0 || st.Bytes > st.Limit {
+		t.Fatalf("at the cap: %+v", st)
+	}
+}
