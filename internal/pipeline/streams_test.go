@@ -383,3 +383,41 @@ func TestStreamMemoryCap(t *testing.T) {
 		t.Fatalf("at the cap: %+v", st)
 	}
 }
+
+// BenchmarkSplitHello is the cost of the stream path: per connection, the
+// SYN, the ACK and a 2 KB ClientHello in two segments, under the TLS
+// allowlist (five packets, three of them asking the stream table).
+func BenchmarkSplitHello(b *testing.B) {
+	t := &testing.T{}
+	flows := conntrack.New(conntrack.Config{})
+	shared := NewShared(&Policy{Program: compile(b, tlsAllowlist), Gen: 1}, testMarks(b), flows)
+	w := shared.NewWorker()
+	hello := lateHello("allowed.example")
+	const conns = 4096
+	type conn struct{ syn, synAck, ack, seg1, seg2 []byte }
+	cs := make([]conn, conns)
+	for i := range cs {
+		c := tcpConn{t: t, sport: uint16(1024 + i), dport: 443, isn: 1}
+		cs[i] = conn{c.seg(0, packet.TCPSyn, nil), c.synAck(), c.seg(1, packet.TCPAck, nil),
+			c.seg(1, packet.TCPAck, hello[:1400]), c.seg(1401, packet.TCPAck|packet.TCPPsh, hello[1400:])}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i%conns == 0 && i > 0 {
+			b.StopTimer()
+			flows.Flush()
+			b.StartTimer()
+		}
+		c := &cs[i%conns]
+		o := Meta{Hook: nf.HookOutput, Now: int64(i)}
+		w.Process(c.syn, o)
+		w.Process(c.synAck, Meta{Hook: nf.HookInput, Now: int64(i)})
+		w.Process(c.ack, o)
+		w.Process(c.seg1, o)
+		if r := w.Process(c.seg2, o); r.Decision.Action != policies.ActionAccept || r.Decision.Pending {
+			b.Fatalf("hello %d: %+v", i, r.Decision)
+		}
+		i++
+	}
+}
