@@ -297,3 +297,47 @@ func TestRejectEndsServerSocket(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+const dnsRejectPolicy = `version: 1
+default: {input: accept, output: accept}
+rules:
+  - name: dns-denied
+    hook: input
+    match: {proto: [udp, tcp], dport: 53, dns_qname: [bad.example]}
+    action: reject
+`
+
+// TestDnsmasqTCPSlotsAfterRejects: dnsmasq serves at most 20 TCP clients at
+// once. Rejected mid-stream, each of 30 clients leaves it no socket, so an
+// allowed TCP query right after is still answered.
+func TestDnsmasqTCPSlotsAfterRejects(t *testing.T) {
+	requireKernelTools(t)
+	testnet.RequireCommands(t, "dig", "dnsmasq", "ss")
+	t.Parallel()
+	n := testnet.New(t)
+	srv := n.Server.Addr4()
+	startDnsmasq(t, n.Server, srv)
+	startAgent(t, n.Server, writePolicy(t, dnsRejectPolicy))
+	for i := range 30 {
+		c, err := dialTCP(n.Client, netip.AddrPortFrom(srv, 53), 0, answerWait)
+		if err != nil {
+			t.Fatalf("client %d: connect: %v", i, err)
+		}
+		msg := dnsQuery(t, "bad.example")
+		if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(answerWait))
+		if _, err := c.Read(make([]byte, 2)); err == nil || isTimeout(err) {
+			t.Fatalf("client %d: %v, want a reset", i, err)
+		}
+		c.Close()
+	}
+	if out := dig(t, n.Client, "@"+srv.String(), "+tcp", "good.example"); !strings.Contains(out, "192.0.2.1") {
+		t.Fatalf("allowed TCP query after the rejects: %q", out)
+	}
+	out, err := n.Server.Command(context.Background(), "ss", "-Htn", "state", "established", "sport", "= :53").CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("dnsmasq sockets left (%v):\n%s", err, out)
+	}
+}
