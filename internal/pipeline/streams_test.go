@@ -421,3 +421,65 @@ func BenchmarkSplitHello(b *testing.B) {
 		i++
 	}
 }
+
+// FuzzSegmentedHello cuts a ClientHello into segments at fuzzed points and
+// sends them in a fuzzed order, some twice, through the pipeline: whatever
+// the segmentation, the first packet that is not pending decides as the
+// whole hello in one segment does, and once every byte was sent some packet
+// has decided.
+func FuzzSegmentedHello(f *testing.F) {
+	f.Add([]byte{100, 200, 7}, uint8(0), false)
+	f.Add([]byte{255, 255, 255, 255, 1}, uint8(3), true)
+	f.Add([]byte{1}, uint8(1), false)
+	prog := compile(f, tlsAllowlist)
+	m := testMarks(f)
+	f.Fuzz(func(t *testing.T, cuts []byte, order uint8, allowed bool) {
+		name := "denied.example"
+		if allowed {
+			name = "x.allowed.example"
+		}
+		hello := lateHello(name)
+		want := policies.ActionReject
+		if allowed {
+			want = policies.ActionAccept
+		}
+		type seg struct{ off, end int }
+		var segs []seg
+		for off, i := 0, 0; off < len(hello); i++ {
+			n := 600
+			if i < len(cuts) {
+				n = int(cuts[i])*8 + 1
+			}
+			segs = append(segs, seg{off, min(off+n, len(hello))})
+			off += n
+		}
+		// Rotate, then swap neighbours as order's bits say; repeat the
+		// first segment at the end.
+		r := int(order) % len(segs)
+		segs = append(segs[r:], segs[:r]...)
+		for i := 0; i+1 < len(segs) && i < 8; i++ {
+			if order&(1<<i) != 0 {
+				segs[i], segs[i+1] = segs[i+1], segs[i]
+			}
+		}
+		segs = append(segs, segs[0])
+		shared := NewShared(&Policy{Program: prog, Gen: 1}, m, conntrack.New(conntrack.Config{}))
+		w := shared.NewWorker()
+		c := tcpConn{t: t, sport: 40000, dport: 443, isn: 0xfffff000}
+		c.handshake(w)
+		decided := false
+		for _, s := range segs {
+			r := out(w, c.seg(1+s.off, packet.TCPAck, hello[s.off:s.end]))
+			if r.Decision.Pending {
+				continue
+			}
+			if !decided && r.Decision.Action != want && shared.StreamStats().Failed == 0 {
+				t.Fatalf("first decision %s by %q, want %s (segments %v)", r.Decision.Action, ruleOf(w, r), want, segs)
+			}
+			decided = true
+		}
+		if !decided {
+			t.Fatalf("no decision after every segment (%v)", segs)
+		}
+	})
+}
