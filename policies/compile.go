@@ -44,6 +44,8 @@ func Compile(pol *Policy) (*Program, error) {
 			return nil, err
 		}
 		used |= r.Hooks
+		e := &p.rules[i]
+		p.streams = p.streams || e.dns != nil || e.sni != nil || e.http != nil
 	}
 	for h := nf.HookInput; h < nf.NumHooks; h++ {
 		if used&(1<<h) != 0 || pol.Default[h] != ActionAccept {
@@ -106,18 +108,25 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 		}
 		p.quicSNI = p.quicSNI || len(m.Protos) == 0 || slices.Contains(m.Protos, packet.ProtoUDP)
 	}
+	if len(m.HTTPHost) > 0 {
+		if e.http, err = l7.NewNameMatcher(m.HTTPHost); err != nil {
+			return r.pos.errorf("rule %q: http_host: %v", r.Name, err)
+		}
+	}
 	if m.Payload != nil {
 		e.payload = l7.NewPayloadMatcher(m.Payload.Needle, m.Payload.Offset, m.Payload.Depth)
 	}
 	e.limit = r.Limit
 	e.newLimiter()
-	if e.hasTCP || e.hasICMP || len(e.lengths) > 0 || e.dns != nil || e.sni != nil || e.payload != nil || e.limit != nil {
+	if e.hasTCP || e.hasICMP || len(e.lengths) > 0 || e.dns != nil || e.sni != nil || e.http != nil || e.payload != nil || e.limit != nil {
 		e.checks |= chkPacket
 	}
-	// L7 fields do not make a decision unstable: once a payload decides, the
-	// decision holds for the flow (POLICY.md). ICMP types are fixed for one
-	// direction of an echo flow.
-	e.stable = !e.hasTCP && len(e.lengths) == 0 && e.limit == nil
+	// tls_sni and payload do not make a decision unstable: once the
+	// hello or payload decides, the decision holds for the flow (POLICY.md).
+	// DNS queries and HTTP requests do not: each message on a connection
+	// or a reused UDP socket names its own host, so each is decided alone.
+	// ICMP types are fixed for one direction of an echo flow.
+	e.stable = !e.hasTCP && len(e.lengths) == 0 && e.limit == nil && e.dns == nil && e.http == nil
 	why := r.perPacketReason()
 	switch {
 	case r.Action != ActionAccept:

@@ -6,8 +6,6 @@ import (
 	"math/bits"
 	"net/netip"
 
-	"github.com/fwagent/fwagent/internal/l7"
-	"github.com/fwagent/fwagent/internal/l7/quic"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/ratelimit"
@@ -75,6 +73,9 @@ func (p *Program) Decide(in *Input) Decision {
 					ok, t := p.check(e, in)
 					taint |= t
 					if !ok {
+						if t&taintPending != 0 {
+							return pendingDecision(r)
+						}
 						continue
 					}
 				}
@@ -167,20 +168,33 @@ func (p *Program) check(e *ruleExec, in *Input) (bool, uint8) {
 	if e.checks&chkPacket == 0 {
 		return true, 0
 	}
-	if !p.checkPacket(e, in, pkt) {
+	switch p.checkPacket(e, in, pkt) {
+	case l7No:
 		return false, taintPacket
+	case l7Pending:
+		return false, taintPacket | taintPending
 	}
 	return true, 0
 }
 
-func (p *Program) checkPacket(e *ruleExec, in *Input, pkt *packet.Packet) bool {
+// pendingDecision accepts a packet whose stream has not reached the bytes
+// that decide rule r yet (POLICY.md: a flow whose first packets carry no
+// decisive payload is accepted packet by packet until the payload decides).
+// An earlier rule that matched has already decided; a later one does not get
+// to, or the handshake of every flow the rule would accept would meet the
+// catch-all reject below it.
+func pendingDecision(r int) Decision {
+	return Decision{Action: ActionAccept, Rule: int32(r), Pending: true}
+}
+
+func (p *Program) checkPacket(e *ruleExec, in *Input, pkt *packet.Packet) l7Result {
 	l4 := pkt.HasL4 && !pkt.NonFirstFragment
 	if e.hasTCP && (!l4 || pkt.Proto != packet.ProtoTCP || pkt.TCPFlags&e.tcpMask != e.tcpWant) {
-		return false
+		return l7No
 	}
 	if e.hasICMP {
 		if !l4 {
-			return false
+			return l7No
 		}
 		var set *[4]uint64
 		switch pkt.Proto {
@@ -190,7 +204,7 @@ func (p *Program) checkPacket(e *ruleExec, in *Input, pkt *packet.Packet) bool {
 			set = e.icmp6
 		}
 		if set == nil || set[pkt.ICMPType/64]&(1<<(pkt.ICMPType%64)) == 0 {
-			return false
+			return l7No
 		}
 	}
 	if len(e.lengths) > 0 {
@@ -202,76 +216,31 @@ func (p *Program) checkPacket(e *ruleExec, in *Input, pkt *packet.Packet) bool {
 			}
 		}
 		if !ok {
-			return false
+			return l7No
 		}
 	}
 	if e.payload != nil && (!l4 || !e.payload.Match(pkt.Payload)) {
-		return false
+		return l7No
 	}
-	if e.dns != nil && !matchDNS(e.dns, pkt, l4) {
-		return false
+	// At most one of the name fields: the loader refuses two.
+	var name l7Result
+	switch {
+	case e.dns != nil:
+		name = matchDNS(e, in, pkt, l4)
+	case e.sni != nil:
+		name = matchSNI(e, in, pkt, l4)
+	case e.http != nil:
+		name = matchHTTP(e, in, pkt, l4)
+	default:
+		name = l7Yes
 	}
-	if e.sni != nil && !matchSNI(e.sni, in, pkt, l4) {
-		return false
+	if name != l7Yes {
+		return name
 	}
 	if e.limit != nil {
-		return p.allow(e, in, pkt)
+		return yesNo(p.allow(e, in, pkt))
 	}
-	return true
-}
-
-// matchDNS parses the question of a DNS query in the payload: a UDP
-// message, or the start of a TCP stream. A segment without the whole
-// question does not match.
-func matchDNS(m *l7.NameMatcher, pkt *packet.Packet, l4 bool) bool {
-	if !l4 || len(pkt.Payload) == 0 {
-		return false
-	}
-	var buf [l7.MaxNameLen]byte
-	var name []byte
-	var err error
-	switch pkt.Proto {
-	case packet.ProtoUDP:
-		name, err = l7.DNSQueryName(pkt.Payload, buf[:0])
-	case packet.ProtoTCP:
-		name, err = l7.DNSQueryNameTCP(pkt.Payload, buf[:0])
-	default:
-		return false
-	}
-	return err == nil && m.Match(name)
-}
-
-// matchSNI tests the TLS server name: the one the pipeline's reassembly
-// found for the flow, or, without reassembly (NameUnknown: eval, tests, a
-// flow the pipeline does not follow), the one in this packet alone: a
-// ClientHello record at the start of a TCP payload, or QUIC Initial packets
-// in a UDP datagram. A hello still incomplete (NamePending), without a name
-// or given up on does not match.
-func matchSNI(m *l7.NameMatcher, in *Input, pkt *packet.Packet, l4 bool) bool {
-	if !l4 {
-		return false
-	}
-	var name []byte
-	var err error
-	switch in.NameState {
-	case l7.NameFound:
-		name = in.ServerName
-	case l7.NameUnknown:
-		switch pkt.Proto {
-		case packet.ProtoTCP:
-			name, err = l7.TLSServerName(pkt.Payload)
-		case packet.ProtoUDP:
-			// Allocates for a datagram that holds an Initial (keys,
-			// buffers); the pipeline's reassembly saves that on the
-			// live path.
-			name, err = quic.ServerName(pkt.Payload)
-		default:
-			return false
-		}
-	default:
-		return false
-	}
-	return err == nil && m.Match(name)
+	return l7Yes
 }
 
 // allow takes a token from the rule's bucket for this packet's key. Without

@@ -60,6 +60,10 @@ type Input struct {
 	// reassembly learned of the TLS server name (TCP or QUIC).
 	ServerName []byte
 	NameState  l7.NameState
+	// Streams is the pipeline's per-flow TCP reassembly, asked only when a
+	// rule that reads a stream is a candidate; nil without one (policy
+	// tests, a full table), and each packet is then read on its own.
+	Streams Streams
 }
 
 // Decision is the result of evaluating a Program on one packet.
@@ -86,6 +90,12 @@ type Decision struct {
 	// rule looks at no per-packet field, and no earlier rule was skipped for
 	// one).
 	Cacheable bool
+	// Pending: Rule reads an L7 field that this packet's stream has not
+	// completed yet (a TCP handshake, the first segments of a ClientHello,
+	// a DNS message or HTTP request head in progress). The packet is
+	// accepted so that the stream can reach the bytes that decide; nothing
+	// is cached, logged or offloaded.
+	Pending bool
 }
 
 // Effective is the verdict the kernel applies: Action, except that audit

@@ -23,15 +23,19 @@
 // values times the number of rules / 8 bytes: about 55 MB for a generated
 // 10,000-rule policy whose every rule has its own ports.
 //
-// L7 fields (dns_qname, tls_sni, payload) look at the packet's transport
-// payload only, one packet at a time (no reassembly). A packet with no
-// decisive payload (a TCP handshake, an empty segment, a ClientHello split
-// across segments) does not match an L7 rule and falls through to the next
-// rule; a decision made after such a fall-through is neither Cacheable nor
-// offloaded, so the flow is decided again on its next packet, until the
-// payload decides. A decision by an L7 rule is Cacheable: it holds for the
-// rest of the flow. An allowlist therefore needs a rule that lets the
-// handshake through (see examples/tls-egress-allowlist.yaml).
+// L7 name fields (dns_qname, tls_sni, http_host) read what Input.Streams,
+// the pipeline's per-flow TCP reassembly, has of the stream (or, without it,
+// the packet alone); payload reads the packet. A packet that does not
+// complete what such a field reads (a TCP handshake, the first segments of
+// a ClientHello, part of a DNS message or HTTP request head) makes the rule
+// "pending": Decide accepts the packet at once (Decision.Pending), neither
+// Cacheable nor offloaded, so the flow reaches the bytes that decide. A
+// decision by a tls_sni or payload rule is Cacheable: it holds for the rest
+// of the flow; one by (or after skipping) a dns_qname or http_host rule is
+// not, because every message on a connection names its own host. With
+// several names in one packet (the questions of a query, pipelined
+// requests), an accept rule needs every name to match and a drop or reject
+// rule any.
 //
 // Cacheable speaks for later packets of the same flow, same direction, same
 // hook and same flow state (the pipeline keys its cache on all four): it is

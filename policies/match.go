@@ -16,7 +16,7 @@ import (
 )
 
 var matchKeys = []string{"proto", "family", "src", "dst", "sport", "dport", "iif", "oif", "state",
-	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "payload", "uid", "gid", "cgroup"}
+	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "http_host", "payload", "uid", "gid", "cgroup"}
 
 // errSkip marks a rule that refers to a set which is itself broken: the
 // set's error is reported, the rule's would only repeat it.
@@ -113,6 +113,9 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 			m.Length, err = l.lengths(f.val)
 		case "dns_qname":
 			m.DNSQName, err = l.namePatterns(f.val, "dns_qname")
+			if err == nil && len(m.HTTPHost) > 0 {
+				err = l.errorf(f.val, "http_host cannot match the same packet as dns_qname or tls_sni: the rule can never match")
+			}
 			if err == nil && len(m.TLSSNI) > 0 {
 				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
 			}
@@ -121,12 +124,23 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 			}
 		case "tls_sni":
 			m.TLSSNI, err = l.namePatterns(f.val, "tls_sni")
+			if err == nil && len(m.HTTPHost) > 0 {
+				err = l.errorf(f.val, "http_host cannot match the same packet as dns_qname or tls_sni: the rule can never match")
+			}
 			if err == nil && len(m.DNSQName) > 0 {
 				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
 			}
 			if err == nil {
 				// TLS over TCP, QUIC Initial packets over UDP.
 				err = l.needProtos(m, f.val, "tls_sni", []uint8{packet.ProtoTCP, packet.ProtoUDP})
+			}
+		case "http_host":
+			m.HTTPHost, err = l.namePatterns(f.val, "http_host")
+			if err == nil && (len(m.TLSSNI) > 0 || len(m.DNSQName) > 0) {
+				err = l.errorf(f.val, "http_host cannot match the same packet as dns_qname or tls_sni: the rule can never match")
+			}
+			if err == nil {
+				err = l.needProtos(m, f.val, "http_host", []uint8{packet.ProtoTCP})
 			}
 		case "payload":
 			m.Payload, err = l.payload(f.val)

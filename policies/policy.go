@@ -157,6 +157,7 @@ type Match struct {
 	Length      []LengthRange
 	DNSQName    []string
 	TLSSNI      []string
+	HTTPHost    []string
 	Payload     *Payload
 	// UID and GID match the owner of the packet's local socket; Cgroup holds
 	// cgroup v2 path patterns of that socket (see owner.go).
@@ -208,6 +209,7 @@ type TestPacket struct {
 	Length   int
 	DNSQName string
 	TLSSNI   string
+	HTTPHost string
 	Payload  []byte
 	// Owner of the local socket the packet belongs to: HasUID, HasGID and
 	// Cgroup != "" say the test packet has one (policy tests only).

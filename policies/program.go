@@ -57,6 +57,9 @@ type Program struct {
 	// quicSNI: some tls_sni rule can match UDP, so QUIC Initials are
 	// worth reassembling.
 	quicSNI bool
+	// streams: some rule reads dns_qname, tls_sni or http_host, which
+	// may ask Input.Streams.
+	streams bool
 }
 
 // addrIndex and portIndex values are pairs (see pair) of bitset ids.
@@ -85,6 +88,9 @@ const (
 const (
 	taintState  uint8 = 1 << iota // skipped only for its state, which a later packet may have
 	taintPacket                   // skipped for a per-packet field
+	// taintPending: skipped because its L7 field waits for more of the
+	// stream (with taintPacket).
+	taintPending
 )
 
 type ruleExec struct {
@@ -111,6 +117,7 @@ type ruleExec struct {
 	lengths      []LengthRange
 	iif, oif     []string
 	dns, sni     *l7.NameMatcher
+	http         *l7.NameMatcher
 	payload      *l7.PayloadMatcher
 	uid, gid     IDMatch
 	cgroups      []string

@@ -315,6 +315,8 @@ func (r *Rule) perPacketReason() string {
 		return "dns_qname"
 	case len(m.TLSSNI) > 0:
 		return "tls_sni"
+	case len(m.HTTPHost) > 0:
+		return "http_host"
 	case m.TCPFlags != nil:
 		return "tcp_flags"
 	case len(m.Length) > 0:

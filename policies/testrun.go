@@ -107,6 +107,8 @@ func (tp *TestPacket) build() *packet.Packet {
 		pkt.Payload = quicInitial(tp.TLSSNI)
 	case tp.TLSSNI != "":
 		pkt.Payload = clientHello(tp.TLSSNI)
+	case tp.HTTPHost != "":
+		pkt.Payload = []byte("GET / HTTP/1.1\r\nHost: " + tp.HTTPHost + "\r\n\r\n")
 	default:
 		pkt.Payload = tp.Payload
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 var testPacketKeys = []string{"hook", "proto", "family", "src", "dst", "sport", "dport", "iif", "oif", "state",
-	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "payload", "uid", "gid", "cgroup"}
+	"tcp_flags", "icmp_type", "length", "dns_qname", "tls_sni", "http_host", "payload", "uid", "gid", "cgroup"}
 
 // Addresses a test packet gets when it names none: ordinary public
 // addresses, outside the private, documentation and bogon ranges that
@@ -238,7 +238,7 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 				return err
 			}
 			tp.Length, hasLength = int(x), true
-		case "dns_qname", "tls_sni":
+		case "dns_qname", "tls_sni", "http_host":
 			s, err := l.scalar(v, f.name)
 			if err != nil {
 				return err
@@ -247,10 +247,13 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 			if e != "" || strings.HasPrefix(name, "*") {
 				return l.errorf(v, "test packet %s must be a name, got %q", f.name, s)
 			}
-			if f.name == "dns_qname" {
+			switch f.name {
+			case "dns_qname":
 				tp.DNSQName = name
-			} else {
+			case "tls_sni":
 				tp.TLSSNI = name
+			default:
+				tp.HTTPHost = name
 			}
 		case "payload":
 			b, err := l.testPayload(v)
@@ -278,13 +281,13 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 		return l.errorf(n, "a forwarded test packet has no local socket, so it cannot carry uid, gid or cgroup")
 	}
 	set := 0
-	for _, b := range []bool{tp.DNSQName != "", tp.TLSSNI != "", tp.Payload != nil} {
+	for _, b := range []bool{tp.DNSQName != "", tp.TLSSNI != "", tp.HTTPHost != "", tp.Payload != nil} {
 		if b {
 			set++
 		}
 	}
 	if set > 1 {
-		return l.errorf(n, "a test packet carries one of dns_qname, tls_sni or payload")
+		return l.errorf(n, "a test packet carries one of dns_qname, tls_sni, http_host or payload")
 	}
 	if tp.Src.IsValid() && tp.Dst.IsValid() && tp.Src.Is4() != tp.Dst.Is4() {
 		return l.errorf(dstNode, "test packet src and dst are of different families")
@@ -351,6 +354,8 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 				tp.Dport = 53
 			case tp.TLSSNI != "":
 				tp.Dport = 443
+			case tp.HTTPHost != "":
+				tp.Dport = 80
 			}
 		}
 	}
@@ -363,7 +368,7 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 		if tp.State == nf.StateNew {
 			tp.TCPFlags = packet.TCPSyn
 		}
-		if tp.DNSQName != "" || tp.TLSSNI != "" || tp.Payload != nil {
+		if tp.DNSQName != "" || tp.TLSSNI != "" || tp.HTTPHost != "" || tp.Payload != nil {
 			tp.TCPFlags = packet.TCPAck | packet.TCPPsh
 		}
 	}
@@ -386,6 +391,9 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 		case !hasICMP:
 			tp.ICMPType = names["echo-request"]
 		}
+	}
+	if tp.HTTPHost != "" && tp.Proto != packet.ProtoTCP {
+		return l.errorf(n, "test packet has http_host but proto %s", protoName(tp.Proto))
 	}
 	if tp.TLSSNI != "" && tp.Proto != packet.ProtoTCP && tp.Proto != packet.ProtoUDP {
 		return l.errorf(n, "test packet has tls_sni but proto %s (tcp for TLS, udp for QUIC)", protoName(tp.Proto))

@@ -87,6 +87,9 @@ func covers(a, b *Rule) bool {
 	if len(ma.TLSSNI) > 0 && !slices.Equal(ma.TLSSNI, mb.TLSSNI) {
 		return false
 	}
+	if len(ma.HTTPHost) > 0 && !slices.Equal(ma.HTTPHost, mb.HTTPHost) {
+		return false
+	}
 	if ma.Payload != nil && (mb.Payload == nil || string(ma.Payload.Needle) != string(mb.Payload.Needle) ||
 		ma.Payload.Offset != mb.Payload.Offset || ma.Payload.Depth != mb.Payload.Depth) {
 		return false

@@ -19,7 +19,14 @@ have systemd-analyze || need_pkgs+=(systemd) # verifies deploy/fwagent.service
 have gcc       || need_pkgs+=(gcc libc6-dev)
 have git       || need_pkgs+=(git)
 have curl      || need_pkgs+=(ca-certificates curl)
-have chromium  || need_pkgs+=(chromium)     # a real browser for the L7 e2e tests (QUIC, split ClientHellos)
+have ss        || need_pkgs+=(iproute2)     # the L7 reject tests look for sockets left behind
+# Real clients and servers for the L7 tests (e2e/l7stream_test.go,
+# e2e/l7browser_test.go). dnsmasq-base is the binary without the service,
+# so nothing starts listening on the host.
+have dnsmasq   || need_pkgs+=(dnsmasq-base)
+have dig       || need_pkgs+=(dnsutils)
+have openssl   || need_pkgs+=(openssl)
+have chromium  || need_pkgs+=(chromium)
 # The C libnetfilter_queue baseline of the benchmark harness.
 [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || need_pkgs+=(libnetfilter-queue-dev)
 if ! have go && [ ! -x /usr/local/go/bin/go ]; then

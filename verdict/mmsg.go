@@ -209,6 +209,9 @@ func (d *decider) decide(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict, idx []int32,
 	d.w.ProcessBatch(d.data, d.meta, res)
 	for k, i := range idx {
 		vs[i] = toVerdict(&res[k])
+		if wantsEnd(&res[k], d.meta[k].Hook) {
+			d.e.ender.submit(d.data[k])
+		}
 	}
 }
 

@@ -68,6 +68,8 @@ type Engine struct {
 	alive      atomic.Int32 // readers currently bound
 
 	batch nfqmsg.Counters // ReaderBatch readers, all queues
+	// ender ends the local sockets of connections rejected mid-stream.
+	ender *socketEnder
 }
 
 // New makes an engine on shared pipeline state.
@@ -94,7 +96,7 @@ func New(cfg Config, shared *pipeline.Shared) *Engine {
 		start := time.Now()
 		cfg.Now = func() int64 { return int64(time.Since(start)) }
 	}
-	return &Engine{cfg: cfg, shared: shared, log: cfg.Logger}
+	return &Engine{cfg: cfg, shared: shared, log: cfg.Logger, ender: newSocketEnder(cfg.Logger)}
 }
 
 // Stats are the engine's own counters.
@@ -103,6 +105,11 @@ type Stats struct {
 	SendErrors  uint64
 	ReadErrors  uint64
 	ReadersLive int
+	// SocketsEnded counts local sockets of connections rejected mid-stream
+	// on input that were ended; SocketEndFailed those that could not be
+	// (gone already, or shed when too many waited).
+	SocketsEnded    uint64
+	SocketEndFailed uint64
 }
 
 // Stats is a snapshot of the engine's counters.
@@ -113,6 +120,9 @@ func (e *Engine) Stats() Stats {
 		SendErrors:  e.sendErrors.Load() + b.SendErrors,
 		ReadErrors:  e.readErrors.Load() + b.ReadErrors,
 		ReadersLive: int(e.alive.Load()),
+
+		SocketsEnded:    e.ender.ended.Load(),
+		SocketEndFailed: e.ender.failed.Load() + e.ender.shed.Load(),
 	}
 }
 
@@ -303,6 +313,9 @@ func (e *Engine) toJob(q *nfqueue.Nfqueue, a *nfqueue.Attribute) (job, bool) {
 
 func (e *Engine) handle(w *pipeline.Worker, j job) {
 	r := w.Process(j.payload, j.meta)
+	if wantsEnd(&r, j.meta.Hook) {
+		e.ender.submit(j.payload)
+	}
 	var err error
 	switch r.Verdict.Kind {
 	case pipeline.Accept:

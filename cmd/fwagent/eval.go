@@ -97,6 +97,9 @@ type evalLine struct {
 	Prefix  string `json:"prefix,omitempty"`
 	Audit   bool   `json:"audit,omitempty"`
 	Offload bool   `json:"offload,omitempty"`
+	// Pending: the rule's L7 field waits for more of the stream, and the
+	// packet is accepted meanwhile.
+	Pending bool `json:"pending,omitempty"`
 	// Mark is the packet mark a rule's mark: key sets (with accept).
 	Mark  uint32 `json:"mark,omitempty"`
 	Error string `json:"error,omitempty"`
@@ -193,6 +196,9 @@ func (f *evalFlags) run(stdout, stderr io.Writer, capPath string) error {
 		line := describe(p, prog)
 		if f.summary {
 			k := summaryKey{line.Rule, line.Verdict}
+			if line.Pending {
+				k.verdict = "pending"
+			}
 			row := summary[k]
 			if row == nil {
 				row = &summaryRow{Rule: k.rule, Verdict: k.verdict}
@@ -301,6 +307,7 @@ func describe(p *replay.Packet, prog *policies.Program) evalLine {
 		Cut:       p.Cut,
 		Fragments: p.Fragments,
 		Fragment:  p.Unreassembled,
+		Pending:   r.Decision.Pending,
 	}
 	if r.Decision.SetMark {
 		l.Mark = r.Decision.Mark

@@ -73,6 +73,13 @@ var (
 	descQUICBytes    = desc("quic_reassembly_bytes", "Memory held by the QUIC Initial reassembly, counted against its cap.")
 	descQUICRefused  = desc("quic_reassembly_refused_total", "QUIC flows not followed, or given up on, because the reassembly was at its cap (their tls_sni rules do not match).")
 
+	descStreams       = desc("l7_streams", "TCP stream directions held for L7 rules (ClientHello, DNS over TCP, HTTP reassembly).")
+	descStreamBytes   = desc("l7_stream_bytes", "Memory the L7 stream reassembly holds, in bytes.")
+	descStreamLimit   = desc("l7_stream_bytes_limit", "Cap on fwagent_l7_stream_bytes.")
+	descStreamFull    = desc("l7_stream_full_total", "Streams not kept because the reassembly was at its cap; their packets were read one by one.")
+	descStreamFailed  = desc("l7_stream_failed_total", "Streams given up (a hello, DNS message or HTTP head beyond its bound, or malformed): their L7 rules no longer match.")
+	descStreamPending = desc("l7_pending_accepts_total", "Packets accepted while their L7 rule waited for the rest of a hello, DNS message or HTTP request head.")
+
 	descQueues       = desc("queues", "Queues the agent is configured to bind.")
 	descReaders      = desc("queue_readers", "Queue readers running; fewer than fwagent_queues means a reader died.")
 	descENOBUFS      = desc("queue_enobufs_total", "Socket overruns reported by the kernel on the queue sockets (the kernel handled those packets per fail-open/closed).")
@@ -80,6 +87,8 @@ var (
 	descReadErrors   = desc("queue_read_errors_total", "Failed reads on the queue sockets.")
 	descReads        = desc("queue_reads_total", "Batched reads (recvmmsg calls that returned packets).")
 	descTruncated    = desc("queue_truncated_total", "Queued packets whose message did not fit the read buffer.")
+	descSockEnded    = desc("rejected_sockets_ended_total", "Local sockets ended (sock_diag) after a reject of their connection mid-stream on the input hook.")
+	descSockEndFail  = desc("rejected_sockets_end_failed_total", "Local sockets of connections rejected mid-stream that could not be ended (already gone, or too many at once).")
 	descKernelErrors = desc("queue_kernel_errors_total", "Error replies from the kernel to verdict messages.")
 
 	descKQueued   = desc("queue_kernel_packets_total", "Packets the kernel sent to the queue since it was bound (id_sequence).", "queue")
@@ -113,6 +122,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descPackets, descBytes, descDecodeErrors, descLooped, descCached, descRuleHits, descDefaultHits, descLatency,
 		descQUICFlows, descQUICBytes, descQUICRefused,
+		descStreams, descStreamBytes, descStreamLimit, descStreamFull, descStreamFailed, descStreamPending,
+		descSockEnded, descSockEndFail,
 		descQueues, descReaders, descENOBUFS, descSendErrors, descReadErrors, descReads, descTruncated, descKernelErrors,
 		descKQueued, descKWaiting, descKDropped, descKBound, descFailOpen,
 		descFlows, descFlowIns, descFlowEvict, descFlowExp, descFlowInv,
@@ -150,6 +161,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, descQUICFlows, float64(q.Flows))
 		gauge(ch, descQUICBytes, float64(q.Bytes))
 		counter(ch, descQUICRefused, q.Refused)
+		ss := s.StreamStats()
+		gauge(ch, descStreams, float64(ss.Streams))
+		gauge(ch, descStreamBytes, float64(ss.Bytes))
+		gauge(ch, descStreamLimit, float64(ss.Limit))
+		counter(ch, descStreamFull, ss.Full)
+		counter(ch, descStreamFailed, ss.Failed)
+		counter(ch, descStreamPending, ss.Pending)
 
 		pol := s.Policy()
 		byRule, defaults := pol.Hits()
@@ -179,6 +197,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descReads, b.Reads)
 		counter(ch, descTruncated, b.Truncated)
 		counter(ch, descKernelErrors, b.KernelErrors)
+		counter(ch, descSockEnded, st.SocketsEnded)
+		counter(ch, descSockEndFail, st.SocketEndFailed)
 	}
 	if len(c.src.Queues) > 0 {
 		c.collectKernelQueues(ch, answered)

@@ -74,12 +74,18 @@ type Shared struct {
 	latency latencyHist
 	// cgroups finds sockets' cgroups for cgroup rules; nil: none match.
 	cgroups policies.CgroupFinder
+	// streams holds the TCP streams L7 rules read across segments; nil
+	// without a flow table.
+	streams *streamTable
 }
 
 // NewShared starts with policy p. flows may be nil: every packet is then
 // decided on its own, with state from the kernel's established hint only.
 func NewShared(p *Policy, marks nf.Marks, flows *conntrack.Table) *Shared {
 	s := &Shared{marks: marks, flows: flows, quic: newQUICNames()}
+	if flows != nil {
+		s.streams = newStreamTable(flows, DefaultStreamMemory)
+	}
 	p.initHits(nil)
 	s.policy.Store(p)
 	return s
@@ -118,6 +124,15 @@ func (s *Shared) Flows() *conntrack.Table { return s.flows }
 // Stats is a snapshot of the counters.
 func (s *Shared) Stats() Stats { return s.stats.snapshot() }
 
+// StreamStats is a snapshot of the L7 stream table (zero without a flow
+// table).
+func (s *Shared) StreamStats() StreamStats {
+	if s.streams == nil {
+		return StreamStats{}
+	}
+	return s.streams.stats()
+}
+
 // Worker runs the pipeline for one goroutine at a time.
 type Worker struct {
 	shared *Shared
@@ -135,6 +150,8 @@ type Worker struct {
 	// lookaheadMin is lookaheadMinFlows; tests lower it to reach the
 	// lookahead path with a small table.
 	lookaheadMin int
+	// sc answers Decide's questions about the packet's TCP stream.
+	sc streamCtx
 }
 
 type lookahead struct {
@@ -294,11 +311,11 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	kernelEstablished := kernelState == nf.StateEstablished
 	in := &w.in
 	in.Pkt = pkt
-	in.ServerName, in.NameState = nil, l7.NameUnknown
 	in.Hook, in.InIf, in.OutIf, in.Now = m.Hook, m.InIf, m.OutIf, m.Now
 	in.HasUID, in.UID, in.HasGID, in.GID = m.HasUID, m.UID, m.HasGID, m.GID
 	in.Cgroups = s.cgroups
 	in.State = nf.StateNew
+	in.ServerName, in.NameState, in.Streams = nil, l7.NameUnknown, nil
 	if kernelEstablished {
 		in.State = nf.StateEstablished
 	}
@@ -354,7 +371,17 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 		}
 	}
 	if !r.Cached {
+		// Only TCP packets of tracked flows under a policy with a
+		// stream-reading rule get a stream; Decide asks only if such a
+		// rule is a candidate.
+		if s.streams != nil && pkt.Proto == packet.ProtoTCP && pkt.HasL4 && flow.Flow.Valid() && pol.Program.ReadsStreams() {
+			w.sc.begin(s.streams, pkt, flow.Flow, flow.Reply)
+			in.Streams = &w.sc
+		}
 		r.Decision = pol.Program.Decide(in)
+		if in.Streams != nil {
+			w.sc.end(r.Decision)
+		}
 		if tracked {
 			// Starting from cached keeps the other direction's decision.
 			if v, ok := encodeCache(cached, r.Decision, m.Hook, flow.Reply, in.State); ok {
@@ -364,7 +391,11 @@ func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la
 	}
 	r.State = in.State
 	r.Verdict = Encode(r.Decision, m.Mark, s.marks, pol.Gen)
-	pol.hit(r.Decision.Rule)
+	if !r.Decision.Pending {
+		// A pending accept is the rule waiting, not deciding; the
+		// stream table counts those.
+		pol.hit(r.Decision.Rule)
+	}
 	s.stats.add(&r, m.Hook, length)
 	return r
 }
