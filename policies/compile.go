@@ -33,6 +33,7 @@ func Compile(pol *Policy) (*Program, error) {
 		audit:      pol.Audit,
 		warnings:   append([]string(nil), pol.Warnings...),
 		tests:      pol.Tests,
+		source:     pol.Rules,
 		seeds:      [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
 	var used uint8

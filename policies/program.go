@@ -52,7 +52,9 @@ type Program struct {
 	hooks      []nf.Hook
 	warnings   []string
 	tests      []*Test
-	seeds      [2]maphash.Seed
+	// source are the rules compiled, for the kernel compiler (SourceRules).
+	source []*Rule
+	seeds  [2]maphash.Seed
 }
 
 // addrIndex and portIndex values are pairs (see pair) of bitset ids.

@@ -128,9 +128,46 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 	rs = append(rs,
 		rule{RuleEstablished, []stmt{ctState{expr.CtStateBitESTABLISHED, "established"}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
 		rule{RuleRelated, []stmt{ctState{expr.CtStateBitRELATED, "related"}, markSet{keep: ^m.RelatedBit(), set: m.RelatedBit()}}},
-		rule{RuleQueue, []stmt{queueStmt{kind: kind, base: cfg.QueueBase, total: cfg.queues(), bypass: cfg.Bypass, fanout: cfg.CPUFanout && cfg.queues() > 1}}},
 	)
-	return rs
+	if cfg.Plan != nil {
+		// The compiled policy decides what it can in the kernel and queues
+		// the rest; it lives in its own chain so a reload can refill it
+		// without touching this one.
+		return append(rs, rule{RulePolicy, []stmt{jumpStmt(policyChain(h))}})
+	}
+	return append(rs, rule{RuleQueue, []stmt{cfg.queueStmt(kind)}})
+}
+
+// queueStmt is the statement of every rule that queues to userspace.
+func (cfg Config) queueStmt(kind QueueKind) queueStmt {
+	return queueStmt{kind: kind, base: cfg.QueueBase, total: cfg.queues(), bypass: cfg.Bypass, fanout: cfg.CPUFanout && cfg.queues() > 1}
+}
+
+// policyRules is the policy chain of hook h (nil without a plan).
+func policyRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
+	if cfg.Plan == nil {
+		return nil
+	}
+	return cfg.Plan.chain(h, cfg.queueStmt(kind))
+}
+
+// add buffers r on c, creating the anonymous sets its lookups need first,
+// in the same batch.
+func (r rule) add(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain) error {
+	var exprs []expr.Any
+	for _, s := range r.stmts {
+		if ss, ok := s.(setStmt); ok {
+			e, err := ss.setExprs(c, t)
+			if err != nil {
+				return err
+			}
+			exprs = append(exprs, e...)
+			continue
+		}
+		exprs = append(exprs, s.exprs()...)
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: r.userData()})
+	return nil
 }
 
 // offloadRules are the two rules that carry the policy generation; they are

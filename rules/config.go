@@ -69,6 +69,12 @@ type Config struct {
 	AcceptICMPv6ND bool
 	// QueueKind selects the queue rule; QueueAuto probes at Install.
 	QueueKind QueueKind
+	// Plan is the policy compiled for the kernel (--kernel-rules auto):
+	// each base chain then ends with a jump to its policy chain, which
+	// decides what nftables can express and queues the rest. nil
+	// (--kernel-rules off) queues every packet that reaches the end of the
+	// base chain. Compile it with the same Marks and LogGroup.
+	Plan *Plan
 }
 
 // DefaultConfig returns the documented defaults: input hook, priority 0, one

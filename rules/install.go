@@ -3,9 +3,11 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 
@@ -22,11 +24,17 @@ type Table struct {
 	cfg    Config
 	kind   QueueKind
 	chains []installedChain
+	// hitBase holds the kernel hit counts of policy rules a reload
+	// replaced, by rule name.
+	hitBase map[string]uint64
 }
 
 type installedChain struct {
 	hook  nf.Hook
 	chain *nftables.Chain
+	// policy is the hook's policy chain, nil when the kernel runs no
+	// policy (Config.Plan nil).
+	policy *nftables.Chain
 	// handles by rule name, read back from the kernel after install.
 	handles map[string]uint64
 }
@@ -73,7 +81,10 @@ func Install(c *nftables.Conn, cfg Config) (*Table, error) {
 
 // install sends the install batch and records the new rule handles.
 func (t *Table) install() error {
-	chains := t.queueInstall()
+	chains, err := t.queueInstall()
+	if err != nil {
+		return err
+	}
 	if err := t.conn.Flush(); err != nil {
 		if t.kind == QueueNative && isErrno(err, unix.ENOENT) {
 			err = fmt.Errorf("%w (the kernel may lack the nft queue expression: use the xt queue kind)", err)
@@ -87,14 +98,36 @@ func (t *Table) install() error {
 			return err
 		}
 		ic.handles = h
+		if err := t.checkPolicyChain(ic, t.cfg); err != nil {
+			return err
+		}
 	}
 	t.chains = chains
 	return nil
 }
 
+// checkPolicyChain checks that the policy chain holds as many rules as the
+// plan says.
+func (t *Table) checkPolicyChain(ic *installedChain, cfg Config) error {
+	if ic.policy == nil {
+		return nil
+	}
+	got, err := t.conn.GetRules(t.table, ic.policy)
+	if err != nil {
+		if isErrno(err, unix.ENOENT) {
+			return fmt.Errorf("%w: chain %s is gone", ErrTableChanged, ic.policy.Name)
+		}
+		return fmt.Errorf("rules: read back chain %s: %w", ic.policy.Name, err)
+	}
+	if want := len(policyRules(cfg, ic.hook, t.kind)); len(got) != want {
+		return fmt.Errorf("%w: chain %s has %d rules, want %d", ErrTableChanged, ic.policy.Name, len(got), want)
+	}
+	return nil
+}
+
 // queueInstall buffers the install batch on t.conn and returns the chains
 // it adds, without handles yet.
-func (t *Table) queueInstall() []installedChain {
+func (t *Table) queueInstall() ([]installedChain, error) {
 	c := t.conn
 	// Adding before deleting makes the delete succeed whether or not a stale
 	// table exists, without a racy lookup first.
@@ -104,6 +137,16 @@ func (t *Table) queueInstall() []installedChain {
 	policy := nftables.ChainPolicyAccept
 	var chains []installedChain
 	for _, h := range t.cfg.Hooks {
+		var pc *nftables.Chain
+		if t.cfg.Plan != nil {
+			// Before the base chain, whose last rule jumps to it.
+			pc = c.AddChain(&nftables.Chain{Name: policyChain(h), Table: t.table})
+			for _, r := range policyRules(t.cfg, h, t.kind) {
+				if err := r.add(c, t.table, pc); err != nil {
+					return nil, err
+				}
+			}
+		}
 		ch := c.AddChain(&nftables.Chain{
 			Name:     h.String(),
 			Table:    t.table,
@@ -115,9 +158,9 @@ func (t *Table) queueInstall() []installedChain {
 		for _, r := range chainRules(t.cfg, h, t.kind) {
 			c.AddRule(r.nft(t.table, ch))
 		}
-		chains = append(chains, installedChain{hook: h, chain: ch})
+		chains = append(chains, installedChain{hook: h, chain: ch, policy: pc})
 	}
-	return chains
+	return chains, nil
 }
 
 // readHandles maps rule names to the handles the kernel gave them and checks
@@ -176,6 +219,9 @@ func (t *Table) Verify() error {
 			if name != want[i].name || r.Handle != ic.handles[name] {
 				return fmt.Errorf("%w: chain %s rule %d is %q handle %d, want %q handle %d", ErrTableChanged, ic.chain.Name, i, name, r.Handle, want[i].name, ic.handles[want[i].name])
 			}
+		}
+		if err := t.checkPolicyChain(&ic, t.cfg); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -298,4 +344,104 @@ func tableExists(c *nftables.Conn) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// SetPlan replaces the compiled policy of every chain with plan and moves
+// the offload rules to generation gen, in one transaction: each policy
+// chain is flushed and refilled (its anonymous sets go with its old rules)
+// and the two offload rules are rewritten by handle. Base chains, the
+// queues and the packets waiting in them are untouched, so queued packets
+// still get their verdicts. Kernel counters of the old rules are added to
+// RuleHits' running totals first, so hit counts do not go backwards.
+func (t *Table) SetPlan(plan *Plan, gen uint32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if (plan == nil) != (t.cfg.Plan == nil) {
+		return fmt.Errorf("rules: set plan: --kernel-rules cannot change while running")
+	}
+	cfg := t.cfg
+	cfg.Plan, cfg.Generation = plan, gen
+	old, err := t.readHits()
+	if err != nil {
+		return err
+	}
+	for _, ic := range t.chains {
+		if ic.policy != nil {
+			t.conn.FlushChain(ic.policy)
+			for _, r := range policyRules(cfg, ic.hook, t.kind) {
+				if err := r.add(t.conn, t.table, ic.policy); err != nil {
+					return err
+				}
+			}
+		}
+		for _, r := range offloadRules(cfg) {
+			nr := r.nft(t.table, ic.chain)
+			nr.Handle = ic.handles[r.name]
+			if nr.Handle == 0 {
+				return fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, r.name)
+			}
+			t.conn.ReplaceRule(nr)
+		}
+	}
+	if err := t.conn.Flush(); err != nil {
+		return fmt.Errorf("rules: set plan (generation %d): %w", gen, err)
+	}
+	if t.hitBase == nil {
+		t.hitBase = map[string]uint64{}
+	}
+	for k, v := range old {
+		t.hitBase[k] += v
+	}
+	t.cfg = cfg
+	return nil
+}
+
+// RuleHits returns, by rule name, how many packets the kernel decided by
+// that rule since Install ("default" for the hooks' defaults), summed over
+// hooks and the rule's conjunctions. Packets a rule queued are not hits: the
+// agent counts them when it decides them. It reads the kernel, so call it at
+// scrape time, not per packet.
+func (t *Table) RuleHits() (map[string]uint64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur, err := t.readHits()
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range t.hitBase {
+		cur[k] += v
+	}
+	return cur, nil
+}
+
+// readHits sums the counters of the policy chains' deciding rules.
+func (t *Table) readHits() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, ic := range t.chains {
+		if ic.policy == nil {
+			continue
+		}
+		got, err := t.conn.GetRules(t.table, ic.policy)
+		if err != nil {
+			return nil, fmt.Errorf("rules: read counters of chain %s: %w", ic.policy.Name, err)
+		}
+		for _, r := range got {
+			name, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			var key string
+			switch {
+			case name == commentDefault:
+				key = commentDefault
+			case strings.HasPrefix(name, commentRule):
+				key = strings.TrimPrefix(name, commentRule)
+			default:
+				continue
+			}
+			for _, e := range r.Exprs {
+				if c, ok := e.(*expr.Counter); ok {
+					out[key] += c.Packets
+				}
+			}
+		}
+	}
+	return out, nil
 }

@@ -35,6 +35,19 @@ func Render(cfg Config) string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
+		// The policy chain first, as Install adds it: before the base
+		// chain that jumps to it.
+		if prs := policyRules(cfg, h, kind); prs != nil {
+			fmt.Fprintf(&b, "\tchain %s {\n", policyChain(h))
+			for _, r := range prs {
+				if kind == QueueXT && r.isQueue() {
+					fmt.Fprintf(&b, "\t\t# xt target NFQUEUE (nft syntax cannot express it), equivalent to: %s\n", r.text())
+					continue
+				}
+				fmt.Fprintf(&b, "\t\t%s\n", r.text())
+			}
+			b.WriteString("\t}\n\n")
+		}
 		fmt.Fprintf(&b, "\tchain %s {\n", h)
 		fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", h, cfg.Priority)
 		for _, r := range chainRules(cfg, h, kind) {
@@ -48,4 +61,13 @@ func Render(cfg Config) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+func (r rule) isQueue() bool {
+	for _, s := range r.stmts {
+		if _, ok := s.(queueStmt); ok {
+			return true
+		}
+	}
+	return false
 }
