@@ -367,10 +367,22 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	}
 	for _, ic := range t.chains {
 		if ic.policy != nil {
-			t.conn.FlushChain(ic.policy)
+			// The new rules are appended behind the old ones, which are then
+			// deleted by handle; the kernel applies the batch at once, so
+			// no packet sees both or neither. (Adds come first because
+			// google/nftables reads one reply per message in order.)
+			old, err := t.conn.GetRules(t.table, ic.policy)
+			if err != nil {
+				return fmt.Errorf("rules: set plan: read chain %s: %w", ic.policy.Name, err)
+			}
 			for _, r := range policyRules(cfg, ic.hook, t.kind) {
 				if err := r.add(t.conn, t.table, ic.policy); err != nil {
 					return err
+				}
+			}
+			for _, r := range old {
+				if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.policy, Handle: r.Handle}); err != nil {
+					return fmt.Errorf("rules: set plan: %w", err)
 				}
 			}
 		}
@@ -380,11 +392,26 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 			if nr.Handle == 0 {
 				return fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, r.name)
 			}
-			t.conn.ReplaceRule(nr)
+			// Insert the new rule before the old one, then delete the old:
+			// a ReplaceRule in a batch with other echoed changes draws two
+			// replies where google/nftables reads one.
+			nr.Position, nr.Handle = nr.Handle, 0
+			t.conn.InsertRule(nr)
+			if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: nr.Position}); err != nil {
+				return fmt.Errorf("rules: set plan: %w", err)
+			}
 		}
 	}
 	if err := t.conn.Flush(); err != nil {
 		return fmt.Errorf("rules: set plan (generation %d): %w", gen, err)
+	}
+	for i := range t.chains {
+		ic := &t.chains[i]
+		h, err := t.readHandles(ic.chain, chainRules(cfg, ic.hook, t.kind))
+		if err != nil {
+			return err
+		}
+		ic.handles = h
 	}
 	if t.hitBase == nil {
 		t.hitBase = map[string]uint64{}
