@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/rules"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -14,6 +16,10 @@ func newCheckCmd() *cobra.Command {
 		Short: "Validate a policy and run its tests: section",
 		Long: `Validate a policy file (and the set files it names), print warnings such as
 shadowed rules, and run the policy's tests: section.
+
+It then says how many rules run in the kernel with --kernel-rules auto and,
+for every other rule, why it needs userspace ("rule web-sni: tls_sni needs
+userspace"): packets its kernel part matches are queued.
 
 Exit status: 0 valid and every test passed, 1 invalid or a test failed,
 2 usage error. Errors are printed as FILE:LINE:COL: message.`,
@@ -41,7 +47,7 @@ Exit status: 0 valid and every test passed, 1 invalid or a test failed,
 				return exitError{exitFailed}
 			}
 			fmt.Fprintf(out, "%s: ok (%d rules, %d tests passed)\n", args[0], prog.NumRules(), len(results))
-			return nil
+			return printKernelPlan(out, prog)
 		},
 	}
 }
@@ -53,4 +59,20 @@ func loadProgram(path string) (*policies.Program, error) {
 		return nil, err
 	}
 	return policies.Compile(pol)
+}
+
+// printKernelPlan says which rules the kernel decides and why the others
+// need userspace.
+func printKernelPlan(out io.Writer, prog *policies.Program) error {
+	plan, err := rules.Compile(prog, rules.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "kernel: %d of %d rules run in the kernel (--kernel-rules auto)\n", plan.Kernel(), prog.NumRules())
+	for i := 0; i < prog.NumRules(); i++ {
+		if why := plan.Why(i); why != "" {
+			fmt.Fprintf(out, "rule %s: %s\n", prog.RuleName(int32(i)), why)
+		}
+	}
+	return nil
 }

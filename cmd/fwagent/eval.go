@@ -18,6 +18,7 @@ import (
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/rules"
 )
 
 type evalFlags struct {
@@ -79,6 +80,9 @@ type evalLine struct {
 	// Mark is the packet mark a rule's mark: key sets (with accept).
 	Mark  uint32 `json:"mark,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Path is where --kernel-rules auto decides the packet: "kernel" or
+	// "queue" (absent for packets that do not decode).
+	Path string `json:"path,omitempty"`
 }
 
 type summaryKey struct{ rule, verdict string }
@@ -112,6 +116,10 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 		return fmt.Errorf("eval: %s: %w", capPath, err)
 	}
 	marks, err := nf.NewMarks(nf.DefaultMarkMask)
+	if err != nil {
+		return err
+	}
+	plan, err := rules.Compile(prog, rules.DefaultConfig())
 	if err != nil {
 		return err
 	}
@@ -150,6 +158,9 @@ func (f *evalFlags) run(stdout io.Writer, capPath string) error {
 		r := w.Process(fr.Data, pipeline.Meta{Hook: hook, InIf: f.iif, OutIf: f.oif, Now: ts - t0 + 1})
 		// Numbered like Wireshark: frames the reader skipped (ARP, ...) count.
 		line := describe(fr.Index+1, r, w.Packet(), prog, hook, len(fr.Data))
+		if r.DecodeErr == nil {
+			line.Path = plan.Path(&policies.Input{Pkt: w.Packet(), Hook: hook, InIf: f.iif, OutIf: f.oif, State: r.State})
+		}
 		if f.summary {
 			k := summaryKey{line.Rule, line.Verdict}
 			row := summary[k]

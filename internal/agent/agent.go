@@ -71,6 +71,10 @@ type Config struct {
 	// WatchDebounce is the quiet time before a changed policy is reloaded
 	// (0: watch.DefaultDebounce).
 	WatchDebounce time.Duration
+	// KernelRules compiles the policy into the table (--kernel-rules
+	// auto): rules nftables can express decide in the kernel, only the
+	// rest is queued. false queues every packet (--kernel-rules off).
+	KernelRules bool
 }
 
 // Agent is a running firewall.
@@ -190,6 +194,12 @@ func Run(ctx context.Context, cfg Config) error {
 		rcfg.QueueKind = kind
 	}
 	a.log.Info("queue rule", "kind", rcfg.QueueKind.String(), "queues", fmt.Sprintf("%d-%d", rcfg.QueueBase, rcfg.QueueBase+max(rcfg.Queues, 1)-1))
+	if cfg.KernelRules {
+		if rcfg.Plan, err = rules.Compile(prog, rcfg); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		a.log.Info("kernel rules", "in_kernel", rcfg.Plan.Kernel(), "rules", prog.NumRules())
+	}
 	a.table, err = rules.Install(conn, rcfg)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -272,8 +282,21 @@ func (a *Agent) Reload() (err error) {
 	gen := nextGeneration(a.gen, a.cfg.Rules.Marks)
 	// The new policy goes live before the kernel's offload rule moves, so a
 	// flow re-queued by the move is decided by the new policy.
+	var plan *rules.Plan
+	if a.cfg.KernelRules {
+		if plan, err = rules.Compile(prog, a.cfg.Rules); err != nil {
+			return fmt.Errorf("agent: reload: %w", err)
+		}
+	}
 	a.shared.SetPolicy(&pipeline.Policy{Program: prog, Gen: gen})
-	if err := a.table.SetGeneration(gen); err != nil {
+	if plan != nil {
+		// One transaction: the policy chains' contents and the offload
+		// rules' generation change together.
+		err = a.table.SetPlan(plan, gen)
+	} else {
+		err = a.table.SetGeneration(gen)
+	}
+	if err != nil {
 		return fmt.Errorf("agent: reload: %w", err)
 	}
 	a.gen = gen
