@@ -136,8 +136,7 @@ func TestMetrics(t *testing.T) {
 	serveTCP(t, n.Server, 2323)
 	serveUDP(t, n.Server, 9000)
 	sock := filepath.Join(t.TempDir(), "metrics.sock")
-	// The queue path's metrics: with kernel rules the kernel decides it all.
-	a := startAgent(t, n.Server, writePolicy(t, metricsPolicy), "--metrics-addr", "unix:"+sock, "--kernel-rules", "off")
+	a := startAgent(t, n.Server, writePolicy(t, metricsPolicy), "--metrics-addr", "unix:"+sock)
 	s := newScraper(sock)
 
 	before := s.scrape(t)

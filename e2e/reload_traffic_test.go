@@ -179,9 +179,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	serveTCP(t, n.Server, 8081)
 	policy := writePolicy(t, reloadTrafficPolicy(0))
 	sock := filepath.Join(t.TempDir(), "metrics.sock")
-	// The queue path under reload (offload moves, queued packets keep
-	// their verdicts): with kernel rules neither stream would be queued.
-	a := startAgent(t, n.Server, policy, "--metrics-addr", "unix:"+sock, "--kernel-rules", "off")
+	a := startAgent(t, n.Server, policy, "--metrics-addr", "unix:"+sock)
 	s := newScraper(sock)
 	dst := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(n.Server.Addr4(), port) }
 	handles := baseHandles(t, n.Server)
