@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -68,13 +69,49 @@ type planRule struct {
 }
 
 func (r planRule) rule(q queueStmt) rule {
-	stmts := append(append([]stmt(nil), r.match...), counterStmt{})
+	stmts := append([]stmt(nil), r.match...)
 	if r.queue {
-		stmts = append(stmts, q)
+		// Not a hit: the agent counts the packet when it decides it.
+		stmts = append(stmts, counterStmt{}, q)
 	} else {
+		stmts = append(stmts, counterRef(hitCounter(r.ruleName())))
 		stmts = append(stmts, r.action...)
 	}
 	return rule{name: r.comment, stmts: stmts}
+}
+
+// ruleName is the policy rule a deciding rule counts for ("default" for a
+// default).
+func (r planRule) ruleName() string {
+	if r.comment == commentDefault {
+		return commentDefault
+	}
+	return strings.TrimPrefix(r.comment, commentRule)
+}
+
+// hitCounter names the counter object of a policy rule's kernel hits. The
+// object outlives reloads (a reload adds only the objects it lacks), so a
+// rule's count never goes back, and no packet counted between reading the
+// old rules and replacing them is lost. Object names must be identifiers;
+// rule names need not be, so the name is a hash of the rule name.
+func hitCounter(rule string) string {
+	h := fnv.New64a()
+	h.Write([]byte(rule))
+	return fmt.Sprintf("hit_%016x", h.Sum64())
+}
+
+// counters is every hit counter object the plan's rules use, by object
+// name, with the rule each counts for.
+func (p *Plan) counters() map[string]string {
+	out := map[string]string{}
+	for _, ch := range p.chains {
+		for _, r := range ch {
+			if !r.queue {
+				out[hitCounter(r.ruleName())] = r.ruleName()
+			}
+		}
+	}
+	return out
 }
 
 // conj is one conjunction of matches; a rule compiles to a disjunction of

@@ -86,7 +86,7 @@ func newDiffBed(t *testing.T) *diffBed {
 		}
 	}
 	b.link = openFrames(t, n.Client, n.Client.Ifaces()[0].Name, srv, b.serverIf)
-	c, err := nftables.New(nftables.WithNetNSFd(int(srv.Handle())))
+	c, err := nftables.New(nftables.WithNetNSFd(int(srv.Handle())), BigBatches())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,10 +150,42 @@ func counters(c *nftables.Conn, t *nftables.Table, ch string) ([]string, []uint6
 	return names, vals, nil
 }
 
+// snapshot is the policy chain's counts by outcome: "queue:NAME" from the
+// queue rules' counters, "rule:NAME" and "default" from the hit counter
+// objects of the plan in force.
+func (b *diffBed) snapshot() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	names, vals, err := counters(b.conn, ownTable(), b.table.policyChainOf(nf.HookInput))
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range names {
+		if strings.HasPrefix(n, commentQueue) {
+			out[n] += vals[i]
+		}
+	}
+	hits, err := b.table.RuleHits()
+	if err != nil {
+		return nil, err
+	}
+	for rule, v := range hits {
+		if rule == commentDefault {
+			out[commentDefault] = v
+		} else {
+			out[commentRule+rule] = v
+		}
+	}
+	return out, nil
+}
+
 // diffPacket is one generated packet and how to prepare the kernel's
 // conntrack for it.
 type diffPacket struct {
 	bytes []byte
+	// frags, when set, are sent instead of bytes: bytes in IPv4
+	// fragments, which the kernel reassembles into bytes before the
+	// agent's chain (or a queue) sees them.
+	frags [][]byte
 	// conntrack is `conntrack -I` arguments run before sending, nil for none.
 	conntrack []string
 	note      string
@@ -182,7 +214,7 @@ func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	names, pol0, err := counters(b.conn, ownTable(), policyChain(nf.HookInput))
+	pol0, err := b.snapshot()
 	if err != nil {
 		return "", 0, err
 	}
@@ -190,8 +222,14 @@ func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
 	if p.bytes[0]>>4 == 6 {
 		et = 0x86dd
 	}
-	if err := b.link.send(et, p.bytes); err != nil {
-		return "", 0, err
+	frames := p.frags
+	if frames == nil {
+		frames = [][]byte{p.bytes}
+	}
+	for _, f := range frames {
+		if err := b.link.send(et, f); err != nil {
+			return "", 0, err
+		}
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
@@ -199,7 +237,7 @@ func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
 		if err != nil {
 			return "", 0, err
 		}
-		_, pol1, err := counters(b.conn, ownTable(), policyChain(nf.HookInput))
+		pol1, err := b.snapshot()
 		if err != nil {
 			return "", 0, err
 		}
@@ -217,9 +255,9 @@ func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
 				}
 			}
 		}
-		for i := range pol1 {
-			if pol1[i] != pol0[i] {
-				return names[i], st, nil
+		for k, v := range pol1 {
+			if v != pol0[k] {
+				return k, st, nil
 			}
 		}
 		if time.Now().After(deadline) {
@@ -307,6 +345,9 @@ func TestDifferentialKernelUserspace(t *testing.T) {
 			want, err := expected(plan, in)
 			kind, _, _ := strings.Cut(got, ":")
 			outcomes[kind+" "+st.String()]++
+			if p.frags != nil {
+				outcomes["(sent in fragments)"]++
+			}
 			if err == nil && got == want {
 				continue
 			}
@@ -647,6 +688,13 @@ func (g *diffGen) pickFlags() uint8 {
 // packets.
 func (g *diffGen) finish(b []byte, v6 bool, ct []string, note []string) diffPacket {
 	switch {
+	case !v6 && len(b) >= 20+48 && g.maybe(0.15):
+		g.flow++
+		binary.BigEndian.PutUint16(b[4:], g.flow) // the reassembly key
+		b[10], b[11] = 0, 0
+		binary.BigEndian.PutUint16(b[10:], ipChecksum(b[:20]))
+		note = append(note, "sent in two ipv4 fragments")
+		return diffPacket{bytes: b, frags: fragment4(b, 40), conntrack: ct, note: strings.Join(note, ", ")}
 	case !v6 && g.maybe(0.2):
 		b = withIPv4Options(b, []byte{1, 1, 1, 0}) // NOP NOP NOP EOL
 		note = append(note, "ipv4 options")
@@ -780,4 +828,23 @@ func (r *rawFrames) send(etherType uint16, payload []byte) error {
 		return fmt.Errorf("send %d-byte frame: %w", len(frame), err)
 	}
 	return nil
+}
+
+// fragment4 splits an IPv4 packet without options into two fragments, the
+// first carrying at bytes of its payload (a multiple of 8).
+func fragment4(b []byte, at int) [][]byte {
+	hdr, body := b[:20], b[20:]
+	mk := func(part []byte, off int, more bool) []byte {
+		f := append(append([]byte(nil), hdr...), part...)
+		binary.BigEndian.PutUint16(f[2:], uint16(len(f)))
+		ff := uint16(off / 8)
+		if more {
+			ff |= 0x2000
+		}
+		binary.BigEndian.PutUint16(f[6:], ff)
+		f[10], f[11] = 0, 0
+		binary.BigEndian.PutUint16(f[10:], ipChecksum(f[:20]))
+		return f
+	}
+	return [][]byte{mk(body[:at], 0, true), mk(body[at:], at, false)}
 }

@@ -3,11 +3,10 @@ package rules
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"sync"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 
@@ -24,9 +23,6 @@ type Table struct {
 	cfg    Config
 	kind   QueueKind
 	chains []installedChain
-	// hitBase holds the kernel hit counts of policy rules a reload
-	// replaced, by rule name.
-	hitBase map[string]uint64
 }
 
 type installedChain struct {
@@ -135,6 +131,7 @@ func (t *Table) queueInstall() ([]installedChain, error) {
 	c.DelTable(t.table)
 	c.AddTable(t.table)
 	policy := nftables.ChainPolicyAccept
+	t.addCounters(t.cfg.Plan)
 	var chains []installedChain
 	for _, h := range t.cfg.Hooks {
 		var pc *nftables.Chain
@@ -346,6 +343,26 @@ func tableExists(c *nftables.Conn) (bool, error) {
 	return false, nil
 }
 
+// addCounters buffers the hit counter objects plan's rules count into. An
+// object that exists already is left as it is, counts and all.
+func (t *Table) addCounters(plan *Plan) {
+	if plan == nil {
+		return
+	}
+	for _, name := range sortedKeys(plan.counters()) {
+		t.conn.AddObj(&nftables.CounterObj{Table: t.table, Name: name})
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // SetPlan replaces the compiled policy of every chain with plan and moves
 // the offload rules to generation gen, in one transaction: each policy
 // chain is flushed and refilled (its anonymous sets go with its old rules)
@@ -361,30 +378,38 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	}
 	cfg := t.cfg
 	cfg.Plan, cfg.Generation = plan, gen
-	old, err := t.readHits()
-	if err != nil {
-		return err
-	}
-	for _, ic := range t.chains {
+	t.addCounters(plan)
+	next := make([]*nftables.Chain, len(t.chains))
+	for i, ic := range t.chains {
 		if ic.policy != nil {
-			// The new rules are appended behind the old ones, which are then
-			// deleted by handle; the kernel applies the batch at once, so
-			// no packet sees both or neither. (Adds come first because
-			// google/nftables reads one reply per message in order.)
-			old, err := t.conn.GetRules(t.table, ic.policy)
-			if err != nil {
-				return fmt.Errorf("rules: set plan: read chain %s: %w", ic.policy.Name, err)
+			// The new policy goes into a fresh chain (the two names
+			// alternate); the base chain's jump moves to it and the old
+			// chain is flushed and deleted, all in this one transaction, so
+			// no packet sees both policies or neither. Replacing rules one
+			// by one would cost a message per rule, each old rule's delete
+			// included.
+			name := policyChain(ic.hook)
+			if ic.policy.Name == name {
+				name += "_b"
 			}
+			nc := t.conn.AddChain(&nftables.Chain{Name: name, Table: t.table})
 			for _, r := range policyRules(cfg, ic.hook, t.kind) {
-				if err := r.add(t.conn, t.table, ic.policy); err != nil {
+				if err := r.add(t.conn, t.table, nc); err != nil {
 					return err
 				}
 			}
-			for _, r := range old {
-				if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.policy, Handle: r.Handle}); err != nil {
-					return fmt.Errorf("rules: set plan: %w", err)
-				}
+			jump := rule{RulePolicy, []stmt{jumpStmt(name)}}.nft(t.table, ic.chain)
+			jump.Position = ic.handles[RulePolicy]
+			if jump.Position == 0 {
+				return fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, RulePolicy)
 			}
+			t.conn.InsertRule(jump)
+			if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: jump.Position}); err != nil {
+				return fmt.Errorf("rules: set plan: %w", err)
+			}
+			t.conn.FlushChain(ic.policy)
+			t.conn.DelChain(ic.policy)
+			next[i] = nc
 		}
 		for _, r := range offloadRules(cfg) {
 			nr := r.nft(t.table, ic.chain)
@@ -407,66 +432,51 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	}
 	for i := range t.chains {
 		ic := &t.chains[i]
+		ic.policy = next[i]
 		h, err := t.readHandles(ic.chain, chainRules(cfg, ic.hook, t.kind))
 		if err != nil {
 			return err
 		}
 		ic.handles = h
 	}
-	if t.hitBase == nil {
-		t.hitBase = map[string]uint64{}
-	}
-	for k, v := range old {
-		t.hitBase[k] += v
-	}
 	t.cfg = cfg
 	return nil
 }
 
+// policyChainOf is the name of hook h's policy chain now ("" for none).
+func (t *Table) policyChainOf(h nf.Hook) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ic := range t.chains {
+		if ic.hook == h && ic.policy != nil {
+			return ic.policy.Name
+		}
+	}
+	return ""
+}
+
 // RuleHits returns, by rule name, how many packets the kernel decided by
-// that rule since Install ("default" for the hooks' defaults), summed over
-// hooks and the rule's conjunctions. Packets a rule queued are not hits: the
-// agent counts them when it decides them. It reads the kernel, so call it at
-// scrape time, not per packet.
+// that rule ("default" for the hooks' defaults), summed over hooks and the
+// rule's conjunctions, since the rule's name first appeared in a policy
+// (the counters are named objects that reloads keep). Packets a rule
+// queued are not hits: the agent counts them when it decides them. It reads
+// the kernel, so call it at scrape time, not per packet.
 func (t *Table) RuleHits() (map[string]uint64, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cur, err := t.readHits()
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range t.hitBase {
-		cur[k] += v
-	}
-	return cur, nil
-}
-
-// readHits sums the counters of the policy chains' deciding rules.
-func (t *Table) readHits() (map[string]uint64, error) {
 	out := map[string]uint64{}
-	for _, ic := range t.chains {
-		if ic.policy == nil {
-			continue
-		}
-		got, err := t.conn.GetRules(t.table, ic.policy)
-		if err != nil {
-			return nil, fmt.Errorf("rules: read counters of chain %s: %w", ic.policy.Name, err)
-		}
-		for _, r := range got {
-			name, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			var key string
-			switch {
-			case name == commentDefault:
-				key = commentDefault
-			case strings.HasPrefix(name, commentRule):
-				key = strings.TrimPrefix(name, commentRule)
-			default:
-				continue
-			}
-			for _, e := range r.Exprs {
-				if c, ok := e.(*expr.Counter); ok {
-					out[key] += c.Packets
-				}
+	if t.cfg.Plan == nil {
+		return out, nil
+	}
+	names := t.cfg.Plan.counters()
+	objs, err := t.conn.GetObjects(t.table)
+	if err != nil {
+		return nil, fmt.Errorf("rules: read hit counters: %w", err)
+	}
+	for _, o := range objs {
+		if c, ok := o.(*nftables.CounterObj); ok {
+			if rule, ok := names[c.Name]; ok {
+				out[rule] += c.Packets
 			}
 		}
 	}

@@ -238,6 +238,15 @@ type counterStmt struct{}
 func (counterStmt) exprs() []expr.Any { return []expr.Any{&expr.Counter{}} }
 func (counterStmt) text() string      { return "counter" }
 
+// counterRef is `counter name "OBJ"`: the rule counts into a named counter
+// object of the table.
+type counterRef string
+
+func (c counterRef) exprs() []expr.Any {
+	return []expr.Any{&expr.Objref{Type: unix.NFT_OBJECT_COUNTER, Name: string(c)}}
+}
+func (c counterRef) text() string { return fmt.Sprintf("counter name %q", string(c)) }
+
 // jumpStmt is `jump CHAIN`.
 type jumpStmt string
 

@@ -31,6 +31,11 @@ func Render(cfg Config) string {
 	fmt.Fprintf(&b, "add table inet %s\n", TableName)
 	fmt.Fprintf(&b, "delete table inet %s\n", TableName)
 	fmt.Fprintf(&b, "table inet %s {\n", TableName)
+	if cfg.Plan != nil {
+		for _, name := range sortedKeys(cfg.Plan.counters()) {
+			fmt.Fprintf(&b, "\tcounter %s {\n\t}\n\n", name)
+		}
+	}
 	for i, h := range cfg.Hooks {
 		if i > 0 {
 			b.WriteByte('\n')

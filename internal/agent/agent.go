@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// One lasting netlink connection: a reload rewrites the offload rules
 	// in about a millisecond instead of dialling anew for every operation.
-	conn, err := nftables.New(nftables.AsLasting())
+	conn, err := nftables.New(nftables.AsLasting(), rules.BigBatches())
 	if err != nil {
 		return fmt.Errorf("agent: nftables: %w", err)
 	}
