@@ -288,11 +288,16 @@ func (a *Agent) Reload() (err error) {
 			return fmt.Errorf("agent: reload: %w", err)
 		}
 	}
+	old := a.shared.Policy()
 	a.shared.SetPolicy(&pipeline.Policy{Program: prog, Gen: gen})
 	if plan != nil {
 		// One transaction: the policy chains' contents and the offload
 		// rules' generation change together.
-		err = a.table.SetPlan(plan, gen)
+		if err = a.table.SetPlan(plan, gen); err != nil {
+			// The kernel still runs the old policy's rules: so must the
+			// agent, or the two halves would disagree.
+			a.shared.SetPolicy(&pipeline.Policy{Program: old.Program, Gen: old.Gen})
+		}
 	} else {
 		err = a.table.SetGeneration(gen)
 	}
