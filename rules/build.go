@@ -143,12 +143,35 @@ func (cfg Config) queueStmt(kind QueueKind) queueStmt {
 	return queueStmt{kind: kind, base: cfg.QueueBase, total: cfg.queues(), bypass: cfg.Bypass, fanout: cfg.CPUFanout && cfg.queues() > 1}
 }
 
-// policyRules is the policy chain of hook h (nil without a plan).
-func policyRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
+// policyLayout is hook h's compiled policy, its main chain named mainName
+// (zero without a plan).
+func policyLayout(cfg Config, h nf.Hook, kind QueueKind, mainName string) chainLayout {
 	if cfg.Plan == nil {
-		return nil
+		return chainLayout{}
 	}
-	return cfg.Plan.chain(h, cfg.queueStmt(kind))
+	return cfg.Plan.layout(h, cfg.queueStmt(kind), mainName)
+}
+
+// addLayout buffers the block chains and the main chain of a layout, the
+// chains before any rule that jumps to them.
+func addLayout(c *nftables.Conn, t *nftables.Table, mainName string, l chainLayout) (main *nftables.Chain, blocks []*nftables.Chain, err error) {
+	for _, b := range l.blocks {
+		blocks = append(blocks, c.AddChain(&nftables.Chain{Name: b.name, Table: t}))
+	}
+	main = c.AddChain(&nftables.Chain{Name: mainName, Table: t})
+	for i, b := range l.blocks {
+		for _, r := range b.rules {
+			if err := r.add(c, t, blocks[i]); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	for _, r := range l.main {
+		if err := r.add(c, t, main); err != nil {
+			return nil, nil, err
+		}
+	}
+	return main, blocks, nil
 }
 
 // add buffers r on c, creating the anonymous sets its lookups need first,

@@ -57,6 +57,8 @@ type Plan struct {
 	// model is the program of every rule's K, for Path.
 	model *policies.Program
 	marks nf.Marks
+	// blockSize is the rules per guarded block (0: defaultBlockSize).
+	blockSize int
 }
 
 // planRule is one rule of a policy chain: its match, and either a queue
@@ -276,6 +278,11 @@ func userspaceReason(r *policies.Rule) string {
 	return ""
 }
 
+// ifaceKernel reports whether the kernel can test m's interface patterns.
+func ifaceKernel(m *policies.Match) bool {
+	return userspaceReason(&policies.Rule{Match: policies.Match{Iif: m.Iif, Oif: m.Oif}}) == ""
+}
+
 // ifacePattern splits an interface pattern the kernel can match: a name, or
 // a prefix followed by one trailing *. any: the pattern matches every name.
 func ifacePattern(pat string) (name string, prefix, ok bool) {
@@ -302,7 +309,7 @@ func kernelModel(r *policies.Rule) (*policies.Rule, bool) {
 		HasICMPType: r.Match.HasICMPType, ICMP4Types: r.Match.ICMP4Types, ICMP6Types: r.Match.ICMP6Types,
 		Length: r.Match.Length,
 	}
-	if userspaceReason(&policies.Rule{Match: policies.Match{Iif: r.Match.Iif, Oif: r.Match.Oif}}) == "" {
+	if ifaceKernel(&r.Match) {
 		k.Match.Iif, k.Match.Oif = r.Match.Iif, r.Match.Oif
 	}
 	const newInv = 1<<nf.StateNew | 1<<nf.StateInvalid
@@ -381,7 +388,9 @@ func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 		}
 		and(alts...)
 	}
-	if !queueAll {
+	// Interface patterns are part of K unless they are what needs
+	// userspace; the model (kernelModel) draws the same line.
+	if ifaceKernel(m) {
 		for _, x := range []struct {
 			pats []string
 			out  bool

@@ -84,8 +84,20 @@ func TestCompileWhy(t *testing.T) {
 // installs the same plan over netlink, in two namespaces, and compares the
 // kernel's listings: the text and the expressions describe one table.
 func TestCompiledRenderLoadsLikeInstall(t *testing.T) {
+	t.Run("every field", func(t *testing.T) { renderLoadsLikeInstall(t, everyField, 0) })
+	// Guarded blocks: generated rules all have an address or port.
+	t.Run("blocks", func(t *testing.T) {
+		renderLoadsLikeInstall(t, policygen.Generate(policygen.Options{Rules: 40}), 4)
+	})
+}
+
+func renderLoadsLikeInstall(t *testing.T, policy string, blockSize int) {
 	cfg := testConfig(t)
-	cfg.Plan = compileText(t, cfg, everyField)
+	cfg.Plan = compileText(t, cfg, policy)
+	cfg.Plan.blockSize = blockSize
+	if blockSize > 0 && len(cfg.Plan.layout(nf.HookInput, queueStmt{}, "x").blocks) == 0 {
+		t.Fatal("the policy makes no guarded block")
+	}
 	text := Render(cfg)
 	loaded := newTestNS(t)
 	if out, err := loaded.run(t, text, "nft", "-f", "-"); err != nil {
@@ -114,7 +126,9 @@ func TestCompiledRenderLoadsLikeInstall(t *testing.T) {
 	// base chains stay, only the jump and the offload rules are new.
 	for gen := uint32(9); gen < 11; gen++ {
 		before := tb.Handles(nf.HookInput)
-		if err := tb.SetPlan(compileText(t, cfg, everyField), gen); err != nil {
+		next := compileText(t, cfg, policy)
+		next.blockSize = blockSize
+		if err := tb.SetPlan(next, gen); err != nil {
 			t.Fatal(err)
 		}
 		if err := tb.Verify(); err != nil {

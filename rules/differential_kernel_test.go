@@ -155,13 +155,15 @@ func counters(c *nftables.Conn, t *nftables.Table, ch string) ([]string, []uint6
 // objects of the plan in force.
 func (b *diffBed) snapshot() (map[string]uint64, error) {
 	out := map[string]uint64{}
-	names, vals, err := counters(b.conn, ownTable(), b.table.policyChainOf(nf.HookInput))
-	if err != nil {
-		return nil, err
-	}
-	for i, n := range names {
-		if strings.HasPrefix(n, commentQueue) {
-			out[n] += vals[i]
+	for _, ch := range b.table.policyChainsOf(nf.HookInput) {
+		names, vals, err := counters(b.conn, ownTable(), ch)
+		if err != nil {
+			return nil, err
+		}
+		for i, n := range names {
+			if strings.HasPrefix(n, commentQueue) {
+				out[n] += vals[i]
+			}
 		}
 	}
 	hits, err := b.table.RuleHits()
@@ -319,8 +321,13 @@ func TestDifferentialKernelUserspace(t *testing.T) {
 	mismatches := 0
 	outcomes := map[string]int{}
 	dec := packet.NewDecoder()
-	for _, c := range cases {
+	guards := 0
+	for ci, c := range cases {
 		plan := compileText(t, cfg, c.policy)
+		// Small blocks put guards (blocks.go) in front of most rules; every
+		// fourth policy keeps the default size.
+		plan.blockSize = []int{0, 1, 2, 3}[ci%4]
+		guards += len(plan.layout(nf.HookInput, queueStmt{}, "x").blocks)
 		cfg.Plan = plan
 		if b.table == nil {
 			if b.table, err = Install(b.conn, cfg); err != nil {
@@ -359,7 +366,10 @@ func TestDifferentialKernelUserspace(t *testing.T) {
 		}
 	}
 	// A test that never reaches a kind of outcome proves nothing about it.
-	t.Logf("outcomes (chain rule kind, kernel state): %v", outcomes)
+	t.Logf("outcomes (chain rule kind, kernel state): %v; %d guarded blocks", outcomes, guards)
+	if guards == 0 && *diffPolicies >= 8 {
+		t.Errorf("no policy had a guarded block: the guards went untested")
+	}
 	for _, k := range []string{"rule", "queue", "default"} {
 		n := 0
 		for o, c := range outcomes {

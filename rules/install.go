@@ -29,8 +29,9 @@ type installedChain struct {
 	hook  nf.Hook
 	chain *nftables.Chain
 	// policy is the hook's policy chain, nil when the kernel runs no
-	// policy (Config.Plan nil).
+	// policy (Config.Plan nil); blocks are the block chains it jumps to.
 	policy *nftables.Chain
+	blocks []*nftables.Chain
 	// handles by rule name, read back from the kernel after install.
 	handles map[string]uint64
 }
@@ -115,7 +116,7 @@ func (t *Table) checkPolicyChain(ic *installedChain, cfg Config) error {
 		}
 		return fmt.Errorf("rules: read back chain %s: %w", ic.policy.Name, err)
 	}
-	if want := len(policyRules(cfg, ic.hook, t.kind)); len(got) != want {
+	if want := len(policyLayout(cfg, ic.hook, t.kind, ic.policy.Name).main); len(got) != want {
 		return fmt.Errorf("%w: chain %s has %d rules, want %d", ErrTableChanged, ic.policy.Name, len(got), want)
 	}
 	return nil
@@ -135,13 +136,13 @@ func (t *Table) queueInstall() ([]installedChain, error) {
 	var chains []installedChain
 	for _, h := range t.cfg.Hooks {
 		var pc *nftables.Chain
+		var blocks []*nftables.Chain
 		if t.cfg.Plan != nil {
 			// Before the base chain, whose last rule jumps to it.
-			pc = c.AddChain(&nftables.Chain{Name: policyChain(h), Table: t.table})
-			for _, r := range policyRules(t.cfg, h, t.kind) {
-				if err := r.add(c, t.table, pc); err != nil {
-					return nil, err
-				}
+			var err error
+			pc, blocks, err = addLayout(c, t.table, policyChain(h), policyLayout(t.cfg, h, t.kind, policyChain(h)))
+			if err != nil {
+				return nil, err
 			}
 		}
 		ch := c.AddChain(&nftables.Chain{
@@ -155,7 +156,7 @@ func (t *Table) queueInstall() ([]installedChain, error) {
 		for _, r := range chainRules(t.cfg, h, t.kind) {
 			c.AddRule(r.nft(t.table, ch))
 		}
-		chains = append(chains, installedChain{hook: h, chain: ch, policy: pc})
+		chains = append(chains, installedChain{hook: h, chain: ch, policy: pc, blocks: blocks})
 	}
 	return chains, nil
 }
@@ -380,6 +381,7 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	cfg.Plan, cfg.Generation = plan, gen
 	t.addCounters(plan)
 	next := make([]*nftables.Chain, len(t.chains))
+	nextBlocks := make([][]*nftables.Chain, len(t.chains))
 	for i, ic := range t.chains {
 		if ic.policy != nil {
 			// The new policy goes into a fresh chain (the two names
@@ -392,11 +394,9 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 			if ic.policy.Name == name {
 				name += "_b"
 			}
-			nc := t.conn.AddChain(&nftables.Chain{Name: name, Table: t.table})
-			for _, r := range policyRules(cfg, ic.hook, t.kind) {
-				if err := r.add(t.conn, t.table, nc); err != nil {
-					return err
-				}
+			nc, nblocks, err := addLayout(t.conn, t.table, name, policyLayout(cfg, ic.hook, t.kind, name))
+			if err != nil {
+				return err
 			}
 			jump := rule{RulePolicy, []stmt{jumpStmt(name)}}.nft(t.table, ic.chain)
 			jump.Position = ic.handles[RulePolicy]
@@ -407,9 +407,15 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 			if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: jump.Position}); err != nil {
 				return fmt.Errorf("rules: set plan: %w", err)
 			}
-			t.conn.FlushChain(ic.policy)
-			t.conn.DelChain(ic.policy)
+			// The main chain first: its guards jump to the blocks.
+			for _, oc := range append([]*nftables.Chain{ic.policy}, ic.blocks...) {
+				t.conn.FlushChain(oc)
+			}
+			for _, oc := range append([]*nftables.Chain{ic.policy}, ic.blocks...) {
+				t.conn.DelChain(oc)
+			}
 			next[i] = nc
+			nextBlocks[i] = nblocks
 		}
 		for _, r := range offloadRules(cfg) {
 			nr := r.nft(t.table, ic.chain)
@@ -432,7 +438,7 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	}
 	for i := range t.chains {
 		ic := &t.chains[i]
-		ic.policy = next[i]
+		ic.policy, ic.blocks = next[i], nextBlocks[i]
 		h, err := t.readHandles(ic.chain, chainRules(cfg, ic.hook, t.kind))
 		if err != nil {
 			return err
@@ -443,16 +449,21 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	return nil
 }
 
-// policyChainOf is the name of hook h's policy chain now ("" for none).
-func (t *Table) policyChainOf(h nf.Hook) string {
+// policyChainsOf are the names of hook h's policy chain and its block
+// chains now (none without a plan).
+func (t *Table) policyChainsOf(h nf.Hook) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var out []string
 	for _, ic := range t.chains {
 		if ic.hook == h && ic.policy != nil {
-			return ic.policy.Name
+			out = append(out, ic.policy.Name)
+			for _, b := range ic.blocks {
+				out = append(out, b.Name)
+			}
 		}
 	}
-	return ""
+	return out
 }
 
 // RuleHits returns, by rule name, how many packets the kernel decided by

@@ -115,6 +115,8 @@ type rangeMatch struct {
 	// loadExpr replaces the payload load (meta len).
 	loadExpr expr.Any
 	loadText string
+	// show writes a value for text() (nil: as a number).
+	show func([]byte) string
 }
 
 func (s rangeMatch) exprs() []expr.Any {
@@ -149,9 +151,13 @@ func (s rangeMatch) text() string {
 	if s.neg {
 		op = "!= "
 	}
-	v := beText(s.lo)
+	show := s.show
+	if show == nil {
+		show = beText
+	}
+	v := show(s.lo)
 	if !bytes.Equal(s.lo, s.hi) {
-		v += "-" + beText(s.hi)
+		v += "-" + show(s.hi)
 	}
 	return fmt.Sprintf("%s %s%s", name, op, v)
 }

@@ -42,16 +42,20 @@ func Render(cfg Config) string {
 		}
 		// The policy chain first, as Install adds it: before the base
 		// chain that jumps to it.
-		if prs := policyRules(cfg, h, kind); prs != nil {
-			fmt.Fprintf(&b, "\tchain %s {\n", policyChain(h))
-			for _, r := range prs {
-				if kind == QueueXT && r.isQueue() {
-					fmt.Fprintf(&b, "\t\t# xt target NFQUEUE (nft syntax cannot express it), equivalent to: %s\n", r.text())
-					continue
+		if cfg.Plan != nil {
+			l := policyLayout(cfg, h, kind, policyChain(h))
+			chains := append(append([]blockChain(nil), l.blocks...), blockChain{name: policyChain(h), rules: l.main})
+			for _, c := range chains {
+				fmt.Fprintf(&b, "\tchain %s {\n", c.name)
+				for _, r := range c.rules {
+					if kind == QueueXT && r.isQueue() {
+						fmt.Fprintf(&b, "\t\t# xt target NFQUEUE (nft syntax cannot express it), equivalent to: %s\n", r.text())
+						continue
+					}
+					fmt.Fprintf(&b, "\t\t%s\n", r.text())
 				}
-				fmt.Fprintf(&b, "\t\t%s\n", r.text())
+				b.WriteString("\t}\n\n")
 			}
-			b.WriteString("\t}\n\n")
 		}
 		fmt.Fprintf(&b, "\tchain %s {\n", h)
 		fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", h, cfg.Priority)
