@@ -15,7 +15,7 @@ import (
 // skip most blocks with a few set lookups instead of testing every rule.
 // Blocks of fewer than minBlock rules are written inline.
 const (
-	defaultBlockSize = 16
+	defaultBlockSize = 128
 	minBlock         = 4
 )
 
