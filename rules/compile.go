@@ -734,12 +734,3 @@ func actionRules(cfg Config, comment string, c conj, d policies.Decision) []plan
 	}
 	return one(append(pre, verdict(expr.VerdictAccept))...)
 }
-
-// chain is the policy chain of hook h for queue statement q.
-func (p *Plan) chain(h nf.Hook, q queueStmt) []rule {
-	var out []rule
-	for _, r := range p.chains[h] {
-		out = append(out, r.rule(q))
-	}
-	return out
-}
