@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,6 +95,12 @@ func startAgent(t *testing.T, ns *testnet.NS, policy string, args ...string) *ag
 		exited:  make(chan struct{}),
 	}
 	full := append([]string{"run", "--policy", policy, "--log-file", a.logFile}, args...)
+	if !slices.Contains(args, "--kernel-rules") {
+		// These tests were written for the queue path (offload, fail-open,
+		// queue metrics, reload of queued flows) and keep testing it; a
+		// test of the kernel path asks for --kernel-rules auto.
+		full = append(full, "--kernel-rules", "off")
+	}
 	a.cmd = ns.Command(context.Background(), agentBin, full...)
 	a.cmd.Stdout = a.stderr // nothing is expected there; keep it for the dump
 	a.cmd.Stderr = a.stderr

@@ -113,7 +113,8 @@ func overload(t *testing.T, failOpen bool, extra []string) {
 	// A long kernel queue: the socket buffer overflows before the queue
 	// does, and socket overruns are what the agent can count.
 	argv := append([]string{"taskset", "-c", "0", "nice", "-n", overloadNice,
-		agentBin, "run", "--policy", writePolicy(t, overloadPolicy), "--log-file", logFile, "--queue-maxlen", "65536"}, extra...)
+		agentBin, "run", "--policy", writePolicy(t, overloadPolicy), "--log-file", logFile, "--queue-maxlen", "65536",
+		"--kernel-rules", "off"}, extra...) // an overload of the queue path
 	a := startAgentWith(t, n.Server, logFile, append(argv, margs...)...)
 	pid := a.cmd.Process.Pid
 	start, err := readProcStatus(pid)

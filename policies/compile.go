@@ -34,6 +34,7 @@ func Compile(pol *Policy) (*Program, error) {
 		warnings:   append([]string(nil), pol.Warnings...),
 		evalWarns:  append([]string(nil), pol.EvalWarnings...),
 		tests:      pol.Tests,
+		source:     pol.Rules,
 		seeds:      [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
 	var used uint8

@@ -60,6 +60,8 @@ type Program struct {
 	// streams: some rule reads dns_qname, tls_sni or http_host, which
 	// may ask Input.Streams.
 	streams bool
+	// source are the rules compiled, for the kernel compiler (SourceRules).
+	source []*Rule
 }
 
 // addrIndex and portIndex values are pairs (see pair) of bitset ids.

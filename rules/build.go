@@ -144,9 +144,69 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 		rule{RuleEstablished, []stmt{ctState{expr.CtStateBitESTABLISHED, "established"}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
 		rule{RuleRelated, []stmt{ctState{expr.CtStateBitRELATED, "related"}, markSet{keep: ^m.RelatedBit(), set: m.RelatedBit()}}},
 		rule{RuleInvalid, []stmt{ctState{expr.CtStateBitINVALID, "invalid"}, markSet{keep: ^m.InvalidBit(), set: m.InvalidBit()}}},
-		rule{RuleQueue, []stmt{queueStmt{kind: kind, base: cfg.QueueBase, total: cfg.queues(), bypass: cfg.Bypass, fanout: cfg.CPUFanout && cfg.queues() > 1}}},
 	)
-	return rs
+	if cfg.Plan != nil {
+		// The compiled policy decides what it can in the kernel and queues
+		// the rest; it lives in its own chain so a reload can refill it
+		// without touching this one.
+		return append(rs, rule{RulePolicy, []stmt{jumpStmt(policyChain(h))}})
+	}
+	return append(rs, rule{RuleQueue, []stmt{cfg.queueStmt(kind)}})
+}
+
+// queueStmt is the statement of every rule that queues to userspace.
+func (cfg Config) queueStmt(kind QueueKind) queueStmt {
+	return queueStmt{kind: kind, base: cfg.QueueBase, total: cfg.queues(), bypass: cfg.Bypass, fanout: cfg.CPUFanout && cfg.queues() > 1}
+}
+
+// policyLayout is hook h's compiled policy, its main chain named mainName
+// (zero without a plan).
+func policyLayout(cfg Config, h nf.Hook, kind QueueKind, mainName string) chainLayout {
+	if cfg.Plan == nil {
+		return chainLayout{}
+	}
+	return cfg.Plan.layout(h, cfg.queueStmt(kind), mainName)
+}
+
+// addLayout buffers the block chains and the main chain of a layout, the
+// chains before any rule that jumps to them.
+func addLayout(c *nftables.Conn, t *nftables.Table, mainName string, l chainLayout) (main *nftables.Chain, blocks []*nftables.Chain, err error) {
+	for _, b := range l.blocks {
+		blocks = append(blocks, c.AddChain(&nftables.Chain{Name: b.name, Table: t}))
+	}
+	main = c.AddChain(&nftables.Chain{Name: mainName, Table: t})
+	for i, b := range l.blocks {
+		for _, r := range b.rules {
+			if err := r.add(c, t, blocks[i]); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	for _, r := range l.main {
+		if err := r.add(c, t, main); err != nil {
+			return nil, nil, err
+		}
+	}
+	return main, blocks, nil
+}
+
+// add buffers r on c, creating the anonymous sets its lookups need first,
+// in the same batch.
+func (r rule) add(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain) error {
+	var exprs []expr.Any
+	for _, s := range r.stmts {
+		if ss, ok := s.(setStmt); ok {
+			e, err := ss.setExprs(c, t)
+			if err != nil {
+				return err
+			}
+			exprs = append(exprs, e...)
+			continue
+		}
+		exprs = append(exprs, s.exprs()...)
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: r.userData()})
+	return nil
 }
 
 // Indexes into offloadRules' result.

@@ -162,8 +162,8 @@ func TestInstallBatchShape(t *testing.T) {
 	cfg.Hooks = []nf.Hook{nf.HookInput, nf.HookOutput}
 	cfg.QueueKind = QueueNative
 	tb := &Table{conn: c, table: ownTable(), cfg: cfg, kind: QueueNative}
-	if chains := tb.queueInstall(); len(chains) != 2 {
-		t.Fatalf("%d chains queued", len(chains))
+	if chains, err := tb.queueInstall(); err != nil || len(chains) != 2 {
+		t.Fatalf("%d chains queued, err %v", len(chains), err)
 	}
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)

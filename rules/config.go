@@ -73,6 +73,12 @@ type Config struct {
 	// Pickup installs the start-up pickup rule (see pickupRules), which
 	// Table.EndPickup removes when the agent's --pickup-window ends.
 	Pickup bool
+	// Plan is the policy compiled for the kernel (--kernel-rules auto):
+	// each base chain then ends with a jump to its policy chain, which
+	// decides what nftables can express and queues the rest. nil
+	// (--kernel-rules off) queues every packet that reaches the end of the
+	// base chain. Compile it with the same Marks and LogGroup.
+	Plan *Plan
 }
 
 // DefaultConfig returns the documented defaults: input hook, priority 0, one

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/google/nftables"
@@ -27,6 +28,10 @@ type Table struct {
 type installedChain struct {
 	hook  nf.Hook
 	chain *nftables.Chain
+	// policy is the hook's policy chain, nil when the kernel runs no
+	// policy (Config.Plan nil); blocks are the block chains it jumps to.
+	policy *nftables.Chain
+	blocks []*nftables.Chain
 	// handles by rule name, read back from the kernel after install.
 	handles map[string]uint64
 }
@@ -73,7 +78,10 @@ func Install(c *nftables.Conn, cfg Config) (*Table, error) {
 
 // install sends the install batch and records the new rule handles.
 func (t *Table) install() error {
-	chains := t.queueInstall()
+	chains, err := t.queueInstall()
+	if err != nil {
+		return err
+	}
 	if err := t.conn.Flush(); err != nil {
 		if t.kind == QueueNative && isErrno(err, unix.ENOENT) {
 			err = fmt.Errorf("%w (the kernel may lack the nft queue expression: use the xt queue kind)", err)
@@ -87,14 +95,36 @@ func (t *Table) install() error {
 			return err
 		}
 		ic.handles = h
+		if err := t.checkPolicyChain(ic, t.cfg); err != nil {
+			return err
+		}
 	}
 	t.chains = chains
 	return nil
 }
 
+// checkPolicyChain checks that the policy chain holds as many rules as the
+// plan says.
+func (t *Table) checkPolicyChain(ic *installedChain, cfg Config) error {
+	if ic.policy == nil {
+		return nil
+	}
+	got, err := t.conn.GetRules(t.table, ic.policy)
+	if err != nil {
+		if isErrno(err, unix.ENOENT) {
+			return fmt.Errorf("%w: chain %s is gone", ErrTableChanged, ic.policy.Name)
+		}
+		return fmt.Errorf("rules: read back chain %s: %w", ic.policy.Name, err)
+	}
+	if want := len(policyLayout(cfg, ic.hook, t.kind, ic.policy.Name).main); len(got) != want {
+		return fmt.Errorf("%w: chain %s has %d rules, want %d", ErrTableChanged, ic.policy.Name, len(got), want)
+	}
+	return nil
+}
+
 // queueInstall buffers the install batch on t.conn and returns the chains
 // it adds, without handles yet.
-func (t *Table) queueInstall() []installedChain {
+func (t *Table) queueInstall() ([]installedChain, error) {
 	c := t.conn
 	// Adding before deleting makes the delete succeed whether or not a stale
 	// table exists, without a racy lookup first.
@@ -102,8 +132,19 @@ func (t *Table) queueInstall() []installedChain {
 	c.DelTable(t.table)
 	c.AddTable(t.table)
 	policy := nftables.ChainPolicyAccept
+	t.addCounters(t.cfg.Plan)
 	var chains []installedChain
 	for _, h := range t.cfg.Hooks {
+		var pc *nftables.Chain
+		var blocks []*nftables.Chain
+		if t.cfg.Plan != nil {
+			// Before the base chain, whose last rule jumps to it.
+			var err error
+			pc, blocks, err = addLayout(c, t.table, policyChain(h), policyLayout(t.cfg, h, t.kind, policyChain(h)))
+			if err != nil {
+				return nil, err
+			}
+		}
 		ch := c.AddChain(&nftables.Chain{
 			Name:     h.String(),
 			Table:    t.table,
@@ -115,9 +156,9 @@ func (t *Table) queueInstall() []installedChain {
 		for _, r := range chainRules(t.cfg, h, t.kind) {
 			c.AddRule(r.nft(t.table, ch))
 		}
-		chains = append(chains, installedChain{hook: h, chain: ch})
+		chains = append(chains, installedChain{hook: h, chain: ch, policy: pc, blocks: blocks})
 	}
-	return chains
+	return chains, nil
 }
 
 // readHandles maps rule names to the handles the kernel gave them and checks
@@ -176,6 +217,9 @@ func (t *Table) Verify() error {
 			if name != want[i].name || r.Handle != ic.handles[name] {
 				return fmt.Errorf("%w: chain %s rule %d is %q handle %d, want %q handle %d", ErrTableChanged, ic.chain.Name, i, name, r.Handle, want[i].name, ic.handles[want[i].name])
 			}
+		}
+		if err := t.checkPolicyChain(&ic, t.cfg); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -309,4 +353,154 @@ func tableExists(c *nftables.Conn) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// addCounters buffers the hit counter objects plan's rules count into. An
+// object that exists already is left as it is, counts and all.
+func (t *Table) addCounters(plan *Plan) {
+	if plan == nil {
+		return
+	}
+	for _, name := range sortedKeys(plan.counters()) {
+		t.conn.AddObj(&nftables.CounterObj{Table: t.table, Name: name})
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SetPlan replaces the compiled policy of every chain with plan and moves
+// the offload rules to generation gen, in one transaction: each policy
+// chain is flushed and refilled (its anonymous sets go with its old rules)
+// and the two offload rules are rewritten by handle. Base chains, the
+// queues and the packets waiting in them are untouched, so queued packets
+// still get their verdicts. Kernel counters of the old rules are added to
+// RuleHits' running totals first, so hit counts do not go backwards.
+func (t *Table) SetPlan(plan *Plan, gen uint32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if (plan == nil) != (t.cfg.Plan == nil) {
+		return fmt.Errorf("rules: set plan: --kernel-rules cannot change while running")
+	}
+	cfg := t.cfg
+	cfg.Plan, cfg.Generation = plan, gen
+	t.addCounters(plan)
+	next := make([]*nftables.Chain, len(t.chains))
+	nextBlocks := make([][]*nftables.Chain, len(t.chains))
+	for i, ic := range t.chains {
+		if ic.policy != nil {
+			// The new policy goes into a fresh chain (the two names
+			// alternate); the base chain's jump moves to it and the old
+			// chain is flushed and deleted, all in this one transaction, so
+			// no packet sees both policies or neither. Replacing rules one
+			// by one would cost a message per rule, each old rule's delete
+			// included.
+			name := policyChain(ic.hook)
+			if ic.policy.Name == name {
+				name += "_b"
+			}
+			nc, nblocks, err := addLayout(t.conn, t.table, name, policyLayout(cfg, ic.hook, t.kind, name))
+			if err != nil {
+				return err
+			}
+			jump := rule{RulePolicy, []stmt{jumpStmt(name)}}.nft(t.table, ic.chain)
+			jump.Position = ic.handles[RulePolicy]
+			if jump.Position == 0 {
+				return fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, RulePolicy)
+			}
+			t.conn.InsertRule(jump)
+			if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: jump.Position}); err != nil {
+				return fmt.Errorf("rules: set plan: %w", err)
+			}
+			// The main chain first: its guards jump to the blocks.
+			for _, oc := range append([]*nftables.Chain{ic.policy}, ic.blocks...) {
+				t.conn.FlushChain(oc)
+			}
+			for _, oc := range append([]*nftables.Chain{ic.policy}, ic.blocks...) {
+				t.conn.DelChain(oc)
+			}
+			next[i] = nc
+			nextBlocks[i] = nblocks
+		}
+		for _, r := range offloadRules(cfg, ic.hook) {
+			nr := r.nft(t.table, ic.chain)
+			nr.Handle = ic.handles[r.name]
+			if nr.Handle == 0 {
+				return fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, r.name)
+			}
+			// Insert the new rule before the old one, then delete the old:
+			// a ReplaceRule in a batch with other echoed changes draws two
+			// replies where google/nftables reads one.
+			nr.Position, nr.Handle = nr.Handle, 0
+			t.conn.InsertRule(nr)
+			if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: nr.Position}); err != nil {
+				return fmt.Errorf("rules: set plan: %w", err)
+			}
+		}
+	}
+	if err := t.conn.Flush(); err != nil {
+		return fmt.Errorf("rules: set plan (generation %d): %w", gen, err)
+	}
+	for i := range t.chains {
+		ic := &t.chains[i]
+		ic.policy, ic.blocks = next[i], nextBlocks[i]
+		h, err := t.readHandles(ic.chain, chainRules(cfg, ic.hook, t.kind))
+		if err != nil {
+			return err
+		}
+		ic.handles = h
+	}
+	t.cfg = cfg
+	return nil
+}
+
+// policyChainsOf are the names of hook h's policy chain and its block
+// chains now (none without a plan).
+func (t *Table) policyChainsOf(h nf.Hook) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for _, ic := range t.chains {
+		if ic.hook == h && ic.policy != nil {
+			out = append(out, ic.policy.Name)
+			for _, b := range ic.blocks {
+				out = append(out, b.Name)
+			}
+		}
+	}
+	return out
+}
+
+// RuleHits returns, by rule name, how many packets the kernel decided by
+// that rule ("default" for the hooks' defaults), summed over hooks and the
+// rule's conjunctions, since the rule's name first appeared in a policy
+// (the counters are named objects that reloads keep). Packets a rule
+// queued are not hits: the agent counts them when it decides them. It reads
+// the kernel, so call it at scrape time, not per packet.
+func (t *Table) RuleHits() (map[string]uint64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]uint64{}
+	if t.cfg.Plan == nil {
+		return out, nil
+	}
+	names := t.cfg.Plan.counters()
+	objs, err := t.conn.GetObjects(t.table)
+	if err != nil {
+		return nil, fmt.Errorf("rules: read hit counters: %w", err)
+	}
+	for _, o := range objs {
+		if c, ok := o.(*nftables.CounterObj); ok {
+			if rule, ok := names[c.Name]; ok {
+				out[rule] += c.Packets
+			}
+		}
+	}
+	return out, nil
 }

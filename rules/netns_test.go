@@ -81,7 +81,7 @@ func (ns *testNS) fd() int { return int(ns.h) }
 // conn is an nftables connection bound to the namespace.
 func (ns *testNS) conn(t testing.TB) *nftables.Conn {
 	t.Helper()
-	c, err := nftables.New(nftables.WithNetNSFd(ns.fd()))
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd()), BigBatches())
 	if err != nil {
 		t.Fatalf("nftables conn: %v", err)
 	}

@@ -31,9 +31,31 @@ func Render(cfg Config) string {
 	fmt.Fprintf(&b, "add table inet %s\n", TableName)
 	fmt.Fprintf(&b, "delete table inet %s\n", TableName)
 	fmt.Fprintf(&b, "table inet %s {\n", TableName)
+	if cfg.Plan != nil {
+		for _, name := range sortedKeys(cfg.Plan.counters()) {
+			fmt.Fprintf(&b, "\tcounter %s {\n\t}\n\n", name)
+		}
+	}
 	for i, h := range cfg.Hooks {
 		if i > 0 {
 			b.WriteByte('\n')
+		}
+		// The policy chain first, as Install adds it: before the base
+		// chain that jumps to it.
+		if cfg.Plan != nil {
+			l := policyLayout(cfg, h, kind, policyChain(h))
+			chains := append(append([]blockChain(nil), l.blocks...), blockChain{name: policyChain(h), rules: l.main})
+			for _, c := range chains {
+				fmt.Fprintf(&b, "\tchain %s {\n", c.name)
+				for _, r := range c.rules {
+					if kind == QueueXT && r.isQueue() {
+						fmt.Fprintf(&b, "\t\t# xt target NFQUEUE (nft syntax cannot express it), equivalent to: %s\n", r.text())
+						continue
+					}
+					fmt.Fprintf(&b, "\t\t%s\n", r.text())
+				}
+				b.WriteString("\t}\n\n")
+			}
 		}
 		fmt.Fprintf(&b, "\tchain %s {\n", h)
 		fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", h, cfg.Priority)
@@ -48,4 +70,13 @@ func Render(cfg Config) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+func (r rule) isQueue() bool {
+	for _, s := range r.stmts {
+		if _, ok := s.(queueStmt); ok {
+			return true
+		}
+	}
+	return false
 }

@@ -28,10 +28,33 @@ type config struct {
 }
 
 func configNames() []string {
-	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-1000-nfqueue", "fwagent-offload", "droplog-fwagent", "droplog-ulogd2"}
+	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-1000-nfqueue", "fwagent-offload",
+		"fwagent-1000-kernel", "fwagent-mixed-kernel", "droplog-fwagent", "droplog-ulogd2"}
+}
+
+// queuePath pins an fwagent configuration to the queue path: these
+// configurations measure verdict throughput through NFQUEUE, which
+// --kernel-rules auto (the default) would bypass for their policies.
+func queuePath(c config) config {
+	if c.kind == kindFwagent {
+		c.args = append([]string{"--kernel-rules", "off"}, c.args...)
+	}
+	return c
 }
 
 func configByName(name string, o options) config {
+	switch name {
+	case "fwagent-1000-kernel":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), args: []string{"--kernel-rules", "auto"},
+			desc: "as fwagent-1000, compiled into the kernel (--kernel-rules auto): nothing is queued", udp: true, connect: true}
+	case "fwagent-mixed-kernel":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: mixedPolicy(), args: []string{"--kernel-rules", "auto"},
+			desc: "the 1,000-rule policy plus one tls_sni rule on TCP 443, --kernel-rules auto: the UDP flood to the bench ports is not queued", udp: true}
+	}
+	return queuePath(configByNameQueued(name, o))
+}
+
+func configByNameQueued(name string, o options) config {
 	switch name {
 	case "kernel":
 		return config{name: name, kind: kindKernel, desc: "kernel only, no queue", udp: true, connect: true, bulk: true}

@@ -88,3 +88,12 @@ func dropLogPolicy() string {
     log: true
 `, benchUDP)
 }
+
+// mixedPolicy is bigPolicy with one L7 rule in front: a tls_sni rule on TCP
+// 443, which the bench traffic never touches. With --kernel-rules auto only
+// packets to TCP 443 are queued.
+func mixedPolicy() string {
+	big := bigPolicy(1000, false)
+	l7 := "  - name: tls-deny\n    match: {proto: tcp, dport: 443, tls_sni: [\"*.ads.example\"]}\n    action: reject\n"
+	return strings.Replace(big, "rules:\n", "rules:\n"+l7, 1)
+}

@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fwagent/fwagent/internal/policyfile"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/rules"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -20,6 +22,10 @@ shadowed rules, and run the policy's tests: section. It refuses what
 ` + "`fwagent run`" + ` refuses, with the same messages: a policy or set file that group
 or others may write, or that belongs to another user, fails unless
 --allow-insecure-policy-perms is given here too.
+
+It then says how many rules run in the kernel with --kernel-rules auto and,
+for every other rule, why it needs userspace ("rule web-sni: tls_sni needs
+userspace"): packets its kernel part matches are queued.
 
 Every independent error of the file is printed (up to 20), each as
 FILE:LINE:COL: message. With --strict a warning fails the check too.
@@ -51,7 +57,7 @@ Exit status: 0 valid and every test passed, 1 invalid, a test failed or
 				return exitError{exitFailed}
 			}
 			fmt.Fprintf(out, "%s: ok (%d rules, %d tests passed)\n", args[0], prog.NumRules(), n)
-			return nil
+			return printKernelPlan(out, prog)
 		},
 	}
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings (shadowed rules, unused sets) as on errors")
@@ -76,4 +82,20 @@ func policyRefused(err error) (*policyfile.Error, bool) {
 	var pe *policyfile.Error
 	ok := errors.As(err, &pe)
 	return pe, ok
+}
+
+// printKernelPlan says which rules the kernel decides and why the others
+// need userspace.
+func printKernelPlan(out io.Writer, prog *policies.Program) error {
+	plan, err := rules.Compile(prog, rules.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "kernel: %d of %d rules run in the kernel (--kernel-rules auto)\n", plan.Kernel(), prog.NumRules())
+	for i := 0; i < prog.NumRules(); i++ {
+		if why := plan.Why(i); why != "" {
+			fmt.Fprintf(out, "rule %s: %s\n", prog.RuleName(int32(i)), why)
+		}
+	}
+	return nil
 }

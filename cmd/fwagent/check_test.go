@@ -17,7 +17,7 @@ func TestCheckExamples(t *testing.T) {
 	if len(files) < 7 {
 		t.Fatalf("only %d example policies: %v", len(files), files)
 	}
-	okLine := regexp.MustCompile(`^(.+): ok \((\d+) rules, (\d+) tests passed\)\n$`)
+	okLine := regexp.MustCompile(`^(.+): ok \((\d+) rules, (\d+) tests passed\)\nkernel: \d+ of \d+ rules run in the kernel`)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			code, out, errOut := fwagent(t, "check", f)
@@ -234,7 +234,7 @@ rules:
 	if !strings.HasPrefix(errOut, p+`:6:5: warning: rule "web" is shadowed by rule "all-tcp"`) {
 		t.Errorf("stderr %q", errOut)
 	}
-	if out != p+": ok (2 rules, 0 tests passed)\n" {
+	if out != p+": ok (2 rules, 0 tests passed)\nkernel: 2 of 2 rules run in the kernel (--kernel-rules auto)\n" {
 		t.Errorf("stdout %q", out)
 	}
 }
@@ -344,5 +344,18 @@ func TestCheckUsage(t *testing.T) {
 	code, _, errOut := fwagent(t, "check", filepath.Join(t.TempDir(), "missing.yaml"))
 	if code != exitFailed || !strings.Contains(errOut, "missing.yaml") {
 		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestCheckKernelRules: check names each rule that needs userspace, and why.
+func TestCheckKernelRules(t *testing.T) {
+	code, out, errOut := fwagent(t, "check", example("tls-egress-allowlist.yaml"))
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, w := range []string{"kernel: 4 of 5 rules run in the kernel", "rule https-allowed: tls_sni needs userspace\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("stdout lacks %q:\n%s", w, out)
+		}
 	}
 }

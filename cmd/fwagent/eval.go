@@ -16,6 +16,7 @@ import (
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/replay"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/rules"
 )
 
 type evalFlags struct {
@@ -112,6 +113,9 @@ type evalLine struct {
 	Fragments int  `json:"fragments,omitempty"`
 	Datagram  int  `json:"datagram,omitempty"`
 	Fragment  bool `json:"fragment,omitempty"`
+	// Path is where --kernel-rules auto decides the packet: "kernel" or
+	// "queue" (absent for packets that do not decode).
+	Path string `json:"path,omitempty"`
 }
 
 type summaryKey struct{ rule, verdict string }
@@ -187,6 +191,10 @@ func (f *evalFlags) run(stdout, stderr io.Writer, capPath string) error {
 		return fmt.Errorf("eval: %w", err)
 	}
 	defer file.Close()
+	plan, err := rules.Compile(prog, rules.DefaultConfig())
+	if err != nil {
+		return err
+	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	enc := json.NewEncoder(out)
@@ -194,6 +202,9 @@ func (f *evalFlags) run(stdout, stderr io.Writer, capPath string) error {
 	summary := map[summaryKey]*summaryRow{}
 	sum, err := replay.Run(prog, file, o, func(p *replay.Packet) error {
 		line := describe(p, prog)
+		if p.Result.DecodeErr == nil {
+			line.Path = plan.Path(&policies.Input{Pkt: p.Pkt, Hook: p.Hook, InIf: f.iif, OutIf: f.oif, State: p.Result.State})
+		}
 		if f.summary {
 			k := summaryKey{line.Rule, line.Verdict}
 			if line.Pending {

@@ -336,7 +336,12 @@ func TestEvalPackets(t *testing.T) {
 			lines = evalLines(t, out)
 			outputs[key] = lines
 		}
-		if got := lines[c.n]; got != c.line {
+		got := lines[c.n]
+		if got.Error == "" && got.Path != "kernel" && got.Path != "queue" {
+			t.Errorf("%s packet %d: path %q, want kernel or queue", c.capture, c.n, got.Path)
+		}
+		got.Path = "" // TestEvalPath checks it
+		if got != c.line {
 			t.Errorf("%s packet %d:\n got  %+v\n want %+v", c.capture, c.n, got, c.line)
 		}
 	}
@@ -462,5 +467,20 @@ func TestEvalGzip(t *testing.T) {
 	code, got, errOut := fwagent(t, append(args, gzFile)...)
 	if code != exitOK || got != want || want == "" {
 		t.Errorf("exit %d, stderr %q; gzip output differs:\n%s\nplain:\n%s", code, errOut, got, want)
+	}
+}
+
+// TestEvalPath: --json says which packets --kernel-rules auto queues: those
+// whose first kernel-part match is a rule that needs userspace.
+func TestEvalPath(t *testing.T) {
+	code, out, errOut := fwagent(t, "eval", "--json", "--policy", example("testdata/every-key.yaml"), exampleCapture("every-key.pcap"))
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := evalLines(t, out)
+	for n, want := range map[int]string{1: "queue", 4: "kernel", 10: "queue"} {
+		if got := lines[n]; got.Path != want {
+			t.Errorf("packet %d (rule %s): path %q, want %q", n, got.Rule, got.Path, want)
+		}
 	}
 }

@@ -29,12 +29,22 @@ pickup rule, which the agent deletes when the window ends.`,
 			if policy == "" {
 				return usagef("rules: --policy is required")
 			}
-			if _, err := loadProgram(policy); err != nil {
+			prog, err := loadProgram(policy)
+			if err != nil {
 				return err
 			}
 			rc, err := table.config()
 			if err != nil {
 				return err
+			}
+			kernel, err := table.kernel()
+			if err != nil {
+				return err
+			}
+			if kernel {
+				if rc.Plan, err = rules.Compile(prog, rc); err != nil {
+					return err
+				}
 			}
 			rc.Generation = 1
 			rc.Pickup = pickup > 0

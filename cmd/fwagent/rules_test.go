@@ -111,7 +111,8 @@ func TestRules(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			code, out, errOut := fwagent(t, append([]string{"rules", "--policy", pol}, c.flags...)...)
+			// The table without the compiled policy; TestRulesKernel has it.
+			code, out, errOut := fwagent(t, append([]string{"rules", "--kernel-rules", "off", "--policy", pol}, c.flags...)...)
 			if code != exitOK {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
@@ -143,6 +144,30 @@ func TestRules(t *testing.T) {
 	}
 }
 
+// TestRulesKernel: with --kernel-rules auto (the default) each chain
+// jumps to its policy chain, which holds the compiled rules and ends with
+// the default; rules that need userspace queue their kernel part.
+func TestRulesKernel(t *testing.T) {
+	code, out, errOut := fwagent(t, "rules", "--policy", example("tls-egress-allowlist.yaml"), "--hooks", "output")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, w := range []string{
+		"chain output_policy {",
+		`jump output_policy comment "policy"`,
+		`counter queue flags bypass to 0 comment "queue:https-allowed"`,
+		`comment "default"`,
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, `comment "queue"`) {
+		t.Errorf("catch-all queue rule with kernel rules on:\n%s", out)
+	}
+	nftCheck(t, out)
+}
+
 // nftCheck runs `nft -c -f` on the ruleset in a fresh network namespace
 // (unshare -n), so the check never sees or touches the host's tables. This
 // kernel has no nft queue expression (DESIGN.md: the agent falls back to the
@@ -171,7 +196,9 @@ func nftCheck(t *testing.T, ruleset string) {
 	if err == nil {
 		return
 	}
-	queueRule := regexp.MustCompile(`(?m)^\t\tqueue .*$`)
+	// Queue statements, alone (the base chain's) or ending a compiled
+	// rule: this kernel has no native queue expression.
+	queueRule := regexp.MustCompile(`(?m)(^\t\t| )queue [^"]*comment "queue[^"]*"$`)
 	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, "Error:") && !strings.Contains(l, "No such file or directory") {
 			t.Fatalf("nft -c rejects the ruleset: %v\n%s\n%s", err, out, ruleset)
@@ -180,7 +207,7 @@ func nftCheck(t *testing.T, ruleset string) {
 	if !queueRule.MatchString(ruleset) {
 		t.Fatalf("nft -c rejects the ruleset: %v\n%s", err, out)
 	}
-	if out2, err := run(queueRule.ReplaceAllString(ruleset, "\t\tcounter comment \"queue\"")); err != nil {
+	if out2, err := run(queueRule.ReplaceAllString(ruleset, "${1}accept comment \"queue\"")); err != nil {
 		t.Fatalf("nft -c rejects the ruleset (queue rules aside): %v\n%s\n%s", err, out2, ruleset)
 	}
 }

@@ -41,6 +41,7 @@ type tableFlags struct {
 	acceptLoopback bool
 	acceptND       bool
 	queueKind      string
+	kernelRules    string
 }
 
 type runFlags struct {
@@ -147,6 +148,18 @@ func (f *tableFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&f.acceptLoopback, "accept-loopback", true, "accept loopback traffic in the kernel, before the policy")
 	fl.BoolVar(&f.acceptND, "accept-icmpv6-nd", true, "accept ICMPv6 neighbour/router discovery in the kernel, before the policy")
 	fl.StringVar(&f.queueKind, "queue-kind", "auto", "queue rule: auto (probe), native (nft queue) or xt (NFQUEUE target)")
+	fl.StringVar(&f.kernelRules, "kernel-rules", "auto", "auto: compile the rules nftables can express into the table and queue only the rest; off: queue every packet")
+}
+
+// kernel reads --kernel-rules.
+func (f *tableFlags) kernel() (bool, error) {
+	switch f.kernelRules {
+	case "auto":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, usagef("--kernel-rules %q: want auto or off", f.kernelRules)
 }
 
 func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error) {
@@ -187,6 +200,9 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 		return cfg, nop, err
 	}
 	cfg.Rules = rc
+	if cfg.KernelRules, err = f.table.kernel(); err != nil {
+		return cfg, nop, err
+	}
 	cfg.PolicyPath = f.policy
 	if f.reader != verdict.ReaderBatch && f.reader != verdict.ReaderNfqueue {
 		return cfg, nop, usagef("run: --reader %q: want %s or %s", f.reader, verdict.ReaderBatch, verdict.ReaderNfqueue)

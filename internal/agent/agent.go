@@ -96,6 +96,10 @@ type Config struct {
 	ControlSocket string
 	// Version is reported in fwagent_build_info.
 	Version string
+	// KernelRules compiles the policy into the table (--kernel-rules
+	// auto): rules nftables can express decide in the kernel, only the
+	// rest is queued. false queues every packet (--kernel-rules off).
+	KernelRules bool
 }
 
 // Agent is a running firewall.
@@ -349,7 +353,7 @@ func (a *Agent) startQueues(ctx context.Context) (func(), error) {
 func (a *Agent) installTable(ctx context.Context) (func(), error) {
 	// One lasting netlink connection: a reload rewrites the offload rules
 	// in about a millisecond instead of dialling anew for every operation.
-	conn, err := nftables.New(nftables.AsLasting())
+	conn, err := nftables.New(nftables.AsLasting(), rules.BigBatches())
 	if err != nil {
 		return nil, fmt.Errorf("agent: nftables: %w", err)
 	}
@@ -365,6 +369,14 @@ func (a *Agent) installTable(ctx context.Context) (func(), error) {
 		rcfg.QueueKind = kind
 	}
 	a.log.Info("queue rule", "kind", rcfg.QueueKind.String(), "queues", fmt.Sprintf("%d-%d", rcfg.QueueBase, rcfg.QueueBase+max(rcfg.Queues, 1)-1))
+	if a.cfg.KernelRules {
+		prog := a.shared.Policy().Program
+		if rcfg.Plan, err = rules.Compile(prog, rcfg); err != nil {
+			conn.CloseLasting()
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.log.Info("kernel rules", "in_kernel", rcfg.Plan.Kernel(), "rules", prog.NumRules())
+	}
 	a.table, err = rules.Install(conn, rcfg)
 	if err != nil {
 		conn.CloseLasting()
@@ -499,8 +511,29 @@ func (a *Agent) apply(prog *policies.Program) error {
 	gen := nextGeneration(a.gen, a.cfg.Rules.Marks)
 	// The new policy goes live before the kernel's offload rule moves, so a
 	// flow re-queued by the move is decided by the new policy.
+	var (
+		plan *rules.Plan
+		err  error
+	)
+	if a.cfg.KernelRules {
+		if plan, err = rules.Compile(prog, a.cfg.Rules); err != nil {
+			return fmt.Errorf("agent: reload: %w", err)
+		}
+	}
+	old := a.shared.Policy()
 	a.shared.SetPolicy(&pipeline.Policy{Program: prog, Gen: gen})
-	if err := a.setGeneration(gen); err != nil {
+	if plan != nil {
+		// One transaction: the policy chains' contents and the offload
+		// rules' generation change together.
+		if err = a.table.SetPlan(plan, gen); err != nil {
+			// The kernel still runs the old policy's rules: so must the
+			// agent, or the two halves would disagree.
+			a.shared.SetPolicy(&pipeline.Policy{Program: old.Program, Gen: old.Gen})
+		}
+	} else {
+		err = a.setGeneration(gen)
+	}
+	if err != nil {
 		return fmt.Errorf("agent: reload: %w", err)
 	}
 	a.gen = gen

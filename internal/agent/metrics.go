@@ -19,7 +19,7 @@ func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener, flows *conntr
 	for i := range nums {
 		nums[i] = a.cfg.Rules.QueueBase + uint16(i)
 	}
-	c := metrics.NewCollector(metrics.Sources{
+	src := metrics.Sources{
 		Pipeline: a.shared,
 		Engine:   a.engine,
 		DropLog:  a.drops,
@@ -27,7 +27,11 @@ func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener, flows *conntr
 		Reloads:  a.reloads,
 		Queues:   nums,
 		FailOpen: a.cfg.Rules.Bypass,
-	})
+	}
+	if a.cfg.KernelRules {
+		src.KernelHits = a.table.RuleHits
+	}
+	c := metrics.NewCollector(src)
 	health := metrics.NewHealth(
 		metrics.Check{Name: "queues", Fn: func() error { return queuesCheck(a.engine.Stats().ReadersLive, int(queues)) }},
 		metrics.Check{Name: "table", Fn: a.table.Verify},

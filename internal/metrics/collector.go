@@ -37,6 +37,11 @@ type Sources struct {
 	FailOpen bool
 	// ProcQueuePath defaults to DefaultProcQueuePath.
 	ProcQueuePath string
+	// KernelHits, when set, reads the hits of the rules the kernel decides
+	// (--kernel-rules auto) by rule name, "default" for the hooks'
+	// defaults; they are added to the agent's own counts, so
+	// fwagent_rule_hits_total covers both paths. Called at scrape time.
+	KernelHits func() (map[string]uint64, error)
 }
 
 // Collector is a prometheus.Collector over the agent's own counters.
@@ -171,10 +176,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 		pol := s.Policy()
 		byRule, defaults := pol.Hits()
-		for i, n := range byRule {
-			counter(ch, descRuleHits, n, pol.Program.RuleName(int32(i)))
+		var kernel map[string]uint64
+		if c.src.KernelHits != nil {
+			// A failed read leaves the kernel's share out of this scrape
+			// rather than failing it; the table health check reports why.
+			kernel, _ = c.src.KernelHits()
 		}
-		counter(ch, descDefaultHits, defaults)
+		for i, n := range byRule {
+			name := pol.Program.RuleName(int32(i))
+			counter(ch, descRuleHits, n+kernel[name], name)
+		}
+		counter(ch, descDefaultHits, defaults+kernel["default"])
 		gauge(ch, descGeneration, float64(pol.Gen))
 		gauge(ch, descRules, float64(pol.Program.NumRules()))
 

@@ -217,3 +217,31 @@ func TestCollectorWithoutProcfs(t *testing.T) {
 		t.Fatalf("%d metrics without any source, want 0", n)
 	}
 }
+
+// TestCollectorKernelHits: hits the kernel counted for rules it decides are
+// added to the agent's own, by rule name, so the metric covers both paths.
+func TestCollectorKernelHits(t *testing.T) {
+	shared := testShared(t)
+	w := shared.NewWorker()
+	send(t, w, 22, 5)
+	send(t, w, 9, 3)
+	c := NewCollector(Sources{
+		Pipeline:      shared,
+		ProcQueuePath: filepath.Join(t.TempDir(), "missing"),
+		KernelHits: func() (map[string]uint64, error) {
+			return map[string]uint64{"ssh": 100, "telnet": 7, "default": 40, "gone": 9}, nil
+		},
+	})
+	want := `
+# HELP fwagent_rule_hits_total Packets decided by each rule of the policy in force (counts carry over reloads by rule name; offloaded packets never reach the agent).
+# TYPE fwagent_rule_hits_total counter
+fwagent_rule_hits_total{rule="ssh"} 105
+fwagent_rule_hits_total{rule="telnet"} 7
+# HELP fwagent_default_hits_total Packets decided by a hook's default verdict.
+# TYPE fwagent_default_hits_total counter
+fwagent_default_hits_total 43
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "fwagent_rule_hits_total", "fwagent_default_hits_total"); err != nil {
+		t.Fatal(err)
+	}
+}
