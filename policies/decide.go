@@ -115,7 +115,7 @@ func (p *Program) ruleDecision(r int, e *ruleExec, in *Input, taint uint8) Decis
 		Audit:   e.audit,
 		SetMark: e.setMark,
 		Mark:    e.mark,
-		Offload: e.offload && taint == 0 && holdsLater(e, in.State),
+		Offload: e.offload && taint == 0 && in != nil && holdsLater(e, in.State),
 	}
 	// The caller reuses a cached decision only for packets in the same
 	// state, so neither this rule's state match nor a state match that

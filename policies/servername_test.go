@@ -77,10 +77,12 @@ func TestQUICServerName(t *testing.T) {
 	}{
 		{"one-packet initial", Input{Pkt: udp(quicInitial("a.ads.example"))}, "no-ads-quic", ActionDrop, true},
 		{"one-packet allowed", Input{Pkt: udp(quicInitial("ok.example"))}, "default", ActionAccept, false},
-		{"first of a scattered hello alone", Input{Pkt: udp(single[0])}, "default", ActionAccept, false},
-		{"second alone", Input{Pkt: udp(single[1])}, "default", ActionAccept, false},
+		{"first of a scattered hello alone", Input{Pkt: udp(single[0])}, "no-ads-quic", ActionAccept, false},
+		// Pending (the hello's start is missing): the rule accepts while
+		// it waits, as for the first segments of a TCP hello.
+		{"second alone", Input{Pkt: udp(single[1])}, "no-ads-quic", ActionAccept, false},
 		{"reassembled: found", Input{Pkt: udp(single[1]), NameState: l7.NameFound, ServerName: []byte("A.Ads.Example")}, "no-ads-quic", ActionDrop, true},
-		{"reassembled: pending", Input{Pkt: udp(quicInitial("a.ads.example")), NameState: l7.NamePending}, "default", ActionAccept, false},
+		{"reassembled: pending", Input{Pkt: udp(quicInitial("a.ads.example")), NameState: l7.NamePending}, "no-ads-quic", ActionAccept, false},
 		{"reassembled: absent", Input{Pkt: udp(quicInitial("a.ads.example")), NameState: l7.NameAbsent}, "default", ActionAccept, false},
 		{"reassembled: failed", Input{Pkt: udp(quicInitial("a.ads.example")), NameState: l7.NameFailed}, "default", ActionAccept, false},
 		{"not quic", Input{Pkt: udp([]byte("GET / HTTP/1.1\r\n"))}, "default", ActionAccept, false},

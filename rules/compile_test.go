@@ -137,7 +137,7 @@ func renderLoadsLikeInstall(t *testing.T, policy string, blockSize int) {
 		after := tb.Handles(nf.HookInput)
 		for name, h := range before {
 			switch name {
-			case RulePolicy, RuleOffload, RuleOffloadSet:
+			case RulePolicy, RuleOffload, RuleOffloadReply, RuleOffloadStale, RuleOffloadSet, RuleOffloadSetRep:
 				if after[name] == h {
 					t.Errorf("reload kept the old %s rule", name)
 				}
