@@ -34,6 +34,7 @@ func Compile(pol *Policy) (*Program, error) {
 		warnings:   append([]string(nil), pol.Warnings...),
 		tests:      pol.Tests,
 		seeds:      [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		copyRange:  copyRangeOf(pol.Rules),
 	}
 	var used uint8
 	for i, r := range pol.Rules {

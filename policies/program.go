@@ -53,6 +53,8 @@ type Program struct {
 	warnings   []string
 	tests      []*Test
 	seeds      [2]maphash.Seed
+	// copyRange: see CopyRange.
+	copyRange uint32
 }
 
 // addrIndex and portIndex values are pairs (see pair) of bitset ids.
