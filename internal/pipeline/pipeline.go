@@ -31,6 +31,10 @@ type Meta struct {
 	Mark uint32
 	// Now is a monotonic time in nanoseconds.
 	Now int64
+	// Cut says data is a copy the kernel cut at the queue's copy range
+	// (NFQA_CAP_LEN was sent): it is decoded with DecodeHeaders, and its
+	// length is what the IP header claims, not len(data).
+	Cut bool
 }
 
 // Result is everything the pipeline decided about a packet.
@@ -157,7 +161,7 @@ func (w *Worker) process(data []byte, m Meta) Result {
 	if w.begin(pol, data, &m, &w.pkt, &r) {
 		return r
 	}
-	return w.finish(pol, &w.pkt, len(data), &m, nil)
+	return w.finish(pol, &w.pkt, packetLen(data, &m, &w.pkt), &m, nil)
 }
 
 // ProcessBatch decides the packets data[i], described by meta[i], into
@@ -215,7 +219,7 @@ func (w *Worker) processGroup(data [][]byte, meta []Meta, out []Result) {
 		if look {
 			la = &a.la
 		}
-		out[i] = w.finish(pol, &a.pkt, len(data[i]), &meta[i], la)
+		out[i] = w.finish(pol, &a.pkt, packetLen(data[i], &meta[i], &a.pkt), &meta[i], la)
 	}
 }
 
@@ -231,7 +235,13 @@ func (w *Worker) begin(pol *Policy, data []byte, m *Meta, pkt *packet.Packet, r 
 		return true
 	}
 
-	if err := w.dec.Decode(data, pkt); err != nil {
+	var err error
+	if m.Cut {
+		err = w.dec.DecodeHeaders(data, pkt)
+	} else {
+		err = w.dec.Decode(data, pkt)
+	}
+	if err != nil {
 		r.DecodeErr = err
 		r.Decision = policies.Decision{Action: pol.Program.OnError(m.Hook), Rule: policies.NoRule}
 		if r.Decision.Action == policies.ActionAccept {
@@ -243,6 +253,14 @@ func (w *Worker) begin(pol *Policy, data []byte, m *Meta, pkt *packet.Packet, r 
 		return true
 	}
 	return false
+}
+
+// packetLen is the length of the packet data was copied from.
+func packetLen(data []byte, m *Meta, pkt *packet.Packet) int {
+	if m.Cut {
+		return max(len(data), pkt.Length)
+	}
+	return len(data)
 }
 
 // finish tracks and decides the decoded packet pkt of length bytes. la is
