@@ -91,7 +91,7 @@ type Counters struct {
 // CounterSnapshot is a plain copy of Counters.
 type CounterSnapshot struct {
 	Reads, Packets, Writes, Messages, ENOBUFS, ReadErrors, SendErrors, KernelErrors, Truncated, NoID, BindRepeats uint64
-	Requeued, GSO, CsumPartial                                                                                   uint64
+	Requeued, GSO, CsumPartial                                                                                    uint64
 }
 
 // Snapshot copies the counters.
