@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -73,6 +74,7 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 			MaxQueueLen:  e.cfg.MaxQueueLen,
 			FailOpen:     e.cfg.FailOpen,
 			ReadBuffer:   e.cfg.ReadBuffer,
+			GSO:          e.cfg.GSO,
 			Batch:        e.cfg.Batch,
 			Blocking:     e.cfg.BlockingRead,
 			Counters:     &e.batch,
@@ -92,6 +94,9 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 		}
 		readers = append(readers, r)
 	}
+	e.readers = readers
+	e.copyRange.Store(e.cfg.MaxPacketLen)
+	gso := len(readers) > 0 && readers[0].GSOActive()
 	var rwg sync.WaitGroup
 	for i, r := range readers {
 		decide := e.batchFunc(workers)
@@ -106,7 +111,8 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 			}
 		}()
 		e.log.Info("queue bound", "queue", e.cfg.QueueBase+uint16(i), "reader", ReaderBatch,
-			"fail_open", e.cfg.FailOpen, "workers", len(workers), "blocking", e.cfg.BlockingRead)
+			"fail_open", e.cfg.FailOpen, "workers", len(workers), "blocking", e.cfg.BlockingRead,
+			"copy_range", e.cfg.MaxPacketLen, "gso", gso)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -189,12 +195,16 @@ func (e *Engine) newDecider() *decider {
 	return &decider{e: e, w: e.shared.NewWorker()}
 }
 
-// decide sets vs[i] for the packets pkts[i] at idx. Its scratch slices
+// decide sets vs[i] for the packets pkts[i] at idx, leaving alone those
+// the reader already answered for a new copy range (Requeue). Its scratch slices
 // grow to the largest read and stay, so a steady stream of reads allocates
 // nothing.
 func (d *decider) decide(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict, idx []int32, now int64) {
 	d.data, d.meta = d.data[:0], d.meta[:0]
 	for _, i := range idx {
+		if pkts[i].Requeue {
+			continue
+		}
 		d.add(&pkts[i], now)
 	}
 	if cap(d.res) < len(d.data) {
@@ -202,8 +212,13 @@ func (d *decider) decide(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict, idx []int32,
 	}
 	res := d.res[:len(d.data)]
 	d.w.ProcessBatch(d.data, d.meta, res)
-	for k, i := range idx {
+	k := 0
+	for _, i := range idx {
+		if pkts[i].Requeue {
+			continue
+		}
 		vs[i] = toVerdict(&res[k])
+		k++
 	}
 }
 
@@ -222,6 +237,7 @@ func (d *decider) add(p *nfqmsg.Packet, now int64) {
 		m.Hook = h
 	}
 	m.Mark = p.Mark
+	m.Cut = p.CapLen != 0
 	if ifName := d.e.cfg.IfName; ifName != nil {
 		if p.InDev != 0 {
 			m.InIf = ifName(p.InDev)
@@ -245,3 +261,30 @@ func toVerdict(r *pipeline.Result) nfqmsg.Verdict {
 	}
 	return nfqmsg.Verdict{Code: nfqmsg.Accept, SetMark: r.Verdict.SetMark, Mark: r.Verdict.Mark}
 }
+
+// SetCopyRange changes how many bytes of each packet the kernel copies to
+// every queue (see nfqmsg.Reader.SetCopyRange) and returns once each queue
+// has taken it, or ctx ends. The agent raises the range before a policy that
+// needs more bytes goes live, and lowers it after one that needs fewer, so
+// no packet is decided on fewer bytes than its policy reads. It does nothing
+// for ReaderNfqueue, which copies whole packets.
+func (e *Engine) SetCopyRange(ctx context.Context, n uint32) error {
+	if e.cfg.Reader != ReaderBatch {
+		return nil
+	}
+	var errs []error
+	for _, r := range e.readers {
+		if err := r.SetCopyRange(ctx, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("verdict: %w", err)
+	}
+	e.copyRange.Store(n)
+	return nil
+}
+
+// CopyRange is the copy range last set on the queues (Config.MaxPacketLen
+// or SetCopyRange).
+func (e *Engine) CopyRange() uint32 { return e.copyRange.Load() }

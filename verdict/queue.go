@@ -30,12 +30,18 @@ type Config struct {
 	FailOpen bool
 	// MaxQueueLen is the kernel queue length per queue (default 4096).
 	MaxQueueLen uint32
-	// ReadBuffer is the socket receive buffer per queue in bytes (default
-	// 16 MiB: about 4096 queued packets of 4 KiB).
+	// ReadBuffer is the socket receive buffer per queue in bytes (default:
+	// ReaderBatch sizes it to a full queue of the copy range, 16-64 MiB;
+	// ReaderNfqueue 16 MiB).
 	ReadBuffer int
 	// MaxPacketLen is how much of each packet is copied to us (default
-	// 0xffff: the whole packet, so L7 rules see payloads).
+	// 0xffff: the whole packet). The agent sets it to the policy's
+	// policies.Program.CopyRange and changes it on reload (SetCopyRange);
+	// ReaderNfqueue always copies whole packets.
 	MaxPacketLen uint32
+	// GSO queues GSO/GRO aggregates whole (NFQA_CFG_F_GSO) instead of
+	// having the kernel segment them first (ReaderBatch).
+	GSO bool
 	Logger       *slog.Logger
 	// IfName resolves an interface index; nil leaves names empty.
 	IfName func(index uint32) string
@@ -68,6 +74,11 @@ type Engine struct {
 	alive      atomic.Int32 // readers currently bound
 
 	batch nfqmsg.Counters // ReaderBatch readers, all queues
+
+	// readers are the ReaderBatch readers, set once by Start.
+	readers []*nfqmsg.Reader
+	// copyRange is the range last asked for (SetCopyRange).
+	copyRange atomic.Uint32
 }
 
 // New makes an engine on shared pipeline state.
@@ -78,9 +89,6 @@ func New(cfg Config, shared *pipeline.Shared) *Engine {
 	if cfg.MaxQueueLen == 0 {
 		cfg.MaxQueueLen = 4096
 	}
-	if cfg.ReadBuffer == 0 {
-		cfg.ReadBuffer = 16 << 20
-	}
 	if cfg.MaxPacketLen == 0 {
 		cfg.MaxPacketLen = 0xffff
 	}
@@ -89,6 +97,13 @@ func New(cfg Config, shared *pipeline.Shared) *Engine {
 	}
 	if cfg.Reader == "" {
 		cfg.Reader = DefaultReader
+	}
+	if cfg.Reader == ReaderNfqueue {
+		// go-nfqueue's loop cannot change the range of a bound queue.
+		cfg.MaxPacketLen = 0xffff
+		if cfg.ReadBuffer == 0 {
+			cfg.ReadBuffer = 16 << 20
+		}
 	}
 	if cfg.Now == nil {
 		start := time.Now()

@@ -45,6 +45,8 @@ type runFlags struct {
 	logFile     string
 	logs        logFlags
 	queueMaxLen uint32
+	copyRange   uint32
+	gso         bool
 	logLevel    string
 	maxFlows    int
 	insecure    bool
@@ -86,6 +88,8 @@ CAP_NET_ADMIN.`,
 	fl.StringVar(&f.logFile, "log-file", "", "append JSON drop events to this file instead of stdout")
 	f.logs.register(fl)
 	fl.Uint32Var(&f.queueMaxLen, "queue-maxlen", 4096, "kernel queue length per queue")
+	fl.Uint32Var(&f.copyRange, "copy-range", 0, "bytes of each queued packet the kernel copies to the agent (0: what the policy reads, recomputed on reload; 65535: whole packets)")
+	fl.BoolVar(&f.gso, "queue-gso", true, "queue GSO/GRO aggregates whole (up to 64 KiB, one verdict) instead of segmenting them first (batch reader)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.IntVar(&f.maxFlows, "max-flows", 0, "cap on tracked flows (0: 262144); at the cap a new flow evicts an expired one, else one never answered, else the nearest to expiry")
 	fl.BoolVar(&f.insecure, "allow-insecure-policy-perms", false, "read a policy or set file that group or others may write, or that another user owns")
@@ -134,7 +138,8 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 	if f.batch < 1 || f.batch > 1024 {
 		return cfg, nop, usagef("run: --batch %d: want 1 to 1024", f.batch)
 	}
-	cfg.Verdict = verdict.Config{Workers: f.workers, MaxQueueLen: f.queueMaxLen, Reader: f.reader, Batch: f.batch, BlockingRead: f.blocking}
+	cfg.Verdict = verdict.Config{Workers: f.workers, MaxQueueLen: f.queueMaxLen, Reader: f.reader, Batch: f.batch, BlockingRead: f.blocking,
+		MaxPacketLen: f.copyRange, GSO: f.gso}
 	if f.maxFlows < 0 {
 		return cfg, nop, usagef("run: --max-flows must not be negative")
 	}

@@ -165,6 +165,9 @@ func Run(ctx context.Context, cfg Config) error {
 	vcfg.Logger = a.log
 	vcfg.IfName = a.ifs.Name
 	vcfg.Now = flows.Now
+	if vcfg.MaxPacketLen == 0 {
+		vcfg.MaxPacketLen = prog.CopyRange()
+	}
 	a.engine = verdict.New(vcfg, a.shared)
 	waitQueues, err := a.engine.Start(runCtx)
 	if err != nil {
@@ -270,14 +273,41 @@ func (a *Agent) Reload() (err error) {
 		return err
 	}
 	gen := nextGeneration(a.gen, a.cfg.Rules.Marks)
+	// A policy that reads more of each packet needs the larger copy range
+	// in force before it decides; one that reads less lowers it after.
+	copyRange := a.cfg.Verdict.MaxPacketLen
+	if copyRange == 0 {
+		copyRange = prog.CopyRange()
+	}
+	if copyRange > a.engine.CopyRange() {
+		if err := a.setCopyRange(copyRange); err != nil {
+			return err
+		}
+	}
 	// The new policy goes live before the kernel's offload rule moves, so a
 	// flow re-queued by the move is decided by the new policy.
 	a.shared.SetPolicy(&pipeline.Policy{Program: prog, Gen: gen})
+	if copyRange < a.engine.CopyRange() {
+		if err := a.setCopyRange(copyRange); err != nil {
+			// Copying more than needed only costs time.
+			a.log.Warn("cannot lower the queue copy range", "bytes", copyRange, "err", err)
+		}
+	}
 	if err := a.table.SetGeneration(gen); err != nil {
 		return fmt.Errorf("agent: reload: %w", err)
 	}
 	a.gen = gen
 	a.log.Info("policy reloaded", "rules", prog.NumRules(), "generation", gen)
+	return nil
+}
+
+// setCopyRange sets the queues' copy range, waiting at most 5 s for them.
+func (a *Agent) setCopyRange(n uint32) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.engine.SetCopyRange(ctx, n); err != nil {
+		return fmt.Errorf("agent: reload: copy range %d: %w", n, err)
+	}
 	return nil
 }
 

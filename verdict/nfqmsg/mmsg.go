@@ -47,8 +47,10 @@ type Config struct {
 	GSO bool
 	// Flags are further NFQA_CFG_F_* flags.
 	Flags uint32
-	// ReadBuffer is the socket receive buffer in bytes (default 16 MiB); set
-	// with SO_RCVBUFFORCE when allowed, else SO_RCVBUF.
+	// ReadBuffer is the socket receive buffer in bytes; set with
+	// SO_RCVBUFFORCE when allowed, else SO_RCVBUF. By default it holds a
+	// full queue of messages of the copy range, within 16 to 64 MiB, and
+	// follows SetCopyRange.
 	ReadBuffer int
 	// Batch is the most messages one recvmmsg returns (default 64).
 	Batch int
@@ -137,6 +139,7 @@ type Reader struct {
 	copyRange uint32
 	gso       atomic.Bool
 	autoBuf   bool
+	autoRcv   bool // ReadBuffer follows the copy range
 	// reconf carries SetCopyRange's requests to the reader goroutine.
 	reconf chan copyRequest
 
@@ -160,13 +163,14 @@ func Open(cfg Config) (*Reader, error) {
 	if cfg.MaxQueueLen == 0 {
 		cfg.MaxQueueLen = 4096
 	}
-	if cfg.ReadBuffer == 0 {
-		cfg.ReadBuffer = 16 << 20
-	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 64
 	}
 	cfg.MaxPacketLen = kernelCopyRange(cfg.MaxPacketLen)
+	autoRcv := cfg.ReadBuffer <= 0
+	if autoRcv {
+		cfg.ReadBuffer = rcvBufFor(cfg.MaxPacketLen, cfg.MaxQueueLen)
+	}
 	autoBuf := cfg.BufSize <= 0
 	if autoBuf {
 		cfg.BufSize = bufSizeFor(cfg.MaxPacketLen)
@@ -200,6 +204,7 @@ func Open(cfg Config) (*Reader, error) {
 
 		copyRange: cfg.MaxPacketLen,
 		autoBuf:   autoBuf,
+		autoRcv:   autoRcv,
 		reconf:    make(chan copyRequest, 1),
 	}
 	if cfg.FailOpen {
@@ -243,6 +248,15 @@ func kernelCopyRange(n uint32) uint32 {
 // (timestamps, devices, hw address, uid/gid, security context, L2 header)
 // fit in well under 1 KiB.
 func bufSizeFor(n uint32) int { return int(n) + 1024 }
+
+// rcvBufFor is the default socket buffer: room for a full kernel queue of
+// messages of copy range n (each costs about its size plus an skb's
+// overhead), but at least 16 MiB, which bursts of small packets need, and
+// at most 64 MiB: a queue of 64 KiB aggregates would otherwise ask for
+// hundreds of MiB.
+func rcvBufFor(n, queueLen uint32) int {
+	return min(max(int(queueLen)*(int(n)+1024), 16<<20), 64<<20)
+}
 
 // allocBufs makes the receive buffers for Batch messages of BufSize bytes.
 func (r *Reader) allocBufs() {
