@@ -41,8 +41,8 @@ type Config struct {
 	MaxPacketLen uint32
 	// GSO queues GSO/GRO aggregates whole (NFQA_CFG_F_GSO) instead of
 	// having the kernel segment them first (ReaderBatch).
-	GSO bool
-	Logger       *slog.Logger
+	GSO    bool
+	Logger *slog.Logger
 	// IfName resolves an interface index; nil leaves names empty.
 	IfName func(index uint32) string
 	// Now is the monotonic clock (nanoseconds) stamped on packets; it must
