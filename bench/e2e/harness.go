@@ -416,6 +416,7 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 func (h *harness) missingFlags(ctx context.Context, args []string) string {
 	help, _ := exec.CommandContext(ctx, h.bins[kindFwagent], "run", "--help").CombinedOutput()
 	for _, a := range args {
+		a, _, _ = strings.Cut(a, "=")
 		if strings.HasPrefix(a, "--") && !strings.Contains(string(help), a+" ") {
 			return a
 		}

@@ -88,3 +88,14 @@ func dropLogPolicy() string {
     log: true
 `, benchUDP)
 }
+
+// payloadPolicy is acceptPolicy behind a payload rule on the bulk port
+// whose needle the stream never carries: every packet is copied whole and
+// searched to its end, and then accepted.
+func payloadPolicy() string {
+	return policyHead + fmt.Sprintf(`  - name: bench-payload
+    hook: input
+    match: {proto: tcp, dport: %d, payload: {contains: "fwagent-bench-needle"}}
+    action: drop
+`, portBulk) + acceptPolicy(false)[len(policyHead):]
+}
