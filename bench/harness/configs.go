@@ -1,4 +1,4 @@
-package main
+package harness
 
 import "fmt"
 
@@ -32,7 +32,7 @@ func configNames() []string {
 		"fwagent-inspect", "fwagent-inspect-nq", "fwagent-inspect-payload", "fwagent-inspect-nogso", "droplog-fwagent", "droplog-ulogd2"}
 }
 
-func configByName(name string, o options) config {
+func configByName(name string, o Options) config {
 	switch name {
 	case "kernel":
 		return config{name: name, kind: kindKernel, desc: "kernel only, no queue", udp: true, connect: true, bulk: true}

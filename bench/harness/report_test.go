@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"encoding/xml"
@@ -120,7 +120,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"extra"}, false, 0},
 	}
 	for _, tt := range tests {
-		o, err := parseFlags(tt.args)
+		o, err := ParseFlags("e2e", tt.args, "bench/out")
 		if (err == nil) != tt.ok || (tt.ok && len(o.configs) != tt.n) {
 			t.Errorf("%q: %d configs, err %v", tt.args, len(o.configs), err)
 		}
