@@ -29,7 +29,7 @@ type fakeEngine struct {
 
 func (f *fakeEngine) Stats() verdict.Stats               { return f.st }
 func (f *fakeEngine) BatchStats() nfqmsg.CounterSnapshot { return f.b }
-func (f *fakeEngine) CopyRange() uint32                   { return f.cr }
+func (f *fakeEngine) CopyRange() uint32                  { return f.cr }
 
 type fakeFlows conntrack.Stats
 
