@@ -30,9 +30,8 @@ type Config struct {
 	FailOpen bool
 	// MaxQueueLen is the kernel queue length per queue (default 4096).
 	MaxQueueLen uint32
-	// ReadBuffer is the socket receive buffer per queue in bytes (default:
-	// ReaderBatch sizes it to a full queue of the copy range, 16-64 MiB;
-	// ReaderNfqueue 16 MiB).
+	// ReadBuffer is the socket receive buffer per queue in bytes (default
+	// 16 MiB).
 	ReadBuffer int
 	// MaxPacketLen is how much of each packet is copied to us (default
 	// 0xffff: the whole packet). The agent sets it to the policy's

@@ -78,12 +78,6 @@ func (r *Reader) applyCopyRange(n uint32) error {
 		r.cfg.BufSize = bufSizeFor(n)
 		r.allocBufs()
 	}
-	if r.autoRcv {
-		r.cfg.ReadBuffer = rcvBufFor(n, r.cfg.MaxQueueLen)
-		if err := r.setRcvBuf(); err != nil {
-			r.log.Warn("cannot size queue receive buffer", "queue", r.cfg.Queue, "bytes", r.cfg.ReadBuffer, "err", err)
-		}
-	}
 	params := binary.BigEndian.AppendUint32(nil, n)
 	params = append(params, nfqueue.NfQnlCopyPacket)
 	var early []Packet

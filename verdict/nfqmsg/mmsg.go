@@ -47,10 +47,11 @@ type Config struct {
 	GSO bool
 	// Flags are further NFQA_CFG_F_* flags.
 	Flags uint32
-	// ReadBuffer is the socket receive buffer in bytes; set with
-	// SO_RCVBUFFORCE when allowed, else SO_RCVBUF. By default it holds a
-	// full queue of messages of the copy range, within 16 to 64 MiB, and
-	// follows SetCopyRange.
+	// ReadBuffer is the socket receive buffer in bytes (default 16 MiB);
+	// set with SO_RCVBUFFORCE when allowed, else SO_RCVBUF. It is not
+	// scaled to the copy range: a buffer that holds more messages than the
+	// kernel queue lets a fail-open queue overflow first, and packets a full
+	// queue passes are counted by no one, while socket overruns are.
 	ReadBuffer int
 	// Batch is the most messages one recvmmsg returns (default 64).
 	Batch int
@@ -139,7 +140,6 @@ type Reader struct {
 	copyRange uint32
 	gso       atomic.Bool
 	autoBuf   bool
-	autoRcv   bool // ReadBuffer follows the copy range
 	// reconf carries SetCopyRange's requests to the reader goroutine.
 	reconf chan copyRequest
 
@@ -167,9 +167,8 @@ func Open(cfg Config) (*Reader, error) {
 		cfg.Batch = 64
 	}
 	cfg.MaxPacketLen = kernelCopyRange(cfg.MaxPacketLen)
-	autoRcv := cfg.ReadBuffer <= 0
-	if autoRcv {
-		cfg.ReadBuffer = rcvBufFor(cfg.MaxPacketLen, cfg.MaxQueueLen)
+	if cfg.ReadBuffer <= 0 {
+		cfg.ReadBuffer = 16 << 20
 	}
 	autoBuf := cfg.BufSize <= 0
 	if autoBuf {
@@ -204,7 +203,6 @@ func Open(cfg Config) (*Reader, error) {
 
 		copyRange: cfg.MaxPacketLen,
 		autoBuf:   autoBuf,
-		autoRcv:   autoRcv,
 		reconf:    make(chan copyRequest, 1),
 	}
 	if cfg.FailOpen {
@@ -248,15 +246,6 @@ func kernelCopyRange(n uint32) uint32 {
 // (timestamps, devices, hw address, uid/gid, security context, L2 header)
 // fit in well under 1 KiB.
 func bufSizeFor(n uint32) int { return int(n) + 1024 }
-
-// rcvBufFor is the default socket buffer: room for a full kernel queue of
-// messages of copy range n (each costs about its size plus an skb's
-// overhead), but at least 16 MiB, which bursts of small packets need, and
-// at most 64 MiB: a queue of 64 KiB aggregates would otherwise ask for
-// hundreds of MiB.
-func rcvBufFor(n, queueLen uint32) int {
-	return min(max(int(queueLen)*(int(n)+1024), 16<<20), 64<<20)
-}
 
 // allocBufs makes the receive buffers for Batch messages of BufSize bytes.
 func (r *Reader) allocBufs() {
