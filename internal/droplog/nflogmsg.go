@@ -18,7 +18,7 @@ const (
 	nlmsgDoneType  = 0x3
 
 	subsysULOG   = 4
-	typeLogPkt   = subsysULOG<<8 | 0 // NFULNL_MSG_PACKET
+	typeLogPkt   = subsysULOG << 8   // NFULNL_MSG_PACKET (0)
 	typeLogCfg   = subsysULOG<<8 | 1 // NFULNL_MSG_CONFIG
 	nfulaPktHdr  = 1
 	nfulaMark    = 2
