@@ -11,26 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Reader names for Config.Reader.
-const (
-	// ReaderBatch reads many queued packets per syscall with recvmmsg and
-	// answers each read with one write (verdict/nfqmsg).
-	ReaderBatch = "batch"
-	// ReaderNfqueue is go-nfqueue's own loop: one packet per read, one
-	// verdict per write.
-	ReaderNfqueue = "nfqueue"
-)
-
-// DefaultReader is the reader used when Config.Reader is empty, chosen by
-// measurement (TestE2EThroughput, DESIGN.md's method, 1,000-rule policy):
-// the batch reader keeps up at the sender's ceiling with no loss and about
-// the C libnetfilter_queue loop's CPU per packet (0.73-1.17x over runs,
-// median 0.94x), allocating nothing; go-nfqueue's loop loses ~65% at the
-// same load and burns 3-4x the CPU. Netpoller parking is the default over
-// BlockingRead: measured no cheaper blocking, and it keeps cancellation
-// immediate.
-const DefaultReader = ReaderBatch
-
 // BatchStats is the batched readers' own counters, all queues together.
 func (e *Engine) BatchStats() nfqmsg.CounterSnapshot { return e.batch.Snapshot() }
 
@@ -44,7 +24,7 @@ type batchTask struct {
 	done *sync.WaitGroup
 }
 
-// startBatch is Start for ReaderBatch: one nfqmsg.Reader per queue, deciding
+// startBatch is Start: one nfqmsg.Reader per queue, deciding
 // each read inline on the reader's goroutine or, with workers, spread over
 // them by flow hash and gathered before the read's verdicts go out.
 func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
@@ -110,7 +90,7 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 				e.log.Error("queue reader stopped", "queue", e.cfg.QueueBase+uint16(i), "err", err)
 			}
 		}()
-		e.log.Info("queue bound", "queue", e.cfg.QueueBase+uint16(i), "reader", ReaderBatch,
+		e.log.Info("queue bound", "queue", e.cfg.QueueBase+uint16(i),
 			"fail_open", e.cfg.FailOpen, "workers", len(workers), "blocking", e.cfg.BlockingRead,
 			"copy_range", e.cfg.MaxPacketLen, "gso", gso)
 	}
@@ -266,12 +246,8 @@ func toVerdict(r *pipeline.Result) nfqmsg.Verdict {
 // every queue (see nfqmsg.Reader.SetCopyRange) and returns once each queue
 // has taken it, or ctx ends. The agent raises the range before a policy that
 // needs more bytes goes live, and lowers it after one that needs fewer, so
-// no packet is decided on fewer bytes than its policy reads. It does nothing
-// for ReaderNfqueue, which copies whole packets.
+// no packet is decided on fewer bytes than its policy reads.
 func (e *Engine) SetCopyRange(ctx context.Context, n uint32) error {
-	if e.cfg.Reader != ReaderBatch {
-		return nil
-	}
 	var errs []error
 	for _, r := range e.readers {
 		if err := r.SetCopyRange(ctx, n); err != nil {

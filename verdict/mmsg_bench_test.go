@@ -58,7 +58,7 @@ func batchEngine(tb testing.TB) *Engine {
 	}
 	flows := conntrack.New(conntrack.Config{MaxFlows: 65536})
 	shared := pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: 1}, rules.DefaultConfig().Marks, flows)
-	return New(Config{Reader: ReaderBatch}, shared)
+	return New(Config{}, shared)
 }
 
 // readOf is one read's worth of queued packets: 64 UDP packets over 64 flows.

@@ -28,7 +28,7 @@ type config struct {
 }
 
 func configNames() []string {
-	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-1000-nfqueue", "fwagent-offload",
+	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload",
 		"fwagent-inspect", "fwagent-inspect-nq", "fwagent-inspect-payload", "fwagent-inspect-nogso", "droplog-fwagent", "droplog-ulogd2"}
 }
 
@@ -48,9 +48,6 @@ func configByName(name string, o Options) config {
 		return config{name: name, kind: kindFwagent, queues: o.queues, policy: acceptPolicy(false), desc: fmt.Sprintf("fwagent, %d queues (fan-out), 2-rule policy, offload off", o.queues), udp: true, connect: true}
 	case "fwagent-1000":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), desc: "fwagent, 1 queue, 1,000-rule policy (match last), flow tracking, offload off", udp: true, connect: true}
-	case "fwagent-1000-nfqueue":
-		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), args: []string{"--reader", "nfqueue"},
-			desc: "as fwagent-1000, with go-nfqueue's own reader (--reader nfqueue) instead of the batched one", udp: true}
 	case "fwagent-offload":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(true), desc: "fwagent, 1 queue, offload on (flows accepted in the kernel after the first packet)", connect: true, bulk: true}
 	case "fwagent-inspect":
