@@ -186,7 +186,7 @@ func markdown(res *Results) string {
 			rep := "none"
 			if len(d.Reported) > 0 {
 				var kv []string
-				for _, k := range []string{"received", "written", "shed", "limited", "lost", "errors"} {
+				for _, k := range []string{"received", "written", "shed", "limited", "lost", "overruns", "errors"} {
 					if v, ok := d.Reported[k]; ok {
 						kv = append(kv, fmt.Sprintf("%s=%d", k, v))
 					}
