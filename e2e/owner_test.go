@@ -100,24 +100,14 @@ rules:
 `
 
 // TestOwnerUID: with TCP 8080 allowed only to uid 0 on output, root
-// connects and nobody (65534) does not, and the drop event names the uid;
-// with both queue readers, which read the owner each their own way.
+// connects and nobody (65534) does not, and the drop event names the uid.
 func TestOwnerUID(t *testing.T) {
 	requireKernelTools(t)
 	testnet.RequireCommands(t, "nsenter", "setpriv", "timeout", "bash")
 	t.Parallel()
-	for _, reader := range []string{"batch", "nfqueue"} {
-		t.Run(reader, func(t *testing.T) {
-			t.Parallel()
-			testOwnerUID(t, reader)
-		})
-	}
-}
-
-func testOwnerUID(t *testing.T, reader string) {
 	n := testnet.New(t)
 	serveTCP(t, n.Server, 8080)
-	a := startAgent(t, n.Client, writePolicy(t, uidPolicy), "--hooks", "output", "--reader", reader)
+	a := startAgent(t, n.Client, writePolicy(t, uidPolicy), "--hooks", "output")
 
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		ap := netip.AddrPortFrom(dst, 8080)

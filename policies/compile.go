@@ -36,6 +36,7 @@ func Compile(pol *Policy) (*Program, error) {
 		tests:      pol.Tests,
 		source:     pol.Rules,
 		seeds:      [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		copyRange:  copyRangeOf(pol.Rules),
 	}
 	var used uint8
 	for i, r := range pol.Rules {

@@ -62,6 +62,8 @@ type Program struct {
 	streams bool
 	// source are the rules compiled, for the kernel compiler (SourceRules).
 	source []*Rule
+	// copyRange: see CopyRange.
+	copyRange uint32
 }
 
 // addrIndex and portIndex values are pairs (see pair) of bitset ids.

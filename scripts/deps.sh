@@ -29,6 +29,11 @@ have openssl   || need_pkgs+=(openssl)
 have chromium  || need_pkgs+=(chromium)
 # The C libnetfilter_queue baseline of the benchmark harness.
 [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || need_pkgs+=(libnetfilter-queue-dev)
+# The harness's TCP bulk stream (kernel only, inspected, offloaded).
+have iperf3    || need_pkgs+=(iperf3)
+# The harness's drop-log baseline: ulogd2 with its JSON output plugin.
+have ulogd     || need_pkgs+=(ulogd2)
+compgen -G '/usr/lib/*/ulogd/ulogd_output_JSON.so' >/dev/null || need_pkgs+=(ulogd2-json)
 if ! have go && [ ! -x /usr/local/go/bin/go ]; then
 	need_pkgs+=(golang-go)
 fi

@@ -16,6 +16,11 @@
 //     its buffer was full) is counted and survived: those packets were
 //     handled by the kernel per fail-open/closed.
 //
+// Reading: every queue is read with recvmmsg, many packets per system call,
+// and each read is answered with one write (verdict/nfqmsg). go-nfqueue's
+// one-packet loop is not in the agent; it lives in bench/naive as the
+// reference the harness measures (bench/README.md has the figures).
+//
 // Flow order: packets are handed to workers by a hash of their addresses, so
 // one flow's packets stay in order on one worker.
 package verdict

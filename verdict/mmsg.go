@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -11,26 +12,6 @@ import (
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
 	"golang.org/x/sys/unix"
 )
-
-// Reader names for Config.Reader.
-const (
-	// ReaderBatch reads many queued packets per syscall with recvmmsg and
-	// answers each read with one write (verdict/nfqmsg).
-	ReaderBatch = "batch"
-	// ReaderNfqueue is go-nfqueue's own loop: one packet per read, one
-	// verdict per write.
-	ReaderNfqueue = "nfqueue"
-)
-
-// DefaultReader is the reader used when Config.Reader is empty, chosen by
-// measurement (TestE2EThroughput, DESIGN.md's method, 1,000-rule policy):
-// the batch reader keeps up at the sender's ceiling with no loss and about
-// the C libnetfilter_queue loop's CPU per packet (0.73-1.17x over runs,
-// median 0.94x), allocating nothing; go-nfqueue's loop loses ~65% at the
-// same load and burns 3-4x the CPU. Netpoller parking is the default over
-// BlockingRead: measured no cheaper blocking, and it keeps cancellation
-// immediate.
-const DefaultReader = ReaderBatch
 
 // BatchStats is the batched readers' own counters, all queues together.
 func (e *Engine) BatchStats() nfqmsg.CounterSnapshot { return e.batch.Snapshot() }
@@ -45,7 +26,7 @@ type batchTask struct {
 	done *sync.WaitGroup
 }
 
-// startBatch is Start for ReaderBatch: one nfqmsg.Reader per queue, deciding
+// startBatch is Start: one nfqmsg.Reader per queue, deciding
 // each read inline on the reader's goroutine or, with workers, spread over
 // them by flow hash and gathered before the read's verdicts go out.
 func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
@@ -78,6 +59,7 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 			// it only for packets with a local socket.
 			Flags:      nfqueue.NfQaCfgFlagUIDGid,
 			ReadBuffer: e.cfg.ReadBuffer,
+			GSO:        e.cfg.GSO,
 			Batch:      e.cfg.Batch,
 			Blocking:   e.cfg.BlockingRead,
 			Counters:   &e.batch,
@@ -97,6 +79,9 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 		}
 		readers = append(readers, r)
 	}
+	e.readers = readers
+	e.copyRange.Store(e.cfg.MaxPacketLen)
+	gso := len(readers) > 0 && readers[0].GSOActive()
 	var rwg sync.WaitGroup
 	for i, r := range readers {
 		decide := e.batchFunc(workers)
@@ -110,8 +95,9 @@ func (e *Engine) startBatch(ctx context.Context) (wait func(), err error) {
 				e.log.Error("queue reader stopped", "queue", e.cfg.QueueBase+uint16(i), "err", err)
 			}
 		}()
-		e.log.Info("queue bound", "queue", e.cfg.QueueBase+uint16(i), "reader", ReaderBatch,
-			"fail_open", e.cfg.FailOpen, "workers", len(workers), "blocking", e.cfg.BlockingRead)
+		e.log.Info("queue bound", "queue", e.cfg.QueueBase+uint16(i),
+			"fail_open", e.cfg.FailOpen, "workers", len(workers), "blocking", e.cfg.BlockingRead,
+			"copy_range", e.cfg.MaxPacketLen, "gso", gso)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -194,12 +180,16 @@ func (e *Engine) newDecider() *decider {
 	return &decider{e: e, w: e.shared.NewWorker()}
 }
 
-// decide sets vs[i] for the packets pkts[i] at idx. Its scratch slices
+// decide sets vs[i] for the packets pkts[i] at idx, leaving alone those
+// the reader already answered for a new copy range (Requeue). Its scratch slices
 // grow to the largest read and stay, so a steady stream of reads allocates
 // nothing.
 func (d *decider) decide(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict, idx []int32, now int64) {
 	d.data, d.meta = d.data[:0], d.meta[:0]
 	for _, i := range idx {
+		if pkts[i].Requeue {
+			continue
+		}
 		d.add(&pkts[i], now)
 	}
 	if cap(d.res) < len(d.data) {
@@ -207,11 +197,16 @@ func (d *decider) decide(pkts []nfqmsg.Packet, vs []nfqmsg.Verdict, idx []int32,
 	}
 	res := d.res[:len(d.data)]
 	d.w.ProcessBatch(d.data, d.meta, res)
-	for k, i := range idx {
+	k := 0
+	for _, i := range idx {
+		if pkts[i].Requeue {
+			continue
+		}
 		vs[i] = toVerdict(&res[k])
 		if wantsEnd(&res[k], d.meta[k].Hook) {
 			d.e.ender.submit(d.data[k])
 		}
+		k++
 	}
 }
 
@@ -231,6 +226,7 @@ func (d *decider) add(p *nfqmsg.Packet, now int64) {
 	}
 	m.Mark = p.Mark
 	m.HasUID, m.UID, m.HasGID, m.GID = p.HasUID, p.UID, p.HasGID, p.GID
+	m.Cut = p.CapLen != 0
 	if ifName := d.e.cfg.IfName; ifName != nil {
 		if p.InDev != 0 {
 			m.InIf = ifName(p.InDev)
@@ -254,3 +250,26 @@ func toVerdict(r *pipeline.Result) nfqmsg.Verdict {
 	}
 	return nfqmsg.Verdict{Code: nfqmsg.Accept, SetMark: r.Verdict.SetMark, Mark: r.Verdict.Mark}
 }
+
+// SetCopyRange changes how many bytes of each packet the kernel copies to
+// every queue (see nfqmsg.Reader.SetCopyRange) and returns once each queue
+// has taken it, or ctx ends. The agent raises the range before a policy that
+// needs more bytes goes live, and lowers it after one that needs fewer, so
+// no packet is decided on fewer bytes than its policy reads.
+func (e *Engine) SetCopyRange(ctx context.Context, n uint32) error {
+	var errs []error
+	for _, r := range e.readers {
+		if err := r.SetCopyRange(ctx, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("verdict: %w", err)
+	}
+	e.copyRange.Store(n)
+	return nil
+}
+
+// CopyRange is the copy range last set on the queues (Config.MaxPacketLen
+// or SetCopyRange).
+func (e *Engine) CopyRange() uint32 { return e.copyRange.Load() }

@@ -2,10 +2,12 @@ package verdict
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/pipeline"
+	"github.com/fwagent/fwagent/internal/policygen"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
@@ -33,11 +35,20 @@ func udp4(src, dst [4]byte, sport, dport uint16, n int) []byte {
 	return b
 }
 
+// The benchmark's traffic: UDP to benchPort, decided by the last of
+// benchRules rules.
+const (
+	benchPort  = 5001
+	benchRules = 1000
+)
+
 // batchEngine is an engine on a 1,000-rule policy whose last rule matches
 // the benchmark's traffic, with flow tracking, as the e2e comparison runs it.
 func batchEngine(tb testing.TB) *Engine {
 	tb.Helper()
-	pol, err := policies.Load("bench.yaml", []byte(e2ePolicy(e2eRules)), nil)
+	text := policygen.Generate(policygen.Options{Rules: benchRules,
+		Last: fmt.Sprintf("{match: {proto: udp, dport: %d}, action: accept, offload: false}", benchPort)})
+	pol, err := policies.Load("bench.yaml", []byte(text), nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -47,7 +58,7 @@ func batchEngine(tb testing.TB) *Engine {
 	}
 	flows := conntrack.New(conntrack.Config{MaxFlows: 65536})
 	shared := pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: 1}, rules.DefaultConfig().Marks, flows)
-	return New(Config{Reader: ReaderBatch}, shared)
+	return New(Config{}, shared)
 }
 
 // readOf is one read's worth of queued packets: 64 UDP packets over 64 flows.
@@ -56,7 +67,7 @@ func readOf() []nfqmsg.Packet {
 	for i := range pkts {
 		pkts[i] = nfqmsg.Packet{
 			ID: uint32(i + 1), HwProtocol: unix.ETH_P_IP, Hook: unix.NF_INET_LOCAL_IN, InDev: 2,
-			Payload: udp4([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, uint16(30000+i), e2ePort, 64),
+			Payload: udp4([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, uint16(30000+i), benchPort, 64),
 		}
 	}
 	return pkts

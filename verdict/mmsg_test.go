@@ -110,22 +110,20 @@ func TestEngineReaders(t *testing.T) {
 	t.Cleanup(func() { send.Close() })
 
 	tests := []struct {
-		reader   string
 		workers  int
 		blocking bool
 	}{
-		{ReaderBatch, 0, false},
-		{ReaderBatch, 2, false},
-		{ReaderBatch, 0, true},
-		{ReaderNfqueue, 0, false},
+		{0, false},
+		{2, false},
+		{0, true},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%s/workers=%d/blocking=%v", tt.reader, tt.workers, tt.blocking), func(t *testing.T) {
+		t.Run(fmt.Sprintf("workers=%d/blocking=%v", tt.workers, tt.blocking), func(t *testing.T) {
 			for i := range recv {
 				recv[i].Store(0)
 			}
 			shared := pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: 1}, rcfg.Marks, nil)
-			e := New(Config{Reader: tt.reader, Workers: tt.workers, BlockingRead: tt.blocking, FailOpen: false}, shared)
+			e := New(Config{Workers: tt.workers, BlockingRead: tt.blocking, FailOpen: false}, shared)
 			ctx, cancel := context.WithCancel(context.Background())
 			var wait func()
 			if err := n.Server.Do(func() (err error) {
@@ -174,10 +172,8 @@ func TestEngineReaders(t *testing.T) {
 			if st := e.Stats(); st.ENOBUFS+st.SendErrors+st.ReadErrors != 0 {
 				t.Errorf("engine stats %+v", st)
 			}
-			if tt.reader == ReaderBatch {
-				if b := e.BatchStats(); b.Packets != 3*perPort {
-					t.Errorf("batch reader answered %d packets, want %d", b.Packets, 3*perPort)
-				}
+			if b := e.BatchStats(); b.Packets != 3*perPort {
+				t.Errorf("batch reader answered %d packets, want %d", b.Packets, 3*perPort)
 			}
 		})
 	}
@@ -191,12 +187,5 @@ func waitUntil(t *testing.T, cond func() bool, state func() string) {
 			t.Fatalf("timed out; %s", state())
 		}
 		time.Sleep(time.Millisecond)
-	}
-}
-
-func TestUnknownReader(t *testing.T) {
-	e := New(Config{Reader: "nope"}, nil)
-	if _, err := e.Start(context.Background()); err == nil {
-		t.Fatal("Start with an unknown reader succeeded")
 	}
 }

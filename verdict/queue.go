@@ -2,16 +2,10 @@ package verdict
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	nfqueue "github.com/florianl/go-nfqueue/v2"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/fwagent/fwagent/internal/nf"
@@ -31,28 +25,25 @@ type Config struct {
 	// MaxQueueLen is the kernel queue length per queue (default 4096).
 	MaxQueueLen uint32
 	// ReadBuffer is the socket receive buffer per queue in bytes (default
-	// 16 MiB: about 4096 queued packets of 4 KiB).
+	// 16 MiB).
 	ReadBuffer int
 	// MaxPacketLen is how much of each packet is copied to us (default
-	// 0xffff: the whole packet, so L7 rules see payloads).
+	// 0xffff: the whole packet). The agent sets it to the policy's
+	// policies.Program.CopyRange and changes it on reload (SetCopyRange).
 	MaxPacketLen uint32
-	Logger       *slog.Logger
+	// GSO queues GSO/GRO aggregates whole (NFQA_CFG_F_GSO) instead of
+	// having the kernel segment them first.
+	GSO    bool
+	Logger *slog.Logger
 	// IfName resolves an interface index; nil leaves names empty.
 	IfName func(index uint32) string
 	// Now is the monotonic clock (nanoseconds) stamped on packets; it must
 	// be the flow table's clock. Default: time since New.
 	Now func() int64
-
-	// --- batched reader (verdict/mmsg.go) ---
-
-	// Reader picks the queue reader: ReaderBatch (recvmmsg, one verdict
-	// write per read) or ReaderNfqueue (go-nfqueue's loop); empty means
-	// DefaultReader.
-	Reader string
-	// Batch is the most packets one read takes (ReaderBatch; default 64).
+	// Batch is the most packets one read takes (default 64).
 	Batch int
 	// BlockingRead blocks in recvmmsg instead of parking the reader in the
-	// netpoller (ReaderBatch).
+	// netpoller.
 	BlockingRead bool
 }
 
@@ -62,12 +53,15 @@ type Engine struct {
 	shared *pipeline.Shared
 	log    *slog.Logger
 
-	enobufs    atomic.Uint64
-	sendErrors atomic.Uint64
 	readErrors atomic.Uint64
 	alive      atomic.Int32 // readers currently bound
 
-	batch nfqmsg.Counters // ReaderBatch readers, all queues
+	batch nfqmsg.Counters // the readers of all queues
+
+	// readers are set once by Start.
+	readers []*nfqmsg.Reader
+	// copyRange is the range last asked for (SetCopyRange).
+	copyRange atomic.Uint32
 	// ender ends the local sockets of connections rejected mid-stream.
 	ender *socketEnder
 }
@@ -80,17 +74,11 @@ func New(cfg Config, shared *pipeline.Shared) *Engine {
 	if cfg.MaxQueueLen == 0 {
 		cfg.MaxQueueLen = 4096
 	}
-	if cfg.ReadBuffer == 0 {
-		cfg.ReadBuffer = 16 << 20
-	}
 	if cfg.MaxPacketLen == 0 {
 		cfg.MaxPacketLen = 0xffff
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.Reader == "" {
-		cfg.Reader = DefaultReader
 	}
 	if cfg.Now == nil {
 		start := time.Now()
@@ -114,10 +102,10 @@ type Stats struct {
 
 // Stats is a snapshot of the engine's counters.
 func (e *Engine) Stats() Stats {
-	b := e.batch.Snapshot() // zero unless Reader is ReaderBatch
+	b := e.batch.Snapshot()
 	return Stats{
-		ENOBUFS:     e.enobufs.Load() + b.ENOBUFS,
-		SendErrors:  e.sendErrors.Load() + b.SendErrors,
+		ENOBUFS:     b.ENOBUFS,
+		SendErrors:  b.SendErrors,
 		ReadErrors:  e.readErrors.Load() + b.ReadErrors,
 		ReadersLive: int(e.alive.Load()),
 
@@ -126,138 +114,11 @@ func (e *Engine) Stats() Stats {
 	}
 }
 
-// job is one queued packet on its way to a worker. It is passed by value so
-// the hand-off allocates nothing.
-type job struct {
-	q       *nfqueue.Nfqueue
-	id      uint32
-	payload []byte
-	meta    pipeline.Meta
-}
-
 // Start binds every queue and starts the readers and workers. It returns once
 // all queues are bound (or the first bind error); the readers run until ctx
 // is cancelled. Wait blocks until they have stopped.
 func (e *Engine) Start(ctx context.Context) (wait func(), err error) {
-	switch e.cfg.Reader {
-	case ReaderBatch:
-		return e.startBatch(ctx)
-	case ReaderNfqueue:
-	default:
-		return nil, fmt.Errorf("verdict: unknown reader %q (want %q or %q)", e.cfg.Reader, ReaderBatch, ReaderNfqueue)
-	}
-	var wg sync.WaitGroup
-	var workers []chan job
-	if e.cfg.Workers > 0 {
-		workers = make([]chan job, e.cfg.Workers)
-		for i := range workers {
-			ch := make(chan job, 1024)
-			workers[i] = ch
-			w := e.shared.NewWorker()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for j := range ch {
-					e.handle(w, j)
-				}
-			}()
-		}
-	}
-	var queues []*nfqueue.Nfqueue
-	closeAll := func() {
-		for _, q := range queues {
-			q.Close()
-		}
-		for _, ch := range workers {
-			close(ch)
-		}
-	}
-	for i := uint16(0); i < e.cfg.Queues; i++ {
-		num := e.cfg.QueueBase + i
-		q, err := e.open(ctx, num, workers)
-		if err != nil {
-			closeAll()
-			wg.Wait()
-			return nil, err
-		}
-		queues = append(queues, q)
-	}
-	done := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		// Closing the sockets unbinds the queues; packets still in the
-		// kernel queue are then handled per fail-open/closed.
-		closeAll()
-		wg.Wait()
-		close(done)
-	}()
-	return func() { <-done }, nil
-}
-
-func (e *Engine) open(ctx context.Context, num uint16, workers []chan job) (*nfqueue.Nfqueue, error) {
-	// The socket owner feeds uid and gid rules (sent only for packets with
-	// a local socket).
-	flags := uint32(nfqueue.NfQaCfgFlagUIDGid)
-	if e.cfg.FailOpen {
-		flags |= nfqueue.NfQaCfgFlagFailOpen
-	}
-	q, err := nfqueue.Open(&nfqueue.Config{
-		NfQueue:      num,
-		MaxPacketLen: e.cfg.MaxPacketLen,
-		MaxQueueLen:  e.cfg.MaxQueueLen,
-		Copymode:     nfqueue.NfQnlCopyPacket,
-		Flags:        flags,
-		AfFamily:     unix.AF_UNSPEC,
-		WriteTimeout: 100 * time.Millisecond,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("verdict: open queue %d: %w", num, err)
-	}
-	if err := q.Con.SetReadBuffer(e.cfg.ReadBuffer); err != nil {
-		e.log.Warn("cannot size queue receive buffer", "queue", num, "bytes", e.cfg.ReadBuffer, "err", err)
-	}
-	var inline *pipeline.Worker
-	if len(workers) == 0 {
-		inline = e.shared.NewWorker()
-	}
-	hook := func(a nfqueue.Attribute) int {
-		j, ok := e.toJob(q, &a)
-		if !ok {
-			return 0
-		}
-		if inline != nil {
-			e.handle(inline, j)
-			return 0
-		}
-		workers[flowHash(j.payload)%uint32(len(workers))] <- j
-		return 0
-	}
-	errFn := func(err error) int {
-		if ctx.Err() != nil {
-			return 1
-		}
-		if errors.Is(err, syscall.ENOBUFS) {
-			// The kernel dropped messages to us (or, fail-open, accepted
-			// the packets); keep reading.
-			e.enobufs.Add(1)
-			return 0
-		}
-		var oe *netlink.OpError
-		if errors.As(err, &oe) && oe.Timeout() {
-			return 0
-		}
-		e.readErrors.Add(1)
-		e.log.Error("queue read failed", "queue", num, "err", err)
-		return 0
-	}
-	if err := q.RegisterWithErrorFunc(ctx, hook, errFn); err != nil {
-		q.Close()
-		return nil, fmt.Errorf("verdict: bind queue %d: %w", num, err)
-	}
-	e.alive.Add(1)
-	context.AfterFunc(ctx, func() { e.alive.Add(-1) })
-	e.log.Info("queue bound", "queue", num, "fail_open", e.cfg.FailOpen, "workers", len(workers))
-	return q, nil
+	return e.startBatch(ctx)
 }
 
 // nfHook maps the netfilter hook number in a queued packet to the policy's
@@ -272,67 +133,6 @@ func nfHook(h uint8) (nf.Hook, bool) {
 		return nf.HookOutput, true
 	}
 	return 0, false
-}
-
-func (e *Engine) toJob(q *nfqueue.Nfqueue, a *nfqueue.Attribute) (job, bool) {
-	if a.PacketID == nil {
-		// Without an ID there is nothing to answer; the kernel keeps the
-		// packet until the queue goes away.
-		e.readErrors.Add(1)
-		return job{}, false
-	}
-	j := job{q: q, id: *a.PacketID}
-	if a.Payload != nil {
-		j.payload = *a.Payload
-	}
-	if a.Hook != nil {
-		if h, ok := nfHook(*a.Hook); ok {
-			j.meta.Hook = h
-		}
-	}
-	if a.Mark != nil {
-		j.meta.Mark = *a.Mark
-	}
-	if a.UID != nil {
-		j.meta.HasUID, j.meta.UID = true, *a.UID
-	}
-	if a.GID != nil {
-		j.meta.HasGID, j.meta.GID = true, *a.GID
-	}
-	if e.cfg.IfName != nil {
-		if a.InDev != nil {
-			j.meta.InIf = e.cfg.IfName(*a.InDev)
-		}
-		if a.OutDev != nil {
-			j.meta.OutIf = e.cfg.IfName(*a.OutDev)
-		}
-	}
-	j.meta.Now = e.cfg.Now()
-	return j, true
-}
-
-func (e *Engine) handle(w *pipeline.Worker, j job) {
-	r := w.Process(j.payload, j.meta)
-	if wantsEnd(&r, j.meta.Hook) {
-		e.ender.submit(j.payload)
-	}
-	var err error
-	switch r.Verdict.Kind {
-	case pipeline.Accept:
-		if r.Verdict.SetMark {
-			err = j.q.SetVerdictWithOption(j.id, nfqueue.NfAccept, nfqueue.WithMark(r.Verdict.Mark))
-		} else {
-			err = j.q.SetVerdict(j.id, nfqueue.NfAccept)
-		}
-	case pipeline.Drop:
-		err = j.q.SetVerdict(j.id, nfqueue.NfDrop)
-	case pipeline.Repeat:
-		err = j.q.SetVerdictWithOption(j.id, nfqueue.NfRepeat, nfqueue.WithMark(r.Verdict.Mark))
-	}
-	if err != nil {
-		e.sendErrors.Add(1)
-		e.log.Debug("send verdict failed", "id", j.id, "err", err)
-	}
 }
 
 // flowHash spreads packets over workers so that both directions of a flow

@@ -68,7 +68,7 @@ func newRootCmd() *cobra.Command {
 	}
 	// Flag parse errors are usage errors (exit 2).
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(), newCheckCmd(), newEvalCmd(), newRulesCmd(), newStatusCmd(), newLogsCmd(), newFmtCmd(), newDiffCmd(), newSchemaCmd(), newConfirmCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newCheckCmd(), newEvalCmd(), newRulesCmd(), newStatusCmd(), newLogsCmd(), newFmtCmd(), newDiffCmd(), newSchemaCmd(), newConfirmCmd(), newVersionCmd(), newBenchCmd())
 	addCompletions(root)
 	return root
 }

@@ -48,12 +48,13 @@ type runFlags struct {
 	table       tableFlags
 	policy      string
 	workers     int
-	reader      string
 	batch       int
 	blocking    bool
 	logFile     string
 	logs        logFlags
 	queueMaxLen uint32
+	copyRange   uint32
+	gso         bool
 	logLevel    string
 	maxFlows    int
 	insecure    bool
@@ -116,12 +117,13 @@ every policy change reverts after D unless ` + "`fwagent confirm`" + ` arrives.`
 	fl.StringVar(&f.policy, "policy", "", "policy file (required)")
 	f.table.register(fl)
 	fl.IntVar(&f.workers, "workers", runtime.GOMAXPROCS(0), "pipeline workers (0: decide on each queue's reader)")
-	fl.StringVar(&f.reader, "reader", verdict.DefaultReader, "queue reader: batch (recvmmsg, one verdict write per read) or nfqueue (go-nfqueue's loop)")
-	fl.IntVar(&f.batch, "batch", 64, "most packets one read takes (batch reader)")
-	fl.BoolVar(&f.blocking, "blocking-read", false, "block in recvmmsg instead of parking in the netpoller (batch reader)")
+	fl.IntVar(&f.batch, "batch", 64, "most packets one read (recvmmsg) takes")
+	fl.BoolVar(&f.blocking, "blocking-read", false, "block in recvmmsg instead of parking in the netpoller")
 	fl.StringVar(&f.logFile, "log-file", "", "append JSON drop events to this file instead of stdout")
 	f.logs.register(fl)
 	fl.Uint32Var(&f.queueMaxLen, "queue-maxlen", 4096, "kernel queue length per queue")
+	fl.Uint32Var(&f.copyRange, "copy-range", 0, "bytes of each queued packet the kernel copies to the agent (0: what the policy reads, recomputed on reload; 65535: whole packets)")
+	fl.BoolVar(&f.gso, "queue-gso", true, "queue GSO/GRO aggregates whole (up to 64 KiB, one verdict) instead of segmenting them first")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.IntVar(&f.maxFlows, "max-flows", 0, "cap on tracked flows (0: 262144); at the cap a new flow evicts an expired one, else one never answered, else the nearest to expiry")
 	fl.BoolVar(&f.insecure, "allow-insecure-policy-perms", false, "read a policy or set file that group or others may write, or that another user owns")
@@ -204,13 +206,11 @@ func (f *runFlags) config(stdout, stderr io.Writer) (agent.Config, func(), error
 		return cfg, nop, err
 	}
 	cfg.PolicyPath = f.policy
-	if f.reader != verdict.ReaderBatch && f.reader != verdict.ReaderNfqueue {
-		return cfg, nop, usagef("run: --reader %q: want %s or %s", f.reader, verdict.ReaderBatch, verdict.ReaderNfqueue)
-	}
 	if f.batch < 1 || f.batch > 1024 {
 		return cfg, nop, usagef("run: --batch %d: want 1 to 1024", f.batch)
 	}
-	cfg.Verdict = verdict.Config{Workers: f.workers, MaxQueueLen: f.queueMaxLen, Reader: f.reader, Batch: f.batch, BlockingRead: f.blocking}
+	cfg.Verdict = verdict.Config{Workers: f.workers, MaxQueueLen: f.queueMaxLen, Batch: f.batch, BlockingRead: f.blocking,
+		MaxPacketLen: f.copyRange, GSO: f.gso}
 	if f.maxFlows < 0 {
 		return cfg, nop, usagef("run: --max-flows must not be negative")
 	}

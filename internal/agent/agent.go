@@ -334,6 +334,9 @@ func (a *Agent) startQueues(ctx context.Context) (func(), error) {
 	vcfg.Logger = a.log
 	vcfg.IfName = a.ifs.Name
 	vcfg.Now = a.flows.Now
+	if vcfg.MaxPacketLen == 0 {
+		vcfg.MaxPacketLen = a.shared.Policy().Program.CopyRange()
+	}
 	a.engine = verdict.New(vcfg, a.shared)
 	qctx, stop := context.WithCancel(ctx)
 	wait, err := a.engine.Start(qctx)
@@ -509,6 +512,17 @@ func (a *Agent) Reload() (err error) {
 // hold a.mu.
 func (a *Agent) apply(prog *policies.Program) error {
 	gen := nextGeneration(a.gen, a.cfg.Rules.Marks)
+	// A policy that reads more of each packet needs the larger copy range
+	// in force before it decides; one that reads less lowers it after.
+	copyRange := a.cfg.Verdict.MaxPacketLen
+	if copyRange == 0 {
+		copyRange = prog.CopyRange()
+	}
+	if a.engine != nil && copyRange > a.engine.CopyRange() {
+		if err := a.setCopyRange(copyRange); err != nil {
+			return err
+		}
+	}
 	// The new policy goes live before the kernel's offload rule moves, so a
 	// flow re-queued by the move is decided by the new policy.
 	var (
@@ -522,6 +536,12 @@ func (a *Agent) apply(prog *policies.Program) error {
 	}
 	old := a.shared.Policy()
 	a.shared.SetPolicy(&pipeline.Policy{Program: prog, Gen: gen})
+	if a.engine != nil && copyRange < a.engine.CopyRange() {
+		if err := a.setCopyRange(copyRange); err != nil {
+			// Copying more than needed only costs time.
+			a.log.Warn("cannot lower the queue copy range", "bytes", copyRange, "err", err)
+		}
+	}
 	if plan != nil {
 		// One transaction: the policy chains' contents and the offload
 		// rules' generation change together.
@@ -537,6 +557,16 @@ func (a *Agent) apply(prog *policies.Program) error {
 		return fmt.Errorf("agent: reload: %w", err)
 	}
 	a.gen = gen
+	return nil
+}
+
+// setCopyRange sets the queues' copy range, waiting at most 5 s for them.
+func (a *Agent) setCopyRange(n uint32) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.engine.SetCopyRange(ctx, n); err != nil {
+		return fmt.Errorf("agent: reload: copy range %d: %w", n, err)
+	}
 	return nil
 }
 

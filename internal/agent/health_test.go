@@ -81,7 +81,7 @@ func TestHealthWhenQueueReaderDies(t *testing.T) {
 	}
 	shared := pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: 1}, marks, nil)
 	before := netfilterSockets(t)
-	e := verdict.New(verdict.Config{QueueBase: 7, Queues: 1, Reader: verdict.ReaderBatch, BlockingRead: true}, shared)
+	e := verdict.New(verdict.Config{QueueBase: 7, Queues: 1, BlockingRead: true}, shared)
 	ctx, cancel := context.WithCancel(context.Background())
 	wait, err := e.Start(ctx)
 	if err != nil {

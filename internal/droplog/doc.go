@@ -9,7 +9,9 @@
 // mark (nf.Marks: action code, established bit, rule ID); the rules at the
 // top of the agent's chain match the mark, `log group G prefix
 // "fwagent:<event>"` the packet and drop, reject or accept it. A Reader
-// listens on group G, decodes the copied packet headers with
+// listens on group G, reads the kernel's batches of log messages (up to 128
+// KiB each, several per recvmmsg) and parses them in place (batch.go,
+// nflogmsg.go), decodes the copied packet headers with
 // internal/packet, resolves the rule ID through the current policy and the
 // interface indices to names, and queues the event for the sinks.
 //
@@ -57,9 +59,10 @@
 // encoded by a hand-written appender (Event.AppendJSON), tested and fuzzed to
 // produce the same bytes as encoding/json: on the same event it was about
 // five times faster and allocates nothing, where encoding/json allocated six
-// times (BenchmarkEncode*). The whole kernel path (go-nflog, decode, encode,
-// sink) measured 4-5 us of CPU per event, i.e. roughly 200k events/s on one
-// core (BenchmarkKernelLogPath).
+// times (BenchmarkEncode*). BenchmarkSerialPath (decode, resolve, encode,
+// write) and BenchmarkBatchPipeline (from a kernel datagram, through the
+// queue, to the sink) measure the whole path; bench/README.md has the
+// figures.
 //
 // # Shedding
 //
@@ -94,9 +97,9 @@
 // gets the copied packet (Config.CopyRange bytes, so set that to 0xffff for
 // whole packets; a shorter copy is recorded as it is, and Wireshark then
 // reports the IP length running past the captured bytes) and
-// rotates to NAME.1.pcap, NAME.2.pcap, ... by the same size and count. The
-// copies are what go-nflog already allocated per message, so keeping them
-// costs no copy; Config.PacketBuffer bounds the bytes queued.
+// rotates to NAME.1.pcap, NAME.2.pcap, ... by the same size and count. Only
+// with a PacketSink is each packet copied out of the receive buffer (one
+// allocation per event); Config.PacketBuffer bounds the bytes queued.
 //
 // # Start-up
 //

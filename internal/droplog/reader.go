@@ -122,6 +122,9 @@ type Stats struct {
 	// the NFLOG sequence numbers), typically because the socket buffer was
 	// full.
 	Lost uint64
+	// Overruns counts the times the socket buffer overflowed (ENOBUFS);
+	// each loses one or more batches of messages, counted in Lost.
+	Overruns uint64
 }
 
 // Reader reads one NFLOG group, turns each message into an Event and hands
@@ -154,7 +157,7 @@ type Reader struct {
 	seqSeen bool
 	lastSeq uint32
 
-	received, written, shed, errs, lost, rateLimited atomic.Uint64
+	received, written, shed, errs, lost, rateLimited, overruns atomic.Uint64
 }
 
 // queued is an event on its way to the sinks, with the packet copy when a
@@ -238,6 +241,7 @@ func (r *Reader) Stats() Stats {
 		Lost:     r.lost.Load(),
 
 		RateLimited: r.rateLimited.Load(),
+		Overruns:    r.overruns.Load(),
 	}
 }
 
@@ -278,89 +282,41 @@ func (r *Reader) Run(ctx context.Context) error {
 		_ = nl.Close()
 		return err
 	}
-	// Overruns are detected from sequence gaps instead; an ENOBUFS error
-	// would only interrupt the read loop.
-	if err := nl.SetOption(netlink.NoENOBUFS, true); err != nil {
+	if err := r.bindLog(nl.Con); err != nil {
 		_ = nl.Close()
-		return fmt.Errorf("droplog: set NoENOBUFS: %w", err)
+		return err
+	}
+	br, err := newBatchReader(r, nl.Con)
+	if err != nil {
+		r.unbindLog(nl.Con)
+		_ = nl.Close()
+		return err
 	}
 
 	stopSinks := r.startSinks()
-
-	// Stopping go-nflog's receive loop takes care: its Close waits on a
-	// WaitGroup that the loop goroutine only joins (Add) once it runs, so
-	// closing before the loop has started or while it still runs races.
-	// Run therefore stops the loop itself and closes only after it has
-	// exited: it sets a read deadline in the past, so Receive fails and the
-	// error function (or the hook, once shut down) tells the loop to return
-	// and signals loopDone. Only then is the library's own context cancelled
-	// and the socket closed.
-	var (
-		stopping atomic.Bool
-		loopDone = make(chan struct{})
-		exitOnce sync.Once
-		fatal    = make(chan error, 1)
-	)
-	exited := func() { exitOnce.Do(func() { close(loopDone) }) }
-	errfn := func(err error) int {
-		if stopping.Load() {
-			exited()
-			return 1
-		}
-		var op *netlink.OpError
-		if errors.As(err, &op) && op.Timeout() {
-			return 0
-		}
-		if errors.Is(err, unix.ENOBUFS) {
-			r.errs.Add(1)
-			return 0
-		}
-		select {
-		case fatal <- err:
-		default:
-		}
-		exited()
-		return 1
-	}
-	hook := func(a nflog.Attribute) int {
-		rc := r.handle(a)
-		if rc != 0 {
-			exited()
-		}
-		return rc
-	}
-	loopCtx, cancelLoop := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelLoop()
-	if err := nl.RegisterWithErrorFunc(loopCtx, hook, errfn); err != nil {
-		// No receive goroutine was started.
-		r.shutdown()
-		_ = nl.Close()
-		stopSinks()
-		return fmt.Errorf("droplog: register nflog group %d: %w", r.cfg.Group, err)
-	}
-	r.log.Info("droplog: reading NFLOG", "group", r.cfg.Group, "copy_range", r.cfg.CopyRange)
+	r.log.Info("droplog: reading NFLOG", "group", r.cfg.Group, "copy_range", r.cfg.CopyRange, "batch_bytes", logBatchBytes)
 	close(r.ready)
 
+	// Cancellation interrupts a parked read through a deadline in the past.
+	stop := context.AfterFunc(ctx, func() { _ = nl.Con.SetReadDeadline(time.Now().Add(-time.Second)) })
+	readErr := br.run(ctx)
+	stop()
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-fatal:
-		runErr = fmt.Errorf("droplog: read nflog group %d: %w", r.cfg.Group, err)
+	if readErr != nil && ctx.Err() == nil {
+		runErr = fmt.Errorf("droplog: read nflog group %d: %w", r.cfg.Group, readErr)
 	}
 	r.shutdown()
-	stopping.Store(true)
-	if err := nl.Con.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
-		r.log.Debug("droplog: interrupt nflog receive", "err", err)
-	}
-	<-loopDone
-	cancelLoop()
+	// Closing the socket unbinds the group too; the explicit unbind only
+	// ends logging to it sooner.
+	_ = nl.Con.SetReadDeadline(time.Time{})
+	r.unbindLog(nl.Con)
 	if err := nl.Close(); err != nil {
 		r.log.Debug("droplog: close nflog", "err", err)
 	}
 	stopSinks()
 	s := r.Stats()
 	r.log.Info("droplog: stopped", "received", s.Received, "written", s.Written, "shed", s.Shed,
-		"rate_limited", s.RateLimited, "lost", s.Lost, "errors", s.Errors)
+		"rate_limited", s.RateLimited, "lost", s.Lost, "overruns", s.Overruns, "errors", s.Errors)
 	return runErr
 }
 

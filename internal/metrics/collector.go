@@ -19,6 +19,7 @@ import (
 type Engine interface {
 	Stats() verdict.Stats
 	BatchStats() nfqmsg.CounterSnapshot
+	CopyRange() uint32
 }
 
 // Sources are the counters a Collector reads at scrape time. Nil sources
@@ -95,6 +96,10 @@ var (
 	descSockEnded    = desc("rejected_sockets_ended_total", "Local sockets ended (sock_diag) after a reject of their connection mid-stream on the input hook.")
 	descSockEndFail  = desc("rejected_sockets_end_failed_total", "Local sockets of connections rejected mid-stream that could not be ended (already gone, or too many at once).")
 	descKernelErrors = desc("queue_kernel_errors_total", "Error replies from the kernel to verdict messages.")
+	descGSO          = desc("queue_gso_packets_total", "Queued packets that were GSO/GRO aggregates of several segments (NFQA_SKB_GSO).")
+	descCsumPartial  = desc("queue_csum_partial_total", "Queued packets whose transport checksum was not yet filled in (NFQA_SKB_CSUMNOTREADY).")
+	descRequeued     = desc("queue_requeued_total", "Queued packets sent round the chain again because they were copied under a smaller copy range than the policy now needs.")
+	descCopyRange    = desc("queue_copy_range_bytes", "Bytes of each queued packet the kernel copies to the agent (the policy's need, or --copy-range).")
 
 	descKQueued   = desc("queue_kernel_packets_total", "Packets the kernel sent to the queue since it was bound (id_sequence).", "queue")
 	descKWaiting  = desc("queue_kernel_waiting", "Packets queued and not yet answered.", "queue")
@@ -113,6 +118,7 @@ var (
 	descLogLimited  = desc("droplog_rate_limited_total", "Drop-log events dropped by the event rate cap.")
 	descLogErrors   = desc("droplog_errors_total", "Undecodable log payloads, sink failures and socket overruns.")
 	descLogLost     = desc("droplog_lost_total", "Log messages the kernel could not deliver (sequence gaps).")
+	descLogOverruns = desc("droplog_overruns_total", "Times the drop-log socket buffer overflowed (ENOBUFS); the messages lost are in droplog_lost_total.")
 
 	descGeneration = desc("policy_generation", "Generation of the policy in force (carried in offload connmarks).")
 	descRules      = desc("policy_rules", "Rules in the policy in force.")
@@ -130,9 +136,10 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		descStreams, descStreamBytes, descStreamLimit, descStreamFull, descStreamFailed, descStreamPending,
 		descSockEnded, descSockEndFail,
 		descQueues, descReaders, descENOBUFS, descSendErrors, descReadErrors, descReads, descTruncated, descKernelErrors,
+		descGSO, descCsumPartial, descRequeued, descCopyRange,
 		descKQueued, descKWaiting, descKDropped, descKBound, descFailOpen,
 		descFlows, descFlowIns, descFlowEvict, descFlowExp, descFlowInv,
-		descLogReceived, descLogWritten, descLogShed, descLogLimited, descLogErrors, descLogLost,
+		descLogReceived, descLogWritten, descLogShed, descLogLimited, descLogErrors, descLogLost, descLogOverruns,
 		descGeneration, descRules, descReloads, descReloadTime, descReloadOK, descReloadErr,
 	} {
 		ch <- d
@@ -211,6 +218,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descKernelErrors, b.KernelErrors)
 		counter(ch, descSockEnded, st.SocketsEnded)
 		counter(ch, descSockEndFail, st.SocketEndFailed)
+		counter(ch, descGSO, b.GSO)
+		counter(ch, descCsumPartial, b.CsumPartial)
+		counter(ch, descRequeued, b.Requeued)
+		gauge(ch, descCopyRange, float64(e.CopyRange()))
 	}
 	if len(c.src.Queues) > 0 {
 		c.collectKernelQueues(ch, answered)
@@ -231,6 +242,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descLogLimited, st.RateLimited)
 		counter(ch, descLogErrors, st.Errors)
 		counter(ch, descLogLost, st.Lost)
+		counter(ch, descLogOverruns, st.Overruns)
 	}
 	if r := c.src.Reloads; r != nil {
 		st := r.Stats()

@@ -24,10 +24,12 @@ import (
 type fakeEngine struct {
 	st verdict.Stats
 	b  nfqmsg.CounterSnapshot
+	cr uint32
 }
 
 func (f *fakeEngine) Stats() verdict.Stats               { return f.st }
 func (f *fakeEngine) BatchStats() nfqmsg.CounterSnapshot { return f.b }
+func (f *fakeEngine) CopyRange() uint32                  { return f.cr }
 
 type fakeFlows conntrack.Stats
 
@@ -98,9 +100,9 @@ func TestCollector(t *testing.T) {
 	reloads.Record(time.Unix(1700000100, 0), errors.New(`p.yaml:3:5: unknown key "actoin"`))
 	c := NewCollector(Sources{
 		Pipeline: shared,
-		Engine:   &fakeEngine{st: verdict.Stats{ENOBUFS: 3, ReadersLive: 1}, b: nfqmsg.CounterSnapshot{Reads: 9}},
+		Engine:   &fakeEngine{st: verdict.Stats{ENOBUFS: 3, ReadersLive: 1}, b: nfqmsg.CounterSnapshot{Reads: 9, GSO: 4}, cr: 256},
 		Flows:    fakeFlows{Flows: 11, Evictions: 2, Invalid: 1},
-		DropLog:  fakeLog{Written: 6, Shed: 1},
+		DropLog:  fakeLog{Written: 6, Shed: 1, Overruns: 2},
 		Reloads:  reloads,
 		Queues:   []uint16{0, 1},
 		FailOpen: true,
@@ -145,6 +147,12 @@ fwagent_queues 2
 # HELP fwagent_queue_enobufs_total Socket overruns reported by the kernel on the queue sockets (the kernel handled those packets per fail-open/closed).
 # TYPE fwagent_queue_enobufs_total counter
 fwagent_queue_enobufs_total 3
+# HELP fwagent_queue_gso_packets_total Queued packets that were GSO/GRO aggregates of several segments (NFQA_SKB_GSO).
+# TYPE fwagent_queue_gso_packets_total counter
+fwagent_queue_gso_packets_total 4
+# HELP fwagent_queue_copy_range_bytes Bytes of each queued packet the kernel copies to the agent (the policy's need, or --copy-range).
+# TYPE fwagent_queue_copy_range_bytes gauge
+fwagent_queue_copy_range_bytes 256
 # HELP fwagent_queue_kernel_bound 1 if the kernel lists the queue as bound.
 # TYPE fwagent_queue_kernel_bound gauge
 fwagent_queue_kernel_bound{queue="0"} 1
@@ -167,6 +175,9 @@ fwagent_droplog_events_total 6
 # HELP fwagent_droplog_shed_total Drop-log events shed because the sinks fell behind.
 # TYPE fwagent_droplog_shed_total counter
 fwagent_droplog_shed_total 1
+# HELP fwagent_droplog_overruns_total Times the drop-log socket buffer overflowed (ENOBUFS); the messages lost are in droplog_lost_total.
+# TYPE fwagent_droplog_overruns_total counter
+fwagent_droplog_overruns_total 2
 # HELP fwagent_policy_reloads_total Policy reloads by result (ok, error).
 # TYPE fwagent_policy_reloads_total counter
 fwagent_policy_reloads_total{result="error"} 1
@@ -183,7 +194,7 @@ fwagent_policy_last_reload_error_info{error="p.yaml:3:5: unknown key \"actoin\""
 `
 	names := []string{
 		"fwagent_packets_total", "fwagent_rule_hits_total", "fwagent_default_hits_total", "fwagent_policy_generation",
-		"fwagent_queue_readers", "fwagent_queues", "fwagent_queue_enobufs_total", "fwagent_queue_kernel_bound",
+		"fwagent_queue_readers", "fwagent_queues", "fwagent_queue_enobufs_total", "fwagent_queue_gso_packets_total", "fwagent_queue_copy_range_bytes", "fwagent_droplog_overruns_total", "fwagent_queue_kernel_bound",
 		"fwagent_queue_kernel_packets_total", "fwagent_failopen_packets_total", "fwagent_flows", "fwagent_flow_evictions_total",
 		"fwagent_droplog_events_total", "fwagent_droplog_shed_total", "fwagent_policy_reloads_total",
 		"fwagent_policy_last_reload_success", "fwagent_policy_last_reload_timestamp_seconds", "fwagent_policy_last_reload_error_info",

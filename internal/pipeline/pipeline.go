@@ -37,9 +37,11 @@ type Meta struct {
 	// as the kernel queued it (absent without a full socket).
 	HasUID, HasGID bool
 	UID, GID       uint32
-	// Cut says data may stop short of the packet's end (a capture's snap
-	// length): the packet is decided from its headers, which must be whole,
-	// and L7 fields read what is there. Live packets are never cut.
+	// Cut says data may stop short of the packet's end: a copy the kernel
+	// cut at the queue's copy range (NFQA_CAP_LEN was sent), or a frame a
+	// capture's snap length cut. It is decoded with DecodeHeaders (the
+	// headers must be whole), its length is what the IP header claims, not
+	// len(data), and L7 fields read what is there.
 	Cut bool
 }
 
@@ -206,7 +208,7 @@ func (w *Worker) process(data []byte, m Meta) Result {
 	if w.begin(pol, data, &m, &w.pkt, &r) {
 		return r
 	}
-	return w.finish(pol, &w.pkt, len(data), &m, nil)
+	return w.finish(pol, &w.pkt, packetLen(data, &m, &w.pkt), &m, nil)
 }
 
 // ProcessBatch decides the packets data[i], described by meta[i], into
@@ -264,7 +266,7 @@ func (w *Worker) processGroup(data [][]byte, meta []Meta, out []Result) {
 		if look {
 			la = &a.la
 		}
-		out[i] = w.finish(pol, &a.pkt, len(data[i]), &meta[i], la)
+		out[i] = w.finish(pol, &a.pkt, packetLen(data[i], &meta[i], &a.pkt), &meta[i], la)
 	}
 }
 
@@ -298,6 +300,14 @@ func (w *Worker) begin(pol *Policy, data []byte, m *Meta, pkt *packet.Packet, r 
 		return true
 	}
 	return false
+}
+
+// packetLen is the length of the packet data was copied from.
+func packetLen(data []byte, m *Meta, pkt *packet.Packet) int {
+	if m.Cut {
+		return max(len(data), pkt.Length)
+	}
+	return len(data)
 }
 
 // finish tracks and decides the decoded packet pkt of length bytes. la is

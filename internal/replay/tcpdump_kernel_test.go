@@ -37,14 +37,16 @@ func TestTcpdumpSnapLengthKernel(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	// Neighbour discovery and MLD come and go on their own timers; the
 	// traffic below is what is compared.
 	const filter = "tcp or udp or icmp or (icmp6 and ip6[40] < 128)"
 	start := func(path, snap string) *exec.Cmd {
-		cmd := srv.Command(ctx, "tcpdump", "-i", ifc, "-n", "-U", "--immediate-mode", "-s", snap, "-w", path, filter)
+		// A large buffer (-B, KiB) so that a tcpdump starved of CPU on a busy
+		// machine lags behind instead of losing packets.
+		cmd := srv.Command(ctx, "tcpdump", "-i", ifc, "-n", "-U", "--immediate-mode", "-B", "16384", "-s", snap, "-w", path, filter)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -128,7 +130,7 @@ func TestTcpdumpSnapLengthKernel(t *testing.T) {
 	}
 	// Stop once both captures hold the same packets and stay so: tcpdump
 	// drops what it has not read yet when it is stopped.
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for last, stable := -1, 0; stable < 5 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		a, b := records(wholePath), records(cutPath)
 		if a == b && a == last && a > 0 {

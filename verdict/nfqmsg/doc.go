@@ -12,7 +12,7 @@
 //     whose Payload aliases the receive buffer.
 //   - Encoder builds NFQNL_MSG_VERDICT and NFQNL_MSG_VERDICT_BATCH messages
 //     into one reused buffer; a batch message covers a run of consecutive,
-//     increasing ids with the same verdict and no mark, because the kernel
+//     increasing ids with the same verdict and mark, because the kernel
 //     verdicts every queued id up to the batch's id.
 //   - Reader binds a queue, reads with recvmmsg through the socket's
 //     syscall.RawConn, hands each read to a BatchFunc and sends its verdicts.

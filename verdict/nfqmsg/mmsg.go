@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,7 +29,9 @@ type Config struct {
 	// Family is the nfgenmsg family of verdicts and the protocol family of
 	// the bind (AF_UNSPEC: IPv4 and IPv6 alike), as go-nfqueue's AfFamily.
 	Family uint8
-	// MaxPacketLen is the copy range (default 0xffff: whole packets).
+	// MaxPacketLen is the copy range (default 0xffff: whole packets); the
+	// kernel caps it at 0xffff minus the attribute header. SetCopyRange
+	// changes it on the bound queue.
 	MaxPacketLen uint32
 	// MaxQueueLen is the kernel queue length (default 4096).
 	MaxQueueLen uint32
@@ -36,16 +39,26 @@ type Config struct {
 	// (NFQA_CFG_F_FAIL_OPEN); it also picks the verdict vs is pre-filled
 	// with.
 	FailOpen bool
-	// Flags are further NFQA_CFG_F_* flags (e.g. nfqueue.NfQaCfgFlagGSO).
+	// GSO asks the kernel to queue GSO and GRO aggregates whole
+	// (NFQA_CFG_F_GSO, Linux 3.10 and later) instead of cutting each into
+	// MTU-sized segments first: one packet, one verdict, for up to 64 KiB
+	// of a TCP stream. A kernel that refuses the flag gets the queue without
+	// it, and GSOActive says so.
+	GSO bool
+	// Flags are further NFQA_CFG_F_* flags.
 	Flags uint32
-	// ReadBuffer is the socket receive buffer in bytes (default 16 MiB); set
-	// with SO_RCVBUFFORCE when allowed, else SO_RCVBUF.
+	// ReadBuffer is the socket receive buffer in bytes (default 16 MiB);
+	// set with SO_RCVBUFFORCE when allowed, else SO_RCVBUF. It is not
+	// scaled to the copy range: a buffer that holds more messages than the
+	// kernel queue lets a fail-open queue overflow first, and packets a full
+	// queue passes are counted by no one, while socket overruns are.
 	ReadBuffer int
 	// Batch is the most messages one recvmmsg returns (default 64).
 	Batch int
 	// BufSize is the receive buffer per message (default MaxPacketLen plus
-	// room for the netlink headers and attributes). A message that does not
-	// fit is answered as undecodable.
+	// room for the netlink headers and attributes, and grown by
+	// SetCopyRange). A message that does not fit is answered as
+	// undecodable.
 	BufSize int
 	// Blocking makes recvmmsg block in the kernel (MSG_WAITFORONE on a
 	// blocking socket, waking every 100 ms to check the context) instead of
@@ -73,11 +86,15 @@ type Counters struct {
 	Truncated    atomic.Uint64 // packets whose message did not fit a buffer
 	NoID         atomic.Uint64 // packet messages without an id
 	BindRepeats  atomic.Uint64 // packets queued during the bind, sent round again
+	Requeued     atomic.Uint64 // packets copied under a smaller copy range, sent round again
+	GSO          atomic.Uint64 // GSO aggregates received (NFQA_SKB_GSO)
+	CsumPartial  atomic.Uint64 // packets with a partial checksum (NFQA_SKB_CSUMNOTREADY)
 }
 
 // CounterSnapshot is a plain copy of Counters.
 type CounterSnapshot struct {
 	Reads, Packets, Writes, Messages, ENOBUFS, ReadErrors, SendErrors, KernelErrors, Truncated, NoID, BindRepeats uint64
+	Requeued, GSO, CsumPartial                                                                                    uint64
 }
 
 // Snapshot copies the counters.
@@ -86,7 +103,8 @@ func (c *Counters) Snapshot() CounterSnapshot {
 		Reads: c.Reads.Load(), Packets: c.Packets.Load(), Writes: c.Writes.Load(), Messages: c.Messages.Load(),
 		ENOBUFS: c.ENOBUFS.Load(), ReadErrors: c.ReadErrors.Load(), SendErrors: c.SendErrors.Load(),
 		KernelErrors: c.KernelErrors.Load(), Truncated: c.Truncated.Load(), NoID: c.NoID.Load(),
-		BindRepeats: c.BindRepeats.Load(),
+		BindRepeats: c.BindRepeats.Load(), Requeued: c.Requeued.Load(), GSO: c.GSO.Load(),
+		CsumPartial: c.CsumPartial.Load(),
 	}
 }
 
@@ -117,6 +135,14 @@ type Reader struct {
 	// park: on EAGAIN, wait in the netpoller (false: return at once).
 	park bool
 
+	// copyRange is the copy range the kernel acknowledged; gso whether it
+	// took NFQA_CFG_F_GSO. autoBuf: BufSize follows the copy range.
+	copyRange uint32
+	gso       atomic.Bool
+	autoBuf   bool
+	// reconf carries SetCopyRange's requests to the reader goroutine.
+	reconf chan copyRequest
+
 	// The RawConn callbacks are made once so a read or write allocates no
 	// closure; they report through these fields.
 	readFn  func(fd uintptr) bool
@@ -137,17 +163,16 @@ func Open(cfg Config) (*Reader, error) {
 	if cfg.MaxQueueLen == 0 {
 		cfg.MaxQueueLen = 4096
 	}
-	if cfg.ReadBuffer == 0 {
-		cfg.ReadBuffer = 16 << 20
-	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 64
 	}
-	if cfg.BufSize <= 0 {
-		// Headers and every attribute the kernel may add before the
-		// payload (timestamps, devices, hw address, uid/gid, security
-		// context, L2 header) fit in well under 1 KiB.
-		cfg.BufSize = int(min(cfg.MaxPacketLen, 0xffff)) + 1024
+	cfg.MaxPacketLen = kernelCopyRange(cfg.MaxPacketLen)
+	if cfg.ReadBuffer <= 0 {
+		cfg.ReadBuffer = 16 << 20
+	}
+	autoBuf := cfg.BufSize <= 0
+	if autoBuf {
+		cfg.BufSize = bufSizeFor(cfg.MaxPacketLen)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -175,6 +200,10 @@ func Open(cfg Config) (*Reader, error) {
 		cfg: cfg, q: q, raw: raw, log: cfg.Logger, cnt: cfg.Counters,
 		fail: Verdict{Code: Drop},
 		enc:  NewEncoder(cfg.Queue, cfg.Family, cfg.Batch),
+
+		copyRange: cfg.MaxPacketLen,
+		autoBuf:   autoBuf,
+		reconf:    make(chan copyRequest, 1),
 	}
 	if cfg.FailOpen {
 		r.fail.Code = Accept
@@ -200,7 +229,26 @@ func Open(cfg Config) (*Reader, error) {
 // Counters is where the reader counts.
 func (r *Reader) Counters() *Counters { return r.cnt }
 
-func (r *Reader) alloc() {
+// maxCopyRange is NFQNL_MAX_COPY_RANGE: the kernel takes any larger copy
+// range, and 0, as this.
+const maxCopyRange = 0xffff - nlaHdrLen
+
+// kernelCopyRange is the copy range the kernel applies when asked for n.
+func kernelCopyRange(n uint32) uint32 {
+	if n == 0 || n > maxCopyRange {
+		return maxCopyRange
+	}
+	return n
+}
+
+// bufSizeFor is the receive buffer for one message with a copy range of n:
+// the headers and every attribute the kernel may add before the payload
+// (timestamps, devices, hw address, uid/gid, security context, L2 header)
+// fit in well under 1 KiB.
+func bufSizeFor(n uint32) int { return int(n) + 1024 }
+
+// allocBufs makes the receive buffers for Batch messages of BufSize bytes.
+func (r *Reader) allocBufs() {
 	n, size := r.cfg.Batch, r.cfg.BufSize
 	r.bufs = make([]byte, n*size)
 	r.iovs = make([]unix.Iovec, n)
@@ -211,6 +259,11 @@ func (r *Reader) alloc() {
 		r.msgs[i].hdr.Iov = &r.iovs[i]
 		r.msgs[i].hdr.SetIovlen(1)
 	}
+}
+
+func (r *Reader) alloc() {
+	n := r.cfg.Batch
+	r.allocBufs()
 	r.pkts = make([]Packet, 0, n)
 	r.vs = make([]Verdict, n)
 	// Binding waits for acks in the netpoller in either mode; Open switches
@@ -293,11 +346,10 @@ func (r *Reader) bind() error {
 	if r.cfg.FailOpen {
 		flags |= nfqueue.NfQaCfgFlagFailOpen
 	}
-	last := []attr{{cfgAttrMaxLen, binary.BigEndian.AppendUint32(nil, r.cfg.MaxQueueLen)}}
-	if flags != 0 {
-		f := binary.BigEndian.AppendUint32(nil, flags)
-		last = append([]attr{{cfgAttrFlags, f}, {cfgAttrMask, f}}, last...)
+	if r.cfg.GSO {
+		flags |= nfqueue.NfQaCfgFlagGSO
 	}
+	last := flagsAttrs(flags, r.cfg.MaxQueueLen)
 	steps := []struct {
 		what  string
 		queue uint16
@@ -311,13 +363,43 @@ func (r *Reader) bind() error {
 	}
 	var early []Packet
 	for _, s := range steps {
-		if err := r.request(s.queue, s.attrs, &early); err != nil {
+		err := r.request(s.queue, s.attrs, &early)
+		if err != nil && r.cfg.GSO && s.what == "set flags and length" {
+			// Kernels before 3.10 know no GSO flag and refuse the whole
+			// set: the queue works without it, one segment per packet.
+			r.log.Warn("kernel refused GSO queueing; packets are queued segment by segment", "queue", r.cfg.Queue, "err", err)
+			err = r.request(s.queue, flagsAttrs(flags&^nfqueue.NfQaCfgFlagGSO, r.cfg.MaxQueueLen), &early)
+			flags &^= nfqueue.NfQaCfgFlagGSO
+		}
+		if err != nil {
 			if s.queue != 0 {
 				r.unbind()
 			}
 			return fmt.Errorf("nfqmsg: queue %d: %s: %w", r.cfg.Queue, s.what, err)
 		}
 	}
+	r.gso.Store(flags&nfqueue.NfQaCfgFlagGSO != 0)
+	if err := r.repeatEarly(early); err != nil {
+		return fmt.Errorf("nfqmsg: queue %d: answer packets queued during bind: %w", r.cfg.Queue, err)
+	}
+	r.cnt.BindRepeats.Add(uint64(len(early)))
+	return nil
+}
+
+// flagsAttrs are the config attributes that set flags (when any) and the
+// queue length.
+func flagsAttrs(flags, maxLen uint32) []attr {
+	last := []attr{{cfgAttrMaxLen, binary.BigEndian.AppendUint32(nil, maxLen)}}
+	if flags != 0 {
+		f := binary.BigEndian.AppendUint32(nil, flags)
+		last = append([]attr{{cfgAttrFlags, f}, {cfgAttrMask, f}}, last...)
+	}
+	return last
+}
+
+// repeatEarly answers NF_REPEAT to packets read while waiting for a config
+// acknowledgement.
+func (r *Reader) repeatEarly(early []Packet) error {
 	if len(early) > 0 {
 		// Packets queued before the copy mode was set carry no payload:
 		// NF_REPEAT sends them through the chain again, and the queue, now
@@ -327,9 +409,8 @@ func (r *Reader) bind() error {
 			r.enc.AppendVerdict(p.ID, Verdict{Code: Repeat})
 		}
 		if err := r.send(r.enc.Bytes()); err != nil {
-			return fmt.Errorf("nfqmsg: queue %d: answer packets queued during bind: %w", r.cfg.Queue, err)
+			return err
 		}
-		r.cnt.BindRepeats.Add(uint64(len(early)))
 	}
 	return nil
 }
@@ -342,7 +423,8 @@ func (r *Reader) request(queue uint16, attrs []attr, early *[]Packet) error {
 	if err := r.send(appendConfig(nil, seq, queue, attrs...)); err != nil {
 		return err
 	}
-	if err := r.q.Con.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+	deadline := time.Now().Add(5 * time.Second)
+	if err := r.q.Con.SetReadDeadline(deadline); err != nil && !r.cfg.Blocking {
 		return err
 	}
 	defer r.q.Con.SetReadDeadline(time.Time{})
@@ -351,8 +433,12 @@ func (r *Reader) request(queue uint16, attrs []attr, early *[]Packet) error {
 			return fmt.Errorf("wait for ack: %w", err)
 		}
 		if r.rerr != nil {
-			if r.rerr == unix.ENOBUFS {
+			switch {
+			case r.rerr == unix.ENOBUFS:
 				r.cnt.ENOBUFS.Add(1)
+				continue
+			case (r.rerr == unix.EAGAIN || r.rerr == unix.EINTR) && time.Now().Before(deadline):
+				// A blocking socket's receive timeout, not ours.
 				continue
 			}
 			return fmt.Errorf("wait for ack: %w", r.rerr)
@@ -444,13 +530,27 @@ func (r *Reader) Run(ctx context.Context, decide BatchFunc) error {
 		defer stop()
 	}
 	for ctx.Err() == nil {
+		r.applyPending()
 		if err := r.readOnce(decide); err != nil {
 			if ctx.Err() != nil {
 				break
 			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// SetCopyRange woke us. Clearing the deadline could
+				// clear a cancellation's too: the loop condition checks
+				// the context again.
+				r.q.Con.SetReadDeadline(time.Time{})
+				continue
+			}
 			r.unbind()
 			return err
 		}
+	}
+	// Nobody will apply a request that is still waiting.
+	select {
+	case req := <-r.reconf:
+		req.done <- ErrNotRunning
+	default:
 	}
 	// Answer what the kernel already handed us before leaving: unbinding
 	// would drop it.
@@ -526,6 +626,7 @@ func (r *Reader) readOnce(decide BatchFunc) error {
 	for i := range vs {
 		vs[i] = r.fail
 	}
+	r.markRequeue(pkts, vs)
 	decide(pkts, vs)
 	r.enc.Reset()
 	r.enc.AppendVerdicts(pkts, vs)

@@ -33,6 +33,12 @@ const (
 // a packet nobody answers is lost, which the test would see.
 func queueTable(t *testing.T, ns *testnet.NS, q uint16) (counters func() (drop, accept uint64)) {
 	t.Helper()
+	return queueTableProto(t, ns, q, unix.IPPROTO_UDP)
+}
+
+// queueTableProto is queueTable for packets of IP protocol proto.
+func queueTableProto(t *testing.T, ns *testnet.NS, q uint16, proto byte) (counters func() (drop, accept uint64)) {
+	t.Helper()
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Handle())))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +62,7 @@ func queueTable(t *testing.T, ns *testnet.NS, q uint16) (counters func() (drop, 
 	info = append(info, 0, 0)
 	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Target{Name: "NFQUEUE", Rev: 3, Info: &info},
 	}})
 	if err := c.Flush(); err != nil {

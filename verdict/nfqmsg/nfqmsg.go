@@ -46,6 +46,16 @@ const (
 	attrGID        = 17
 )
 
+// NFQA_SKB_INFO flags (include/uapi/linux/netfilter/nfnetlink_queue.h).
+const (
+	// SkbCsumNotReady: the transport checksum is partial (CHECKSUM_PARTIAL).
+	SkbCsumNotReady = 1 << 0
+	// SkbGSO: the packet is a GSO aggregate of several segments.
+	SkbGSO = 1 << 1
+	// SkbCsumVerified: the device verified the checksum.
+	SkbCsumVerified = 1 << 2
+)
+
 // Verdict codes (include/uapi/linux/netfilter.h).
 const (
 	Drop   uint32 = 0
@@ -80,13 +90,22 @@ type Packet struct {
 	// CapLen is the packet's length before the kernel cut it to the copy
 	// range, 0 when it was copied whole.
 	CapLen uint32
-	// SkbInfo is NFQA_SKB_INFO (checksum and GSO flags), 0 when absent.
+	// SkbInfo is NFQA_SKB_INFO (SkbGSO, SkbCsumNotReady, ...), 0 when
+	// absent. With a GSO queue (Config.GSO) a packet may be an aggregate of
+	// several segments, longer than the MTU, whose transport checksum is
+	// not filled in yet (SkbCsumNotReady): the device or the kernel computes
+	// it on the way out, so nothing here may verify it.
 	SkbInfo uint32
 	// UID and GID are the owner of the packet's local socket (NFQA_UID,
 	// NFQA_GID), sent only on a queue opened with NFQA_CFG_F_UID_GID and
 	// only for packets with a full socket; HasUID and HasGID say they came.
 	HasUID, HasGID bool
 	UID, GID       uint32
+	// Requeue is set by the Reader on a packet that was copied under a
+	// smaller copy range than the queue now has (see Reader.SetCopyRange):
+	// its verdict is already NF_REPEAT, so it comes back copied to the new
+	// range, and the BatchFunc must leave it alone.
+	Requeue bool
 	// Payload starts at the network header.
 	Payload []byte
 }

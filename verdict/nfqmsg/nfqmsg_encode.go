@@ -71,13 +71,29 @@ func (e *Encoder) AppendVerdict(id uint32, v Verdict) {
 // AppendBatch appends an NFQNL_MSG_VERDICT_BATCH: code for every packet still
 // queued with an id up to and including id.
 func (e *Encoder) AppendBatch(id uint32, code uint32) {
-	b := e.header(typeVerdictBatch, verdictLen)
-	e.verdictHdr(b, code, id)
+	e.AppendBatchVerdict(id, Verdict{Code: code})
+}
+
+// AppendBatchVerdict is AppendBatch with v's mark: the kernel sets NFQA_MARK
+// of a batch message on every packet the batch answers
+// (nfqnl_recv_verdict_batch).
+func (e *Encoder) AppendBatchVerdict(id uint32, v Verdict) {
+	n := verdictLen
+	if v.SetMark {
+		n = verdictMarkLen
+	}
+	b := e.header(typeVerdictBatch, n)
+	e.verdictHdr(b, v.Code, id)
+	if v.SetMark {
+		putAttrU32(b[verdictLen:], attrMark, v.Mark)
+	}
 }
 
 // AppendVerdicts appends the verdicts vs[i] for pkts[i], in order, merging
 // each run of two or more consecutive packets with increasing ids and the
-// same verdict without a mark into one batch message. Every packet before a
+// same verdict (code and mark alike) into one batch message: a flood that
+// is dropped and logged (NF_REPEAT with the same mark) costs one message a
+// read instead of one a packet. Every packet before a
 // run has been answered by an earlier message of the same write, and ids are
 // assigned in queue order, so the batch answers exactly the run.
 func (e *Encoder) AppendVerdicts(pkts []Packet, vs []Verdict) {
@@ -85,13 +101,13 @@ func (e *Encoder) AppendVerdicts(pkts []Packet, vs []Verdict) {
 	for i := 0; i < n; {
 		v := vs[i]
 		j := i + 1
-		if !e.noBatch && !v.SetMark {
-			for j < n && !vs[j].SetMark && vs[j].Code == v.Code && idAfter(pkts[j].ID, pkts[j-1].ID) {
+		if !e.noBatch {
+			for j < n && vs[j] == v && idAfter(pkts[j].ID, pkts[j-1].ID) {
 				j++
 			}
 		}
 		if j-i > 1 {
-			e.AppendBatch(pkts[j-1].ID, v.Code)
+			e.AppendBatchVerdict(pkts[j-1].ID, v)
 		} else {
 			e.AppendVerdict(pkts[i].ID, v)
 		}

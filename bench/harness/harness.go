@@ -1,31 +1,37 @@
-package main
+package harness
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/fwagent/fwagent/bench/cloop"
 	"github.com/fwagent/fwagent/bench/gen"
 	"github.com/fwagent/fwagent/internal/testnet"
 )
 
 // harness holds what one run shares: the built handlers, the namespaces and
-// the options.
+// the Options.
 type harness struct {
-	opt  options
+	opt  Options
 	log  *slog.Logger
-	root string
+	root string // "" without a checkout: see Env.Root
 	exe  string
-	tmp  string
+	// genArgs come between exe and the tool's name.
+	genArgs []string
+	stdout  io.Writer
+	tmp     string
 	// bins maps handler kinds to built executables; skip maps kinds to why
 	// they cannot run.
 	bins map[string]string
@@ -41,6 +47,14 @@ type harness struct {
 // with the reason, rather than failing the run.
 func (h *harness) build(ctx context.Context) {
 	goBuild := func(kind, pkg string) {
+		if h.root == "" {
+			h.skip[kind] = fmt.Sprintf("building %s needs a checkout and the Go toolchain (go run ./bench/e2e)", pkg)
+			return
+		}
+		if _, err := exec.LookPath("go"); err != nil {
+			h.skip[kind] = fmt.Sprintf("building %s needs the Go toolchain: %v", pkg, err)
+			return
+		}
 		out := filepath.Join(h.tmp, kind)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		cmd.Dir = h.root
@@ -71,8 +85,11 @@ func (h *harness) build(ctx context.Context) {
 		h.skip[kindCLoop] = "gcc not found"
 	} else {
 		out := filepath.Join(h.tmp, kindCLoop)
-		cmd := exec.CommandContext(ctx, "gcc", "-O2", "-o", out, filepath.Join(h.root, "bench/cloop/cloop.c"), "-lnetfilter_queue", "-lnfnetlink")
-		if b, err := cmd.CombinedOutput(); err != nil {
+		// The source travels in the binary, so no checkout is needed.
+		src := filepath.Join(h.tmp, "cloop.c")
+		if err := os.WriteFile(src, cloop.Source, 0o644); err != nil {
+			h.skip[kindCLoop] = fmt.Sprintf("write cloop.c: %v", err)
+		} else if b, err := exec.CommandContext(ctx, "gcc", "-O2", "-o", out, src, "-lnetfilter_queue", "-lnfnetlink").CombinedOutput(); err != nil {
 			h.skip[kindCLoop] = fmt.Sprintf("gcc failed: %v: %s", err, firstLine(b))
 		} else {
 			h.bins[kindCLoop] = out
@@ -145,7 +162,7 @@ func (h *harness) genCmd(ctx context.Context, server bool, args ...string) *exec
 	if server {
 		ns, cpu = h.server, h.opt.firewallCPU
 	}
-	return h.pinned(ctx, ns, cpu, h.exe, append([]string{"gen"}, args...)...)
+	return h.pinned(ctx, ns, cpu, h.exe, append(slices.Clone(h.genArgs), args...)...)
 }
 
 // latencyCmd runs the latency prober or echo server. With -rt-probe they
@@ -161,7 +178,8 @@ func (h *harness) latencyCmd(ctx context.Context, server bool, args ...string) *
 	if server {
 		ns, cpu = h.server, h.opt.firewallCPU
 	}
-	return ns.Command(ctx, "chrt", append([]string{"-f", "10", "taskset", "-c", strconv.Itoa(cpu), h.exe, "gen"}, args...)...)
+	argv := append([]string{"-f", "10", "taskset", "-c", strconv.Itoa(cpu), h.exe}, h.genArgs...)
+	return ns.Command(ctx, "chrt", append(argv, args...)...)
 }
 
 func (h *harness) addr(port int) string {
@@ -416,6 +434,7 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 func (h *harness) missingFlags(ctx context.Context, args []string) string {
 	help, _ := exec.CommandContext(ctx, h.bins[kindFwagent], "run", "--help").CombinedOutput()
 	for _, a := range args {
+		a, _, _ = strings.Cut(a, "=")
 		if strings.HasPrefix(a, "--") && !strings.Contains(string(help), a+" ") {
 			return a
 		}

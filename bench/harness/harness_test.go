@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // harness re-executes itself as `gen TOOL` inside the namespaces.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "gen" {
-		if err := runGen(os.Args[2:]); err != nil {
+		if err := RunGen(os.Args[2:]); err != nil {
 			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
@@ -33,12 +33,21 @@ func TestHarness(t *testing.T) {
 	testnet.RequireRoot(t)
 	testnet.RequireCommands(t, "taskset", "go")
 	out := t.TempDir()
-	opt, err := parseFlags([]string{"-configs", "kernel,naive,cloop", "-duration", "1s", "-rates", "5000", "-out", out, "-install=false"})
+	opt, err := ParseFlags("e2e", []string{"-configs", "kernel,naive,cloop", "-duration", "1s", "-rates", "5000", "-out", out, "-install=false"}, "bench/out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := ModuleRoot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	if err := run(context.Background(), log, opt); err != nil {
+	env := Env{Exe: exe, GenArgs: []string{"gen"}, Root: root, Command: "test", Stdout: testWriter{t}, Stderr: testWriter{t}}
+	if err := Run(context.Background(), log, env, opt); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "results.json"))

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"bufio"
@@ -83,7 +83,7 @@ func scrapeUnix(ctx context.Context, path string) ([]byte, error) {
 func dropLogCounters(m map[string]float64) map[string]uint64 {
 	names := map[string]string{
 		"droplog_received": "received", "droplog_events": "written", "droplog_shed": "shed",
-		"droplog_rate_limited": "limited", "droplog_lost": "lost", "droplog_errors": "errors",
+		"droplog_rate_limited": "limited", "droplog_lost": "lost", "droplog_errors": "errors", "droplog_overruns": "overruns",
 	}
 	out := map[string]uint64{}
 	for metric, key := range names {

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import "fmt"
 
@@ -28,7 +28,8 @@ type config struct {
 }
 
 func configNames() []string {
-	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-1000-nfqueue", "fwagent-offload",
+	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload",
+		"fwagent-inspect", "fwagent-inspect-nq", "fwagent-inspect-payload", "fwagent-inspect-nogso",
 		"fwagent-1000-kernel", "fwagent-mixed-kernel", "droplog-fwagent", "droplog-ulogd2"}
 }
 
@@ -42,7 +43,7 @@ func queuePath(c config) config {
 	return c
 }
 
-func configByName(name string, o options) config {
+func configByName(name string, o Options) config {
 	switch name {
 	case "fwagent-1000-kernel":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), args: []string{"--kernel-rules", "auto"},
@@ -54,7 +55,7 @@ func configByName(name string, o options) config {
 	return queuePath(configByNameQueued(name, o))
 }
 
-func configByNameQueued(name string, o options) config {
+func configByNameQueued(name string, o Options) config {
 	switch name {
 	case "kernel":
 		return config{name: name, kind: kindKernel, desc: "kernel only, no queue", udp: true, connect: true, bulk: true}
@@ -63,18 +64,27 @@ func configByNameQueued(name string, o options) config {
 	case "naive":
 		return config{name: name, kind: kindNaive, queues: 1, desc: "go-nfqueue README loop (SetVerdict in the hook)", udp: true, connect: true}
 	case "cloop":
-		return config{name: name, kind: kindCLoop, queues: 1, desc: "C libnetfilter_queue accept loop, one verdict per packet", udp: true, connect: true}
+		return config{name: name, kind: kindCLoop, queues: 1, desc: "C libnetfilter_queue accept loop, one verdict per packet (whole copies, no GSO)", udp: true, connect: true, bulk: true}
 	case "fwagent-1q":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(false), desc: "fwagent, 1 queue, 2-rule policy, offload off", udp: true, connect: true}
 	case "fwagent-nq":
 		return config{name: name, kind: kindFwagent, queues: o.queues, policy: acceptPolicy(false), desc: fmt.Sprintf("fwagent, %d queues (fan-out), 2-rule policy, offload off", o.queues), udp: true, connect: true}
 	case "fwagent-1000":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), desc: "fwagent, 1 queue, 1,000-rule policy (match last), flow tracking, offload off", udp: true, connect: true}
-	case "fwagent-1000-nfqueue":
-		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), args: []string{"--reader", "nfqueue"},
-			desc: "as fwagent-1000, with go-nfqueue's own reader (--reader nfqueue) instead of the batched one", udp: true}
 	case "fwagent-offload":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(true), desc: "fwagent, 1 queue, offload on (flows accepted in the kernel after the first packet)", connect: true, bulk: true}
+	case "fwagent-inspect":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(false),
+			desc: "fwagent, 1 queue, TCP bulk stream decided packet by packet (offload: false), headers-only copy range, GSO", bulk: true}
+	case "fwagent-inspect-nq":
+		return config{name: name, kind: kindFwagent, queues: o.queues, policy: acceptPolicy(false),
+			desc: fmt.Sprintf("as fwagent-inspect with %d queues (fan-out)", o.queues), bulk: true}
+	case "fwagent-inspect-payload":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: payloadPolicy(),
+			desc: "as fwagent-inspect with a payload rule (no depth: whole packets copied and searched) before the accept", bulk: true}
+	case "fwagent-inspect-nogso":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(false), args: []string{"--queue-gso=false", "--copy-range", "65535"},
+			desc: "as fwagent-inspect without GSO and with whole copies: the queue path before #18", bulk: true}
 	case "droplog-fwagent":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: dropLogPolicy(), desc: "fwagent, every packet dropped with log, JSON events to a file", dropLog: true}
 	case "droplog-ulogd2":

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"fmt"
@@ -96,4 +96,15 @@ func mixedPolicy() string {
 	big := bigPolicy(1000, false)
 	l7 := "  - name: tls-deny\n    match: {proto: tcp, dport: 443, tls_sni: [\"*.ads.example\"]}\n    action: reject\n"
 	return strings.Replace(big, "rules:\n", "rules:\n"+l7, 1)
+}
+
+// payloadPolicy is acceptPolicy behind a payload rule on the bulk port
+// whose needle the stream never carries: every packet is copied whole and
+// searched to its end, and then accepted.
+func payloadPolicy() string {
+	return policyHead + fmt.Sprintf(`  - name: bench-payload
+    hook: input
+    match: {proto: tcp, dport: %d, payload: {contains: "fwagent-bench-needle"}}
+    action: drop
+`, portBulk) + acceptPolicy(false)[len(policyHead):]
 }

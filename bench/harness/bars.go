@@ -1,4 +1,4 @@
-package main
+package harness
 
 import "fmt"
 
@@ -9,8 +9,13 @@ const (
 	barCPUVsC          = 1.0
 	barP99AddedUs      = 200
 	barBulkVsKernel    = 0.9
-	barDropLogVsUlogd2 = 1.0
+	barDropLogVsUlogd2 = 2.0 // #13
 	barConfig          = "fwagent-1000"
+	// #18: inspected TCP bulk streams vs kernel only, and the share of a
+	// drop-and-log flood's offered events written.
+	barInspectVsKernel = 0.6
+	barPayloadVsKernel = 0.5
+	barDropLogWritten  = 0.9
 )
 
 func find(res *Results, name string) *ConfigResult {
@@ -96,7 +101,32 @@ func evaluateBars(res *Results) []Bar {
 		bars = append(bars, na(name, target))
 	}
 
+	for _, b := range []struct {
+		config, what string
+		min          float64
+	}{
+		{"fwagent-inspect", "TCP bulk stream decided by an offload: false rule vs kernel only", barInspectVsKernel},
+		{"fwagent-inspect-payload", "TCP bulk stream through a payload rule vs kernel only", barPayloadVsKernel},
+	} {
+		target := fmt.Sprintf("≥ %.1f×", b.min)
+		c := find(res, b.config)
+		if c != nil && c.Bulk != nil && k != nil && k.Bulk != nil && k.Bulk.Gbps > 0 {
+			r := c.Bulk.Gbps / k.Bulk.Gbps
+			bars = append(bars, Bar{b.what, target, fmt.Sprintf("%.2f× (%.2f vs %.2f Gbit/s, %d queued)", r, c.Bulk.Gbps, k.Bulk.Gbps, c.Bulk.Queued), yesNo(r >= b.min)})
+		} else {
+			bars = append(bars, na(b.what, target))
+		}
+	}
+
 	dl, ul := find(res, "droplog-fwagent"), find(res, "droplog-ulogd2")
+	name, target = "drop-and-log flood: offered events written", fmt.Sprintf("≥ %.0f%%", barDropLogWritten*100)
+	if dl != nil && dl.DropLog != nil && dl.DropLog.Offered > 0 {
+		f := float64(dl.DropLog.Written) / float64(dl.DropLog.Offered)
+		bars = append(bars, Bar{name, target, fmt.Sprintf("%.1f%% (%d of %d; %d dropped by the full queue)", 100*f, dl.DropLog.Written, dl.DropLog.Offered, dl.DropLog.Queue.QueueDropped+dl.DropLog.Queue.UserDropped), yesNo(f >= barDropLogWritten)})
+	} else {
+		bars = append(bars, na(name, target))
+	}
+
 	name, target = "drop-log events written per second vs ulogd2", fmt.Sprintf("≥ %.1f×", barDropLogVsUlogd2)
 	if dl != nil && dl.DropLog != nil && ul != nil && ul.DropLog != nil && ul.DropLog.EventsPerSec > 0 {
 		r := dl.DropLog.EventsPerSec / ul.DropLog.EventsPerSec

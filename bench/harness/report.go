@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func machine(ctx context.Context) Machine {
 // directory and, if asked, the table into bench/README.md.
 func (h *harness) write(res *Results) error {
 	dir := h.opt.out
-	if !filepath.IsAbs(dir) {
+	if !filepath.IsAbs(dir) && h.root != "" {
 		dir = filepath.Join(h.root, dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -51,7 +51,7 @@ func (h *harness) write(res *Results) error {
 			return fmt.Errorf("e2e: write %s: %w", name, err)
 		}
 	}
-	fmt.Println(md)
+	fmt.Fprintln(h.stdout, md)
 	h.log.Info("wrote results", "dir", dir)
 	if h.opt.updateReadme {
 		// The README shows the chart of the run whose table it carries.
@@ -186,7 +186,7 @@ func markdown(res *Results) string {
 			rep := "none"
 			if len(d.Reported) > 0 {
 				var kv []string
-				for _, k := range []string{"received", "written", "shed", "limited", "lost", "errors"} {
+				for _, k := range []string{"received", "written", "shed", "limited", "lost", "overruns", "errors"} {
 					if v, ok := d.Reported[k]; ok {
 						kv = append(kv, fmt.Sprintf("%s=%d", k, v))
 					}

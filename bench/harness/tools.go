@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"context"
@@ -15,11 +15,11 @@ import (
 	"github.com/fwagent/fwagent/bench/gen"
 )
 
-// runGen is `e2e gen TOOL FLAGS`: one bench/gen tool as its own process, so
+// RunGen is `e2e gen TOOL FLAGS` (and `fwagent bench gen TOOL FLAGS`): one bench/gen tool as its own process, so
 // the harness can run it inside a namespace, pinned to a core. One-shot
 // tools print their result as JSON; servers print "ready" once bound and
 // run until SIGTERM (the sink then prints its counts as JSON).
-func runGen(args []string) error {
+func RunGen(args []string) error {
 	if len(args) == 0 {
 		return fmt.Errorf("e2e gen: want a tool: send, sink, echo, probe, tcpserve, connect")
 	}

@@ -1,0 +1,152 @@
+package droplog
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+)
+
+// Netlink and nfnetlink_log constants (include/uapi/linux/netlink.h,
+// netfilter/nfnetlink.h, netfilter/nfnetlink_log.h).
+const (
+	nlHdrLen    = 16
+	nfgenHdrLen = 4
+	nlaLen      = 4
+	nlaMask     = 0x3fff // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+	nlmsgErrorType = 0x2
+	nlmsgDoneType  = 0x3
+
+	subsysULOG   = 4
+	typeLogPkt   = subsysULOG << 8   // NFULNL_MSG_PACKET (0)
+	typeLogCfg   = subsysULOG<<8 | 1 // NFULNL_MSG_CONFIG
+	nfulaPktHdr  = 1
+	nfulaMark    = 2
+	nfulaTstamp  = 3
+	nfulaInDev   = 4
+	nfulaOutDev  = 5
+	nfulaPayload = 9
+	nfulaPrefix  = 10
+	nfulaSeq     = 12
+)
+
+// logMsg is one NFULNL_MSG_PACKET as parsed in place: Payload and Prefix
+// alias the receive buffer.
+type logMsg struct {
+	HwProto       uint16
+	Hook          uint8
+	HasHdr        bool
+	Mark          uint32
+	HasMark       bool
+	Time          time.Time
+	HasTime       bool
+	InDev, OutDev uint32
+	HasIn, HasOut bool
+	Payload       []byte
+	HasPayload    bool
+	Prefix        []byte
+	HasPrefix     bool
+	Seq           uint32
+	HasSeq        bool
+}
+
+// errLogMalformed reports a datagram that is not a sequence of netlink
+// messages; the messages before the fault were still delivered.
+var errLogMalformed = errors.New("droplog: malformed netlink message")
+
+// parseLogDatagram calls fn for every log message in the datagram b, in
+// order, with m reset for each. It allocates nothing. It reports the error
+// code of an NLMSG_ERROR message (a refused config request), if any.
+func parseLogDatagram(b []byte, m *logMsg, fn func(*logMsg)) (errno int32, err error) {
+	for len(b) > 0 {
+		if len(b) < nlHdrLen {
+			return errno, errLogMalformed
+		}
+		n := int(binary.NativeEndian.Uint32(b[0:4]))
+		typ := binary.NativeEndian.Uint16(b[4:6])
+		if n < nlHdrLen || n > len(b) {
+			return errno, errLogMalformed
+		}
+		body := b[nlHdrLen:n]
+		switch typ {
+		case typeLogPkt:
+			if len(body) >= nfgenHdrLen {
+				*m = logMsg{}
+				parseLogAttrs(body[nfgenHdrLen:], m)
+				fn(m)
+			}
+		case nlmsgErrorType:
+			if len(body) >= 4 {
+				if e := int32(binary.NativeEndian.Uint32(body[0:4])); e != 0 {
+					errno = e
+				}
+			}
+		}
+		next := (n + 3) &^ 3
+		if next >= len(b) {
+			break
+		}
+		b = b[next:]
+	}
+	return errno, nil
+}
+
+// parseLogAttrs fills m from the NFULA attributes in b. An attribute that
+// runs past the message ends the walk; what was read stays.
+func parseLogAttrs(b []byte, m *logMsg) {
+	for len(b) >= nlaLen {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		t := binary.NativeEndian.Uint16(b[2:4]) & nlaMask
+		if l < nlaLen || l > len(b) {
+			return
+		}
+		v := b[nlaLen:l]
+		switch t {
+		case nfulaPktHdr:
+			// struct nfulnl_msg_packet_hdr: be16 hw_protocol, u8 hook, u8 pad.
+			if len(v) >= 3 {
+				m.HwProto, m.Hook, m.HasHdr = binary.BigEndian.Uint16(v[0:2]), v[2], true
+			}
+		case nfulaMark:
+			if len(v) >= 4 {
+				m.Mark, m.HasMark = binary.BigEndian.Uint32(v), true
+			}
+		case nfulaTstamp:
+			// struct nfulnl_msg_packet_timestamp: be64 sec, be64 usec.
+			if len(v) >= 16 {
+				sec, usec := binary.BigEndian.Uint64(v[0:8]), binary.BigEndian.Uint64(v[8:16])
+				if sec < 1<<40 && usec < 1e6 {
+					m.Time, m.HasTime = time.Unix(int64(sec), int64(usec)*1000), true
+				}
+			}
+		case nfulaInDev:
+			if len(v) >= 4 {
+				m.InDev, m.HasIn = binary.BigEndian.Uint32(v), true
+			}
+		case nfulaOutDev:
+			if len(v) >= 4 {
+				m.OutDev, m.HasOut = binary.BigEndian.Uint32(v), true
+			}
+		case nfulaPayload:
+			m.Payload, m.HasPayload = v[:len(v):len(v)], true
+		case nfulaPrefix:
+			// NUL-terminated.
+			for i, c := range v {
+				if c == 0 {
+					v = v[:i]
+					break
+				}
+			}
+			m.Prefix, m.HasPrefix = v, true
+		case nfulaSeq:
+			if len(v) >= 4 {
+				m.Seq, m.HasSeq = binary.BigEndian.Uint32(v), true
+			}
+		}
+		next := (l + 3) &^ 3
+		if next >= len(b) {
+			return
+		}
+		b = b[next:]
+	}
+}
