@@ -30,7 +30,7 @@ type config struct {
 func configNames() []string {
 	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload",
 		"fwagent-inspect", "fwagent-inspect-nq", "fwagent-inspect-payload", "fwagent-inspect-nogso",
-		"fwagent-1000-kernel", "fwagent-mixed-kernel", "droplog-fwagent", "droplog-ulogd2"}
+		"fwagent-1000-kernel", "fwagent-mixed-kernel", "droplog-fwagent", "droplog-fwagent-queue", "droplog-ulogd2"}
 }
 
 // queuePath pins an fwagent configuration to the queue path: these
@@ -48,6 +48,14 @@ func configByName(name string, o Options) config {
 	case "fwagent-1000-kernel":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: bigPolicy(1000, false), args: []string{"--kernel-rules", "auto"},
 			desc: "as fwagent-1000, compiled into the kernel (--kernel-rules auto): nothing is queued", udp: true, connect: true}
+	case "droplog-fwagent":
+		// The agent's default: the drop-and-log rule compiles to nft, so the
+		// kernel logs each drop to NFLOG itself.
+		return config{name: name, kind: kindFwagent, queues: 1, policy: dropLogPolicy(), args: []string{"--kernel-rules", "auto"},
+			desc: "fwagent, every packet dropped with log by the compiled kernel rule (--kernel-rules auto), JSON events to a file", dropLog: true}
+	case "droplog-fwagent-queue":
+		return queuePath(config{name: name, kind: kindFwagent, queues: 1, policy: dropLogPolicy(),
+			desc: "as droplog-fwagent through the queue (--kernel-rules off): each drop is decided in userspace, then logged by the kernel", dropLog: true})
 	case "fwagent-mixed-kernel":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: mixedPolicy(), args: []string{"--kernel-rules", "auto"},
 			desc: "the 1,000-rule policy plus one tls_sni rule on TCP 443, --kernel-rules auto: the UDP flood to the bench ports is not queued", udp: true}
@@ -85,8 +93,6 @@ func configByNameQueued(name string, o Options) config {
 	case "fwagent-inspect-nogso":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(false), args: []string{"--queue-gso=false", "--copy-range", "65535"},
 			desc: "as fwagent-inspect without GSO and with whole copies: the queue path before #18", bulk: true}
-	case "droplog-fwagent":
-		return config{name: name, kind: kindFwagent, queues: 1, policy: dropLogPolicy(), desc: "fwagent, every packet dropped with log, JSON events to a file", dropLog: true}
 	case "droplog-ulogd2":
 		return config{name: name, kind: kindUlogd, desc: "ulogd2: nft log group + drop, NFLOG -> JSON file", dropLog: true}
 	}
