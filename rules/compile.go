@@ -49,11 +49,6 @@ type Plan struct {
 	chains [nf.NumHooks][]planRule
 	// why[i] says why rule i needs userspace, "" when it runs in the kernel.
 	why []string
-	// queueNoBits[i]: rule i's state match is decided in the kernel for
-	// packets the kernel's conntrack calls established or related, and
-	// queued for the others (state lists one of new and invalid, which the
-	// mark bits cannot tell apart).
-	queueNoBits []bool
 	// model is the program of every rule's K, for Path.
 	model *policies.Program
 	marks nf.Marks
@@ -135,14 +130,12 @@ func Compile(prog *policies.Program, cfg Config) (*Plan, error) {
 		return nil, fmt.Errorf("rules: compile: mark layout not set")
 	}
 	src := prog.SourceRules()
-	p := &Plan{prog: prog, marks: cfg.Marks, why: make([]string, len(src)), queueNoBits: make([]bool, len(src))}
+	p := &Plan{prog: prog, marks: cfg.Marks, why: make([]string, len(src))}
 	model := make([]*policies.Rule, len(src))
 	for i := range src {
 		r := &src[i]
 		p.why[i] = userspaceReason(r)
-		km, noBits := kernelModel(r)
-		model[i] = km
-		p.queueNoBits[i] = noBits
+		model[i] = kernelModel(r)
 	}
 	var err error
 	if p.model, err = prog.CompileRules(model); err != nil {
@@ -177,8 +170,8 @@ func (p *Plan) Program() *policies.Program { return p.prog }
 // Kernel reports how many rules are decided in the kernel entirely.
 func (p *Plan) Kernel() int {
 	n := 0
-	for i, w := range p.why {
-		if w == "" && !p.queueNoBits[i] {
+	for _, w := range p.why {
+		if w == "" {
 			n++
 		}
 	}
@@ -190,13 +183,7 @@ func (p *Plan) Why(i int) string {
 	if i < 0 || i >= len(p.why) {
 		return ""
 	}
-	if p.why[i] != "" {
-		return p.why[i]
-	}
-	if p.queueNoBits[i] {
-		return "state new or invalid alone needs userspace for packets the kernel's conntrack does not call established or related"
-	}
-	return ""
+	return p.why[i]
 }
 
 // Path is where a packet is decided: "kernel" when the first rule whose
@@ -210,9 +197,6 @@ func (p *Plan) Path(in *policies.Input) string {
 	}
 	i := int(d.Rule)
 	if p.why[i] != "" {
-		return "queue"
-	}
-	if p.queueNoBits[i] && (in.State == nf.StateNew || in.State == nf.StateInvalid) {
 		return "queue"
 	}
 	return "kernel"
@@ -297,10 +281,8 @@ func ifacePattern(pat string) (name string, prefix, ok bool) {
 }
 
 // kernelModel is r reduced to K(r), as a rule the userspace engine can
-// evaluate: the part of the match the kernel tests. noBits reports a state
-// match the kernel decides only for established and related packets (see
-// Plan.queueNoBits): for the model, K then admits new and invalid packets.
-func kernelModel(r *policies.Rule) (*policies.Rule, bool) {
+// evaluate: the part of the match the kernel tests.
+func kernelModel(r *policies.Rule) *policies.Rule {
 	k := *r
 	k.Limit = nil
 	k.Match = policies.Match{
@@ -312,13 +294,7 @@ func kernelModel(r *policies.Rule) (*policies.Rule, bool) {
 	if ifaceKernel(&r.Match) {
 		k.Match.Iif, k.Match.Oif = r.Match.Iif, r.Match.Oif
 	}
-	const newInv = 1<<nf.StateNew | 1<<nf.StateInvalid
-	noBits := false
-	if s := r.Match.States; s != 0 && s&newInv != 0 && s&newInv != newInv {
-		noBits = true
-		k.Match.States = s | newInv
-	}
-	return &k, noBits
+	return &k
 }
 
 // conjs is K(rule i) as a disjunction of conjunctions, each marked queue
@@ -411,15 +387,7 @@ func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 		}
 	}
 	if m.States != 0 {
-		and(p.stateAlts(i, m.States)...)
-		// stateAlts marks the queued part in its statements; lift it.
-		for j := range out {
-			for _, s := range out[j].stmts {
-				if _, ok := s.(noBitsMarker); ok {
-					out[j].queue = true
-				}
-			}
-		}
+		and(p.stateAlts(m.States)...)
 	}
 	if queueAll {
 		for j := range out {
@@ -429,39 +397,36 @@ func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 	return out
 }
 
-// noBitsMarker is the state test for packets without the established and
-// related bits, in the queued part of a rule whose state match the bits
-// cannot decide.
-type noBitsMarker struct{ maskedCmp }
-
 // stateAlts tests the state bits the kernel sets before the policy chain
-// from its own conntrack: established when the established bit is set,
-// related when only the related bit is, and new or invalid when neither
-// (nf.Marks; the same bits userspace reads).
-func (p *Plan) stateAlts(i int, s uint8) [][]stmt {
-	est, rel := s&(1<<nf.StateEstablished) != 0, s&(1<<nf.StateRelated) != 0
-	nw, inv := s&(1<<nf.StateNew) != 0, s&(1<<nf.StateInvalid) != 0
-	var alts [][]stmt
-	e, r := p.marks.EstablishedBit(), p.marks.RelatedBit()
-	both := e | r
-	none := maskedCmp{key: keyMeta, mask: both, value: 0}
-	switch {
-	case est && rel && nw && inv:
+// from its own conntrack (nf.Marks; the same bits userspace reads as the
+// packet's state): established, related and invalid each by its own bit,
+// new by none of them. The kernel sets at most one (ct state established,
+// related and invalid exclude each other), so a list of states is a test
+// of the bits that list leaves out, or of the one it keeps.
+func (p *Plan) stateAlts(s uint8) [][]stmt {
+	all := uint8(1<<nf.StateNew | 1<<nf.StateEstablished | 1<<nf.StateRelated | 1<<nf.StateInvalid)
+	if s&all == all {
 		return [][]stmt{nil}
-	case est && rel:
-		alts = append(alts, []stmt{maskedCmpNeq{key: keyMeta, mask: both}})
-	case est:
-		alts = append(alts, []stmt{maskedCmp{key: keyMeta, mask: e, value: e}})
-	case rel:
-		alts = append(alts, []stmt{maskedCmp{key: keyMeta, mask: both, value: r}})
 	}
-	switch {
-	case nw && inv:
-		alts = append(alts, []stmt{none})
-	case nw || inv:
-		alts = append(alts, []stmt{noBitsMarker{none}})
+	bit := map[nf.State]uint32{
+		nf.StateEstablished: p.marks.EstablishedBit(),
+		nf.StateRelated:     p.marks.RelatedBit(),
+		nf.StateInvalid:     p.marks.InvalidBit(),
 	}
-	return alts
+	var in, out uint32
+	for st, b := range bit {
+		if s&(1<<st) != 0 {
+			in |= b
+		} else {
+			out |= b
+		}
+	}
+	if s&(1<<nf.StateNew) != 0 {
+		// New and the listed states: none of the others' bits.
+		return [][]stmt{{maskedCmp{key: keyMeta, mask: out, value: 0}}}
+	}
+	// Only states with a bit: one of theirs is set.
+	return [][]stmt{{maskedCmpNeq{key: keyMeta, mask: in}}}
 }
 
 // familyStmts is the family test and the address and ICMP matches of m for

@@ -58,7 +58,6 @@ func TestCompileWhy(t *testing.T) {
 	prog := plan.Program()
 	want := map[string]string{
 		"glob": "iif pattern", "sni": "tls_sni needs userspace", "lim": "limit needs userspace",
-		"inv": "state new or invalid", "newssh": "state new or invalid",
 	}
 	kernel := 0
 	for i := 0; i < prog.NumRules(); i++ {
