@@ -49,9 +49,16 @@ type Plan struct {
 	chains [nf.NumHooks][]planRule
 	// why[i] says why rule i needs userspace, "" when it runs in the kernel.
 	why []string
-	// model is the program of every rule's K, for Path.
-	model *policies.Program
-	marks nf.Marks
+	// owner[i]: rule i's uid or gid runs in the kernel on output (its
+	// SYN-ACKs queued, owner_compile.go) and is queued on input.
+	owner []bool
+	// ownerIn[i]: owner[i], and rule i applies on input too.
+	ownerIn []bool
+	// model is the program of every rule's K, for Path. synAckModel is the
+	// same with owner rules' uid and gid left out: what an output SYN-ACK
+	// meets, whose first owner rule queues it.
+	model, synAckModel *policies.Program
+	marks              nf.Marks
 	// blockSize is the rules per guarded block (0: defaultBlockSize).
 	blockSize int
 }
@@ -130,16 +137,26 @@ func Compile(prog *policies.Program, cfg Config) (*Plan, error) {
 		return nil, fmt.Errorf("rules: compile: mark layout not set")
 	}
 	src := prog.SourceRules()
-	p := &Plan{prog: prog, marks: cfg.Marks, why: make([]string, len(src))}
+	p := &Plan{prog: prog, marks: cfg.Marks, why: make([]string, len(src)), owner: make([]bool, len(src)), ownerIn: make([]bool, len(src))}
 	model := make([]*policies.Rule, len(src))
+	synAck := make([]*policies.Rule, len(src))
 	for i := range src {
 		r := &src[i]
 		p.why[i] = userspaceReason(r)
+		p.owner[i] = p.why[i] == "" && hasOwnerID(&r.Match)
+		p.ownerIn[i] = p.owner[i] && r.Hooks&(1<<nf.HookInput) != 0
 		model[i] = kernelModel(r)
+		synAck[i] = model[i]
+		if p.owner[i] {
+			synAck[i] = withoutOwner(model[i])
+		}
 	}
 	var err error
 	if p.model, err = prog.CompileRules(model); err != nil {
 		return nil, fmt.Errorf("rules: compile the kernel model: %w", err)
+	}
+	if p.synAckModel, err = prog.CompileRules(synAck); err != nil {
+		return nil, fmt.Errorf("rules: compile the kernel model of SYN-ACKs: %w", err)
 	}
 	for h := nf.HookInput; h < nf.NumHooks; h++ {
 		var out []planRule
@@ -149,7 +166,11 @@ func Compile(prog *policies.Program, cfg Config) (*Plan, error) {
 				continue
 			}
 			d := prog.StaticDecision(int32(i), h)
-			for _, c := range p.conjs(i, r) {
+			cs := p.conjs(i, r)
+			if p.owner[i] {
+				cs = ownerHook(cs, h)
+			}
+			for _, c := range cs {
 				name := commentRule + r.Name
 				if c.queue {
 					name = commentQueue + r.Name
@@ -170,8 +191,8 @@ func (p *Plan) Program() *policies.Program { return p.prog }
 // Kernel reports how many rules are decided in the kernel entirely.
 func (p *Plan) Kernel() int {
 	n := 0
-	for _, w := range p.why {
-		if w == "" {
+	for i, w := range p.why {
+		if w == "" && !p.ownerIn[i] {
 			n++
 		}
 	}
@@ -183,7 +204,27 @@ func (p *Plan) Why(i int) string {
 	if i < 0 || i >= len(p.why) {
 		return ""
 	}
+	if p.ownerIn[i] {
+		return ownerInputReason
+	}
 	return p.why[i]
+}
+
+// ownerHook is an owner rule's conjunctions on hook h: queued on input,
+// and on output each preceded by the one that queues its SYN-ACKs.
+func ownerHook(cs []conj, h nf.Hook) []conj {
+	var out []conj
+	for _, c := range cs {
+		switch {
+		case c.queue:
+			out = append(out, c)
+		case h == nf.HookInput:
+			out = append(out, conj{stmts: c.stmts, queue: true})
+		default:
+			out = append(out, ownerSynAck(c), c)
+		}
+	}
+	return out
 }
 
 // Path is where a packet is decided: "kernel" when the first rule whose
@@ -191,12 +232,12 @@ func (p *Plan) Why(i int) string {
 // default applies), "queue" when that rule queues it. in must describe the
 // packet as Decide sees it.
 func (p *Plan) Path(in *policies.Input) string {
-	d := p.model.Decide(in)
-	if d.Rule == policies.NoRule {
+	r := p.FirstKernelMatch(in)
+	if r == policies.NoRule {
 		return "kernel"
 	}
-	i := int(d.Rule)
-	if p.why[i] != "" {
+	i := int(r)
+	if p.why[i] != "" || p.owner[i] && (in.Hook == nf.HookInput || isSynAck(in)) {
 		return "queue"
 	}
 	return "kernel"
@@ -204,7 +245,12 @@ func (p *Plan) Path(in *policies.Input) string {
 
 // FirstKernelMatch is the rule whose kernel part the packet matches first,
 // policies.NoRule for none: the chain rule the kernel stops at.
-func (p *Plan) FirstKernelMatch(in *policies.Input) int32 { return p.model.Decide(in).Rule }
+func (p *Plan) FirstKernelMatch(in *policies.Input) int32 {
+	if isSynAck(in) {
+		return p.synAckModel.Decide(in).Rule
+	}
+	return p.model.Decide(in).Rule
+}
 
 // knownMatch and knownRule are the fields this compiler understands. A
 // field added to policies.Match or policies.Rule later (uid, cgroup,
@@ -213,7 +259,7 @@ func (p *Plan) FirstKernelMatch(in *policies.Input) int32 { return p.model.Decid
 var knownMatch = map[string]bool{
 	"Protos": true, "Family": true, "Src": true, "Dst": true, "Sport": true, "Dport": true,
 	"Iif": true, "Oif": true, "States": true, "TCPFlags": true, "HasICMPType": true,
-	"ICMP4Types": true, "ICMP6Types": true, "Length": true,
+	"ICMP4Types": true, "ICMP6Types": true, "Length": true, "UID": true, "GID": true,
 }
 
 // userspaceMatch are the known fields only userspace can judge.
@@ -289,7 +335,7 @@ func kernelModel(r *policies.Rule) *policies.Rule {
 		Protos: r.Match.Protos, Family: r.Match.Family, Src: r.Match.Src, Dst: r.Match.Dst,
 		Sport: r.Match.Sport, Dport: r.Match.Dport, States: r.Match.States, TCPFlags: r.Match.TCPFlags,
 		HasICMPType: r.Match.HasICMPType, ICMP4Types: r.Match.ICMP4Types, ICMP6Types: r.Match.ICMP6Types,
-		Length: r.Match.Length,
+		Length: r.Match.Length, UID: r.Match.UID, GID: r.Match.GID,
 	}
 	if ifaceKernel(&r.Match) {
 		k.Match.Iif, k.Match.Oif = r.Match.Iif, r.Match.Oif
@@ -388,6 +434,13 @@ func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 	}
 	if m.States != 0 {
 		and(p.stateAlts(m.States)...)
+	}
+	if hasOwnerID(m) {
+		alt, ok := ownerStmts(m)
+		if !ok {
+			return nil
+		}
+		and(alt)
 	}
 	if queueAll {
 		for j := range out {
