@@ -159,7 +159,7 @@ func Compile(prog *policies.Program, cfg Config) (*Plan, error) {
 		return nil, fmt.Errorf("rules: compile the kernel model of SYN-ACKs: %w", err)
 	}
 	for h := nf.HookInput; h < nf.NumHooks; h++ {
-		var out []planRule
+		out := p.malformedRules()
 		for i := range src {
 			r := &src[i]
 			if r.Hooks&(1<<h) == 0 {
@@ -232,6 +232,9 @@ func ownerHook(cs []conj, h nf.Hook) []conj {
 // default applies), "queue" when that rule queues it. in must describe the
 // packet as Decide sees it.
 func (p *Plan) Path(in *policies.Input) string {
+	if p.Guarded(in) {
+		return "queue"
+	}
 	r := p.FirstKernelMatch(in)
 	if r == policies.NoRule {
 		return "kernel"
