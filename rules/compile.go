@@ -49,14 +49,16 @@ type Plan struct {
 	chains [nf.NumHooks][]planRule
 	// why[i] says why rule i needs userspace, "" when it runs in the kernel.
 	why []string
-	// queueNoBits[i]: rule i's state match is decided in the kernel for
-	// packets the kernel's conntrack calls established or related, and
-	// queued for the others (state lists one of new and invalid, which the
-	// mark bits cannot tell apart).
-	queueNoBits []bool
-	// model is the program of every rule's K, for Path.
-	model *policies.Program
-	marks nf.Marks
+	// owner[i]: rule i's uid or gid runs in the kernel on output (its
+	// SYN-ACKs queued, owner_compile.go) and is queued on input.
+	owner []bool
+	// ownerIn[i]: owner[i], and rule i applies on input too.
+	ownerIn []bool
+	// model is the program of every rule's K, for Path. synAckModel is the
+	// same with owner rules' uid and gid left out: what an output SYN-ACK
+	// meets, whose first owner rule queues it.
+	model, synAckModel *policies.Program
+	marks              nf.Marks
 	// blockSize is the rules per guarded block (0: defaultBlockSize).
 	blockSize int
 }
@@ -135,28 +137,40 @@ func Compile(prog *policies.Program, cfg Config) (*Plan, error) {
 		return nil, fmt.Errorf("rules: compile: mark layout not set")
 	}
 	src := prog.SourceRules()
-	p := &Plan{prog: prog, marks: cfg.Marks, why: make([]string, len(src)), queueNoBits: make([]bool, len(src))}
+	p := &Plan{prog: prog, marks: cfg.Marks, why: make([]string, len(src)), owner: make([]bool, len(src)), ownerIn: make([]bool, len(src))}
 	model := make([]*policies.Rule, len(src))
+	synAck := make([]*policies.Rule, len(src))
 	for i := range src {
 		r := &src[i]
 		p.why[i] = userspaceReason(r)
-		km, noBits := kernelModel(r)
-		model[i] = km
-		p.queueNoBits[i] = noBits
+		p.owner[i] = p.why[i] == "" && hasOwnerID(&r.Match)
+		p.ownerIn[i] = p.owner[i] && r.Hooks&(1<<nf.HookInput) != 0
+		model[i] = kernelModel(r)
+		synAck[i] = model[i]
+		if p.owner[i] {
+			synAck[i] = withoutOwner(model[i])
+		}
 	}
 	var err error
 	if p.model, err = prog.CompileRules(model); err != nil {
 		return nil, fmt.Errorf("rules: compile the kernel model: %w", err)
 	}
+	if p.synAckModel, err = prog.CompileRules(synAck); err != nil {
+		return nil, fmt.Errorf("rules: compile the kernel model of SYN-ACKs: %w", err)
+	}
 	for h := nf.HookInput; h < nf.NumHooks; h++ {
-		var out []planRule
+		out := p.malformedRules()
 		for i := range src {
 			r := &src[i]
 			if r.Hooks&(1<<h) == 0 {
 				continue
 			}
 			d := prog.StaticDecision(int32(i), h)
-			for _, c := range p.conjs(i, r) {
+			cs := p.conjs(i, r)
+			if p.owner[i] {
+				cs = ownerHook(cs, h)
+			}
+			for _, c := range cs {
 				name := commentRule + r.Name
 				if c.queue {
 					name = commentQueue + r.Name
@@ -178,7 +192,7 @@ func (p *Plan) Program() *policies.Program { return p.prog }
 func (p *Plan) Kernel() int {
 	n := 0
 	for i, w := range p.why {
-		if w == "" && !p.queueNoBits[i] {
+		if w == "" && !p.ownerIn[i] {
 			n++
 		}
 	}
@@ -190,13 +204,27 @@ func (p *Plan) Why(i int) string {
 	if i < 0 || i >= len(p.why) {
 		return ""
 	}
-	if p.why[i] != "" {
-		return p.why[i]
+	if p.ownerIn[i] {
+		return ownerInputReason
 	}
-	if p.queueNoBits[i] {
-		return "state new or invalid alone needs userspace for packets the kernel's conntrack does not call established or related"
+	return p.why[i]
+}
+
+// ownerHook is an owner rule's conjunctions on hook h: queued on input,
+// and on output each preceded by the one that queues its SYN-ACKs.
+func ownerHook(cs []conj, h nf.Hook) []conj {
+	var out []conj
+	for _, c := range cs {
+		switch {
+		case c.queue:
+			out = append(out, c)
+		case h == nf.HookInput:
+			out = append(out, conj{stmts: c.stmts, queue: true})
+		default:
+			out = append(out, ownerSynAck(c), c)
+		}
 	}
-	return ""
+	return out
 }
 
 // Path is where a packet is decided: "kernel" when the first rule whose
@@ -204,15 +232,15 @@ func (p *Plan) Why(i int) string {
 // default applies), "queue" when that rule queues it. in must describe the
 // packet as Decide sees it.
 func (p *Plan) Path(in *policies.Input) string {
-	d := p.model.Decide(in)
-	if d.Rule == policies.NoRule {
-		return "kernel"
-	}
-	i := int(d.Rule)
-	if p.why[i] != "" {
+	if p.Guarded(in) {
 		return "queue"
 	}
-	if p.queueNoBits[i] && (in.State == nf.StateNew || in.State == nf.StateInvalid) {
+	r := p.FirstKernelMatch(in)
+	if r == policies.NoRule {
+		return "kernel"
+	}
+	i := int(r)
+	if p.why[i] != "" || p.owner[i] && (in.Hook == nf.HookInput || isSynAck(in)) {
 		return "queue"
 	}
 	return "kernel"
@@ -220,7 +248,12 @@ func (p *Plan) Path(in *policies.Input) string {
 
 // FirstKernelMatch is the rule whose kernel part the packet matches first,
 // policies.NoRule for none: the chain rule the kernel stops at.
-func (p *Plan) FirstKernelMatch(in *policies.Input) int32 { return p.model.Decide(in).Rule }
+func (p *Plan) FirstKernelMatch(in *policies.Input) int32 {
+	if isSynAck(in) {
+		return p.synAckModel.Decide(in).Rule
+	}
+	return p.model.Decide(in).Rule
+}
 
 // knownMatch and knownRule are the fields this compiler understands. A
 // field added to policies.Match or policies.Rule later (uid, cgroup,
@@ -229,7 +262,7 @@ func (p *Plan) FirstKernelMatch(in *policies.Input) int32 { return p.model.Decid
 var knownMatch = map[string]bool{
 	"Protos": true, "Family": true, "Src": true, "Dst": true, "Sport": true, "Dport": true,
 	"Iif": true, "Oif": true, "States": true, "TCPFlags": true, "HasICMPType": true,
-	"ICMP4Types": true, "ICMP6Types": true, "Length": true,
+	"ICMP4Types": true, "ICMP6Types": true, "Length": true, "UID": true, "GID": true,
 }
 
 // userspaceMatch are the known fields only userspace can judge.
@@ -297,28 +330,20 @@ func ifacePattern(pat string) (name string, prefix, ok bool) {
 }
 
 // kernelModel is r reduced to K(r), as a rule the userspace engine can
-// evaluate: the part of the match the kernel tests. noBits reports a state
-// match the kernel decides only for established and related packets (see
-// Plan.queueNoBits): for the model, K then admits new and invalid packets.
-func kernelModel(r *policies.Rule) (*policies.Rule, bool) {
+// evaluate: the part of the match the kernel tests.
+func kernelModel(r *policies.Rule) *policies.Rule {
 	k := *r
 	k.Limit = nil
 	k.Match = policies.Match{
 		Protos: r.Match.Protos, Family: r.Match.Family, Src: r.Match.Src, Dst: r.Match.Dst,
 		Sport: r.Match.Sport, Dport: r.Match.Dport, States: r.Match.States, TCPFlags: r.Match.TCPFlags,
 		HasICMPType: r.Match.HasICMPType, ICMP4Types: r.Match.ICMP4Types, ICMP6Types: r.Match.ICMP6Types,
-		Length: r.Match.Length,
+		Length: r.Match.Length, UID: r.Match.UID, GID: r.Match.GID,
 	}
 	if ifaceKernel(&r.Match) {
 		k.Match.Iif, k.Match.Oif = r.Match.Iif, r.Match.Oif
 	}
-	const newInv = 1<<nf.StateNew | 1<<nf.StateInvalid
-	noBits := false
-	if s := r.Match.States; s != 0 && s&newInv != 0 && s&newInv != newInv {
-		noBits = true
-		k.Match.States = s | newInv
-	}
-	return &k, noBits
+	return &k
 }
 
 // conjs is K(rule i) as a disjunction of conjunctions, each marked queue
@@ -411,15 +436,14 @@ func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 		}
 	}
 	if m.States != 0 {
-		and(p.stateAlts(i, m.States)...)
-		// stateAlts marks the queued part in its statements; lift it.
-		for j := range out {
-			for _, s := range out[j].stmts {
-				if _, ok := s.(noBitsMarker); ok {
-					out[j].queue = true
-				}
-			}
+		and(p.stateAlts(m.States)...)
+	}
+	if hasOwnerID(m) {
+		alt, ok := ownerStmts(m)
+		if !ok {
+			return nil
 		}
+		and(alt)
 	}
 	if queueAll {
 		for j := range out {
@@ -429,39 +453,36 @@ func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 	return out
 }
 
-// noBitsMarker is the state test for packets without the established and
-// related bits, in the queued part of a rule whose state match the bits
-// cannot decide.
-type noBitsMarker struct{ maskedCmp }
-
 // stateAlts tests the state bits the kernel sets before the policy chain
-// from its own conntrack: established when the established bit is set,
-// related when only the related bit is, and new or invalid when neither
-// (nf.Marks; the same bits userspace reads).
-func (p *Plan) stateAlts(i int, s uint8) [][]stmt {
-	est, rel := s&(1<<nf.StateEstablished) != 0, s&(1<<nf.StateRelated) != 0
-	nw, inv := s&(1<<nf.StateNew) != 0, s&(1<<nf.StateInvalid) != 0
-	var alts [][]stmt
-	e, r := p.marks.EstablishedBit(), p.marks.RelatedBit()
-	both := e | r
-	none := maskedCmp{key: keyMeta, mask: both, value: 0}
-	switch {
-	case est && rel && nw && inv:
+// from its own conntrack (nf.Marks; the same bits userspace reads as the
+// packet's state): established, related and invalid each by its own bit,
+// new by none of them. The kernel sets at most one (ct state established,
+// related and invalid exclude each other), so a list of states is a test
+// of the bits that list leaves out, or of the one it keeps.
+func (p *Plan) stateAlts(s uint8) [][]stmt {
+	all := uint8(1<<nf.StateNew | 1<<nf.StateEstablished | 1<<nf.StateRelated | 1<<nf.StateInvalid)
+	if s&all == all {
 		return [][]stmt{nil}
-	case est && rel:
-		alts = append(alts, []stmt{maskedCmpNeq{key: keyMeta, mask: both}})
-	case est:
-		alts = append(alts, []stmt{maskedCmp{key: keyMeta, mask: e, value: e}})
-	case rel:
-		alts = append(alts, []stmt{maskedCmp{key: keyMeta, mask: both, value: r}})
 	}
-	switch {
-	case nw && inv:
-		alts = append(alts, []stmt{none})
-	case nw || inv:
-		alts = append(alts, []stmt{noBitsMarker{none}})
+	bit := map[nf.State]uint32{
+		nf.StateEstablished: p.marks.EstablishedBit(),
+		nf.StateRelated:     p.marks.RelatedBit(),
+		nf.StateInvalid:     p.marks.InvalidBit(),
 	}
-	return alts
+	var in, out uint32
+	for st, b := range bit {
+		if s&(1<<st) != 0 {
+			in |= b
+		} else {
+			out |= b
+		}
+	}
+	if s&(1<<nf.StateNew) != 0 {
+		// New and the listed states: none of the others' bits.
+		return [][]stmt{{maskedCmp{key: keyMeta, mask: out, value: 0}}}
+	}
+	// Only states with a bit: one of theirs is set.
+	return [][]stmt{{maskedCmpNeq{key: keyMeta, mask: in}}}
 }
 
 // familyStmts is the family test and the address and ICMP matches of m for

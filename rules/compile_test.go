@@ -50,6 +50,9 @@ rules:
   - {name: lim, match: {proto: udp}, limit: {rate: 10/s}, action: accept}
   - {name: audit, match: {proto: sctp}, action: drop, audit: true}
   - {name: newssh, match: {proto: tcp, dport: 22, state: new}, action: accept}
+  - {name: rootweb, hook: output, match: {uid: 0, proto: tcp, dport: 8080}, action: accept}
+  - {name: users, hook: output, match: {uid: [1000-1999, 3000], gid: "!0"}, action: drop, log: true}
+  - {name: notnobody, match: {uid: "!65534", gid: [0-10, "!5"]}, action: accept}
 `
 
 func TestCompileWhy(t *testing.T) {
@@ -58,7 +61,7 @@ func TestCompileWhy(t *testing.T) {
 	prog := plan.Program()
 	want := map[string]string{
 		"glob": "iif pattern", "sni": "tls_sni needs userspace", "lim": "limit needs userspace",
-		"inv": "state new or invalid", "newssh": "state new or invalid",
+		"notnobody": "uid/gid on input needs userspace",
 	}
 	kernel := 0
 	for i := 0; i < prog.NumRules(); i++ {
