@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/google/nftables"
@@ -19,8 +20,12 @@ const (
 	minBlock         = 4
 )
 
-// RuleGuard is the comment of a block guard rule.
-const RuleGuard = "guard"
+// RuleGuard is the comment of a block guard rule, RuleProto of a jump to a
+// protocol's tree.
+const (
+	RuleGuard = "guard"
+	RuleProto = "proto"
+)
 
 // chainLayout is a hook's compiled policy as installed: the main policy
 // chain (block guards, unguarded rules, the default) and the block chains
@@ -133,6 +138,100 @@ func (p *Plan) layout(h nf.Hook, q queueStmt, mainName string) chainLayout {
 	for tail > 0 && rs[tail-1].comment == commentDefault {
 		tail--
 	}
+	size := p.blockSize
+	if size == 0 {
+		size = defaultBlockSize
+	}
+	var defaults []rule
+	for _, r := range rs[tail:] {
+		defaults = append(defaults, r.rule(q))
+	}
+	protos, split := protoSplit(rs[:tail])
+	if !split || tail <= size {
+		out.main = append(p.tree(rs[:tail], q, mainName, &out), defaults...)
+		return out
+	}
+	// One tree per protocol the rules name, each of the rules a packet of
+	// that protocol can match (those naming it and those naming none), in
+	// policy order and ending in the default, so that a packet never
+	// passes the guards of rules of other protocols. meta l4proto is the
+	// rules' own protocol test, so a packet goes to the tree of exactly the
+	// rules whose protocol test it passes. The rest go through the rules
+	// that name no protocol, in the main chain.
+	var rest []planRule
+	for _, r := range rs[:tail] {
+		if ruleProtos(r.match) == nil {
+			rest = append(rest, r)
+		}
+	}
+	for _, pr := range protos {
+		var sub []planRule
+		for _, r := range rs[:tail] {
+			ps := ruleProtos(r.match)
+			if ps == nil || slices.Contains(ps, pr) {
+				sub = append(sub, r)
+			}
+		}
+		b := blockChain{name: fmt.Sprintf("%s_%d", mainName, len(out.blocks))}
+		idx := len(out.blocks)
+		out.blocks = append(out.blocks, b)
+		out.blocks[idx].rules = append(p.tree(sub, q, mainName, &out), defaults...)
+		out.main = append(out.main, rule{name: RuleProto, stmts: []stmt{l4proto(pr), jumpStmt(b.name)}})
+	}
+	out.main = append(append(out.main, p.tree(rest, q, mainName, &out)...), defaults...)
+	return out
+}
+
+// ruleProtos is the protocols a rule's match admits (meta l4proto, always
+// a positive test), nil when it tests none.
+func ruleProtos(stmts []stmt) []uint8 {
+	for _, s := range stmts {
+		switch m := s.(type) {
+		case l4proto:
+			return []uint8{uint8(m)}
+		case setMatch:
+			if m.loadText != "meta l4proto" || m.neg {
+				continue
+			}
+			var out []uint8
+			for _, r := range m.ranges {
+				for v := int(r[0][0]); v <= int(r[1][0]); v++ {
+					out = append(out, uint8(v))
+				}
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// protoSplit is the protocols the rules name, in order of first use, and
+// whether splitting by them leaves any rule out of some tree.
+func protoSplit(rs []planRule) ([]uint8, bool) {
+	var out []uint8
+	some := false
+	for _, r := range rs {
+		ps := ruleProtos(r.match)
+		if ps != nil {
+			some = true
+		}
+		for _, p := range ps {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, some && len(out) <= maxProtoTrees
+}
+
+// maxProtoTrees bounds the protocol trees: each holds a copy of every rule
+// that names no protocol.
+const maxProtoTrees = 6
+
+// tree lays out rs (no default rules) as guarded blocks nested in levels,
+// adding the chains to out, and returns the rules of its top level.
+func (p *Plan) tree(rs []planRule, q queueStmt, mainName string, out *chainLayout) []rule {
+	tail := len(rs)
 	size, least := p.blockSize, minBlock
 	if size == 0 {
 		size = defaultBlockSize
@@ -204,13 +303,11 @@ func (p *Plan) layout(h nf.Hook, q queueStmt, mainName string) chainLayout {
 		}
 		level = next
 	}
+	var top []rule
 	for _, e := range level {
-		out.main = append(out.main, e.rules()...)
+		top = append(top, e.rules()...)
 	}
-	for _, r := range rs[tail:] {
-		out.main = append(out.main, r.rule(q))
-	}
-	return out
+	return top
 }
 
 // defaultFanout is how many entries a level groups under one set of guards. The

@@ -9,9 +9,10 @@ import (
 )
 
 // TestLayoutTreeKeepsOrder lays out a generated 1,000-rule policy and walks
-// the tree as the kernel would for a packet that passes every guard: the
-// rules it reaches, in order, are the hook's rules in policy order, each
-// once, the main chain is short (what a packet that matches nothing pays),
+// the trees as the kernel would for a packet that passes every guard: the
+// rules it reaches in a protocol's tree, in order, are the hook's rules
+// that protocol can match, in policy order, each once, then the default;
+// in the main chain those that name no protocol; the main chain is short (what a packet that matches nothing pays),
 // and the nesting stays within nft's jump stack.
 func TestLayoutTreeKeepsOrder(t *testing.T) {
 	cfg := testConfig(t)
@@ -27,14 +28,14 @@ func TestLayoutTreeKeepsOrder(t *testing.T) {
 			}
 			chains[b.name] = b.rules
 		}
-		var got []string
 		seen := map[string]bool{}
 		maxDepth := 0
-		var walk func(rs []rule, depth int)
-		walk = func(rs []rule, depth int) {
+		var walk func(rs []rule, depth int) []string
+		walk = func(rs []rule, depth int) []string {
 			maxDepth = max(maxDepth, depth)
+			var got []string
 			for _, r := range rs {
-				if r.name != RuleGuard {
+				if r.name != RuleGuard && r.name != RuleProto {
 					got = append(got, r.name)
 					continue
 				}
@@ -50,16 +51,34 @@ func TestLayoutTreeKeepsOrder(t *testing.T) {
 				if !ok {
 					t.Fatalf("size %d: guard jumps to unknown chain %s", size, j)
 				}
-				walk(sub, depth+1)
+				if r.name == RuleProto {
+					// A tree of its own: the rules a packet of this
+					// protocol can match, then the default.
+					pr := uint8(r.stmts[0].(l4proto))
+					var want []string
+					for _, pr2 := range plan.chains[nf.HookInput] {
+						if ps := ruleProtos(pr2.match); ps == nil || slices.Contains(ps, pr) || pr2.comment == commentDefault {
+							want = append(want, pr2.comment)
+						}
+					}
+					if got := walk(sub, depth+1); !slices.Equal(got, want) {
+						t.Fatalf("size %d: protocol %d's tree reaches %d rules, want the %d in policy order", size, pr, len(got), len(want))
+					}
+					continue
+				}
+				got = append(got, walk(sub, depth+1)...)
 			}
+			return got
 		}
-		walk(l.main, 0)
+		got := walk(l.main, 0)
 		var want []string
 		for _, r := range plan.chains[nf.HookInput] {
-			want = append(want, r.comment)
+			if ruleProtos(r.match) == nil {
+				want = append(want, r.comment)
+			}
 		}
 		if !slices.Equal(got, want) {
-			t.Fatalf("size %d: walk reaches %d rules, want the %d in policy order", size, len(got), len(want))
+			t.Fatalf("size %d: walk reaches %d rules, want the %d that name no protocol in policy order", size, len(got), len(want))
 		}
 		if len(seen) != len(chains) {
 			t.Errorf("size %d: %d of %d block chains reachable", size, len(seen), len(chains))
