@@ -386,8 +386,14 @@ func (p l4proto) text() string {
 	switch p {
 	case unix.IPPROTO_TCP:
 		return "meta l4proto tcp"
+	case unix.IPPROTO_UDP:
+		return "meta l4proto udp"
+	case unix.IPPROTO_ICMP:
+		return "meta l4proto icmp"
 	case unix.IPPROTO_ICMPV6:
 		return "meta l4proto ipv6-icmp"
+	case unix.IPPROTO_SCTP:
+		return "meta l4proto sctp"
 	}
 	return fmt.Sprintf("meta l4proto %d", uint8(p))
 }

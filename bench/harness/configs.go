@@ -30,7 +30,7 @@ type config struct {
 func configNames() []string {
 	return []string{"kernel", "kernel-ct", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload",
 		"fwagent-inspect", "fwagent-inspect-nq", "fwagent-inspect-payload", "fwagent-inspect-nogso",
-		"fwagent-1000-kernel", "fwagent-mixed-kernel", "droplog-fwagent", "droplog-fwagent-queue", "droplog-ulogd2"}
+		"fwagent-2-kernel", "fwagent-1000-kernel", "fwagent-mixed-kernel", "droplog-fwagent", "droplog-fwagent-queue", "droplog-ulogd2"}
 }
 
 // queuePath pins an fwagent configuration to the queue path: these
@@ -56,6 +56,9 @@ func configByName(name string, o Options) config {
 	case "droplog-fwagent-queue":
 		return queuePath(config{name: name, kind: kindFwagent, queues: 1, policy: dropLogPolicy(),
 			desc: "as droplog-fwagent through the queue (--kernel-rules off): each drop is decided in userspace, then logged by the kernel", dropLog: true})
+	case "fwagent-2-kernel":
+		return config{name: name, kind: kindFwagent, queues: 1, policy: acceptPolicy(false), args: []string{"--kernel-rules", "auto"},
+			desc: "the 2-rule policy compiled into the kernel (--kernel-rules auto): the table's fixed cost (conntrack, marks), the floor under fwagent-1000-kernel", udp: true}
 	case "fwagent-mixed-kernel":
 		return config{name: name, kind: kindFwagent, queues: 1, policy: mixedPolicy(), args: []string{"--kernel-rules", "auto"},
 			desc: "the 1,000-rule policy plus one tls_sni rule on TCP 443, --kernel-rules auto: the UDP flood to the bench ports is not queued", udp: true}
@@ -68,7 +71,7 @@ func configByNameQueued(name string, o Options) config {
 	case "kernel":
 		return config{name: name, kind: kindKernel, desc: "kernel only, no queue", udp: true, connect: true, bulk: true}
 	case "kernel-ct":
-		return config{name: name, kind: kindKernelCT, desc: "kernel only with connection tracking on (nft: ct state established accept), no queue: the floor under any stateful path", connect: true, bulk: true}
+		return config{name: name, kind: kindKernelCT, desc: "kernel only with connection tracking on (nft: ct state established accept), no queue: the floor under any stateful path", udp: true, connect: true, bulk: true}
 	case "naive":
 		return config{name: name, kind: kindNaive, queues: 1, desc: "go-nfqueue README loop (SetVerdict in the hook)", udp: true, connect: true}
 	case "cloop":

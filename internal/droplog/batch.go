@@ -125,6 +125,8 @@ type batchReader struct {
 	hook    uint8
 	proto   uint16
 	in, out uint32
+	uid     uint32
+	gid     uint32
 	seq     uint32
 
 	readFn func(fd uintptr) bool
@@ -238,6 +240,14 @@ func (b *batchReader) handle(m *logMsg) {
 	if m.HasSeq {
 		b.seq = m.Seq
 		a.Seq = &b.seq
+	}
+	if m.HasUID {
+		b.uid = m.UID
+		a.UID = &b.uid
+	}
+	if m.HasGID {
+		b.gid = m.GID
+		a.GID = &b.gid
 	}
 	if m.HasPrefix {
 		// The agent's prefixes are few: reuse the last string while the

@@ -27,7 +27,9 @@ const (
 	nfulaOutDev  = 5
 	nfulaPayload = 9
 	nfulaPrefix  = 10
+	nfulaUID     = 11
 	nfulaSeq     = 12
+	nfulaGID     = 14
 )
 
 // logMsg is one NFULNL_MSG_PACKET as parsed in place: Payload and Prefix
@@ -48,6 +50,10 @@ type logMsg struct {
 	HasPrefix     bool
 	Seq           uint32
 	HasSeq        bool
+	// UID and GID are the owner of the packet's local socket, sent when
+	// it has a full one.
+	UID, GID       uint32
+	HasUID, HasGID bool
 }
 
 // errLogMalformed reports a datagram that is not a sequence of netlink
@@ -126,6 +132,14 @@ func parseLogAttrs(b []byte, m *logMsg) {
 		case nfulaOutDev:
 			if len(v) >= 4 {
 				m.OutDev, m.HasOut = binary.BigEndian.Uint32(v), true
+			}
+		case nfulaUID:
+			if len(v) >= 4 {
+				m.UID, m.HasUID = binary.BigEndian.Uint32(v), true
+			}
+		case nfulaGID:
+			if len(v) >= 4 {
+				m.GID, m.HasGID = binary.BigEndian.Uint32(v), true
 			}
 		case nfulaPayload:
 			m.Payload, m.HasPayload = v[:len(v):len(v)], true

@@ -58,6 +58,8 @@ func TestParseLogDatagram(t *testing.T) {
 			{nfulaPrefix, []byte("fwagent:drop\x00")},
 			{nfulaPayload, payload},
 			{nfulaSeq, be32(41)},
+			{nfulaUID, be32(65534)},
+			{nfulaGID, be32(100)},
 		},
 		[]logAttr{{nfulaPktHdr, []byte{0x86, 0xdd, 3, 0}}, {nfulaOutDev, be32(9)}, {nfulaSeq, be32(42)}},
 	)
@@ -75,10 +77,11 @@ func TestParseLogDatagram(t *testing.T) {
 	}
 	a, b := got[0], got[1]
 	if a.HwProto != 0x0800 || a.Hook != 1 || a.Mark != 0x10002 || a.InDev != 7 || !a.HasIn || a.HasOut || a.Seq != 41 ||
-		string(a.Prefix) != "fwagent:drop" || !bytes.Equal(a.Payload, payload) || !a.Time.Equal(time.Unix(1700000000, 123456000)) {
+		string(a.Prefix) != "fwagent:drop" || !bytes.Equal(a.Payload, payload) || !a.Time.Equal(time.Unix(1700000000, 123456000)) ||
+		!a.HasUID || a.UID != 65534 || !a.HasGID || a.GID != 100 {
 		t.Errorf("first message %+v", a)
 	}
-	if b.HwProto != 0x86dd || b.Hook != 3 || b.OutDev != 9 || b.HasMark || b.HasPayload || b.HasTime || b.Seq != 42 {
+	if b.HwProto != 0x86dd || b.Hook != 3 || b.OutDev != 9 || b.HasMark || b.HasPayload || b.HasTime || b.Seq != 42 || b.HasUID || b.HasGID {
 		t.Errorf("second message %+v", b)
 	}
 	// A message running past the datagram is malformed; the one before it
