@@ -25,17 +25,28 @@ var ruleKeys = []string{"name", "hook", "match", "action", "log", "limit", "mark
 
 const allHooks uint8 = 1<<nf.HookInput | 1<<nf.HookForward | 1<<nf.HookOutput
 
-func (l *loader) rules(n *yaml.Node) {
+// sectionItems returns the resolved entries of a top-level list section
+// (rules:, tests:). An empty section yields nothing; anything but a list is
+// recorded as an error and yields nothing, so the caller only walks items.
+func (l *loader) sectionItems(n *yaml.Node, section string) []*yaml.Node {
 	n = resolve(n)
 	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
-		return // "rules:" with nothing: the defaults decide
+		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		l.record(n, l.errorf(n, "rules must be a list, got %s", describe(n)))
-		return
+		l.record(n, l.errorf(n, "%s must be a list, got %s", section, describe(n)))
+		return nil
 	}
-	for _, item := range n.Content {
-		item = resolve(item)
+	items := make([]*yaml.Node, len(n.Content))
+	for i, item := range n.Content {
+		items[i] = resolve(item)
+	}
+	return items
+}
+
+func (l *loader) rules(n *yaml.Node) {
+	// "rules:" with nothing yields no items: the defaults decide.
+	for _, item := range l.sectionItems(n, "rules") {
 		r, err := l.rule(item)
 		if err != nil {
 			l.record(item, err)

@@ -28,16 +28,7 @@ var (
 const defaultSport = 40000
 
 func (l *loader) tests(n *yaml.Node) {
-	n = resolve(n)
-	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
-		return
-	}
-	if n.Kind != yaml.SequenceNode {
-		l.record(n, l.errorf(n, "tests must be a list, got %s", describe(n)))
-		return
-	}
-	for _, item := range n.Content {
-		item = resolve(item)
+	for _, item := range l.sectionItems(n, "tests") {
 		t, err := l.test(item)
 		if err != nil {
 			l.record(item, err)
