@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // cdp speaks the Chrome DevTools Protocol over --remote-debugging-pipe:

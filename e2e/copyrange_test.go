@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const copyRangeHeaders = `version: 1

@@ -1,5 +1,5 @@
 // Package e2e tests the real fwagent binary end to end: it builds the agent,
-// runs it inside a throw-away network namespace (internal/testnet) with a
+// runs it inside a throw-away network namespace (internal/testing/testnet) with a
 // real policy, sends traffic from a client namespace and checks what got
 // through, what was refused and what the agent logged.
 //

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // checksum is the Internet checksum (RFC 1071) of b.

@@ -5,7 +5,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const dropAllPolicy = `version: 1

@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // The replies of a loopback connection pass the input hook too, and only

@@ -16,7 +16,7 @@ import (
 	"github.com/florianl/go-nfqueue/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // holdEnv makes the test binary a helper that binds a queue ("queue:N") or

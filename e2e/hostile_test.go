@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // hostilePolicy makes the agent parse DNS and TLS, and has a marker rule

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // The kernel fast path end to end (--kernel-rules auto): what nftables can

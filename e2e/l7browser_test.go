@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // browserNames are the names Chromium fetches in each run: ten allowed (or

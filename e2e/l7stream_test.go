@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // The tests here drive the L7 rules with real clients (dig, curl; Chromium

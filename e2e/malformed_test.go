@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // TestMalformedPackets sends packets the kernel passes up to the input hook

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/fwagent/fwagent/internal/metrics"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const metricsPolicy = `version: 1

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const multiQueuePolicy = `version: 1

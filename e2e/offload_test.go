@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/nf"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const offloadPolicy = `version: 1

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // connectWait bounds one connection attempt of connectAs: a dropped SYN

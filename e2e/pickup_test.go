@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // startPickupPolicy accepts only what the kernel vouches for: a connection the

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // loggedDropPolicy admits tcp/8080 and drops and logs the rest.

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/metrics"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // metricsFlag reports whether the agent under test has --metrics-addr. The

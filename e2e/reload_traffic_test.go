@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // Two UDP streams both policies accept: one whose flow is offloaded (a

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // gatePolicy opens 8080 and, in its variants, 8081; the `tests:` section

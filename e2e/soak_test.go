@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/bench/gen"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // soakPolicy has a bit of everything the workload exercises: state, sets,

@@ -11,10 +11,10 @@ import (
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
-	"github.com/fwagent/fwagent/internal/policygen"
+	"github.com/fwagent/fwagent/internal/testing/policygen"
 )
 
-// genPolicy is an n-rule generated policy (internal/policygen) whose last
+// genPolicy is an n-rule generated policy (internal/testing/policygen) whose last
 // rule is the only one the benchmark packet matches, the worst case for a
 // linear scan.
 func genPolicy(n int) string {

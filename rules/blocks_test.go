@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/nf"
-	"github.com/fwagent/fwagent/internal/policygen"
+	"github.com/fwagent/fwagent/internal/testing/policygen"
 )
 
 // TestLayoutTreeKeepsOrder lays out a generated 1,000-rule policy and walks

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/nf"
-	"github.com/fwagent/fwagent/internal/policygen"
+	"github.com/fwagent/fwagent/internal/testing/policygen"
 	"github.com/fwagent/fwagent/policies"
 )
 

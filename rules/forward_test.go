@@ -10,7 +10,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/fwagent/fwagent/internal/nf"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // TestForwardPath runs the forward chain on a router between two

@@ -16,7 +16,7 @@ import (
 	"github.com/google/nftables/userdata"
 
 	"github.com/fwagent/fwagent/internal/sockcgroup"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 type fakeSets struct {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/pipeline"
-	"github.com/fwagent/fwagent/internal/policygen"
+	"github.com/fwagent/fwagent/internal/testing/policygen"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"

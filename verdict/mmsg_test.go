@@ -14,7 +14,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/fwagent/fwagent/internal/pipeline"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 )

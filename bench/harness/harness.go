@@ -18,7 +18,7 @@ import (
 
 	"github.com/fwagent/fwagent/bench/cloop"
 	"github.com/fwagent/fwagent/bench/gen"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // harness holds what one run shares: the built handlers, the namespaces and

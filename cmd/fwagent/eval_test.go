@@ -22,7 +22,7 @@ import (
 type counts map[string]uint64
 
 // evalCase is one example capture through eval, with the per-rule counts
-// derived from the capture's design (internal/examplecap/examples.go: the
+// derived from the capture's design (internal/testing/examplecap/examples.go: the
 // comment above each packet group names the rule it is meant to hit).
 type evalCase struct {
 	name    string

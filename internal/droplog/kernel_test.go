@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwagent/fwagent/internal/nf"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // lineCollector is an io.Writer that splits what the JSON sink writes into

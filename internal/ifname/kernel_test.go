@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // TestWatchSeesRename renames and then removes an interface in a namespace

@@ -10,7 +10,7 @@ import (
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
-	"github.com/fwagent/fwagent/internal/policygen"
+	"github.com/fwagent/fwagent/internal/testing/policygen"
 	"github.com/fwagent/fwagent/policies"
 )
 

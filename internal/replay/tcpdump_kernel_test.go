@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/nf"
-	"github.com/fwagent/fwagent/internal/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // TestTcpdumpSnapLengthKernel: traffic between two namespaces captured by

@@ -16,7 +16,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the captures under policies/examples/testdata")
 
-const dir = "../../policies/examples/testdata"
+const dir = "../../../policies/examples/testdata"
 
 // build makes the captures with crypto/rand seeded, so the ClientHellos (and
 // with them the files) are the same on every run.
@@ -31,7 +31,7 @@ func build(t *testing.T) []Capture {
 }
 
 // TestCommittedCaptures fails when the generator and the committed files
-// differ; `go test ./internal/examplecap -update` rewrites them.
+// differ; `go test ./internal/testing/examplecap -update` rewrites them.
 func TestCommittedCaptures(t *testing.T) {
 	for _, c := range build(t) {
 		path := filepath.Join(dir, c.File)
@@ -43,10 +43,10 @@ func TestCommittedCaptures(t *testing.T) {
 		}
 		got, err := os.ReadFile(path)
 		if err != nil {
-			t.Fatalf("%v (run go test ./internal/examplecap -update)", err)
+			t.Fatalf("%v (run go test ./internal/testing/examplecap -update)", err)
 		}
 		if !bytes.Equal(got, c.Data) {
-			t.Errorf("%s differs from what the generator makes (%d bytes, generated %d); run go test ./internal/examplecap -update and review the diff", path, len(got), len(c.Data))
+			t.Errorf("%s differs from what the generator makes (%d bytes, generated %d); run go test ./internal/testing/examplecap -update and review the diff", path, len(got), len(c.Data))
 		}
 	}
 }

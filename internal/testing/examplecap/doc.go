@@ -7,7 +7,7 @@
 // timestamps are written here, and the tests in cmd/fwagent derive the
 // per-rule counts they expect from this design, not from eval's output.
 // The files under policies/examples/testdata are these captures, committed;
-// `go test ./internal/examplecap -update` rewrites them, and the same test
+// `go test ./internal/testing/examplecap -update` rewrites them, and the same test
 // without -update fails when the generator and the files drift apart.
 //
 // Captures cover the reader's link types: raw IP pcap, Ethernet pcapng (with
