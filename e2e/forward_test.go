@@ -62,7 +62,9 @@ func TestForward(t *testing.T) {
 			} else if !isTimeout(err) {
 				t.Errorf("forwarded %s:8081: %v, want a timeout", f.server, err)
 			}
-			evs := a.waitEvents(t, 1, func(e event) bool { return e.str("sport") == fmt.Sprint(sport) })
+			evs := a.waitEvents(t, 1, func(e event) bool {
+				return e.str("sport") == fmt.Sprint(sport) && e.str("dst") == f.server.String()
+			})
 			if len(evs) == 0 {
 				t.Errorf("no event for the dropped forwarded SYN from port %d; all events: %v", sport, a.events(t))
 			}
@@ -115,7 +117,9 @@ func TestForwardAndInput(t *testing.T) {
 			c.Close()
 			t.Errorf("router's own %s:8080 reachable, want the input default to drop it", f.router)
 		}
-		evs := a.waitEvents(t, 1, func(e event) bool { return e.str("sport") == fmt.Sprint(sport) })
+		evs := a.waitEvents(t, 1, func(e event) bool {
+			return e.str("sport") == fmt.Sprint(sport) && e.str("dst") == f.server.String()
+		})
 		if len(evs) == 0 {
 			t.Errorf("no input event for the dropped SYN from port %d; all events: %v", sport, a.events(t))
 		}
