@@ -118,7 +118,7 @@ func TestForwardAndInput(t *testing.T) {
 			t.Errorf("router's own %s:8080 reachable, want the input default to drop it", f.router)
 		}
 		evs := a.waitEvents(t, 1, func(e event) bool {
-			return e.str("sport") == fmt.Sprint(sport) && e.str("dst") == f.server.String()
+			return e.str("sport") == fmt.Sprint(sport) && e.str("dst") == f.router.String()
 		})
 		if len(evs) == 0 {
 			t.Errorf("no input event for the dropped SYN from port %d; all events: %v", sport, a.events(t))
