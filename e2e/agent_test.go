@@ -82,33 +82,38 @@ func writePolicy(t *testing.T, text string) string {
 }
 
 // startAgent runs `fwagent run --policy policy --log-file <tmp> args...`
-// inside ns and waits for msg=ready. It registers cleanups that dump the
-// agent's stderr, log and the namespace's ruleset when the test failed, and
-// kill the agent.
+// inside ns and waits for msg=ready (see spawn for the cleanups).
 func startAgent(t *testing.T, ns *testnet.NS, policy string, args ...string) *agent {
 	t.Helper()
-	a := &agent{
-		ns:      ns,
-		policy:  policy,
-		logFile: filepath.Join(t.TempDir(), "events.jsonl"),
-		stderr:  newLineBuffer(),
-		exited:  make(chan struct{}),
-	}
-	full := append([]string{"run", "--policy", policy, "--log-file", a.logFile}, args...)
+	logFile := filepath.Join(t.TempDir(), "events.jsonl")
+	full := append([]string{"run", "--policy", policy, "--log-file", logFile}, args...)
 	if !slices.Contains(args, "--kernel-rules") {
 		// These tests were written for the queue path (offload, fail-open,
 		// queue metrics, reload of queued flows) and keep testing it; a
 		// test of the kernel path asks for --kernel-rules auto.
 		full = append(full, "--kernel-rules", "off")
 	}
-	a.cmd = ns.Command(context.Background(), agentBin, full...)
-	a.cmd.Stdout = a.stderr // nothing is expected there; keep it for the dump
-	a.cmd.Stderr = a.stderr
-	if err := a.cmd.Start(); err != nil {
+	a := spawn(t, ns, logFile, ns.Command(context.Background(), agentBin, full...))
+	a.policy = policy
+	a.waitReady(t)
+	return a
+}
+
+// spawn starts cmd, an agent of ns that writes its events to logFile, and
+// registers cleanups that kill it and, when the test failed, dump its
+// stderr, log and the namespace's ruleset. It does not wait for ready:
+// some tests expect the start to fail.
+func spawn(t *testing.T, ns *testnet.NS, logFile string, cmd *exec.Cmd) *agent {
+	t.Helper()
+	a := &agent{ns: ns, cmd: cmd, logFile: logFile, stderr: newLineBuffer(), exited: make(chan struct{})}
+	// Nothing is expected on stdout but events in some tests; keep it for
+	// the dump and the ready marker alike.
+	cmd.Stdout, cmd.Stderr = a.stderr, a.stderr
+	if err := cmd.Start(); err != nil {
 		t.Fatalf("start agent: %v", err)
 	}
 	go func() {
-		a.waitErr = a.cmd.Wait()
+		a.waitErr = cmd.Wait()
 		close(a.exited)
 	}()
 	t.Cleanup(func() { a.kill(t) })
@@ -117,8 +122,14 @@ func startAgent(t *testing.T, ns *testnet.NS, policy string, args ...string) *ag
 			a.dump(t)
 		}
 	})
-	t.Logf("started %s %s in %s (pid %d)", agentBin, strings.Join(full, " "), ns.Name(), a.cmd.Process.Pid)
+	t.Logf("started %s in %s (pid %d)", strings.Join(cmd.Args, " "), ns.Name(), cmd.Process.Pid)
+	return a
+}
 
+// waitReady waits for the agent's msg=ready and fails the test if it exits
+// first or takes longer than readyTimeout.
+func (a *agent) waitReady(t *testing.T) {
+	t.Helper()
 	select {
 	case <-a.stderr.ready:
 	case <-a.exited:
@@ -126,7 +137,6 @@ func startAgent(t *testing.T, ns *testnet.NS, policy string, args ...string) *ag
 	case <-time.After(readyTimeout):
 		t.Fatalf("agent not ready after %v", readyTimeout)
 	}
-	return a
 }
 
 // stderrAfterReady is what the agent logged after its ready line.

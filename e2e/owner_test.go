@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
@@ -50,38 +49,11 @@ func connectAs(t *testing.T, ns *testnet.NS, dst netip.AddrPort, uid int, cgDir 
 // cgroup2 mount from the agent.
 func startAgentHostMounts(t *testing.T, ns *testnet.NS, policy string, args ...string) *agent {
 	t.Helper()
-	a := &agent{
-		ns:      ns,
-		policy:  policy,
-		logFile: filepath.Join(t.TempDir(), "events.jsonl"),
-		stderr:  newLineBuffer(),
-		exited:  make(chan struct{}),
-	}
-	full := append([]string{"--net=" + ns.Path(), agentBin, "run", "--policy", policy, "--log-file", a.logFile}, args...)
-	a.cmd = exec.CommandContext(context.Background(), "nsenter", full...)
-	a.cmd.Stdout = a.stderr
-	a.cmd.Stderr = a.stderr
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	go func() {
-		a.waitErr = a.cmd.Wait()
-		close(a.exited)
-	}()
-	t.Cleanup(func() { a.kill(t) })
-	t.Cleanup(func() {
-		if t.Failed() {
-			a.dump(t)
-		}
-	})
-	t.Logf("started nsenter %s (pid %d)", strings.Join(full, " "), a.cmd.Process.Pid)
-	select {
-	case <-a.stderr.ready:
-	case <-a.exited:
-		t.Fatalf("agent exited before ready: %v", a.waitErr)
-	case <-time.After(readyTimeout):
-		t.Fatalf("agent not ready after %v", readyTimeout)
-	}
+	logFile := filepath.Join(t.TempDir(), "events.jsonl")
+	full := append([]string{"--net=" + ns.Path(), agentBin, "run", "--policy", policy, "--log-file", logFile}, args...)
+	a := spawn(t, ns, logFile, exec.CommandContext(context.Background(), "nsenter", full...))
+	a.policy = policy
+	a.waitReady(t)
 	return a
 }
 

@@ -81,30 +81,8 @@ func setprivArgs(caps ...string) []string {
 // dump and kill any process that logs msg=ready.
 func startAgentWith(t *testing.T, ns *testnet.NS, logFile string, argv ...string) *agent {
 	t.Helper()
-	a := &agent{ns: ns, logFile: logFile, stderr: newLineBuffer(), exited: make(chan struct{})}
-	a.cmd = ns.Command(context.Background(), argv[0], argv[1:]...)
-	a.cmd.Stdout, a.cmd.Stderr = a.stderr, a.stderr
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	go func() {
-		a.waitErr = a.cmd.Wait()
-		close(a.exited)
-	}()
-	t.Cleanup(func() { a.kill(t) })
-	t.Cleanup(func() {
-		if t.Failed() {
-			a.dump(t)
-		}
-	})
-	t.Logf("started %s in %s (pid %d)", strings.Join(argv, " "), ns.Name(), a.cmd.Process.Pid)
-	select {
-	case <-a.stderr.ready:
-	case <-a.exited:
-		t.Fatalf("agent exited before ready: %v", a.waitErr)
-	case <-time.After(readyTimeout):
-		t.Fatalf("agent not ready after %v", readyTimeout)
-	}
+	a := spawn(t, ns, logFile, ns.Command(context.Background(), argv[0], argv[1:]...))
+	a.waitReady(t)
 	return a
 }
 

@@ -262,21 +262,9 @@ func TestLogFormatJSON(t *testing.T) {
 	n := testnet.New(t)
 	serveTCP(t, n.Server, 8081)
 	policy := writePolicy(t, strings.Replace(gatePolicy(false, "accept"), "  input: drop\n", "  input: drop\n  log: true\n", 1))
-	a := &agent{ns: n.Server, stderr: newLineBuffer(), exited: make(chan struct{}), logFile: filepath.Join(t.TempDir(), "none")}
-	a.cmd = n.Server.Command(t.Context(), agentBin, "run", "--policy", policy, "--log-format", "json", "--metrics-addr", "off", "--control-socket", "off")
-	a.cmd.Stdout, a.cmd.Stderr = a.stderr, a.stderr
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.waitErr = a.cmd.Wait(); close(a.exited) }()
-	t.Cleanup(func() { a.kill(t) })
-	select {
-	case <-a.stderr.ready:
-	case <-a.exited:
-		t.Fatalf("agent exited: %v\n%s", a.waitErr, a.stderr.String())
-	case <-time.After(readyTimeout):
-		t.Fatalf("agent not ready:\n%s", a.stderr.String())
-	}
+	// Events go to stdout (no --log-file): the log file is one that is never written.
+	a := spawn(t, n.Server, filepath.Join(t.TempDir(), "none"), n.Server.Command(t.Context(), agentBin, "run", "--policy", policy, "--log-format", "json", "--metrics-addr", "off", "--control-socket", "off"))
+	a.waitReady(t)
 	if reachable(n, 8081) {
 		t.Error("8081 reachable, want the logged default drop")
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,20 +32,11 @@ func secondInstance(t *testing.T, secondArgs []string) {
 	policy := writePolicy(t, lifecyclePolicy)
 	first := startAgent(t, n.Server, policy)
 
-	second := &agent{ns: n.Server, stderr: newLineBuffer(), exited: make(chan struct{})}
 	// Metrics off, so the second fails where the test expects it to: on the
 	// NFLOG group or the queue, not on the first agent's metrics port.
-	args := append([]string{"run", "--policy", policy, "--log-file", t.TempDir() + "/second.jsonl", "--metrics-addr", "off"}, secondArgs...)
-	second.cmd = n.Server.Command(t.Context(), agentBin, args...)
-	second.cmd.Stdout, second.cmd.Stderr = second.stderr, second.stderr
-	if err := second.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		second.waitErr = second.cmd.Wait()
-		close(second.exited)
-	}()
-	t.Cleanup(func() { second.kill(t) })
+	logFile := filepath.Join(t.TempDir(), "second.jsonl")
+	args := append([]string{"run", "--policy", policy, "--log-file", logFile, "--metrics-addr", "off"}, secondArgs...)
+	second := spawn(t, n.Server, logFile, n.Server.Command(t.Context(), agentBin, args...))
 	select {
 	case <-second.exited:
 		if second.cmd.ProcessState.ExitCode() == 0 {
