@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -260,19 +261,17 @@ func (a *agent) events(t *testing.T) []event {
 // the matching events seen.
 func (a *agent) waitEvents(t *testing.T, n int, match func(event) bool) []event {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var got []event
+	var got []event
+	eventually.True(5*time.Second, 50*time.Millisecond, func() bool {
+		got = nil
 		for _, e := range a.events(t) {
 			if match(e) {
 				got = append(got, e)
 			}
 		}
-		if len(got) >= n || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(got) >= n
+	})
+	return got
 }
 
 // nft runs nft inside ns and returns its output.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -76,11 +77,8 @@ func TestCopyRangeFollowsPolicy(t *testing.T) {
 	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(a.stderrAfterReady(), `msg="policy reloaded"`); {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload 10s after SIGHUP:\n%s", a.stderrAfterReady())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !eventually.True(10*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(a.stderrAfterReady(), `msg="policy reloaded"`) }) {
+		t.Fatalf("no reload 10s after SIGHUP:\n%s", a.stderrAfterReady())
 	}
 	if s := a.stderrAfterReady(); !strings.Contains(s, "queue copy range changed") || !strings.Contains(s, "bytes=65531") {
 		t.Fatalf("reload to a payload rule did not raise the copy range to whole packets:\n%s", s)

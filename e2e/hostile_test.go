@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -136,17 +137,14 @@ func TestHostilePackets(t *testing.T) {
 					t.Fatal(err)
 				}
 				markers++
-				deadline := time.Now().Add(answerWait)
-				for {
-					s := scrape(t, sock)
-					if s == nil || s[`fwagent_rule_hits_total{rule="marker"}`] >= markers {
-						return s
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("the marker packet was not decided within %v", answerWait)
-					}
-					time.Sleep(20 * time.Millisecond)
+				var s samples
+				if !eventually.True(answerWait, 20*time.Millisecond, func() bool {
+					s = scrape(t, sock)
+					return s == nil || s[`fwagent_rule_hits_total{rule="marker"}`] >= markers
+				}) {
+					t.Fatalf("the marker packet was not decided within %v", answerWait)
 				}
+				return s
 			}
 
 			before := settle()
@@ -169,12 +167,12 @@ func TestHostilePackets(t *testing.T) {
 				// Frames sent from a goroutine that moved to the other CPU
 				// can reach the queue after the marker (per-CPU backlogs):
 				// give a late frame the same bound to be counted.
-				for deadline := time.Now().Add(answerWait); after.sum("fwagent_decode_errors_total")-before.sum("fwagent_decode_errors_total") < want && time.Now().Before(deadline); {
-					time.Sleep(20 * time.Millisecond)
+				eventually.True(answerWait, 20*time.Millisecond, func() bool {
 					if s := scrape(t, sock); s != nil {
 						after = s
 					}
-				}
+					return after.sum("fwagent_decode_errors_total")-before.sum("fwagent_decode_errors_total") >= want
+				})
 				decodeErrs := after.sum("fwagent_decode_errors_total") - before.sum("fwagent_decode_errors_total")
 				if decodeErrs != want {
 					t.Errorf("%s: decode errors +%v, want +%v", f.name, decodeErrs, want)

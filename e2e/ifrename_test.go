@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -61,11 +62,8 @@ rules:
 
 	// Each exchange is a new flow (a new source port), so no cached flow
 	// decision hides a stale name.
-	deadline := time.Now().Add(10 * time.Second)
-	for !reaches(9002) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after renaming %s to %s, port 9002 (iif %s) stayed closed", oldName, newName, newName)
-		}
+	if !eventually.True(10*time.Second, 0, func() bool { return reaches(9002) }) {
+		t.Fatalf("after renaming %s to %s, port 9002 (iif %s) stayed closed", oldName, newName, newName)
 	}
 	if reaches(9001) {
 		t.Fatalf("after renaming %s to %s, port 9001 (iif %s) is still open", oldName, newName, oldName)

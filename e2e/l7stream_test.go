@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -56,17 +57,15 @@ func startDnsmasq(t *testing.T, ns *testnet.NS, addr netip.Addr) {
 		}
 	})
 	// Ready once it answers over TCP.
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		c, err := dialTCP(ns, netip.AddrPortFrom(addr, 53), 0, time.Second)
-		if err == nil {
+	var err error
+	if !eventually.True(readyTimeout, 50*time.Millisecond, func() bool {
+		var c net.Conn
+		if c, err = dialTCP(ns, netip.AddrPortFrom(addr, 53), 0, time.Second); err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dnsmasq not listening: %v\n%s", err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("dnsmasq not listening: %v\n%s", err, out.String())
 	}
 }
 
@@ -224,19 +223,24 @@ func TestHTTPHostRealClients(t *testing.T) {
 
 	// The rejects were mid-stream (the request head follows the
 	// handshake): no server socket may be left behind.
-	deadline := time.Now().Add(answerWait)
-	for {
-		out, err := n.Server.Command(context.Background(), "ss", "-Htn", "state", "established", "sport", "= :80").CombinedOutput()
+	waitNoSockets(t, n.Server, "server sockets left after the rejects", "state", "established", "sport", "= :80")
+}
+
+// waitNoSockets polls ss in ns (bounded by answerWait) until it lists no TCP
+// socket that matches filter, and fails saying what, with what ss last
+// listed.
+func waitNoSockets(t *testing.T, ns *testnet.NS, what string, filter ...string) {
+	t.Helper()
+	var out []byte
+	if !eventually.True(answerWait, 100*time.Millisecond, func() bool {
+		var err error
+		out, err = ns.Command(context.Background(), "ss", append([]string{"-Htn"}, filter...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("ss: %v\n%s", err, out)
 		}
-		if len(bytes.TrimSpace(out)) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server sockets left after the rejects:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(bytes.TrimSpace(out)) == 0
+	}) {
+		t.Fatalf("%s:\n%s", what, out)
 	}
 }
 
@@ -282,20 +286,7 @@ func TestRejectEndsServerSocket(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
 		t.Fatalf("client read: %v, want a reset", err)
 	}
-	deadline := time.Now().Add(answerWait)
-	for {
-		out, err := n.Server.Command(context.Background(), "ss", "-Htn", "dport", fmt.Sprintf("= :%d", sport)).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ss: %v\n%s", err, out)
-		}
-		if len(bytes.TrimSpace(out)) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server's socket of the rejected connection is still there:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNoSockets(t, n.Server, "the server's socket of the rejected connection is still there", "dport", fmt.Sprintf("= :%d", sport))
 }
 
 const dnsRejectPolicy = `version: 1

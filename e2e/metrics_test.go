@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/fwagent/fwagent/internal/metrics"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -111,17 +112,14 @@ next:
 // counters move asynchronously, e.g. through NFLOG).
 func (s *scraper) waitMetric(t *testing.T, what string, cond func(metricSet) bool) metricSet {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m := s.scrape(t)
-		if cond(m) {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics never showed %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var m metricSet
+	if !eventually.True(10*time.Second, 100*time.Millisecond, func() bool {
+		m = s.scrape(t)
+		return cond(m)
+	}) {
+		t.Fatalf("metrics never showed %s", what)
 	}
+	return m
 }
 
 // TestMetrics runs the agent with its metrics on a unix socket, sends

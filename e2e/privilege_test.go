@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -275,12 +276,8 @@ func TestPolicyPermissions(t *testing.T) {
 		if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(answerWait)
-		for !strings.Contains(a.stderrAfterReady(), "chmod go-w "+set) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no refusal naming %s after SIGHUP:\n%s", set, a.stderrAfterReady())
-			}
-			time.Sleep(50 * time.Millisecond)
+		if !eventually.True(answerWait, 50*time.Millisecond, func() bool { return strings.Contains(a.stderrAfterReady(), "chmod go-w "+set) }) {
+			t.Fatalf("no refusal naming %s after SIGHUP:\n%s", set, a.stderrAfterReady())
 		}
 		serveTCP(t, n.Server, 8081)
 		if c, err := dialTCP(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8081), 0, dropWait); err == nil {

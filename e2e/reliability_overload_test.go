@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwagent/fwagent/bench/gen"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -149,19 +150,15 @@ func overload(t *testing.T, failOpen bool, extra []string) {
 		t.Fatalf("flood: %v", err)
 	}
 	// The agent drains what is still queued.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		waiting := uint64(0)
+	var waiting uint64
+	if !eventually.True(30*time.Second, 50*time.Millisecond, func() bool {
+		waiting = 0
 		for _, q := range kernelQueues(t, n.Server) {
 			waiting += q.Waiting
 		}
-		if waiting == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d packets still queued 30 s after the flood", waiting)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return waiting == 0
+	}) {
+		t.Fatalf("%d packets still queued 30 s after the flood", waiting)
 	}
 	stopSink()
 	if err := <-sinkDone; err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -58,16 +60,15 @@ func TestReload(t *testing.T) {
 	}
 	// The reload is asynchronous: poll (bounded) until the new policy lets
 	// 8081 through.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := dialTCP(n.Client, dst(8081), 0, dropWait)
-		if err == nil {
+	var dialErr error
+	if !eventually.True(10*time.Second, 0, func() bool {
+		var c net.Conn
+		if c, dialErr = dialTCP(n.Client, dst(8081), 0, dropWait); dialErr == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("8081 still unreachable 10s after SIGHUP: %v", err)
-		}
+		return dialErr == nil
+	}) {
+		t.Fatalf("8081 still unreachable 10s after SIGHUP: %v", dialErr)
 	}
 	if !a.alive() {
 		t.Fatalf("agent exited on SIGHUP: %v", a.waitErr)
@@ -129,12 +130,8 @@ func TestReloadInvalid(t *testing.T) {
 	}
 	// Wait (bounded) for the agent to report the failed reload, naming the
 	// file; any line will do, as long as it mentions the policy path.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(a.stderrAfterReady(), policy) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line about the broken policy %s 10s after SIGHUP", policy)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !eventually.True(10*time.Second, 50*time.Millisecond, func() bool { return strings.Contains(a.stderrAfterReady(), policy) }) {
+		t.Fatalf("no log line about the broken policy %s 10s after SIGHUP", policy)
 	}
 	if !a.alive() {
 		t.Fatalf("agent exited on a broken reload: %v", a.waitErr)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -231,10 +232,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 		t.Fatalf("sent only %d and %d packets: the streams did not run through the reloads", nOff, nQ)
 	}
 	// Bounded wait for the last packets in flight.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(offloaded.missing(nOff))+len(queued.missing(nQ)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.True(5*time.Second, 50*time.Millisecond, func() bool { return len(offloaded.missing(nOff))+len(queued.missing(nQ)) == 0 })
 	for _, st := range []struct {
 		name    string
 		c       *udpCounter

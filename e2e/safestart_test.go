@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -195,12 +196,8 @@ func TestConfirmReloads(t *testing.T) {
 	if reachable(n, 8081) {
 		t.Fatal("8081 reachable right after the change that blocks it")
 	}
-	deadline := changed.Add(15 * time.Second)
-	for !reachable(n, 8081) {
-		if time.Now().After(deadline) {
-			t.Fatal("the unconfirmed change never reverted")
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !eventually.True(time.Until(changed.Add(15*time.Second)), 200*time.Millisecond, func() bool { return reachable(n, 8081) }) {
+		t.Fatal("the unconfirmed change never reverted")
 	}
 	t.Logf("reverted %v after the change (confirm window 4s)", time.Since(changed).Round(100*time.Millisecond))
 	if m := s.scrape(t); m.get("fwagent_policy_reverts_total") != 1 || m.get("fwagent_policy_unconfirmed") != 0 {
@@ -268,10 +265,8 @@ func TestLogFormatJSON(t *testing.T) {
 	if reachable(n, 8081) {
 		t.Error("8081 reachable, want the logged default drop")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(a.stderr.String(), `"verdict":"drop"`) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Bounded wait for the drop event; jsonLines below says if it is missing.
+	eventually.True(5*time.Second, 50*time.Millisecond, func() bool { return strings.Contains(a.stderr.String(), `"verdict":"drop"`) })
 	a.stop(t, syscall.SIGTERM)
 	events, logs := jsonLines(t, a.stderr.String())
 	if events == 0 || logs == 0 {
