@@ -210,6 +210,18 @@ func (b *batchReader) run(ctx context.Context) error {
 	return nil
 }
 
+// keep stores v in the batchReader's scratch slot dst and returns dst when
+// the message carried the attribute, nil otherwise: nflog.Attribute marks an
+// absent attribute by a nil pointer, and the scratch slots spare an
+// allocation per attribute.
+func keep[T any](has bool, dst *T, v T) *T {
+	if !has {
+		return nil
+	}
+	*dst = v
+	return dst
+}
+
 // handle hands one parsed message to Reader.handle as go-nflog would.
 func (b *batchReader) handle(m *logMsg) {
 	if b.stop {
@@ -221,34 +233,13 @@ func (b *batchReader) handle(m *logMsg) {
 		b.hook, b.proto = m.Hook, m.HwProto
 		a.Hook, a.HwProtocol = &b.hook, &b.proto
 	}
-	if m.HasMark {
-		b.mark = m.Mark
-		a.Mark = &b.mark
-	}
-	if m.HasTime {
-		b.ts = m.Time
-		a.Timestamp = &b.ts
-	}
-	if m.HasIn {
-		b.in = m.InDev
-		a.InDev = &b.in
-	}
-	if m.HasOut {
-		b.out = m.OutDev
-		a.OutDev = &b.out
-	}
-	if m.HasSeq {
-		b.seq = m.Seq
-		a.Seq = &b.seq
-	}
-	if m.HasUID {
-		b.uid = m.UID
-		a.UID = &b.uid
-	}
-	if m.HasGID {
-		b.gid = m.GID
-		a.GID = &b.gid
-	}
+	a.Mark = keep(m.HasMark, &b.mark, m.Mark)
+	a.Timestamp = keep(m.HasTime, &b.ts, m.Time)
+	a.InDev = keep(m.HasIn, &b.in, m.InDev)
+	a.OutDev = keep(m.HasOut, &b.out, m.OutDev)
+	a.Seq = keep(m.HasSeq, &b.seq, m.Seq)
+	a.UID = keep(m.HasUID, &b.uid, m.UID)
+	a.GID = keep(m.HasGID, &b.gid, m.GID)
 	if m.HasPrefix {
 		// The agent's prefixes are few: reuse the last string while the
 		// bytes match, so a flood allocates none.
