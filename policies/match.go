@@ -291,7 +291,10 @@ func (l *loader) entryText(it *yaml.Node, field string) (string, *Error) {
 	return s, nil
 }
 
-func (l *loader) addrMatch(am *AddrMatch, n *yaml.Node, field string, fam uint8) *Error {
+// eachEntry calls each with every entry of the list field n and its
+// trimmed text: the walk every list-valued match field shares, so that
+// their errors for a malformed list or entry read alike.
+func (l *loader) eachEntry(n *yaml.Node, field string, each func(it *yaml.Node, s string) *Error) *Error {
 	items, err := l.list(n, field)
 	if err != nil {
 		return err
@@ -301,45 +304,83 @@ func (l *loader) addrMatch(am *AddrMatch, n *yaml.Node, field string, fam uint8)
 		if err != nil {
 			return err
 		}
-		text, neg := negated(s)
-		var ps []netip.Prefix
+		if err := each(it, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signedEntries reads a list field whose entries may be negated with '!'
+// (src, dst, sport, dport, uid, gid): values turns an entry's text, without
+// its '!', into values, which go to the positive or the negative side.
+func signedEntries[T any](l *loader, n *yaml.Node, field string, pos, neg *[]T, hasPos *bool, values func(it *yaml.Node, text string, neg bool) ([]T, *Error)) *Error {
+	return l.eachEntry(n, field, func(it *yaml.Node, s string) *Error {
+		text, isNeg := negated(s)
+		vs, err := values(it, text, isNeg)
+		if err != nil {
+			return err
+		}
+		if isNeg {
+			*neg = append(*neg, vs...)
+		} else {
+			*hasPos = true
+			*pos = append(*pos, vs...)
+		}
+		return nil
+	})
+}
+
+// unsignedEntries reads a list field that takes no negation; each gets
+// every entry's text.
+func (l *loader) unsignedEntries(n *yaml.Node, field string, each func(it *yaml.Node, s string) *Error) *Error {
+	return l.eachEntry(n, field, func(it *yaml.Node, s string) *Error {
+		if strings.HasPrefix(s, "!") {
+			return l.errorf(it, "%s does not support negation", field)
+		}
+		return each(it, s)
+	})
+}
+
+// warnEmptySet warns of a rule that names an empty set where only a
+// member could match.
+func (l *loader) warnEmptySet(it *yaml.Node, field, ref string) {
+	l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, ref, ref)
+}
+
+func (l *loader) addrMatch(am *AddrMatch, n *yaml.Node, field string, fam uint8) *Error {
+	return signedEntries(l, n, field, &am.Pos, &am.Neg, &am.HasPos, func(it *yaml.Node, text string, neg bool) ([]netip.Prefix, *Error) {
 		if strings.HasPrefix(text, "$") {
 			set, err := l.setRef(it, text, field, SetAddr)
 			if err != nil {
-				return err
+				return nil, err
 			}
+			var ps []netip.Prefix
 			for _, p := range set.Prefixes {
 				if famOf(p.Addr())&fam != 0 {
 					ps = append(ps, p)
 				}
 			}
 			if len(set.Prefixes) > 0 && len(ps) == 0 {
-				return l.errorf(it, "set %s has no %s entries, and the rule's family is %s", text, famName(fam), famName(fam))
+				return nil, l.errorf(it, "set %s has no %s entries, and the rule's family is %s", text, famName(fam), famName(fam))
 			}
 			if len(set.Prefixes) == 0 && !neg {
-				l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, text, text)
+				l.warnEmptySet(it, field, text)
 			}
-		} else {
-			p, perr, ok := parseAddrOrPrefix(text)
-			if !ok {
-				return l.errorf(it, "%s must be an address, CIDR or $set, got %q", field, text)
-			}
-			if perr != "" {
-				return l.errorf(it, "%s", perr)
-			}
-			if famOf(p.Addr())&fam == 0 {
-				return l.errorf(it, "%s %s is %s but the rule's family is %s: the rule can never match", field, text, famName(famOf(p.Addr())), famName(fam))
-			}
-			ps = []netip.Prefix{p}
+			return ps, nil
 		}
-		if neg {
-			am.Neg = append(am.Neg, ps...)
-		} else {
-			am.HasPos = true
-			am.Pos = append(am.Pos, ps...)
+		p, perr, ok := parseAddrOrPrefix(text)
+		if !ok {
+			return nil, l.errorf(it, "%s must be an address, CIDR or $set, got %q", field, text)
 		}
-	}
-	return nil
+		if perr != "" {
+			return nil, l.errorf(it, "%s", perr)
+		}
+		if famOf(p.Addr())&fam == 0 {
+			return nil, l.errorf(it, "%s %s is %s but the rule's family is %s: the rule can never match", field, text, famName(famOf(p.Addr())), famName(fam))
+		}
+		return []netip.Prefix{p}, nil
+	})
 }
 
 func (l *loader) portMatch(pm *PortMatch, n *yaml.Node, field string, protos []uint8) *Error {
@@ -348,73 +389,50 @@ func (l *loader) portMatch(pm *PortMatch, n *yaml.Node, field string, protos []u
 			return l.errorf(n, "%s needs a protocol with ports (tcp, udp, sctp), but the rule has proto %s", field, protoName(p))
 		}
 	}
-	items, err := l.list(n, field)
-	if err != nil {
-		return err
-	}
-	pm.Set = true
-	for _, it := range items {
-		s, err := l.entryText(it, field)
-		if err != nil {
-			return err
-		}
-		text, neg := negated(s)
-		var rs []PortRange
+	return signedEntries(l, n, field, &pm.Pos, &pm.Neg, &pm.HasPos, func(it *yaml.Node, text string, neg bool) ([]PortRange, *Error) {
+		// Set only matters once the whole list has read well: an error
+		// drops the rule.
+		pm.Set = true
 		if strings.HasPrefix(text, "$") {
 			set, err := l.setRef(it, text, field, SetPort)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if len(set.Ports) == 0 && !neg {
-				l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, text, text)
+				l.warnEmptySet(it, field, text)
 			}
-			rs = set.Ports
-		} else {
-			if !isPortText(text) {
-				return l.errorf(it, "%s must be a port, a range a-b or a $set, got %q", field, text)
-			}
-			r, e := parsePortRange(text)
-			if e != "" {
-				return l.errorf(it, "%s", e)
-			}
-			rs = []PortRange{r}
+			return set.Ports, nil
 		}
-		if neg {
-			pm.Neg = append(pm.Neg, rs...)
-		} else {
-			pm.HasPos = true
-			pm.Pos = append(pm.Pos, rs...)
+		if !isPortText(text) {
+			return nil, l.errorf(it, "%s must be a port, a range a-b or a $set, got %q", field, text)
 		}
-	}
-	return nil
+		r, e := parsePortRange(text)
+		if e != "" {
+			return nil, l.errorf(it, "%s", e)
+		}
+		return []PortRange{r}, nil
+	})
 }
 
 func (l *loader) ifaces(n *yaml.Node, field string) ([]string, *Error) {
-	items, err := l.list(n, field)
-	if err != nil {
-		return nil, err
-	}
 	var out []string
-	for _, it := range items {
-		s, err := l.entryText(it, field)
-		if err != nil {
-			return nil, err
-		}
-		if strings.HasPrefix(s, "!") {
-			return nil, l.errorf(it, "%s does not support negation", field)
-		}
+	err := l.unsignedEntries(n, field, func(it *yaml.Node, s string) *Error {
 		if strings.HasPrefix(s, "$") {
-			return nil, l.errorf(it, "%s takes interface names, not sets", field)
+			return l.errorf(it, "%s takes interface names, not sets", field)
 		}
 		if len(strings.ReplaceAll(s, "*", "")) > 15 {
-			return nil, l.errorf(it, "interface name %q is longer than 15 characters", s)
+			return l.errorf(it, "interface name %q is longer than 15 characters", s)
 		}
 		for _, c := range s {
 			if c <= ' ' || c == '/' || c > '~' {
-				return nil, l.errorf(it, "interface name %q contains %q", s, c)
+				return l.errorf(it, "interface name %q contains %q", s, c)
 			}
 		}
 		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -645,18 +663,10 @@ func (l *loader) icmpTypes(m *Match, n *yaml.Node, fam uint8) *Error {
 }
 
 func (l *loader) lengths(n *yaml.Node) ([]LengthRange, *Error) {
-	items, err := l.list(n, "length")
-	if err != nil {
-		return nil, err
-	}
 	var out []LengthRange
-	for _, it := range items {
-		s, err := l.entryText(it, "length")
-		if err != nil {
-			return nil, err
-		}
+	err := l.eachEntry(n, "length", func(it *yaml.Node, s string) *Error {
 		if !isPortText(s) {
-			return nil, l.errorf(it, "length must be a number or a range a-b, got %q", s)
+			return l.errorf(it, "length must be a number or a range a-b, got %q", s)
 		}
 		lo, hi, isRange := strings.Cut(s, "-")
 		a, e1 := strconv.Atoi(lo)
@@ -666,49 +676,46 @@ func (l *loader) lengths(n *yaml.Node) ([]LengthRange, *Error) {
 			b, e2 = strconv.Atoi(hi)
 		}
 		if e1 != nil || e2 != nil || a > 65535 || b > 65535 {
-			return nil, l.errorf(it, "length %q out of range 0-65535", s)
+			return l.errorf(it, "length %q out of range 0-65535", s)
 		}
 		if a > b {
-			return nil, l.errorf(it, "length range %q: start is above end", s)
+			return l.errorf(it, "length range %q: start is above end", s)
 		}
 		if b < 20 {
-			return nil, l.errorf(it, "length %q is below the smallest IP header (20): the rule can never match", s)
+			return l.errorf(it, "length %q is below the smallest IP header (20): the rule can never match", s)
 		}
 		out = append(out, LengthRange{a, b})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 func (l *loader) namePatterns(n *yaml.Node, field string) ([]string, *Error) {
-	items, err := l.list(n, field)
-	if err != nil {
-		return nil, err
-	}
 	var out []string
-	for _, it := range items {
-		s, err := l.entryText(it, field)
-		if err != nil {
-			return nil, err
-		}
-		if strings.HasPrefix(s, "!") {
-			return nil, l.errorf(it, "%s does not support negation", field)
-		}
+	err := l.unsignedEntries(n, field, func(it *yaml.Node, s string) *Error {
 		if strings.HasPrefix(s, "$") {
 			set, err := l.setRef(it, s, field, SetName)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if len(set.Names) == 0 {
-				l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, s, s)
+				l.warnEmptySet(it, field, s)
 			}
 			out = append(out, set.Names...)
-			continue
+			return nil
 		}
 		name, e := parseNamePattern(s)
 		if e != "" {
-			return nil, l.errorf(it, "%s: %s", field, strings.Replace(e, "is not an address, CIDR, port or name pattern", "is not a name pattern", 1))
+			return l.errorf(it, "%s: %s", field, strings.Replace(e, "is not an address, CIDR, port or name pattern", "is not a name pattern", 1))
 		}
 		out = append(out, name)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

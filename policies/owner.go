@@ -133,51 +133,37 @@ func (l *loader) names() NameResolver {
 // idMatch reads a uid or gid field: ids, ranges a-b, names, $sets of ids
 // or names, each optionally negated.
 func (l *loader) idMatch(im *IDMatch, n *yaml.Node, field string) *Error {
-	items, err := l.list(n, field)
-	if err != nil {
-		return err
-	}
-	im.Set = true
-	for _, it := range items {
-		s, err := l.entryText(it, field)
-		if err != nil {
-			return err
-		}
-		text, neg := negated(s)
-		var rs []IDRange
-		if strings.HasPrefix(text, "$") {
-			set, err := l.idSet(it, text, field)
-			if err != nil {
-				return err
-			}
-			if len(set.Ports) == 0 && len(set.Names) == 0 && !neg {
-				l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, text, text)
-			}
-			for _, p := range set.Ports {
-				rs = append(rs, IDRange{uint32(p.Lo), uint32(p.Hi)})
-			}
-			for _, name := range set.Names {
-				id, e := l.resolveID(it, name, field, " (in set "+text+")")
-				if e != nil {
-					return e
-				}
-				rs = append(rs, IDRange{id, id})
-			}
-		} else {
+	return signedEntries(l, n, field, &im.Pos, &im.Neg, &im.HasPos, func(it *yaml.Node, text string, neg bool) ([]IDRange, *Error) {
+		// Set only matters once the whole list has read well: an error
+		// drops the rule.
+		im.Set = true
+		if !strings.HasPrefix(text, "$") {
 			r, e := l.idEntry(it, text, field)
 			if e != nil {
-				return e
+				return nil, e
 			}
-			rs = []IDRange{r}
+			return []IDRange{r}, nil
 		}
-		if neg {
-			im.Neg = append(im.Neg, rs...)
-		} else {
-			im.HasPos = true
-			im.Pos = append(im.Pos, rs...)
+		set, err := l.idSet(it, text, field)
+		if err != nil {
+			return nil, err
 		}
-	}
-	return nil
+		if len(set.Ports) == 0 && len(set.Names) == 0 && !neg {
+			l.warnEmptySet(it, field, text)
+		}
+		var rs []IDRange
+		for _, p := range set.Ports {
+			rs = append(rs, IDRange{uint32(p.Lo), uint32(p.Hi)})
+		}
+		for _, name := range set.Names {
+			id, e := l.resolveID(it, name, field, " (in set "+text+")")
+			if e != nil {
+				return nil, e
+			}
+			rs = append(rs, IDRange{id, id})
+		}
+		return rs, nil
+	})
 }
 
 // idSet looks up a set for uid or gid: its entries are numbers and ranges
@@ -280,24 +266,20 @@ func validOwnerName(s string) bool {
 // ancestors (as nft's `socket cgroupv2 level N` does), so a unit's pattern
 // covers the unit's sub-cgroups too.
 func (l *loader) cgroupPatterns(n *yaml.Node) ([]string, *Error) {
-	items, err := l.list(n, "cgroup")
-	if err != nil {
-		return nil, err
-	}
 	var out []string
-	for _, it := range items {
-		s, err := l.entryText(it, "cgroup")
-		if err != nil {
-			return nil, err
-		}
+	err := l.eachEntry(n, "cgroup", func(it *yaml.Node, s string) *Error {
 		p, e := ParseCgroupPattern(s)
 		if e != "" {
-			return nil, l.errorf(it, "%s", e)
+			return l.errorf(it, "%s", e)
 		}
 		if slices.Contains(out, p) {
-			return nil, l.errorf(it, "cgroup %s listed twice", s)
+			return l.errorf(it, "cgroup %s listed twice", s)
 		}
 		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
