@@ -61,17 +61,9 @@ func (e *entry) info(id FlowID) FlowInfo {
 // Lookup returns a copy of the flow id names, or false if the handle is
 // stale.
 func (t *Table) Lookup(id FlowID) (FlowInfo, bool) {
-	if int(id.shard) >= len(t.shards) {
-		return FlowInfo{}, false
-	}
-	s := &t.shards[id.shard]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.lookupID(id)
-	if e == nil {
-		return FlowInfo{}, false
-	}
-	return e.info(id), true
+	var fi FlowInfo
+	ok := t.withFlow(id, func(e *entry) { fi = e.info(id) })
+	return fi, ok
 }
 
 // Range calls fn with a copy of every flow until fn returns false. It holds

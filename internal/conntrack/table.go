@@ -451,24 +451,22 @@ func (t *Table) reopen(s *shard, e *entry, fromB bool) {
 // SetCache stores a decision on a flow. It reports false, changing nothing,
 // when the handle is stale.
 func (t *Table) SetCache(id FlowID, c Cache) bool {
-	if int(id.shard) >= len(t.shards) {
-		return false
-	}
-	s := &t.shards[id.shard]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.lookupID(id)
-	if e == nil {
-		return false
-	}
-	e.cacheGen, e.cacheVal = c.Gen, c.Value
-	e.flags |= fHasCache
-	return true
+	return t.withFlow(id, func(e *entry) {
+		e.cacheGen, e.cacheVal = c.Gen, c.Value
+		e.flags |= fHasCache
+	})
 }
 
 // ClearCache removes the decision stored on a flow; false if the handle is
 // stale.
 func (t *Table) ClearCache(id FlowID) bool {
+	return t.withFlow(id, func(e *entry) { e.flags &^= fHasCache })
+}
+
+// withFlow calls f with the entry of id under its shard's lock; false,
+// without calling f, when the handle is stale (a forged shard number
+// included, as handles come back from callers).
+func (t *Table) withFlow(id FlowID, f func(e *entry)) bool {
 	if int(id.shard) >= len(t.shards) {
 		return false
 	}
@@ -479,7 +477,7 @@ func (t *Table) ClearCache(id FlowID) bool {
 	if e == nil {
 		return false
 	}
-	e.flags &^= fHasCache
+	f(e)
 	return true
 }
 
