@@ -4,19 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
+
+	"github.com/fwagent/fwagent/internal/nlmsg"
 )
 
-// Netlink and nfnetlink_log constants (include/uapi/linux/netlink.h,
-// netfilter/nfnetlink.h, netfilter/nfnetlink_log.h).
+// nfnetlink_log constants (include/uapi/linux/netfilter/nfnetlink_log.h).
 const (
-	nlHdrLen    = 16
-	nfgenHdrLen = 4
-	nlaLen      = 4
-	nlaMask     = 0x3fff // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
-
-	nlmsgErrorType = 0x2
-	nlmsgDoneType  = 0x3
-
 	subsysULOG   = 4
 	typeLogPkt   = subsysULOG << 8   // NFULNL_MSG_PACKET (0)
 	typeLogCfg   = subsysULOG<<8 | 1 // NFULNL_MSG_CONFIG
@@ -65,34 +58,28 @@ var errLogMalformed = errors.New("droplog: malformed netlink message")
 // code of an NLMSG_ERROR message (a refused config request), if any.
 func parseLogDatagram(b []byte, m *logMsg, fn func(*logMsg)) (errno int32, err error) {
 	for len(b) > 0 {
-		if len(b) < nlHdrLen {
+		// A message longer than the datagram is malformed here: the
+		// buffer holds the kernel's largest batch.
+		msg, rest, ok := nlmsg.Next(b, false)
+		if !ok {
 			return errno, errLogMalformed
 		}
-		n := int(binary.NativeEndian.Uint32(b[0:4]))
-		typ := binary.NativeEndian.Uint16(b[4:6])
-		if n < nlHdrLen || n > len(b) {
-			return errno, errLogMalformed
-		}
-		body := b[nlHdrLen:n]
-		switch typ {
+		body := msg.Body
+		switch msg.Type {
 		case typeLogPkt:
-			if len(body) >= nfgenHdrLen {
+			if len(body) >= nlmsg.NfGenLen {
 				*m = logMsg{}
-				parseLogAttrs(body[nfgenHdrLen:], m)
+				parseLogAttrs(body[nlmsg.NfGenLen:], m)
 				fn(m)
 			}
-		case nlmsgErrorType:
+		case nlmsg.TypeError:
 			if len(body) >= 4 {
 				if e := int32(binary.NativeEndian.Uint32(body[0:4])); e != 0 {
 					errno = e
 				}
 			}
 		}
-		next := (n + 3) &^ 3
-		if next >= len(b) {
-			break
-		}
-		b = b[next:]
+		b = rest
 	}
 	return errno, nil
 }
@@ -100,13 +87,11 @@ func parseLogDatagram(b []byte, m *logMsg, fn func(*logMsg)) (errno int32, err e
 // parseLogAttrs fills m from the NFULA attributes in b. An attribute that
 // runs past the message ends the walk; what was read stays.
 func parseLogAttrs(b []byte, m *logMsg) {
-	for len(b) >= nlaLen {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		t := binary.NativeEndian.Uint16(b[2:4]) & nlaMask
-		if l < nlaLen || l > len(b) {
+	for len(b) >= nlmsg.AttrHdrLen {
+		t, v, rest, ok := nlmsg.NextAttr(b)
+		if !ok {
 			return
 		}
-		v := b[nlaLen:l]
 		switch t {
 		case nfulaPktHdr:
 			// struct nfulnl_msg_packet_hdr: be16 hw_protocol, u8 hook, u8 pad.
@@ -157,10 +142,6 @@ func parseLogAttrs(b []byte, m *logMsg) {
 				m.Seq, m.HasSeq = binary.BigEndian.Uint32(v), true
 			}
 		}
-		next := (l + 3) &^ 3
-		if next >= len(b) {
-			return
-		}
-		b = b[next:]
+		b = rest
 	}
 }

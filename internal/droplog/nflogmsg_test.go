@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"testing"
 	"time"
+
+	"github.com/fwagent/fwagent/internal/nlmsg"
 )
 
 // logAttr is one NFULA attribute for the message builder.
@@ -20,7 +22,7 @@ func logDatagram(msgs ...[]logAttr) []byte {
 	for i, attrs := range msgs {
 		body := []byte{0, 0, 0, 100} // nfgenmsg: family, version, res_id (group 100)
 		for _, a := range attrs {
-			l := nlaLen + len(a.val)
+			l := nlmsg.AttrHdrLen + len(a.val)
 			body = binary.NativeEndian.AppendUint16(body, uint16(l))
 			body = binary.NativeEndian.AppendUint16(body, a.typ)
 			body = append(body, a.val...)
@@ -28,8 +30,8 @@ func logDatagram(msgs ...[]logAttr) []byte {
 				body = append(body, 0)
 			}
 		}
-		hdr := make([]byte, nlHdrLen)
-		binary.NativeEndian.PutUint32(hdr[0:4], uint32(nlHdrLen+len(body)))
+		hdr := make([]byte, nlmsg.HdrLen)
+		binary.NativeEndian.PutUint32(hdr[0:4], uint32(nlmsg.HdrLen+len(body)))
 		binary.NativeEndian.PutUint16(hdr[4:6], typeLogPkt)
 		out = append(out, hdr...)
 		out = append(out, body...)

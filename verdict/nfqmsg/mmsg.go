@@ -14,6 +14,8 @@ import (
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/nlmsg"
 )
 
 // BatchFunc decides one read: it must set vs[i] for each pkts[i] (vs comes
@@ -231,7 +233,7 @@ func (r *Reader) Counters() *Counters { return r.cnt }
 
 // maxCopyRange is NFQNL_MAX_COPY_RANGE: the kernel takes any larger copy
 // range, and 0, as this.
-const maxCopyRange = 0xffff - nlaHdrLen
+const maxCopyRange = 0xffff - nlmsg.AttrHdrLen
 
 // kernelCopyRange is the copy range the kernel applies when asked for n.
 func kernelCopyRange(n uint32) uint32 {
@@ -470,22 +472,21 @@ type ackInfo struct {
 func scanAck(b []byte, seq uint32) ([]Packet, ackInfo, error) {
 	var ai ackInfo
 	pkts, _, err := Parse(b, nil)
-	for len(b) >= nlmsgHdrLen {
-		n := int(binary.NativeEndian.Uint32(b[0:4]))
-		if n < nlmsgHdrLen || n > len(b) {
+	for len(b) > 0 {
+		msg, rest, ok := nlmsg.Next(b, false)
+		if !ok {
 			break
 		}
-		if binary.NativeEndian.Uint16(b[4:6]) == nlmsgError && n >= nlmsgHdrLen+4+nlmsgHdrLen &&
-			binary.NativeEndian.Uint32(b[nlmsgHdrLen+4+8:]) == seq {
+		// struct nlmsgerr: int error, then the request's nlmsghdr, whose
+		// sequence number says which request this answers.
+		if body := msg.Body; msg.Type == nlmsg.TypeError && len(body) >= 4+nlmsg.HdrLen &&
+			binary.NativeEndian.Uint32(body[4+8:]) == seq {
 			ai.acked = true
-			if e := int32(binary.NativeEndian.Uint32(b[nlmsgHdrLen:])); e != 0 {
+			if e := int32(binary.NativeEndian.Uint32(body[0:4])); e != 0 {
 				ai.err = syscall.Errno(-e)
 			}
 		}
-		if align4(n) >= len(b) {
-			break
-		}
-		b = b[align4(n):]
+		b = rest
 	}
 	for i := range pkts {
 		pkts[i].Payload = nil // the buffer is reused

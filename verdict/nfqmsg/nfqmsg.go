@@ -4,24 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"syscall"
+
+	"github.com/fwagent/fwagent/internal/nlmsg"
 )
 
-// Netlink and nfnetlink_queue constants (include/uapi/linux/netlink.h,
-// netfilter/nfnetlink.h, netfilter/nfnetlink_queue.h).
+// nfnetlink_queue constants (include/uapi/linux/netfilter/nfnetlink_queue.h).
 const (
-	nlmsgHdrLen = 16
-	nfgenLen    = 4
-	nlaHdrLen   = 4
-	nlaTypeMask = 0x3fff // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
-
-	nlmsgNoop    = 0x1
-	nlmsgError   = 0x2
-	nlmsgDone    = 0x3
-	nlmsgOverrun = 0x4
-
-	nlmFRequest = 0x1
-	nlmFAck     = 0x4
-
 	subsysQueue = 3
 
 	msgPacket       = 0
@@ -138,34 +126,27 @@ var ErrMalformed = errors.New("nfqmsg: malformed netlink message")
 func Parse(b []byte, pkts []Packet) ([]Packet, Info, error) {
 	var info Info
 	for len(b) > 0 {
-		if len(b) < nlmsgHdrLen {
+		// A message longer than the buffer is a packet cut off by the
+		// read buffer, not a fault: it is still answered, as Truncated.
+		msg, rest, ok := nlmsg.Next(b, true)
+		if !ok {
 			return pkts, info, ErrMalformed
 		}
-		n := int(binary.NativeEndian.Uint32(b[0:4]))
-		typ := binary.NativeEndian.Uint16(b[4:6])
-		if n < nlmsgHdrLen {
-			return pkts, info, ErrMalformed
-		}
-		truncated := n > len(b)
-		msg := b
-		if !truncated {
-			msg = b[:n]
-		}
-		body := msg[nlmsgHdrLen:]
-		switch typ {
+		body := msg.Body
+		switch msg.Type {
 		case typePacket:
-			if len(body) < nfgenLen {
+			if len(body) < nlmsg.NfGenLen {
 				info.NoID++
 				break
 			}
 			// Fill the slot in place: copying a Packet per message shows in
 			// profiles.
 			pkts = append(pkts, Packet{Queue: binary.BigEndian.Uint16(body[2:4])})
-			if !parseAttrs(body[nfgenLen:], &pkts[len(pkts)-1], truncated) {
+			if !parseAttrs(body[nlmsg.NfGenLen:], &pkts[len(pkts)-1], msg.Cut) {
 				pkts = pkts[:len(pkts)-1]
 				info.NoID++
 			}
-		case nlmsgError:
+		case nlmsg.TypeError:
 			if len(body) < 4 {
 				return pkts, info, ErrMalformed
 			}
@@ -178,20 +159,11 @@ func Parse(b []byte, pkts []Packet) ([]Packet, Info, error) {
 					info.AckSeq = binary.NativeEndian.Uint32(body[4+8 : 4+12])
 				}
 			}
-		case nlmsgNoop, nlmsgDone:
+		case nlmsg.TypeNoop, nlmsg.TypeDone:
 		default:
 			info.Other++
 		}
-		if truncated {
-			break
-		}
-		// The kernel does not pad the last message of a datagram (an odd
-		// payload leaves nlmsg_len odd), so the aligned length may overrun.
-		next := align4(n)
-		if next >= len(b) {
-			break
-		}
-		b = b[next:]
+		b = rest
 	}
 	return pkts, info, nil
 }
@@ -200,16 +172,14 @@ func Parse(b []byte, pkts []Packet) ([]Packet, Info, error) {
 // found the packet id. cut says the message was cut off by the buffer.
 func parseAttrs(b []byte, p *Packet, cut bool) bool {
 	hasID := false
-	for len(b) >= nlaHdrLen {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		t := binary.NativeEndian.Uint16(b[2:4]) & nlaTypeMask
-		if l < nlaHdrLen || l > len(b) {
+	for len(b) >= nlmsg.AttrHdrLen {
+		t, v, rest, ok := nlmsg.NextAttr(b)
+		if !ok {
 			// An attribute running past the message: keep what was read,
 			// but never a partial payload.
 			cut = true
 			break
 		}
-		v := b[nlaHdrLen:l]
 		switch t {
 		case attrPacketHdr:
 			// struct nfqnl_msg_packet_hdr is packed: be32 id, be16 proto, u8 hook.
@@ -253,11 +223,7 @@ func parseAttrs(b []byte, p *Packet, cut bool) bool {
 			// overwrite the next message in the receive buffer.
 			p.Payload = v[:len(v):len(v)]
 		}
-		next := align4(l)
-		if next >= len(b) {
-			break
-		}
-		b = b[next:]
+		b = rest
 	}
 	if cut {
 		p.Truncated = true
@@ -265,5 +231,3 @@ func parseAttrs(b []byte, p *Packet, cut bool) bool {
 	}
 	return hasID
 }
-
-func align4(n int) int { return (n + 3) &^ 3 }

@@ -1,6 +1,10 @@
 package nfqmsg
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/fwagent/fwagent/internal/nlmsg"
+)
 
 // Verdict is the answer for one packet.
 type Verdict struct {
@@ -31,8 +35,8 @@ func NewEncoder(queue uint16, family uint8, n int) *Encoder {
 }
 
 const (
-	verdictLen     = nlmsgHdrLen + nfgenLen + nlaHdrLen + 8 // 32
-	verdictMarkLen = verdictLen + nlaHdrLen + 4             // 40
+	verdictLen     = nlmsg.HdrLen + nlmsg.NfGenLen + nlmsg.AttrHdrLen + 8 // 32
+	verdictMarkLen = verdictLen + nlmsg.AttrHdrLen + 4                    // 40
 )
 
 // Reset empties the buffer, keeping its memory.
@@ -57,15 +61,7 @@ func (e *Encoder) BatchDisabled() bool { return e.noBatch }
 // AppendVerdict appends an NFQNL_MSG_VERDICT for packet id, with NFQA_MARK
 // when v.SetMark.
 func (e *Encoder) AppendVerdict(id uint32, v Verdict) {
-	n := verdictLen
-	if v.SetMark {
-		n = verdictMarkLen
-	}
-	b := e.header(typeVerdict, n)
-	e.verdictHdr(b, v.Code, id)
-	if v.SetMark {
-		putAttrU32(b[verdictLen:], attrMark, v.Mark)
-	}
+	e.appendVerdict(typeVerdict, id, v)
 }
 
 // AppendBatch appends an NFQNL_MSG_VERDICT_BATCH: code for every packet still
@@ -78,14 +74,20 @@ func (e *Encoder) AppendBatch(id uint32, code uint32) {
 // of a batch message on every packet the batch answers
 // (nfqnl_recv_verdict_batch).
 func (e *Encoder) AppendBatchVerdict(id uint32, v Verdict) {
+	e.appendVerdict(typeVerdictBatch, id, v)
+}
+
+// appendVerdict appends a verdict message of type typ (single or batch: the
+// two share their layout) for id, with NFQA_MARK when v.SetMark.
+func (e *Encoder) appendVerdict(typ uint16, id uint32, v Verdict) {
 	n := verdictLen
 	if v.SetMark {
 		n = verdictMarkLen
 	}
-	b := e.header(typeVerdictBatch, n)
+	b := e.header(typ, n)
 	e.verdictHdr(b, v.Code, id)
 	if v.SetMark {
-		putAttrU32(b[verdictLen:], attrMark, v.Mark)
+		nlmsg.PutAttrBE32(b[verdictLen:], attrMark, v.Mark)
 	}
 }
 
@@ -131,31 +133,18 @@ func (e *Encoder) header(typ uint16, n int) []byte {
 	b := e.buf[off:]
 	e.seq++
 	e.msgs++
-	binary.NativeEndian.PutUint32(b[0:4], uint32(n))
-	binary.NativeEndian.PutUint16(b[4:6], typ)
-	binary.NativeEndian.PutUint16(b[6:8], nlmFRequest)
-	binary.NativeEndian.PutUint32(b[8:12], e.seq)
-	binary.NativeEndian.PutUint32(b[12:16], 0) // to the kernel
-	b[16] = e.family
-	b[17] = 0 // NFNETLINK_V0
-	binary.BigEndian.PutUint16(b[18:20], e.queue)
+	nlmsg.PutHeader(b, n, typ, nlmsg.FlagRequest, e.seq)
+	nlmsg.PutNfGen(b[nlmsg.HdrLen:], e.family, e.queue)
 	return b
 }
 
 // verdictHdr writes NFQA_VERDICT_HDR (struct nfqnl_msg_verdict_hdr: be32
 // verdict, be32 id) after the nfgenmsg.
 func (e *Encoder) verdictHdr(b []byte, code, id uint32) {
-	a := b[nlmsgHdrLen+nfgenLen:]
-	binary.NativeEndian.PutUint16(a[0:2], nlaHdrLen+8)
-	binary.NativeEndian.PutUint16(a[2:4], attrVerdictHdr)
+	a := b[nlmsg.HdrLen+nlmsg.NfGenLen:]
+	nlmsg.PutAttrHdr(a, nlmsg.AttrHdrLen+8, attrVerdictHdr)
 	binary.BigEndian.PutUint32(a[4:8], code)
 	binary.BigEndian.PutUint32(a[8:12], id)
-}
-
-func putAttrU32(b []byte, typ uint16, v uint32) {
-	binary.NativeEndian.PutUint16(b[0:2], nlaHdrLen+4)
-	binary.NativeEndian.PutUint16(b[2:4], typ)
-	binary.BigEndian.PutUint32(b[4:8], v)
 }
 
 // attr is one netlink attribute of a config message.
@@ -167,26 +156,21 @@ type attr struct {
 // appendConfig appends an NFQNL_MSG_CONFIG request for queue that asks for an
 // acknowledgement. Config messages are rare, so this may allocate.
 func appendConfig(buf []byte, seq uint32, queue uint16, attrs ...attr) []byte {
-	n := nlmsgHdrLen + nfgenLen
+	n := nlmsg.HdrLen + nlmsg.NfGenLen
 	for _, a := range attrs {
-		n += align4(nlaHdrLen + len(a.val))
+		n += nlmsg.Align(nlmsg.AttrHdrLen + len(a.val))
 	}
 	off := len(buf)
 	buf = append(buf, make([]byte, n)...)
 	b := buf[off:]
-	binary.NativeEndian.PutUint32(b[0:4], uint32(n))
-	binary.NativeEndian.PutUint16(b[4:6], typeConfig)
-	binary.NativeEndian.PutUint16(b[6:8], nlmFRequest|nlmFAck)
-	binary.NativeEndian.PutUint32(b[8:12], seq)
-	b[16] = 0 // AF_UNSPEC, as go-nfqueue sends config
-	binary.BigEndian.PutUint16(b[18:20], queue)
-	p := b[nlmsgHdrLen+nfgenLen:]
+	nlmsg.PutHeader(b, n, typeConfig, nlmsg.FlagRequest|nlmsg.FlagAck, seq)
+	nlmsg.PutNfGen(b[nlmsg.HdrLen:], 0, queue) // AF_UNSPEC, as go-nfqueue sends config
+	p := b[nlmsg.HdrLen+nlmsg.NfGenLen:]
 	for _, a := range attrs {
-		l := nlaHdrLen + len(a.val)
-		binary.NativeEndian.PutUint16(p[0:2], uint16(l))
-		binary.NativeEndian.PutUint16(p[2:4], a.typ)
-		copy(p[nlaHdrLen:], a.val)
-		p = p[align4(l):]
+		l := nlmsg.AttrHdrLen + len(a.val)
+		nlmsg.PutAttrHdr(p, l, a.typ)
+		copy(p[nlmsg.AttrHdrLen:], a.val)
+		p = p[nlmsg.Align(l):]
 	}
 	return buf
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/nlmsg"
 )
 
 // kattr is an attribute of a message the test builds the way the kernel
@@ -33,12 +35,12 @@ func pktHdr(id uint32, proto uint16, hook uint8) []byte {
 // kmsg builds one netlink message like nfqnl_build_packet_message: attributes
 // padded to 4 bytes except the last, and nlmsg_len counting no trailing pad.
 func kmsg(typ uint16, queue uint16, attrs ...kattr) []byte {
-	b := make([]byte, nlmsgHdrLen, 256)
+	b := make([]byte, nlmsg.HdrLen, 256)
 	binary.NativeEndian.PutUint16(b[4:6], typ)
 	b = append(b, unix.AF_UNSPEC, 0)
 	b = binary.BigEndian.AppendUint16(b, queue)
 	for i, a := range attrs {
-		b = binary.NativeEndian.AppendUint16(b, uint16(nlaHdrLen+len(a.val)))
+		b = binary.NativeEndian.AppendUint16(b, uint16(nlmsg.AttrHdrLen+len(a.val)))
 		b = binary.NativeEndian.AppendUint16(b, a.typ)
 		b = append(b, a.val...)
 		if i < len(attrs)-1 {
@@ -66,9 +68,9 @@ func datagram(msgs ...[]byte) []byte {
 }
 
 func errMsg(errno int32, seq uint32) []byte {
-	b := make([]byte, nlmsgHdrLen+4+nlmsgHdrLen)
+	b := make([]byte, nlmsg.HdrLen+4+nlmsg.HdrLen)
 	binary.NativeEndian.PutUint32(b[0:4], uint32(len(b)))
-	binary.NativeEndian.PutUint16(b[4:6], nlmsgError)
+	binary.NativeEndian.PutUint16(b[4:6], nlmsg.TypeError)
 	binary.NativeEndian.PutUint32(b[16:20], uint32(errno))
 	binary.NativeEndian.PutUint32(b[20+8:20+12], seq)
 	return b
@@ -124,7 +126,7 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name: "cut inside the packet header",
-			in:   full[:nlmsgHdrLen+nfgenLen+6],
+			in:   full[:nlmsg.HdrLen+nlmsg.NfGenLen+6],
 			info: Info{NoID: 1},
 		},
 		{
@@ -245,7 +247,7 @@ func TestParseMatchesNetlinkEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := netlink.Message{
-		Header: netlink.Header{Type: typePacket, Length: uint32(nlmsgHdrLen + nfgenLen + len(attrs))},
+		Header: netlink.Header{Type: typePacket, Length: uint32(nlmsg.HdrLen + nlmsg.NfGenLen + len(attrs))},
 		Data:   append([]byte{unix.AF_INET, 0, 0, 5}, attrs...),
 	}
 	b, err := m.MarshalBinary()
@@ -285,7 +287,7 @@ func decodeVerdicts(t *testing.T, b []byte) []decoded {
 			t.Errorf("flags = %v, want request only (no ack: errors come back unasked)", m.Header.Flags)
 		}
 		d := decoded{typ: uint16(m.Header.Type), queue: binary.BigEndian.Uint16(m.Data[2:4])}
-		ad, err := netlink.NewAttributeDecoder(m.Data[nfgenLen:])
+		ad, err := netlink.NewAttributeDecoder(m.Data[nlmsg.NfGenLen:])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -303,7 +305,7 @@ func decodeVerdicts(t *testing.T, b []byte) []decoded {
 			t.Fatal(err)
 		}
 		out = append(out, d)
-		b = b[align4(int(m.Header.Length)):]
+		b = b[nlmsg.Align(int(m.Header.Length)):]
 	}
 	return out
 }
