@@ -127,16 +127,8 @@ func matchDNS(e *ruleExec, in *Input, pkt *packet.Packet, l4 bool) l7Result {
 	}
 	if in.Streams != nil {
 		msgs, st := in.Streams.DNSMessages(in)
-		switch st {
-		case l7.NameFound:
-			for _, m := range msgs {
-				voteDNS(&v, e.dns, m)
-			}
-			return yesNo(v.result())
-		case l7.NamePending:
-			return l7Pending
-		case l7.NameAbsent, l7.NameFailed:
-			return l7No
+		if r, ok := streamVote(&v, msgs, st, func(m []byte) { voteDNS(&v, e.dns, m) }); ok {
+			return r
 		}
 	}
 	// Alone, a segment is read as the start of the stream; its first
@@ -183,16 +175,8 @@ func matchHTTP(e *ruleExec, in *Input, pkt *packet.Packet, l4 bool) l7Result {
 	v := newVote(e.action == ActionAccept)
 	if in.Streams != nil {
 		hosts, st := in.Streams.HTTPHosts(in)
-		switch st {
-		case l7.NameFound:
-			for _, h := range hosts {
-				v.add(e.http.Match(h))
-			}
-			return yesNo(v.result())
-		case l7.NamePending:
-			return l7Pending
-		case l7.NameAbsent, l7.NameFailed:
-			return l7No
+		if r, ok := streamVote(&v, hosts, st, func(h []byte) { v.add(e.http.Match(h)) }); ok {
+			return r
 		}
 	}
 	// Alone, a segment is read as the start of a request.
@@ -210,6 +194,25 @@ func matchHTTP(e *ruleExec, in *Input, pkt *packet.Packet, l4 bool) l7Result {
 		v.add(e.http.Match(h))
 	}
 	return yesNo(v.result())
+}
+
+// streamVote decides on what the stream reassembly read: vote is called
+// with each item it completed (a DNS message, a Host value). ok is false
+// when the reassembly has no answer (NameUnknown: no stream is kept), and
+// the segment is read alone.
+func streamVote(v *nameVote, items [][]byte, st l7.NameState, vote func([]byte)) (r l7Result, ok bool) {
+	switch st {
+	case l7.NameFound:
+		for _, it := range items {
+			vote(it)
+		}
+		return yesNo(v.result()), true
+	case l7.NamePending:
+		return l7Pending, true
+	case l7.NameAbsent, l7.NameFailed:
+		return l7No, true
+	}
+	return r, false
 }
 
 func yesNo(b bool) l7Result {

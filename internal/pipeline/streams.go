@@ -274,60 +274,75 @@ func (c *streamCtx) tlsName0() ([]byte, l7.NameState) {
 
 // DNSMessages implements policies.Streams.
 func (c *streamCtx) DNSMessages(in *policies.Input) ([][]byte, l7.NameState) {
-	if c.dnsAsked {
-		return c.msgs, c.dnsState
+	if !c.dnsAsked {
+		c.dnsAsked = true
+		c.dnsState = c.readDNS()
 	}
-	c.dnsAsked = true
+	return c.msgs, c.dnsState
+}
+
+// readDNS adds the packet to its direction's DNS-over-TCP reassembly and
+// collects the messages it completes in c.msgs.
+func (c *streamCtx) readDNS() l7.NameState {
 	e := c.entry()
 	if e == nil {
-		c.dnsState = l7.NameUnknown
-		return nil, c.dnsState
+		return l7.NameUnknown
 	}
 	if e.dns == nil {
 		e.dns = &dnsStream{}
 		c.start(&e.dns.s, l7.StreamLimit)
 	}
-	ds := e.dns
-	if ds.r.Failed() {
-		c.dnsState = l7.NameFailed
-		return nil, c.dnsState
+	if e.dns.r.Failed() {
+		return l7.NameFailed
 	}
-	c.dnsMark, c.dnsReader = ds.s.Mark(), ds.r
-	if _, err := ds.s.Add(c.segment(), c.pkt.Payload); err != nil {
-		c.dnsState = l7.NameFailed
-		return nil, c.dnsState
-	}
-	c.msgs, c.dnsState = ds.r.Read(&ds.s, c.msgs[:0])
-	return c.msgs, c.dnsState
+	c.dnsMark, c.dnsReader = e.dns.s.Mark(), e.dns.r
+	var st l7.NameState
+	c.msgs, st = c.add(&e.dns.s, &e.dns.r, c.msgs)
+	return st
 }
 
 // HTTPHosts implements policies.Streams.
 func (c *streamCtx) HTTPHosts(in *policies.Input) ([][]byte, l7.NameState) {
-	if c.httpAsked {
-		return c.hosts, c.httpState
+	if !c.httpAsked {
+		c.httpAsked = true
+		c.httpState = c.readHTTP()
 	}
-	c.httpAsked = true
+	return c.hosts, c.httpState
+}
+
+// readHTTP adds the packet to its direction's HTTP request reassembly and
+// collects the Host values of the heads it completes in c.hosts.
+func (c *streamCtx) readHTTP() l7.NameState {
 	e := c.entry()
 	if e == nil {
-		c.httpState = l7.NameUnknown
-		return nil, c.httpState
+		return l7.NameUnknown
 	}
 	if e.http == nil {
 		e.http = &httpStream{}
 		c.start(&e.http.s, l7.StreamLimit)
 	}
-	hs := e.http
-	if st := hs.r.Done(); st != l7.NameUnknown {
-		c.httpState = st
-		return nil, st
+	if st := e.http.r.Done(); st != l7.NameUnknown {
+		return st
 	}
-	c.httpMark, c.httpRead = hs.s.Mark(), hs.r
-	if _, err := hs.s.Add(c.segment(), c.pkt.Payload); err != nil {
-		c.httpState = l7.NameFailed
-		return nil, c.httpState
+	c.httpMark, c.httpRead = e.http.s.Mark(), e.http.r
+	var st l7.NameState
+	c.hosts, st = c.add(&e.http.s, &e.http.r, c.hosts)
+	return st
+}
+
+// streamReader is what reads a reassembled stream: *l7.DNSReader,
+// *l7.HTTPReader.
+type streamReader interface {
+	Read(s *l7.Stream, dst [][]byte) ([][]byte, l7.NameState)
+}
+
+// add adds the packet's payload to s and has r read what it completes into
+// dst, reused; a stream the segment cannot join has failed.
+func (c *streamCtx) add(s *l7.Stream, r streamReader, dst [][]byte) ([][]byte, l7.NameState) {
+	if _, err := s.Add(c.segment(), c.pkt.Payload); err != nil {
+		return dst[:0], l7.NameFailed
 	}
-	c.hosts, c.httpState = hs.r.Read(&hs.s, c.hosts[:0])
-	return c.hosts, c.httpState
+	return r.Read(s, dst[:0])
 }
 
 // end settles the packet's stream once its verdict is known. A packet that
