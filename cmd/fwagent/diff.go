@@ -20,12 +20,8 @@ const (
 )
 
 type diffFlags struct {
+	replayFlags
 	capture string
-	hook    string
-	local   []string
-	iif     string
-	oif     string
-	noReasm bool
 	max     int
 	json    bool
 }
@@ -76,7 +72,7 @@ type diffJSON struct {
 }
 
 func (f *diffFlags) run(out, errOut io.Writer, oldPath, newPath string) int {
-	o, err := replayOptions(f.hook, f.local, f.iif, f.oif, f.noReasm, func(n int, msg string) {
+	o, err := f.options(func(n int, msg string) {
 		fmt.Fprintf(errOut, "fwagent diff: %s: frame %d skipped: %s\n", f.capture, n, msg)
 	})
 	if err != nil {

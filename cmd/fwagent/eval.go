@@ -20,13 +20,19 @@ import (
 )
 
 type evalFlags struct {
+	replayFlags
 	policy  string
+	summary bool
+	json    bool
+}
+
+// replayFlags are how eval and diff replay a capture: --hook, --local,
+// --iif, --oif and --no-reassembly.
+type replayFlags struct {
 	hook    string
 	local   []string
 	iif     string
 	oif     string
-	summary bool
-	json    bool
 	noReasm bool
 }
 
@@ -138,10 +144,11 @@ type frameSummary struct {
 	Unreassembled int            `json:"unreassembled"`
 }
 
-// replayOptions turns the flags shared by eval and diff into replay
+// options turns the flags shared by eval and diff into replay
 // options.
-func replayOptions(hook string, local []string, iif, oif string, noReasm bool, warn func(int, string)) (replay.Options, error) {
-	o := replay.Options{InIf: iif, OutIf: oif, NoReassembly: noReasm, Warn: warn, Hook: nf.HookInput}
+func (f *replayFlags) options(warn func(int, string)) (replay.Options, error) {
+	hook, local := f.hook, f.local
+	o := replay.Options{InIf: f.iif, OutIf: f.oif, NoReassembly: f.noReasm, Warn: warn, Hook: nf.HookInput}
 	if hook == "auto" {
 		o.Auto = true
 	} else {
@@ -172,7 +179,7 @@ func (f *evalFlags) run(stdout, stderr io.Writer, capPath string) error {
 	if f.policy == "" {
 		return usagef("eval: --policy is required")
 	}
-	o, err := replayOptions(f.hook, f.local, f.iif, f.oif, f.noReasm, func(n int, msg string) {
+	o, err := f.options(func(n int, msg string) {
 		fmt.Fprintf(stderr, "fwagent eval: %s: frame %d skipped: %s\n", capPath, n, msg)
 	})
 	if err != nil {
