@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/fwagent/fwagent/internal/procqueue"
 )
 
 // clockTicks is USER_HZ, the unit of /proc times; 100 on every Linux
@@ -86,31 +88,19 @@ func (a queueCounters) sub(b queueCounters) queueCounters {
 	return queueCounters{a.QueueDropped - b.QueueDropped, a.UserDropped - b.UserDropped, a.Queued - b.Queued, a.Waiting}
 }
 
-// parseNfqueue reads /proc/net/netfilter/nfnetlink_queue: one line per
-// bound queue, "num portid total copy_mode copy_range queue_dropped
-// user_dropped id_seq 1".
+// parseNfqueue sums the counters of every queue bound in
+// /proc/net/netfilter/nfnetlink_queue.
 func parseNfqueue(b []byte) (queueCounters, error) {
 	var c queueCounters
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) < 8 {
-			return c, fmt.Errorf("e2e: nfnetlink_queue: short line %q", sc.Text())
-		}
-		wait, err0 := strconv.ParseUint(f[2], 10, 64)
-		qd, err1 := strconv.ParseUint(f[5], 10, 64)
-		ud, err2 := strconv.ParseUint(f[6], 10, 64)
-		id, err3 := strconv.ParseUint(f[7], 10, 64)
-		if err0 != nil || err1 != nil || err2 != nil || err3 != nil {
-			return c, fmt.Errorf("e2e: nfnetlink_queue: bad counters in %q", sc.Text())
-		}
-		c.QueueDropped += qd
-		c.UserDropped += ud
-		c.Queued += id
-		c.Waiting += wait
+	qs, err := procqueue.Parse(bytes.NewReader(b))
+	if err != nil {
+		return c, fmt.Errorf("e2e: %w", err)
+	}
+	for _, q := range qs {
+		c.QueueDropped += q.QueueDropped
+		c.UserDropped += q.UserDropped
+		c.Queued += q.IDSequence
+		c.Waiting += q.Waiting
 	}
 	return c, nil
 }

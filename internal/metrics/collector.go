@@ -11,6 +11,7 @@ import (
 	"github.com/fwagent/fwagent/internal/droplog"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
+	"github.com/fwagent/fwagent/internal/procqueue"
 	"github.com/fwagent/fwagent/verdict"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
 )
@@ -266,12 +267,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // the kernel does not list is unbound: it is reported as such, with no
 // counters.
 func (c *Collector) collectKernelQueues(ch chan<- prometheus.Metric, answered uint64) {
-	var byNum map[uint16]KernelQueue
+	var byNum map[uint16]procqueue.Queue
 	if f, err := os.Open(c.src.ProcQueuePath); err == nil {
-		qs, perr := ParseKernelQueues(f)
+		qs, perr := procqueue.Parse(f)
 		f.Close()
 		if perr == nil {
-			byNum = make(map[uint16]KernelQueue, len(qs))
+			byNum = make(map[uint16]procqueue.Queue, len(qs))
 			for _, q := range qs {
 				byNum[q.Queue] = q
 			}

@@ -1,12 +1,12 @@
 package nfqmsg
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +18,7 @@ import (
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 
+	"github.com/fwagent/fwagent/internal/procqueue"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -111,10 +112,13 @@ func queueStats(t *testing.T, ns *testnet.NS, q uint16) (waiting, dropped, userD
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		var num, portid, total, mode, rng, drop, udrop, idseq, one uint64
-		if n, _ := fmt.Sscan(line, &num, &portid, &total, &mode, &rng, &drop, &udrop, &idseq, &one); n == 9 && num == uint64(q) {
-			return total, drop, udrop
+	qs, err := procqueue.Parse(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kq := range qs {
+		if kq.Queue == q {
+			return kq.Waiting, kq.QueueDropped, kq.UserDropped
 		}
 	}
 	return 0, 0, 0

@@ -1,4 +1,4 @@
-package metrics
+package procqueue
 
 import (
 	"fmt"
@@ -7,24 +7,24 @@ import (
 	"testing"
 )
 
-func TestParseKernelQueues(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		name    string
 		text    string
-		want    []KernelQueue
+		want    []Queue
 		wantErr bool
 	}{
 		{name: "empty", text: ""},
 		{
 			name: "two queues as the kernel pads them",
 			text: "    0 4026531 0 2 65535     0     0      142  1\n  100   2231    12 2 65531    3     7  9000000  1\n",
-			want: []KernelQueue{
+			want: []Queue{
 				{Queue: 0, PortID: 4026531, CopyMode: 2, CopyRange: 65535, IDSequence: 142},
 				{Queue: 100, PortID: 2231, Waiting: 12, CopyMode: 2, CopyRange: 65531, QueueDropped: 3, UserDropped: 7, IDSequence: 9000000},
 			},
 		},
-		{name: "blank lines", text: "\n  5 1 0 2 10 0 0 1 1\n\n", want: []KernelQueue{{Queue: 5, PortID: 1, CopyMode: 2, CopyRange: 10, IDSequence: 1}}},
-		{name: "ids past 2^32 on a future kernel", text: "1 1 0 2 1 0 0 4294967297 1\n", want: []KernelQueue{{Queue: 1, PortID: 1, CopyMode: 2, CopyRange: 1, IDSequence: 1<<32 + 1}}},
+		{name: "blank lines", text: "\n  5 1 0 2 10 0 0 1 1\n\n", want: []Queue{{Queue: 5, PortID: 1, CopyMode: 2, CopyRange: 10, IDSequence: 1}}},
+		{name: "ids past 2^32 on a future kernel", text: "1 1 0 2 1 0 0 4294967297 1\n", want: []Queue{{Queue: 1, PortID: 1, CopyMode: 2, CopyRange: 1, IDSequence: 1<<32 + 1}}},
 		{name: "short line", text: "0 1 2 3\n", wantErr: true},
 		{name: "not a number", text: "0 1 x 2 65535 0 0 1 1\n", wantErr: true},
 		{name: "queue number out of range", text: "65536 1 0 2 65535 0 0 1 1\n", wantErr: true},
@@ -32,7 +32,7 @@ func TestParseKernelQueues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseKernelQueues(strings.NewReader(tt.text))
+			got, err := Parse(strings.NewReader(tt.text))
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
@@ -43,11 +43,11 @@ func TestParseKernelQueues(t *testing.T) {
 	}
 }
 
-func FuzzParseKernelQueues(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	f.Add([]byte("    0 4026531 0 2 65535     0     0      142  1\n"))
 	f.Add([]byte("1 2 3 4 5 6 7 8\n9 9 9 9 9 9 9 9 9 9\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		qs, err := ParseKernelQueues(strings.NewReader(string(b)))
+		qs, err := Parse(strings.NewReader(string(b)))
 		if err != nil && qs != nil {
 			t.Fatal("queues returned with an error")
 		}
@@ -57,7 +57,7 @@ func FuzzParseKernelQueues(f *testing.F) {
 		for _, q := range qs {
 			fmt.Fprintf(&out, "%5d %6d %5d %1d %5d %5d %5d %8d %2d\n", q.Queue, q.PortID, q.Waiting, q.CopyMode, q.CopyRange, q.QueueDropped, q.UserDropped, q.IDSequence, 1)
 		}
-		again, err := ParseKernelQueues(strings.NewReader(out.String()))
+		again, err := Parse(strings.NewReader(out.String()))
 		if err != nil || !reflect.DeepEqual(again, qs) {
 			t.Fatalf("round trip: %+v -> %q -> %+v, %v", qs, out.String(), again, err)
 		}
