@@ -761,11 +761,11 @@ func (h *harness) dropLogRun(ctx context.Context, hd *handler) (DropLogPoint, er
 	// The reader's own counters: fwagent's metrics while it runs, else
 	// its exit lines (stop it now; the deferred close is then a no-op).
 	if hd.metrics != "" {
-		b, err := scrapeUnix(ctx, hd.metrics)
+		fams, err := scrapeUnix(ctx, hd.metrics)
 		if err != nil {
 			return pt, err
 		}
-		pt.Reported = dropLogCounters(parsePromCounters(b, "fwagent_"))
+		pt.Reported = dropLogCounters(promCounters(fams, "fwagent_"))
 	}
 	if hd.p != nil {
 		_ = hd.p.stop(15 * time.Second)

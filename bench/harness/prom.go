@@ -1,81 +1,44 @@
 package harness
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fwagent/fwagent/internal/metrics"
 )
 
-// parsePromCounters reads Prometheus text exposition and sums, per metric
-// name, the samples of the names that start with prefix (labels ignored),
+// promCounters sums, per metric family whose name starts with prefix, its
+// counter, gauge and untyped samples (labels ignored), keyed by the name
 // with the prefix and a "_total" suffix cut off.
-func parsePromCounters(b []byte, prefix string) map[string]float64 {
+func promCounters(fams map[string]*dto.MetricFamily, prefix string) map[string]float64 {
 	out := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
+	for name, f := range fams {
+		if !strings.HasPrefix(name, prefix) {
 			continue
 		}
-		name, rest, ok := strings.Cut(line, " ")
-		if i := strings.IndexByte(line, '{'); i >= 0 && i < len(name) {
-			j := strings.LastIndexByte(line, '}')
-			if j < i {
-				continue
+		key := strings.TrimSuffix(strings.TrimPrefix(name, prefix), "_total")
+		for _, m := range f.Metric {
+			if v, ok := metrics.SampleValue(m); ok {
+				out[key] += v
 			}
-			name, rest, ok = line[:i], strings.TrimSpace(line[j+1:]), true
 		}
-		if !ok || !validMetricName(name) {
-			continue
-		}
-		// A sample may carry a timestamp after the value.
-		val, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
-		v, err := strconv.ParseFloat(val, 64)
-		if err != nil {
-			continue
-		}
-		out[strings.TrimSuffix(strings.TrimPrefix(name, prefix), "_total")] += v
 	}
 	return out
 }
 
-// validMetricName reports whether s is a Prometheus metric name,
-// [a-zA-Z_:][a-zA-Z0-9_:]*.
-func validMetricName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'):
-		case c >= '0' && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// scrapeUnix fetches /metrics from a server listening on a unix socket.
-func scrapeUnix(ctx context.Context, path string) ([]byte, error) {
+// scrapeUnix reads /metrics from a server listening on a unix socket.
+func scrapeUnix(ctx context.Context, path string) (map[string]*dto.MetricFamily, error) {
 	c := metrics.NewClient("unix", path, 5*time.Second)
 	defer c.Close()
-	code, b, err := c.Get(ctx, "/metrics")
+	fams, err := c.Scrape(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("e2e: scrape %s: %w", path, err)
 	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("e2e: scrape %s: HTTP %d", path, code)
-	}
-	return b, nil
+	return fams, nil
 }
 
 // dropLogCounters maps fwagent's drop-log metrics to the names the report

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/spf13/cobra"
 
 	"github.com/fwagent/fwagent/internal/metrics"
@@ -70,7 +68,7 @@ func (f *statusFlags) run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	first, err := scrape(ctx, c)
+	first, err := c.Scrape(ctx)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
@@ -83,7 +81,7 @@ func (f *statusFlags) run(ctx context.Context, out io.Writer) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if second, err = scrape(ctx, c); err != nil {
+		if second, err = c.Scrape(ctx); err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
 		elapsed = time.Since(start)
@@ -104,23 +102,6 @@ func (f *statusFlags) run(ctx context.Context, out io.Writer) error {
 		return exitError{exitFailed}
 	}
 	return nil
-}
-
-// scrape reads the agent's metrics.
-func scrape(ctx context.Context, c *metrics.Client) (map[string]*dto.MetricFamily, error) {
-	code, body, err := c.Get(ctx, "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("/metrics: HTTP %d", code)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("parse /metrics: %w", err)
-	}
-	return fams, nil
 }
 
 // statusReport is what `fwagent status` prints, from two scrapes elapsed
@@ -152,17 +133,10 @@ func series(fams map[string]*dto.MetricFamily, name string) []sample {
 		for _, l := range m.Label {
 			s.labels[l.GetName()] = l.GetValue()
 		}
-		switch {
-		case m.Counter != nil:
-			s.value = m.Counter.GetValue()
-		case m.Gauge != nil:
-			s.value = m.Gauge.GetValue()
-		case m.Untyped != nil:
-			s.value = m.Untyped.GetValue()
-		default:
-			continue
+		var ok bool
+		if s.value, ok = metrics.SampleValue(m); ok {
+			out = append(out, s)
 		}
-		out = append(out, s)
 	}
 	return out
 }
