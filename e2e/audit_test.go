@@ -8,16 +8,7 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
-const auditPolicy = `version: 1
-mode: audit
-default:
-  input: drop
-  log: true
-rules:
-  - name: web
-    match: {proto: tcp, dport: 8080}
-    action: accept
-  - name: refuse
+const auditPolicy = "version: 1\nmode: audit\n" + webPolicyBody + `  - name: refuse
     match: {proto: tcp, dport: 9091}
     action: reject
     log: true

@@ -10,15 +10,7 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
-const lifecyclePolicy = `version: 1
-default:
-  input: drop
-  log: true
-rules:
-  - name: web
-    match: {proto: tcp, dport: 8080}
-    action: accept
-  - name: reject-tcp
+const lifecyclePolicy = webPolicy + `  - name: reject-tcp
     match: {proto: tcp, dport: 24}
     action: reject
 `

@@ -10,15 +10,7 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
-const multiQueuePolicy = `version: 1
-default:
-  input: drop
-  log: true
-rules:
-  - name: web
-    match: {proto: tcp, dport: 8080}
-    action: accept
-  - name: telnet
+const multiQueuePolicy = webPolicy + `  - name: telnet
     match: {proto: tcp, dport: 23}
     action: drop
     log: true

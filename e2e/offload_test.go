@@ -16,15 +16,7 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
-const offloadPolicy = `version: 1
-default:
-  input: drop
-  log: true
-rules:
-  - name: web
-    match: {proto: tcp, dport: 8080}
-    action: accept
-  - name: inspected
+const offloadPolicy = webPolicy + `  - name: inspected
     match: {proto: tcp, dport: 8081}
     action: accept
     offload: false

@@ -20,16 +20,6 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
-const pcapPolicy = `version: 1
-default:
-  input: drop
-  log: true
-rules:
-  - name: web
-    match: {proto: tcp, dport: 8080}
-    action: accept
-`
-
 // TestLogPcap checks --log-pcap: every logged packet, and only those, is
 // written to a capture that decodes back to what was sent.
 func TestLogPcap(t *testing.T) {
@@ -38,7 +28,7 @@ func TestLogPcap(t *testing.T) {
 	n := testnet.New(t)
 	serveTCP(t, n.Server, 8080)
 	capture := filepath.Join(t.TempDir(), "drops.pcap")
-	a := startAgent(t, n.Server, writePolicy(t, pcapPolicy), "--log-pcap", capture)
+	a := startAgent(t, n.Server, writePolicy(t, webPolicy), "--log-pcap", capture)
 
 	tcpEcho(t, n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8080)) // accepted: not captured
 	var c net.Conn

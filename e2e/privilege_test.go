@@ -19,17 +19,6 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
-// loggedDropPolicy admits tcp/8080 and drops and logs the rest.
-const loggedDropPolicy = `version: 1
-default:
-  input: drop
-  log: true
-rules:
-  - name: web
-    match: {proto: tcp, dport: 8080}
-    action: accept
-`
-
 // nobody is the unprivileged user the agent runs as in these tests.
 const nobody = 65534
 
@@ -116,7 +105,7 @@ func TestLeastPrivilege(t *testing.T) {
 	dir := privDir(t)
 	bin := copyAgent(t, dir)
 	policy := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policy, []byte(loggedDropPolicy), 0o644); err != nil {
+	if err := os.WriteFile(policy, []byte(webPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	run := filepath.Join(dir, "run")
@@ -332,7 +321,7 @@ func TestLogLinesCannotBeForged(t *testing.T) {
 	requireKernelTools(t)
 	t.Parallel()
 	n := testnet.New(t)
-	a := startAgent(t, n.Server, writePolicy(t, loggedDropPolicy))
+	a := startAgent(t, n.Server, writePolicy(t, webPolicy))
 	forged := `"}` + "\n" + `{"time":"2026-01-01T00:00:00Z","rule":"web","verdict":"accept","event":"accept"}` + "\n\x1b[2J\\"
 	for _, port := range []uint16{53, 9000} {
 		_, _ = udpExchange(n.Client, netip.AddrPortFrom(n.Server.Addr4(), port), []byte(forged), 50*time.Millisecond)
