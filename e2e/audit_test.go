@@ -31,11 +31,7 @@ rules:
 
 // In audit mode the policy decides and logs as usual but nothing is dropped.
 func TestAuditMode(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 9090)
-	serveTCP(t, n.Server, 9091)
+	n := agentNet(t, 9090, 9091)
 	a := startAgent(t, n.Server, writePolicy(t, auditPolicy))
 
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
@@ -54,11 +50,7 @@ func TestAuditMode(t *testing.T) {
 // TestRuleAudit checks `audit: true` on one rule of an enforcing policy: that
 // rule only logs, the others still enforce.
 func TestRuleAudit(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 9092)
-	serveTCP(t, n.Server, 9093)
+	n := agentNet(t, 9092, 9093)
 	a := startAgent(t, n.Server, writePolicy(t, ruleAuditPolicy))
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		expectAudited(t, a, n, netip.AddrPortFrom(dst, 9092), "trial", "would_drop")

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/testing/eventually"
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const copyRangeHeaders = `version: 1
@@ -41,10 +40,7 @@ rules:
 // new policy decides, so a needle thousands of bytes into a segment is seen.
 // Before the reload the same bytes pass: no rule looked for them.
 func TestCopyRangeFollowsPolicy(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
+	n := agentNet(t, 8080)
 	policy := writePolicy(t, copyRangeHeaders)
 	a := startAgent(t, n.Server, policy)
 	if s := a.stderr.String(); !strings.Contains(s, "copy_range=256") || !strings.Contains(s, "gso=true") {

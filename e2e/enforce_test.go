@@ -101,9 +101,7 @@ func addOutsiders(t *testing.T, n *testnet.Net) (v4, v6 netip.Addr) {
 }
 
 func TestEnforce(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	out4, out6 := addOutsiders(t, n)
 	for _, p := range []int{22, 23, 24, 8080} {
 		serveTCP(t, n.Server, p)

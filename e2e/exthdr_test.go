@@ -80,11 +80,7 @@ func ipv6Packet(src, dst netip.Addr, exts [][]byte, extTypes []byte, tcp []byte)
 // agent must find the TCP header behind them, so the accepted port answers
 // with a SYN-ACK and the dropped one does not, with its rule in the event.
 func TestIPv6ExtensionHeaders(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 23)
+	n := agentNet(t, 8080, 23)
 	a := startAgent(t, n.Server, writePolicy(t, flagsPolicy))
 	src, dst := n.Client.Addr6(), n.Server.Addr6()
 

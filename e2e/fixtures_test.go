@@ -1,5 +1,11 @@
 package e2e
 
+import (
+	"testing"
+
+	"github.com/fwagent/fwagent/internal/testing/testnet"
+)
+
 // webPolicy is the policy most agent tests start from: what arrives is
 // dropped and logged, but tcp/8080. A test that needs more appends its own
 // rules to it (the rules list is last).
@@ -15,3 +21,18 @@ rules:
     match: {proto: tcp, dport: 8080}
     action: accept
 `
+
+// agentNet is the preamble of most agent tests: it skips where the agent
+// cannot run, lets the test run alongside the others, and returns a
+// client and server pair of namespaces whose server echoes TCP on each of
+// echoPorts.
+func agentNet(t *testing.T, echoPorts ...int) *testnet.Net {
+	t.Helper()
+	requireKernelTools(t)
+	t.Parallel()
+	n := testnet.New(t)
+	for _, p := range echoPorts {
+		serveTCP(t, n.Server, p)
+	}
+	return n
+}

@@ -86,9 +86,7 @@ func TestRunFlags(t *testing.T) {
 // TestLogRate checks --log-rate/--log-burst: past the burst, events are
 // counted but not written, and the packets are dropped all the same.
 func TestLogRate(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	got := serveUDP(t, n.Server, 7777)
 	// One event in 1000 s after a burst of 3: within the test, exactly 3.
 	a := startAgent(t, n.Server, writePolicy(t, flagsPolicy), "--log-rate", "0.001", "--log-burst", "3")

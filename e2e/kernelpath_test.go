@@ -77,9 +77,7 @@ rules:
 // the L7 rule's port is still decided by the agent: allowed names connect,
 // denied names get a reset.
 func TestKernelPathMixed(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	got := serveUDP(t, n.Server, 9000)
 	serveTCP(t, n.Server, 443)
 	startAgent(t, n.Server, writePolicy(t, mixedPolicy), "--kernel-rules", "auto")

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const l7Policy = `version: 1
@@ -82,9 +80,7 @@ func clientHello(t *testing.T, serverName string) []byte {
 // TestL7 checks decisions that need the payload: DNS query names and TLS
 // SNI, on real packets through the queue.
 func TestL7(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	serveUDP(t, n.Server, 53)
 	serveTCP(t, n.Server, 443)
 	a := startAgent(t, n.Server, writePolicy(t, l7Policy))

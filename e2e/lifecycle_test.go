@@ -6,8 +6,6 @@ import (
 	"regexp"
 	"syscall"
 	"testing"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const lifecyclePolicy = webPolicy + `  - name: reject-tcp
@@ -33,12 +31,7 @@ const testOwnedTable = `table inet testowned {
 `
 
 func TestLifecycle(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 8081)
-	serveTCP(t, n.Server, 24)
+	n := agentNet(t, 8080, 8081, 24)
 	policy := writePolicy(t, lifecyclePolicy)
 
 	nft(t, n.Server, "-f", writePolicy(t, testOwnedTable))

@@ -78,9 +78,7 @@ func pingBurst(t *testing.T, ns *testnet.NS, dst netip.Addr, id, first, last, si
 // within one flow: exactly the burst matches, the rest falls through to the
 // logged default.
 func TestRateLimit(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	a := startAgent(t, n.Server, writePolicy(t, limitPolicy))
 	const count, burst, size = 20, 5, 32
 	id := rand.IntN(0xffff)
@@ -116,9 +114,7 @@ func TestRateLimit(t *testing.T) {
 // insert_failed). UDP survives through the kernel's clash resolution; ICMP
 // echo does not.
 func TestNewFlowBurst(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	got := serveUDP(t, n.Server, 5353)
 	startAgent(t, n.Server, writePolicy(t, `version: 1
 default: {input: drop, log: true}

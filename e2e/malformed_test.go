@@ -7,18 +7,13 @@ import (
 	"testing"
 
 	"golang.org/x/net/ipv4"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // TestMalformedPackets sends packets the kernel passes up to the input hook
 // although their transport headers are broken; the agent must survive them
 // and keep deciding.
 func TestMalformedPackets(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
+	n := agentNet(t, 8080)
 	a := startAgent(t, n.Server, writePolicy(t, flagsPolicy))
 	src, dst := n.Client.Addr4(), n.Server.Addr4()
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/fwagent/fwagent/internal/metrics"
 	"github.com/fwagent/fwagent/internal/testing/eventually"
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const metricsPolicy = `version: 1
@@ -127,11 +126,7 @@ func (s *scraper) waitMetric(t *testing.T, what string, cond func(metricSet) boo
 // parses and its counters moved with the traffic; then that /healthz and
 // /readyz are up and `fwagent status` summarises the agent.
 func TestMetrics(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 2222)
-	serveTCP(t, n.Server, 2323)
+	n := agentNet(t, 2222, 2323)
 	serveUDP(t, n.Server, 9000)
 	sock := filepath.Join(t.TempDir(), "metrics.sock")
 	a := startAgent(t, n.Server, writePolicy(t, metricsPolicy), "--metrics-addr", "unix:"+sock)

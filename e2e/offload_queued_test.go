@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const offloadQueuedPolicy = `version: 1
@@ -28,10 +26,7 @@ rules:
 // handshake and the few packets in flight while the offload connmark is
 // being set, never the conversation itself.
 func TestOffloadKeepsFlowsOutOfTheQueue(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 7070)
+	n := agentNet(t, 7070)
 	sock := filepath.Join(t.TempDir(), "metrics.sock")
 	startAgent(t, n.Server, writePolicy(t, offloadQueuedPolicy), "--metrics-addr", "unix:"+sock)
 	s := newScraper(sock)

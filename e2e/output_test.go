@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const outputPolicy = `version: 1
@@ -29,12 +27,7 @@ rules:
 // TestOutput runs the agent on the client with only the output hook: the
 // host's own outgoing connections are filtered.
 func TestOutput(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 9999)
-	serveTCP(t, n.Server, 24)
+	n := agentNet(t, 8080, 9999, 24)
 	a := startAgent(t, n.Client, writePolicy(t, outputPolicy), "--hooks", "output")
 	clientIf := n.Client.Ifaces()[0].Name
 

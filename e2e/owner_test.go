@@ -165,9 +165,7 @@ rules:
 // FILE:LINE:COL error, for check and for run alike (run inside a namespace,
 // so that even a wrong start could not touch the host's firewall).
 func TestOwnerUnknownUser(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	path := writePolicy(t, `version: 1
 rules:
   - name: svc

@@ -16,17 +16,12 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // TestLogPcap checks --log-pcap: every logged packet, and only those, is
 // written to a capture that decodes back to what was sent.
 func TestLogPcap(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
+	n := agentNet(t, 8080)
 	capture := filepath.Join(t.TempDir(), "drops.pcap")
 	a := startAgent(t, n.Server, writePolicy(t, webPolicy), "--log-pcap", capture)
 

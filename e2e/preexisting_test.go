@@ -4,8 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const statefulPolicy = `version: 1
@@ -25,10 +23,7 @@ rules:
 // `established` rule they keep working (the kernel's conntrack vouches for
 // them), while new connections to the same port follow the policy.
 func TestPreexistingFlows(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8081)
+	n := agentNet(t, 8081)
 	// Conntrack only tracks flows in a namespace once a table uses it; load
 	// it before the flows start, as any host firewall would have.
 	nft(t, n.Server, "-f", writePolicy(t, `table inet ctwarm {

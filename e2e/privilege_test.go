@@ -198,10 +198,7 @@ func errorsAs(err error, target **exec.ExitError) bool {
 // --allow-insecure-policy-perms; a reload meets the same check and keeps the
 // previous policy.
 func TestPolicyPermissions(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
+	n := agentNet(t, 8080)
 	dir := t.TempDir()
 	set := filepath.Join(dir, "web.txt")
 	policy := filepath.Join(dir, "policy.yaml")
@@ -318,9 +315,7 @@ func TestMetricsLoopbackByDefault(t *testing.T) {
 // quotes and a complete fake event, and checks that every line of the event
 // log is one well-formed event of a packet that was really dropped.
 func TestLogLinesCannotBeForged(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	a := startAgent(t, n.Server, writePolicy(t, webPolicy))
 	forged := `"}` + "\n" + `{"time":"2026-01-01T00:00:00Z","rule":"web","verdict":"accept","event":"accept"}` + "\n\x1b[2J\\"
 	for _, port := range []uint16{53, 9000} {

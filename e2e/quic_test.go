@@ -171,9 +171,7 @@ rules:
 // name and gets no answer for a denied one, under a denylist and under an
 // allowlist, in QUIC v1 and v2, enforced on the client's output hook.
 func TestQUICClient(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	names := []string{"www.allowed.example", "www.denied.example", "other.example"}
 	serveHTTP3(t, n.Server, selfSigned(t, names))
 	dst := netip.AddrPortFrom(n.Server.Addr4(), 443)

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // TestRepliesToOwnConnections runs the agent on the input hook only with the
@@ -15,9 +13,7 @@ import (
 // errors also drops "fragmentation needed" and "packet too big", which
 // black-holes path MTU discovery for the host's own connections.
 func TestRepliesToOwnConnections(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	serveTCP(t, n.Client, 8443)
 	serveUDP(t, n.Client, 5300)
 	startAgent(t, n.Server, writePolicy(t, statefulPolicy))

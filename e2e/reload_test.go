@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/testing/eventually"
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const reloadPolicyA = `version: 1
@@ -28,11 +27,7 @@ rules:
 // policy, and a flow accepted (and offloaded) under the old one is decided
 // again, so the new policy's drop applies to it too.
 func TestReload(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 8081)
+	n := agentNet(t, 8080, 8081)
 	policy := writePolicy(t, reloadPolicyA)
 	a := startAgent(t, n.Server, policy)
 	dst := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(n.Server.Addr4(), port) }
@@ -111,11 +106,7 @@ func echoOnce(t *testing.T, c interface {
 // TestReloadInvalid sends SIGHUP after replacing the policy with a broken
 // one: the agent must keep running with the policy it has.
 func TestReloadInvalid(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 8081)
+	n := agentNet(t, 8080, 8081)
 	policy := writePolicy(t, reloadPolicyA)
 	a := startAgent(t, n.Server, policy)
 	dst := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(n.Server.Addr4(), port) }

@@ -171,9 +171,7 @@ func baseHandles(t *testing.T, ns *testnet.NS) []string {
 // handles, new generation), and the broken one is counted and leaves the old
 // policy in force.
 func TestReloadUnderTraffic(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	offloaded := countUDP(t, n.Server, streamOffloaded)
 	queued := countUDP(t, n.Server, streamQueued)
 	serveTCP(t, n.Server, 8080)

@@ -68,11 +68,7 @@ func shortSock(t *testing.T, name string) string {
 // enforcing (a denied port stays denied), stays healthy and reports that
 // it guards its table.
 func TestOneAgentPerNamespace(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 8081)
+	n := agentNet(t, 8080, 8081)
 	policy := writePolicy(t, gatePolicy(false, "accept"))
 	sock := shortSock(t, "metrics.sock")
 	first := startAgent(t, n.Server, policy, "--metrics-addr", "unix:"+sock)
@@ -113,11 +109,7 @@ func TestOneAgentPerNamespace(t *testing.T) {
 // test's FILE:LINE; a reload to such a policy keeps the old one in force
 // and is counted; check refuses what run refuses for file permissions.
 func TestTestsGate(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 8081)
+	n := agentNet(t, 8080, 8081)
 
 	bad := writePolicy(t, gatePolicy(true, "drop"))
 	out, code := runIn(t, n.Server, 20*time.Second, "run", "--policy", bad, "--metrics-addr", "off", "--control-socket", "off")
@@ -172,11 +164,7 @@ func TestTestsGate(t *testing.T) {
 // TestConfirmReloads: with --confirm-reloads 4s a change that blocks a
 // port takes effect at once and reverts by itself; a confirmed one stays.
 func TestConfirmReloads(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 8081)
+	n := agentNet(t, 8080, 8081)
 	policy := writePolicy(t, gatePolicy(true, "accept"))
 	ctl := shortSock(t, "control.sock")
 	sock := shortSock(t, "metrics.sock")
@@ -254,10 +242,7 @@ func TestBindInUse(t *testing.T) {
 // drop events on stdout and its own log on stderr, interleaved as kubectl
 // logs shows them, parses line by line as JSON; so does a failed start.
 func TestLogFormatJSON(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8081)
+	n := agentNet(t, 8081)
 	policy := writePolicy(t, strings.Replace(gatePolicy(false, "accept"), "  input: drop\n", "  input: drop\n  log: true\n", 1))
 	// Events go to stdout (no --log-file): the log file is one that is never written.
 	a := spawn(t, n.Server, filepath.Join(t.TempDir(), "none"), n.Server.Command(t.Context(), agentBin, "run", "--policy", policy, "--log-format", "json", "--metrics-addr", "off", "--control-socket", "off"))

@@ -71,11 +71,7 @@ func secondInstance(t *testing.T, secondArgs []string) {
 // install replaces it; the host stays filtered by exactly one table, the new
 // agent's.
 func TestOverlappingRestart(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 8080)
-	serveTCP(t, n.Server, 8081)
+	n := agentNet(t, 8080, 8081)
 	policy := writePolicy(t, lifecyclePolicy)
 	old := startAgent(t, n.Server, policy)
 	next := startAgent(t, n.Server, policy, "--replace", "--queue-base", "5", "--log-group", "101", "--metrics-addr", "off")

@@ -53,10 +53,7 @@ rules:
 // handshake ACK and the data as established, and est-drop must drop them;
 // the old agent offloaded the flow on the SYN and echoed the data.
 func TestStateTaintedDecisionNotOffloaded(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 7301)
+	n := agentNet(t, 7301)
 	startAgent(t, n.Server, writePolicy(t, estDropAfterDefaultAccept))
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		if echoAfterConnect(t, n.Client, netip.AddrPortFrom(dst, 7301), "data") {
@@ -82,9 +79,7 @@ rules:
 // established by the second datagram or echo request. The old agent called
 // it new and accepted it by "all".
 func TestInboundUDPAndICMPBecomeEstablished(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	got := serveUDP(t, n.Server, 7302)
 	startAgent(t, n.Server, writePolicy(t, estDropThenAll), "--hooks", "input")
 	for i, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
@@ -155,10 +150,7 @@ rules:
 // input rules, so no-push never fired. Run with the 8-bit mask documented
 // for Calico, so the narrow layout is exercised live too.
 func TestOffloadStaysOnItsHookAndDirection(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
-	serveTCP(t, n.Server, 7303)
+	n := agentNet(t, 7303)
 	startAgent(t, n.Server, writePolicy(t, inputOutputNoPush), "--hooks", "input,output", "--mark-mask", "0x00ff0000")
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		if echoAfterConnect(t, n.Client, netip.AddrPortFrom(dst, 7303), "pushed") {
@@ -189,9 +181,7 @@ rules:
 // accepts it. What reaches the server is read from a raw socket there,
 // which sees only packets the input hook accepted.
 func TestKernelInvalidIsInvalid(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	a := startAgent(t, n.Server, writePolicy(t, invalidLogged))
 	src, dst := n.Client.Addr4(), n.Server.Addr4()
 	var cli, srv net.PacketConn

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/bench/gen"
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // soakPolicy has a bit of everything the workload exercises: state, sets,
@@ -95,9 +94,7 @@ func (s soakSample) String() string {
 // warmed up: nothing leaks per connection, flow, reload or packet.
 func TestSoak(t *testing.T) {
 	d := soakDuration(t)
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t)
+	n := agentNet(t)
 	for _, p := range []int{8080, 8082, 24} {
 		serveTCP(t, n.Server, p)
 	}
