@@ -36,3 +36,12 @@ func agentNet(t *testing.T, echoPorts ...int) *testnet.Net {
 	}
 	return n
 }
+
+// routerNet is agentNet's preamble for a test of the forward hook: client
+// and server namespaces with a router between them, no servers yet.
+func routerNet(t *testing.T) *testnet.Net {
+	t.Helper()
+	requireKernelTools(t)
+	t.Parallel()
+	return testnet.New(t, testnet.WithRouter())
+}

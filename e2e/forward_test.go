@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"regexp"
 	"testing"
-
-	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const forwardPolicy = `version: 1
@@ -35,9 +33,7 @@ rules:
 // only the forward hook: routed traffic is filtered, the router's own input
 // is not.
 func TestForward(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t, testnet.WithRouter())
+	n := routerNet(t)
 	serveTCP(t, n.Server, 8080)
 	serveTCP(t, n.Server, 8081)
 	serveTCP(t, n.Server, 24)
@@ -92,9 +88,7 @@ func TestForward(t *testing.T) {
 // TestForwardAndInput installs both hooks on the router: forwarded traffic
 // follows the forward rules, the router's own traffic the input default.
 func TestForwardAndInput(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t, testnet.WithRouter())
+	n := routerNet(t)
 	serveTCP(t, n.Server, 8080)
 	serveTCP(t, n.Router, 8080)
 	a := startAgent(t, n.Router, writePolicy(t, forwardPolicy), "--hooks", "input,forward")

@@ -262,9 +262,7 @@ rules:
 // reference drops them; the old agent's connmark accepted them at the same
 // hook without a decision.
 func TestForwardOffloadIsOneWay(t *testing.T) {
-	requireKernelTools(t)
-	t.Parallel()
-	n := testnet.New(t, testnet.WithRouter())
+	n := routerNet(t)
 	got := serveUDP(t, n.Server, 7309)
 	startAgent(t, n.Router, writePolicy(t, forwardOneWay), "--hooks", "forward")
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
