@@ -94,17 +94,7 @@ func overload(t *testing.T, failOpen bool, extra []string) {
 	n := testnet.New(t)
 	serveTCP(t, n.Server, 8080)
 	serveTCP(t, n.Server, 8081)
-	var sink *gen.Sink
-	if err := n.Server.Do(func() (err error) {
-		sink, err = gen.ListenSink(netip.AddrPortFrom(n.Server.Addr4(), 9000))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	sinkCtx, stopSink := context.WithCancel(context.Background())
-	sinkDone := make(chan error, 1)
-	go func() { sinkDone <- sink.Run(sinkCtx) }()
-	t.Cleanup(stopSink)
+	sink, stopSink := runSink(t, n.Server, netip.AddrPortFrom(n.Server.Addr4(), 9000))
 
 	// A table of the host's own that the agent must leave alone.
 	nft(t, n.Server, "-f", writePolicy(t, testOwnedTable))
@@ -160,8 +150,7 @@ func overload(t *testing.T, failOpen bool, extra []string) {
 	}) {
 		t.Fatalf("%d packets still queued 30 s after the flood", waiting)
 	}
-	stopSink()
-	if err := <-sinkDone; err != nil {
+	if err := stopSink(); err != nil {
 		t.Fatal(err)
 	}
 	got := sink.Stats()

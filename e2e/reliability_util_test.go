@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/bench/gen"
 	"github.com/fwagent/fwagent/internal/metrics"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
@@ -209,4 +211,24 @@ func (e *echoConn) roundTrip(wait time.Duration) error {
 		return err
 	}
 	return e.recv(msg, wait)
+}
+
+// runSink serves a gen.Sink at addr in ns for the rest of the test; stop
+// ends it early and returns what its Run returned.
+func runSink(t *testing.T, ns *testnet.NS, addr netip.AddrPort) (sink *gen.Sink, stop func() error) {
+	t.Helper()
+	if err := ns.Do(func() (err error) {
+		sink, err = gen.ListenSink(addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sink.Run(ctx) }()
+	t.Cleanup(cancel)
+	return sink, func() error {
+		cancel()
+		return <-done
+	}
 }

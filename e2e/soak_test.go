@@ -99,16 +99,7 @@ func TestSoak(t *testing.T) {
 		serveTCP(t, n.Server, p)
 	}
 	serveUDP(t, n.Server, 53)
-	var sink *gen.Sink
-	if err := n.Server.Do(func() (err error) {
-		sink, err = gen.ListenSink(netip.AddrPortFrom(n.Server.Addr4(), 9000))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	sinkCtx, stopSink := context.WithCancel(context.Background())
-	go func() { _ = sink.Run(sinkCtx) }()
-	t.Cleanup(stopSink)
+	runSink(t, n.Server, netip.AddrPortFrom(n.Server.Addr4(), 9000))
 	margs, sock := metricsArgs(t)
 	policy := writePolicy(t, soakPolicy)
 	// The soak looks for leaks, not overload: a queue that holds several
