@@ -13,22 +13,12 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/eventually"
 )
 
-const reloadPolicyA = `version: 1
-default:
-  input: drop
-  log: true
-rules:
-  - name: allow
-    match: {proto: tcp, dport: 8080}
-    action: accept
-`
-
 // TestReload swaps the policy with SIGHUP: new connections follow the new
 // policy, and a flow accepted (and offloaded) under the old one is decided
 // again, so the new policy's drop applies to it too.
 func TestReload(t *testing.T) {
 	n := agentNet(t, 8080, 8081)
-	policy := writePolicy(t, reloadPolicyA)
+	policy := writePolicy(t, webPolicy)
 	a := startAgent(t, n.Server, policy)
 	dst := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(n.Server.Addr4(), port) }
 
@@ -47,7 +37,7 @@ func TestReload(t *testing.T) {
 		echoOnce(t, old, "before reload")
 	}
 
-	if err := os.WriteFile(policy, []byte(strings.ReplaceAll(reloadPolicyA, "8080", "8081")), 0o644); err != nil {
+	if err := os.WriteFile(policy, []byte(strings.ReplaceAll(webPolicy, "8080", "8081")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -107,11 +97,11 @@ func echoOnce(t *testing.T, c interface {
 // one: the agent must keep running with the policy it has.
 func TestReloadInvalid(t *testing.T) {
 	n := agentNet(t, 8080, 8081)
-	policy := writePolicy(t, reloadPolicyA)
+	policy := writePolicy(t, webPolicy)
 	a := startAgent(t, n.Server, policy)
 	dst := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(n.Server.Addr4(), port) }
 
-	broken := strings.ReplaceAll(reloadPolicyA, "action: accept", "action: acept")
+	broken := strings.ReplaceAll(webPolicy, "action: accept", "action: acept")
 	broken = strings.ReplaceAll(broken, "8080", "8081")
 	if err := os.WriteFile(policy, []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
