@@ -45,3 +45,17 @@ func routerNet(t *testing.T) *testnet.Net {
 	t.Parallel()
 	return testnet.New(t, testnet.WithRouter())
 }
+
+// inNS runs f in ns (see testnet.NS.Do) and returns what it made, a socket
+// or a listener of that namespace, failing the test if it could not.
+func inNS[T any](t *testing.T, ns *testnet.NS, f func() (T, error)) T {
+	t.Helper()
+	var v T
+	if err := ns.Do(func() (err error) {
+		v, err = f()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

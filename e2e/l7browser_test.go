@@ -69,13 +69,7 @@ func serveHTTPS(t *testing.T, ns *testnet.NS, addr netip.Addr) func(name string)
 		certs[h.ServerName] = c
 		return c, nil
 	}}
-	var ln net.Listener
-	if err := ns.Do(func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 443).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ln := inNS(t, ns, func() (net.Listener, error) { return net.Listen("tcp", netip.AddrPortFrom(addr, 443).String()) })
 	s := &http.Server{
 		TLSConfig:    cfg,
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}, // HTTP/1.1 only

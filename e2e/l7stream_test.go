@@ -100,13 +100,7 @@ func TestDNSRealClients(t *testing.T) {
 	})
 
 	t.Run("reused UDP socket", func(t *testing.T) {
-		var c net.Conn
-		if err := n.Client.Do(func() (err error) {
-			c, err = net.Dial("udp", netip.AddrPortFrom(srv, 53).String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		c := inNS(t, n.Client, func() (net.Conn, error) { return net.Dial("udp", netip.AddrPortFrom(srv, 53).String()) })
 		defer c.Close()
 		ask := func(name string) bool {
 			if _, err := c.Write(dnsQuery(t, name)); err != nil {
@@ -168,13 +162,7 @@ rules:
 // request with its Host.
 func serveHTTP(t *testing.T, ns *testnet.NS, addr netip.Addr) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 80).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ln := inNS(t, ns, func() (net.Listener, error) { return net.Listen("tcp", netip.AddrPortFrom(addr, 80).String()) })
 	s := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "host=%s\n", r.Host)
 	})}
@@ -255,13 +243,7 @@ func TestRejectEndsServerSocket(t *testing.T) {
 	srv := n.Server.Addr4()
 	// A server that accepts and then only waits, as a slot-limited daemon
 	// would: without the agent ending it, its socket stays.
-	var ln net.Listener
-	if err := n.Server.Do(func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(srv, 80).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ln := inNS(t, n.Server, func() (net.Listener, error) { return net.Listen("tcp", netip.AddrPortFrom(srv, 80).String()) })
 	defer ln.Close()
 	go func() {
 		for {

@@ -129,13 +129,7 @@ rules:
 	const count = 20
 
 	t.Run("udp", func(t *testing.T) {
-		var c net.Conn
-		if err := n.Client.Do(func() (err error) {
-			c, err = net.Dial("udp", netip.AddrPortFrom(n.Server.Addr4(), 5353).String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		c := inNS(t, n.Client, func() (net.Conn, error) { return net.Dial("udp", netip.AddrPortFrom(n.Server.Addr4(), 5353).String()) })
 		defer c.Close()
 		for i := 0; i < count; i++ {
 			if _, err := c.Write([]byte{byte(i)}); err != nil {

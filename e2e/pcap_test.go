@@ -26,13 +26,7 @@ func TestLogPcap(t *testing.T) {
 	a := startAgent(t, n.Server, writePolicy(t, webPolicy), "--log-pcap", capture)
 
 	tcpEcho(t, n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8080)) // accepted: not captured
-	var c net.Conn
-	if err := n.Client.Do(func() (err error) {
-		c, err = net.Dial("udp", netip.AddrPortFrom(n.Server.Addr6(), 7777).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	c := inNS(t, n.Client, func() (net.Conn, error) { return net.Dial("udp", netip.AddrPortFrom(n.Server.Addr6(), 7777).String()) })
 	defer c.Close()
 	sent := [][]byte{[]byte("one"), []byte("second datagram"), bytes.Repeat([]byte("z"), 101)}
 	for _, p := range sent {

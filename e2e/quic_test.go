@@ -102,13 +102,7 @@ func serveHTTP3(t *testing.T, ns *testnet.NS, cert tls.Certificate) {
 // quicTransport is a quic-go transport on a UDP socket of ns.
 func quicTransport(t *testing.T, ns *testnet.NS) *quic.Transport {
 	t.Helper()
-	var conn *net.UDPConn
-	if err := ns.Do(func() (err error) {
-		conn, err = net.ListenUDP("udp", nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	conn := inNS(t, ns, func() (*net.UDPConn, error) { return net.ListenUDP("udp", nil) })
 	tr := &quic.Transport{Conn: conn}
 	t.Cleanup(func() { tr.Close() })
 	return tr

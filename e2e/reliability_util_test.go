@@ -217,12 +217,7 @@ func (e *echoConn) roundTrip(wait time.Duration) error {
 // ends it early and returns what its Run returned.
 func runSink(t *testing.T, ns *testnet.NS, addr netip.AddrPort) (sink *gen.Sink, stop func() error) {
 	t.Helper()
-	if err := ns.Do(func() (err error) {
-		sink, err = gen.ListenSink(addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sink = inNS(t, ns, func() (*gen.Sink, error) { return gen.ListenSink(addr) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sink.Run(ctx) }()

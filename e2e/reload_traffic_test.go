@@ -115,13 +115,7 @@ func (c *udpCounter) missing(sent uint64) []uint64 {
 // stop is closed; it reports how many it sent.
 func udpStream(t *testing.T, ns *testnet.NS, dst netip.AddrPort, stop <-chan struct{}) <-chan uint64 {
 	t.Helper()
-	var c net.Conn
-	if err := ns.Do(func() (err error) {
-		c, err = net.Dial("udp4", dst.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	c := inNS(t, ns, func() (net.Conn, error) { return net.Dial("udp4", dst.String()) })
 	done := make(chan uint64, 1)
 	go func() {
 		defer c.Close()

@@ -84,13 +84,7 @@ func TestInboundUDPAndICMPBecomeEstablished(t *testing.T) {
 	startAgent(t, n.Server, writePolicy(t, estDropThenAll), "--hooks", "input")
 	for i, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		t.Run(fmt.Sprintf("udp %s", dst), func(t *testing.T) {
-			var c net.Conn
-			if err := n.Client.Do(func() (err error) {
-				c, err = net.Dial("udp", netip.AddrPortFrom(dst, 7302).String())
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
+			c := inNS(t, n.Client, func() (net.Conn, error) { return net.Dial("udp", netip.AddrPortFrom(dst, 7302).String()) })
 			defer c.Close()
 			buf := make([]byte, 64)
 			if _, err := c.Write([]byte("first")); err != nil {
@@ -266,13 +260,7 @@ func TestForwardOffloadIsOneWay(t *testing.T) {
 	got := serveUDP(t, n.Server, 7309)
 	startAgent(t, n.Router, writePolicy(t, forwardOneWay), "--hooks", "forward")
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
-		var c net.Conn
-		if err := n.Client.Do(func() (err error) {
-			c, err = net.Dial("udp", netip.AddrPortFrom(dst, 7309).String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		c := inNS(t, n.Client, func() (net.Conn, error) { return net.Dial("udp", netip.AddrPortFrom(dst, 7309).String()) })
 		for i := range 3 {
 			msg := fmt.Sprintf("one-way %d", i)
 			if _, err := c.Write([]byte(msg)); err != nil {
