@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/fwagent/fwagent/internal/pipeline"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
@@ -181,11 +182,7 @@ func TestEngineReaders(t *testing.T) {
 
 func waitUntil(t *testing.T, cond func() bool, state func() string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out; %s", state())
-		}
-		time.Sleep(time.Millisecond)
+	if !eventually.True(20*time.Second, time.Millisecond, cond) {
+		t.Fatalf("timed out; %s", state())
 	}
 }

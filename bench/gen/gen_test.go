@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 )
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
@@ -44,21 +46,17 @@ func waitDrained(t *testing.T, c *net.UDPConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		var queued int
+	// Empty is enough: the sink may still be counting the batch it last
+	// read, but it does so before its next read, which cancel interrupts.
+	var queued int
+	if !eventually.True(30*time.Second, 5*time.Millisecond, func() bool {
 		var qerr error
 		if err := rc.Control(func(fd uintptr) { queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil || qerr != nil {
 			t.Fatalf("receive queue: %v %v", err, qerr)
 		}
-		if queued == 0 {
-			// The sink may still be counting the batch it last read;
-			// it does so before its next read, which cancel interrupts.
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sink left %d bytes unread for 30 s", queued)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return queued == 0
+	}) {
+		t.Fatalf("the sink left %d bytes unread for 30 s", queued)
 	}
 }
 

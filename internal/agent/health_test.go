@@ -14,6 +14,7 @@ import (
 	"github.com/fwagent/fwagent/internal/metrics"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/verdict"
@@ -113,12 +114,8 @@ func TestHealthWhenQueueReaderDies(t *testing.T) {
 	if broken == 0 {
 		t.Fatal("found no queue socket to break")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(health.Problems()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the reader's socket is gone and health still passes (%d readers live)", e.Stats().ReadersLive)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !eventually.True(10*time.Second, 20*time.Millisecond, func() bool { return len(health.Problems()) > 0 }) {
+		t.Fatalf("the reader's socket is gone and health still passes (%d readers live)", e.Stats().ReadersLive)
 	}
 	t.Logf("health after the reader died: %v", health.Problems())
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 )
 
 func TestParseEventRoundTrip(t *testing.T) {
@@ -157,12 +158,8 @@ func TestFollowAcrossRotation(t *testing.T) {
 	}()
 	waitFor := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for got() < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("got %d events, want %d", got(), n)
-			}
-			time.Sleep(time.Millisecond)
+		if !eventually.True(20*time.Second, time.Millisecond, func() bool { return got() >= n }) {
+			t.Fatalf("got %d events, want %d", got(), n)
 		}
 	}
 	waitFor(3)

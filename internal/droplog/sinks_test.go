@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwagent/fwagent/internal/capture"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 )
 
 // udpMsg is a logged UDP packet to dport with `extra` payload bytes and
@@ -380,16 +381,12 @@ func TestRotatingFileCapsTotalSize(t *testing.T) {
 	// lumberjack removes old backups on its own goroutine right after a
 	// rotation; wait for it to catch up.
 	var files []os.DirEntry
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		files, err = os.ReadDir(dir)
-		if err != nil {
+	eventually.True(20*time.Second, 10*time.Millisecond, func() bool {
+		if files, err = os.ReadDir(dir); err != nil {
 			t.Fatal(err)
 		}
-		if len(files) <= backups+1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(files) <= backups+1
+	})
 	if len(files) > backups+1 || len(files) < 2 {
 		t.Fatalf("%d files on disk, want 2..%d (rotated, old ones removed)", len(files), backups+1)
 	}

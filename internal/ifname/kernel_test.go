@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -40,12 +41,8 @@ func TestWatchSeesRename(t *testing.T) {
 	index := uint32(link.Attrs().Index)
 	waitName := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for c.Name(index) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("Name(%d) = %q, want %q", index, c.Name(index), want)
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !eventually.True(10*time.Second, 10*time.Millisecond, func() bool { return c.Name(index) == want }) {
+			t.Fatalf("Name(%d) = %q, want %q", index, c.Name(index), want)
 		}
 	}
 	waitName(link.Attrs().Name)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -130,8 +131,8 @@ func TestTcpdumpSnapLengthKernel(t *testing.T) {
 	}
 	// Stop once both captures hold the same packets and stay so: tcpdump
 	// drops what it has not read yet when it is stopped.
-	deadline := time.Now().Add(60 * time.Second)
-	for last, stable := -1, 0; stable < 5 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	last, stable := -1, 0
+	eventually.True(60*time.Second, 100*time.Millisecond, func() bool {
 		a, b := records(wholePath), records(cutPath)
 		if a == b && a == last && a > 0 {
 			stable++
@@ -139,7 +140,8 @@ func TestTcpdumpSnapLengthKernel(t *testing.T) {
 			stable = 0
 		}
 		last = a
-	}
+		return stable >= 5
+	})
 	for _, cmd := range []*exec.Cmd{whole, cut} {
 		cmd.Process.Signal(syscall.SIGINT)
 		cmd.Wait()

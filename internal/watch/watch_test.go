@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 )
 
 const debounce = 100 * time.Millisecond
@@ -234,11 +236,8 @@ func TestWatchFollowsSetFiles(t *testing.T) {
 	write(t, p, policyText(80, "sets/more.txt"))
 	h.waitReload(t)
 	// The watcher rescans right after the reload returns.
-	for deadline := time.Now().Add(10 * time.Second); !slices.Contains(h.w.Files(), filepath.Join(sub, "more.txt")); {
-		if time.Now().After(deadline) {
-			t.Fatalf("watching %v, want sets/more.txt among them", h.w.Files())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !eventually.True(10*time.Second, 10*time.Millisecond, func() bool { return slices.Contains(h.w.Files(), filepath.Join(sub, "more.txt")) }) {
+		t.Fatalf("watching %v, want sets/more.txt among them", h.w.Files())
 	}
 	write(t, filepath.Join(sub, "more.txt"), "203.0.113.0/25\n")
 	h.waitReload(t)

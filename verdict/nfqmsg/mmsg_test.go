@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwagent/fwagent/internal/procqueue"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -290,12 +291,8 @@ func TestReaderKernel(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for the queue")
-		}
-		time.Sleep(time.Millisecond)
+	if !eventually.True(20*time.Second, time.Millisecond, cond) {
+		t.Fatal("timed out waiting for the queue")
 	}
 }
 
