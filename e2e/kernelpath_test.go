@@ -42,10 +42,8 @@ var pingReceived = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received
 // a flow the kernel has not confirmed yet clash in conntrack and all but the
 // first are lost; decided in the kernel, none is queued.
 func TestKernelPathPingBurst(t *testing.T) {
-	requireKernelTools(t)
+	n := agentNet(t)
 	testnet.RequireCommands(t, "ping")
-	t.Parallel()
-	n := testnet.New(t)
 	startAgent(t, n.Server, writePolicy(t, pingBurstPolicy), "--kernel-rules", "auto")
 	before := queuedTotal(t, n.Server)
 	for run := range 5 {

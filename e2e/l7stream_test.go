@@ -81,10 +81,8 @@ func dig(t *testing.T, ns *testnet.NS, args ...string) string {
 }
 
 func TestDNSRealClients(t *testing.T) {
-	requireKernelTools(t)
+	n := agentNet(t)
 	testnet.RequireCommands(t, "dig", "dnsmasq")
-	t.Parallel()
-	n := testnet.New(t)
 	srv := n.Server.Addr4()
 	startDnsmasq(t, n.Server, srv)
 	startAgent(t, n.Server, writePolicy(t, dnsAllowPolicy))
@@ -179,10 +177,8 @@ func curl(t *testing.T, ns *testnet.NS, args ...string) (string, error) {
 }
 
 func TestHTTPHostRealClients(t *testing.T) {
-	requireKernelTools(t)
+	n := agentNet(t)
 	testnet.RequireCommands(t, "curl", "ss")
-	t.Parallel()
-	n := testnet.New(t)
 	srv := n.Server.Addr4()
 	serveHTTP(t, n.Server, srv)
 	a := startAgent(t, n.Server, writePolicy(t, httpHostPolicy))
@@ -236,10 +232,8 @@ func waitNoSockets(t *testing.T, ns *testnet.NS, what string, filter ...string) 
 // a raw request whose head is rejected mid-stream must leave the server with
 // no socket for it, at once, not after the server's timeouts.
 func TestRejectEndsServerSocket(t *testing.T) {
-	requireKernelTools(t)
+	n := agentNet(t)
 	testnet.RequireCommands(t, "ss")
-	t.Parallel()
-	n := testnet.New(t)
 	srv := n.Server.Addr4()
 	// A server that accepts and then only waits, as a slot-limited daemon
 	// would: without the agent ending it, its socket stays.
@@ -284,10 +278,8 @@ rules:
 // once. Rejected mid-stream, each of 30 clients leaves it no socket, so an
 // allowed TCP query right after is still answered.
 func TestDnsmasqTCPSlotsAfterRejects(t *testing.T) {
-	requireKernelTools(t)
+	n := agentNet(t)
 	testnet.RequireCommands(t, "dig", "dnsmasq", "ss")
-	t.Parallel()
-	n := testnet.New(t)
 	srv := n.Server.Addr4()
 	startDnsmasq(t, n.Server, srv)
 	startAgent(t, n.Server, writePolicy(t, dnsRejectPolicy))

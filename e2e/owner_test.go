@@ -74,10 +74,8 @@ rules:
 // TestOwnerUID: with TCP 8080 allowed only to uid 0 on output, root
 // connects and nobody (65534) does not, and the drop event names the uid.
 func TestOwnerUID(t *testing.T) {
-	requireKernelTools(t)
+	n := agentNet(t)
 	testnet.RequireCommands(t, "nsenter", "setpriv", "timeout", "bash")
-	t.Parallel()
-	n := testnet.New(t)
 	serveTCP(t, n.Server, 8080)
 	a := startAgent(t, n.Client, writePolicy(t, uidPolicy), "--hooks", "output")
 

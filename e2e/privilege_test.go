@@ -96,10 +96,8 @@ func statusField(t *testing.T, pid int, key string) string {
 // else: it installs its table, decides, logs drops and serves metrics; with
 // no capability at all it refuses to start with an error that says so.
 func TestLeastPrivilege(t *testing.T) {
-	requireKernelTools(t)
+	n := agentNet(t)
 	testnet.RequireCommands(t, "setpriv")
-	t.Parallel()
-	n := testnet.New(t)
 	serveTCP(t, n.Server, 8080)
 	serveTCP(t, n.Server, 8081)
 	dir := privDir(t)
