@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -103,4 +105,21 @@ func removeCgroupTree(mount, dir string) error {
 		}
 	}
 	return last
+}
+
+// IntoCgroup makes cmd start as a process of the cgroup at dir
+// (CLONE_INTO_CGROUP), so what it opens belongs to that cgroup from its
+// first instruction, with no moving it after the start. Call the returned
+// func once cmd has started: it closes the directory.
+func IntoCgroup(t testing.TB, cmd *exec.Cmd, dir string) (closeDir func()) {
+	t.Helper()
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatalf("testnet: open cgroup %s: %v", dir, err)
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	return func() { syscall.Close(fd) }
 }

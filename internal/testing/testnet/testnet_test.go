@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -443,5 +444,23 @@ func BenchmarkNewClose(b *testing.B) {
 		if err := n.Close(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestIntoCgroup: a command started with IntoCgroup reads its own cgroup
+// as the test's, from its first instruction.
+func TestIntoCgroup(t *testing.T) {
+	cg := NewCgroup(t)
+	cmd := exec.Command("cat", "/proc/self/cgroup")
+	closeDir := IntoCgroup(t, cmd, cg.Dir())
+	out, err := cmd.Output()
+	closeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cgroup2 line is "0::PATH"; a hybrid host lists v1 lines too.
+	want := "0::/" + strings.TrimPrefix(cg.Path, "/")
+	if !slices.Contains(strings.Split(strings.TrimSpace(string(out)), "\n"), want) {
+		t.Errorf("/proc/self/cgroup = %q, want a line %q", out, want)
 	}
 }
