@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/testing/testnet"
@@ -33,12 +32,7 @@ func connectAs(t *testing.T, ns *testnet.NS, dst netip.AddrPort, uid int, cgDir 
 	args = append(args, "timeout", connectWait, "bash", "-c", script)
 	cmd := exec.Command("nsenter", args...)
 	if cgDir != "" {
-		fd, err := syscall.Open(cgDir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer syscall.Close(fd)
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+		defer testnet.IntoCgroup(t, cmd, cgDir)()
 	}
 	out, err := cmd.CombinedOutput()
 	return err == nil, fmt.Sprintf("%v %s", err, out)

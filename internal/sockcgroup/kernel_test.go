@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,13 +21,8 @@ import (
 // which leaves the mounts alone) as a process of cgroup cg.
 func inCgroup(t *testing.T, ns *testnet.NS, cg testnet.Cgroup, script string) *exec.Cmd {
 	t.Helper()
-	fd, err := syscall.Open(cg.Dir(), syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
 	cmd := exec.CommandContext(context.Background(), "nsenter", "--net="+ns.Path(), "bash", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	defer testnet.IntoCgroup(t, cmd, cg.Dir())()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
