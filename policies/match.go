@@ -250,6 +250,19 @@ func (l *loader) protos(m *Match, n *yaml.Node, fam uint8) *Error {
 
 // setRef looks up "$name" for a field that needs kind.
 func (l *loader) setRef(n *yaml.Node, ref, field string, kind SetKind) (*Set, *Error) {
+	s, err := l.lookupSet(n, ref)
+	if err != nil {
+		return nil, err
+	}
+	if s.Kind != kind && s.Kind != SetEmpty {
+		return nil, l.errorf(n, "set %s is a%s %s set; %s needs a%s %s set", ref, article(s.Kind), s.Kind, field, article(kind), kind)
+	}
+	return s, nil
+}
+
+// lookupSet finds the set "$name" names and marks it used; a set that is
+// itself broken skips the rule (its error is reported once, at the set).
+func (l *loader) lookupSet(n *yaml.Node, ref string) (*Set, *Error) {
 	name := strings.TrimPrefix(ref, "$")
 	s, ok := l.p.Sets[name]
 	if !ok {
@@ -259,9 +272,6 @@ func (l *loader) setRef(n *yaml.Node, ref, field string, kind SetKind) (*Set, *E
 		return nil, l.errorf(n, "unknown set $%s%s", name, didYouMean(name, l.setNames, "$"))
 	}
 	s.used = true
-	if s.Kind != kind && s.Kind != SetEmpty {
-		return nil, l.errorf(n, "set $%s is a%s %s set; %s needs a%s %s set", name, article(s.Kind), s.Kind, field, article(kind), kind)
-	}
 	return s, nil
 }
 

@@ -169,17 +169,12 @@ func (l *loader) idMatch(im *IDMatch, n *yaml.Node, field string) *Error {
 // idSet looks up a set for uid or gid: its entries are numbers and ranges
 // (a port set, so up to 65535; larger ids go in the rule itself) or names.
 func (l *loader) idSet(n *yaml.Node, ref, field string) (*Set, *Error) {
-	name := strings.TrimPrefix(ref, "$")
-	s, ok := l.p.Sets[name]
-	if !ok {
-		if l.brokenSets[name] {
-			return nil, errSkip
-		}
-		return nil, l.errorf(n, "unknown set $%s%s", name, didYouMean(name, l.setNames, "$"))
+	s, err := l.lookupSet(n, ref)
+	if err != nil {
+		return nil, err
 	}
-	s.used = true
 	if s.Kind == SetAddr {
-		return nil, l.errorf(n, "set $%s is an address set; %s needs a set of ids or %s names", name, field, ownerWord(field))
+		return nil, l.errorf(n, "set %s is an address set; %s needs a set of ids or %s names", ref, field, ownerWord(field))
 	}
 	return s, nil
 }

@@ -46,14 +46,22 @@ func (l *loader) sectionItems(n *yaml.Node, section string) []*yaml.Node {
 
 func (l *loader) rules(n *yaml.Node) {
 	// "rules:" with nothing yields no items: the defaults decide.
-	for _, item := range l.sectionItems(n, "rules") {
-		r, err := l.rule(item)
+	l.p.Rules = append(l.p.Rules, loadItems(l, n, "rules", l.rule)...)
+}
+
+// loadItems loads every item of the list section n with load, records each
+// item's error and goes on, so that one bad rule or test hides no other.
+func loadItems[T any](l *loader, n *yaml.Node, section string, load func(*yaml.Node) (T, *Error)) []T {
+	var out []T
+	for _, item := range l.sectionItems(n, section) {
+		v, err := load(item)
 		if err != nil {
 			l.record(item, err)
 			continue
 		}
-		l.p.Rules = append(l.p.Rules, r)
+		out = append(out, v)
 	}
+	return out
 }
 
 func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {

@@ -28,14 +28,7 @@ var (
 const defaultSport = 40000
 
 func (l *loader) tests(n *yaml.Node) {
-	for _, item := range l.sectionItems(n, "tests") {
-		t, err := l.test(item)
-		if err != nil {
-			l.record(item, err)
-			continue
-		}
-		l.p.Tests = append(l.p.Tests, t)
-	}
+	l.p.Tests = append(l.p.Tests, loadItems(l, n, "tests", l.test)...)
 }
 
 func (l *loader) test(n *yaml.Node) (*Test, *Error) {
