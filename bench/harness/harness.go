@@ -514,6 +514,22 @@ func lastJSON(p *proc, v any) error {
 	return nil
 }
 
+// send runs the load generator against the sink for the run's duration at
+// rate packets a second ("0": as fast as it can) and returns its result.
+func (h *harness) send(ctx context.Context, rate string) (gen.SendResult, error) {
+	var sent gen.SendResult
+	sender, err := startProc(ctx, "send", h.genCmd(ctx, false, "send", "-addr", h.addr(portSink), "-rate", rate,
+		"-duration", h.opt.duration.String(), "-flows", strconv.Itoa(h.opt.flows), "-payload", strconv.Itoa(h.opt.payload)), "", 0)
+	if err != nil {
+		return sent, err
+	}
+	if err := sender.wait(h.opt.duration + 30*time.Second); err != nil {
+		return sent, err
+	}
+	err = lastJSON(sender, &sent)
+	return sent, err
+}
+
 // maxSkipShare is the share of its schedule a paced sender may skip before
 // the run is taken as disturbed by other work on the machine and repeated.
 const maxSkipShare = 0.02
@@ -566,16 +582,8 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 			return pt, err
 		}
 	}
-	sender, err := startProc(ctx, "send", h.genCmd(ctx, false, "send", "-addr", h.addr(portSink), "-rate", fmt.Sprint(rate),
-		"-duration", dur, "-flows", strconv.Itoa(h.opt.flows), "-payload", strconv.Itoa(h.opt.payload)), "", 0)
+	sent, err := h.send(ctx, fmt.Sprint(rate))
 	if err != nil {
-		return pt, err
-	}
-	if err := sender.wait(h.opt.duration + 30*time.Second); err != nil {
-		return pt, err
-	}
-	var sent gen.SendResult
-	if err := lastJSON(sender, &sent); err != nil {
 		return pt, err
 	}
 	if prober != nil {
@@ -732,16 +740,8 @@ func (h *harness) dropLogRun(ctx context.Context, hd *handler) (DropLogPoint, er
 	var pt DropLogPoint
 	h.log.Info("drop log run", "kind", hd.kind)
 	before := h.snap(hd)
-	sender, err := startProc(ctx, "send", h.genCmd(ctx, false, "send", "-addr", h.addr(portSink), "-rate", "0",
-		"-duration", h.opt.duration.String(), "-flows", strconv.Itoa(h.opt.flows), "-payload", strconv.Itoa(h.opt.payload)), "", 0)
+	sent, err := h.send(ctx, "0")
 	if err != nil {
-		return pt, err
-	}
-	if err := sender.wait(h.opt.duration + 30*time.Second); err != nil {
-		return pt, err
-	}
-	var sent gen.SendResult
-	if err := lastJSON(sender, &sent); err != nil {
 		return pt, err
 	}
 	time.Sleep(dropLogDrain)
