@@ -289,6 +289,40 @@ func TestReaderKernel(t *testing.T) {
 	wg.Wait()
 }
 
+// udpFlow opens a UDP socket on the server at port that counts the
+// datagrams it receives in recv, and a client socket connected to it; both
+// close when the test ends.
+func udpFlow(t *testing.T, n *testnet.Net, port int) (recv *atomic.Uint64, sc *net.UDPConn) {
+	t.Helper()
+	recv = new(atomic.Uint64)
+	var rc *net.UDPConn
+	if err := n.Server.Do(func() (err error) {
+		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: port})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rc.SetReadBuffer(8 << 20)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := rc.Read(buf); err != nil {
+				return
+			}
+			recv.Add(1)
+		}
+	}()
+	t.Cleanup(func() { rc.Close() })
+	if err := n.Client.Do(func() (err error) {
+		sc, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: port})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	return recv, sc
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	if !eventually.True(20*time.Second, time.Millisecond, cond) {
@@ -307,33 +341,7 @@ func TestReaderBindUnderLoad(t *testing.T) {
 	n := testnet.New(t, testnet.WithPrefix("fwq"))
 	const q = 5
 	queueTable(t, n.Server, q)
-	var recv atomic.Uint64
-	var rc *net.UDPConn
-	if err := n.Server.Do(func() (err error) {
-		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: 41000})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	rc.SetReadBuffer(8 << 20)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, err := rc.Read(buf); err != nil {
-				return
-			}
-			recv.Add(1)
-		}
-	}()
-	t.Cleanup(func() { rc.Close() })
-	var sc *net.UDPConn
-	if err := n.Client.Do(func() (err error) {
-		sc, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: 41000})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
+	recv, sc := udpFlow(t, n, 41000)
 	stop := make(chan struct{})
 	sent := make(chan struct{})
 	go func() {
@@ -406,33 +414,7 @@ func TestReaderSurvivesENOBUFS(t *testing.T) {
 	n := testnet.New(t, testnet.WithPrefix("fwq"))
 	const q = 6
 	queueTable(t, n.Server, q)
-	var recv atomic.Uint64
-	var rc *net.UDPConn
-	if err := n.Server.Do(func() (err error) {
-		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: 42000})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	rc.SetReadBuffer(8 << 20)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, err := rc.Read(buf); err != nil {
-				return
-			}
-			recv.Add(1)
-		}
-	}()
-	t.Cleanup(func() { rc.Close() })
-	var sc *net.UDPConn
-	if err := n.Client.Do(func() (err error) {
-		sc, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: 42000})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
+	recv, sc := udpFlow(t, n, 42000)
 
 	r, err := Open(Config{Queue: q, NetNS: int(n.Server.Handle()), ReadBuffer: 4096, Batch: 8})
 	if err != nil {
