@@ -44,27 +44,6 @@ func (c *lineCollector) Write(b []byte) (int, error) {
 	}
 }
 
-// wireEvent is the JSON schema, for reading events back.
-type wireEvent struct {
-	Time     string `json:"time"`
-	Rule     string `json:"rule"`
-	Verdict  string `json:"verdict"`
-	Event    string `json:"event"`
-	Hook     string `json:"hook"`
-	Family   string `json:"family"`
-	Proto    string `json:"proto"`
-	Src      string `json:"src"`
-	Dst      string `json:"dst"`
-	SPort    int    `json:"sport"`
-	DPort    int    `json:"dport"`
-	Length   int    `json:"length"`
-	In       string `json:"in"`
-	Out      string `json:"out"`
-	TCPFlags string `json:"tcp_flags"`
-	Prefix   string `json:"prefix"`
-	Mark     uint32 `json:"mark"`
-}
-
 // TestKernelUDPDrops logs UDP datagrams dropped by an nft rule in a fresh
 // namespace and checks the events end to end: odd payload lengths (the
 // netlink messages are then not 4-byte aligned, which crashed older
@@ -109,11 +88,11 @@ func TestKernelUDPDrops(t *testing.T) {
 		}
 	}
 
-	var got []wireEvent
+	var got []jsonEvent
 	for len(got) < len(want) {
 		select {
 		case line := <-lines.lines:
-			var ev wireEvent
+			var ev jsonEvent
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
 				t.Fatalf("bad event line %q: %v", line, err)
 			}
@@ -135,7 +114,7 @@ func TestKernelUDPDrops(t *testing.T) {
 		}
 		if ev.Rule != "block-udp-9999" || ev.Verdict != "drop" || ev.Event != "drop" || ev.Hook != "input" ||
 			ev.Family != w.family || ev.Proto != "udp" || ev.Src != w.src.Addr().String() ||
-			ev.Dst != dst.String() || ev.SPort != int(w.src.Port()) || ev.DPort != port ||
+			ev.Dst != dst.String() || ev.Sport != w.src.Port() || ev.Dport != port ||
 			ev.Length != w.length || ev.In != serverIf || ev.Out != "" || ev.Prefix != "fwagent:drop" ||
 			ev.Mark != mark {
 			t.Errorf("event %d = %+v, want %s %s:%d -> %s:%d length %d in %s mark %#x", i, ev,
@@ -203,7 +182,7 @@ func TestKernelTCPAuditOnOutput(t *testing.T) {
 		{"ipv4", n.Server.Addr4().String(), n.Client.Addr4().String()},
 		{"ipv6", n.Server.Addr6().String(), n.Client.Addr6().String()},
 	} {
-		var ev wireEvent
+		var ev jsonEvent
 		select {
 		case line := <-lines.lines:
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
@@ -214,7 +193,7 @@ func TestKernelTCPAuditOnOutput(t *testing.T) {
 		}
 		if ev.Rule != "audit-tcp" || ev.Verdict != "accept" || ev.Event != "would_drop" || ev.Hook != "output" ||
 			ev.Family != want.family || ev.Proto != "tcp" || ev.Src != want.src || ev.Dst != want.dst ||
-			ev.DPort != auditPort || ev.SPort == 0 || ev.TCPFlags != "S" || ev.In != "" || ev.Out != serverIf ||
+			ev.Dport != auditPort || ev.Sport == 0 || ev.TCPFlags == nil || *ev.TCPFlags != "S" || ev.In != "" || ev.Out != serverIf ||
 			ev.Prefix != "fwagent:would_drop" || ev.Mark != rig.auditMark {
 			t.Errorf("event %d = %+v, want a would_drop SYN %s -> %s:%d out %s", i, ev, want.src, want.dst, auditPort, serverIf)
 		}
