@@ -415,14 +415,7 @@ func TestBadRecordsSkipped(t *testing.T) {
 			var warned []int
 			r.Warn = func(frame int, msg string) { warned = append(warned, frame) }
 			var idx []int
-			for {
-				fr, err := r.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, fr := range readAll(t, r) {
 				idx = append(idx, fr.Index)
 			}
 			if fmt.Sprint(idx) != "[0 2]" || fmt.Sprint(warned) != "[2]" {
@@ -459,17 +452,7 @@ func TestSkipReasons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for {
-		_, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
+	n := len(readAll(t, r))
 	want := map[string]int{SkipNotIP: 1, SkipVLAN: 1, SkipLinkType + " 147": 1, SkipVersion: 1, SkipShort: 1}
 	if got := r.SkippedBy(); n != 1 || fmt.Sprint(got) != fmt.Sprint(want) || r.Skipped() != 5 {
 		t.Errorf("%d frames, skipped %d by %v; want 1, 5 by %v", n, r.Skipped(), got, want)
@@ -501,14 +484,7 @@ func TestDirection(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for {
-		fr, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, fr := range readAll(t, r) {
 		got = append(got, fr.Direction.String())
 	}
 	if want := "[in out unknown in out other]"; fmt.Sprint(got) != want {
