@@ -82,21 +82,12 @@ func TestTcpdumpSnapLengthKernel(t *testing.T) {
 		}
 	}
 	for _, ln := range lns {
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					buf := make([]byte, 4096)
-					if _, err := c.Read(buf); err == nil {
-						c.Write(bytes.Repeat([]byte{'r'}, 3000))
-					}
-				}()
+		testnet.Serve(ln, func(c net.Conn) {
+			buf := make([]byte, 4096)
+			if _, err := c.Read(buf); err == nil {
+				c.Write(bytes.Repeat([]byte{'r'}, 3000))
 			}
-		}()
+		})
 		defer ln.Close()
 	}
 	for i := range 6 {

@@ -34,19 +34,10 @@ func TestReaderGSOCopyRange(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	got := make(chan int64, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				k, _ := io.Copy(io.Discard, c)
-				got <- k
-			}()
-		}
-	}()
+	testnet.Serve(ln, func(c net.Conn) {
+		k, _ := io.Copy(io.Discard, c)
+		got <- k
+	})
 
 	r, err := Open(Config{Queue: q, NetNS: int(n.Server.Handle()), MaxPacketLen: 128, GSO: true})
 	if err != nil {

@@ -33,18 +33,7 @@ func echoServer(t *testing.T, ns *NS, network string, addr netip.Addr) netip.Add
 		t.Fatalf("listen in %s: %v", ns.Name(), err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	Serve(ln, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
