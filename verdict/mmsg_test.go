@@ -16,7 +16,7 @@ import (
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
-	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/rules"
 )
 
@@ -46,14 +46,7 @@ rules:
 // does not; every packet is decided once.
 func TestEngineReaders(t *testing.T) {
 	n := testnet.New(t, testnet.WithPrefix("fwe"))
-	pol, err := policies.Load("engine.yaml", []byte(enginePolicy), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prog := testpolicy.Compile(t, "engine.yaml", enginePolicy)
 	rcfg := rules.DefaultConfig()
 	rcfg.Bypass = false // a packet nobody answers must be lost, visibly
 	rcfg.Generation = 1

@@ -7,20 +7,13 @@ import (
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/policies"
 )
 
 func compile(t *testing.T, src string) *policies.Program {
 	t.Helper()
-	pol, err := policies.Load("bench.yaml", []byte(src), nil)
-	if err != nil {
-		t.Fatalf("load: %v\n%s", err, src)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatalf("compile: %v", err)
-	}
-	return prog
+	return testpolicy.Compile(t, "bench.yaml", src)
 }
 
 // TestPolicies checks that every generated policy loads, has the rule count

@@ -16,7 +16,7 @@ import (
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
-	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/verdict"
 )
 
@@ -68,14 +68,7 @@ func TestHealthWhenQueueReaderDies(t *testing.T) {
 		orig.Close()
 	})
 
-	pol, err := policies.Load("p.yaml", []byte("version: 1\ndefault: {input: accept}\nrules: []\n"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prog := testpolicy.Compile(t, "p.yaml", "version: 1\ndefault: {input: accept}\nrules: []\n")
 	marks, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/pipeline"
-	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/verdict"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
 )
@@ -55,14 +55,7 @@ rules:
 
 func testShared(t testing.TB) *pipeline.Shared {
 	t.Helper()
-	pol, err := policies.Load("test.yaml", []byte(testPolicy), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prog := testpolicy.Compile(t, "test.yaml", testPolicy)
 	marks, err := nf.NewMarks(nf.DefaultMarkMask)
 	if err != nil {
 		t.Fatal(err)

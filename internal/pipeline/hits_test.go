@@ -8,20 +8,13 @@ import (
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/policies"
 )
 
 func hitsProgram(t *testing.T, text string) *policies.Program {
 	t.Helper()
-	pol, err := policies.Load("hits.yaml", []byte(text), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return prog
+	return testpolicy.Compile(t, "hits.yaml", text)
 }
 
 const hitsPolicyA = `

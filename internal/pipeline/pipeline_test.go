@@ -11,6 +11,7 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/testing/policygen"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/policies"
 )
 
@@ -24,15 +25,7 @@ func testMarks(t testing.TB) nf.Marks {
 
 func compile(t testing.TB, text string) *policies.Program {
 	t.Helper()
-	pol, err := policies.Load("test.yaml", []byte(text), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return prog
+	return testpolicy.Compile(t, "test.yaml", text)
 }
 
 func build(t testing.TB, s packet.Spec) []byte {

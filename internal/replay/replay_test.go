@@ -14,6 +14,7 @@ import (
 	"github.com/fwagent/fwagent/internal/capture"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/policies"
 )
 
@@ -21,28 +22,12 @@ const examples = "../../policies/examples"
 
 func program(t *testing.T, path string) *policies.Program {
 	t.Helper()
-	pol, err := policies.LoadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return prog
+	return testpolicy.CompileFile(t, path)
 }
 
 func programFrom(t *testing.T, src string) *policies.Program {
 	t.Helper()
-	pol, err := policies.Load("p.yaml", []byte(src), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return prog
+	return testpolicy.Compile(t, "p.yaml", src)
 }
 
 type rawFrame struct {

@@ -1,0 +1,39 @@
+// Package testpolicy loads and compiles policies for tests, failing the
+// test on any error, so that a test's set-up reads as one line.
+package testpolicy
+
+import (
+	"testing"
+
+	"github.com/fwagent/fwagent/policies"
+)
+
+// Compile loads text as the policy file name (the name shows in positions
+// and messages) and compiles it.
+func Compile(tb testing.TB, name, text string) *policies.Program {
+	tb.Helper()
+	pol, err := policies.Load(name, []byte(text), nil)
+	if err != nil {
+		tb.Fatalf("load %s: %v\n%s", name, err, text)
+	}
+	return compile(tb, pol)
+}
+
+// CompileFile loads the policy file at path and compiles it.
+func CompileFile(tb testing.TB, path string) *policies.Program {
+	tb.Helper()
+	pol, err := policies.LoadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return compile(tb, pol)
+}
+
+func compile(tb testing.TB, pol *policies.Policy) *policies.Program {
+	tb.Helper()
+	prog, err := policies.Compile(pol)
+	if err != nil {
+		tb.Fatalf("compile %s: %v", pol.File, err)
+	}
+	return prog
+}
