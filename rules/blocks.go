@@ -132,6 +132,17 @@ type guarded struct {
 func (p *Plan) layout(h nf.Hook, q queueStmt, mainName string) chainLayout {
 	var out chainLayout
 	rs := p.chains[h]
+	var head []rule
+	if p.stateless {
+		head, rs = p.guardHead(rs, q, mainName, &out)
+	}
+	out.main = append(head, p.layoutRules(rs, q, mainName, &out)...)
+	return out
+}
+
+// layoutRules lays out rs (ending in the default's rules) into out's
+// chains and returns the rules of the main chain.
+func (p *Plan) layoutRules(rs []planRule, q queueStmt, mainName string, out *chainLayout) []rule {
 	n := len(rs)
 	// The default's rules stay at the end of the main chain.
 	tail := n
@@ -146,11 +157,18 @@ func (p *Plan) layout(h nf.Hook, q queueStmt, mainName string) chainLayout {
 	for _, r := range rs[tail:] {
 		defaults = append(defaults, r.rule(q))
 	}
+	if min := p.indexMinRules(); min > 0 && tail >= min {
+		kept := len(out.blocks)
+		if main, ok := p.indexed(rs[:tail], q, mainName, out); ok {
+			return append(main, defaults...)
+		}
+		out.blocks = out.blocks[:kept]
+	}
 	protos, split := protoSplit(rs[:tail])
 	if !split || tail <= size {
-		out.main = append(p.tree(rs[:tail], q, mainName, &out), defaults...)
-		return out
+		return append(p.tree(rs[:tail], q, mainName, out), defaults...)
 	}
+	var main []rule
 	// One tree per protocol the rules name, each of the rules a packet of
 	// that protocol can match (those naming it and those naming none), in
 	// policy order and ending in the default, so that a packet never
@@ -175,11 +193,10 @@ func (p *Plan) layout(h nf.Hook, q queueStmt, mainName string) chainLayout {
 		b := blockChain{name: fmt.Sprintf("%s_%d", mainName, len(out.blocks))}
 		idx := len(out.blocks)
 		out.blocks = append(out.blocks, b)
-		out.blocks[idx].rules = append(p.tree(sub, q, mainName, &out), defaults...)
-		out.main = append(out.main, rule{name: RuleProto, stmts: []stmt{l4proto(pr), jumpStmt(b.name)}})
+		out.blocks[idx].rules = append(p.tree(sub, q, mainName, out), defaults...)
+		main = append(main, rule{name: RuleProto, stmts: []stmt{l4proto(pr), jumpStmt(b.name)}})
 	}
-	out.main = append(append(out.main, p.tree(rest, q, mainName, &out)...), defaults...)
-	return out
+	return append(append(main, p.tree(rest, q, mainName, out)...), defaults...)
 }
 
 // ruleProtos is the protocols a rule's match admits (meta l4proto, always

@@ -17,7 +17,12 @@ import (
 func TestLayoutTreeKeepsOrder(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Hooks = []nf.Hook{nf.HookInput}
-	plan := compileText(t, cfg, policygen.Generate(policygen.Options{Rules: 1000}))
+	// Stateful: a stateless plan puts its own guards in front (stateless.go).
+	plan := compileText(t, cfg, policygen.Generate(policygen.Options{Rules: 1000, Stateful: true}))
+	if plan.Stateless() {
+		t.Fatal("the generated policy should need conntrack")
+	}
+	plan.indexMin = -1 // the guarded blocks, not the index
 	for _, size := range []int{0, 1, 3, 16, 128} {
 		plan.blockSize = size
 		l := plan.layout(nf.HookInput, queueStmt{}, "x")

@@ -97,46 +97,20 @@ func (r rule) nft(t *nftables.Table, c *nftables.Chain) *nftables.Rule {
 // chainRules is the ordered rule list of the base chain for hook h; see
 // doc.go for why each rule exists and why in this order.
 func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
+	if cfg.stateless() {
+		return statelessChainRules(cfg, h)
+	}
 	m := cfg.Marks
-	act := m.ActionMask()
-	group := cfg.LogGroup
-	isAction := func(a nf.MarkAction) stmt { return maskedCmp{key: keyMeta, mask: act, value: m.Action(a)} }
-	clear := markSet{keep: ^m.Mask}
 	off := offloadRules(cfg, h)
+	answers := answerRules(cfg)
 	// Offloaded flows are most of the packets that reach this chain on a
 	// busy host; their rules come first so they skip the mark rules. No
 	// packet of an offloaded flow carries an action mark: the agent never
 	// sees it, so never answers it with one.
-	rs := []rule{
-		off[offOrig], off[offReply], off[offStale],
-		{RuleDropLog, []stmt{isAction(nf.MarkDropLog), logStmt{LogPrefix(nf.MarkDropLog), group}, verdict(expr.VerdictDrop)}},
-		{RuleRejectTCP, []stmt{isAction(nf.MarkReject), l4proto(unix.IPPROTO_TCP), rejectTCP{}}},
-		{RuleReject, []stmt{isAction(nf.MarkReject), rejectICMPX{}}},
-		{RuleRejectLogTCP, []stmt{isAction(nf.MarkRejectLog), l4proto(unix.IPPROTO_TCP), logStmt{LogPrefix(nf.MarkRejectLog), group}, rejectTCP{}}},
-		{RuleRejectLog, []stmt{isAction(nf.MarkRejectLog), logStmt{LogPrefix(nf.MarkRejectLog), group}, rejectICMPX{}}},
-		{RuleAcceptLog, []stmt{isAction(nf.MarkAcceptLog), logStmt{LogPrefix(nf.MarkAcceptLog), group}, clear, verdict(expr.VerdictAccept)}},
-		{RuleWouldDrop, []stmt{isAction(nf.MarkWouldDrop), logStmt{LogPrefix(nf.MarkWouldDrop), group}, clear, verdict(expr.VerdictAccept)}},
-		{RuleWouldReject, []stmt{isAction(nf.MarkWouldReject), logStmt{LogPrefix(nf.MarkWouldReject), group}, clear, verdict(expr.VerdictAccept)}},
-		off[offSet], off[offSetReply],
-		// An action nothing above consumed: an offload request from an
-		// older generation (the agent answered just before a reload), or
-		// one for a packet without conntrack. The agent accepted it; doing
-		// so here spares a second trip through the queue and keeps the ID
-		// bits, which share room with the state bits, away from the rules
-		// below that read state.
-		{RuleLooped, []stmt{maskedCmp{key: keyMeta, mask: act, value: 0, op: expr.CmpOpNeq}, clear, verdict(expr.VerdictAccept)}},
-	}
-	if cfg.AcceptLoopback {
-		switch h {
-		case nf.HookInput:
-			rs = append(rs, rule{RuleLoopback, []stmt{ifIndex{key: expr.MetaKeyIIF, index: loopbackIfindex}, verdict(expr.VerdictAccept)}})
-		case nf.HookOutput:
-			rs = append(rs, rule{RuleLoopback, []stmt{ifIndex{key: expr.MetaKeyOIF, index: loopbackIfindex}, verdict(expr.VerdictAccept)}})
-		}
-	}
-	if cfg.AcceptICMPv6ND {
-		rs = append(rs, rule{RuleICMPv6ND, []stmt{l4proto(unix.IPPROTO_ICMPV6), icmpv6TypeRange{icmpv6NDFirst, icmpv6NDLast}, verdict(expr.VerdictAccept)}})
-	}
+	rs := []rule{off[offOrig], off[offReply], off[offStale]}
+	rs = append(rs, answers[:len(answers)-1]...)
+	rs = append(rs, off[offSet], off[offSetReply], answers[len(answers)-1])
+	rs = append(rs, acceptRules(cfg, h)...)
 	rs = append(rs, pickupRules(cfg)...)
 	// The kernel's conntrack view, for the policy's `state` (userspace
 	// reads these bits; kernel-compiled state matches test the same bits).
@@ -152,6 +126,52 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 		return append(rs, rule{RulePolicy, []stmt{jumpStmt(policyChain(h))}})
 	}
 	return append(rs, rule{RuleQueue, []stmt{cfg.queueStmt(kind)}})
+}
+
+// answerRules carry out the agent's answers (NF_REPEAT with an action in
+// the mark): the action rules, then the looped rule, last. A stateful base
+// chain has the offload-set rules before the looped one.
+func answerRules(cfg Config) []rule {
+	m := cfg.Marks
+	act := m.ActionMask()
+	group := cfg.LogGroup
+	isAction := func(a nf.MarkAction) stmt { return maskedCmp{key: keyMeta, mask: act, value: m.Action(a)} }
+	clear := markSet{keep: ^m.Mask}
+	return []rule{
+		{RuleDropLog, []stmt{isAction(nf.MarkDropLog), logStmt{LogPrefix(nf.MarkDropLog), group}, verdict(expr.VerdictDrop)}},
+		{RuleRejectTCP, []stmt{isAction(nf.MarkReject), l4proto(unix.IPPROTO_TCP), rejectTCP{}}},
+		{RuleReject, []stmt{isAction(nf.MarkReject), rejectICMPX{}}},
+		{RuleRejectLogTCP, []stmt{isAction(nf.MarkRejectLog), l4proto(unix.IPPROTO_TCP), logStmt{LogPrefix(nf.MarkRejectLog), group}, rejectTCP{}}},
+		{RuleRejectLog, []stmt{isAction(nf.MarkRejectLog), logStmt{LogPrefix(nf.MarkRejectLog), group}, rejectICMPX{}}},
+		{RuleAcceptLog, []stmt{isAction(nf.MarkAcceptLog), logStmt{LogPrefix(nf.MarkAcceptLog), group}, clear, verdict(expr.VerdictAccept)}},
+		{RuleWouldDrop, []stmt{isAction(nf.MarkWouldDrop), logStmt{LogPrefix(nf.MarkWouldDrop), group}, clear, verdict(expr.VerdictAccept)}},
+		{RuleWouldReject, []stmt{isAction(nf.MarkWouldReject), logStmt{LogPrefix(nf.MarkWouldReject), group}, clear, verdict(expr.VerdictAccept)}},
+		// An action nothing above consumed: an offload request from an
+		// older generation (the agent answered just before a reload), or
+		// one for a packet without conntrack. The agent accepted it; doing
+		// so here spares a second trip through the queue and keeps the ID
+		// bits, which share room with the state bits, away from the rules
+		// below that read state.
+		{RuleLooped, []stmt{maskedCmp{key: keyMeta, mask: act, value: 0, op: expr.CmpOpNeq}, clear, verdict(expr.VerdictAccept)}},
+	}
+}
+
+// acceptRules accept, before the policy, what the configuration says the
+// kernel accepts: loopback and ICMPv6 neighbour discovery.
+func acceptRules(cfg Config, h nf.Hook) []rule {
+	var rs []rule
+	if cfg.AcceptLoopback {
+		switch h {
+		case nf.HookInput:
+			rs = append(rs, rule{RuleLoopback, []stmt{ifIndex{key: expr.MetaKeyIIF, index: loopbackIfindex}, verdict(expr.VerdictAccept)}})
+		case nf.HookOutput:
+			rs = append(rs, rule{RuleLoopback, []stmt{ifIndex{key: expr.MetaKeyOIF, index: loopbackIfindex}, verdict(expr.VerdictAccept)}})
+		}
+	}
+	if cfg.AcceptICMPv6ND {
+		rs = append(rs, rule{RuleICMPv6ND, []stmt{l4proto(unix.IPPROTO_ICMPV6), icmpv6TypeRange{icmpv6NDFirst, icmpv6NDLast}, verdict(expr.VerdictAccept)}})
+	}
+	return rs
 }
 
 // queueStmt is the statement of every rule that queues to userspace.
@@ -508,8 +528,11 @@ type verdict expr.VerdictKind
 func (v verdict) exprs() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictKind(v)}} }
 
 func (v verdict) text() string {
-	if expr.VerdictKind(v) == expr.VerdictDrop {
+	switch expr.VerdictKind(v) {
+	case expr.VerdictDrop:
 		return "drop"
+	case expr.VerdictReturn:
+		return "return"
 	}
 	return "accept"
 }

@@ -61,6 +61,12 @@ type Plan struct {
 	marks              nf.Marks
 	// blockSize is the rules per guarded block (0: defaultBlockSize).
 	blockSize int
+	// stateless: no rule needs userspace or reads state, so the table
+	// needs no conntrack (stateless.go).
+	stateless bool
+	// indexMin is the fewest rules that get the indexed layout (0:
+	// the package's indexMin, negative: never).
+	indexMin int
 }
 
 // planRule is one rule of a policy chain: its match, and either a queue
@@ -151,6 +157,7 @@ func Compile(prog *policies.Program, cfg Config) (*Plan, error) {
 			synAck[i] = withoutOwner(model[i])
 		}
 	}
+	p.stateless = statelessRules(src, p.why, p.owner)
 	var err error
 	if p.model, err = prog.CompileRules(model); err != nil {
 		return nil, fmt.Errorf("rules: compile the kernel model: %w", err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -365,13 +366,26 @@ func differential(t *testing.T, hook nf.Hook) {
 	mismatches := 0
 	outcomes := map[string]int{}
 	dec := packet.NewDecoder()
-	guards := 0
+	guards, indexed := 0, 0
 	for ci, c := range cases {
 		plan := compileText(t, cfg, c.policy)
 		// Small blocks put guards (blocks.go) in front of most rules; every
 		// fourth policy keeps the default size.
 		plan.blockSize = []int{0, 1, 2, 3}[ci%4]
-		guards += len(plan.layout(hook, queueStmt{}, "x").blocks)
+		// Every third policy gets the index (index.go) whatever its size.
+		if ci%3 == 1 {
+			plan.indexMin = 1
+		} else {
+			plan.indexMin = -1
+		}
+		l := plan.layout(hook, queueStmt{}, "x")
+		if plan.indexMin > 0 {
+			if slices.ContainsFunc(l.main, func(r rule) bool { return r.name == RuleIndexPick }) {
+				indexed++
+			}
+		} else {
+			guards += len(l.blocks)
+		}
 		cfg.Plan = plan
 		if b.table == nil {
 			if b.table, err = Install(b.conn, cfg); err != nil {
@@ -415,9 +429,12 @@ func differential(t *testing.T, hook nf.Hook) {
 		}
 	}
 	// A test that never reaches a kind of outcome proves nothing about it.
-	t.Logf("outcomes (chain rule kind, kernel state): %v; %d guarded blocks", outcomes, guards)
+	t.Logf("outcomes (chain rule kind, kernel state): %v; %d guarded blocks, %d indexed policies", outcomes, guards, indexed)
 	if guards == 0 && *diffPolicies >= 8 {
 		t.Errorf("no policy had a guarded block: the guards went untested")
+	}
+	if indexed == 0 && *diffPolicies >= 8 {
+		t.Errorf("no policy had an index: the index went untested")
 	}
 	for _, k := range []string{"rule", "queue", "default"} {
 		n := 0

@@ -145,6 +145,9 @@ func (t *Table) queueInstall() ([]installedChain, error) {
 				return nil, err
 			}
 		}
+		if t.cfg.stateless() {
+			addVerdictsChain(c, t.table, t.cfg, h)
+		}
 		ch := c.AddChain(&nftables.Chain{
 			Name:     h.String(),
 			Table:    t.table,
@@ -282,6 +285,11 @@ func (t *Table) SetGeneration(gen uint32) error {
 	defer t.mu.Unlock()
 	cfg := t.cfg
 	cfg.Generation = gen
+	if cfg.stateless() {
+		// No offload rules: the generation lives only in the config.
+		t.cfg = cfg
+		return nil
+	}
 	for i := range numOffloadRules {
 		for _, ic := range t.chains {
 			r := offloadRules(cfg, ic.hook)[i]
@@ -391,6 +399,11 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	cfg := t.cfg
 	cfg.Plan, cfg.Generation = plan, gen
 	t.addCounters(plan)
+	// A plan that needs conntrack and one that does not have different
+	// base chains (stateless.go): the base chain is then refilled in the
+	// same transaction, never deleted, so the queues and the packets in
+	// them stay.
+	rebuild := cfg.stateless() != t.cfg.stateless()
 	next := make([]*nftables.Chain, len(t.chains))
 	nextBlocks := make([][]*nftables.Chain, len(t.chains))
 	for i, ic := range t.chains {
@@ -408,6 +421,18 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 			nc, nblocks, err := addLayout(t.conn, t.table, name, policyLayout(cfg, ic.hook, t.kind, name))
 			if err != nil {
 				return err
+			}
+			if rebuild {
+				rebuildBase(t.conn, t.table, ic.chain, cfg, ic.hook, t.kind, name, t.cfg.stateless())
+				oldChains := append([]*nftables.Chain{ic.policy}, ic.blocks...)
+				for _, oc := range oldChains {
+					t.conn.FlushChain(oc)
+				}
+				for _, oc := range oldChains {
+					t.conn.DelChain(oc)
+				}
+				next[i], nextBlocks[i] = nc, nblocks
+				continue
 			}
 			jump := rule{RulePolicy, []stmt{jumpStmt(name)}}.nft(t.table, ic.chain)
 			jump.Position = ic.handles[RulePolicy]
@@ -427,6 +452,9 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 			}
 			next[i] = nc
 			nextBlocks[i] = nblocks
+		}
+		if cfg.stateless() {
+			continue // no offload rules
 		}
 		for _, r := range offloadRules(cfg, ic.hook) {
 			nr := r.nft(t.table, ic.chain)
@@ -458,6 +486,35 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	}
 	t.cfg = cfg
 	return nil
+}
+
+// addVerdictsChain buffers a stateless table's verdicts chain for hook h.
+func addVerdictsChain(c *nftables.Conn, t *nftables.Table, cfg Config, h nf.Hook) {
+	vc := c.AddChain(&nftables.Chain{Name: verdictsChain(h), Table: t})
+	for _, r := range answerRules(cfg) {
+		c.AddRule(r.nft(t, vc))
+	}
+}
+
+// rebuildBase buffers the refill of base chain ch for cfg, whose policy
+// chain is now policy, when the table goes from needing conntrack to not
+// or back (wasStateless: what it was).
+func rebuildBase(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, cfg Config, h nf.Hook, kind QueueKind, policy string, wasStateless bool) {
+	c.FlushChain(ch)
+	if cfg.stateless() {
+		addVerdictsChain(c, t, cfg, h)
+	}
+	for _, r := range chainRules(cfg, h, kind) {
+		if r.name == RulePolicy {
+			r = rule{RulePolicy, []stmt{jumpStmt(policy)}}
+		}
+		c.AddRule(r.nft(t, ch))
+	}
+	if wasStateless {
+		vc := &nftables.Chain{Name: verdictsChain(h), Table: t}
+		c.FlushChain(vc)
+		c.DelChain(vc)
+	}
 }
 
 // policyChainsOf are the names of hook h's policy chain and its block

@@ -42,25 +42,35 @@ var fieldIP6Nexthdr = payloadField{expr.PayloadBaseNetworkHeader, 6, 1, "ip6 nex
 
 // malformedRules are the queue rules at the top of every policy chain.
 func (p *Plan) malformedRules() []planRule {
+	if p.stateless {
+		return p.statelessGuards()
+	}
 	inv := p.marks.InvalidBit()
+	return []planRule{
+		{comment: commentQueue + guardMalformed, queue: true, match: []stmt{maskedCmp{key: keyMeta, mask: inv, value: inv}}},
+		p.extHeaderGuard(),
+	}
+}
+
+// extHeaderGuard queues IPv6 packets with an extension header.
+func (p *Plan) extHeaderGuard() planRule {
 	var ext [][2][]byte
 	for _, h := range ipv6ExtHeaders {
 		ext = append(ext, [2][]byte{{h}, {h}})
 	}
-	comment := commentQueue + guardMalformed
-	return []planRule{
-		{comment: comment, queue: true, match: []stmt{maskedCmp{key: keyMeta, mask: inv, value: inv}}},
-		{comment: comment, queue: true, match: []stmt{
-			nfproto(unix.NFPROTO_IPV6),
-			setMatch{load: fieldIP6Nexthdr.load(), loadText: fieldIP6Nexthdr.name, keyType: nftables.TypeInetProto, ranges: ext, show: beText},
-		}},
-	}
+	return planRule{comment: commentQueue + guardMalformed, queue: true, match: []stmt{
+		nfproto(unix.NFPROTO_IPV6),
+		setMatch{load: fieldIP6Nexthdr.load(), loadText: fieldIP6Nexthdr.name, keyType: nftables.TypeInetProto, ranges: ext, show: beText},
+	}}
 }
 
 // Guarded reports whether the packet in describes is one malformedRules
 // queue: the kernel called it invalid, or it is IPv6 with an extension
 // header (the decoder walked past the fixed header).
 func (p *Plan) Guarded(in *policies.Input) bool {
+	if p.stateless {
+		return statelessGuarded(in)
+	}
 	if in.State == nf.StateInvalid {
 		return true
 	}

@@ -100,6 +100,11 @@ func (t *Table) EndPickup() error {
 	if !t.cfg.Pickup {
 		return nil
 	}
+	if t.cfg.stateless() {
+		// No pickup rule: nothing reads state.
+		t.cfg.Pickup = false
+		return nil
+	}
 	for _, ic := range t.chains {
 		h := ic.handles[RulePickup]
 		if h == 0 {

@@ -57,6 +57,13 @@ func Render(cfg Config) string {
 				b.WriteString("\t}\n\n")
 			}
 		}
+		if cfg.stateless() {
+			fmt.Fprintf(&b, "\tchain %s {\n", verdictsChain(h))
+			for _, r := range answerRules(cfg) {
+				fmt.Fprintf(&b, "\t\t%s\n", r.text())
+			}
+			b.WriteString("\t}\n\n")
+		}
 		fmt.Fprintf(&b, "\tchain %s {\n", h)
 		fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", h, cfg.Priority)
 		for _, r := range chainRules(cfg, h, kind) {

@@ -257,3 +257,15 @@ func (m Marks) Offloaded(ctmark uint32, h Hook, reply bool, gen uint32) bool {
 	bit := m.OffloadBit(h, reply)
 	return ctmark&(bit|m.GenMask()) == bit|m.ConnGen(gen)
 }
+
+// ScratchMask is the part of the packet mark field above the action code and
+// the state bits. Kernel rules may use it within one pass of a policy chain
+// (rules/index.go keeps the best rule found so far there) and clear it
+// before any verdict; it is empty when the mask has no room above the state
+// bits.
+func (m Marks) ScratchMask() uint32 {
+	if m.width <= markStateBitsEnd {
+		return 0
+	}
+	return (m.Mask >> (m.shift + markStateBitsEnd)) << (m.shift + markStateBitsEnd)
+}

@@ -1,0 +1,514 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// The indexed layout finds a packet's first matching rule with a few map
+// lookups however long the policy is, where the guarded blocks (blocks.go)
+// still walk a guard per block and level.
+//
+// Every rule that tests one of the index fields (an address or a port) with
+// a positive match is filed under the field where it shares its values with
+// the fewest other rules. For each field, one verdict map cuts the field's
+// values into intervals and jumps to the chain of the rules filed there
+// whose values cover the interval, in policy order; rules that test none of
+// the fields ("wild") stand in one chain of their own. A packet visits one
+// chain per field plus the wild chain, and in each meets only rules it can
+// match. A match there does not decide yet: the rule writes its position
+// into the scratch bits of the packet mark if that is earlier than the
+// position already there, and the chain returns. After the last lookup the
+// mark holds the position of the first rule, in policy order, whose match
+// the packet passes, and one more map sends the packet to that rule's
+// action chain (its counter, log and verdict); with no position, the
+// default. So the order of the policy is kept exactly: of all the rules a
+// packet matches, the one earliest in the policy decides.
+//
+// The scratch bits are cleared before every verdict, so no packet leaves
+// with them.
+
+// indexMin is the fewest rules that get the indexed layout by default:
+// below it, walking the rules costs less than the lookups.
+const indexMin = 64
+
+// Comments of the index rules in the main chain.
+const (
+	RuleIndex      = "index"
+	RuleIndexStart = "index-start"
+	RuleIndexPick  = "index-pick"
+	RuleIndexEnd   = "index-end"
+)
+
+// maxIndexEntries bounds the rules written into the index chains in total
+// (a rule stands once in each chain whose interval its values cover), so a
+// policy of many wide, overlapping ranges falls back to guarded blocks
+// instead of building an enormous table.
+const maxIndexEntries = 200000
+
+// indexFields are the fields an index can dispatch on, in order of
+// preference when a rule's choice ties.
+var indexFields = []payloadField{fieldDport, fieldIPDaddr, fieldIP6Daddr, fieldIPSaddr, fieldIP6Saddr, fieldSport}
+
+// posField is where the scratch bits hold a rule's position: positions run
+// 0..max-1, and all ones means none yet.
+type posField struct {
+	mask  uint32
+	shift uint
+}
+
+func (f posField) none() uint32    { return f.mask }
+func (f posField) max() int        { return int(f.mask>>f.shift) - 1 }
+func (f posField) at(p int) uint32 { return uint32(p) << f.shift }
+func newPosField(mask uint32) posField {
+	return posField{mask: mask, shift: uint(bits.TrailingZeros32(mask))}
+}
+
+// indexed lays out rs (no default rules) as an index, adding its chains to
+// out, and returns the rules of the main chain before the default, or false
+// when the policy does not suit an index (too many rules for the scratch
+// bits, or too many entries).
+func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLayout) ([]rule, bool) {
+	scratch := p.marks.ScratchMask()
+	if scratch == 0 {
+		return nil, false
+	}
+	pos := newPosField(scratch)
+	// Rules at the top that test nothing an index can use (the malformed
+	// guards) stay inline, before the index.
+	var top []rule
+	for len(rs) > 0 && strings.HasPrefix(rs[0].comment, commentQueue+guardMalformed) {
+		top = append(top, rs[0].rule(q))
+		rs = rs[1:]
+	}
+	if len(rs) == 0 || len(rs) > pos.max() {
+		return nil, false
+	}
+	groups, wild := fileRules(rs)
+	name := func() string { return fmt.Sprintf("%s_%d", mainName, len(out.blocks)) }
+	// Action chains: one per rule, reached by goto from the pick map.
+	acts := make([]string, len(rs))
+	for i, r := range rs {
+		acts[i] = name()
+		act := r.rule(q)
+		pre := []stmt{markSet{keep: ^pos.mask}}
+		if slices.ContainsFunc(r.action, func(s stmt) bool { _, ok := s.(rejectTCP); return ok }) {
+			// nft writes this dependency of a TCP reset itself; so the
+			// rule reads back as its text does.
+			pre = append(pre, l4proto(unix.IPPROTO_TCP))
+		}
+		act.stmts = append(pre, act.stmts[len(r.match):]...)
+		out.blocks = append(out.blocks, blockChain{name: acts[i], rules: []rule{act}})
+	}
+	candidate := func(i int) rule {
+		r := rs[i]
+		stmts := []stmt{posBefore{mask: pos.mask, value: pos.at(i)}}
+		stmts = append(stmts, r.match...)
+		stmts = append(stmts, markSet{keep: ^pos.mask, set: pos.at(i)}, verdict(expr.VerdictReturn))
+		return rule{name: r.comment, stmts: stmts}
+	}
+	main := append(top, rule{RuleIndexStart, []stmt{markSet{keep: ^pos.mask, set: pos.none()}}})
+	entries := 0
+	for _, g := range groups {
+		elems, lists := g.intervals()
+		leaf := map[string]string{}
+		vm := fieldVmap(g.f.field, g.f.kt)
+		for k, e := range elems {
+			key := listKey(lists[k])
+			c, ok := leaf[key]
+			if !ok {
+				c = name()
+				leaf[key] = c
+				b := blockChain{name: c}
+				for _, i := range lists[k] {
+					b.rules = append(b.rules, candidate(i))
+				}
+				entries += len(lists[k])
+				out.blocks = append(out.blocks, b)
+			}
+			vm.elems = append(vm.elems, vmapElem{lo: e[0], hi: e[1], chain: c})
+		}
+		if entries > maxIndexEntries {
+			return nil, false
+		}
+		var stmts []stmt
+		if _, ok := addrKeyType(g.f.field); ok {
+			fam := nfproto(unix.NFPROTO_IPV4)
+			if g.f.kt == nftables.TypeIP6Addr {
+				fam = unix.NFPROTO_IPV6
+			}
+			stmts = append(stmts, fam)
+		}
+		main = append(main, rule{RuleIndex, append(stmts, vm)})
+	}
+	if len(wild) > 0 {
+		c := name()
+		b := blockChain{name: c}
+		for _, i := range wild {
+			b.rules = append(b.rules, candidate(i))
+		}
+		out.blocks = append(out.blocks, b)
+		main = append(main, rule{RuleIndex, []stmt{jumpStmt(c)}})
+	}
+	pick := markVmap{mask: pos.mask}
+	for i := range rs {
+		pick.elems = append(pick.elems, markVmapElem{value: pos.at(i), chain: acts[i]})
+	}
+	main = append(main, rule{RuleIndexPick, []stmt{pick}}, rule{RuleIndexEnd, []stmt{markSet{keep: ^pos.mask}}})
+	return main, true
+}
+
+// indexGroup is the rules filed under one field, with the values each
+// tests there.
+type indexGroup struct {
+	f      guardField
+	rules  []int
+	ranges [][][2][]byte
+}
+
+// fileRules files each rule under the index field where its values meet
+// the fewest others'; rules with no index field are wild. Groups come in
+// indexFields order.
+func fileRules(rs []planRule) ([]*indexGroup, []int) {
+	conds := make([][]guardCond, len(rs))
+	byField := map[string][][2][]byte{}
+	for i, r := range rs {
+		conds[i] = conditions(r.match)
+		for _, c := range conds[i] {
+			byField[c.f.field.name] = append(byField[c.f.field.name], c.ranges...)
+		}
+	}
+	depth := map[string]*depthMap{}
+	for f, rgs := range byField {
+		depth[f] = newDepthMap(rgs)
+	}
+	groups := map[string]*indexGroup{}
+	var wild []int
+	for i := range rs {
+		best, bestCost := -1, 0
+		for j, c := range conds[i] {
+			cost := depth[c.f.field.name].max(c.ranges)
+			if best < 0 || cost < bestCost || cost == bestCost && fieldRank(c.f.field) < fieldRank(conds[i][best].f.field) {
+				best, bestCost = j, cost
+			}
+		}
+		if best < 0 {
+			wild = append(wild, i)
+			continue
+		}
+		c := conds[i][best]
+		g := groups[c.f.field.name]
+		if g == nil {
+			g = &indexGroup{f: c.f}
+			groups[c.f.field.name] = g
+		}
+		g.rules = append(g.rules, i)
+		g.ranges = append(g.ranges, c.ranges)
+	}
+	var out []*indexGroup
+	for _, f := range indexFields {
+		if g := groups[f.name]; g != nil {
+			out = append(out, g)
+		}
+	}
+	return out, wild
+}
+
+func fieldRank(f payloadField) int {
+	return slices.IndexFunc(indexFields, func(x payloadField) bool { return x.name == f.name })
+}
+
+// conditions is every positive address or port test of a rule's match, one
+// per field (see condition).
+func conditions(stmts []stmt) []guardCond {
+	var out []guardCond
+	seen := map[string]bool{}
+	for _, s := range stmts {
+		c, ok := condition([]stmt{s})
+		if !ok || seen[c.f.field.name] {
+			continue
+		}
+		seen[c.f.field.name] = true
+		out = append(out, c)
+	}
+	return out
+}
+
+// depthMap counts, for each elementary interval of a field's values, how
+// many ranges cover it.
+type depthMap struct {
+	points [][]byte // interval starts, sorted
+	depth  []int
+}
+
+func newDepthMap(rgs [][2][]byte) *depthMap {
+	pts := boundaries(rgs)
+	d := &depthMap{points: pts, depth: make([]int, len(pts))}
+	diff := make([]int, len(pts)+1)
+	for _, r := range rgs {
+		lo, hi := d.span(r)
+		diff[lo]++
+		diff[hi+1]--
+	}
+	run := 0
+	for i := range pts {
+		run += diff[i]
+		d.depth[i] = run
+	}
+	return d
+}
+
+// span is the first and last elementary interval inside r.
+func (d *depthMap) span(r [2][]byte) (int, int) {
+	lo := sort.Search(len(d.points), func(i int) bool { return bytes.Compare(d.points[i], r[0]) >= 0 })
+	hi := sort.Search(len(d.points), func(i int) bool { return bytes.Compare(d.points[i], r[1]) > 0 }) - 1
+	return lo, hi
+}
+
+// max is the deepest interval any of rgs covers.
+func (d *depthMap) max(rgs [][2][]byte) int {
+	m := 0
+	for _, r := range rgs {
+		lo, hi := d.span(r)
+		for i := lo; i <= hi; i++ {
+			m = max(m, d.depth[i])
+		}
+	}
+	return m
+}
+
+// boundaries is every point where some range starts or the one after it
+// ends, sorted and unique: the starts of the elementary intervals.
+func boundaries(rgs [][2][]byte) [][]byte {
+	var pts [][]byte
+	for _, r := range rgs {
+		pts = append(pts, r[0])
+		if end, overflow := increment(r[1]); !overflow {
+			pts = append(pts, end)
+		}
+	}
+	slices.SortFunc(pts, bytes.Compare)
+	return slices.CompactFunc(pts, bytes.Equal)
+}
+
+// intervals cuts the group's values into intervals, each with the rules
+// whose values cover it, in policy order; neighbours with the same rules
+// are one interval, and values no rule covers are left out.
+func (g *indexGroup) intervals() ([][2][]byte, [][]int) {
+	var all [][2][]byte
+	for _, rgs := range g.ranges {
+		all = append(all, rgs...)
+	}
+	pts := boundaries(all)
+	d := &depthMap{points: pts}
+	cover := make([][]int, len(pts))
+	for k, rgs := range g.ranges {
+		for _, r := range rgs {
+			lo, hi := d.span(r)
+			for i := lo; i <= hi; i++ {
+				cover[i] = append(cover[i], g.rules[k])
+			}
+		}
+	}
+	var elems [][2][]byte
+	var lists [][]int
+	for i, c := range cover {
+		if len(c) == 0 {
+			continue
+		}
+		slices.Sort(c)
+		c = slices.Compact(c)
+		var hi []byte
+		if i+1 < len(pts) {
+			hi = decrement(pts[i+1])
+		} else {
+			hi = bytes.Repeat([]byte{0xff}, len(pts[i]))
+		}
+		if n := len(elems); n > 0 && slices.Equal(lists[n-1], c) {
+			if next, _ := increment(elems[n-1][1]); bytes.Equal(next, pts[i]) {
+				elems[n-1][1] = hi
+				continue
+			}
+		}
+		elems = append(elems, [2][]byte{pts[i], hi})
+		lists = append(lists, c)
+	}
+	return elems, lists
+}
+
+// decrement returns b-1 as a big-endian number of the same length (b > 0).
+func decrement(b []byte) []byte {
+	out := bytes.Clone(b)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]--
+		if out[i] != 0xff {
+			break
+		}
+	}
+	return out
+}
+
+func listKey(l []int) string {
+	var b strings.Builder
+	for _, i := range l {
+		b.WriteString(strconv.Itoa(i))
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+// posBefore is `meta mark & mask > value` : the position already found is
+// later than value (or none). The mark is host order in the register, so it
+// is turned big-endian first, as nft does for an ordering comparison.
+type posBefore struct{ mask, value uint32 }
+
+func (s posBefore) exprs() []expr.Any {
+	return []expr.Any{
+		keyMeta.load(),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.mask), Xor: u32(0)},
+		&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+		&expr.Cmp{Op: expr.CmpOpGt, Register: 1, Data: binary.BigEndian.AppendUint32(nil, s.value)},
+	}
+}
+
+func (s posBefore) text() string { return fmt.Sprintf("meta mark & 0x%08x > 0x%08x", s.mask, s.value) }
+
+// vmapElem is one interval of an index map and the chain it jumps to.
+type vmapElem struct {
+	lo, hi []byte
+	chain  string
+}
+
+// vmapStmt is `FIELD vmap { lo-hi : jump chain, ... }`, an interval map,
+// or with exact `FIELD vmap { key : jump chain, ... }` (lo == hi).
+type vmapStmt struct {
+	load     expr.Any
+	loadText string
+	kt       nftables.SetDatatype
+	exact    bool
+	show     func([]byte) string
+	elems    []vmapElem
+}
+
+// fieldVmap is an interval map on a header field.
+func fieldVmap(f payloadField, kt nftables.SetDatatype) vmapStmt {
+	show := beText
+	if _, ok := addrKeyType(f); ok {
+		show = showAddr
+	}
+	return vmapStmt{load: f.load(), loadText: f.name, kt: kt, show: show}
+}
+
+func (s vmapStmt) lookup(set *nftables.Set) []expr.Any {
+	l := &expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0}
+	if set != nil {
+		l.SetName, l.SetID = set.Name, set.ID
+	}
+	return []expr.Any{s.load, l}
+}
+
+func (s vmapStmt) exprs() []expr.Any { return s.lookup(nil) }
+
+func (s vmapStmt) setExprs(c *nftables.Conn, t *nftables.Table) ([]expr.Any, error) {
+	set := &nftables.Set{
+		Table: t, Anonymous: true, Constant: true, Interval: !s.exact, IsMap: true,
+		KeyType: s.kt, DataType: nftables.TypeVerdict,
+	}
+	var elems []nftables.SetElement
+	for _, e := range s.elems {
+		elems = append(elems, nftables.SetElement{Key: e.lo, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: e.chain}})
+		if s.exact {
+			continue
+		}
+		if end, overflow := increment(e.hi); !overflow {
+			elems = append(elems, nftables.SetElement{Key: end, IntervalEnd: true})
+		}
+	}
+	if err := c.AddSet(set, elems); err != nil {
+		return nil, fmt.Errorf("rules: add map for %s: %w", s.loadText, err)
+	}
+	return s.lookup(set), nil
+}
+
+func (s vmapStmt) text() string {
+	var parts []string
+	for _, e := range s.elems {
+		k := s.show(e.lo)
+		if !bytes.Equal(e.lo, e.hi) {
+			k += "-" + s.show(e.hi)
+		}
+		parts = append(parts, k+" : jump "+e.chain)
+	}
+	return fmt.Sprintf("%s vmap { %s }", s.loadText, strings.Join(parts, ", "))
+}
+
+// markVmapElem is one position of the pick map.
+type markVmapElem struct {
+	value uint32
+	chain string
+}
+
+// markVmap is `meta mark & mask vmap { value : goto chain, ... }`.
+type markVmap struct {
+	mask  uint32
+	elems []markVmapElem
+}
+
+func (s markVmap) lookup(set *nftables.Set) []expr.Any {
+	l := &expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0}
+	if set != nil {
+		l.SetName, l.SetID = set.Name, set.ID
+	}
+	return []expr.Any{
+		keyMeta.load(),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.mask), Xor: u32(0)},
+		l,
+	}
+}
+
+func (s markVmap) exprs() []expr.Any { return s.lookup(nil) }
+
+func (s markVmap) setExprs(c *nftables.Conn, t *nftables.Table) ([]expr.Any, error) {
+	set := &nftables.Set{
+		Table: t, Anonymous: true, Constant: true, IsMap: true,
+		KeyType: nftables.TypeMark, DataType: nftables.TypeVerdict,
+	}
+	var elems []nftables.SetElement
+	for _, e := range s.elems {
+		elems = append(elems, nftables.SetElement{Key: u32(e.value), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.chain}})
+	}
+	if err := c.AddSet(set, elems); err != nil {
+		return nil, fmt.Errorf("rules: add the index pick map: %w", err)
+	}
+	return s.lookup(set), nil
+}
+
+func (s markVmap) text() string {
+	var parts []string
+	for _, e := range s.elems {
+		parts = append(parts, fmt.Sprintf("0x%08x : goto %s", e.value, e.chain))
+	}
+	return fmt.Sprintf("meta mark & 0x%08x vmap { %s }", s.mask, strings.Join(parts, ", "))
+}
+
+// indexMinRules is the fewest rules that get the indexed layout, 0 for
+// never.
+func (p *Plan) indexMinRules() int {
+	switch {
+	case p.indexMin < 0:
+		return 0
+	case p.indexMin == 0:
+		return indexMin
+	}
+	return p.indexMin
+}
