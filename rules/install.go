@@ -286,7 +286,13 @@ func (t *Table) SetGeneration(gen uint32) error {
 	cfg := t.cfg
 	cfg.Generation = gen
 	if cfg.stateless() {
-		// No offload rules: the generation lives only in the config.
+		// The generation is in the verdicts chains only.
+		for _, ic := range t.chains {
+			addVerdictsChain(t.conn, t.table, cfg, ic.hook)
+		}
+		if err := t.conn.Flush(); err != nil {
+			return fmt.Errorf("rules: set generation %d: %w", gen, err)
+		}
 		t.cfg = cfg
 		return nil
 	}
@@ -454,7 +460,9 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 			nextBlocks[i] = nblocks
 		}
 		if cfg.stateless() {
-			continue // no offload rules
+			// No offload rules; the generation is in the verdicts chain.
+			addVerdictsChain(t.conn, t.table, cfg, ic.hook)
+			continue
 		}
 		for _, r := range offloadRules(cfg, ic.hook) {
 			nr := r.nft(t.table, ic.chain)
@@ -491,7 +499,8 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 // addVerdictsChain buffers a stateless table's verdicts chain for hook h.
 func addVerdictsChain(c *nftables.Conn, t *nftables.Table, cfg Config, h nf.Hook) {
 	vc := c.AddChain(&nftables.Chain{Name: verdictsChain(h), Table: t})
-	for _, r := range answerRules(cfg) {
+	c.FlushChain(vc)
+	for _, r := range statelessAnswers(cfg) {
 		c.AddRule(r.nft(t, vc))
 	}
 }

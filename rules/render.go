@@ -59,7 +59,7 @@ func Render(cfg Config) string {
 		}
 		if cfg.stateless() {
 			fmt.Fprintf(&b, "\tchain %s {\n", verdictsChain(h))
-			for _, r := range answerRules(cfg) {
+			for _, r := range statelessAnswers(cfg) {
 				fmt.Fprintf(&b, "\t\t%s\n", r.text())
 			}
 			b.WriteString("\t}\n\n")

@@ -204,3 +204,20 @@ func (p *Plan) guardHead(rs []planRule, q queueStmt, mainName string, out *chain
 	}
 	return append(head, rule{RuleMalformed, []stmt{vm}}), rs
 }
+
+// statelessAnswers is a stateless table's verdicts chain: the answer rules,
+// with, before the looped rule, one that accepts an offload request of the
+// current generation. It does what the looped rule would (there is no
+// conntrack to offload in), but it carries the generation, which is how an
+// agent tells its table from another agent's (owner.go).
+func statelessAnswers(cfg Config) []rule {
+	m := cfg.Marks
+	answers := answerRules(cfg)
+	current := rule{RuleOffloadSet, []stmt{
+		maskedCmp{key: keyMeta, mask: m.ActionMask() | m.IDMask(), value: m.OffloadRequest(cfg.generation())},
+		markSet{keep: ^m.Mask},
+		verdict(expr.VerdictAccept),
+	}}
+	out := append([]rule(nil), answers[:len(answers)-1]...)
+	return append(out, current, answers[len(answers)-1])
+}
