@@ -64,19 +64,30 @@ func loadItems[T any](l *loader, n *yaml.Node, section string, load func(*yaml.N
 	return out
 }
 
+// itemFields reads the mapping of one rule or test. A mapping with unknown
+// keys still yields its good fields, its error first in errs, so that each
+// bad field of the item is reported too; err is set only when the item is
+// no mapping at all.
+func (l *loader) itemFields(n *yaml.Node, what string, keys []string) (fields []field, errs []*Error, err *Error) {
+	fields, err = l.mapping(n, what, keys)
+	if err != nil && fields == nil {
+		return nil, nil, err
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return fields, errs, nil
+}
+
 func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {
 	r = &Rule{pos: l.pos(n), Hooks: allHooks}
 	// Every field of a rule is checked, and each bad one reported: a rule
 	// with a bad key and a bad action gives two errors.
-	fields, err := l.mapping(n, "rule", ruleKeys)
-	if err != nil && fields == nil {
+	fields, errs, err := l.itemFields(n, "rule", ruleKeys)
+	if err != nil {
 		return nil, err
 	}
-	var errs []*Error
-	badKeys := err != nil
-	if badKeys {
-		errs = append(errs, err)
-	}
+	badKeys := len(errs) > 0
 	by := map[string]field{}
 	for _, f := range fields {
 		by[f.name] = f

@@ -32,16 +32,12 @@ func (l *loader) tests(n *yaml.Node) {
 }
 
 func (l *loader) test(n *yaml.Node) (*Test, *Error) {
-	fields, err := l.mapping(n, "test", testKeys)
-	if err != nil && fields == nil {
+	// Each bad field of a test is reported, not only the first.
+	fields, errs, err := l.itemFields(n, "test", testKeys)
+	if err != nil {
 		return nil, err
 	}
-	// Each bad field of a test is reported, not only the first.
-	var errs []*Error
-	badKeys := err != nil
-	if badKeys {
-		errs = append(errs, err)
-	}
+	badKeys := len(errs) > 0
 	t := &Test{pos: l.pos(n)}
 	var hasPacket, hasExpect, skip bool
 	for _, f := range fields {
