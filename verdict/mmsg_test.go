@@ -63,17 +63,8 @@ func TestEngineReaders(t *testing.T) {
 	var recv [3]atomic.Uint64
 	var wg sync.WaitGroup
 	var conns []*net.UDPConn
-	if err := n.Server.Do(func() error {
-		for i := range 3 {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: 40000 + i})
-			if err != nil {
-				return err
-			}
-			conns = append(conns, c)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	for i := range 3 {
+		conns = append(conns, n.Server.ListenUDP4(t, 40000+i))
 	}
 	for i, c := range conns {
 		wg.Add(1)
@@ -94,14 +85,7 @@ func TestEngineReaders(t *testing.T) {
 		}
 		wg.Wait()
 	})
-	var send *net.UDPConn
-	if err := n.Client.Do(func() (err error) {
-		send, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.Client.Addr4().AsSlice()})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { send.Close() })
+	send := n.Client.ListenUDP4(t, 0)
 
 	tests := []struct {
 		workers  int

@@ -140,22 +140,13 @@ func TestReaderKernel(t *testing.T) {
 	var recv [4]atomic.Uint64
 	var lens sync.Map // payload length seen by the receivers
 	var conns []*net.UDPConn
-	if err := n.Server.Do(func() error {
-		for i := range 4 {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: basePort + i})
-			if err != nil {
-				return err
-			}
-			c.SetReadBuffer(8 << 20)
-			conns = append(conns, c)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	for i := range 4 {
+		c := n.Server.ListenUDP4(t, basePort+i)
+		c.SetReadBuffer(8 << 20)
+		conns = append(conns, c)
 	}
 	var wg sync.WaitGroup
 	for i, c := range conns {
-		t.Cleanup(func() { c.Close() })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -170,14 +161,7 @@ func TestReaderKernel(t *testing.T) {
 			}
 		}()
 	}
-	var send *net.UDPConn
-	if err := n.Client.Do(func() (err error) {
-		send, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.Client.Addr4().AsSlice()})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { send.Close() })
+	send := n.Client.ListenUDP4(t, 0)
 
 	sizes := []int{1, 3, 5, 7, 8, 64, 1001, 1400}
 	for _, blocking := range []bool{false, true} {
@@ -295,13 +279,7 @@ func TestReaderKernel(t *testing.T) {
 func udpFlow(t *testing.T, n *testnet.Net, port int) (recv *atomic.Uint64, sc *net.UDPConn) {
 	t.Helper()
 	recv = new(atomic.Uint64)
-	var rc *net.UDPConn
-	if err := n.Server.Do(func() (err error) {
-		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: port})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rc := n.Server.ListenUDP4(t, port)
 	rc.SetReadBuffer(8 << 20)
 	go func() {
 		buf := make([]byte, 2048)
@@ -312,7 +290,6 @@ func udpFlow(t *testing.T, n *testnet.Net, port int) (recv *atomic.Uint64, sc *n
 			recv.Add(1)
 		}
 	}()
-	t.Cleanup(func() { rc.Close() })
 	if err := n.Client.Do(func() (err error) {
 		sc, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: n.Server.Addr4().AsSlice(), Port: port})
 		return err
