@@ -9,35 +9,18 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/rawpcap"
 )
 
 // rawPcap is a raw-IP pcap of pkts, each cut to snap bytes (0: whole);
 // origLen overrides a record's original length where set.
 func rawPcap(t *testing.T, snap int, origLen map[int]int, pkts ...[]byte) []byte {
 	t.Helper()
-	le := binary.LittleEndian
-	b := le.AppendUint32(nil, 0xa1b2c3d4)
-	b = le.AppendUint16(b, 2)
-	b = le.AppendUint16(b, 4)
-	b = le.AppendUint64(b, 0)
-	b = le.AppendUint32(b, 65535)
-	b = le.AppendUint32(b, 101)
+	recs := make([]rawpcap.Record, len(pkts))
 	for i, p := range pkts {
-		data := p
-		if snap > 0 && len(data) > snap {
-			data = data[:snap]
-		}
-		orig := len(p)
-		if o, ok := origLen[i]; ok {
-			orig = o
-		}
-		b = le.AppendUint32(b, uint32(time.Unix(100, 0).Unix())+uint32(i))
-		b = le.AppendUint32(b, 0)
-		b = le.AppendUint32(b, uint32(len(data)))
-		b = le.AppendUint32(b, uint32(orig))
-		b = append(b, data...)
+		recs[i] = rawpcap.Record{Time: time.Unix(100+int64(i), 0), Data: p, OrigLen: origLen[i]}
 	}
-	return b
+	return rawpcap.File(snap, recs...)
 }
 
 func TestEvalSummarySkippedAndCut(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/fwagent/fwagent/internal/capture"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/rawpcap"
 	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/policies"
 )
@@ -63,25 +64,11 @@ func frames(t *testing.T, path string) []rawFrame {
 // rawPcap writes frames as a raw-IP pcap, each cut to snap bytes (0: whole)
 // with its original length kept, as tcpdump -s writes them.
 func rawPcap(fs []rawFrame, snap int) []byte {
-	le := binary.LittleEndian
-	b := le.AppendUint32(nil, 0xa1b23c4d)
-	b = le.AppendUint16(b, 2)
-	b = le.AppendUint16(b, 4)
-	b = le.AppendUint64(b, 0)
-	b = le.AppendUint32(b, 262144)
-	b = le.AppendUint32(b, 101)
-	for _, f := range fs {
-		data := f.data
-		if snap > 0 && len(data) > snap {
-			data = data[:snap]
-		}
-		b = le.AppendUint32(b, uint32(f.ts.Unix()))
-		b = le.AppendUint32(b, uint32(f.ts.Nanosecond()))
-		b = le.AppendUint32(b, uint32(len(data)))
-		b = le.AppendUint32(b, uint32(len(f.data)))
-		b = append(b, data...)
+	recs := make([]rawpcap.Record, len(fs))
+	for i, f := range fs {
+		recs[i] = rawpcap.Record{Time: f.ts, Data: f.data}
 	}
-	return b
+	return rawpcap.File(snap, recs...)
 }
 
 type outcome struct {

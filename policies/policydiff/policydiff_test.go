@@ -2,16 +2,15 @@ package policydiff
 
 import (
 	"bytes"
-	"encoding/binary"
 	"io"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/replay"
+	"github.com/fwagent/fwagent/internal/testing/rawpcap"
 	"github.com/fwagent/fwagent/policies"
 )
 
@@ -102,24 +101,6 @@ func TestCompare(t *testing.T) {
 	}
 }
 
-func rawPcap(pkts ...[]byte) []byte {
-	le := binary.LittleEndian
-	b := le.AppendUint32(nil, 0xa1b2c3d4)
-	b = le.AppendUint16(b, 2)
-	b = le.AppendUint16(b, 4)
-	b = le.AppendUint64(b, 0)
-	b = le.AppendUint32(b, 65535)
-	b = le.AppendUint32(b, 101)
-	for i, p := range pkts {
-		b = le.AppendUint32(b, uint32(time.Unix(100, 0).Unix())+uint32(i))
-		b = le.AppendUint32(b, 0)
-		b = le.AppendUint32(b, uint32(len(p)))
-		b = le.AppendUint32(b, uint32(len(p)))
-		b = append(b, p...)
-	}
-	return b
-}
-
 func TestCompareCapture(t *testing.T) {
 	mk := func(src string, sport, dport uint16, flags uint8) []byte {
 		b, err := packet.Build(packet.Spec{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("192.0.2.1"), Proto: packet.ProtoTCP,
@@ -129,7 +110,7 @@ func TestCompareCapture(t *testing.T) {
 		}
 		return b
 	}
-	file := rawPcap(
+	file := rawpcap.Packets(
 		mk("192.0.2.7", 4000, 22, packet.TCPSyn),     // ssh from the old admin: accept -> reject (audit: accept, rule default)
 		mk("198.51.100.1", 4001, 80, packet.TCPSyn),  // web 80: accept -> reject by default
 		mk("198.51.100.1", 4001, 80, packet.TCPAck),  // same flow, new policy: still no established flow
