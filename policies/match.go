@@ -111,37 +111,8 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 			err = l.icmpTypes(m, f.val, fam)
 		case "length":
 			m.Length, err = l.lengths(f.val)
-		case "dns_qname":
-			m.DNSQName, err = l.namePatterns(f.val, "dns_qname")
-			if err == nil && len(m.HTTPHost) > 0 {
-				err = l.errorf(f.val, "http_host cannot match the same packet as dns_qname or tls_sni: the rule can never match")
-			}
-			if err == nil && len(m.TLSSNI) > 0 {
-				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
-			}
-			if err == nil {
-				err = l.needProtos(m, f.val, "dns_qname", []uint8{packet.ProtoUDP, packet.ProtoTCP})
-			}
-		case "tls_sni":
-			m.TLSSNI, err = l.namePatterns(f.val, "tls_sni")
-			if err == nil && len(m.HTTPHost) > 0 {
-				err = l.errorf(f.val, "http_host cannot match the same packet as dns_qname or tls_sni: the rule can never match")
-			}
-			if err == nil && len(m.DNSQName) > 0 {
-				err = l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
-			}
-			if err == nil {
-				// TLS over TCP, QUIC Initial packets over UDP.
-				err = l.needProtos(m, f.val, "tls_sni", []uint8{packet.ProtoTCP, packet.ProtoUDP})
-			}
-		case "http_host":
-			m.HTTPHost, err = l.namePatterns(f.val, "http_host")
-			if err == nil && (len(m.TLSSNI) > 0 || len(m.DNSQName) > 0) {
-				err = l.errorf(f.val, "http_host cannot match the same packet as dns_qname or tls_sni: the rule can never match")
-			}
-			if err == nil {
-				err = l.needProtos(m, f.val, "http_host", []uint8{packet.ProtoTCP})
-			}
+		case "dns_qname", "tls_sni", "http_host":
+			err = l.nameField(m, f)
 		case "payload":
 			m.Payload, err = l.payload(f.val)
 		case "uid", "gid", "cgroup":
@@ -299,6 +270,41 @@ func (l *loader) entryText(it *yaml.Node, field string) (string, *Error) {
 		return "", l.errorf(it, "empty %s entry", field)
 	}
 	return s, nil
+}
+
+// nameField reads one of the L7 name fields (dns_qname, tls_sni,
+// http_host). One packet carries at most one of a DNS query, a TLS or QUIC
+// ClientHello and an HTTP request head, so a rule naming two can never
+// match.
+func (l *loader) nameField(m *Match, f field) *Error {
+	var dst *[]string
+	var protos []uint8
+	// httpClash: http_host with dns_qname or tls_sni; pairClash: dns_qname
+	// with tls_sni. Either makes the rule unmatchable.
+	var httpClash, pairClash bool
+	switch f.name {
+	case "dns_qname":
+		dst, protos = &m.DNSQName, []uint8{packet.ProtoUDP, packet.ProtoTCP}
+		httpClash, pairClash = len(m.HTTPHost) > 0, len(m.TLSSNI) > 0
+	case "tls_sni":
+		// TLS over TCP, QUIC Initial packets over UDP.
+		dst, protos = &m.TLSSNI, []uint8{packet.ProtoTCP, packet.ProtoUDP}
+		httpClash, pairClash = len(m.HTTPHost) > 0, len(m.DNSQName) > 0
+	case "http_host":
+		dst, protos = &m.HTTPHost, []uint8{packet.ProtoTCP}
+		httpClash = len(m.TLSSNI) > 0 || len(m.DNSQName) > 0
+	}
+	var err *Error
+	if *dst, err = l.namePatterns(f.val, f.name); err != nil {
+		return err
+	}
+	if httpClash {
+		return l.errorf(f.val, "http_host cannot match the same packet as dns_qname or tls_sni: the rule can never match")
+	}
+	if pairClash {
+		return l.errorf(f.val, "dns_qname and tls_sni cannot both match one packet: the rule can never match")
+	}
+	return l.needProtos(m, f.val, f.name, protos)
 }
 
 // eachEntry calls each with every entry of the list field n and its
