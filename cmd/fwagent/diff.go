@@ -83,31 +83,26 @@ func (f *diffFlags) run(out, errOut io.Writer, oldPath, newPath string) int {
 		fmt.Fprintln(errOut, "fwagent diff: --hook, --iif and --oif go with --capture")
 		return diffTrouble
 	}
-	oldPol, err := policies.LoadFile(oldPath)
-	if err != nil {
-		fmt.Fprintln(errOut, err)
-		return diffTrouble
+	// Old, then new: a broken old policy is reported first.
+	var pols [2]*policies.Policy
+	for i, path := range []string{oldPath, newPath} {
+		if pols[i], err = policies.LoadFile(path); err != nil {
+			fmt.Fprintln(errOut, err)
+			return diffTrouble
+		}
 	}
-	newPol, err := policies.LoadFile(newPath)
-	if err != nil {
-		fmt.Fprintln(errOut, err)
-		return diffTrouble
-	}
-	changes := policydiff.Compare(oldPol, newPol)
+	changes := policydiff.Compare(pols[0], pols[1])
 	var cd *policydiff.CaptureDiff
 	if f.capture != "" {
-		oldProg, err := policies.Compile(oldPol)
-		if err != nil {
-			fmt.Fprintln(errOut, err)
-			return diffTrouble
-		}
-		newProg, err := policies.Compile(newPol)
-		if err != nil {
-			fmt.Fprintln(errOut, err)
-			return diffTrouble
+		var progs [2]*policies.Program
+		for i, pol := range pols {
+			if progs[i], err = policies.Compile(pol); err != nil {
+				fmt.Fprintln(errOut, err)
+				return diffTrouble
+			}
 		}
 		open := func() (io.ReadCloser, error) { return os.Open(f.capture) }
-		if cd, err = policydiff.CompareCapture(oldProg, newProg, open, o); err != nil {
+		if cd, err = policydiff.CompareCapture(progs[0], progs[1], open, o); err != nil {
 			fmt.Fprintf(errOut, "fwagent diff: %s: %v\n", f.capture, err)
 			return diffTrouble
 		}
