@@ -457,63 +457,59 @@ func (l *loader) action(n *yaml.Node, what string, allowReject bool) (Action, *E
 }
 
 func (l *loader) defaults(n *yaml.Node) *Error {
+	return l.hookActions(n, "default", defaultKeys, true, &l.p.Default, func(f field) (bool, *Error) {
+		if f.name != "log" {
+			return false, nil
+		}
+		b, err := l.boolean(f.val, "default log")
+		if err != nil {
+			return true, err
+		}
+		l.p.DefaultLog = b
+		return true, nil
+	})
+}
+
+// hookActions reads a section that gives one action for every hook (a
+// scalar) or one per hook (a mapping keyed by hook name) into dst:
+// default and on_error. other, when set, reads a mapping key that is no
+// hook and reports that it did.
+func (l *loader) hookActions(n *yaml.Node, what string, keys []string, allowReject bool, dst *[nf.NumHooks]Action, other func(f field) (bool, *Error)) *Error {
 	n = resolve(n)
 	if n != nil && n.Kind == yaml.ScalarNode {
-		a, err := l.action(n, "default", true)
+		a, err := l.action(n, what, allowReject)
 		if err != nil {
 			return err
 		}
-		for h := range l.p.Default {
-			l.p.Default[h] = a
+		for h := range dst {
+			dst[h] = a
 		}
 		return nil
 	}
-	fields, err := l.mapping(n, "default", defaultKeys)
+	fields, err := l.mapping(n, what, keys)
 	if err != nil {
 		return err
 	}
 	for _, f := range fields {
-		if f.name == "log" {
-			b, err := l.boolean(f.val, "default log")
+		if other != nil {
+			done, err := other(f)
 			if err != nil {
 				return err
 			}
-			l.p.DefaultLog = b
-			continue
+			if done {
+				continue
+			}
 		}
 		h, _ := nf.ParseHook(f.name)
-		a, err := l.action(f.val, "default "+f.name, true)
+		a, err := l.action(f.val, what+" "+f.name, allowReject)
 		if err != nil {
 			return err
 		}
-		l.p.Default[h] = a
+		dst[h] = a
 	}
 	return nil
 }
 
 func (l *loader) onError(n *yaml.Node) *Error {
-	n = resolve(n)
-	if n != nil && n.Kind == yaml.ScalarNode {
-		a, err := l.action(n, "on_error", false)
-		if err != nil {
-			return err
-		}
-		for h := range l.p.OnError {
-			l.p.OnError[h] = a
-		}
-		return nil
-	}
-	fields, err := l.mapping(n, "on_error", onErrorKeys)
-	if err != nil {
-		return err
-	}
-	for _, f := range fields {
-		h, _ := nf.ParseHook(f.name)
-		a, err := l.action(f.val, "on_error "+f.name, false)
-		if err != nil {
-			return err
-		}
-		l.p.OnError[h] = a
-	}
-	return nil
+	return l.hookActions(n, "on_error", onErrorKeys, false, &l.p.OnError, nil)
 }
