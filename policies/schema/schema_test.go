@@ -204,6 +204,30 @@ func TestExamplesValidate(t *testing.T) {
 	}
 }
 
+// formatMaps lists, in document order, the mappings below root whose keys
+// are the format's: a set's entries are walked, its name is not.
+func formatMaps(root *yaml.Node) []*yaml.Node {
+	var maps []*yaml.Node
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			maps = append(maps, n)
+		}
+		for i, c := range n.Content {
+			// Set names are the user's own keys, not the format's.
+			if n.Kind == yaml.MappingNode && i%2 == 1 && n.Content[i-1].Value == "sets" {
+				for j := 1; j < len(c.Content); j += 2 {
+					walk(c.Content[j])
+				}
+				continue
+			}
+			walk(c)
+		}
+	}
+	walk(root)
+	return maps
+}
+
 // TestUnknownKeyFails: an unknown key added to any mapping of any example
 // fails both the schema and the loader.
 func TestUnknownKeyFails(t *testing.T) {
@@ -218,47 +242,14 @@ func TestUnknownKeyFails(t *testing.T) {
 		if err := yaml.Unmarshal(data, &doc); err != nil {
 			t.Fatal(err)
 		}
-		var maps []*yaml.Node
-		var walk func(*yaml.Node)
-		walk = func(n *yaml.Node) {
-			if n.Kind == yaml.MappingNode {
-				maps = append(maps, n)
-			}
-			for i, c := range n.Content {
-				// Set names are the user's own keys, not the format's.
-				if n.Kind == yaml.MappingNode && i%2 == 1 && n.Content[i-1].Value == "sets" {
-					for j := 1; j < len(c.Content); j += 2 {
-						walk(c.Content[j])
-					}
-					continue
-				}
-				walk(c)
-			}
-		}
-		walk(doc.Content[0])
+		maps := formatMaps(doc.Content[0])
 		for i := range maps {
 			// Mutate the i-th mapping of a fresh copy.
 			var cp yaml.Node
 			if err := yaml.Unmarshal(data, &cp); err != nil {
 				t.Fatal(err)
 			}
-			var m []*yaml.Node
-			var w2 func(*yaml.Node)
-			w2 = func(n *yaml.Node) {
-				if n.Kind == yaml.MappingNode {
-					m = append(m, n)
-				}
-				for j, c := range n.Content {
-					if n.Kind == yaml.MappingNode && j%2 == 1 && n.Content[j-1].Value == "sets" {
-						for k := 1; k < len(c.Content); k += 2 {
-							w2(c.Content[k])
-						}
-						continue
-					}
-					w2(c)
-				}
-			}
-			w2(cp.Content[0])
+			m := formatMaps(cp.Content[0])
 			target := m[i]
 			target.Content = append(target.Content,
 				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "zz_unknown"},
