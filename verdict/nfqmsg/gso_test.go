@@ -64,15 +64,7 @@ func TestReaderGSOCopyRange(t *testing.T) {
 			vs[i] = Verdict{Code: Accept}
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, decide) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer runReader(t, r, decide)()
 
 	const size = 8 << 20
 	stream := func() {
@@ -117,7 +109,7 @@ func TestReaderGSOCopyRange(t *testing.T) {
 		t.Errorf("copy range 128: longest packet %d bytes, %d GSO aggregates; want aggregates over the %d-byte MTU", capLen, aggregates, mtu)
 	}
 
-	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	if err := r.SetCopyRange(sctx, 0xffff); err != nil {
 		t.Fatalf("SetCopyRange: %v", err)

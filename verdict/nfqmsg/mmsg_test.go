@@ -199,15 +199,7 @@ func TestReaderKernel(t *testing.T) {
 					}
 				}
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- r.Run(ctx, decide) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			}()
+			defer runReader(t, r, decide)()
 
 			const total = 10240 // a multiple of 4*len(sizes)
 			payload := make([]byte, 1400)
@@ -298,6 +290,20 @@ func udpFlow(t *testing.T, n *testnet.Net, port int) (recv *atomic.Uint64, sc *n
 	}
 	t.Cleanup(func() { sc.Close() })
 	return recv, sc
+}
+
+// runReader runs r with decide in the background until the returned stop
+// is called; stop waits for Run and fails the test if it returned an error.
+func runReader(t *testing.T, r *Reader, decide BatchFunc) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, decide) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {
