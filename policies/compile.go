@@ -124,7 +124,7 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 		e.checks |= chkPacket
 	}
 	// tls_sni and payload do not make a decision unstable: once the
-	// hello or payload decides, the decision holds for the flow (POLICY.md).
+	// hello or payload decides, the decision holds for the flow (docs/policy.md, "L7 fields").
 	// DNS queries and HTTP requests do not: each message on a connection
 	// or a reused UDP socket names its own host, so each is decided alone.
 	// ICMP types are fixed for one direction of an echo flow.

@@ -178,8 +178,9 @@ func (p *Program) check(e *ruleExec, in *Input) (bool, uint8) {
 }
 
 // pendingDecision accepts a packet whose stream has not reached the bytes
-// that decide rule r yet (POLICY.md: a flow whose first packets carry no
-// decisive payload is accepted packet by packet until the payload decides).
+// that decide rule r yet (docs/policy.md, "While the bytes are pending": a
+// flow whose first packets carry no decisive payload is accepted packet by
+// packet until the payload decides).
 // An earlier rule that matched has already decided; a later one does not get
 // to, or the handshake of every flow the rule would accept would meet the
 // catch-all reject below it.

@@ -1,7 +1,7 @@
 // Package policies turns a user's YAML policy into a compiled Program that
 // decides, per packet, accept, drop or reject.
 //
-// The format is the contract in POLICY.md. Loading walks yaml.Node trees
+// The format is the contract in docs/policy.md. Loading walks yaml.Node trees
 // rather than unmarshalling into structs, so every complaint names the
 // file, line and column of the node at fault (an *Error); set files report
 // their own positions. Validation rejects what cannot be meant (unknown keys
@@ -43,7 +43,7 @@
 // when an earlier rule was skipped for a field that may hold for a later
 // packet in the same state (tcp_flags, length, L7, payload, limit).
 //
-// Offload follows POLICY.md: an accept whose deciding rule looks at nothing
+// Offload follows docs/policy.md, "Offload": an accept whose deciding rule looks at nothing
 // that changes inside a flow (payload, L7, tcp_flags, length, limit) offloads
 // unless the rule says offload: false, and unless an earlier rule was skipped
 // for a per-packet field (an L7 rule still waiting for its payload must see

@@ -244,7 +244,7 @@ func evalLines(t *testing.T, out string) map[int]evalLine {
 }
 
 // TestEvalPackets checks single packets' JSON lines field by field: the
-// fields each POLICY.md key shows up in.
+// fields each docs/policy.md key shows up in.
 func TestEvalPackets(t *testing.T) {
 	type want struct {
 		file    string

@@ -170,7 +170,7 @@ func TestRulesKernel(t *testing.T) {
 
 // nftCheck runs `nft -c -f` on the ruleset in a fresh network namespace
 // (unshare -n), so the check never sees or touches the host's tables. This
-// kernel has no nft queue expression (DESIGN.md: the agent falls back to the
+// kernel has no nft queue expression (docs/design.md: the agent falls back to the
 // xt target there), which nft -c reports as ENOENT on the queue rules; if
 // that is the only complaint, the file is checked again with those rules
 // replaced by a counter, so everything else is still validated.

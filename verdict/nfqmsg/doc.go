@@ -4,9 +4,10 @@
 // without allocating.
 //
 // go-nfqueue reads one message per syscall, peeks before every read and
-// allocates per attribute; on two cores that capped the agent at about half
-// of a C libnetfilter_queue loop (see DESIGN.md, Baselines). This package
-// keeps go-nfqueue for opening the socket and does the rest itself:
+// allocates per attribute; that capped the agent well below a C
+// libnetfilter_queue loop (see bench/README.md, Latest results: naive
+// against cloop). This package keeps go-nfqueue for opening the socket and
+// does the rest itself:
 //
 //   - Parse turns a received datagram into a reused slice of Packet values
 //     whose Payload aliases the receive buffer.
