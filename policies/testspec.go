@@ -92,6 +92,13 @@ func (l *loader) test(n *yaml.Node) (*Test, *Error) {
 	return t, nil
 }
 
+// testPacketSeen records which fields a test packet named, and where, for
+// the defaults and the checks across fields that follow reading them.
+type testPacketSeen struct {
+	proto, sport, dport, icmp, length bool
+	famNode, srcNode, dstNode         *yaml.Node
+}
+
 func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	fields, err := l.mapping(n, "test packet", testPacketKeys)
 	if err != nil && fields == nil {
@@ -104,159 +111,191 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	}
 	tp.Hook = nf.HookInput
 	tp.State = nf.StateNew
-	var hasProto, hasSport, hasDport, hasICMP, hasLength bool
-	var famNode, srcNode, dstNode *yaml.Node
-	readField := func(f field) *Error {
-		v := f.val
-		switch f.name {
-		case "hook":
-			s, err := l.scalar(v, "hook")
-			if err != nil {
-				return err
-			}
-			h, ok := nf.ParseHook(s)
-			if !ok {
-				return l.errorf(v, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
-			}
-			tp.Hook = h
-		case "proto":
-			var m Match
-			if err := l.protos(&m, v, famBoth); err != nil {
-				return err
-			}
-			if len(m.Protos) != 1 {
-				return l.errorf(v, "a test packet has one proto")
-			}
-			tp.Proto, hasProto = m.Protos[0], true
-		case "family":
-			famNode = v
-			s, err := l.scalar(v, "family")
-			if err != nil {
-				return err
-			}
-			switch s {
-			case "ipv4":
-				tp.Family = packet.IPv4
-			case "ipv6":
-				tp.Family = packet.IPv6
-			default:
-				return l.errorf(v, "family must be ipv4 or ipv6, got %q", s)
-			}
-		case "src", "dst":
-			s, err := l.scalar(v, f.name)
-			if err != nil {
-				return err
-			}
-			a, perr := netip.ParseAddr(strings.TrimSpace(s))
-			if perr != nil || a.Zone() != "" {
-				return l.errorf(v, "test packet %s must be one address, got %q", f.name, s)
-			}
-			a = a.Unmap()
-			if f.name == "src" {
-				tp.Src, srcNode = a, v
-			} else {
-				tp.Dst, dstNode = a, v
-			}
-		case "sport", "dport":
-			x, err := l.integer(v, f.name, 0, 65535)
-			if err != nil {
-				return err
-			}
-			if f.name == "sport" {
-				tp.Sport, hasSport = uint16(x), true
-			} else {
-				tp.Dport, hasDport = uint16(x), true
-			}
-		case "iif", "oif":
-			s, err := l.scalar(v, f.name)
-			if err != nil {
-				return err
-			}
-			if f.name == "iif" {
-				tp.Iif = s
-			} else {
-				tp.Oif = s
-			}
-		case "state":
-			s, err := l.scalar(v, "state")
-			if err != nil {
-				return err
-			}
-			st, ok := stateNames[s]
-			if !ok {
-				return l.errorf(v, "unknown state %q%s", s, quotedDidYouMean(s, keys(stateNames)))
-			}
-			tp.State = st
-		case "tcp_flags":
-			s, err := l.scalar(v, "tcp_flags")
-			if err != nil {
-				return err
-			}
-			if strings.Contains(s, "/") {
-				return l.errorf(v, "a test packet's tcp_flags are the flags it carries (e.g. SA), without a mask")
-			}
-			f, e := parseTCPFlags(s)
-			if e != "" {
-				return l.errorf(v, "%s", e)
-			}
-			tp.TCPFlags, tp.HasFlags = f.Want, true
-		case "icmp_type":
-			s, err := l.scalar(v, "icmp_type")
-			if err != nil {
-				return err
-			}
-			hasICMP = true
-			if x, perr := strconv.ParseUint(s, 10, 8); perr == nil {
-				tp.ICMPType = uint8(x)
-				return nil
-			}
-			// Resolved once the family is known, below.
-			tp.icmpName, tp.icmpNode = s, v
-		case "length":
-			x, err := l.integer(v, "length", 20, 65535)
-			if err != nil {
-				return err
-			}
-			tp.Length, hasLength = int(x), true
-		case "dns_qname", "tls_sni", "http_host":
-			s, err := l.scalar(v, f.name)
-			if err != nil {
-				return err
-			}
-			name, e := parseNamePattern(s)
-			if e != "" || strings.HasPrefix(name, "*") {
-				return l.errorf(v, "test packet %s must be a name, got %q", f.name, s)
-			}
-			switch f.name {
-			case "dns_qname":
-				tp.DNSQName = name
-			case "tls_sni":
-				tp.TLSSNI = name
-			default:
-				tp.HTTPHost = name
-			}
-		case "payload":
-			b, err := l.testPayload(v)
-			if err != nil {
-				return err
-			}
-			tp.Payload = b
-		case "uid", "gid", "cgroup":
-			if err := l.testOwner(tp, f.name, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	var seen testPacketSeen
 	for _, f := range fields {
-		if e := readField(f); e != nil {
+		if e := l.testPacketField(tp, &seen, f); e != nil {
 			errs = append(errs, e)
 		}
 	}
 	if len(errs) > 0 {
 		return l.firstOf(errs)
 	}
-	// Cross-field defaults and checks.
+	// Cross-field defaults and checks, in this order: each step relies on
+	// what the ones before it settled (the family on the proto, the
+	// ports, flags and ICMP type on both).
+	for _, step := range []func(*TestPacket, *testPacketSeen, *yaml.Node) *Error{
+		l.testPacketExclusive,
+		l.testPacketFamily,
+		l.testPacketPorts,
+		l.testPacketTCPFlags,
+		l.testPacketICMP,
+		l.testPacketL7Protos,
+	} {
+		if err := step(tp, &seen, n); err != nil {
+			return err
+		}
+	}
+	if !seen.length {
+		tp.Length = 0 // computed from the headers and payload when built
+	}
+	tp.icmpNode = nil
+	return nil
+}
+
+// testPacketField reads one field of a test packet into tp.
+func (l *loader) testPacketField(tp *TestPacket, seen *testPacketSeen, f field) *Error {
+	v := f.val
+	switch f.name {
+	case "hook":
+		s, err := l.scalar(v, "hook")
+		if err != nil {
+			return err
+		}
+		h, ok := nf.ParseHook(s)
+		if !ok {
+			return l.errorf(v, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
+		}
+		tp.Hook = h
+	case "proto":
+		var m Match
+		if err := l.protos(&m, v, famBoth); err != nil {
+			return err
+		}
+		if len(m.Protos) != 1 {
+			return l.errorf(v, "a test packet has one proto")
+		}
+		tp.Proto, seen.proto = m.Protos[0], true
+	case "family":
+		seen.famNode = v
+		s, err := l.scalar(v, "family")
+		if err != nil {
+			return err
+		}
+		switch s {
+		case "ipv4":
+			tp.Family = packet.IPv4
+		case "ipv6":
+			tp.Family = packet.IPv6
+		default:
+			return l.errorf(v, "family must be ipv4 or ipv6, got %q", s)
+		}
+	case "src", "dst":
+		s, err := l.scalar(v, f.name)
+		if err != nil {
+			return err
+		}
+		a, perr := netip.ParseAddr(strings.TrimSpace(s))
+		if perr != nil || a.Zone() != "" {
+			return l.errorf(v, "test packet %s must be one address, got %q", f.name, s)
+		}
+		a = a.Unmap()
+		if f.name == "src" {
+			tp.Src, seen.srcNode = a, v
+		} else {
+			tp.Dst, seen.dstNode = a, v
+		}
+	case "sport", "dport":
+		x, err := l.integer(v, f.name, 0, 65535)
+		if err != nil {
+			return err
+		}
+		if f.name == "sport" {
+			tp.Sport, seen.sport = uint16(x), true
+		} else {
+			tp.Dport, seen.dport = uint16(x), true
+		}
+	case "iif", "oif":
+		s, err := l.scalar(v, f.name)
+		if err != nil {
+			return err
+		}
+		if f.name == "iif" {
+			tp.Iif = s
+		} else {
+			tp.Oif = s
+		}
+	case "state":
+		s, err := l.scalar(v, "state")
+		if err != nil {
+			return err
+		}
+		st, ok := stateNames[s]
+		if !ok {
+			return l.errorf(v, "unknown state %q%s", s, quotedDidYouMean(s, keys(stateNames)))
+		}
+		tp.State = st
+	case "tcp_flags":
+		s, err := l.scalar(v, "tcp_flags")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(s, "/") {
+			return l.errorf(v, "a test packet's tcp_flags are the flags it carries (e.g. SA), without a mask")
+		}
+		f, e := parseTCPFlags(s)
+		if e != "" {
+			return l.errorf(v, "%s", e)
+		}
+		tp.TCPFlags, tp.HasFlags = f.Want, true
+	case "icmp_type":
+		s, err := l.scalar(v, "icmp_type")
+		if err != nil {
+			return err
+		}
+		seen.icmp = true
+		if x, perr := strconv.ParseUint(s, 10, 8); perr == nil {
+			tp.ICMPType = uint8(x)
+			return nil
+		}
+		// Resolved once the family is known, in testPacketICMP.
+		tp.icmpName, tp.icmpNode = s, v
+	case "length":
+		x, err := l.integer(v, "length", 20, 65535)
+		if err != nil {
+			return err
+		}
+		tp.Length, seen.length = int(x), true
+	case "dns_qname", "tls_sni", "http_host":
+		return l.testPacketName(tp, f)
+	case "payload":
+		b, err := l.testPayload(v)
+		if err != nil {
+			return err
+		}
+		tp.Payload = b
+	case "uid", "gid", "cgroup":
+		if err := l.testOwner(tp, f.name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// testPacketName reads a test packet's dns_qname, tls_sni or http_host: one
+// name, not a pattern.
+func (l *loader) testPacketName(tp *TestPacket, f field) *Error {
+	s, err := l.scalar(f.val, f.name)
+	if err != nil {
+		return err
+	}
+	name, e := parseNamePattern(s)
+	if e != "" || strings.HasPrefix(name, "*") {
+		return l.errorf(f.val, "test packet %s must be a name, got %q", f.name, s)
+	}
+	switch f.name {
+	case "dns_qname":
+		tp.DNSQName = name
+	case "tls_sni":
+		tp.TLSSNI = name
+	default:
+		tp.HTTPHost = name
+	}
+	return nil
+}
+
+// testPacketExclusive rejects fields that cannot go together: a socket
+// owner on a forwarded packet, more than one L7 field or payload.
+func (l *loader) testPacketExclusive(tp *TestPacket, _ *testPacketSeen, n *yaml.Node) *Error {
 	if tp.Hook == nf.HookForward && (tp.HasUID || tp.HasGID || tp.Cgroup != "") {
 		return l.errorf(n, "a forwarded test packet has no local socket, so it cannot carry uid, gid or cgroup")
 	}
@@ -269,14 +308,21 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	if set > 1 {
 		return l.errorf(n, "a test packet carries one of dns_qname, tls_sni, http_host or payload")
 	}
+	return nil
+}
+
+// testPacketFamily settles the family, the proto and the addresses: from
+// what the packet names where it does, else from each other, else the
+// defaults.
+func (l *loader) testPacketFamily(tp *TestPacket, seen *testPacketSeen, n *yaml.Node) *Error {
 	if tp.Src.IsValid() && tp.Dst.IsValid() && tp.Src.Is4() != tp.Dst.Is4() {
-		return l.errorf(dstNode, "test packet src and dst are of different families")
+		return l.errorf(seen.dstNode, "test packet src and dst are of different families")
 	}
 	fam := tp.Family
 	for _, a := range []struct {
 		addr netip.Addr
 		node *yaml.Node
-	}{{tp.Src, srcNode}, {tp.Dst, dstNode}} {
+	}{{tp.Src, seen.srcNode}, {tp.Dst, seen.dstNode}} {
 		if !a.addr.IsValid() {
 			continue
 		}
@@ -289,13 +335,13 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 		}
 		fam = af
 	}
-	if !hasProto {
+	if !seen.proto {
 		switch {
 		case tp.DNSQName != "":
 			tp.Proto = packet.ProtoUDP
-		case hasICMP && fam == packet.IPv6:
+		case seen.icmp && fam == packet.IPv6:
 			tp.Proto = packet.ProtoICMPv6
-		case hasICMP:
+		case seen.icmp:
 			tp.Proto = packet.ProtoICMP
 		default:
 			tp.Proto = packet.ProtoTCP
@@ -308,7 +354,7 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 		}
 	}
 	if tp.Proto == packet.ProtoICMPv6 && fam == packet.IPv4 || tp.Proto == packet.ProtoICMP && fam == packet.IPv6 {
-		where := famNode
+		where := seen.famNode
 		if where == nil {
 			where = n
 		}
@@ -321,24 +367,38 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	if !tp.Dst.IsValid() {
 		tp.Dst = map[bool]netip.Addr{true: defaultDst4, false: defaultDst6}[fam == packet.IPv4]
 	}
-	if (hasSport || hasDport) && !hasPorts(tp.Proto) {
+	return nil
+}
+
+// testPacketPorts checks that ports come only with a proto that has them,
+// and defaults them: an ephemeral source, the destination its L7 field
+// implies.
+func (l *loader) testPacketPorts(tp *TestPacket, seen *testPacketSeen, n *yaml.Node) *Error {
+	if (seen.sport || seen.dport) && !hasPorts(tp.Proto) {
 		return l.errorf(n, "test packet has ports but proto %s has none", protoName(tp.Proto))
 	}
-	if hasPorts(tp.Proto) {
-		if !hasSport {
-			tp.Sport = defaultSport
-		}
-		if !hasDport {
-			switch {
-			case tp.DNSQName != "":
-				tp.Dport = 53
-			case tp.TLSSNI != "":
-				tp.Dport = 443
-			case tp.HTTPHost != "":
-				tp.Dport = 80
-			}
+	if !hasPorts(tp.Proto) {
+		return nil
+	}
+	if !seen.sport {
+		tp.Sport = defaultSport
+	}
+	if !seen.dport {
+		switch {
+		case tp.DNSQName != "":
+			tp.Dport = 53
+		case tp.TLSSNI != "":
+			tp.Dport = 443
+		case tp.HTTPHost != "":
+			tp.Dport = 80
 		}
 	}
+	return nil
+}
+
+// testPacketTCPFlags checks that tcp_flags come only with TCP, and defaults
+// them to what a packet in the test's state carries.
+func (l *loader) testPacketTCPFlags(tp *TestPacket, _ *testPacketSeen, n *yaml.Node) *Error {
 	if tp.HasFlags && tp.Proto != packet.ProtoTCP {
 		return l.errorf(n, "test packet has tcp_flags but proto %s", protoName(tp.Proto))
 	}
@@ -352,26 +412,39 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 			tp.TCPFlags = packet.TCPAck | packet.TCPPsh
 		}
 	}
+	return nil
+}
+
+// testPacketICMP checks that icmp_type comes only with ICMP, resolves a
+// type name for the packet's ICMP version, and defaults to an echo request.
+func (l *loader) testPacketICMP(tp *TestPacket, seen *testPacketSeen, n *yaml.Node) *Error {
 	isICMP := tp.Proto == packet.ProtoICMP || tp.Proto == packet.ProtoICMPv6
-	if hasICMP && !isICMP {
+	if seen.icmp && !isICMP {
 		return l.errorf(n, "test packet has icmp_type but proto %s", protoName(tp.Proto))
 	}
-	if isICMP {
-		names := icmp4Names
-		if tp.Proto == packet.ProtoICMPv6 {
-			names = icmp6Names
-		}
-		switch {
-		case tp.icmpName != "":
-			t, ok := names[tp.icmpName]
-			if !ok {
-				return l.errorf(tp.icmpNode, "unknown %s type %q%s", protoName(tp.Proto), tp.icmpName, quotedDidYouMean(tp.icmpName, keys(names)))
-			}
-			tp.ICMPType = t
-		case !hasICMP:
-			tp.ICMPType = names["echo-request"]
-		}
+	if !isICMP {
+		return nil
 	}
+	names := icmp4Names
+	if tp.Proto == packet.ProtoICMPv6 {
+		names = icmp6Names
+	}
+	switch {
+	case tp.icmpName != "":
+		t, ok := names[tp.icmpName]
+		if !ok {
+			return l.errorf(tp.icmpNode, "unknown %s type %q%s", protoName(tp.Proto), tp.icmpName, quotedDidYouMean(tp.icmpName, keys(names)))
+		}
+		tp.ICMPType = t
+	case !seen.icmp:
+		tp.ICMPType = names["echo-request"]
+	}
+	return nil
+}
+
+// testPacketL7Protos checks that an L7 field comes with a proto that
+// carries it.
+func (l *loader) testPacketL7Protos(tp *TestPacket, _ *testPacketSeen, n *yaml.Node) *Error {
 	if tp.HTTPHost != "" && tp.Proto != packet.ProtoTCP {
 		return l.errorf(n, "test packet has http_host but proto %s", protoName(tp.Proto))
 	}
@@ -381,10 +454,6 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	if tp.DNSQName != "" && tp.Proto != packet.ProtoTCP && tp.Proto != packet.ProtoUDP {
 		return l.errorf(n, "test packet has dns_qname but proto %s", protoName(tp.Proto))
 	}
-	if !hasLength {
-		tp.Length = 0 // computed from the headers and payload when built
-	}
-	tp.icmpNode = nil
 	return nil
 }
 
