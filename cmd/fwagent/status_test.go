@@ -17,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/fwagent/fwagent/internal/status"
 )
 
 // fakeMetrics renders an agent's /metrics after n scrapes: counters grow by
@@ -87,18 +89,18 @@ func parse(t *testing.T, text string) map[string]*dto.MetricFamily {
 }
 
 func TestStatusReport(t *testing.T) {
-	r := statusReport{
-		addr:    "127.0.0.1:9109",
-		healthy: true,
-		ready:   true,
-		before:  parse(t, fakeMetrics(0)),
-		after:   parse(t, fakeMetrics(2)),
-		elapsed: 2 * time.Second,
-		top:     2,
-		now:     time.Unix(1_700_000_090, 0),
+	r := status.Report{
+		Addr:    "127.0.0.1:9109",
+		Healthy: true,
+		Ready:   true,
+		Before:  parse(t, fakeMetrics(0)),
+		After:   parse(t, fakeMetrics(2)),
+		Elapsed: 2 * time.Second,
+		Top:     2,
+		Now:     time.Unix(1_700_000_090, 0),
 	}
 	var out bytes.Buffer
-	r.write(&out)
+	r.Write(&out)
 	want := `agent:      127.0.0.1:9109 (healthy, ready)
 queues:     2 configured, 2 readers running; queue 0: 3 waiting, 0 dropped full, 0 dropped socket; queue 1: 0 waiting, 7 dropped full, 0 dropped socket
 packets/s:  accept 200/s, drop 5.0/s, reject 0.00/s (1520 decided in all)
@@ -112,9 +114,9 @@ policy:     generation 17, 3 rules; last reload FAILED 1m30s ago, the previous p
 	}
 
 	// One scrape: totals, not rates; the default shows among the rules.
-	r.after, r.top = nil, 5
+	r.After, r.Top = nil, 5
 	out.Reset()
-	r.write(&out)
+	r.Write(&out)
 	for _, line := range []string{
 		"packets:    accept 1100, drop 10, reject 0 (1110 decided in all)",
 		"top rules:  ssh 900, web 50, (default) 10",

@@ -1,4 +1,4 @@
-package main
+package status
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 // writeSafety prints whether the agent guards its table, and the safety
 // nets in effect: the start-up pickup window and a change on probation.
 // Agents that predate these metrics get no line.
-func (r *statusReport) writeSafety(w io.Writer) {
+func (r *Report) writeSafety(w io.Writer) {
 	if _, ok := sum(r.latest(), "fwagent_table_guarded", nil); !ok {
 		return
 	}
