@@ -2,20 +2,16 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"sort"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fwagent/fwagent/internal/evalreport"
 	"github.com/fwagent/fwagent/internal/nf"
-	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/replay"
-	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
 )
 
@@ -83,67 +79,6 @@ output, neither → forward; else input.`,
 	return cmd
 }
 
-// evalLine is one packet's result in --json output.
-type evalLine struct {
-	N       int    `json:"n"`
-	Verdict string `json:"verdict"`
-	Action  string `json:"action"`
-	Rule    string `json:"rule"`
-	Hook    string `json:"hook"`
-	State   string `json:"state,omitempty"`
-	Family  string `json:"family,omitempty"`
-	Proto   string `json:"proto,omitempty"`
-	Src     string `json:"src,omitempty"`
-	Dst     string `json:"dst,omitempty"`
-	Sport   uint16 `json:"sport,omitempty"`
-	Dport   uint16 `json:"dport,omitempty"`
-	Length  int    `json:"length"`
-	Log     bool   `json:"log,omitempty"`
-	// Prefix is the log prefix (the rule's log: {prefix}, else its name)
-	// of a logged packet.
-	Prefix  string `json:"prefix,omitempty"`
-	Audit   bool   `json:"audit,omitempty"`
-	Offload bool   `json:"offload,omitempty"`
-	// Pending: the rule's L7 field waits for more of the stream, and the
-	// packet is accepted meanwhile.
-	Pending bool `json:"pending,omitempty"`
-	// Mark is the packet mark a rule's mark: key sets (with accept).
-	Mark  uint32 `json:"mark,omitempty"`
-	Error string `json:"error,omitempty"`
-	// Cut: decided from the headers of a frame the snap length cut.
-	Cut bool `json:"cut,omitempty"`
-	// Fragments is how many fragments were reassembled into the datagram
-	// this frame belongs to, and Datagram the frame number that completed
-	// it (each fragment gets a line with the datagram's verdict); Fragment
-	// marks a fragment decided alone (its datagram never completed).
-	Fragments int  `json:"fragments,omitempty"`
-	Datagram  int  `json:"datagram,omitempty"`
-	Fragment  bool `json:"fragment,omitempty"`
-	// Path is where --kernel-rules auto decides the packet: "kernel" or
-	// "queue" (absent for packets that do not decode).
-	Path string `json:"path,omitempty"`
-}
-
-type summaryKey struct{ rule, verdict string }
-
-type summaryRow struct {
-	Rule    string `json:"rule"`
-	Verdict string `json:"verdict"`
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
-
-// frameSummary is the last line of --summary --json: what was read.
-type frameSummary struct {
-	Frames        int            `json:"frames"`
-	Decided       int            `json:"decided"`
-	Skipped       map[string]int `json:"skipped"`
-	Cut           int            `json:"cut"`
-	Reassembled   int            `json:"reassembled"`
-	Fragments     int            `json:"fragments"`
-	Unreassembled int            `json:"unreassembled"`
-}
-
 // options turns the flags shared by eval and diff into replay
 // options.
 func (f *replayFlags) options(warn func(int, string)) (replay.Options, error) {
@@ -204,159 +139,10 @@ func (f *evalFlags) run(stdout, stderr io.Writer, capPath string) error {
 	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
-	enc := json.NewEncoder(out)
-
-	summary := map[summaryKey]*summaryRow{}
-	sum, err := replay.Run(prog, file, o, func(p *replay.Packet) error {
-		line := describe(p, prog)
-		if p.Result.DecodeErr == nil {
-			line.Path = plan.Path(&policies.Input{Pkt: p.Pkt, Hook: p.Hook, InIf: f.iif, OutIf: f.oif, State: p.Result.State})
-		}
-		if f.summary {
-			k := summaryKey{line.Rule, line.Verdict}
-			if line.Pending {
-				k.verdict = "pending"
-			}
-			row := summary[k]
-			if row == nil {
-				row = &summaryRow{Rule: k.rule, Verdict: k.verdict}
-				summary[k] = row
-			}
-			row.Packets++
-			row.Bytes += uint64(p.Size)
-			return nil
-		}
-		// A reassembled datagram's verdict is every one of its fragments'
-		// (the kernel holds them and lets the datagram through or not): one
-		// line per fragment frame, so every frame has its verdict.
-		frames := p.FragmentFrames
-		if len(frames) == 0 {
-			frames = []int{p.N}
-		}
-		for i, n := range frames {
-			line.N = n
-			suffix := ""
-			if len(p.FragmentFrames) > 0 {
-				line.Datagram = p.N
-				suffix = fmt.Sprintf(" (fragment %d of %d, reassembled at frame %d)", i+1, len(frames), p.N)
-			}
-			if f.json {
-				if err := enc.Encode(line); err != nil {
-					return err
-				}
-				continue
-			}
-			if p.Unreassembled {
-				suffix = " (fragment decided alone: its datagram never completed)"
-			}
-			if _, err := fmt.Fprintf(out, "%d %s %s %s%s\n", line.N, line.Verdict, strconv.Quote(line.Rule), tuple(line), suffix); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	w := evalreport.New(out, prog, plan, evalreport.Options{Summary: f.summary, JSON: f.json, InIf: f.iif, OutIf: f.oif})
+	sum, err := replay.Run(prog, file, o, w.Packet)
 	if err != nil {
 		return fmt.Errorf("eval: %s: %w", capPath, err)
 	}
-	if f.summary {
-		rows := make([]summaryRow, 0, len(summary))
-		for _, r := range summary {
-			rows = append(rows, *r)
-		}
-		sort.Slice(rows, func(i, j int) bool {
-			if rows[i].Rule != rows[j].Rule {
-				return rows[i].Rule < rows[j].Rule
-			}
-			return rows[i].Verdict < rows[j].Verdict
-		})
-		for _, r := range rows {
-			if f.json {
-				if err := enc.Encode(r); err != nil {
-					return err
-				}
-				continue
-			}
-			fmt.Fprintf(out, "%-24s %-8s %10d packets %12d bytes\n", strconv.Quote(r.Rule), r.Verdict, r.Packets, r.Bytes)
-		}
-		if f.json {
-			return enc.Encode(frameSummary{Frames: sum.Frames, Decided: sum.Decided, Skipped: sum.Skipped, Cut: sum.Cut,
-				Reassembled: sum.Reassembled, Fragments: sum.Fragments, Unreassembled: sum.Unreassembled})
-		}
-		writeFrameSummary(out, sum)
-	}
-	return nil
-}
-
-// writeFrameSummary prints what a replay read besides the decisions: every
-// frame is accounted for, skipped ones by reason.
-func writeFrameSummary(out io.Writer, sum replay.Summary) {
-	fmt.Fprintf(out, "frames %d: %d packets decided, %d frames skipped\n", sum.Frames, sum.Decided, sum.SkippedTotal())
-	reasons := make([]string, 0, len(sum.Skipped))
-	for k := range sum.Skipped {
-		reasons = append(reasons, k)
-	}
-	sort.Strings(reasons)
-	for _, k := range reasons {
-		fmt.Fprintf(out, "  skipped %d: %s\n", sum.Skipped[k], k)
-	}
-	if sum.Cut > 0 {
-		fmt.Fprintf(out, "  cut by the snap length, decided from their headers: %d\n", sum.Cut)
-	}
-	if sum.Reassembled > 0 {
-		fmt.Fprintf(out, "  reassembled: %d datagrams from %d fragments\n", sum.Reassembled, sum.Fragments)
-	}
-	if sum.Unreassembled > 0 {
-		fmt.Fprintf(out, "  fragments decided alone (datagram incomplete or invalid): %d\n", sum.Unreassembled)
-	}
-}
-
-func describe(p *replay.Packet, prog *policies.Program) evalLine {
-	r := p.Result
-	l := evalLine{
-		N:         p.N,
-		Verdict:   r.Decision.Effective().String(),
-		Action:    r.Decision.Action.String(),
-		Rule:      policies.DefaultRuleName,
-		Hook:      p.Hook.String(),
-		Length:    p.Size,
-		Log:       r.Decision.Log,
-		Audit:     r.Decision.Audit,
-		Offload:   r.Decision.Offload,
-		Cut:       p.Cut,
-		Fragments: p.Fragments,
-		Fragment:  p.Unreassembled,
-		Pending:   r.Decision.Pending,
-	}
-	if r.Decision.SetMark {
-		l.Mark = r.Decision.Mark
-	}
-	if r.Decision.Rule != policies.NoRule {
-		l.Rule = prog.RuleName(r.Decision.Rule)
-	}
-	if r.Decision.Log {
-		l.Prefix = prog.LogPrefix(r.Decision.Rule)
-	}
-	if r.DecodeErr != nil {
-		l.Rule = policies.OnErrorRuleName
-		l.Error = r.DecodeErr.Error()
-		return l
-	}
-	pk := p.Pkt
-	l.State = r.State.String()
-	l.Family = pk.Family.String()
-	l.Proto = string(packet.AppendProtoName(nil, pk.Proto))
-	l.Src, l.Dst = pk.Src.String(), pk.Dst.String()
-	l.Sport, l.Dport = pk.SrcPort, pk.DstPort
-	l.Length = pk.Length
-	return l
-}
-
-func tuple(l evalLine) string {
-	if l.Error != "" {
-		return "error: " + l.Error
-	}
-	if l.Sport != 0 || l.Dport != 0 {
-		return fmt.Sprintf("%s %s:%d -> %s:%d", l.Proto, l.Src, l.Sport, l.Dst, l.Dport)
-	}
-	return fmt.Sprintf("%s %s -> %s", l.Proto, l.Src, l.Dst)
+	return w.Finish(sum)
 }
