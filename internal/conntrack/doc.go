@@ -106,14 +106,14 @@
 // 112 KiB chunks and stays allocated (Flush keeps it for reuse).
 //
 // In a table much larger than the CPU cache a lookup waits for two memory
-// loads in a row, the slot and then the entry (~170 ns each on the VM it is
-// measured on, ~370 ns a lookup at a million flows). A caller with several
+// loads in a row, the slot and then the entry (see bench/README.md,
+// In-process path, for the figures). A caller with several
 // packets at hand uses the Lookahead path instead: Prefetch for each packet
 // (hash, start loading the slot's line, no lock), PrefetchEntry for each
 // (read the slot, start loading the entry), then TrackAhead for each, which
 // answers exactly as TrackAt. The loads of the group are then in flight
-// together: ~86 ns a lookup at a million flows in groups of 8
-// (BenchmarkLookupHitBatch), ~40 ns when the table is cached. The pipeline
+// together, in groups of 8 (BenchmarkLookupHitBatch against
+// BenchmarkLookupHit). The pipeline
 // looks packets up this way.
 //
 // # Decision cache

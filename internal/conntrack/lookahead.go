@@ -11,11 +11,11 @@ import (
 // TrackAhead. Its zero value is ready for Prefetch.
 //
 // A lookup in a table much larger than the CPU cache waits for two memory
-// loads in a row, the index slot and then the entry it points to, ~170 ns
-// each on the machines this is measured on. A caller holding a batch of
-// packets calls Prefetch for each, then PrefetchEntry for each, then
-// TrackAhead for each: the batch's loads are in flight together instead of
-// one after another. BenchmarkLookupHit and BenchmarkLookupHitBatch measure
+// loads in a row, the index slot and then the entry it points to (see
+// bench/README.md, In-process path). A caller holding a batch of packets
+// calls Prefetch for each, then PrefetchEntry for each, then TrackAhead for
+// each: the batch's loads are in flight together instead of one after
+// another. BenchmarkLookupHit and BenchmarkLookupHitBatch measure
 // both ways.
 type Lookahead struct {
 	k     flowKey

@@ -84,7 +84,8 @@ func (id FlowID) Valid() bool { return id.ver != 0 }
 // It is three fields in 32 bytes, the most the compiler keeps in registers
 // (four fields, four words). A bigger Result went through memory: track
 // stored it field by field, and each copy of it, made with 16-byte loads,
-// waited for those stores to complete; that cost ~15 ns of a ~55 ns lookup.
+// waited for those stores to complete (see bench/README.md, Figures behind
+// design choices).
 // TestResultStaysInRegisters holds the line.
 type Result struct {
 	// Flow is the packet's flow, for SetCache; zero when the packet belongs

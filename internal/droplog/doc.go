@@ -57,12 +57,11 @@
 // characters, quotes, <, >, &, U+2028/U+2029, invalid UTF-8), so an
 // interface name or prefix cannot end a string or inject a line. Events are
 // encoded by a hand-written appender (Event.AppendJSON), tested and fuzzed to
-// produce the same bytes as encoding/json: on the same event it was about
-// five times faster and allocates nothing, where encoding/json allocated six
-// times (BenchmarkEncode*). BenchmarkSerialPath (decode, resolve, encode,
-// write) and BenchmarkBatchPipeline (from a kernel datagram, through the
-// queue, to the sink) measure the whole path; bench/README.md has the
-// figures.
+// produce the same bytes as encoding/json, faster and without allocating
+// (BenchmarkEncode*; see bench/README.md, Figures behind design choices).
+// BenchmarkSerialPath (decode, resolve, encode, write) and
+// BenchmarkBatchPipeline (from a kernel datagram, through the queue, to the
+// sink) measure the whole path; bench/README.md has the figures.
 //
 // # Shedding
 //
@@ -83,9 +82,9 @@
 //
 // Config.Rate caps the events per second (a token bucket with Config.Burst,
 // internal/ratelimit). Events over it are counted in Stats.RateLimited and
-// dropped before they are decoded, so a flood costs the reader about 10 ns
-// an event and no disk. Received = Written + Shed + RateLimited once the
-// queue is empty.
+// dropped before they are decoded, so a flood costs the reader little and
+// no disk (see bench/README.md, Figures behind design choices). Received =
+// Written + Shed + RateLimited once the queue is empty.
 //
 // # Files on disk
 //

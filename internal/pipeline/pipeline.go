@@ -147,7 +147,8 @@ type Worker struct {
 	seq uint32
 	// ahead is ProcessBatch's scratch: the packets of one group, decoded,
 	// with their flow lookups started. It lives apart from the fields
-	// Process uses on every packet (measured ~7 ns a packet inline).
+	// Process uses on every packet, which it slowed when inline (see
+	// bench/README.md, Figures behind design choices).
 	ahead *[lookaheadGroup]lookahead
 	// lookaheadMin is lookaheadMinFlows; tests lower it to reach the
 	// lookahead path with a small table.
@@ -170,8 +171,8 @@ const lookaheadGroup = 8
 
 // lookaheadMinFlows is the table size from which ProcessBatch starts
 // lookups early: ~4 MB of flows, more than a core's L2 cache. Below it the
-// table is mostly cached and the early start only costs (~10 ns a packet in
-// verdict's BenchmarkBatchDecide).
+// table is mostly cached and the early start only costs (verdict's
+// BenchmarkBatchDecide; see bench/README.md, Figures behind design choices).
 const lookaheadMinFlows = 32 << 10
 
 // NewWorker makes a worker on shared state.

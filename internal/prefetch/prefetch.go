@@ -5,9 +5,8 @@
 // not serve: it cannot retire until its data arrives, so a loop of lookups
 // into a table much larger than the cache waits out one memory latency at a
 // time, while prefetches retire at once and let a batch of lookups wait for
-// their memory together. On the 2-core VM the flow table is measured on, a
-// dependent random read over 128 MB costs ~170 ns and the same reads
-// prefetched 16 at a time ~14 ns each (BenchmarkRandomRead).
+// their memory together (BenchmarkRandomRead; see bench/README.md, Figures
+// behind design choices).
 package prefetch
 
 // Line hints that the cache line holding addr will be read soon. It never
