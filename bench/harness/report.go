@@ -108,97 +108,8 @@ func markdown(res *Results) string {
 	m := res.Machine
 	fmt.Fprintf(&b, "Run %s on %s (%d cores), kernel %s, %s. Each run %gs; UDP %d-byte payload over %d flows; sender pinned to CPU %d, handler and server-side tools to CPU %d, all at nice %d.\n\n",
 		m.Date, m.CPU, m.Cores, m.Kernel, m.Go, res.Method.DurationSec, res.Method.Payload, res.Method.Flows, res.Method.SenderCPU, res.Method.FirewallCPU, res.Method.Nice)
-
-	var cMax, nMax *UDPPoint
-	if c := find(res, "cloop"); c != nil {
-		cMax = c.point("max")
-	}
-	if n := find(res, "naive"); n != nil {
-		nMax = n.point("max")
-	}
-	b.WriteString("### UDP at the maximum offered load, latency at 50% load, TCP\n\n")
-	b.WriteString("| configuration | offered pps | delivered pps | loss % | handler CPU s/Mpkt | firewall core s/Mpkt | delivered ×C | delivered ×naive | CPU ×C | CPU ×naive | loss at 80% | p50 / p99 / p99.9 µs at 50% | TCP conn/s | bulk Gbit/s |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n")
-	var skipped []string
-	for i := range res.Configs {
-		c := &res.Configs[i]
-		if c.Skipped != "" {
-			skipped = append(skipped, fmt.Sprintf("- **SKIPPED %s**: %s", c.Name, c.Skipped))
-			continue
-		}
-		if c.DropLog != nil && len(c.UDP) == 0 && c.Connect == nil && c.Bulk == nil {
-			continue
-		}
-		row := []string{fmt.Sprintf("**%s** — %s", c.Name, c.Description)}
-		if p := c.point("max"); p != nil {
-			var dc, dn, cc, cn string = "–", "–", "–", "–"
-			if cMax != nil {
-				dc, cc = ratio(p.DeliveredPPS, cMax.DeliveredPPS), ratio(p.HandlerCPUPerMpkt, cMax.HandlerCPUPerMpkt)
-			}
-			if nMax != nil {
-				dn, cn = ratio(p.DeliveredPPS, nMax.DeliveredPPS), ratio(p.HandlerCPUPerMpkt, nMax.HandlerCPUPerMpkt)
-			}
-			hcpu := "–"
-			if p.HandlerCPUPerMpkt > 0 {
-				hcpu = fmt.Sprintf("%.2f", p.HandlerCPUPerMpkt)
-			}
-			row = append(row, fmt.Sprintf("%.0f", p.OfferedPPS), fmt.Sprintf("%.0f", p.DeliveredPPS), fmt.Sprintf("%.3f", p.LossPct),
-				hcpu, fmt.Sprintf("%.2f", p.CPU1PerMpkt), dc, dn, cc, cn)
-		} else {
-			row = append(row, "–", "–", "–", "–", "–", "–", "–", "–", "–")
-		}
-		if p := c.point("80%"); p != nil {
-			row = append(row, fmt.Sprintf("%.3f%% of %.0f", p.LossPct, p.OfferedPPS))
-		} else {
-			row = append(row, "–")
-		}
-		if p := c.point("50%"); p != nil && p.Latency != nil {
-			l := p.Latency
-			row = append(row, fmt.Sprintf("%.0f / %.0f / %.0f (%d/%d)", l.P50us, l.P99us, l.P999us, l.Received, l.Sent))
-		} else {
-			row = append(row, "–")
-		}
-		if c.Connect != nil {
-			row = append(row, fmt.Sprintf("%.0f", c.Connect.PerSec))
-		} else {
-			row = append(row, "–")
-		}
-		if c.Bulk != nil {
-			row = append(row, fmt.Sprintf("%.2f (%d queued)", c.Bulk.Gbps, c.Bulk.Queued))
-		} else {
-			row = append(row, "–")
-		}
-		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
-	}
-	b.WriteString("\n")
-
-	var dl []*ConfigResult
-	for i := range res.Configs {
-		if res.Configs[i].DropLog != nil {
-			dl = append(dl, &res.Configs[i])
-		}
-	}
-	if len(dl) > 0 {
-		b.WriteString("### Drop log: every packet dropped and logged as JSON\n\n")
-		b.WriteString("| reader | offered pps | events written/s | written by +1 s | written by exit | reported by the reader | queue drops | unaccounted | reader CPU s |\n|---|---:|---:|---:|---:|---|---:|---:|---:|\n")
-		for _, c := range dl {
-			d := c.DropLog
-			rep := "none"
-			if len(d.Reported) > 0 {
-				var kv []string
-				for _, k := range []string{"received", "written", "shed", "limited", "lost", "overruns", "errors"} {
-					if v, ok := d.Reported[k]; ok {
-						kv = append(kv, fmt.Sprintf("%s=%d", k, v))
-					}
-				}
-				rep = strings.Join(kv, " ")
-			}
-			fmt.Fprintf(&b, "| **%s** | %.0f | %.0f | %d | %d | %s | %d | %d (%.1f%%) | %.2f |\n", c.Name, d.OfferedPPS, d.EventsPerSec, d.Written, d.WrittenAtExit, rep,
-				d.Queue.QueueDropped+d.Queue.UserDropped, d.Unaccounted, 100*float64(d.Unaccounted)/float64(max(d.Offered, 1)), d.HandlerCPUSec)
-		}
-		b.WriteString("\n")
-	}
-
+	skipped := writeMainTable(&b, res)
+	writeDropLogTable(&b, res)
 	if len(res.Bars) > 0 {
 		b.WriteString("### The bar (" + barConfig + " unless stated)\n\n| bar | target | measured | met |\n|---|---|---|---|\n")
 		for _, bar := range res.Bars {
@@ -206,15 +117,7 @@ func markdown(res *Results) string {
 		}
 		b.WriteString("\n")
 	}
-
-	b.WriteString("### Every UDP run\n\n| configuration | run | target pps | offered pps | skipped by the sender | delivered pps | loss % | queue full drops | netlink drops | sink drops | backlog drops (host) | handler CPU s/Mpkt | attempts |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, c := range res.Configs {
-		for _, p := range c.UDP {
-			fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %d | %.0f | %.3f | %d | %d | %d | %d | %.2f | %d |\n", c.Name, p.Label, num(p.TargetPPS), p.OfferedPPS, p.SenderSkipped, p.DeliveredPPS, p.LossPct,
-				p.Queue.QueueDropped, p.Queue.UserDropped, p.SinkDrops, p.BacklogDrops, p.HandlerCPUPerMpkt, max(p.Attempts, 1))
-		}
-	}
-	b.WriteString("\n")
+	writeUDPRunsTable(&b, res)
 	var errs []string
 	for _, c := range res.Configs {
 		for _, e := range c.Errors {
@@ -225,6 +128,123 @@ func markdown(res *Results) string {
 		b.WriteString(strings.Join(append(skipped, errs...), "\n") + "\n")
 	}
 	return b.String()
+}
+
+// writeMainTable writes one row per configuration that ran UDP or TCP,
+// against the C loop and the naive reader at maximum load, and returns the
+// notes on the configurations that were skipped.
+func writeMainTable(b *strings.Builder, res *Results) (skipped []string) {
+	var cMax, nMax *UDPPoint
+	if c := find(res, "cloop"); c != nil {
+		cMax = c.point("max")
+	}
+	if n := find(res, "naive"); n != nil {
+		nMax = n.point("max")
+	}
+	b.WriteString("### UDP at the maximum offered load, latency at 50% load, TCP\n\n")
+	b.WriteString("| configuration | offered pps | delivered pps | loss % | handler CPU s/Mpkt | firewall core s/Mpkt | delivered ×C | delivered ×naive | CPU ×C | CPU ×naive | loss at 80% | p50 / p99 / p99.9 µs at 50% | TCP conn/s | bulk Gbit/s |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n")
+	for i := range res.Configs {
+		c := &res.Configs[i]
+		if c.Skipped != "" {
+			skipped = append(skipped, fmt.Sprintf("- **SKIPPED %s**: %s", c.Name, c.Skipped))
+			continue
+		}
+		if c.DropLog != nil && len(c.UDP) == 0 && c.Connect == nil && c.Bulk == nil {
+			continue
+		}
+		b.WriteString("| " + strings.Join(mainRow(c, cMax, nMax), " | ") + " |\n")
+	}
+	b.WriteString("\n")
+	return skipped
+}
+
+// mainRow is the main table's row for c; cMax and nMax are the C loop's and
+// the naive reader's maximum-load points (nil: not run).
+func mainRow(c *ConfigResult, cMax, nMax *UDPPoint) []string {
+	row := []string{fmt.Sprintf("**%s** — %s", c.Name, c.Description)}
+	if p := c.point("max"); p != nil {
+		var dc, dn, cc, cn string = "–", "–", "–", "–"
+		if cMax != nil {
+			dc, cc = ratio(p.DeliveredPPS, cMax.DeliveredPPS), ratio(p.HandlerCPUPerMpkt, cMax.HandlerCPUPerMpkt)
+		}
+		if nMax != nil {
+			dn, cn = ratio(p.DeliveredPPS, nMax.DeliveredPPS), ratio(p.HandlerCPUPerMpkt, nMax.HandlerCPUPerMpkt)
+		}
+		hcpu := "–"
+		if p.HandlerCPUPerMpkt > 0 {
+			hcpu = fmt.Sprintf("%.2f", p.HandlerCPUPerMpkt)
+		}
+		row = append(row, fmt.Sprintf("%.0f", p.OfferedPPS), fmt.Sprintf("%.0f", p.DeliveredPPS), fmt.Sprintf("%.3f", p.LossPct),
+			hcpu, fmt.Sprintf("%.2f", p.CPU1PerMpkt), dc, dn, cc, cn)
+	} else {
+		row = append(row, "–", "–", "–", "–", "–", "–", "–", "–", "–")
+	}
+	if p := c.point("80%"); p != nil {
+		row = append(row, fmt.Sprintf("%.3f%% of %.0f", p.LossPct, p.OfferedPPS))
+	} else {
+		row = append(row, "–")
+	}
+	if p := c.point("50%"); p != nil && p.Latency != nil {
+		l := p.Latency
+		row = append(row, fmt.Sprintf("%.0f / %.0f / %.0f (%d/%d)", l.P50us, l.P99us, l.P999us, l.Received, l.Sent))
+	} else {
+		row = append(row, "–")
+	}
+	if c.Connect != nil {
+		row = append(row, fmt.Sprintf("%.0f", c.Connect.PerSec))
+	} else {
+		row = append(row, "–")
+	}
+	if c.Bulk != nil {
+		row = append(row, fmt.Sprintf("%.2f (%d queued)", c.Bulk.Gbps, c.Bulk.Queued))
+	} else {
+		row = append(row, "–")
+	}
+	return row
+}
+
+// writeDropLogTable writes the drop-log configurations' table, if any ran.
+func writeDropLogTable(b *strings.Builder, res *Results) {
+	var dl []*ConfigResult
+	for i := range res.Configs {
+		if res.Configs[i].DropLog != nil {
+			dl = append(dl, &res.Configs[i])
+		}
+	}
+	if len(dl) == 0 {
+		return
+	}
+	b.WriteString("### Drop log: every packet dropped and logged as JSON\n\n")
+	b.WriteString("| reader | offered pps | events written/s | written by +1 s | written by exit | reported by the reader | queue drops | unaccounted | reader CPU s |\n|---|---:|---:|---:|---:|---|---:|---:|---:|\n")
+	for _, c := range dl {
+		d := c.DropLog
+		rep := "none"
+		if len(d.Reported) > 0 {
+			var kv []string
+			for _, k := range []string{"received", "written", "shed", "limited", "lost", "overruns", "errors"} {
+				if v, ok := d.Reported[k]; ok {
+					kv = append(kv, fmt.Sprintf("%s=%d", k, v))
+				}
+			}
+			rep = strings.Join(kv, " ")
+		}
+		fmt.Fprintf(b, "| **%s** | %.0f | %.0f | %d | %d | %s | %d | %d (%.1f%%) | %.2f |\n", c.Name, d.OfferedPPS, d.EventsPerSec, d.Written, d.WrittenAtExit, rep,
+			d.Queue.QueueDropped+d.Queue.UserDropped, d.Unaccounted, 100*float64(d.Unaccounted)/float64(max(d.Offered, 1)), d.HandlerCPUSec)
+	}
+	b.WriteString("\n")
+}
+
+// writeUDPRunsTable writes every UDP run of every configuration.
+func writeUDPRunsTable(b *strings.Builder, res *Results) {
+	b.WriteString("### Every UDP run\n\n| configuration | run | target pps | offered pps | skipped by the sender | delivered pps | loss % | queue full drops | netlink drops | sink drops | backlog drops (host) | handler CPU s/Mpkt | attempts |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range res.Configs {
+		for _, p := range c.UDP {
+			fmt.Fprintf(b, "| %s | %s | %s | %.0f | %d | %.0f | %.3f | %d | %d | %d | %d | %.2f | %d |\n", c.Name, p.Label, num(p.TargetPPS), p.OfferedPPS, p.SenderSkipped, p.DeliveredPPS, p.LossPct,
+				p.Queue.QueueDropped, p.Queue.UserDropped, p.SinkDrops, p.BacklogDrops, p.HandlerCPUPerMpkt, max(p.Attempts, 1))
+		}
+	}
+	b.WriteString("\n")
 }
 
 // chart draws delivered pps against offered pps, one line per
