@@ -61,21 +61,10 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 	for _, f := range fields {
 		val[f.name] = f.val
 	}
-	fam := famBoth
 	// First the fields others depend on.
-	if v, ok := val["family"]; ok {
-		s, err := l.scalar(v, "family")
-		if err != nil {
-			return l.firstOf(append(errs, err))
-		}
-		switch s {
-		case "ipv4":
-			m.Family, fam = packet.IPv4, fam4
-		case "ipv6":
-			m.Family, fam = packet.IPv6, fam6
-		default:
-			return l.firstOf(append(errs, l.errorf(v, "family must be ipv4 or ipv6, got %q%s", s, quotedDidYouMean(s, []string{"ipv4", "ipv6"}))))
-		}
+	fam, err := l.matchFamily(m, val["family"])
+	if err != nil {
+		return l.firstOf(append(errs, err))
 	}
 	if v, ok := val["proto"]; ok {
 		if err := l.protos(m, v, fam); err != nil {
@@ -83,48 +72,82 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 		}
 	}
 	for _, f := range fields {
-		var err *Error
-		switch f.name {
-		case "src":
-			err = l.addrMatch(&m.Src, f.val, "src", fam)
-		case "dst":
-			err = l.addrMatch(&m.Dst, f.val, "dst", fam)
-		case "sport":
-			err = l.portMatch(&m.Sport, f.val, "sport", m.Protos)
-		case "dport":
-			err = l.portMatch(&m.Dport, f.val, "dport", m.Protos)
-		case "iif":
-			m.Iif, err = l.ifaces(f.val, "iif")
-			if err == nil {
-				err = l.narrowHooks(r, f.val, hookNode, "iif", 1<<nf.HookInput|1<<nf.HookForward)
-			}
-		case "oif":
-			m.Oif, err = l.ifaces(f.val, "oif")
-			if err == nil {
-				err = l.narrowHooks(r, f.val, hookNode, "oif", 1<<nf.HookForward|1<<nf.HookOutput)
-			}
-		case "state":
-			err = l.states(m, f.val)
-		case "tcp_flags":
-			err = l.tcpFlags(m, f.val)
-		case "icmp_type":
-			err = l.icmpTypes(m, f.val, fam)
-		case "length":
-			m.Length, err = l.lengths(f.val)
-		case "dns_qname", "tls_sni", "http_host":
-			err = l.nameField(m, f)
-		case "payload":
-			m.Payload, err = l.payload(f.val)
-		case "uid", "gid", "cgroup":
-			err = l.ownerField(r, f, hookNode)
-		}
-		if err != nil {
+		if err := l.matchField(r, f, fam, hookNode); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		return l.firstOf(errs)
 	}
+	return l.matchAcross(m, val)
+}
+
+// matchFamily reads a match's family (v nil: none named, both families).
+func (l *loader) matchFamily(m *Match, v *yaml.Node) (uint8, *Error) {
+	if v == nil {
+		return famBoth, nil
+	}
+	s, err := l.scalar(v, "family")
+	if err != nil {
+		return famBoth, err
+	}
+	switch s {
+	case "ipv4":
+		m.Family = packet.IPv4
+		return fam4, nil
+	case "ipv6":
+		m.Family = packet.IPv6
+		return fam6, nil
+	}
+	return famBoth, l.errorf(v, "family must be ipv4 or ipv6, got %q%s", s, quotedDidYouMean(s, []string{"ipv4", "ipv6"}))
+}
+
+// matchField reads one field of r's match other than family and proto,
+// which fam and r.Match.Protos already hold.
+func (l *loader) matchField(r *Rule, f field, fam uint8, hookNode *yaml.Node) *Error {
+	m := &r.Match
+	var err *Error
+	switch f.name {
+	case "src":
+		err = l.addrMatch(&m.Src, f.val, "src", fam)
+	case "dst":
+		err = l.addrMatch(&m.Dst, f.val, "dst", fam)
+	case "sport":
+		err = l.portMatch(&m.Sport, f.val, "sport", m.Protos)
+	case "dport":
+		err = l.portMatch(&m.Dport, f.val, "dport", m.Protos)
+	case "iif":
+		m.Iif, err = l.ifaces(f.val, "iif")
+		if err == nil {
+			err = l.narrowHooks(r, f.val, hookNode, "iif", 1<<nf.HookInput|1<<nf.HookForward)
+		}
+	case "oif":
+		m.Oif, err = l.ifaces(f.val, "oif")
+		if err == nil {
+			err = l.narrowHooks(r, f.val, hookNode, "oif", 1<<nf.HookForward|1<<nf.HookOutput)
+		}
+	case "state":
+		err = l.states(m, f.val)
+	case "tcp_flags":
+		err = l.tcpFlags(m, f.val)
+	case "icmp_type":
+		err = l.icmpTypes(m, f.val, fam)
+	case "length":
+		m.Length, err = l.lengths(f.val)
+	case "dns_qname", "tls_sni", "http_host":
+		err = l.nameField(m, f)
+	case "payload":
+		m.Payload, err = l.payload(f.val)
+	case "uid", "gid", "cgroup":
+		err = l.ownerField(r, f, hookNode)
+	}
+	return err
+}
+
+// matchAcross rejects a match whose fields, each fine alone, cannot go
+// together: ports without a protocol that has them, or addresses and
+// protocols of families that never meet. val holds each field's node.
+func (l *loader) matchAcross(m *Match, val map[string]*yaml.Node) *Error {
 	for _, x := range []struct {
 		pm   *PortMatch
 		name string
