@@ -37,6 +37,19 @@ func yesNo(ok bool) string {
 // evaluateBars checks the measured numbers against the bar. A bar whose
 // configurations did not run is "n/a", never met by default.
 func evaluateBars(res *Results) []Bar {
+	bars := queueBars(res)
+	bars = append(bars, bulkBars(res)...)
+	return append(bars, dropLogBars(res)...)
+}
+
+// notMeasured is the bar name with target when a run it needs is missing.
+func notMeasured(name, target string) Bar {
+	return Bar{Name: name, Target: target, Measured: "not measured", Met: "n/a"}
+}
+
+// queueBars judges the UDP flood through the queue: loss, throughput and
+// CPU against the C loop, and latency against the kernel alone.
+func queueBars(res *Results) []Bar {
 	var bars []Bar
 	fw, c, k := find(res, barConfig), find(res, "cloop"), find(res, "kernel")
 	var fwMax, cMax, kHalf, fwHalf, fw80 *UDPPoint
@@ -49,15 +62,11 @@ func evaluateBars(res *Results) []Bar {
 	if k != nil {
 		kHalf = k.point("50%")
 	}
-	na := func(name, target string) Bar {
-		return Bar{Name: name, Target: target, Measured: "not measured", Met: "n/a"}
-	}
-
 	name, target := "loss at maximum offered load ("+barConfig+")", fmt.Sprintf("≤ %.1f%%", barMaxLossPct)
 	if fwMax != nil {
 		bars = append(bars, Bar{name, target, fmt.Sprintf("%.3f%% of %.0f pps offered", fwMax.LossPct, fwMax.OfferedPPS), yesNo(fwMax.LossPct <= barMaxLossPct)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 
 	name, target = "delivered pps at max vs the C loop", fmt.Sprintf("≥ %.1f×", barDeliveredVsC)
@@ -65,7 +74,7 @@ func evaluateBars(res *Results) []Bar {
 		r := fwMax.DeliveredPPS / cMax.DeliveredPPS
 		bars = append(bars, Bar{name, target, fmt.Sprintf("%.2f× (%.0f vs %.0f pps)", r, fwMax.DeliveredPPS, cMax.DeliveredPPS), yesNo(r >= barDeliveredVsC)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 
 	name, target = "handler CPU per packet at max vs the C loop", fmt.Sprintf("≤ %.1f×", barCPUVsC)
@@ -73,7 +82,7 @@ func evaluateBars(res *Results) []Bar {
 		r := fwMax.HandlerCPUPerMpkt / cMax.HandlerCPUPerMpkt
 		bars = append(bars, Bar{name, target, fmt.Sprintf("%.2f× (%.2f vs %.2f CPU s per Mpkt)", r, fwMax.HandlerCPUPerMpkt, cMax.HandlerCPUPerMpkt), yesNo(r <= barCPUVsC)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 
 	name, target = "loss at 80% of its own capacity", "0 packets"
@@ -81,7 +90,7 @@ func evaluateBars(res *Results) []Bar {
 		lost := int64(fw80.Sent) - int64(fw80.Received)
 		bars = append(bars, Bar{name, target, fmt.Sprintf("%d lost of %d (%.0f pps)", lost, fw80.Sent, fw80.OfferedPPS), yesNo(lost <= 0)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 
 	name, target = "p99 added latency at 50% load (vs kernel only at its 50%)", fmt.Sprintf("< %d µs", barP99AddedUs)
@@ -89,16 +98,24 @@ func evaluateBars(res *Results) []Bar {
 		added := fwHalf.Latency.P99us - kHalf.Latency.P99us
 		bars = append(bars, Bar{name, target, fmt.Sprintf("%.0f µs (p99 %.0f vs %.0f µs)", added, fwHalf.Latency.P99us, kHalf.Latency.P99us), yesNo(added < barP99AddedUs)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 
-	name, target = "offloaded TCP bulk stream vs kernel only", fmt.Sprintf("≥ %.1f×", barBulkVsKernel)
+	return bars
+}
+
+// bulkBars judges the TCP bulk stream, offloaded and inspected, against
+// the kernel alone.
+func bulkBars(res *Results) []Bar {
+	var bars []Bar
+	k := find(res, "kernel")
+	name, target := "offloaded TCP bulk stream vs kernel only", fmt.Sprintf("≥ %.1f×", barBulkVsKernel)
 	off := find(res, "fwagent-offload")
 	if off != nil && off.Bulk != nil && k != nil && k.Bulk != nil && k.Bulk.Gbps > 0 {
 		r := off.Bulk.Gbps / k.Bulk.Gbps
 		bars = append(bars, Bar{name, target, fmt.Sprintf("%.2f× (%.2f vs %.2f Gbit/s)", r, off.Bulk.Gbps, k.Bulk.Gbps), yesNo(r >= barBulkVsKernel)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 
 	for _, b := range []struct {
@@ -114,17 +131,24 @@ func evaluateBars(res *Results) []Bar {
 			r := c.Bulk.Gbps / k.Bulk.Gbps
 			bars = append(bars, Bar{b.what, target, fmt.Sprintf("%.2f× (%.2f vs %.2f Gbit/s, %d queued)", r, c.Bulk.Gbps, k.Bulk.Gbps, c.Bulk.Queued), yesNo(r >= b.min)})
 		} else {
-			bars = append(bars, na(b.what, target))
+			bars = append(bars, notMeasured(b.what, target))
 		}
 	}
 
+	return bars
+}
+
+// dropLogBars judges the drop-and-log flood: events written, against
+// ulogd2, and every lost event counted.
+func dropLogBars(res *Results) []Bar {
+	var bars []Bar
 	dl, ul := find(res, "droplog-fwagent"), find(res, "droplog-ulogd2")
-	name, target = "drop-and-log flood: offered events written", fmt.Sprintf("≥ %.0f%%", barDropLogWritten*100)
+	name, target := "drop-and-log flood: offered events written", fmt.Sprintf("≥ %.0f%%", barDropLogWritten*100)
 	if dl != nil && dl.DropLog != nil && dl.DropLog.Offered > 0 {
 		f := float64(dl.DropLog.Written) / float64(dl.DropLog.Offered)
 		bars = append(bars, Bar{name, target, fmt.Sprintf("%.1f%% (%d of %d; %d dropped by the full queue)", 100*f, dl.DropLog.Written, dl.DropLog.Offered, dl.DropLog.Queue.QueueDropped+dl.DropLog.Queue.UserDropped), yesNo(f >= barDropLogWritten)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 
 	name, target = "drop-log events written per second vs ulogd2", fmt.Sprintf("≥ %.1f×", barDropLogVsUlogd2)
@@ -132,7 +156,7 @@ func evaluateBars(res *Results) []Bar {
 		r := dl.DropLog.EventsPerSec / ul.DropLog.EventsPerSec
 		bars = append(bars, Bar{name, target, fmt.Sprintf("%.2f× (%.0f vs %.0f events/s)", r, dl.DropLog.EventsPerSec, ul.DropLog.EventsPerSec), yesNo(r >= barDropLogVsUlogd2)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 
 	name, target = "drop log counts every event it sheds", "unaccounted = 0"
@@ -145,7 +169,7 @@ func evaluateBars(res *Results) []Bar {
 		}
 		bars = append(bars, Bar{name, target, m, yesNo(hasShed && d.Unaccounted == 0)})
 	} else {
-		bars = append(bars, na(name, target))
+		bars = append(bars, notMeasured(name, target))
 	}
 	return bars
 }
