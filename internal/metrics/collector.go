@@ -157,110 +157,146 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 
 // Collect reads every source once.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	var answered uint64
-	if s := c.src.Pipeline; s != nil {
-		st := s.Stats()
-		answered = st.Total()
-		for h := range st.Packets {
-			for o := range st.Packets[h] {
-				counter(ch, descPackets, st.Packets[h][o], nf.Hook(h).String(), pipeline.Outcome(o).String())
-			}
-		}
-		counter(ch, descBytes, st.Bytes)
-		counter(ch, descDecodeErrors, st.DecodeErrors)
-		counter(ch, descLooped, st.Looped)
-		counter(ch, descCached, st.Cached)
-		q := s.QUICStats()
-		gauge(ch, descQUICFlows, float64(q.Flows))
-		gauge(ch, descQUICBytes, float64(q.Bytes))
-		counter(ch, descQUICRefused, q.Refused)
-		ss := s.StreamStats()
-		gauge(ch, descStreams, float64(ss.Streams))
-		gauge(ch, descStreamBytes, float64(ss.Bytes))
-		gauge(ch, descStreamLimit, float64(ss.Limit))
-		counter(ch, descStreamFull, ss.Full)
-		counter(ch, descStreamFailed, ss.Failed)
-		counter(ch, descStreamPending, ss.Pending)
-
-		pol := s.Policy()
-		byRule, defaults := pol.Hits()
-		var kernel map[string]uint64
-		if c.src.KernelHits != nil {
-			// A failed read leaves the kernel's share out of this scrape
-			// rather than failing it; the table health check reports why.
-			kernel, _ = c.src.KernelHits()
-		}
-		for i, n := range byRule {
-			name := pol.Program.RuleName(int32(i))
-			counter(ch, descRuleHits, n+kernel[name], name)
-		}
-		counter(ch, descDefaultHits, defaults+kernel["default"])
-		gauge(ch, descGeneration, float64(pol.Gen))
-		gauge(ch, descRules, float64(pol.Program.NumRules()))
-
-		l := s.Latency()
-		buckets := make(map[float64]uint64, len(l.Bounds))
-		var cum uint64
-		for i, b := range l.Bounds {
-			cum += l.Counts[i]
-			buckets[b.Seconds()] = cum
-		}
-		ch <- prometheus.MustNewConstHistogram(descLatency, l.Count(), l.Sum.Seconds(), buckets)
-	}
-	if e := c.src.Engine; e != nil {
-		st, b := e.Stats(), e.BatchStats()
-		gauge(ch, descQueues, float64(len(c.src.Queues)))
-		gauge(ch, descReaders, float64(st.ReadersLive))
-		counter(ch, descENOBUFS, st.ENOBUFS)
-		counter(ch, descSendErrors, st.SendErrors)
-		counter(ch, descReadErrors, st.ReadErrors)
-		counter(ch, descReads, b.Reads)
-		counter(ch, descTruncated, b.Truncated)
-		counter(ch, descKernelErrors, b.KernelErrors)
-		counter(ch, descSockEnded, st.SocketsEnded)
-		counter(ch, descSockEndFail, st.SocketEndFailed)
-		counter(ch, descGSO, b.GSO)
-		counter(ch, descCsumPartial, b.CsumPartial)
-		counter(ch, descRequeued, b.Requeued)
-		gauge(ch, descCopyRange, float64(e.CopyRange()))
-	}
+	answered := c.collectPipeline(ch)
+	c.collectEngine(ch)
 	if len(c.src.Queues) > 0 {
 		c.collectKernelQueues(ch, answered)
 	}
-	if f := c.src.Flows; f != nil {
-		st := f.Stats()
-		gauge(ch, descFlows, float64(st.Flows))
-		counter(ch, descFlowIns, st.Inserts)
-		counter(ch, descFlowEvict, st.Evictions)
-		counter(ch, descFlowExp, st.Expired)
-		counter(ch, descFlowInv, st.Invalid)
+	c.collectFlows(ch)
+	c.collectDropLog(ch)
+	c.collectReloads(ch)
+}
+
+// collectPipeline reports the packet path: packets, L7 state, rule hits
+// (with the compiled kernel rules' share) and latency. It returns the
+// packets answered, for the kernel queue counters.
+func (c *Collector) collectPipeline(ch chan<- prometheus.Metric) (answered uint64) {
+	s := c.src.Pipeline
+	if s == nil {
+		return 0
 	}
-	if d := c.src.DropLog; d != nil {
-		st := d.Stats()
-		counter(ch, descLogReceived, st.Received)
-		counter(ch, descLogWritten, st.Written)
-		counter(ch, descLogShed, st.Shed)
-		counter(ch, descLogLimited, st.RateLimited)
-		counter(ch, descLogErrors, st.Errors)
-		counter(ch, descLogLost, st.Lost)
-		counter(ch, descLogOverruns, st.Overruns)
-	}
-	if r := c.src.Reloads; r != nil {
-		st := r.Stats()
-		counter(ch, descReloads, st.OK, "ok")
-		counter(ch, descReloads, st.Failed, "error")
-		var ts float64
-		if !st.Last.IsZero() {
-			ts = float64(st.Last.UnixNano()) / 1e9
+	st := s.Stats()
+	for h := range st.Packets {
+		for o := range st.Packets[h] {
+			counter(ch, descPackets, st.Packets[h][o], nf.Hook(h).String(), pipeline.Outcome(o).String())
 		}
-		gauge(ch, descReloadTime, ts)
-		ok := 1.0
-		if st.LastErr != nil {
-			ok = 0
-			gauge(ch, descReloadErr, 1, st.LastErr.Error())
-		}
-		gauge(ch, descReloadOK, ok)
 	}
+	counter(ch, descBytes, st.Bytes)
+	counter(ch, descDecodeErrors, st.DecodeErrors)
+	counter(ch, descLooped, st.Looped)
+	counter(ch, descCached, st.Cached)
+	q := s.QUICStats()
+	gauge(ch, descQUICFlows, float64(q.Flows))
+	gauge(ch, descQUICBytes, float64(q.Bytes))
+	counter(ch, descQUICRefused, q.Refused)
+	ss := s.StreamStats()
+	gauge(ch, descStreams, float64(ss.Streams))
+	gauge(ch, descStreamBytes, float64(ss.Bytes))
+	gauge(ch, descStreamLimit, float64(ss.Limit))
+	counter(ch, descStreamFull, ss.Full)
+	counter(ch, descStreamFailed, ss.Failed)
+	counter(ch, descStreamPending, ss.Pending)
+
+	pol := s.Policy()
+	byRule, defaults := pol.Hits()
+	var kernel map[string]uint64
+	if c.src.KernelHits != nil {
+		// A failed read leaves the kernel's share out of this scrape
+		// rather than failing it; the table health check reports why.
+		kernel, _ = c.src.KernelHits()
+	}
+	for i, n := range byRule {
+		name := pol.Program.RuleName(int32(i))
+		counter(ch, descRuleHits, n+kernel[name], name)
+	}
+	counter(ch, descDefaultHits, defaults+kernel["default"])
+	gauge(ch, descGeneration, float64(pol.Gen))
+	gauge(ch, descRules, float64(pol.Program.NumRules()))
+
+	l := s.Latency()
+	buckets := make(map[float64]uint64, len(l.Bounds))
+	var cum uint64
+	for i, b := range l.Bounds {
+		cum += l.Counts[i]
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(descLatency, l.Count(), l.Sum.Seconds(), buckets)
+	return st.Total()
+}
+
+// collectEngine reports the queue readers and what they read.
+func (c *Collector) collectEngine(ch chan<- prometheus.Metric) {
+	e := c.src.Engine
+	if e == nil {
+		return
+	}
+	st, b := e.Stats(), e.BatchStats()
+	gauge(ch, descQueues, float64(len(c.src.Queues)))
+	gauge(ch, descReaders, float64(st.ReadersLive))
+	counter(ch, descENOBUFS, st.ENOBUFS)
+	counter(ch, descSendErrors, st.SendErrors)
+	counter(ch, descReadErrors, st.ReadErrors)
+	counter(ch, descReads, b.Reads)
+	counter(ch, descTruncated, b.Truncated)
+	counter(ch, descKernelErrors, b.KernelErrors)
+	counter(ch, descSockEnded, st.SocketsEnded)
+	counter(ch, descSockEndFail, st.SocketEndFailed)
+	counter(ch, descGSO, b.GSO)
+	counter(ch, descCsumPartial, b.CsumPartial)
+	counter(ch, descRequeued, b.Requeued)
+	gauge(ch, descCopyRange, float64(e.CopyRange()))
+}
+
+// collectFlows reports the flow table.
+func (c *Collector) collectFlows(ch chan<- prometheus.Metric) {
+	f := c.src.Flows
+	if f == nil {
+		return
+	}
+	st := f.Stats()
+	gauge(ch, descFlows, float64(st.Flows))
+	counter(ch, descFlowIns, st.Inserts)
+	counter(ch, descFlowEvict, st.Evictions)
+	counter(ch, descFlowExp, st.Expired)
+	counter(ch, descFlowInv, st.Invalid)
+}
+
+// collectDropLog reports the drop log.
+func (c *Collector) collectDropLog(ch chan<- prometheus.Metric) {
+	d := c.src.DropLog
+	if d == nil {
+		return
+	}
+	st := d.Stats()
+	counter(ch, descLogReceived, st.Received)
+	counter(ch, descLogWritten, st.Written)
+	counter(ch, descLogShed, st.Shed)
+	counter(ch, descLogLimited, st.RateLimited)
+	counter(ch, descLogErrors, st.Errors)
+	counter(ch, descLogLost, st.Lost)
+	counter(ch, descLogOverruns, st.Overruns)
+}
+
+// collectReloads reports the policy reloads and how the last one went.
+func (c *Collector) collectReloads(ch chan<- prometheus.Metric) {
+	r := c.src.Reloads
+	if r == nil {
+		return
+	}
+	st := r.Stats()
+	counter(ch, descReloads, st.OK, "ok")
+	counter(ch, descReloads, st.Failed, "error")
+	var ts float64
+	if !st.Last.IsZero() {
+		ts = float64(st.Last.UnixNano()) / 1e9
+	}
+	gauge(ch, descReloadTime, ts)
+	ok := 1.0
+	if st.LastErr != nil {
+		ok = 0
+		gauge(ch, descReloadErr, 1, st.LastErr.Error())
+	}
+	gauge(ch, descReloadOK, ok)
 }
 
 // collectKernelQueues reports the kernel's counters for our queues. A queue
