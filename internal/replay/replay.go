@@ -154,35 +154,11 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 		return sum, err
 	}
 	shared := pipeline.NewShared(&pipeline.Policy{Program: prog, Gen: 1}, marks, conntrack.New(conntrack.Config{}))
-	w := shared.NewWorker()
-	var reasm *Reassembler
+	rn := &runState{o: o, each: each, w: shared.NewWorker(), dec: packet.NewDecoder(), sum: &sum}
 	if !o.NoReassembly {
-		reasm = NewReassembler()
+		rn.reasm = NewReassembler()
 	}
-	var (
-		t0, last int64
-		started  bool
-		hdr      packet.Packet
-		dec      = packet.NewDecoder()
-		ipFrames int
-	)
-	decide := func(data []byte, n int, ts int64, dir capture.Direction, cut bool, frags []int, alone bool) error {
-		src, dst := netip.Addr{}, netip.Addr{}
-		if dec.DecodeHeaders(data, &hdr) == nil {
-			src, dst = hdr.Src, hdr.Dst
-		}
-		hook := o.HookFor(dir, src, dst)
-		res := w.Process(data, pipeline.Meta{Hook: hook, InIf: o.InIf, OutIf: o.OutIf, Now: ts - t0 + 1, Cut: cut})
-		sum.Decided++
-		if cut && res.DecodeErr == nil {
-			sum.Cut++
-		}
-		if alone {
-			sum.Unreassembled++
-		}
-		return each(&Packet{N: n, Hook: hook, Result: res, Pkt: w.Packet(), Size: len(data), Cut: cut && res.DecodeErr == nil,
-			Fragments: len(frags), FragmentFrames: frags, Unreassembled: alone})
-	}
+	ipFrames := 0
 	for {
 		fr, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -192,47 +168,13 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 			return sum, fmt.Errorf("replay: %w", err)
 		}
 		ipFrames++
-		// Limits and flow timeouts run on the capture's clock, counted from
-		// its first packet. A packet without a timestamp (pcapng simple
-		// packet block) arrives with the one before it. Whether t0 is set is
-		// its own flag: a capture may start at the Unix epoch (the drop-log
-		// pcap sink writes unknown times as 0).
-		ts := last
-		if !fr.Timestamp.IsZero() {
-			ts = fr.Timestamp.UnixNano()
-		}
-		if !started {
-			t0, started = ts, true
-		}
-		last = ts
-		n := fr.Index + 1
-		// A cut fragment cannot be put together; it is decided alone.
-		if reasm != nil && !fr.Truncated && !shortOfIPLength(fr.Data) {
-			whole, frags, consumed := reasm.Add(fr.Data, n, ts)
-			for _, ex := range reasm.Expired() {
-				if err := decide(ex.Data, ex.N, ts, fr.Direction, false, nil, true); err != nil {
-					return sum, err
-				}
-			}
-			if consumed {
-				if whole == nil {
-					continue
-				}
-				sum.Reassembled++
-				sum.Fragments += len(frags)
-				if err := decide(whole, n, ts, fr.Direction, false, frags, false); err != nil {
-					return sum, err
-				}
-				continue
-			}
-		}
-		if err := decide(fr.Data, n, ts, fr.Direction, fr.Truncated || shortOfIPLength(fr.Data), nil, false); err != nil {
+		if err := rn.frame(&fr); err != nil {
 			return sum, err
 		}
 	}
-	if reasm != nil {
-		for _, ex := range reasm.Flush() {
-			if err := decide(ex.Data, ex.N, last, capture.DirUnknown, false, nil, true); err != nil {
+	if rn.reasm != nil {
+		for _, ex := range rn.reasm.Flush() {
+			if err := rn.decide(ex.Data, ex.N, rn.last, capture.DirUnknown, false, nil, true); err != nil {
 				return sum, err
 			}
 		}
@@ -242,6 +184,77 @@ func Run(prog *policies.Program, r io.Reader, o Options, each func(*Packet) erro
 		sum.Skipped[k] += v
 	}
 	return sum, nil
+}
+
+// runState is one Run's state between frames.
+type runState struct {
+	o     Options
+	each  func(*Packet) error
+	w     *pipeline.Worker
+	dec   *packet.Decoder
+	hdr   packet.Packet
+	reasm *Reassembler // nil with Options.NoReassembly
+	sum   *Summary
+	// t0 is the capture's first timestamp, once started; last the latest.
+	t0, last int64
+	started  bool
+}
+
+// frame decides one IP frame of the capture, or adds it to a datagram
+// being reassembled (deciding the datagram when it completes).
+func (rn *runState) frame(fr *capture.Frame) error {
+	// Limits and flow timeouts run on the capture's clock, counted from
+	// its first packet. A packet without a timestamp (pcapng simple
+	// packet block) arrives with the one before it. Whether t0 is set is
+	// its own flag: a capture may start at the Unix epoch (the drop-log
+	// pcap sink writes unknown times as 0).
+	ts := rn.last
+	if !fr.Timestamp.IsZero() {
+		ts = fr.Timestamp.UnixNano()
+	}
+	if !rn.started {
+		rn.t0, rn.started = ts, true
+	}
+	rn.last = ts
+	n := fr.Index + 1
+	// A cut fragment cannot be put together; it is decided alone.
+	if rn.reasm != nil && !fr.Truncated && !shortOfIPLength(fr.Data) {
+		whole, frags, consumed := rn.reasm.Add(fr.Data, n, ts)
+		for _, ex := range rn.reasm.Expired() {
+			if err := rn.decide(ex.Data, ex.N, ts, fr.Direction, false, nil, true); err != nil {
+				return err
+			}
+		}
+		if consumed {
+			if whole == nil {
+				return nil
+			}
+			rn.sum.Reassembled++
+			rn.sum.Fragments += len(frags)
+			return rn.decide(whole, n, ts, fr.Direction, false, frags, false)
+		}
+	}
+	return rn.decide(fr.Data, n, ts, fr.Direction, fr.Truncated || shortOfIPLength(fr.Data), nil, false)
+}
+
+// decide runs one packet (frame n, or a datagram reassembled from frags,
+// or a fragment decided alone) through the pipeline and hands it to each.
+func (rn *runState) decide(data []byte, n int, ts int64, dir capture.Direction, cut bool, frags []int, alone bool) error {
+	src, dst := netip.Addr{}, netip.Addr{}
+	if rn.dec.DecodeHeaders(data, &rn.hdr) == nil {
+		src, dst = rn.hdr.Src, rn.hdr.Dst
+	}
+	hook := rn.o.HookFor(dir, src, dst)
+	res := rn.w.Process(data, pipeline.Meta{Hook: hook, InIf: rn.o.InIf, OutIf: rn.o.OutIf, Now: ts - rn.t0 + 1, Cut: cut})
+	rn.sum.Decided++
+	if cut && res.DecodeErr == nil {
+		rn.sum.Cut++
+	}
+	if alone {
+		rn.sum.Unreassembled++
+	}
+	return rn.each(&Packet{N: n, Hook: hook, Result: res, Pkt: rn.w.Packet(), Size: len(data), Cut: cut && res.DecodeErr == nil,
+		Fragments: len(frags), FragmentFrames: frags, Unreassembled: alone})
 }
 
 // shortOfIPLength reports a packet shorter than its IP header says. The
