@@ -113,48 +113,21 @@ func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {
 		}
 	}()
 
-	var matchNode, actionNode, markNode, offloadNode, hookNode *yaml.Node
+	var nodes ruleNodes
 	for _, f := range fields {
-		var e *Error
-		switch f.name {
-		case "hook":
-			hookNode = f.key
-			r.Hooks, e = l.hooks(f.val)
-		case "match":
-			if !isNull(f.val) { // "match:" with nothing matches everything
-				matchNode = f.val
-			}
-		case "action":
-			actionNode = f.val
-			r.Action, e = l.action(f.val, "action", true)
-		case "log":
-			e = l.ruleLog(r, f.val)
-		case "limit":
-			r.Limit, e = l.limit(f.val)
-		case "mark":
-			markNode = f.val
-			v, ie := l.integer(f.val, "mark", 0, math.MaxUint32)
-			r.HasMark, r.Mark, e = true, uint32(v), ie
-		case "offload":
-			offloadNode = f.val
-			b, be := l.boolean(f.val, "offload")
-			r.Offload, e = &b, be
-		case "audit":
-			r.Audit, e = l.boolean(f.val, "audit")
-		}
-		if e != nil {
+		if e := l.ruleField(r, f, &nodes); e != nil {
 			errs = append(errs, e)
 		}
 	}
 	// A misspelt key is most likely the missing action: say only the one.
-	if actionNode == nil && !badKeys {
+	if nodes.action == nil && !badKeys {
 		errs = append(errs, l.errorf(n, "rule %q has no action (accept, drop or reject)", name))
 	}
 	// The match is read even when other fields failed: its errors are
 	// independent of theirs (hook narrowing aside, which reads r.Hooks as
 	// far as it was understood).
-	if matchNode != nil {
-		if e := l.match(r, matchNode, hookNode); e != nil {
+	if nodes.match != nil {
+		if e := l.match(r, nodes.match, nodes.hook); e != nil {
 			errs = append(errs, e)
 		}
 	}
@@ -162,18 +135,69 @@ func (l *loader) rule(n *yaml.Node) (r *Rule, err *Error) {
 		return nil, l.firstOf(errs)
 	}
 	// Checks across fields, only once each field is known good.
-	if markNode != nil && r.Action != ActionAccept {
-		return nil, l.errorf(markNode, "rule %q: mark needs action accept, the rule says %s", name, r.Action)
-	}
-	if offloadNode != nil && *r.Offload && r.Action != ActionAccept {
-		return nil, l.errorf(offloadNode, "rule %q: offload needs action accept, the rule says %s", name, r.Action)
-	}
-	if offloadNode != nil && *r.Offload {
-		if why := r.perPacketReason(); why != "" {
-			return nil, l.errorf(offloadNode, "rule %q cannot offload: it matches %s, which changes inside a flow", name, why)
-		}
+	if err := l.ruleAcross(r, &nodes); err != nil {
+		return nil, err
 	}
 	return r, nil
+}
+
+// ruleNodes are the nodes of a rule's fields that later steps read or
+// point errors at (nil: the rule does not have the field).
+type ruleNodes struct {
+	match, action, mark, offload *yaml.Node
+	// hook is the hook key, where narrowing the hooks is reported.
+	hook *yaml.Node
+}
+
+// ruleField reads one field of rule r other than its name (the match is
+// only noted in nodes, and read once the hooks are known).
+func (l *loader) ruleField(r *Rule, f field, nodes *ruleNodes) *Error {
+	var e *Error
+	switch f.name {
+	case "hook":
+		nodes.hook = f.key
+		r.Hooks, e = l.hooks(f.val)
+	case "match":
+		if !isNull(f.val) { // "match:" with nothing matches everything
+			nodes.match = f.val
+		}
+	case "action":
+		nodes.action = f.val
+		r.Action, e = l.action(f.val, "action", true)
+	case "log":
+		e = l.ruleLog(r, f.val)
+	case "limit":
+		r.Limit, e = l.limit(f.val)
+	case "mark":
+		nodes.mark = f.val
+		v, ie := l.integer(f.val, "mark", 0, math.MaxUint32)
+		r.HasMark, r.Mark, e = true, uint32(v), ie
+	case "offload":
+		nodes.offload = f.val
+		b, be := l.boolean(f.val, "offload")
+		r.Offload, e = &b, be
+	case "audit":
+		r.Audit, e = l.boolean(f.val, "audit")
+	}
+	return e
+}
+
+// ruleAcross rejects a rule whose fields, each fine alone, cannot go
+// together: a mark or an offload on a rule that does not accept, or an
+// offload on a rule whose match changes inside a flow.
+func (l *loader) ruleAcross(r *Rule, nodes *ruleNodes) *Error {
+	if nodes.mark != nil && r.Action != ActionAccept {
+		return l.errorf(nodes.mark, "rule %q: mark needs action accept, the rule says %s", r.Name, r.Action)
+	}
+	if nodes.offload != nil && *r.Offload && r.Action != ActionAccept {
+		return l.errorf(nodes.offload, "rule %q: offload needs action accept, the rule says %s", r.Name, r.Action)
+	}
+	if nodes.offload != nil && *r.Offload {
+		if why := r.perPacketReason(); why != "" {
+			return l.errorf(nodes.offload, "rule %q cannot offload: it matches %s, which changes inside a flow", r.Name, why)
+		}
+	}
+	return nil
 }
 
 func (l *loader) ruleName(n *yaml.Node) (string, *Error) {
