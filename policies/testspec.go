@@ -142,7 +142,8 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	return nil
 }
 
-// testPacketField reads one field of a test packet into tp.
+// testPacketField reads one field of a test packet into tp: here those
+// that say where it goes, testPacketContent the rest.
 func (l *loader) testPacketField(tp *TestPacket, seen *testPacketSeen, f field) *Error {
 	v := f.val
 	switch f.name {
@@ -214,6 +215,17 @@ func (l *loader) testPacketField(tp *TestPacket, seen *testPacketSeen, f field) 
 		} else {
 			tp.Oif = s
 		}
+	default:
+		return l.testPacketContent(tp, seen, f)
+	}
+	return nil
+}
+
+// testPacketContent reads a field of a test packet that says what it
+// carries or the state of its flow, rather than where it goes.
+func (l *loader) testPacketContent(tp *TestPacket, seen *testPacketSeen, f field) *Error {
+	v := f.val
+	switch f.name {
 	case "state":
 		s, err := l.scalar(v, "state")
 		if err != nil {
