@@ -610,20 +610,9 @@ func (l *loader) needProtos(m *Match, n *yaml.Node, field string, allowed []uint
 }
 
 func (l *loader) icmpTypes(m *Match, n *yaml.Node, fam uint8) *Error {
-	v4ok, v6ok := fam&fam4 != 0, fam&fam6 != 0
-	if len(m.Protos) > 0 {
-		has4, has6 := false, false
-		for _, p := range m.Protos {
-			switch p {
-			case packet.ProtoICMP:
-				has4 = true
-			case packet.ProtoICMPv6:
-				has6 = true
-			default:
-				return l.errorf(n, "icmp_type needs proto icmp or icmpv6, but the rule has proto %s: the rule can never match", protoName(p))
-			}
-		}
-		v4ok, v6ok = v4ok && has4, v6ok && has6
+	v4ok, v6ok, err := l.icmpVersions(m, n, fam)
+	if err != nil {
+		return err
 	}
 	items, err := l.list(n, "icmp_type")
 	if err != nil {
@@ -657,17 +646,7 @@ func (l *loader) icmpTypes(m *Match, n *yaml.Node, fam uint8) *Error {
 			any6, found = true, true
 		}
 		if !found {
-			var cands []string
-			what := "ICMP or ICMPv6"
-			switch {
-			case v4ok && !v6ok:
-				cands, what = keys(icmp4Names), "ICMP"
-			case v6ok && !v4ok:
-				cands, what = keys(icmp6Names), "ICMPv6"
-			default:
-				cands = icmpNames()
-			}
-			return l.errorf(it, "unknown %s type %q%s", what, s, quotedDidYouMean(s, cands))
+			return l.unknownICMPType(it, s, v4ok, v6ok)
 		}
 	}
 	m.HasICMPType = true
@@ -677,6 +656,50 @@ func (l *loader) icmpTypes(m *Match, n *yaml.Node, fam uint8) *Error {
 	if any6 {
 		m.ICMP6Types = &t6
 	}
+	return l.icmpProtos(m, n, any4, any6)
+}
+
+// icmpVersions reports which ICMP versions an icmp_type match can apply
+// to: those of the family, narrowed to the rule's protos if it has any
+// (which must all be ICMP).
+func (l *loader) icmpVersions(m *Match, n *yaml.Node, fam uint8) (v4ok, v6ok bool, err *Error) {
+	v4ok, v6ok = fam&fam4 != 0, fam&fam6 != 0
+	if len(m.Protos) == 0 {
+		return v4ok, v6ok, nil
+	}
+	has4, has6 := false, false
+	for _, p := range m.Protos {
+		switch p {
+		case packet.ProtoICMP:
+			has4 = true
+		case packet.ProtoICMPv6:
+			has6 = true
+		default:
+			return false, false, l.errorf(n, "icmp_type needs proto icmp or icmpv6, but the rule has proto %s: the rule can never match", protoName(p))
+		}
+	}
+	return v4ok && has4, v6ok && has6, nil
+}
+
+// unknownICMPType is the error for type name s, suggesting names of the
+// ICMP versions the match can apply to.
+func (l *loader) unknownICMPType(it *yaml.Node, s string, v4ok, v6ok bool) *Error {
+	var cands []string
+	what := "ICMP or ICMPv6"
+	switch {
+	case v4ok && !v6ok:
+		cands, what = keys(icmp4Names), "ICMP"
+	case v6ok && !v4ok:
+		cands, what = keys(icmp6Names), "ICMPv6"
+	default:
+		cands = icmpNames()
+	}
+	return l.errorf(it, "unknown %s type %q%s", what, s, quotedDidYouMean(s, cands))
+}
+
+// icmpProtos sets the rule's protos from the ICMP versions its types apply
+// to (any4, any6): implied when it named none, else narrowed to those.
+func (l *loader) icmpProtos(m *Match, n *yaml.Node, any4, any6 bool) *Error {
 	if len(m.Protos) == 0 {
 		if any4 {
 			m.Protos = append(m.Protos, packet.ProtoICMP)
