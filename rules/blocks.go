@@ -132,17 +132,17 @@ type guarded struct {
 func (p *Plan) layout(h nf.Hook, q queueStmt, mainName string) chainLayout {
 	var out chainLayout
 	rs := p.chains[h]
-	var head []rule
 	if p.stateless {
-		head, rs = p.guardHead(rs, q, mainName, &out)
+		return p.splitLayout(rs, q, mainName)
 	}
-	out.main = append(head, p.layoutRules(rs, q, mainName, &out)...)
+	out.main = p.layoutRules(rs, q, mainName, &out, true)
 	return out
 }
 
 // layoutRules lays out rs (ending in the default's rules) into out's
-// chains and returns the rules of the main chain.
-func (p *Plan) layoutRules(rs []planRule, q queueStmt, mainName string, out *chainLayout) []rule {
+// chains and returns the rules of the main chain; split allows one tree per
+// protocol.
+func (p *Plan) layoutRules(rs []planRule, q queueStmt, mainName string, out *chainLayout, split bool) []rule {
 	n := len(rs)
 	// The default's rules stay at the end of the main chain.
 	tail := n
@@ -164,8 +164,8 @@ func (p *Plan) layoutRules(rs []planRule, q queueStmt, mainName string, out *cha
 		}
 		out.blocks = out.blocks[:kept]
 	}
-	protos, split := protoSplit(rs[:tail])
-	if !split || tail <= size {
+	protos, some := protoSplit(rs[:tail])
+	if !split || !some || tail <= size {
 		return append(p.tree(rs[:tail], q, mainName, out), defaults...)
 	}
 	var main []rule

@@ -392,7 +392,7 @@ type vmapElem struct {
 // vmapStmt is `FIELD vmap { lo-hi : jump chain, ... }`, an interval map,
 // or with exact `FIELD vmap { key : jump chain, ... }` (lo == hi).
 type vmapStmt struct {
-	load     expr.Any
+	load     []expr.Any
 	loadText string
 	kt       nftables.SetDatatype
 	exact    bool
@@ -406,7 +406,7 @@ func fieldVmap(f payloadField, kt nftables.SetDatatype) vmapStmt {
 	if _, ok := addrKeyType(f); ok {
 		show = showAddr
 	}
-	return vmapStmt{load: f.load(), loadText: f.name, kt: kt, show: show}
+	return vmapStmt{load: []expr.Any{f.load()}, loadText: f.name, kt: kt, show: show}
 }
 
 func (s vmapStmt) lookup(set *nftables.Set) []expr.Any {
@@ -414,7 +414,7 @@ func (s vmapStmt) lookup(set *nftables.Set) []expr.Any {
 	if set != nil {
 		l.SetName, l.SetID = set.Name, set.ID
 	}
-	return []expr.Any{s.load, l}
+	return append(append([]expr.Any(nil), s.load...), l)
 }
 
 func (s vmapStmt) exprs() []expr.Any { return s.lookup(nil) }

@@ -38,9 +38,9 @@ import (
 // packet carrying the agent's answer to the chain that carries it out.
 const RuleVerdicts = "verdicts"
 
-// RuleMalformed is the rule at the top of a stateless table's policy chain
-// that sends each protocol's packets to the guards of that protocol.
-const RuleMalformed = "malformed"
+// RuleFamilyProto is the rule at the top of a stateless table's policy
+// chain that sends a packet to the chain of its family and protocol.
+const RuleFamilyProto = "family-proto"
 
 // statelessRules reports whether the rules can run without conntrack.
 func statelessRules(src []policies.Rule, why []string, owner []bool) bool {
@@ -167,42 +167,127 @@ func (s nibbleRange) exprs() []expr.Any {
 
 func (s nibbleRange) text() string { return s.show }
 
-// guardHead takes the guards off the top of a stateless table's rules rs
-// and returns the rules that stand for them at the top of the main chain:
-// one lookup by protocol into a chain of that protocol's guards (adding
-// those chains to out), after the guards that test no protocol. A packet
-// then meets two or three guards, not all of them.
-func (p *Plan) guardHead(rs []planRule, q queueStmt, mainName string, out *chainLayout) ([]rule, []planRule) {
-	var head []rule
-	byProto := map[uint8]*blockChain{}
-	var order []uint8
-	for len(rs) > 0 && rs[0].comment == commentQueue+guardMalformed {
-		r := rs[0]
-		rs = rs[1:]
-		pr, ok := r.match[0].(l4proto)
-		if !ok {
-			head = append(head, r.rule(q))
-			continue
+// splitLayout lays out a stateless table's hook: one lookup by family and
+// protocol into a chain of that pair's guards and of the rules a packet of
+// that family and protocol can match, in policy order, ending in the
+// default. A packet so meets only its own protocol's guards and rules, and
+// the index or blocks below hold fewer rules. Packets of other protocols go
+// on through the family guards and the rules that name no protocol.
+func (p *Plan) splitLayout(rs []planRule, q queueStmt, mainName string) chainLayout {
+	var out chainLayout
+	tail := len(rs)
+	for tail > 0 && rs[tail-1].comment == commentDefault {
+		tail--
+	}
+	defaults := rs[tail:]
+	body := rs[:tail]
+	for len(body) > 0 && body[0].comment == commentQueue+guardMalformed {
+		body = body[1:]
+	}
+	kt, err := nftables.ConcatSetType(nftables.TypeNFProto, nftables.TypeInetProto)
+	if err != nil {
+		panic(err) // two fixed types: cannot fail
+	}
+	vm := vmapStmt{load: famProtoLoad(), loadText: "meta nfproto . meta l4proto", kt: kt, exact: true, show: showFamProto}
+	for _, fam := range []uint8{unix.NFPROTO_IPV4, unix.NFPROTO_IPV6} {
+		for _, pr := range keyProtos(body) {
+			if pr == unix.IPPROTO_ICMP && fam == unix.NFPROTO_IPV6 || pr == unix.IPPROTO_ICMPV6 && fam == unix.NFPROTO_IPV4 {
+				continue
+			}
+			sub := p.pairGuards(fam, pr)
+			for _, r := range body {
+				if ruleAdmits(r.match, fam, pr) {
+					sub = append(sub, r)
+				}
+			}
+			rules := p.layoutRules(append(sub, defaults...), q, mainName, &out, false)
+			name := fmt.Sprintf("%s_%d", mainName, len(out.blocks))
+			out.blocks = append(out.blocks, blockChain{name: name, rules: rules})
+			key := []byte{fam, 0, 0, 0, pr, 0, 0, 0}
+			vm.elems = append(vm.elems, vmapElem{lo: key, hi: key, chain: name})
 		}
-		c := byProto[uint8(pr)]
-		if c == nil {
-			c = &blockChain{name: fmt.Sprintf("%s_%d", mainName, len(out.blocks)+len(order))}
-			byProto[uint8(pr)] = c
-			order = append(order, uint8(pr))
+	}
+	other := []planRule{p.ipv4OptionsGuard(), p.extHeaderGuard()}
+	for _, r := range body {
+		if ruleProtos(r.match) == nil {
+			other = append(other, r)
 		}
-		c.rules = append(c.rules, r.rule(q))
 	}
-	if len(order) == 0 {
-		return head, rs
+	out.main = append([]rule{{RuleFamilyProto, []stmt{vm}}}, p.layoutRules(append(other, defaults...), q, mainName, &out, false)...)
+	return out
+}
+
+// keyProtos is the protocols a stateless table looks up: those with a
+// transport header the guards check, and every one a rule names.
+func keyProtos(rs []planRule) []uint8 {
+	out := []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_SCTP, unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6}
+	for _, r := range rs {
+		for _, pr := range ruleProtos(r.match) {
+			if !slices.Contains(out, pr) {
+				out = append(out, pr)
+			}
+		}
 	}
-	vm := vmapStmt{load: &expr.Meta{Register: 1, Key: expr.MetaKeyL4PROTO}, loadText: "meta l4proto", kt: nftables.TypeInetProto, exact: true, show: beText}
-	slices.Sort(order)
-	for _, pr := range order {
-		c := byProto[pr]
-		out.blocks = append(out.blocks, *c)
-		vm.elems = append(vm.elems, vmapElem{lo: []byte{pr}, hi: []byte{pr}, chain: c.name})
+	return out
+}
+
+// ruleAdmits reports whether a rule's match can hold for a packet of
+// family fam and protocol pr: its family test (meta nfproto) and its
+// protocol test (meta l4proto), where it has them.
+func ruleAdmits(stmts []stmt, fam, pr uint8) bool {
+	for _, s := range stmts {
+		if f, ok := s.(nfproto); ok && uint8(f) != fam {
+			return false
+		}
 	}
-	return append(head, rule{RuleMalformed, []stmt{vm}}), rs
+	ps := ruleProtos(stmts)
+	return ps == nil || slices.Contains(ps, pr)
+}
+
+// pairGuards are the guards for packets of family fam and protocol pr.
+func (p *Plan) pairGuards(fam, pr uint8) []planRule {
+	comment := commentQueue + guardMalformed
+	out := []planRule{p.ipv4OptionsGuard()}
+	hdr := uint32(20)
+	if fam == unix.NFPROTO_IPV6 {
+		out, hdr = []planRule{p.extHeaderGuard()}, 40
+	}
+	for _, t := range minTransport {
+		if t.proto == pr {
+			out = append(out, planRule{comment: comment, queue: true, match: []stmt{metaLenMatch(0, int(hdr+t.len-1))}})
+		}
+	}
+	switch pr {
+	case unix.IPPROTO_TCP:
+		out = append(out, planRule{comment: comment, queue: true, match: []stmt{l4proto(unix.IPPROTO_TCP), nibbleRange{field: fieldTCPDoff, mask: 0xf0, lo: 0x00, hi: 0x40, show: "tcp doff 0-4"}}})
+	case unix.IPPROTO_UDP:
+		out = append(out, planRule{comment: comment, queue: true, match: []stmt{l4proto(unix.IPPROTO_UDP), rangeMatch{field: fieldUDPLen, lo: []byte{0, 1}, hi: []byte{0, 7}, show: beText}}})
+	}
+	return out
+}
+
+// ipv4OptionsGuard queues IPv4 packets with options.
+func (p *Plan) ipv4OptionsGuard() planRule {
+	return planRule{comment: commentQueue + guardMalformed, queue: true, match: []stmt{
+		nfproto(unix.NFPROTO_IPV4), nibbleNeq{field: fieldIPHdrLen, mask: 0x0f, value: 5},
+	}}
+}
+
+// famProtoLoad loads `meta nfproto . meta l4proto` for a concatenated
+// lookup, into the registers nft uses for it.
+func famProtoLoad() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Register: 1, Key: expr.MetaKeyNFPROTO},
+		&expr.Meta{Register: 9, Key: expr.MetaKeyL4PROTO},
+	}
+}
+
+func showFamProto(k []byte) string {
+	fam := "ipv4"
+	if k[0] == unix.NFPROTO_IPV6 {
+		fam = "ipv6"
+	}
+	return fmt.Sprintf("%s . %d", fam, k[4])
 }
 
 // statelessAnswers is a stateless table's verdicts chain: the answer rules,
