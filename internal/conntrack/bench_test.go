@@ -100,8 +100,8 @@ func filledTable(b *testing.B, n int) (*Table, []tuple, int64, float64) {
 
 // BenchmarkLookupHit looks flows up one at a time in random order, the worst
 // case: in a table larger than the cache each lookup waits out two memory
-// loads in a row (index slot, then entry), ~170 ns each on the VM this is
-// measured on. The agent looks packets up in groups instead
+// loads in a row (index slot, then entry; see bench/README.md, In-process
+// path). The agent looks packets up in groups instead
 // (BenchmarkLookupHitBatch).
 func BenchmarkLookupHit(b *testing.B) {
 	for _, n := range benchSizes {
