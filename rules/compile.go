@@ -411,7 +411,7 @@ func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 		}
 	}
 	if m.TCPFlags != nil {
-		and([]stmt{maskMatch{fieldTCPFlags, m.TCPFlags.Mask, m.TCPFlags.Want}})
+		and([]stmt{maskMatch{field: fieldTCPFlags, mask: m.TCPFlags.Mask, want: m.TCPFlags.Want}})
 	}
 	if len(m.Length) > 0 {
 		var alts [][]stmt

@@ -399,6 +399,9 @@ func differential(t *testing.T, hook nf.Hook) {
 	}
 	g := &diffGen{rng: rng, iface: b.serverIf, output: hook == nf.HookOutput}
 	for i := 0; i < *diffPolicies; i++ {
+		// Every fourth policy runs entirely in the kernel without state,
+		// so tables without conntrack are always among those tested.
+		g.kernelOnly = i%4 == 3
 		text := g.policy(t)
 		var pkts []diffPacket
 		for j := 0; j < *diffPackets; j++ {
@@ -566,6 +569,9 @@ type diffGen struct {
 	// sockets send the packet whole), the default set for output, and no
 	// reject (its reply would cross the same hook while the bed watches).
 	output bool
+	// kernelOnly: rules that need neither userspace nor state, so the
+	// policy gets a table without conntrack (stateless.go).
+	kernelOnly bool
 }
 
 func (g *diffGen) pick(xs ...string) string { return xs[g.rng.IntN(len(xs))] }
@@ -641,14 +647,18 @@ func (g *diffGen) rule(i int) string {
 	if g.maybe(0.15) {
 		m["length"] = g.pick("20-100", "[60, 80-90]", "100-1500", "40-60")
 	}
-	if g.maybe(0.25) {
+	if !g.kernelOnly && g.maybe(0.25) {
 		m["state"] = g.pick("established", "[established, related]", "new", "invalid", "related", "[new, invalid]", "[new, established]")
 	}
 	if g.maybe(0.12) {
 		m["iif"] = g.pick(fmt.Sprintf("%q", g.iface), fmt.Sprintf("%q", g.iface[:3]+"*"), `"eth0"`, fmt.Sprintf("[eth0, %q]", g.iface), `"*s*"`)
+		if g.kernelOnly && m["iif"] == `"*s*"` {
+			delete(m, "iif")
+		}
 	}
 	var extra string
 	switch {
+	case g.kernelOnly:
 	case g.maybe(0.05):
 		m["proto"] = "tcp"
 		m["tls_sni"] = "a.example"

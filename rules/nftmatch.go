@@ -182,21 +182,32 @@ func metaLenMatch(lo, hi int) rangeMatch {
 	}
 }
 
-// maskMatch is `tcp flags & mask == want`.
+// maskMatch is `tcp flags & mask == want`, or with neq `!=`; show, when
+// set, is how nft writes it (a field nft itself reads masked, as `ip
+// hdrlength != 5`).
 type maskMatch struct {
 	field      payloadField
 	mask, want uint8
+	neq        bool
+	show       string
 }
 
 func (s maskMatch) exprs() []expr.Any {
+	op := expr.CmpOpEq
+	if s.neq {
+		op = expr.CmpOpNeq
+	}
 	return []expr.Any{
 		s.field.load(),
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{s.mask}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{s.want}},
+		&expr.Cmp{Op: op, Register: 1, Data: []byte{s.want}},
 	}
 }
 
 func (s maskMatch) text() string {
+	if s.show != "" {
+		return s.show
+	}
 	return fmt.Sprintf("%s & 0x%02x == 0x%02x", s.field.name, s.mask, s.want)
 }
 

@@ -69,7 +69,7 @@ func ownerStmts(m *policies.Match) (out []stmt, ok bool) {
 // conjunctions see no SYN-ACK.
 func ownerSynAck(c conj) conj {
 	stmts := append([]stmt(nil), c.stmts...)
-	stmts = append(stmts, l4proto(packet.ProtoTCP), maskMatch{fieldTCPFlags, packet.TCPSyn | packet.TCPAck, packet.TCPSyn | packet.TCPAck})
+	stmts = append(stmts, l4proto(packet.ProtoTCP), maskMatch{field: fieldTCPFlags, mask: packet.TCPSyn | packet.TCPAck, want: packet.TCPSyn | packet.TCPAck})
 	return conj{stmts: stmts, queue: true}
 }
 

@@ -93,7 +93,7 @@ var (
 func (p *Plan) statelessGuards() []planRule {
 	comment := commentQueue + guardMalformed
 	out := []planRule{{comment: comment, queue: true, match: []stmt{
-		nfproto(unix.NFPROTO_IPV4), nibbleNeq{field: fieldIPHdrLen, mask: 0x0f, value: 5},
+		nfproto(unix.NFPROTO_IPV4), maskMatch{field: fieldIPHdrLen, mask: 0x0f, want: 5, neq: true, show: "ip hdrlength != 5"},
 	}}, p.extHeaderGuard()}
 	for _, fam := range []struct {
 		nfp uint8
@@ -131,23 +131,6 @@ func statelessGuarded(in *policies.Input) bool {
 	}
 	return false
 }
-
-// nibbleNeq is `FIELD != value` for a field nft reads as a masked byte
-// (ip hdrlength).
-type nibbleNeq struct {
-	field       payloadField
-	mask, value uint8
-}
-
-func (s nibbleNeq) exprs() []expr.Any {
-	return []expr.Any{
-		s.field.load(),
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{s.mask}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{s.value}},
-	}
-}
-
-func (s nibbleNeq) text() string { return fmt.Sprintf("%s != %d", s.field.name, s.value) }
 
 // nibbleRange is a range test of a masked byte, as nft writes `tcp doff
 // 0-4`: the byte masked, then compared with the masked bounds.
@@ -269,7 +252,7 @@ func (p *Plan) pairGuards(fam, pr uint8) []planRule {
 // ipv4OptionsGuard queues IPv4 packets with options.
 func (p *Plan) ipv4OptionsGuard() planRule {
 	return planRule{comment: commentQueue + guardMalformed, queue: true, match: []stmt{
-		nfproto(unix.NFPROTO_IPV4), nibbleNeq{field: fieldIPHdrLen, mask: 0x0f, value: 5},
+		nfproto(unix.NFPROTO_IPV4), maskMatch{field: fieldIPHdrLen, mask: 0x0f, want: 5, neq: true, show: "ip hdrlength != 5"},
 	}}
 }
 

@@ -14,11 +14,9 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/fwagent/fwagent/internal/status"
+
+	"github.com/fwagent/fwagent/internal/testing/promtext"
 )
 
 // fakeMetrics renders an agent's /metrics after n scrapes: counters grow by
@@ -78,23 +76,13 @@ fwagent_policy_last_reload_error_info{error="p.yaml:7:3: unknown key \"actoin\""
 `, 1000+200*n, 10+5*n, 900+150*n, 50+50*n, 10+5*n, 10+5*n)
 }
 
-func parse(t *testing.T, text string) map[string]*dto.MetricFamily {
-	t.Helper()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fams
-}
-
 func TestStatusReport(t *testing.T) {
 	r := status.Report{
 		Addr:    "127.0.0.1:9109",
 		Healthy: true,
 		Ready:   true,
-		Before:  parse(t, fakeMetrics(0)),
-		After:   parse(t, fakeMetrics(2)),
+		Before:  promtext.Parse(t, fakeMetrics(0)),
+		After:   promtext.Parse(t, fakeMetrics(2)),
 		Elapsed: 2 * time.Second,
 		Top:     2,
 		Now:     time.Unix(1_700_000_090, 0),

@@ -2,23 +2,10 @@ package status
 
 import (
 	"bytes"
-	"strings"
 	"testing"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/fwagent/fwagent/internal/testing/promtext"
 )
-
-func parse(t *testing.T, text string) map[string]*dto.MetricFamily {
-	t.Helper()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fams
-}
 
 func TestStatusSafety(t *testing.T) {
 	for _, tt := range []struct{ name, metrics, want string }{
@@ -32,7 +19,7 @@ fwagent_policy_test_refusals_total 1
 `, "table:      NOT GUARDED (another agent replaced the table, or this one is starting or stopping); start-up pickup window open; a policy change awaits `fwagent confirm`; 2 unconfirmed changes reverted; 1 reloads refused by failing tests\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := Report{Before: parse(t, tt.metrics)}
+			r := Report{Before: promtext.Parse(t, tt.metrics)}
 			var out bytes.Buffer
 			r.writeSafety(&out)
 			if out.String() != tt.want {
