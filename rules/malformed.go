@@ -43,7 +43,8 @@ var fieldIP6Nexthdr = payloadField{expr.PayloadBaseNetworkHeader, 6, 1, "ip6 nex
 // malformedRules are the queue rules at the top of every policy chain.
 func (p *Plan) malformedRules() []planRule {
 	if p.stateless {
-		return p.statelessGuards()
+		// Each family and protocol gets its own guards (splitLayout).
+		return nil
 	}
 	inv := p.marks.InvalidBit()
 	return []planRule{

@@ -88,32 +88,6 @@ var (
 	fieldUDPLen   = payloadField{expr.PayloadBaseTransportHeader, 4, 2, "udp length"}
 )
 
-// statelessGuards are the queue rules at the top of a stateless table's
-// policy chains (see above).
-func (p *Plan) statelessGuards() []planRule {
-	comment := commentQueue + guardMalformed
-	out := []planRule{{comment: comment, queue: true, match: []stmt{
-		nfproto(unix.NFPROTO_IPV4), maskMatch{field: fieldIPHdrLen, mask: 0x0f, want: 5, neq: true, show: "ip hdrlength != 5"},
-	}}, p.extHeaderGuard()}
-	for _, fam := range []struct {
-		nfp uint8
-		hdr uint32
-	}{{unix.NFPROTO_IPV4, 20}, {unix.NFPROTO_IPV6, 40}} {
-		for _, t := range minTransport {
-			if t.proto == unix.IPPROTO_ICMP && fam.nfp == unix.NFPROTO_IPV6 || t.proto == unix.IPPROTO_ICMPV6 && fam.nfp == unix.NFPROTO_IPV4 {
-				continue
-			}
-			out = append(out, planRule{comment: comment, queue: true, match: []stmt{
-				l4proto(t.proto), nfproto(fam.nfp), metaLenMatch(0, int(fam.hdr+t.len-1)),
-			}})
-		}
-	}
-	return append(out,
-		planRule{comment: comment, queue: true, match: []stmt{l4proto(unix.IPPROTO_TCP), nibbleRange{field: fieldTCPDoff, mask: 0xf0, lo: 0x00, hi: 0x40, show: "tcp doff 0-4"}}},
-		planRule{comment: comment, queue: true, match: []stmt{l4proto(unix.IPPROTO_UDP), rangeMatch{field: fieldUDPLen, lo: []byte{0, 1}, hi: []byte{0, 7}, show: beText}}},
-	)
-}
-
 // statelessGuarded is Guarded for a stateless table: whether the guards
 // queue the packet in describes.
 func statelessGuarded(in *policies.Input) bool {
@@ -164,9 +138,6 @@ func (p *Plan) splitLayout(rs []planRule, q queueStmt, mainName string) chainLay
 	}
 	defaults := rs[tail:]
 	body := rs[:tail]
-	for len(body) > 0 && body[0].comment == commentQueue+guardMalformed {
-		body = body[1:]
-	}
 	kt, err := nftables.ConcatSetType(nftables.TypeNFProto, nftables.TypeInetProto)
 	if err != nil {
 		panic(err) // two fixed types: cannot fail
