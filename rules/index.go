@@ -160,9 +160,10 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 		out.blocks = append(out.blocks, b)
 		main = append(main, rule{RuleIndex, []stmt{jumpStmt(c)}})
 	}
-	pick := markVmap{mask: pos.mask}
+	pick := pickVmap(pos.mask)
 	for i := range rs {
-		pick.elems = append(pick.elems, markVmapElem{value: pos.at(i), chain: acts[i]})
+		k := u32(pos.at(i))
+		pick.elems = append(pick.elems, vmapElem{lo: k, hi: k, chain: acts[i]})
 	}
 	main = append(main, rule{RuleIndexPick, []stmt{pick}}, rule{RuleIndexEnd, []stmt{markSet{keep: ^pos.mask}}})
 	return main, true
@@ -390,14 +391,23 @@ type vmapElem struct {
 }
 
 // vmapStmt is `FIELD vmap { lo-hi : jump chain, ... }`, an interval map,
-// or with exact `FIELD vmap { key : jump chain, ... }` (lo == hi).
+// or with exact `FIELD vmap { key : jump chain, ... }` (lo == hi); with
+// gotoChain the verdicts are goto.
 type vmapStmt struct {
-	load     []expr.Any
-	loadText string
-	kt       nftables.SetDatatype
-	exact    bool
-	show     func([]byte) string
-	elems    []vmapElem
+	load      []expr.Any
+	loadText  string
+	kt        nftables.SetDatatype
+	exact     bool
+	gotoChain bool
+	show      func([]byte) string
+	elems     []vmapElem
+}
+
+func (s vmapStmt) verdict() (expr.VerdictKind, string) {
+	if s.gotoChain {
+		return expr.VerdictGoto, "goto"
+	}
+	return expr.VerdictJump, "jump"
 }
 
 // fieldVmap is an interval map on a header field.
@@ -424,9 +434,10 @@ func (s vmapStmt) setExprs(c *nftables.Conn, t *nftables.Table) ([]expr.Any, err
 		Table: t, Anonymous: true, Constant: true, Interval: !s.exact, IsMap: true,
 		KeyType: s.kt, DataType: nftables.TypeVerdict,
 	}
+	kind, _ := s.verdict()
 	var elems []nftables.SetElement
 	for _, e := range s.elems {
-		elems = append(elems, nftables.SetElement{Key: e.lo, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: e.chain}})
+		elems = append(elems, nftables.SetElement{Key: e.lo, VerdictData: &expr.Verdict{Kind: kind, Chain: e.chain}})
 		if s.exact {
 			continue
 		}
@@ -441,64 +452,30 @@ func (s vmapStmt) setExprs(c *nftables.Conn, t *nftables.Table) ([]expr.Any, err
 }
 
 func (s vmapStmt) text() string {
+	_, word := s.verdict()
 	var parts []string
 	for _, e := range s.elems {
 		k := s.show(e.lo)
 		if !bytes.Equal(e.lo, e.hi) {
 			k += "-" + s.show(e.hi)
 		}
-		parts = append(parts, k+" : jump "+e.chain)
+		parts = append(parts, k+" : "+word+" "+e.chain)
 	}
 	return fmt.Sprintf("%s vmap { %s }", s.loadText, strings.Join(parts, ", "))
 }
 
-// markVmapElem is one position of the pick map.
-type markVmapElem struct {
-	value uint32
-	chain string
-}
-
-// markVmap is `meta mark & mask vmap { value : goto chain, ... }`.
-type markVmap struct {
-	mask  uint32
-	elems []markVmapElem
-}
-
-func (s markVmap) lookup(set *nftables.Set) []expr.Any {
-	l := &expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0}
-	if set != nil {
-		l.SetName, l.SetID = set.Name, set.ID
+// pickVmap is `meta mark & mask vmap { value : goto chain, ... }`, keyed
+// by the host-order mark.
+func pickVmap(mask uint32) vmapStmt {
+	return vmapStmt{
+		load: []expr.Any{
+			keyMeta.load(),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(mask), Xor: u32(0)},
+		},
+		loadText: fmt.Sprintf("meta mark & 0x%08x", mask),
+		kt:       nftables.TypeMark, exact: true, gotoChain: true,
+		show: func(k []byte) string { return fmt.Sprintf("0x%08x", binary.NativeEndian.Uint32(k)) },
 	}
-	return []expr.Any{
-		keyMeta.load(),
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.mask), Xor: u32(0)},
-		l,
-	}
-}
-
-func (s markVmap) exprs() []expr.Any { return s.lookup(nil) }
-
-func (s markVmap) setExprs(c *nftables.Conn, t *nftables.Table) ([]expr.Any, error) {
-	set := &nftables.Set{
-		Table: t, Anonymous: true, Constant: true, IsMap: true,
-		KeyType: nftables.TypeMark, DataType: nftables.TypeVerdict,
-	}
-	var elems []nftables.SetElement
-	for _, e := range s.elems {
-		elems = append(elems, nftables.SetElement{Key: u32(e.value), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.chain}})
-	}
-	if err := c.AddSet(set, elems); err != nil {
-		return nil, fmt.Errorf("rules: add the index pick map: %w", err)
-	}
-	return s.lookup(set), nil
-}
-
-func (s markVmap) text() string {
-	var parts []string
-	for _, e := range s.elems {
-		parts = append(parts, fmt.Sprintf("0x%08x : goto %s", e.value, e.chain))
-	}
-	return fmt.Sprintf("meta mark & 0x%08x vmap { %s }", s.mask, strings.Join(parts, ", "))
 }
 
 // indexMinRules is the fewest rules that get the indexed layout, 0 for
