@@ -119,28 +119,8 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 	}
 	main := append(top, rule{RuleIndexStart, []stmt{markSet{keep: ^pos.mask, set: pos.none()}}})
 	entries := 0
+	leaf := map[string]string{} // candidate chain of each rule list
 	for _, g := range groups {
-		elems, lists := g.intervals()
-		leaf := map[string]string{}
-		vm := fieldVmap(g.f.field, g.f.kt)
-		for k, e := range elems {
-			key := listKey(lists[k])
-			c, ok := leaf[key]
-			if !ok {
-				c = name()
-				leaf[key] = c
-				b := blockChain{name: c}
-				for _, i := range lists[k] {
-					b.rules = append(b.rules, candidate(i))
-				}
-				entries += len(lists[k])
-				out.blocks = append(out.blocks, b)
-			}
-			vm.elems = append(vm.elems, vmapElem{lo: e[0], hi: e[1], chain: c})
-		}
-		if entries > maxIndexEntries {
-			return nil, false
-		}
 		var stmts []stmt
 		if _, ok := addrKeyType(g.f.field); ok {
 			fam := nfproto(unix.NFPROTO_IPV4)
@@ -149,7 +129,28 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 			}
 			stmts = append(stmts, fam)
 		}
-		main = append(main, rule{RuleIndex, append(stmts, vm)})
+		for _, l := range g.lookups() {
+			vm := l.vm
+			for k := range vm.elems {
+				key := listKey(l.lists[k])
+				c, ok := leaf[key]
+				if !ok {
+					c = name()
+					leaf[key] = c
+					b := blockChain{name: c}
+					for _, i := range l.lists[k] {
+						b.rules = append(b.rules, candidate(i))
+					}
+					entries += len(l.lists[k])
+					out.blocks = append(out.blocks, b)
+				}
+				vm.elems[k].chain = c
+			}
+			main = append(main, rule{RuleIndex, append(slices.Clip(stmts), vm)})
+		}
+		if entries > maxIndexEntries {
+			return nil, false
+		}
 	}
 	if len(wild) > 0 {
 		c := name()
