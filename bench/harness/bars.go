@@ -16,6 +16,8 @@ const (
 	barInspectVsKernel = 0.6
 	barPayloadVsKernel = 0.5
 	barDropLogWritten  = 0.9
+	// #13: the 1,000-rule policy compiled into the kernel vs kernel only.
+	barKernelPathVsKernel = 0.95
 )
 
 func find(res *Results, name string) *ConfigResult {
@@ -39,7 +41,37 @@ func yesNo(ok bool) string {
 func evaluateBars(res *Results) []Bar {
 	bars := queueBars(res)
 	bars = append(bars, bulkBars(res)...)
+	bars = append(bars, kernelPathBars(res)...)
 	return append(bars, dropLogBars(res)...)
+}
+
+// kernelPathBars judges the UDP flood at the sender's maximum through
+// compiled tables against the kernel alone: the 1,000-rule policy (the
+// bar), and beside it the 2-rule policy and one hand-written nft rule,
+// which show how much of the cost any table pays.
+func kernelPathBars(res *Results) []Bar {
+	var bars []Bar
+	k := find(res, "kernel")
+	for _, b := range []struct {
+		config, what string
+		min          float64
+	}{
+		{"fwagent-1000-kernel", "1,000-rule policy in the kernel (--kernel-rules auto) vs kernel only, delivered pps at max, nothing queued", barKernelPathVsKernel},
+		{"fwagent-2-kernel", "for comparison: the 2-rule policy in the kernel vs kernel only", barKernelPathVsKernel},
+		{"kernel-nft", "for comparison: one hand-written nft rule vs kernel only", barKernelPathVsKernel},
+	} {
+		target := fmt.Sprintf("≥ %.2f×", b.min)
+		c := find(res, b.config)
+		if c == nil || k == nil || c.point("max") == nil || k.point("max") == nil || k.point("max").DeliveredPPS == 0 {
+			bars = append(bars, notMeasured(b.what, target))
+			continue
+		}
+		cm, km := c.point("max"), k.point("max")
+		r := cm.DeliveredPPS / km.DeliveredPPS
+		ok := r >= b.min && cm.Queue.Queued == 0 && cm.LossPct <= barMaxLossPct
+		bars = append(bars, Bar{b.what, target, fmt.Sprintf("%.2f× (%.0f vs %.0f pps, %d queued, %.3f%% lost)", r, cm.DeliveredPPS, km.DeliveredPPS, cm.Queue.Queued, cm.LossPct), yesNo(ok)})
+	}
+	return bars
 }
 
 // notMeasured is the bar name with target when a run it needs is missing.

@@ -335,15 +335,16 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 	switch c.kind {
 	case kindKernel:
 		return hd, nil
-	case kindKernelCT:
+	case kindKernelCT, kindKernelNft:
+		name, text := kernelOnlyTable(c.kind)
 		cmd := h.server.Command(ctx, "nft", "-f", "-")
-		cmd.Stdin = strings.NewReader(ctTable)
+		cmd.Stdin = strings.NewReader(text)
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("e2e: nft -f conntrack table: %w: %s", err, strings.TrimSpace(string(b)))
+			return nil, fmt.Errorf("e2e: nft -f %s: %w: %s", name, err, strings.TrimSpace(string(b)))
 		}
 		hd.closeFn = func() error {
-			if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", "fwbench_ct").CombinedOutput(); err != nil {
-				return fmt.Errorf("e2e: remove conntrack table: %w: %s", err, strings.TrimSpace(string(b)))
+			if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", name).CombinedOutput(); err != nil {
+				return fmt.Errorf("e2e: remove table %s: %w: %s", name, err, strings.TrimSpace(string(b)))
 			}
 			return nil
 		}

@@ -61,15 +61,28 @@ func xtQueueInfo(num, total uint16) *xt.Unknown {
 	return &u
 }
 
-// ctTable turns connection tracking on without queueing anything, as
-// fwagent's own table does with its ct mark rules.
-const ctTable = `table inet fwbench_ct {
+// kernelOnlyTable is the name and text of a kernel-only configuration's table.
+// kernel-ct turns connection tracking on without queueing anything, as
+// fwagent's own table does with its ct mark rules; kernel-nft is one rule
+// accepting the bench UDP ports, the least any nftables firewall adds.
+func kernelOnlyTable(kind string) (string, string) {
+	if kind == kindKernelCT {
+		return "fwbench_ct", `table inet fwbench_ct {
 	chain in {
 		type filter hook input priority 0; policy accept;
 		ct state established,related accept
 	}
 }
 `
+	}
+	return "fwbench_nft", fmt.Sprintf(`table inet fwbench_nft {
+	chain in {
+		type filter hook input priority 0; policy accept;
+		udp dport %s accept
+	}
+}
+`, benchUDP)
+}
 
 // ulogdRuleset logs every UDP packet to the bench ports to NFLOG group and
 // drops it: the kernel half of the ulogd2 drop-log configuration, and
