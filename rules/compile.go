@@ -358,20 +358,61 @@ func kernelModel(r *policies.Rule) *policies.Rule {
 // matches (e.g. a reference to an empty set), so neither does the rule.
 func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 	m := &r.Match
-	queueAll := p.why[i] != ""
-	out := []conj{{}}
-	// and multiplies the disjunction by alternatives (nil: K never holds).
-	and := func(alts ...[]stmt) {
-		var next []conj
-		for _, c := range out {
-			for _, a := range alts {
-				next = append(next, conj{stmts: append(append([]stmt(nil), c.stmts...), a...), queue: c.queue})
-			}
-		}
-		out = next
+	d := disjunction{{}}
+	d.and(familyAlts(m)...)
+	if !d.andPorts(m) {
+		return nil
 	}
+	if m.TCPFlags != nil {
+		d.and([]stmt{maskMatch{field: fieldTCPFlags, mask: m.TCPFlags.Mask, want: m.TCPFlags.Want}})
+	}
+	if len(m.Length) > 0 {
+		var alts [][]stmt
+		for _, l := range m.Length {
+			alts = append(alts, []stmt{metaLenMatch(l.Lo, l.Hi)})
+		}
+		d.and(alts...)
+	}
+	// Interface patterns are part of K unless they are what needs
+	// userspace; the model (kernelModel) draws the same line.
+	if ifaceKernel(m) {
+		d.andIfaces(m)
+	}
+	if m.States != 0 {
+		d.and(p.stateAlts(m.States)...)
+	}
+	if hasOwnerID(m) {
+		alt, ok := ownerStmts(m)
+		if !ok {
+			return nil
+		}
+		d.and(alt)
+	}
+	if p.why[i] != "" {
+		for j := range d {
+			d[j].queue = true
+		}
+	}
+	return d
+}
 
-	// Families: one conjunction per family when any field depends on it.
+// disjunction is a rule's kernel match being built: any of its
+// conjunctions.
+type disjunction []conj
+
+// and multiplies the disjunction by alternatives (none: it never holds).
+func (d *disjunction) and(alts ...[]stmt) {
+	var next disjunction
+	for _, c := range *d {
+		for _, a := range alts {
+			next = append(next, conj{stmts: append(append([]stmt(nil), c.stmts...), a...), queue: c.queue})
+		}
+	}
+	*d = next
+}
+
+// familyAlts is one alternative per family when any field depends on it.
+func familyAlts(m *policies.Match) [][]stmt {
 	fams := []packet.Family{0}
 	if m.Family != 0 || !m.Src.Any() || !m.Dst.Any() || m.HasICMPType {
 		fams = nil
@@ -381,83 +422,61 @@ func (p *Plan) conjs(i int, r *policies.Rule) []conj {
 			}
 		}
 	}
-	var famAlts [][]stmt
+	var alts [][]stmt
 	for _, f := range fams {
-		alt, ok := familyStmts(m, f)
-		if ok {
-			famAlts = append(famAlts, alt)
+		if alt, ok := familyStmts(m, f); ok {
+			alts = append(alts, alt)
 		}
 	}
-	and(famAlts...)
+	return alts
+}
 
-	if m.Sport.Set || m.Dport.Set {
-		if len(m.Protos) == 0 {
-			// Ports exist for these protocols only (POLICY.md); the kernel
-			// reads ports of anything else as whatever bytes are there.
-			and([]stmt{protoSet([]uint8{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoSCTP})})
+// andPorts adds the port tests; false when one can never hold.
+func (d *disjunction) andPorts(m *policies.Match) bool {
+	if !m.Sport.Set && !m.Dport.Set {
+		return true
+	}
+	if len(m.Protos) == 0 {
+		// Ports exist for these protocols only (docs/policy.md); the
+		// kernel reads ports of anything else as whatever bytes are there.
+		d.and([]stmt{protoSet([]uint8{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoSCTP})})
+	}
+	for _, x := range []struct {
+		pm *policies.PortMatch
+		f  payloadField
+	}{{&m.Sport, fieldSport}, {&m.Dport, fieldDport}} {
+		if !x.pm.Set {
+			continue
 		}
-		for _, x := range []struct {
-			pm *policies.PortMatch
-			f  payloadField
-		}{{&m.Sport, fieldSport}, {&m.Dport, fieldDport}} {
-			if !x.pm.Set {
-				continue
-			}
-			alt, ok := portStmts(x.pm, x.f)
-			if !ok {
-				return nil
-			}
-			and(alt)
-		}
-	}
-	if m.TCPFlags != nil {
-		and([]stmt{maskMatch{field: fieldTCPFlags, mask: m.TCPFlags.Mask, want: m.TCPFlags.Want}})
-	}
-	if len(m.Length) > 0 {
-		var alts [][]stmt
-		for _, l := range m.Length {
-			alts = append(alts, []stmt{metaLenMatch(l.Lo, l.Hi)})
-		}
-		and(alts...)
-	}
-	// Interface patterns are part of K unless they are what needs
-	// userspace; the model (kernelModel) draws the same line.
-	if ifaceKernel(m) {
-		for _, x := range []struct {
-			pats []string
-			out  bool
-		}{{m.Iif, false}, {m.Oif, true}} {
-			if len(x.pats) == 0 {
-				continue
-			}
-			var alts [][]stmt
-			for _, pat := range x.pats {
-				name, prefix, _ := ifacePattern(pat)
-				if prefix && name == "" {
-					alts = [][]stmt{nil}
-					break
-				}
-				alts = append(alts, []stmt{ifnameMatch{out: x.out, name: name, prefix: prefix}})
-			}
-			and(alts...)
-		}
-	}
-	if m.States != 0 {
-		and(p.stateAlts(m.States)...)
-	}
-	if hasOwnerID(m) {
-		alt, ok := ownerStmts(m)
+		alt, ok := portStmts(x.pm, x.f)
 		if !ok {
-			return nil
+			return false
 		}
-		and(alt)
+		d.and(alt)
 	}
-	if queueAll {
-		for j := range out {
-			out[j].queue = true
+	return true
+}
+
+// andIfaces adds the iif and oif name tests.
+func (d *disjunction) andIfaces(m *policies.Match) {
+	for _, x := range []struct {
+		pats []string
+		out  bool
+	}{{m.Iif, false}, {m.Oif, true}} {
+		if len(x.pats) == 0 {
+			continue
 		}
+		var alts [][]stmt
+		for _, pat := range x.pats {
+			name, prefix, _ := ifacePattern(pat)
+			if prefix && name == "" {
+				alts = [][]stmt{nil}
+				break
+			}
+			alts = append(alts, []stmt{ifnameMatch{out: x.out, name: name, prefix: prefix}})
+		}
+		d.and(alts...)
 	}
-	return out
 }
 
 // stateAlts tests the state bits the kernel sets before the policy chain

@@ -96,20 +96,7 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 	}
 	groups, wild := fileRules(rs)
 	name := func() string { return fmt.Sprintf("%s_%d", mainName, len(out.blocks)) }
-	// Action chains: one per rule, reached by goto from the pick map.
-	acts := make([]string, len(rs))
-	for i, r := range rs {
-		acts[i] = name()
-		act := r.rule(q)
-		pre := []stmt{markSet{keep: ^pos.mask}}
-		if slices.ContainsFunc(r.action, func(s stmt) bool { _, ok := s.(rejectTCP); return ok }) {
-			// nft writes this dependency of a TCP reset itself; so the
-			// rule reads back as its text does.
-			pre = append(pre, l4proto(unix.IPPROTO_TCP))
-		}
-		act.stmts = append(pre, act.stmts[len(r.match):]...)
-		out.blocks = append(out.blocks, blockChain{name: acts[i], rules: []rule{act}})
-	}
+	acts := actionChains(rs, q, pos, name, out)
 	candidate := func(i int) rule {
 		r := rs[i]
 		stmts := []stmt{posBefore{mask: pos.mask, value: pos.at(i)}}
@@ -162,12 +149,31 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 		main = append(main, rule{RuleIndex, []stmt{jumpStmt(c)}})
 	}
 	pick := pickVmap(pos.mask)
-	for i := range rs {
+	for i, act := range acts {
 		k := u32(pos.at(i))
-		pick.elems = append(pick.elems, vmapElem{lo: k, hi: k, chain: acts[i]})
+		pick.elems = append(pick.elems, vmapElem{lo: k, hi: k, chain: act})
 	}
 	main = append(main, rule{RuleIndexPick, []stmt{pick}}, rule{RuleIndexEnd, []stmt{markSet{keep: ^pos.mask}}})
 	return main, true
+}
+
+// actionChains adds one chain per rule, reached by goto from the pick map:
+// the rule's verdict, log and counter, after the scratch bits are cleared.
+func actionChains(rs []planRule, q queueStmt, pos posField, name func() string, out *chainLayout) []string {
+	acts := make([]string, len(rs))
+	for i, r := range rs {
+		acts[i] = name()
+		act := r.rule(q)
+		pre := []stmt{markSet{keep: ^pos.mask}}
+		if slices.ContainsFunc(r.action, func(s stmt) bool { _, ok := s.(rejectTCP); return ok }) {
+			// nft writes this dependency of a TCP reset itself; so the
+			// rule reads back as its text does.
+			pre = append(pre, l4proto(unix.IPPROTO_TCP))
+		}
+		act.stmts = append(pre, act.stmts[len(r.match):]...)
+		out.blocks = append(out.blocks, blockChain{name: acts[i], rules: []rule{act}})
+	}
+	return acts
 }
 
 // indexGroup is the rules filed under one field, with the values each

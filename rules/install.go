@@ -414,70 +414,22 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 	nextBlocks := make([][]*nftables.Chain, len(t.chains))
 	for i, ic := range t.chains {
 		if ic.policy != nil {
-			// The new policy goes into a fresh chain (the two names
-			// alternate); the base chain's jump moves to it and the old
-			// chain is flushed and deleted, all in this one transaction, so
-			// no packet sees both policies or neither. Replacing rules one
-			// by one would cost a message per rule, each old rule's delete
-			// included.
-			name := policyChain(ic.hook)
-			if ic.policy.Name == name {
-				name += "_b"
-			}
-			nc, nblocks, err := addLayout(t.conn, t.table, name, policyLayout(cfg, ic.hook, t.kind, name))
+			nc, nblocks, err := t.replacePolicy(ic, cfg, rebuild)
 			if err != nil {
 				return err
 			}
+			next[i], nextBlocks[i] = nc, nblocks
 			if rebuild {
-				rebuildBase(t.conn, t.table, ic.chain, cfg, ic.hook, t.kind, name, t.cfg.stateless())
-				oldChains := append([]*nftables.Chain{ic.policy}, ic.blocks...)
-				for _, oc := range oldChains {
-					t.conn.FlushChain(oc)
-				}
-				for _, oc := range oldChains {
-					t.conn.DelChain(oc)
-				}
-				next[i], nextBlocks[i] = nc, nblocks
 				continue
 			}
-			jump := rule{RulePolicy, []stmt{jumpStmt(name)}}.nft(t.table, ic.chain)
-			jump.Position = ic.handles[RulePolicy]
-			if jump.Position == 0 {
-				return fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, RulePolicy)
-			}
-			t.conn.InsertRule(jump)
-			if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: jump.Position}); err != nil {
-				return fmt.Errorf("rules: set plan: %w", err)
-			}
-			// The main chain first: its guards jump to the blocks.
-			for _, oc := range append([]*nftables.Chain{ic.policy}, ic.blocks...) {
-				t.conn.FlushChain(oc)
-			}
-			for _, oc := range append([]*nftables.Chain{ic.policy}, ic.blocks...) {
-				t.conn.DelChain(oc)
-			}
-			next[i] = nc
-			nextBlocks[i] = nblocks
 		}
 		if cfg.stateless() {
 			// No offload rules; the generation is in the verdicts chain.
 			addVerdictsChain(t.conn, t.table, cfg, ic.hook)
 			continue
 		}
-		for _, r := range offloadRules(cfg, ic.hook) {
-			nr := r.nft(t.table, ic.chain)
-			nr.Handle = ic.handles[r.name]
-			if nr.Handle == 0 {
-				return fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, r.name)
-			}
-			// Insert the new rule before the old one, then delete the old:
-			// a ReplaceRule in a batch with other echoed changes draws two
-			// replies where google/nftables reads one.
-			nr.Position, nr.Handle = nr.Handle, 0
-			t.conn.InsertRule(nr)
-			if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: nr.Position}); err != nil {
-				return fmt.Errorf("rules: set plan: %w", err)
-			}
+		if err := t.replaceOffloadRules(ic, cfg); err != nil {
+			return err
 		}
 	}
 	if err := t.conn.Flush(); err != nil {
@@ -493,6 +445,67 @@ func (t *Table) SetPlan(plan *Plan, gen uint32) error {
 		ic.handles = h
 	}
 	t.cfg = cfg
+	return nil
+}
+
+// replacePolicy buffers hook ic's new policy chain and its blocks, and the
+// deletion of the old ones. The new policy goes into a fresh chain (the two
+// names alternate); the base chain's jump moves to it (or, with rebuild,
+// the base chain is refilled) and the old chain is flushed and deleted, all
+// in one transaction, so no packet sees both policies or neither.
+// Replacing rules one by one would cost a message per rule, each old rule's
+// delete included.
+func (t *Table) replacePolicy(ic installedChain, cfg Config, rebuild bool) (*nftables.Chain, []*nftables.Chain, error) {
+	name := policyChain(ic.hook)
+	if ic.policy.Name == name {
+		name += "_b"
+	}
+	nc, nblocks, err := addLayout(t.conn, t.table, name, policyLayout(cfg, ic.hook, t.kind, name))
+	if err != nil {
+		return nil, nil, err
+	}
+	old := append([]*nftables.Chain{ic.policy}, ic.blocks...)
+	if rebuild {
+		rebuildBase(t.conn, t.table, ic.chain, cfg, ic.hook, t.kind, name, t.cfg.stateless())
+	} else {
+		jump := rule{RulePolicy, []stmt{jumpStmt(name)}}.nft(t.table, ic.chain)
+		jump.Position = ic.handles[RulePolicy]
+		if jump.Position == 0 {
+			return nil, nil, fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, RulePolicy)
+		}
+		t.conn.InsertRule(jump)
+		if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: jump.Position}); err != nil {
+			return nil, nil, fmt.Errorf("rules: set plan: %w", err)
+		}
+	}
+	// The main chain first: its guards jump to the blocks.
+	for _, oc := range old {
+		t.conn.FlushChain(oc)
+	}
+	for _, oc := range old {
+		t.conn.DelChain(oc)
+	}
+	return nc, nblocks, nil
+}
+
+// replaceOffloadRules buffers hook ic's offload rules of cfg's generation
+// in place of the old ones.
+func (t *Table) replaceOffloadRules(ic installedChain, cfg Config) error {
+	for _, r := range offloadRules(cfg, ic.hook) {
+		nr := r.nft(t.table, ic.chain)
+		nr.Handle = ic.handles[r.name]
+		if nr.Handle == 0 {
+			return fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, r.name)
+		}
+		// Insert the new rule before the old one, then delete the old: a
+		// ReplaceRule in a batch with other echoed changes draws two
+		// replies where google/nftables reads one.
+		nr.Position, nr.Handle = nr.Handle, 0
+		t.conn.InsertRule(nr)
+		if err := t.conn.DelRule(&nftables.Rule{Table: t.table, Chain: ic.chain, Handle: nr.Position}); err != nil {
+			return fmt.Errorf("rules: set plan: %w", err)
+		}
+	}
 	return nil
 }
 
