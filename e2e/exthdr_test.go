@@ -9,23 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwagent/fwagent/internal/testing/checksum"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
-
-// checksum is the Internet checksum (RFC 1071) of b.
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
-}
 
 // tcpSYN6 is a TCP SYN from src:sport to dst:dport with a valid checksum.
 func tcpSYN6(src, dst netip.Addr, sport, dport uint16) []byte {
@@ -36,14 +22,7 @@ func tcpSYN6(src, dst netip.Addr, sport, dport uint16) []byte {
 	seg[12] = 5 << 4
 	seg[13] = 0x02
 	binary.BigEndian.PutUint16(seg[14:], 65535)
-	pseudo := make([]byte, 0, 40+len(seg))
-	s16, d16 := src.As16(), dst.As16()
-	pseudo = append(pseudo, s16[:]...)
-	pseudo = append(pseudo, d16[:]...)
-	pseudo = binary.BigEndian.AppendUint32(pseudo, uint32(len(seg)))
-	pseudo = append(pseudo, 0, 0, 0, 6)
-	pseudo = append(pseudo, seg...)
-	binary.BigEndian.PutUint16(seg[16:], checksum(pseudo))
+	binary.BigEndian.PutUint16(seg[16:], checksum.Internet(checksum.Pseudo(src, dst, 6, len(seg)), seg))
 	return seg
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func hostileFrames(n *testnet.Net) []hostileFrame {
 	withLen := func(h ip4, l int) ip4 { h.totalLen = l; return h }
 	withFrag := func(h ip4, ff uint16) ip4 { h.flagsFrag = ff; return h }
 	withPL := func(h ip6, l int) ip6 { h.payloadLen = l; return h }
-	quote4 := concat([]byte{0x4f, 0, 0, 20}, garbage(4)) // IHL 15 in 8 bytes
+	quote4 := slices.Concat([]byte{0x4f, 0, 0, 20}, garbage(4)) // IHL 15 in 8 bytes
 	const destOpt, hopByHop, fragment = 60, 0, 44
 	return []hostileFrame{
 		{name: "ipv4 header cut at 12 bytes", etherType: etherIPv4, pkt: v4(17).build(nil)[:12]},
@@ -89,12 +90,12 @@ func hostileFrames(n *testnet.Net) []hostileFrame {
 		{name: "ipv6 header cut at 20 bytes", etherType: etherIPv6, pkt: v6(17).build(nil)[:20]},
 		{name: "ipv6 payload length past the frame", etherType: etherIPv6, pkt: withPL(v6(17), 1200).build(udp6)},
 		{name: "ipv6 extension chain that repeats (loop)", etherType: etherIPv6,
-			pkt: v6(destOpt).build(concat(destOpts(destOpt, 0), destOpts(destOpt, 0), destOpts(destOpt, 0), destOpts(destOpt, 0), destOpts(17, 0), udp6)), decodeErr: true},
-		{name: "ipv6 extension header past the end", etherType: etherIPv6, pkt: v6(destOpt).build(concat(destOpts(17, 200), garbage(16))), decodeErr: true},
-		{name: "ipv6 hop-by-hop not first", etherType: etherIPv6, pkt: v6(destOpt).build(concat(destOpts(hopByHop, 0), destOpts(17, 0), udp6)), decodeErr: true},
-		{name: "ipv6 hop-by-hop past the end", etherType: etherIPv6, pkt: v6(hopByHop).build(concat(destOpts(17, 100), garbage(8)))},
-		{name: "ipv6 first fragment alone", etherType: etherIPv6, pkt: v6(fragment).build(concat(fragHdr(17, 0, true), udpDgram(c6, s6, 4000, 9000, garbage(64))[:32]))},
-		{name: "ipv6 non-first fragment alone", etherType: etherIPv6, pkt: v6(fragment).build(concat(fragHdr(17, 100, false), garbage(48)))},
+			pkt: v6(destOpt).build(slices.Concat(destOpts(destOpt, 0), destOpts(destOpt, 0), destOpts(destOpt, 0), destOpts(destOpt, 0), destOpts(17, 0), udp6)), decodeErr: true},
+		{name: "ipv6 extension header past the end", etherType: etherIPv6, pkt: v6(destOpt).build(slices.Concat(destOpts(17, 200), garbage(16))), decodeErr: true},
+		{name: "ipv6 hop-by-hop not first", etherType: etherIPv6, pkt: v6(destOpt).build(slices.Concat(destOpts(hopByHop, 0), destOpts(17, 0), udp6)), decodeErr: true},
+		{name: "ipv6 hop-by-hop past the end", etherType: etherIPv6, pkt: v6(hopByHop).build(slices.Concat(destOpts(17, 100), garbage(8)))},
+		{name: "ipv6 first fragment alone", etherType: etherIPv6, pkt: v6(fragment).build(slices.Concat(fragHdr(17, 0, true), udpDgram(c6, s6, 4000, 9000, garbage(64))[:32]))},
+		{name: "ipv6 non-first fragment alone", etherType: etherIPv6, pkt: v6(fragment).build(slices.Concat(fragHdr(17, 100, false), garbage(48)))},
 		{name: "tcp6 data offset past the packet", etherType: etherIPv6, pkt: v6(6).build(tcpSeg(c6, s6, 4001, 8443, 0x18, 15, []byte("xy"))), decodeErr: true},
 		{name: "icmpv6 error quoting garbage", etherType: etherIPv6, pkt: v6(58).build(icmp6Msg(c6, s6, 1, 4, garbage(48)))},
 	}
@@ -124,7 +125,7 @@ func TestHostilePackets(t *testing.T) {
 				// The kernel fast path on: malformed packets must get
 				// on_error on it too (docs/policy.md, "Malformed packets").
 				append([]string{"--workers", "0", "--kernel-rules", "auto"}, margs...)...)
-			link := openRawLink(t, n.Client, "veth-c", n.Server, "veth-s")
+			link := n.Client.OpenRawLink(t, "veth-c", n.Server, "veth-s")
 			marker := ip4{src: n.Client.Addr4(), dst: n.Server.Addr4(), proto: 17}.build(
 				udpDgram(n.Client.Addr4(), n.Server.Addr4(), 4999, 9999, []byte("marker")))
 
@@ -133,7 +134,7 @@ func TestHostilePackets(t *testing.T) {
 			markers := 0.0
 			settle := func() samples {
 				t.Helper()
-				if err := link.send(etherIPv4, marker); err != nil {
+				if err := link.Send(etherIPv4, marker); err != nil {
 					t.Fatal(err)
 				}
 				markers++
@@ -149,7 +150,7 @@ func TestHostilePackets(t *testing.T) {
 
 			before := settle()
 			for _, f := range hostileFrames(n) {
-				if err := link.send(f.etherType, f.pkt); err != nil {
+				if err := link.Send(f.etherType, f.pkt); err != nil {
 					t.Errorf("%s: %v", f.name, err)
 					continue
 				}
@@ -195,13 +196,13 @@ func TestHostilePackets(t *testing.T) {
 					msg     []byte
 					deliver bool
 				}{
-					{"compression pointer to itself", concat([]byte{0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 12, 0, 1, 0, 1}), true},
-					{"two pointers in a loop", concat([]byte{0x12, 0x35, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{1, 'a', 0xc0, 16, 0xc0, 12, 0, 1, 0, 1}), true},
-					{"pointer past the end", concat([]byte{0x12, 0x36, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 40, 0, 1, 0, 1}), true},
+					{"compression pointer to itself", slices.Concat([]byte{0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 12, 0, 1, 0, 1}), true},
+					{"two pointers in a loop", slices.Concat([]byte{0x12, 0x35, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{1, 'a', 0xc0, 16, 0xc0, 12, 0, 1, 0, 1}), true},
+					{"pointer past the end", slices.Concat([]byte{0x12, 0x36, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 40, 0, 1, 0, 1}), true},
 					// A lenient resolver follows a forward pointer to
 					// the blocked name behind the question.
-					{"forward pointer to a blocked name", concat([]byte{0x12, 0x38, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 18, 0, 1, 0, 1}, dnsName("x.blocked.example")), false},
-					{"label past the end", concat([]byte{0x12, 0x37, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{60, 'x', 'y'}), true},
+					{"forward pointer to a blocked name", slices.Concat([]byte{0x12, 0x38, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{0xc0, 18, 0, 1, 0, 1}, dnsName("x.blocked.example")), false},
+					{"label past the end", slices.Concat([]byte{0x12, 0x37, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0}, []byte{60, 'x', 'y'}), true},
 					{"blocked name", rawDNSQuery("x.blocked.example"), false},
 					{"allowed name", rawDNSQuery("x.allowed.example"), true},
 				}

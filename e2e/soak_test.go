@@ -111,7 +111,7 @@ func TestSoak(t *testing.T) {
 	// would let through what the checks below expect dropped.
 	a := startAgent(t, n.Server, policy, append([]string{"--queue-maxlen", "16384"}, margs...)...)
 	pid := a.cmd.Process.Pid
-	link := openRawLink(t, n.Client, "veth-c", n.Server, "veth-s")
+	link := n.Client.OpenRawLink(t, "veth-c", n.Server, "veth-s")
 	frames := hostileFrames(n)
 
 	t0 := time.Now()
@@ -218,7 +218,7 @@ func TestSoak(t *testing.T) {
 	})
 	loop("hostile", 50*time.Millisecond, func(i int) {
 		f := frames[i%len(frames)]
-		if err := link.send(f.etherType, f.pkt); err != nil {
+		if err := link.Send(f.etherType, f.pkt); err != nil {
 			fail("hostile %s: %v", f.name, err)
 		}
 	})

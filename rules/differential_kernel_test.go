@@ -50,7 +50,7 @@ var (
 // the userspace engine decodes.
 type diffBed struct {
 	net      *testnet.Net
-	link     *rawFrames
+	link     *testnet.RawLink
 	conn     *nftables.Conn
 	serverIf string
 	// hook is where the bed tests the policy: input (frames written onto
@@ -60,12 +60,6 @@ type diffBed struct {
 	raw4, raw6 int
 	table      *Table
 	obs        *nftables.Chain
-}
-
-type rawFrames struct {
-	fd       int
-	ifindex  int
-	src, dst []byte
 }
 
 func newDiffBed(t *testing.T, hook nf.Hook) *diffBed {
@@ -110,7 +104,7 @@ func newDiffBed(t *testing.T, hook nf.Hook) *diffBed {
 			t.Fatalf("ip %v: %v: %s", args, err, out)
 		}
 	}
-	b.link = openFrames(t, n.Client, n.Client.Ifaces()[0].Name, srv, b.serverIf)
+	b.link = n.Client.OpenRawLink(t, n.Client.Ifaces()[0].Name, srv, b.serverIf)
 	c, err := nftables.New(nftables.WithNetNSFd(int(srv.Handle())), BigBatches())
 	if err != nil {
 		t.Fatal(err)
@@ -170,27 +164,6 @@ func (b *diffBed) settle(t *testing.T) {
 			last, since = n, time.Now()
 		}
 	}
-}
-
-func openFrames(t *testing.T, from *testnet.NS, ifname string, peer *testnet.NS, peerIf string) *rawFrames {
-	t.Helper()
-	l, err := from.Netlink().LinkByName(ifname)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := peer.Netlink().LinkByName(peerIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rawFrames{ifindex: l.Attrs().Index, src: l.Attrs().HardwareAddr, dst: pl.Attrs().HardwareAddr}
-	if err := from.Do(func() (err error) {
-		r.fd, err = afPacketSocket()
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeFD(r.fd) })
-	return r
 }
 
 // counters reads a chain's counters by position, with each rule's comment.
@@ -298,7 +271,7 @@ func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
 		frames = nil
 	}
 	for _, f := range frames {
-		if err := b.link.send(et, f); err != nil {
+		if err := b.link.Send(et, f); err != nil {
 			return "", 0, err
 		}
 	}
@@ -958,24 +931,6 @@ func fixL4Checksum6(b []byte) {
 		sum = sum>>16 + sum&0xffff
 	}
 	binary.BigEndian.PutUint16(l4[off:], ^uint16(sum))
-}
-
-func afPacketSocket() (int, error) { return unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0) }
-
-func closeFD(fd int) { unix.Close(fd) }
-
-func (r *rawFrames) send(etherType uint16, payload []byte) error {
-	frame := make([]byte, 14+len(payload))
-	copy(frame[0:6], r.dst)
-	copy(frame[6:12], r.src)
-	binary.BigEndian.PutUint16(frame[12:14], etherType)
-	copy(frame[14:], payload)
-	sa := &unix.SockaddrLinklayer{Ifindex: r.ifindex, Halen: 6, Protocol: etherType<<8 | etherType>>8}
-	copy(sa.Addr[:], r.dst)
-	if err := unix.Sendto(r.fd, frame, 0, sa); err != nil {
-		return fmt.Errorf("send %d-byte frame: %w", len(frame), err)
-	}
-	return nil
 }
 
 // fragment4 splits an IPv4 packet without options into two fragments, the

@@ -5,35 +5,9 @@ import (
 	"hash/crc32"
 	"net/netip"
 	"testing"
+
+	"github.com/fwagent/fwagent/internal/testing/checksum"
 )
-
-// sum16 is the RFC 1071 one's-complement sum, written here independently of
-// gopacket to check its checksums.
-func sum16(b []byte, initial uint32) uint16 {
-	s := initial
-	for len(b) >= 2 {
-		s += uint32(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
-}
-
-// pseudo returns the sum of the pseudo-header for the transport checksum.
-func pseudo(src, dst netip.Addr, proto uint8, length int) uint32 {
-	var s uint32
-	for _, a := range [][]byte{src.AsSlice(), dst.AsSlice()} {
-		for i := 0; i < len(a); i += 2 {
-			s += uint32(binary.BigEndian.Uint16(a[i:]))
-		}
-	}
-	return s + uint32(proto) + uint32(length)
-}
 
 // checkWire verifies lengths and checksums of a built packet by hand.
 func checkWire(t *testing.T, b []byte) {
@@ -45,17 +19,17 @@ func checkWire(t *testing.T, b []byte) {
 	if p.Length != len(b) {
 		t.Fatalf("IP length %d, packet is %d bytes", p.Length, len(b))
 	}
-	if p.Family == IPv4 && sum16(b[:p.HeaderLen], 0) != 0xffff {
+	if p.Family == IPv4 && checksum.Internet(0, b[:p.HeaderLen]) != 0 {
 		t.Errorf("bad IPv4 header checksum")
 	}
 	l4 := b[p.HeaderLen:]
 	switch p.Proto {
 	case ProtoTCP, ProtoUDP, ProtoICMPv6:
-		if sum16(l4, pseudo(p.Src, p.Dst, p.Proto, len(l4))) != 0xffff {
+		if checksum.Internet(checksum.Pseudo(p.Src, p.Dst, p.Proto, len(l4)), l4) != 0 {
 			t.Errorf("bad %d checksum", p.Proto)
 		}
 	case ProtoICMP:
-		if sum16(l4, 0) != 0xffff {
+		if checksum.Internet(0, l4) != 0 {
 			t.Errorf("bad ICMP checksum")
 		}
 	case ProtoSCTP:
