@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"regexp"
@@ -120,27 +119,7 @@ wait:
 		sni     string
 		blocked bool
 	}{{"www.example.org", false}, {"cdn.ads.example", true}} {
-		hello := clientHello(t, tc.sni)
-		c, err := dialTCP(n.Client, netip.AddrPortFrom(dst4, 443), randomPort(), answerWait)
-		if err != nil {
-			t.Errorf("connect to 443 for %s: %v", tc.sni, err)
-			continue
-		}
-		_ = c.SetDeadline(time.Now().Add(2 * dropWait))
-		if _, err := c.Write(hello); err != nil {
-			t.Errorf("write ClientHello for %s: %v", tc.sni, err)
-		}
-		echo := make([]byte, len(hello))
-		_, err = io.ReadFull(c, echo)
-		c.Close()
-		switch {
-		case tc.blocked && err == nil:
-			t.Errorf("ClientHello for %s echoed, want a reset", tc.sni)
-		case tc.blocked && !isReset(err):
-			t.Errorf("ClientHello for %s: %v, want a connection reset", tc.sni, err)
-		case !tc.blocked && (err != nil || !bytes.Equal(echo, hello)):
-			t.Errorf("ClientHello for %s: %v, want it echoed", tc.sni, err)
-		}
+		helloExchange(t, n.Client, netip.AddrPortFrom(dst4, 443), randomPort(), tc.sni, tc.blocked, reset)
 	}
 	if q := queuedTotal(t, n.Server) - before; q == 0 {
 		t.Errorf("nothing queued: the TLS connections must be decided by the agent")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 const l7Policy = `version: 1
@@ -77,6 +79,55 @@ func clientHello(t *testing.T, serverName string) []byte {
 	return append(hdr, body...)
 }
 
+// A blocking fate is how a blocked exchange ends: what the client's error
+// must be, and what the test calls it.
+type fate struct {
+	name string
+	is   func(error) bool
+}
+
+var (
+	dropped = fate{"dropped (a timeout)", isTimeout}
+	reset   = fate{"reset", isReset}
+)
+
+// checkEcho checks one exchange with an echo server: what went out was
+// sent, what came back got (err when nothing did). A blocked exchange must
+// end as how says, an allowed one must bring back what was sent.
+func checkEcho(t *testing.T, what string, blocked bool, how fate, sent, got []byte, err error) {
+	t.Helper()
+	switch {
+	case blocked && err == nil:
+		t.Errorf("%s echoed, want it %s", what, how.name)
+	case blocked && !how.is(err):
+		t.Errorf("%s: %v, want it %s", what, err, how.name)
+	case !blocked && (err != nil || !bytes.Equal(got, sent)):
+		t.Errorf("%s: %v, want it echoed", what, err)
+	}
+}
+
+// helloExchange connects from ns to the TLS echo server at dst from sport
+// (0: any), sends a ClientHello for sni and checks with checkEcho what
+// comes back. The handshake carries no payload yet, so it must pass either
+// way.
+func helloExchange(t *testing.T, ns *testnet.NS, dst netip.AddrPort, sport int, sni string, blocked bool, how fate) {
+	t.Helper()
+	hello := clientHello(t, sni)
+	c, err := dialTCP(ns, dst, sport, answerWait)
+	if err != nil {
+		t.Errorf("connect to %s for %s: %v", dst, sni, err)
+		return
+	}
+	_ = c.SetDeadline(time.Now().Add(2 * dropWait))
+	if _, err := c.Write(hello); err != nil {
+		t.Errorf("write ClientHello for %s: %v", sni, err)
+	}
+	got := make([]byte, len(hello))
+	_, err = io.ReadFull(c, got)
+	c.Close()
+	checkEcho(t, "ClientHello for "+sni, blocked, how, hello, got, err)
+}
+
 // TestL7 checks decisions that need the payload: DNS query names and TLS
 // SNI, on real packets through the queue.
 func TestL7(t *testing.T) {
@@ -98,14 +149,7 @@ func TestL7(t *testing.T) {
 			} {
 				q := dnsQuery(t, tc.name)
 				got, err := udpExchange(n.Client, netip.AddrPortFrom(dst, 53), q, dropWait)
-				switch {
-				case tc.blocked && err == nil:
-					t.Errorf("query for %s answered, want it dropped", tc.name)
-				case tc.blocked && !isTimeout(err):
-					t.Errorf("query for %s: %v, want a timeout", tc.name, err)
-				case !tc.blocked && (err != nil || !bytes.Equal(got, q)):
-					t.Errorf("query for %s: %v, want it through", tc.name, err)
-				}
+				checkEcho(t, "query for "+tc.name, tc.blocked, dropped, q, got, err)
 				if !tc.blocked {
 					continue
 				}
@@ -129,29 +173,8 @@ func TestL7(t *testing.T) {
 				{"www.example.org", false},
 				{"cdn.ads.example", true},
 			} {
-				hello := clientHello(t, tc.sni)
 				sport := randomPort()
-				c, err := dialTCP(n.Client, netip.AddrPortFrom(dst, 443), sport, answerWait)
-				if err != nil {
-					// The handshake carries no payload yet: it must pass.
-					t.Errorf("connect to 443 for %s: %v", tc.sni, err)
-					continue
-				}
-				_ = c.SetDeadline(time.Now().Add(2 * dropWait))
-				if _, err := c.Write(hello); err != nil {
-					t.Errorf("write ClientHello: %v", err)
-				}
-				got := make([]byte, len(hello))
-				_, err = io.ReadFull(c, got)
-				c.Close()
-				switch {
-				case tc.blocked && err == nil:
-					t.Errorf("ClientHello for %s echoed, want it dropped", tc.sni)
-				case tc.blocked && !isTimeout(err):
-					t.Errorf("ClientHello for %s: %v, want a timeout", tc.sni, err)
-				case !tc.blocked && (err != nil || !bytes.Equal(got, hello)):
-					t.Errorf("ClientHello for %s: %v, want it echoed", tc.sni, err)
-				}
+				helloExchange(t, n.Client, netip.AddrPortFrom(dst, 443), sport, tc.sni, tc.blocked, dropped)
 				if !tc.blocked {
 					continue
 				}
