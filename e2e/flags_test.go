@@ -47,8 +47,7 @@ func TestRunFlags(t *testing.T) {
 			t.Errorf("no log to group 55:\n%s", table)
 		}
 		sport := randomPort()
-		if c, err := dialTCP(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 23), sport, dropWait); err == nil {
-			c.Close()
+		if connects(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 23), sport) {
 			t.Fatal("port 23 reachable, want it dropped")
 		}
 		if evs := a.waitEvents(t, 1, func(e event) bool { return e.str("sport") == fmt.Sprint(sport) }); len(evs) == 0 {
@@ -63,8 +62,7 @@ func TestRunFlags(t *testing.T) {
 		startAgent(t, n.Server, writePolicy(t, flagsPolicy), "--accept-loopback=false")
 		// Loopback now goes through the policy like any other traffic.
 		tcpEcho(t, n.Server, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 8080))
-		if c, err := dialTCP(n.Server, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 23), 0, dropWait); err == nil {
-			c.Close()
+		if connects(n.Server, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 23), 0) {
 			t.Error("loopback port 23 reachable with --accept-loopback=false, want the policy to drop it")
 		}
 	})

@@ -47,8 +47,7 @@ func TestPreexistingFlows(t *testing.T) {
 	startAgent(t, n.Server, writePolicy(t, statefulPolicy))
 
 	for i, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
-		if c, err := dialTCP(n.Client, netip.AddrPortFrom(dst, 8081), 0, dropWait); err == nil {
-			c.Close()
+		if connects(n.Client, netip.AddrPortFrom(dst, 8081), 0) {
 			t.Errorf("new connection to %s:8081 accepted, want the default drop", dst)
 		}
 		for j := 0; j < 3; j++ {

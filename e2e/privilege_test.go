@@ -140,8 +140,7 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		tcpEcho(t, n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8080))
 		tcpEcho(t, n.Client, netip.AddrPortFrom(n.Server.Addr6(), 8080))
-		if c, err := dialTCP(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8081), 0, dropWait); err == nil {
-			c.Close()
+		if connects(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8081), 0) {
 			t.Errorf("8081 reachable, want it dropped")
 		}
 		if evs := a.waitEvents(t, 1, func(e event) bool { return e.str("dport") == "8081" }); len(evs) == 0 {
@@ -264,8 +263,7 @@ func TestPolicyPermissions(t *testing.T) {
 			t.Fatalf("no refusal naming %s after SIGHUP:\n%s", set, a.stderrAfterReady())
 		}
 		serveTCP(t, n.Server, 8081)
-		if c, err := dialTCP(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8081), 0, dropWait); err == nil {
-			c.Close()
+		if connects(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8081), 0) {
 			t.Errorf("8081 reachable: the refused set file was applied")
 		}
 		tcpEcho(t, n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8080))

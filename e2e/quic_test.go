@@ -69,13 +69,7 @@ func spkiHash(t *testing.T, cert tls.Certificate) string {
 // nothing on TCP: a page that loads came over QUIC.
 func serveHTTP3(t *testing.T, ns *testnet.NS, cert tls.Certificate) {
 	t.Helper()
-	var conn net.PacketConn
-	if err := ns.Do(func() (err error) {
-		conn, err = net.ListenPacket("udp", ":443")
-		return err
-	}); err != nil {
-		t.Fatalf("listen udp/443 in %s: %v", ns.Name(), err)
-	}
+	conn := listenPacket(t, ns, "udp", ":443")
 	srv := &http3.Server{
 		TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -63,8 +63,7 @@ func TestRestartKeepsFlows(t *testing.T) {
 			closed8081 := func(stage string) {
 				t.Helper()
 				dst := netip.AddrPortFrom(n.Server.Addr4(), 8081)
-				if c, err := dialTCP(n.Client, dst, 0, dropWait); err == nil {
-					c.Close()
+				if connects(n.Client, dst, 0) {
 					t.Errorf("%s: new connection to %s accepted, want it dropped", stage, dst)
 				}
 			}

@@ -68,33 +68,19 @@ type udpCounter struct {
 
 func countUDP(t *testing.T, ns *testnet.NS, port int) *udpCounter {
 	t.Helper()
-	var pc net.PacketConn
-	if err := ns.Do(func() (err error) {
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		t.Fatalf("listen udp/%d: %v", port, err)
-	}
+	pc := listenPacket(t, ns, "udp4", fmt.Sprintf(":%d", port))
 	// The receiver must never be the one losing packets.
 	if err := pc.(*net.UDPConn).SetReadBuffer(8 << 20); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
 	c := &udpCounter{seen: map[uint64]bool{}}
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n >= 8 {
-				c.mu.Lock()
-				c.seen[binary.BigEndian.Uint64(buf)] = true
-				c.mu.Unlock()
-			}
+	receive(pc, 64, func(b []byte, _ net.Addr) {
+		if len(b) >= 8 {
+			c.mu.Lock()
+			c.seen[binary.BigEndian.Uint64(b)] = true
+			c.mu.Unlock()
 		}
-	}()
+	})
 	return c
 }
 
@@ -257,8 +243,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	// The last variant is in force: its extra port passes, the other not.
 	last := rewrites % 2
 	tcpEcho(t, n.Client, dst(uint16(8080+last)))
-	if c, err := dialTCP(n.Client, dst(uint16(8080+1-last)), 0, dropWait); err == nil {
-		c.Close()
+	if connects(n.Client, dst(uint16(8080+1-last)), 0) {
 		t.Errorf("tcp/%d accepted, want the last policy's drop", 8080+1-last)
 	}
 	if !a.alive() {

@@ -57,8 +57,7 @@ func secondInstance(t *testing.T, secondArgs []string) {
 	}
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		tcpEcho(t, n.Client, netip.AddrPortFrom(dst, 8080))
-		if c, err := dialTCP(n.Client, netip.AddrPortFrom(dst, 8081), 0, dropWait); err == nil {
-			c.Close()
+		if connects(n.Client, netip.AddrPortFrom(dst, 8081), 0) {
 			t.Errorf("%s:8081 reachable after a second agent failed, want the first still filtering", dst)
 		}
 	}
@@ -96,8 +95,7 @@ func TestOverlappingRestart(t *testing.T) {
 	}
 	for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 		tcpEcho(t, n.Client, netip.AddrPortFrom(dst, 8080))
-		if c, err := dialTCP(n.Client, netip.AddrPortFrom(dst, 8081), 0, dropWait); err == nil {
-			c.Close()
+		if connects(n.Client, netip.AddrPortFrom(dst, 8081), 0) {
 			t.Errorf("%s:8081 reachable after the old agent's exit, want the new agent filtering", dst)
 		}
 	}

@@ -178,34 +178,14 @@ func TestKernelInvalidIsInvalid(t *testing.T) {
 	n := agentNet(t)
 	a := startAgent(t, n.Server, writePolicy(t, invalidLogged))
 	src, dst := n.Client.Addr4(), n.Server.Addr4()
-	var cli, srv net.PacketConn
-	if err := n.Client.Do(func() (err error) {
-		cli, err = net.ListenPacket("ip4:tcp", src.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	if err := n.Server.Do(func() (err error) {
-		srv, err = net.ListenPacket("ip4:tcp", dst.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	cli := listenPacket(t, n.Client, "ip4:tcp", src.String())
+	srv := listenPacket(t, n.Server, "ip4:tcp", dst.String())
 	arrived := make(chan uint16, 16)
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			m, _, err := srv.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if m >= 20 {
-				arrived <- uint16(buf[0])<<8 | uint16(buf[1])
-			}
+	receive(srv, 1500, func(b []byte, _ net.Addr) {
+		if len(b) >= 20 {
+			arrived <- uint16(b[0])<<8 | uint16(b[1])
 		}
-	}()
+	})
 	const fin, ack = 0x01, 0x10
 	send := func(sport uint16, flags byte) {
 		t.Helper()

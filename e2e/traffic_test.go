@@ -70,30 +70,46 @@ func serveTCP(t *testing.T, ns *testnet.NS, port int) {
 // datagram it receives is also sent on the returned channel.
 func serveUDP(t *testing.T, ns *testnet.NS, port int) <-chan []byte {
 	t.Helper()
+	pc := listenPacket(t, ns, "udp", fmt.Sprintf(":%d", port))
+	got := make(chan []byte, 1024)
+	receive(pc, 65536, func(b []byte, from net.Addr) {
+		select {
+		case got <- bytes.Clone(b):
+		default:
+		}
+		_, _ = pc.WriteTo(b, from)
+	})
+	return got
+}
+
+// listenPacket opens a packet socket inside ns, network and address as for
+// net.ListenPacket; it closes when the test ends.
+func listenPacket(t *testing.T, ns *testnet.NS, network, address string) net.PacketConn {
+	t.Helper()
 	var pc net.PacketConn
 	if err := ns.Do(func() (err error) {
-		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		pc, err = net.ListenPacket(network, address)
 		return err
 	}); err != nil {
-		t.Fatalf("listen udp/%d in %s: %v", port, ns.Name(), err)
+		t.Fatalf("listen %s %s in %s: %v", network, address, ns.Name(), err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	got := make(chan []byte, 1024)
+	return pc
+}
+
+// receive hands each packet pc reads (up to size bytes, valid only during
+// the call) to handle, in a goroutine of its own, until pc is closed.
+func receive(pc net.PacketConn, size int, handle func(b []byte, from net.Addr)) {
 	go func() {
-		buf := make([]byte, 65536)
+		buf := make([]byte, size)
 		for {
 			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
 				return
 			}
-			select {
-			case got <- bytes.Clone(buf[:n]):
-			default:
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
+			handle(buf[:n], from)
 		}
 	}()
-	return got
 }
 
 // randomPort is a port for a client socket, chosen so the test knows the
@@ -115,6 +131,18 @@ func dialTCP(ns *testnet.NS, dst netip.AddrPort, sport int, timeout time.Duratio
 		return err
 	})
 	return c, err
+}
+
+// connects reports whether a connection from ns to dst (from sport, 0:
+// any) opens within dropWait; one that does is closed at once. The tests
+// use it for what the policy must drop.
+func connects(ns *testnet.NS, dst netip.AddrPort, sport int) bool {
+	c, err := dialTCP(ns, dst, sport, dropWait)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // tcpEcho asserts that a connection from ns to dst succeeds and echoes data.
