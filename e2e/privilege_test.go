@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/testing/eventually"
+	"github.com/fwagent/fwagent/internal/testing/tempdir"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -30,11 +31,7 @@ const capNetAdmin = 1 << 12
 // root-only.
 func privDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "fwpriv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := tempdir.Short(t, "fwpriv")
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fwagent/fwagent/bench/gen"
 	"github.com/fwagent/fwagent/internal/metrics"
+	"github.com/fwagent/fwagent/internal/testing/tempdir"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -45,12 +46,7 @@ func metricsArgs(t *testing.T) ([]string, string) {
 		return nil, ""
 	}
 	// Unix socket paths are limited to 108 bytes; t.TempDir can be longer.
-	dir, err := os.MkdirTemp("", "fwm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "m.sock")
+	sock := filepath.Join(tempdir.Short(t, "fwm"), "m.sock")
 	return []string{"--metrics-addr", sock}, sock
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/testing/eventually"
+	"github.com/fwagent/fwagent/internal/testing/tempdir"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -42,25 +43,16 @@ rules:
 `
 }
 
+// reachable is connects from the client to the server's port.
 func reachable(n *testnet.Net, port int) bool {
-	c, err := dialTCP(n.Client, netip.AddrPortFrom(n.Server.Addr4(), uint16(port)), 0, dropWait)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
+	return connects(n.Client, netip.AddrPortFrom(n.Server.Addr4(), uint16(port)), 0)
 }
 
 // shortSock is a unix socket path short enough for sun_path (108 bytes),
 // which t.TempDir paths with long test names are not.
 func shortSock(t *testing.T, name string) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "fws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return filepath.Join(d, name)
+	return filepath.Join(tempdir.Short(t, "fws"), name)
 }
 
 // TestOneAgentPerNamespace: a second `fwagent run` in the namespace exits

@@ -10,21 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fwagent/fwagent/internal/testing/tempdir"
 )
 
-func shortDir(t *testing.T) string {
-	t.Helper()
-	// unix socket paths are limited to 108 bytes; t.TempDir can be longer.
-	d, err := os.MkdirTemp("", "fwc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 func TestServeAndCall(t *testing.T) {
-	path := filepath.Join(shortDir(t), "run", "control.sock")
+	path := filepath.Join(tempdir.Short(t, "fwc"), "run", "control.sock")
 	n := 0
 	srv, err := Listen(path, map[string]Handler{
 		"confirm": func() (string, error) { n++; return "confirmed", nil },
@@ -68,7 +59,7 @@ func TestServeAndCall(t *testing.T) {
 }
 
 func TestListenReplacesStaleSocket(t *testing.T) {
-	path := filepath.Join(shortDir(t), "control.sock")
+	path := filepath.Join(tempdir.Short(t, "fwc"), "control.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
