@@ -31,34 +31,36 @@ func holdMain(spec string) int {
 		fmt.Fprintln(os.Stderr, "hold:", err)
 		return 2
 	}
-	ctx := context.Background()
-	switch kind {
-	case "queue":
-		q, err := nfqueue.Open(&nfqueue.Config{NfQueue: uint16(n), MaxPacketLen: 0xffff, MaxQueueLen: 16, Copymode: nfqueue.NfQnlCopyPacket, AfFamily: unix.AF_UNSPEC})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "hold:", err)
-			return 1
-		}
-		if err := q.RegisterWithErrorFunc(ctx, func(nfqueue.Attribute) int { return 0 }, func(error) int { return 0 }); err != nil {
-			fmt.Fprintln(os.Stderr, "hold:", err)
-			return 1
-		}
-	case "log":
-		l, err := nflog.Open(&nflog.Config{Group: uint16(n), Copymode: nflog.CopyPacket})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "hold:", err)
-			return 1
-		}
-		if err := l.RegisterWithErrorFunc(ctx, func(nflog.Attribute) int { return 0 }, func(error) int { return 0 }); err != nil {
-			fmt.Fprintln(os.Stderr, "hold:", err)
-			return 1
-		}
-	default:
+	bind, ok := holdBinders[kind]
+	if !ok {
 		fmt.Fprintln(os.Stderr, "hold: unknown kind", kind)
 		return 2
 	}
+	if err := bind(context.Background(), uint16(n)); err != nil {
+		fmt.Fprintln(os.Stderr, "hold:", err)
+		return 1
+	}
 	fmt.Println("bound")
 	select {}
+}
+
+// holdBinders bind a queue or an NFLOG group by number, with a callback
+// that takes every packet and does nothing.
+var holdBinders = map[string]func(ctx context.Context, n uint16) error{
+	"queue": func(ctx context.Context, n uint16) error {
+		q, err := nfqueue.Open(&nfqueue.Config{NfQueue: n, MaxPacketLen: 0xffff, MaxQueueLen: 16, Copymode: nfqueue.NfQnlCopyPacket, AfFamily: unix.AF_UNSPEC})
+		if err != nil {
+			return err
+		}
+		return q.RegisterWithErrorFunc(ctx, func(nfqueue.Attribute) int { return 0 }, func(error) int { return 0 })
+	},
+	"log": func(ctx context.Context, n uint16) error {
+		l, err := nflog.Open(&nflog.Config{Group: n, Copymode: nflog.CopyPacket})
+		if err != nil {
+			return err
+		}
+		return l.RegisterWithErrorFunc(ctx, func(nflog.Attribute) int { return 0 }, func(error) int { return 0 })
+	},
 }
 
 // hold runs the helper in ns and waits until it has bound what spec names.

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 
-	"io"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -26,31 +24,9 @@ const offloadPolicy = webPolicy + `  - name: inspected
 // checks every byte comes back in order.
 func bulkEcho(t *testing.T, ns *testnet.NS, dst netip.AddrPort, size int) {
 	t.Helper()
-	c, err := dialTCP(ns, dst, 0, answerWait)
-	if err != nil {
-		t.Errorf("bulk %s: connect: %v", dst, err)
-		return
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 	data := make([]byte, size)
 	_, _ = rand.Read(data)
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		werr <- err
-	}()
-	got := make([]byte, size)
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Errorf("bulk %s: read back: %v", dst, err)
-		return
-	}
-	if err := <-werr; err != nil {
-		t.Errorf("bulk %s: write: %v", dst, err)
-	}
-	if !bytes.Equal(got, data) {
-		t.Errorf("bulk %s: %d bytes came back altered", dst, size)
-	}
+	echoed(t, ns, dst, "bulk", data, 60*time.Second)
 }
 
 var ctMark = regexp.MustCompile(`mark=(\d+)`)

@@ -148,25 +148,37 @@ func connects(ns *testnet.NS, dst netip.AddrPort, sport int) bool {
 // tcpEcho asserts that a connection from ns to dst succeeds and echoes data.
 func tcpEcho(t *testing.T, ns *testnet.NS, dst netip.AddrPort) {
 	t.Helper()
+	echoed(t, ns, dst, "tcp", []byte(fmt.Sprintf("ping %s %d", dst, rand.Int())), answerWait)
+}
+
+// echoed connects from ns to the echo server at dst, sends data and checks
+// that every byte comes back in order within wait; what names the exchange
+// in failures.
+func echoed(t *testing.T, ns *testnet.NS, dst netip.AddrPort, what string, data []byte, wait time.Duration) {
+	t.Helper()
 	c, err := dialTCP(ns, dst, 0, answerWait)
 	if err != nil {
-		t.Errorf("tcp %s: connect failed: %v", dst, err)
+		t.Errorf("%s %s: connect: %v", what, dst, err)
 		return
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(answerWait))
-	msg := []byte(fmt.Sprintf("ping %s %d", dst, rand.Int()))
-	if _, err := c.Write(msg); err != nil {
-		t.Errorf("tcp %s: write: %v", dst, err)
-		return
+	_ = c.SetDeadline(time.Now().Add(wait))
+	// Written while read back: a large write would fill both windows.
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		werr <- err
+	}()
+	got := make([]byte, len(data))
+	_, rerr := io.ReadFull(c, got)
+	if err := <-werr; err != nil {
+		t.Errorf("%s %s: write: %v", what, dst, err)
 	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Errorf("tcp %s: read echo: %v", dst, err)
-		return
-	}
-	if !bytes.Equal(got, msg) {
-		t.Errorf("tcp %s: echo %q, want %q", dst, got, msg)
+	switch {
+	case rerr != nil:
+		t.Errorf("%s %s: read back: %v", what, dst, rerr)
+	case !bytes.Equal(got, data):
+		t.Errorf("%s %s: %d bytes came back altered", what, dst, len(data))
 	}
 }
 
