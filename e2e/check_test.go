@@ -16,16 +16,23 @@ import (
 func runAgent(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	out, err := exec.Command(agentBin, args...).CombinedOutput()
+	return string(out), exitCode(t, err, append([]string{"fwagent"}, args...)...)
+}
+
+// exitCode is the exit code of the command argv that finished with err (0
+// when nil, -1 when a signal ended it); one that could not run fails the
+// test.
+func exitCode(t *testing.T, err error, argv ...string) int {
+	t.Helper()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		return string(out), 0
+		return 0
 	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
-	default:
-		t.Fatalf("run fwagent %s: %v", strings.Join(args, " "), err)
-		return "", -1
+		return ee.ExitCode()
 	}
+	t.Fatalf("run %s: %v", strings.Join(argv, " "), err)
+	return -1
 }
 
 const validPolicy = `version: 1

@@ -3,10 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,18 +97,18 @@ func hold(t *testing.T, ns *testnet.NS, spec string) {
 // returns its combined output and exit code.
 func runIn(t *testing.T, ns *testnet.NS, timeout time.Duration, args ...string) (string, int) {
 	t.Helper()
+	return runCmdIn(t, ns, timeout, append([]string{agentBin}, args...)...)
+}
+
+// runCmdIn runs argv inside ns to completion (a fatal error past timeout)
+// and returns its combined output and exit code.
+func runCmdIn(t *testing.T, ns *testnet.NS, timeout time.Duration, argv ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	out, err := ns.Command(ctx, agentBin, args...).CombinedOutput()
+	out, err := ns.Command(ctx, argv[0], argv[1:]...).CombinedOutput()
 	if ctx.Err() != nil {
-		t.Fatalf("fwagent %s still running after %v:\n%s", strings.Join(args, " "), timeout, out)
+		t.Fatalf("%s still running after %v:\n%s", strings.Join(argv, " "), timeout, out)
 	}
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("run fwagent: %v", err)
-	}
-	if ee != nil {
-		return string(out), ee.ExitCode()
-	}
-	return string(out), 0
+	return string(out), exitCode(t, err, argv...)
 }

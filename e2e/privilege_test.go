@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -161,15 +160,12 @@ func TestLeastPrivilege(t *testing.T) {
 		if !metricsFlag() {
 			argv = argv[:len(argv)-2]
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-		defer cancel()
-		out, err := n.Server.Command(ctx, argv[0], argv[1:]...).CombinedOutput()
-		var ee *exec.ExitError
-		if !errorsAs(err, &ee) {
-			t.Fatalf("agent without capabilities: %v, want a non-zero exit\n%s", err, out)
+		out, code := runCmdIn(t, n.Server, readyTimeout, argv...)
+		if code <= 0 {
+			t.Fatalf("agent without capabilities: exit code %d, want a non-zero exit\n%s", code, out)
 		}
 		for _, want := range []string{"operation not permitted", "CAP_NET_ADMIN"} {
-			if !strings.Contains(string(out), want) {
+			if !strings.Contains(out, want) {
 				t.Errorf("error does not say %q:\n%s", want, out)
 			}
 		}
@@ -177,14 +173,6 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Errorf("a table exists after a failed start:\n%s", tables)
 		}
 	})
-}
-
-func errorsAs(err error, target **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*target = e
-	}
-	return ok && e.ExitCode() > 0
 }
 
 // TestPolicyPermissions: the agent refuses a policy or set file others may
@@ -222,13 +210,11 @@ func TestPolicyPermissions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer os.Chmod(tc.file, 0o644)
-			ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-			defer cancel()
-			out, err := n.Server.Command(ctx, agentBin, "run", "--policy", policy, "--log-file", filepath.Join(dir, "ev.jsonl")).CombinedOutput()
-			if err == nil {
+			out, code := runIn(t, n.Server, readyTimeout, "run", "--policy", policy, "--log-file", filepath.Join(dir, "ev.jsonl"))
+			if code == 0 {
 				t.Fatalf("agent ran with %s; output:\n%s", tc.name, out)
 			}
-			if want := "chmod go-w " + tc.file; !strings.Contains(string(out), want) {
+			if want := "chmod go-w " + tc.file; !strings.Contains(out, want) {
 				t.Errorf("refusal does not say %q:\n%s", want, out)
 			}
 			if tables := nft(t, n.Server, "list", "tables"); fwagentTable.MatchString(tables) {
