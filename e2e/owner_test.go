@@ -167,11 +167,11 @@ rules:
 `)
 	want := path + ":5:37: unknown user \"fwagent-no-such-user\""
 	for _, args := range [][]string{{"check", path}, {"run", "--policy", path}} {
-		out, err := n.Client.Command(context.Background(), agentBin, args...).CombinedOutput()
-		if err == nil {
+		out, code := runIn(t, n.Client, readyTimeout, args...)
+		if code == 0 {
 			t.Errorf("fwagent %s: succeeded, want an error", args[0])
 		}
-		if !strings.Contains(string(out), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("fwagent %s said:\n%s\nwant a line with %q", args[0], out, want)
 		}
 	}
