@@ -22,6 +22,17 @@ rules:
     action: accept
 `
 
+// statefulWebRules is a rules list that admits what the kernel's conntrack
+// calls established or related, and new connections to tcp/8080.
+const statefulWebRules = `rules:
+  - name: established
+    match: {state: [established, related]}
+    action: accept
+  - name: web
+    match: {proto: tcp, dport: 8080}
+    action: accept
+`
+
 // agentNet is the preamble of most agent tests: it skips where the agent
 // cannot run, lets the test run alongside the others, and returns a
 // client and server pair of namespaces whose server echoes TCP on each of

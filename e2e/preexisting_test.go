@@ -10,14 +10,7 @@ const statefulPolicy = `version: 1
 default:
   input: drop
   log: true
-rules:
-  - name: established
-    match: {state: [established, related]}
-    action: accept
-  - name: web
-    match: {proto: tcp, dport: 8080}
-    action: accept
-`
+` + statefulWebRules
 
 // TestPreexistingFlows starts the agent while connections are open: with an
 // `established` rule they keep working (the kernel's conntrack vouches for

@@ -30,14 +30,7 @@ func gatePolicy(open8081 bool, promise string) string {
 	return `version: 1
 default:
   input: drop
-rules:
-  - name: established
-    match: {state: [established, related]}
-    action: accept
-  - name: web
-    match: {proto: tcp, dport: 8080}
-    action: accept
-` + rule + `tests:
+` + statefulWebRules + rule + `tests:
   - packet: {proto: tcp, dport: 8080}
     expect: ` + promise + `
 `

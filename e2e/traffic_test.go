@@ -49,21 +49,12 @@ func serveTCP(t *testing.T, ns *testnet.NS, port int) {
 			c.Close()
 		}
 	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	testnet.Serve(ln, func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+		_, _ = io.Copy(c, c)
+	})
 }
 
 // serveUDP runs a dual-stack UDP echo server on port inside ns; every
