@@ -10,14 +10,7 @@ import (
 
 const offloadQueuedPolicy = `version: 1
 default: {input: drop, log: true}
-rules:
-  - name: established
-    match: {state: [established, related]}
-    action: accept
-  - name: chat
-    match: {proto: tcp, dport: 7070}
-    action: accept
-`
+` + statefulWebRules
 
 // TestOffloadKeepsFlowsOutOfTheQueue runs a TCP conversation of 5,000 round
 // trips (at least 10,000 data segments, one per write, plus their ACKs)
@@ -26,13 +19,13 @@ rules:
 // handshake and the few packets in flight while the offload connmark is
 // being set, never the conversation itself.
 func TestOffloadKeepsFlowsOutOfTheQueue(t *testing.T) {
-	n := agentNet(t, 7070)
+	n := agentNet(t, 8080)
 	sock := filepath.Join(t.TempDir(), "metrics.sock")
 	startAgent(t, n.Server, writePolicy(t, offloadQueuedPolicy), "--metrics-addr", "unix:"+sock)
 	s := newScraper(sock)
 	before := s.scrape(t).get("fwagent_queue_kernel_packets_total", "queue", "0")
 
-	c, err := dialTCP(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 7070), 0, answerWait)
+	c, err := dialTCP(n.Client, netip.AddrPortFrom(n.Server.Addr4(), 8080), 0, answerWait)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
