@@ -22,6 +22,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/checksum"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 	"github.com/fwagent/fwagent/policies"
 )
@@ -813,7 +814,7 @@ func (g *diffGen) finish(b []byte, v6 bool, ct []string, note []string) diffPack
 		g.flow++
 		binary.BigEndian.PutUint16(b[4:], g.flow) // the reassembly key
 		b[10], b[11] = 0, 0
-		binary.BigEndian.PutUint16(b[10:], ipChecksum(b[:20]))
+		binary.BigEndian.PutUint16(b[10:], checksum.Internet(0, b[:20]))
 		note = append(note, "sent in two ipv4 fragments")
 		return diffPacket{bytes: b, frags: fragment4(b, 40), conntrack: ct, note: strings.Join(note, ", ")}
 	case !v6 && g.maybe(0.2):
@@ -873,7 +874,7 @@ func withIPv4Options(b, opts []byte) []byte {
 	out[0] = 4<<4 | byte((ihl+len(opts))/4)
 	binary.BigEndian.PutUint16(out[2:], uint16(len(out)))
 	out[10], out[11] = 0, 0
-	binary.BigEndian.PutUint16(out[10:], ipChecksum(out[:ihl+len(opts)]))
+	binary.BigEndian.PutUint16(out[10:], checksum.Internet(0, out[:ihl+len(opts)]))
 	return out
 }
 
@@ -886,17 +887,6 @@ func withIPv6DestOpts(b []byte) []byte {
 	out[6] = 60
 	binary.BigEndian.PutUint16(out[4:], uint16(len(out)-40))
 	return out
-}
-
-func ipChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(h[i])<<8 | uint32(h[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
 
 // fixL4Checksum6 recomputes the TCP, UDP or ICMPv6 checksum of an IPv6
@@ -915,22 +905,8 @@ func fixL4Checksum6(b []byte) {
 	}
 	l4 := b[40:]
 	l4[off], l4[off+1] = 0, 0
-	var sum uint32
-	add := func(p []byte) {
-		for i := 0; i+1 < len(p); i += 2 {
-			sum += uint32(p[i])<<8 | uint32(p[i+1])
-		}
-		if len(p)%2 == 1 {
-			sum += uint32(p[len(p)-1]) << 8
-		}
-	}
-	add(b[8:40])
-	sum += uint32(len(l4)) + uint32(b[6])
-	add(l4)
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	binary.BigEndian.PutUint16(l4[off:], ^uint16(sum))
+	src, dst := netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+	binary.BigEndian.PutUint16(l4[off:], checksum.Internet(checksum.Pseudo(src, dst, b[6], len(l4)), l4))
 }
 
 // fragment4 splits an IPv4 packet without options into two fragments, the
@@ -946,7 +922,7 @@ func fragment4(b []byte, at int) [][]byte {
 		}
 		binary.BigEndian.PutUint16(f[6:], ff)
 		f[10], f[11] = 0, 0
-		binary.BigEndian.PutUint16(f[10:], ipChecksum(f[:20]))
+		binary.BigEndian.PutUint16(f[10:], checksum.Internet(0, f[:20]))
 		return f
 	}
 	return [][]byte{mk(body[:at], 0, true), mk(body[at:], at, false)}
