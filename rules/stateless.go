@@ -142,7 +142,7 @@ func (p *Plan) splitLayout(rs []planRule, q queueStmt, mainName string) chainLay
 	if err != nil {
 		panic(err) // two fixed types: cannot fail
 	}
-	vm := vmapStmt{load: famProtoLoad(), loadText: "meta nfproto . meta l4proto", kt: kt, exact: true, show: showFamProto}
+	vm := vmapStmt{load: famProtoLoad(), loadText: "@nh,0,8 . meta l4proto", kt: kt, exact: true, show: showFamProto}
 	for _, fam := range []uint8{unix.NFPROTO_IPV4, unix.NFPROTO_IPV6} {
 		for _, pr := range keyProtos(body) {
 			if pr == unix.IPPROTO_ICMP && fam == unix.NFPROTO_IPV6 || pr == unix.IPPROTO_ICMPV6 && fam == unix.NFPROTO_IPV4 {
@@ -157,8 +157,10 @@ func (p *Plan) splitLayout(rs []planRule, q queueStmt, mainName string) chainLay
 			rules := p.layoutRules(append(sub, defaults...), q, mainName, &out, false)
 			name := fmt.Sprintf("%s_%d", mainName, len(out.blocks))
 			out.blocks = append(out.blocks, blockChain{name: name, rules: rules})
-			key := []byte{fam, 0, 0, 0, pr, 0, 0, 0}
-			vm.elems = append(vm.elems, vmapElem{lo: key, hi: key, chain: name})
+			for _, b0 := range firstBytes(fam) {
+				key := []byte{b0, 0, 0, 0, pr, 0, 0, 0}
+				vm.elems = append(vm.elems, vmapElem{lo: key, hi: key, chain: name})
+			}
 		}
 	}
 	other := []planRule{p.ipv4OptionsGuard(), p.extHeaderGuard()}
@@ -201,7 +203,8 @@ func ruleAdmits(stmts []stmt, fam, pr uint8) bool {
 // pairGuards are the guards for packets of family fam and protocol pr.
 func (p *Plan) pairGuards(fam, pr uint8) []planRule {
 	comment := commentQueue + guardMalformed
-	out := []planRule{p.ipv4OptionsGuard()}
+	// IPv4 packets with options never get here (firstBytes).
+	var out []planRule
 	hdr := uint32(20)
 	if fam == unix.NFPROTO_IPV6 {
 		out, hdr = []planRule{p.extHeaderGuard()}, 40
@@ -227,22 +230,33 @@ func (p *Plan) ipv4OptionsGuard() planRule {
 	}}
 }
 
-// famProtoLoad loads `meta nfproto . meta l4proto` for a concatenated
-// lookup, into the registers nft uses for it.
+// famProtoLoad loads `@nh,0,8 . meta l4proto` for a concatenated lookup,
+// into the registers nft uses for it. The network header's first byte is
+// the version and, for IPv4, the header length: 0x45 is IPv4 without
+// options, so the lookup itself sends IPv4 packets with options past the
+// family and protocol chains, to the guard after it, for one load where a
+// guard in every chain would cost a rule.
 func famProtoLoad() []expr.Any {
 	return []expr.Any{
-		&expr.Meta{Register: 1, Key: expr.MetaKeyNFPROTO},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 1},
 		&expr.Meta{Register: 9, Key: expr.MetaKeyL4PROTO},
 	}
 }
 
-func showFamProto(k []byte) string {
-	fam := "ipv4"
-	if k[0] == unix.NFPROTO_IPV6 {
-		fam = "ipv6"
+// firstBytes is the network header's first bytes the lookup sends to a
+// family's chains: IPv4 without options; IPv6 with any traffic class.
+func firstBytes(fam uint8) []byte {
+	if fam == unix.NFPROTO_IPV4 {
+		return []byte{0x45}
 	}
-	return fmt.Sprintf("%s . %d", fam, k[4])
+	out := make([]byte, 16)
+	for i := range out {
+		out[i] = 0x60 | byte(i)
+	}
+	return out
 }
+
+func showFamProto(k []byte) string { return fmt.Sprintf("0x%02x . %d", k[0], k[4]) }
 
 // statelessAnswers is a stateless table's verdicts chain: the answer rules,
 // with, before the looped rule, one that accepts an offload request of the
