@@ -14,6 +14,8 @@ import (
 	nflog "github.com/florianl/go-nflog/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/fwagent/fwagent/internal/nlmsg"
 )
 
 // The batched read path: the kernel packs up to logBatchBytes of log
@@ -28,14 +30,9 @@ const (
 	logReadBatch  = 8
 )
 
-// Config values of nfnetlink_log (enum nfulnl_msg_config_cmds, attributes).
+// Config attributes of nfnetlink_log past the command (nlmsg.CfgAttrCmd),
+// and their values.
 const (
-	cfgCmdBind     = 1
-	cfgCmdUnbind   = 2
-	cfgCmdPfBind   = 3
-	cfgCmdPfUnbind = 4
-
-	cfgAttrCmd      = 1
 	cfgAttrMode     = 2
 	cfgAttrNlBufSiz = 3
 	cfgAttrTimeout  = 4
@@ -67,7 +64,7 @@ func logConfig(c *netlink.Conn, group uint16, attrs func(*netlink.AttributeEncod
 // group before the agent's table exists, so acks are all that arrives.
 func (r *Reader) bindLog(c *netlink.Conn) error {
 	cmd := func(v uint8) func(*netlink.AttributeEncoder) {
-		return func(ae *netlink.AttributeEncoder) { ae.Bytes(cfgAttrCmd, []byte{v}) }
+		return func(ae *netlink.AttributeEncoder) { ae.Bytes(nlmsg.CfgAttrCmd, []byte{v}) }
 	}
 	be32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 	steps := []struct {
@@ -75,9 +72,9 @@ func (r *Reader) bindLog(c *netlink.Conn) error {
 		group uint16
 		attrs func(*netlink.AttributeEncoder)
 	}{
-		{"unbind family", 0, cmd(cfgCmdPfUnbind)},
-		{"bind family", 0, cmd(cfgCmdPfBind)},
-		{"bind group", r.cfg.Group, cmd(cfgCmdBind)},
+		{"unbind family", 0, cmd(nlmsg.CfgCmdPfUnbind)},
+		{"bind family", 0, cmd(nlmsg.CfgCmdPfBind)},
+		{"bind group", r.cfg.Group, cmd(nlmsg.CfgCmdBind)},
 		{"set copy mode", r.cfg.Group, func(ae *netlink.AttributeEncoder) {
 			ae.Bytes(cfgAttrMode, append(be32(r.cfg.CopyRange), copyModePkt, 0))
 		}},
@@ -100,7 +97,7 @@ func (r *Reader) bindLog(c *netlink.Conn) error {
 }
 
 func (r *Reader) unbindLog(c *netlink.Conn) {
-	if err := logConfig(c, r.cfg.Group, func(ae *netlink.AttributeEncoder) { ae.Bytes(cfgAttrCmd, []byte{cfgCmdUnbind}) }); err != nil {
+	if err := logConfig(c, r.cfg.Group, func(ae *netlink.AttributeEncoder) { ae.Bytes(nlmsg.CfgAttrCmd, []byte{nlmsg.CfgCmdUnbind}) }); err != nil {
 		r.log.Debug("droplog: unbind nflog group", "err", err)
 	}
 }

@@ -99,9 +99,7 @@ func parseLogAttrs(b []byte, m *logMsg) {
 				m.HwProto, m.Hook, m.HasHdr = binary.BigEndian.Uint16(v[0:2]), v[2], true
 			}
 		case nfulaMark:
-			if len(v) >= 4 {
-				m.Mark, m.HasMark = binary.BigEndian.Uint32(v), true
-			}
+			nlmsg.AttrBE32(v, &m.Mark, &m.HasMark)
 		case nfulaTstamp:
 			// struct nfulnl_msg_packet_timestamp: be64 sec, be64 usec.
 			if len(v) >= 16 {
@@ -111,21 +109,13 @@ func parseLogAttrs(b []byte, m *logMsg) {
 				}
 			}
 		case nfulaInDev:
-			if len(v) >= 4 {
-				m.InDev, m.HasIn = binary.BigEndian.Uint32(v), true
-			}
+			nlmsg.AttrBE32(v, &m.InDev, &m.HasIn)
 		case nfulaOutDev:
-			if len(v) >= 4 {
-				m.OutDev, m.HasOut = binary.BigEndian.Uint32(v), true
-			}
+			nlmsg.AttrBE32(v, &m.OutDev, &m.HasOut)
 		case nfulaUID:
-			if len(v) >= 4 {
-				m.UID, m.HasUID = binary.BigEndian.Uint32(v), true
-			}
+			nlmsg.AttrBE32(v, &m.UID, &m.HasUID)
 		case nfulaGID:
-			if len(v) >= 4 {
-				m.GID, m.HasGID = binary.BigEndian.Uint32(v), true
-			}
+			nlmsg.AttrBE32(v, &m.GID, &m.HasGID)
 		case nfulaPayload:
 			m.Payload, m.HasPayload = v[:len(v):len(v)], true
 		case nfulaPrefix:
@@ -138,9 +128,7 @@ func parseLogAttrs(b []byte, m *logMsg) {
 			}
 			m.Prefix, m.HasPrefix = v, true
 		case nfulaSeq:
-			if len(v) >= 4 {
-				m.Seq, m.HasSeq = binary.BigEndian.Uint32(v), true
-			}
+			nlmsg.AttrBE32(v, &m.Seq, &m.HasSeq)
 		}
 		b = rest
 	}

@@ -24,6 +24,19 @@ const (
 	FlagAck     = 0x4
 )
 
+// Config commands of nfnetlink_queue and nfnetlink_log: enum
+// nfqnl_msg_config_cmds and enum nfulnl_msg_config_cmds give them the same
+// values, as both give the attribute that carries them (NFQA_CFG_CMD,
+// NFULA_CFG_CMD) the same type.
+const (
+	CfgCmdBind     = 1
+	CfgCmdUnbind   = 2
+	CfgCmdPfBind   = 3
+	CfgCmdPfUnbind = 4
+
+	CfgAttrCmd = 1
+)
+
 // Align rounds n up to the 4-byte alignment of messages and attributes.
 func Align(n int) int { return (n + 3) &^ 3 }
 
@@ -116,4 +129,18 @@ func PutAttrHdr(b []byte, l int, typ uint16) {
 func PutAttrBE32(b []byte, typ uint16, v uint32) {
 	PutAttrHdr(b, AttrHdrLen+4, typ)
 	binary.BigEndian.PutUint32(b[4:8], v)
+}
+
+// AttrBE32 stores the big-endian number that starts the attribute value v,
+// as nfnetlink sends numbers, in *dst and sets *has (when not nil). A value
+// shorter than four bytes is ignored, leaving both as they were: the
+// readers keep what a malformed attribute would otherwise overwrite.
+func AttrBE32(v []byte, dst *uint32, has *bool) {
+	if len(v) < 4 {
+		return
+	}
+	*dst = binary.BigEndian.Uint32(v)
+	if has != nil {
+		*has = true
+	}
 }

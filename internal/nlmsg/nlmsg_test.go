@@ -64,3 +64,20 @@ func TestNextAttr(t *testing.T) {
 		t.Error("an attribute shorter than its header parsed")
 	}
 }
+
+func TestAttrBE32(t *testing.T) {
+	var n uint32
+	var has bool
+	AttrBE32([]byte{1, 2, 3, 4, 5}, &n, &has)
+	if n != 0x01020304 || !has {
+		t.Fatalf("got %#x has=%v", n, has)
+	}
+	AttrBE32([]byte{9, 9, 9}, &n, &has)
+	if n != 0x01020304 || !has {
+		t.Errorf("a short value changed the number: %#x has=%v", n, has)
+	}
+	AttrBE32([]byte{0, 0, 0, 7}, &n, nil)
+	if n != 7 {
+		t.Errorf("without has: %#x", n)
+	}
+}

@@ -323,14 +323,8 @@ func (r *Reader) setBlocking() error {
 	return nil
 }
 
-// Config command values (enum nfqnl_msg_config_cmds) and attributes.
+// Config attributes of nfnetlink_queue past the command (nlmsg.CfgAttrCmd).
 const (
-	cfgCmdBind     = 1
-	cfgCmdUnbind   = 2
-	cfgCmdPfBind   = 3
-	cfgCmdPfUnbind = 4
-
-	cfgAttrCmd    = 1
 	cfgAttrParams = 2
 	cfgAttrMaxLen = 3
 	cfgAttrMask   = 4
@@ -341,7 +335,7 @@ const (
 // the same order, each acknowledged before the next. PF_UNBIND/PF_BIND are
 // no-ops on kernels since 3.8 but cost nothing.
 func (r *Reader) bind() error {
-	cmd := func(c uint8) attr { return attr{cfgAttrCmd, []byte{c, 0, 0, r.cfg.Family}} }
+	cmd := func(c uint8) attr { return attr{nlmsg.CfgAttrCmd, []byte{c, 0, 0, r.cfg.Family}} }
 	params := binary.BigEndian.AppendUint32(nil, r.cfg.MaxPacketLen)
 	params = append(params, nfqueue.NfQnlCopyPacket)
 	flags := r.cfg.Flags
@@ -357,9 +351,9 @@ func (r *Reader) bind() error {
 		queue uint16
 		attrs []attr
 	}{
-		{"unbind family", 0, []attr{cmd(cfgCmdPfUnbind)}},
-		{"bind family", 0, []attr{cmd(cfgCmdPfBind)}},
-		{"bind", r.cfg.Queue, []attr{cmd(cfgCmdBind)}},
+		{"unbind family", 0, []attr{cmd(nlmsg.CfgCmdPfUnbind)}},
+		{"bind family", 0, []attr{cmd(nlmsg.CfgCmdPfBind)}},
+		{"bind", r.cfg.Queue, []attr{cmd(nlmsg.CfgCmdBind)}},
 		{"set copy mode", r.cfg.Queue, []attr{{cfgAttrParams, params}}},
 		{"set flags and length", r.cfg.Queue, last},
 	}
@@ -498,7 +492,7 @@ func scanAck(b []byte, seq uint32) ([]Packet, ackInfo, error) {
 // us, and with the rule's bypass flag lets new packets pass.
 func (r *Reader) unbind() {
 	r.seq++
-	msg := appendConfig(nil, r.seq, r.cfg.Queue, attr{cfgAttrCmd, []byte{cfgCmdUnbind, 0, 0, r.cfg.Family}})
+	msg := appendConfig(nil, r.seq, r.cfg.Queue, attr{nlmsg.CfgAttrCmd, []byte{nlmsg.CfgCmdUnbind, 0, 0, r.cfg.Family}})
 	if err := r.send(msg); err != nil {
 		r.log.Warn("cannot unbind queue", "queue", r.cfg.Queue, "err", err)
 	}

@@ -190,34 +190,19 @@ func parseAttrs(b []byte, p *Packet, cut bool) bool {
 				hasID = true
 			}
 		case attrMark:
-			if len(v) >= 4 {
-				p.Mark = binary.BigEndian.Uint32(v)
-				p.HasMark = true
-			}
+			nlmsg.AttrBE32(v, &p.Mark, &p.HasMark)
 		case attrInDev:
-			if len(v) >= 4 {
-				p.InDev = binary.BigEndian.Uint32(v)
-			}
+			nlmsg.AttrBE32(v, &p.InDev, nil)
 		case attrOutDev:
-			if len(v) >= 4 {
-				p.OutDev = binary.BigEndian.Uint32(v)
-			}
+			nlmsg.AttrBE32(v, &p.OutDev, nil)
 		case attrCapLen:
-			if len(v) >= 4 {
-				p.CapLen = binary.BigEndian.Uint32(v)
-			}
+			nlmsg.AttrBE32(v, &p.CapLen, nil)
 		case attrSkbInfo:
-			if len(v) >= 4 {
-				p.SkbInfo = binary.BigEndian.Uint32(v)
-			}
+			nlmsg.AttrBE32(v, &p.SkbInfo, nil)
 		case attrUID:
-			if len(v) >= 4 {
-				p.UID, p.HasUID = binary.BigEndian.Uint32(v), true
-			}
+			nlmsg.AttrBE32(v, &p.UID, &p.HasUID)
 		case attrGID:
-			if len(v) >= 4 {
-				p.GID, p.HasGID = binary.BigEndian.Uint32(v), true
-			}
+			nlmsg.AttrBE32(v, &p.GID, &p.HasGID)
 		case attrPayload:
 			// Full slice expression: a caller appending to Payload must not
 			// overwrite the next message in the receive buffer.
