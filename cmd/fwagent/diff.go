@@ -56,11 +56,7 @@ does not load, an unreadable capture, a usage error).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.capture, "capture", "", "a pcap or pcapng capture to run through both policies")
-	fl.StringVar(&f.hook, "hook", "input", "with --capture: hook the packets are evaluated on: input, forward, output, or auto")
-	fl.StringSliceVar(&f.local, "local", nil, "with --hook auto: the capturing host's addresses or prefixes")
-	fl.StringVar(&f.iif, "iif", "", "with --capture: input interface name")
-	fl.StringVar(&f.oif, "oif", "", "with --capture: output interface name")
-	fl.BoolVar(&f.noReasm, "no-reassembly", false, "with --capture: decide IP fragments one by one")
+	f.replayFlags.register(fl, "with --capture: ")
 	fl.IntVar(&f.max, "max", 50, "with --capture: most changed packets to list")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object")
 	return cmd

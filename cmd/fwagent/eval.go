@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fwagent/fwagent/internal/evalreport"
 	"github.com/fwagent/fwagent/internal/nf"
@@ -69,14 +70,21 @@ output, neither → forward; else input.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.policy, "policy", "", "policy file (required)")
-	fl.StringVar(&f.hook, "hook", "input", "hook the packets are evaluated on: input, forward, output, or auto (by direction)")
-	fl.StringSliceVar(&f.local, "local", nil, "with --hook auto: the capturing host's addresses or prefixes, for captures that record no direction")
-	fl.StringVar(&f.iif, "iif", "", "input interface name the packets arrived on")
-	fl.StringVar(&f.oif, "oif", "", "output interface name")
+	f.replayFlags.register(fl, "")
 	fl.BoolVar(&f.summary, "summary", false, "print packets and bytes per rule and verdict instead of one line per packet")
 	fl.BoolVar(&f.json, "json", false, "JSON lines output")
-	fl.BoolVar(&f.noReasm, "no-reassembly", false, "decide IP fragments one by one instead of reassembling them")
 	return cmd
+}
+
+// register adds --hook, --local, --iif, --oif and --no-reassembly to fl.
+// when says when they apply ("with --capture: " in diff), and starts each
+// help text but that of --local, which applies only with --hook auto.
+func (f *replayFlags) register(fl *pflag.FlagSet, when string) {
+	fl.StringVar(&f.hook, "hook", "input", when+"hook the packets are evaluated on: input, forward, output, or auto (by direction)")
+	fl.StringSliceVar(&f.local, "local", nil, "with --hook auto: the capturing host's addresses or prefixes, for captures that record no direction")
+	fl.StringVar(&f.iif, "iif", "", when+"input interface name the packets arrived on")
+	fl.StringVar(&f.oif, "oif", "", when+"output interface name")
+	fl.BoolVar(&f.noReasm, "no-reassembly", false, when+"decide IP fragments one by one instead of reassembling them")
 }
 
 // options turns the flags shared by eval and diff into replay
