@@ -18,7 +18,10 @@ import (
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
-// jsonEvent is the JSON schema, for reading events back.
+// jsonEvent is the JSON schema (the package comment), for reading events
+// back. Its omitempty tags are those AppendJSON writes by, so the tests can
+// use it as the encoding/json oracle AppendJSON's output must match; they
+// do not change what decodes.
 type jsonEvent struct {
 	Time     string  `json:"time"`
 	Rule     string  `json:"rule"`
@@ -27,21 +30,21 @@ type jsonEvent struct {
 	Hook     string  `json:"hook"`
 	Family   string  `json:"family"`
 	Proto    string  `json:"proto"`
-	Src      string  `json:"src"`
-	Dst      string  `json:"dst"`
-	Sport    uint16  `json:"sport"`
-	Dport    uint16  `json:"dport"`
+	Src      string  `json:"src,omitempty"`
+	Dst      string  `json:"dst,omitempty"`
+	Sport    uint16  `json:"sport,omitempty"`
+	Dport    uint16  `json:"dport,omitempty"`
 	Length   int     `json:"length"`
-	In       string  `json:"in"`
-	Out      string  `json:"out"`
-	TCPFlags *string `json:"tcp_flags"`
-	ICMPType *uint8  `json:"icmp_type"`
-	ICMPCode *uint8  `json:"icmp_code"`
+	In       string  `json:"in,omitempty"`
+	Out      string  `json:"out,omitempty"`
+	TCPFlags *string `json:"tcp_flags,omitempty"`
+	ICMPType *uint8  `json:"icmp_type,omitempty"`
+	ICMPCode *uint8  `json:"icmp_code,omitempty"`
 	Prefix   string  `json:"prefix"`
 	Mark     uint32  `json:"mark"`
-	UID      *uint32 `json:"uid"`
-	GID      *uint32 `json:"gid"`
-	Cgroup   *string `json:"cgroup"`
+	UID      *uint32 `json:"uid,omitempty"`
+	GID      *uint32 `json:"gid,omitempty"`
+	Cgroup   *string `json:"cgroup,omitempty"`
 }
 
 // ParseEvent reads one line of the JSON log (the schema in the package
