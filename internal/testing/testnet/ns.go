@@ -65,10 +65,24 @@ func (ns *NS) Do(fn func() error) error {
 	return do(ns.handle, fn)
 }
 
-// do runs fn on a fresh locked thread inside target. If the thread cannot be
-// switched back it stays locked, so the runtime destroys it when the
-// goroutine exits instead of reusing a thread in the wrong namespace.
+// do runs fn on a fresh locked thread inside target.
 func do(target netns.NsHandle, fn func() error) error {
+	enter := func() error {
+		if err := netns.Set(target); err != nil {
+			return fmt.Errorf("testnet: enter namespace: %w", err)
+		}
+		return nil
+	}
+	return onThread(enter, fn)
+}
+
+// onThread runs fn on a fresh locked OS thread that enter has moved to
+// another network namespace, and moves the thread back to the one it came
+// from. If the thread cannot be switched back it stays locked, so the
+// runtime destroys it when the goroutine exits instead of reusing a thread
+// in the wrong namespace. A panic in fn is re-raised in the caller after
+// the thread has been switched back.
+func onThread(enter, fn func() error) error {
 	type result struct {
 		err      error
 		panicked bool
@@ -84,9 +98,9 @@ func do(target netns.NsHandle, fn func() error) error {
 			return
 		}
 		defer origin.Close()
-		if err := netns.Set(target); err != nil {
+		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("testnet: enter namespace: %w", err)}
+			done <- result{err: err}
 			return
 		}
 		var res result
@@ -145,50 +159,34 @@ func createNamed(name string) (netns.NsHandle, error) {
 	}
 	f.Close()
 
-	type result struct {
-		h   netns.NsHandle
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		origin, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- result{netns.None(), fmt.Errorf("testnet: get thread namespace: %w", err)}
-			return
-		}
-		defer origin.Close()
+	unshare := func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- result{netns.None(), fmt.Errorf("testnet: unshare: %w", err)}
-			return
+			return fmt.Errorf("testnet: unshare: %w", err)
 		}
-		var res result
+		return nil
+	}
+	h := netns.None()
+	err = onThread(unshare, func() error {
 		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(self, target, "none", unix.MS_BIND, ""); err != nil {
-			res.err = fmt.Errorf("testnet: bind mount %s: %w", target, err)
-		} else if res.h, err = netns.GetFromPath(target); err != nil {
-			res.err = fmt.Errorf("testnet: open %s: %w", target, err)
+			return fmt.Errorf("testnet: bind mount %s: %w", target, err)
 		}
-		if err := netns.Set(origin); err != nil {
-			// Leave the thread locked: the runtime kills it with the goroutine.
-			res.err = errors.Join(res.err, fmt.Errorf("testnet: restore thread namespace: %w", err))
-		} else {
-			runtime.UnlockOSThread()
+		opened, err := netns.GetFromPath(target)
+		if err != nil {
+			return fmt.Errorf("testnet: open %s: %w", target, err)
 		}
-		done <- res
-	}()
-	res := <-done
-	if res.err != nil {
-		if res.h.IsOpen() {
-			res.h.Close()
+		h = opened
+		return nil
+	})
+	if err != nil {
+		if h.IsOpen() {
+			h.Close()
 		}
 		_ = unix.Unmount(target, unix.MNT_DETACH)
 		_ = os.Remove(target)
-		return netns.None(), res.err
+		return netns.None(), err
 	}
-	return res.h, nil
+	return h, nil
 }
 
 // close removes the namespace's interfaces and its mount. The kernel frees
