@@ -114,21 +114,8 @@ func ParseEvent(line []byte, e *Event) error {
 }
 
 func parseProto(s string) (uint8, error) {
-	switch s {
-	case "tcp":
-		return packet.ProtoTCP, nil
-	case "udp":
-		return packet.ProtoUDP, nil
-	case "icmp":
-		return packet.ProtoICMP, nil
-	case "icmpv6":
-		return packet.ProtoICMPv6, nil
-	case "sctp":
-		return packet.ProtoSCTP, nil
-	case "gre":
-		return packet.ProtoGRE, nil
-	case "esp":
-		return packet.ProtoESP, nil
+	if p, ok := packet.ProtoByName(s); ok {
+		return p, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 8)
 	if err != nil {

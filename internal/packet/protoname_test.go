@@ -12,3 +12,19 @@ func TestAppendProtoName(t *testing.T) {
 		}
 	}
 }
+
+func TestProtoByName(t *testing.T) {
+	for name, want := range map[string]uint8{
+		"tcp": ProtoTCP, "udp": ProtoUDP, "icmp": ProtoICMP, "icmpv6": ProtoICMPv6,
+		"sctp": ProtoSCTP, "gre": ProtoGRE, "esp": ProtoESP,
+	} {
+		if got, ok := ProtoByName(name); !ok || got != want {
+			t.Errorf("ProtoByName(%q) = %d, %v, want %d", name, got, ok, want)
+		}
+	}
+	for _, name := range []string{"", "6", "TCP", "ip"} {
+		if got, ok := ProtoByName(name); ok {
+			t.Errorf("ProtoByName(%q) = %d, want none", name, got)
+		}
+	}
+}
