@@ -37,6 +37,16 @@ func (s *script) fail(err error) {
 	}
 }
 
+// hello is clientHello(name); an error fails the script, as a bad packet
+// does, and leaves the payload nil.
+func (s *script) hello(name string) []byte {
+	b, err := clientHello(name)
+	if err != nil {
+		s.fail(err)
+	}
+	return b
+}
+
 // add builds spec and appends it at offset at.
 func (s *script) add(at time.Duration, spec packet.Spec) {
 	if s.err != nil {

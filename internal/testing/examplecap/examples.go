@@ -142,29 +142,22 @@ func dnsBlocklist(s *script) {
 // the output hook they meet the output default (drop): live, they arrive on
 // input, where established-in takes them.
 func tlsEgress(s *script) {
-	hello := func(name string) []byte {
-		b, err := clientHello(name)
-		if err != nil {
-			s.fail(err)
-		}
-		return b
-	}
 	// 1: DNS to a listed resolver: dns.
 	s.udp(0, "10.0.0.5:33000", "10.0.0.53:53", dnsQuery(1, "deb.debian.org"))
 	// 2-7: allowed name. SYN, ACK: https-handshake; SYN-ACK and the
 	// server's data: default drop; ClientHello: https-allowed; the
 	// client's next data segment reuses the flow's decision: https-allowed.
 	s.tcp("10.0.0.5:40000", "151.101.2.132:443").handshake(10*ms).
-		send(20*ms, hello("deb.debian.org")).
+		send(20*ms, s.hello("deb.debian.org")).
 		reply(30*ms, bytes.Repeat([]byte{0x17}, 200)).
 		send(40*ms, bytes.Repeat([]byte{0x17}, 150))
 	// 8-11: a name not allowed: https-handshake x2, default drop, https-other.
 	s.tcp("10.0.0.5:40001", "140.82.112.6:443").handshake(100*ms).
-		send(110*ms, hello("evil.example"))
+		send(110*ms, s.hello("evil.example"))
 	// 12-15: allowed by wildcard: https-handshake x2, default drop,
 	// https-allowed.
 	s.tcp("10.0.0.5:40002", "185.199.108.133:443").handshake(200*ms).
-		send(210*ms, hello("raw.githubusercontent.com"))
+		send(210*ms, s.hello("raw.githubusercontent.com"))
 	// 16: plain HTTP: default drop.
 	s.tcp("10.0.0.5:40003", "93.184.215.14:80").syn(300 * ms)
 }
@@ -228,13 +221,6 @@ func routerWAN(s *script) {
 // everyKey: one capture for policies/examples/testdata/every-key.yaml,
 // inbound to 192.0.2.10 (eval --hook input --iif eth0).
 func everyKey(s *script) {
-	hello := func(name string) []byte {
-		b, err := clientHello(name)
-		if err != nil {
-			s.fail(err)
-		}
-		return b
-	}
 	const host, peer, stranger = "192.0.2.10", "198.51.100.5", "203.0.113.5"
 	// 1: dns_qname over UDP: dns-block.
 	s.udp(0, peer+":33000", host+":53", dnsQuery(1, "x.blocked.example"))
@@ -245,10 +231,10 @@ func everyKey(s *script) {
 	// 7-12: tls_sni allowed: https-handshake, established x2, tls-good,
 	// the server's data established, the client's next segment tls-good
 	// again from the flow's cached decision.
-	s.tcp(peer+":40001", host+":443").handshake(100*ms).send(110*ms, hello("ok.example")).
+	s.tcp(peer+":40001", host+":443").handshake(100*ms).send(110*ms, s.hello("ok.example")).
 		reply(120*ms, bytes.Repeat([]byte{0x17}, 200)).send(130*ms, bytes.Repeat([]byte{0x17}, 150))
 	// 13-16: another name: https-handshake, established x2, tls-bad (length).
-	s.tcp(peer+":40002", host+":443").handshake(200*ms).send(210*ms, hello("evil.example"))
+	s.tcp(peer+":40002", host+":443").handshake(200*ms).send(210*ms, s.hello("evil.example"))
 	// 17-20: payload contains "SSH-": ssh-alt, established x2, then probe,
 	// which only audits: verdict accept, action drop.
 	s.tcp(peer+":40003", host+":8022").handshake(300*ms).send(310*ms, []byte("SSH-2.0-probe\r\n"))
