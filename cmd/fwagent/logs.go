@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"fmt"
@@ -225,40 +226,30 @@ func (f *logsFlags) filter(now time.Time) (droplog.Filter, error) {
 			return filter, usagef("logs: --until: %v", err)
 		}
 	}
-	for _, x := range []struct {
-		name string
-		in   []string
-		out  *[]netip.Prefix
-	}{{"src", f.src, &filter.Src}, {"dst", f.dst, &filter.Dst}} {
-		for _, s := range x.in {
-			p, err := droplog.ParsePrefix(s)
-			if err != nil {
-				return filter, usagef("logs: --%s: %v", x.name, err)
-			}
-			*x.out = append(*x.out, p)
-		}
-	}
-	for _, x := range []struct {
-		name string
-		in   []string
-		out  *[]droplog.PortRange
-	}{{"sport", f.sport, &filter.Sport}, {"dport", f.dport, &filter.Dport}} {
-		for _, s := range x.in {
-			r, err := droplog.ParsePortRange(s)
-			if err != nil {
-				return filter, usagef("logs: --%s: %v", x.name, err)
-			}
-			*x.out = append(*x.out, r)
-		}
-	}
-	for _, s := range f.proto {
-		p, err := droplog.ParseProto(s)
-		if err != nil {
-			return filter, usagef("logs: --proto: %v", err)
-		}
-		filter.Protos = append(filter.Protos, p)
+	var errs [5]error
+	filter.Src, errs[0] = parseEach("src", f.src, droplog.ParsePrefix)
+	filter.Dst, errs[1] = parseEach("dst", f.dst, droplog.ParsePrefix)
+	filter.Sport, errs[2] = parseEach("sport", f.sport, droplog.ParsePortRange)
+	filter.Dport, errs[3] = parseEach("dport", f.dport, droplog.ParsePortRange)
+	filter.Protos, errs[4] = parseEach("proto", f.proto, droplog.ParseProto)
+	// The first flag in that order that does not parse is the one named.
+	if err := cmp.Or(errs[:]...); err != nil {
+		return filter, err
 	}
 	return filter, nil
+}
+
+// parseEach parses each value of the flag --name with parse, in order.
+func parseEach[T any](name string, values []string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, s := range values {
+		v, err := parse(s)
+		if err != nil {
+			return nil, usagef("logs: --%s: %v", name, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // appendReadable is the one-line human form of an event:
