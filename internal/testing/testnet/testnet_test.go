@@ -74,14 +74,18 @@ func addrOf(ns *NS, v6 bool) netip.Addr {
 	return ns.Addr4()
 }
 
+// topologies are the two shapes New builds: client and server on one
+// veth, or each on its own behind a router namespace.
+var topologies = []struct {
+	name string
+	opts []Option
+}{
+	{"direct", nil},
+	{"routed", []Option{WithRouter()}},
+}
+
 func TestReach(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts []Option
-	}{
-		{"direct", nil},
-		{"routed", []Option{WithRouter()}},
-	} {
+	for _, tc := range topologies {
 		t.Run(tc.name, func(t *testing.T) {
 			n := New(t, tc.opts...)
 			for _, fam := range []struct {
@@ -235,13 +239,7 @@ func assertNotInRoot(t *testing.T, ifnames []string) {
 
 func TestCloseRemovesEverything(t *testing.T) {
 	RequireRoot(t)
-	for _, tc := range []struct {
-		name string
-		opts []Option
-	}{
-		{"direct", nil},
-		{"routed", []Option{WithRouter()}},
-	} {
+	for _, tc := range topologies {
 		t.Run(tc.name, func(t *testing.T) {
 			n, err := Open(tc.opts...)
 			if err != nil {
