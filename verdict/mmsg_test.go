@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,30 +60,11 @@ func TestEngineReaders(t *testing.T) {
 	t.Cleanup(func() { tbl.Remove() })
 
 	var recv [3]atomic.Uint64
-	var wg sync.WaitGroup
 	var conns []*net.UDPConn
 	for i := range 3 {
 		conns = append(conns, n.Server.ListenUDP4(t, 40000+i))
 	}
-	for i, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 2048)
-			for {
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-				recv[i].Add(1)
-			}
-		}()
-	}
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-		wg.Wait()
-	})
+	testnet.ReadEach(t, conns, func(i, _ int) { recv[i].Add(1) })
 	send := n.Client.ListenUDP4(t, 0)
 
 	tests := []struct {

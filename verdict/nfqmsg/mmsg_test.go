@@ -145,22 +145,10 @@ func TestReaderKernel(t *testing.T) {
 		c.SetReadBuffer(8 << 20)
 		conns = append(conns, c)
 	}
-	var wg sync.WaitGroup
-	for i, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 2048)
-			for {
-				m, err := c.Read(buf)
-				if err != nil {
-					return
-				}
-				recv[i].Add(1)
-				lens.Store(m, true)
-			}
-		}()
-	}
+	testnet.ReadEach(t, conns, func(i, m int) {
+		recv[i].Add(1)
+		lens.Store(m, true)
+	})
 	send := n.Client.ListenUDP4(t, 0)
 
 	sizes := []int{1, 3, 5, 7, 8, 64, 1001, 1400}
@@ -259,10 +247,6 @@ func TestReaderKernel(t *testing.T) {
 			t.Logf("%+v", c)
 		})
 	}
-	for _, c := range conns {
-		c.Close()
-	}
-	wg.Wait()
 }
 
 // udpFlow opens a UDP socket on the server at port that counts the

@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"net"
+	"sync"
 	"testing"
 )
 
@@ -21,6 +22,34 @@ func Serve(ln net.Listener, handle func(c net.Conn)) {
 			}()
 		}
 	}()
+}
+
+// ReadEach reads every datagram that reaches one of conns, on a goroutine
+// each, and calls got with the index of its socket and its length: the
+// counting receivers of the queue tests. At the test's end the sockets are
+// closed and the readers waited for, so got is not called after it.
+func ReadEach(tb testing.TB, conns []*net.UDPConn, got func(i, n int)) {
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 2048)
+			for {
+				n, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				got(i, n)
+			}
+		}()
+	}
+	tb.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	})
 }
 
 // ListenUDP4 opens a UDP socket inside the namespace on its IPv4 address
