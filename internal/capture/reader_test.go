@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // readAll drains a reader, copying each frame's data (it is reused).
@@ -104,13 +105,7 @@ func TestWriterCutsAtMaxFrame(t *testing.T) {
 
 // TestTcpdumpReadsWriter checks the written file with a real pcap reader.
 func TestTcpdumpReadsWriter(t *testing.T) {
-	tcpdump, err := exec.LookPath("tcpdump")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tcpdump not installed")
-		}
-		t.Skip("tcpdump not installed")
-	}
+	testnet.RequireCommands(t, "tcpdump")
 	path := filepath.Join(t.TempDir(), "out.pcap")
 	f, err := os.Create(path)
 	if err != nil {
@@ -131,7 +126,7 @@ func TestTcpdumpReadsWriter(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(tcpdump, "-nn", "-r", path).CombinedOutput()
+	out, err := exec.Command("tcpdump", "-nn", "-r", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("tcpdump -r: %v\n%s", err, out)
 	}

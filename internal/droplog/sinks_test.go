@@ -22,6 +22,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/capture"
 	"github.com/fwagent/fwagent/internal/testing/eventually"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
 // udpMsg is a logged UDP packet to dport with `extra` payload bytes and
@@ -308,13 +309,7 @@ func TestPcapFileRotatesAndKeepsBackups(t *testing.T) {
 
 // TestTcpdumpReadsPcapSink checks the file with a pcap tool other than ours.
 func TestTcpdumpReadsPcapSink(t *testing.T) {
-	tcpdump, err := exec.LookPath("tcpdump")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tcpdump not installed")
-		}
-		t.Skip("tcpdump not installed")
-	}
+	testnet.RequireCommands(t, "tcpdump")
 	path := filepath.Join(t.TempDir(), "drops.pcap")
 	s, err := OpenPcapFile(path, RotateConfig{})
 	if err != nil {
@@ -329,7 +324,7 @@ func TestTcpdumpReadsPcapSink(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(tcpdump, "-nn", "-r", path).CombinedOutput()
+	out, err := exec.Command("tcpdump", "-nn", "-r", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("tcpdump -r: %v\n%s", err, out)
 	}
