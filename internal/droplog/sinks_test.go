@@ -22,6 +22,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/capture"
 	"github.com/fwagent/fwagent/internal/testing/eventually"
+	"github.com/fwagent/fwagent/internal/testing/rawpcap"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -187,27 +188,8 @@ func TestPacketBufferShedsOverTheByteBudget(t *testing.T) {
 	if s := r.Stats(); s.Written != 3 || r.queuedBytes.Load() != 0 {
 		t.Fatalf("stats %+v, queued bytes %d; want Written 3, 0 bytes", s, r.queuedBytes.Load())
 	}
-	if n := countFrames(t, &pcap); n != 3 {
+	if n := len(rawpcap.Frames(t, &pcap)); n != 3 {
 		t.Fatalf("pcap holds %d frames, want 3", n)
-	}
-}
-
-func countFrames(t *testing.T, rd io.Reader) int {
-	t.Helper()
-	cr, err := capture.Open(rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for {
-		_, err := cr.Next()
-		if err == io.EOF {
-			return n
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
 	}
 }
 
@@ -215,26 +197,11 @@ func countFrames(t *testing.T, rd io.Reader) int {
 // frame (the tests number packets by port).
 func readDports(t *testing.T, path string) []uint16 {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cr, err := capture.Open(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 	var ports []uint16
-	for {
-		fr, err := cr.Next()
-		if err == io.EOF {
-			return ports
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		ports = append(ports, binary.BigEndian.Uint16(fr.Data[22:24]))
+	for _, f := range rawpcap.FileFrames(t, path) {
+		ports = append(ports, binary.BigEndian.Uint16(f.Data[22:24]))
 	}
+	return ports
 }
 
 func TestPcapFileRotatesAndKeepsBackups(t *testing.T) {

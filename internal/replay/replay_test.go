@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -39,26 +37,11 @@ type rawFrame struct {
 // frames reads the IP packets of a capture.
 func frames(t *testing.T, path string) []rawFrame {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := capture.Open(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []rawFrame
-	for {
-		fr, err := r.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, rawFrame{fr.Timestamp, bytes.Clone(fr.Data)})
+	for _, f := range rawpcap.FileFrames(t, path) {
+		out = append(out, rawFrame{f.Timestamp, f.Data})
 	}
+	return out
 }
 
 // rawPcap writes frames as a raw-IP pcap, each cut to snap bytes (0: whole)

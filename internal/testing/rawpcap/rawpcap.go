@@ -1,12 +1,18 @@
 // Package rawpcap writes classic raw-IP pcap files for tests, with what
 // capture.Writer does not offer on purpose: frames cut to a snap length,
 // or recorded with an original length they do not have, as tcpdump -s and
-// broken writers leave them.
+// broken writers leave them; and it reads captures back whole.
 package rawpcap
 
 import (
+	"bytes"
 	"encoding/binary"
+	"io"
+	"os"
+	"testing"
 	"time"
+
+	"github.com/fwagent/fwagent/internal/capture"
 )
 
 // Record is one frame of the file.
@@ -53,4 +59,38 @@ func Packets(pkts ...[]byte) []byte {
 		recs[i] = Record{Time: time.Unix(100+int64(i), 0), Data: p}
 	}
 	return File(0, recs...)
+}
+
+// Frames reads every frame of the capture in r with capture.Reader, each
+// one's Data copied (the reader reuses its buffer). A capture that does not
+// read to its end fails the test.
+func Frames(tb testing.TB, r io.Reader) []capture.Frame {
+	tb.Helper()
+	cr, err := capture.Open(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []capture.Frame
+	for {
+		f, err := cr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			tb.Fatalf("frame %d: %v", len(out), err)
+		}
+		f.Data = bytes.Clone(f.Data)
+		out = append(out, f)
+	}
+}
+
+// FileFrames is Frames of the capture file at path.
+func FileFrames(tb testing.TB, path string) []capture.Frame {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	return Frames(tb, f)
 }
