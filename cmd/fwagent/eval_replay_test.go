@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"net/netip"
 	"strings"
 	"testing"
@@ -98,25 +97,6 @@ rules:
 	}
 }
 
-// frag4 splits an IPv4 packet (20-byte header) into fragments of size
-// payload bytes (a multiple of 8), checksums left for the decoder to skip.
-func frag4(pkt []byte, size int) [][]byte {
-	payload := pkt[20:]
-	var out [][]byte
-	for off := 0; off < len(payload); off += size {
-		end := min(off+size, len(payload))
-		h := bytes.Clone(pkt[:20])
-		binary.BigEndian.PutUint16(h[2:4], uint16(20+end-off))
-		fo := uint16(off / 8)
-		if end < len(payload) {
-			fo |= 0x2000
-		}
-		binary.BigEndian.PutUint16(h[6:8], fo)
-		out = append(out, append(h, payload[off:end]...))
-	}
-	return out
-}
-
 // TestEvalFragments: every fragment of a reassembled datagram gets a line
 // with the datagram's verdict, decided once, as live.
 func TestEvalFragments(t *testing.T) {
@@ -127,7 +107,7 @@ func TestEvalFragments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := frag4(dgram, 1480)
+	fs := packet.Fragment4(dgram, 1, 1480)
 	// The last fragment first, as happens.
 	capFile := writeFile(t, dir, "c.pcap", string(rawPcap(t, 0, nil, fs[1], fs[0])))
 	code, out, errOut := fwagent(t, "eval", "--json", "--policy", pol, capFile)

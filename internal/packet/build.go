@@ -1,6 +1,8 @@
 package packet
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -175,4 +177,41 @@ func serialize(ls []gopacket.SerializableLayer) ([]byte, error) {
 		return nil, fmt.Errorf("packet: build: %d bytes do not fit an IP length field", len(b))
 	}
 	return b, nil
+}
+
+// Fragment4 splits the IPv4 packet pkt (a 20-byte header, no options) into
+// fragments carrying at most size bytes of its payload each (a multiple of
+// 8), with identification id and their header checksums computed, as a
+// router would send them.
+func Fragment4(pkt []byte, id uint16, size int) [][]byte {
+	payload := pkt[20:]
+	var out [][]byte
+	for off := 0; off < len(payload); off += size {
+		end := min(off+size, len(payload))
+		h := bytes.Clone(pkt[:20])
+		binary.BigEndian.PutUint16(h[2:4], uint16(20+end-off))
+		binary.BigEndian.PutUint16(h[4:6], id)
+		fo := uint16(off / 8)
+		if end < len(payload) {
+			fo |= 0x2000 // more fragments
+		}
+		binary.BigEndian.PutUint16(h[6:8], fo)
+		h[10], h[11] = 0, 0
+		binary.BigEndian.PutUint16(h[10:12], IPv4Checksum(h))
+		out = append(out, append(h, payload[off:end]...))
+	}
+	return out
+}
+
+// IPv4Checksum is the Internet checksum (RFC 1071) of the IPv4 header h,
+// whose checksum field the caller has zeroed.
+func IPv4Checksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
 }

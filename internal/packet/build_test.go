@@ -175,3 +175,33 @@ func TestBuildICMPError(t *testing.T) {
 		})
 	}
 }
+
+func TestFragment4(t *testing.T) {
+	pkt, err := Build(Spec{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"),
+		Proto: ProtoUDP, SrcPort: 1, DstPort: 2, Payload: make([]byte, 100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := Fragment4(pkt, 7, 48) // 108 bytes of UDP: 48, 48, 12
+	if len(fs) != 3 {
+		t.Fatalf("%d fragments, want 3", len(fs))
+	}
+	var joined []byte
+	for i, f := range fs {
+		h := binary.BigEndian
+		wantFO := uint16(i * 48 / 8)
+		if i < 2 {
+			wantFO |= 0x2000
+		}
+		if int(h.Uint16(f[2:4])) != len(f) || h.Uint16(f[4:6]) != 7 || h.Uint16(f[6:8]) != wantFO {
+			t.Errorf("fragment %d: length %d/%d, id %d, offset word %#x, want %#x", i, h.Uint16(f[2:4]), len(f), h.Uint16(f[4:6]), h.Uint16(f[6:8]), wantFO)
+		}
+		if s := sum16(f[:20], 0); s != 0xffff {
+			t.Errorf("fragment %d: header checksum does not verify (sum %#x)", i, s)
+		}
+		joined = append(joined, f[20:]...)
+	}
+	if string(joined) != string(pkt[20:]) {
+		t.Error("the fragments' payloads do not join to the packet's")
+	}
+}

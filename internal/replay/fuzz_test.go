@@ -24,7 +24,7 @@ func FuzzReassembler(f *testing.F) {
 	}
 	p4, _ := packet.Build(packet.Spec{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 53, Payload: bytes.Repeat([]byte{1}, 100)})
 	p6, _ := packet.Build(packet.Spec{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 53, Payload: bytes.Repeat([]byte{1}, 100)})
-	f.Add(seed(frag4(p4, 1, 48)))
+	f.Add(seed(packet.Fragment4(p4, 1, 48)))
 	f.Add(seed(frag6(p6, 1, 48)))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := NewReassembler()

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
+
+	"github.com/fwagent/fwagent/internal/packet"
 )
 
 // Bounds of the reassembler, after Linux's defaults where it has one: a
@@ -195,19 +197,8 @@ func (d *datagram) build(v6 bool) []byte {
 	// Keep DF, clear MF and the offset.
 	binary.BigEndian.PutUint16(out[6:8], binary.BigEndian.Uint16(out[6:8])&0x4000)
 	out[10], out[11] = 0, 0
-	binary.BigEndian.PutUint16(out[10:12], ipv4Checksum(out[:ihl]))
+	binary.BigEndian.PutUint16(out[10:12], packet.IPv4Checksum(out[:ihl]))
 	return out
-}
-
-func ipv4Checksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }
 
 type fragInfo struct {

@@ -12,28 +12,6 @@ import (
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
-// frag4 splits an IPv4 packet (20-byte header) into fragments carrying at
-// most size bytes of payload each (a multiple of 8).
-func frag4(pkt []byte, id uint16, size int) [][]byte {
-	payload := pkt[20:]
-	var out [][]byte
-	for off := 0; off < len(payload); off += size {
-		end := min(off+size, len(payload))
-		h := bytes.Clone(pkt[:20])
-		binary.BigEndian.PutUint16(h[2:4], uint16(20+end-off))
-		binary.BigEndian.PutUint16(h[4:6], id)
-		fo := uint16(off / 8)
-		if end < len(payload) {
-			fo |= 0x2000
-		}
-		binary.BigEndian.PutUint16(h[6:8], fo)
-		h[10], h[11] = 0, 0
-		binary.BigEndian.PutUint16(h[10:12], ipv4Checksum(h))
-		out = append(out, append(h, payload[off:end]...))
-	}
-	return out
-}
-
 // frag6 splits an IPv6 packet (no extension headers) with fragment headers.
 func frag6(pkt []byte, id uint32, size int) [][]byte {
 	next := pkt[6]
@@ -60,7 +38,7 @@ func frag6(pkt []byte, id uint32, size int) [][]byte {
 func withID(pkt []byte, id uint16) []byte {
 	binary.BigEndian.PutUint16(pkt[4:6], id)
 	pkt[10], pkt[11] = 0, 0
-	binary.BigEndian.PutUint16(pkt[10:12], ipv4Checksum(pkt[:20]))
+	binary.BigEndian.PutUint16(pkt[10:12], packet.IPv4Checksum(pkt[:20]))
 	return pkt
 }
 
@@ -80,7 +58,7 @@ func TestReassembleInAnyOrder(t *testing.T) {
 		pkt   []byte
 		frags func([]byte) [][]byte
 	}{
-		{"ipv4", withID(udp(t, "192.0.2.1", "192.0.2.2", 53, 3000), 7), func(b []byte) [][]byte { return frag4(b, 7, 1480) }},
+		{"ipv4", withID(udp(t, "192.0.2.1", "192.0.2.2", 53, 3000), 7), func(b []byte) [][]byte { return packet.Fragment4(b, 7, 1480) }},
 		{"ipv6", udp(t, "2001:db8::1", "2001:db8::2", 53, 3000), func(b []byte) [][]byte { return frag6(b, 9, 1448) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,7 +95,7 @@ func TestReassembleInAnyOrder(t *testing.T) {
 
 func TestReassembleGivesUp(t *testing.T) {
 	pkt := udp(t, "192.0.2.1", "192.0.2.2", 53, 3000)
-	fs := frag4(pkt, 7, 1480)
+	fs := packet.Fragment4(pkt, 7, 1480)
 	// Not a fragment.
 	if _, _, consumed := NewReassembler().Add(pkt, 1, 0); consumed {
 		t.Error("a whole packet was taken as a fragment")
@@ -128,7 +106,7 @@ func TestReassembleGivesUp(t *testing.T) {
 	if ex := r.Expired(); len(ex) != 0 {
 		t.Fatalf("released early: %v", ex)
 	}
-	other := frag4(udp(t, "192.0.2.3", "192.0.2.2", 53, 3000), 8, 1480)
+	other := packet.Fragment4(udp(t, "192.0.2.3", "192.0.2.2", 53, 3000), 8, 1480)
 	r.Add(other[0], 2, fragTimeout)
 	if ex := r.Expired(); len(ex) != 1 || ex[0].N != 1 || !bytes.Equal(ex[0].Data, fs[0]) {
 		t.Errorf("after the timeout released %d fragments", len(ex))
@@ -154,7 +132,7 @@ func TestReassembleGivesUp(t *testing.T) {
 	// The bound on pending datagrams.
 	r = NewReassembler()
 	for i := range maxPending + 10 {
-		f := frag4(pkt, uint16(i), 1480)
+		f := packet.Fragment4(pkt, uint16(i), 1480)
 		r.Add(f[0], i+1, 0)
 	}
 	if len(r.pending) != maxPending || len(r.Expired()) != 10 {
@@ -170,7 +148,7 @@ func TestRunReassembles(t *testing.T) {
 	const policy = "version: 1\ndefault: drop\nrules:\n  - name: dns\n    match: {proto: udp, dport: 53}\n    action: accept\n"
 	var fs []rawFrame
 	at := time.Unix(10, 0)
-	for _, f := range frag4(udp(t, "192.0.2.1", "192.0.2.2", 53, 3000), 7, 1480) {
+	for _, f := range packet.Fragment4(udp(t, "192.0.2.1", "192.0.2.2", 53, 3000), 7, 1480) {
 		fs = append(fs, rawFrame{at, f})
 	}
 	for _, f := range frag6(udp(t, "2001:db8::1", "2001:db8::2", 53, 2000), 9, 1448) {
