@@ -2,12 +2,12 @@ package policyfile
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/secure"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 )
 
 const passing = `version: 1
@@ -21,20 +21,8 @@ tests:
     expect: accept
 `
 
-func write(t *testing.T, text string, mode os.FileMode) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestLoadAndGate(t *testing.T) {
-	p := write(t, passing, 0o644)
+	p := testpolicy.WriteFile(t, t.TempDir(), "policy.yaml", passing, 0o644)
 	prog, err := Load(p, false)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +31,7 @@ func TestLoadAndGate(t *testing.T) {
 		t.Fatalf("Gate = %d, %v; want 1 test, no error", n, err)
 	}
 
-	failing := write(t, strings.Replace(passing, "expect: accept", "expect: drop", 1), 0o644)
+	failing := testpolicy.WriteFile(t, t.TempDir(), "policy.yaml", strings.Replace(passing, "expect: accept", "expect: drop", 1), 0o644)
 	prog, err = Load(failing, false)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +51,7 @@ func TestLoadRefuses(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), false); err == nil || !strings.HasPrefix(err.Error(), "policy: open ") {
 		t.Errorf("missing file: %v", err)
 	}
-	p := write(t, passing, 0o666)
+	p := testpolicy.WriteFile(t, t.TempDir(), "policy.yaml", passing, 0o666)
 	_, err := Load(p, false)
 	var ie *secure.InsecureError
 	if !errors.As(err, &ie) {

@@ -8,21 +8,9 @@ import (
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/secure"
+	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/policies"
 )
-
-// writeFile writes a file with exactly mode (no umask).
-func writeFile(t *testing.T, dir, name, text string, mode os.FileMode) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func TestReadFileMode(t *testing.T) {
 	uid := os.Geteuid()
@@ -44,7 +32,7 @@ func TestReadFileMode(t *testing.T) {
 		{0o602, true, ""},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
-			p := writeFile(t, t.TempDir(), "policy.yaml", "content", tc.mode)
+			p := testpolicy.WriteFile(t, t.TempDir(), "policy.yaml", "content", tc.mode)
 			b, err := secure.New(uid, tc.allow).ReadFile(p)
 			if tc.wantErr == "" {
 				if err != nil {
@@ -94,7 +82,7 @@ func TestReadFileOwner(t *testing.T) {
 		{"another user's file, allowed", other, 65534, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := writeFile(t, t.TempDir(), "set.txt", "10.0.0.0/8\n", 0o644)
+			p := testpolicy.WriteFile(t, t.TempDir(), "set.txt", "10.0.0.0/8\n", 0o644)
 			if err := os.Chown(p, tc.owner, tc.owner); err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +111,7 @@ func TestReadFileNotRegular(t *testing.T) {
 // to an unsafe file is refused.
 func TestSymlinkChecksTarget(t *testing.T) {
 	dir := t.TempDir()
-	target := writeFile(t, dir, "real.yaml", "x", 0o666)
+	target := testpolicy.WriteFile(t, dir, "real.yaml", "x", 0o666)
 	link := filepath.Join(dir, "policy.yaml")
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
@@ -150,8 +138,8 @@ func TestPolicySetFile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFile(t, dir, "bad.txt", "192.0.2.0/24\n", tc.setMode)
-			p := writeFile(t, dir, "policy.yaml", policy, tc.polMode)
+			testpolicy.WriteFile(t, dir, "bad.txt", "192.0.2.0/24\n", tc.setMode)
+			p := testpolicy.WriteFile(t, dir, "policy.yaml", policy, tc.polMode)
 			c := secure.New(os.Geteuid(), false)
 			var err error
 			if data, rerr := c.ReadFile(p); rerr != nil {

@@ -3,6 +3,8 @@
 package testpolicy
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/fwagent/fwagent/policies"
@@ -27,6 +29,20 @@ func CompileFile(tb testing.TB, path string) *policies.Program {
 		tb.Fatal(err)
 	}
 	return compile(tb, pol)
+}
+
+// WriteFile writes text to the file name in dir with exactly mode, whatever
+// the umask (the agent checks policy files' modes), and returns its path.
+func WriteFile(tb testing.TB, dir, name, text string, mode os.FileMode) string {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }
 
 func compile(tb testing.TB, pol *policies.Policy) *policies.Program {
