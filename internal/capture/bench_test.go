@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ func BenchmarkReader(b *testing.B) {
 	le := binary.LittleEndian
 	ip4 := build(b, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2, Payload: make([]byte, 64)})
 	var recs []record
-	ng := cat(ngSHB(le), ngIDB(le, linkEthernet, 0))
+	ng := slices.Concat(ngSHB(le), ngIDB(le, linkEthernet, 0))
 	for i := range 1000 {
 		recs = append(recs, record{ts: time.Unix(int64(i), 0), data: ether(etherIPv4, ip4)})
 		ng = append(ng, ngEPB(le, 0, uint64(i), ether(etherIPv4, ip4), 0)...)
@@ -76,9 +77,9 @@ func TestNextZeroAllocs(t *testing.T) {
 	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
 	const n = 600
 	var recs []record
-	ng := cat(ngSHB(le), ngIDB(le, linkSLL2, 0, ngOpt(le, optTSResol, []byte{9})))
+	ng := slices.Concat(ngSHB(le), ngIDB(le, linkSLL2, 0, ngOpt(le, optTSResol, []byte{9})))
 	for i := range n {
-		recs = append(recs, record{ts: time.Unix(int64(i), 0), data: ether(etherVLAN, cat(tag(7, etherIPv4), ip4))})
+		recs = append(recs, record{ts: time.Unix(int64(i), 0), data: ether(etherVLAN, slices.Concat(tag(7, etherIPv4), ip4))})
 		ng = append(ng, ngEPB(le, 0, uint64(i), sll2(etherIPv4, ip4), 0)...)
 	}
 	for name, file := range map[string][]byte{

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -132,14 +133,6 @@ func build(t testing.TB, s packet.Spec) []byte {
 	return b
 }
 
-func cat(bs ...[]byte) []byte {
-	var out []byte
-	for _, b := range bs {
-		out = append(out, b...)
-	}
-	return out
-}
-
 func u16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
 
 var (
@@ -147,10 +140,12 @@ var (
 	arpPkt = make([]byte, 28)
 )
 
-func ether(etherType uint16, payload []byte) []byte { return cat(macs, u16(etherType), payload) }
+func ether(etherType uint16, payload []byte) []byte {
+	return slices.Concat(macs, u16(etherType), payload)
+}
 
 // tag is the rest of a VLAN tag after its TPID: the TCI and the next type.
-func tag(id, next uint16) []byte { return cat(u16(id), u16(next)) }
+func tag(id, next uint16) []byte { return slices.Concat(u16(id), u16(next)) }
 
 // sll is a Linux cooked v1 header.
 func sll(proto uint16, payload []byte) []byte {
@@ -160,7 +155,7 @@ func sll(proto uint16, payload []byte) []byte {
 	binary.BigEndian.PutUint16(h[4:], 6)
 	copy(h[6:], macs[:6])
 	binary.BigEndian.PutUint16(h[14:], proto)
-	return cat(h, payload)
+	return slices.Concat(h, payload)
 }
 
 // sll2 is a Linux cooked v2 header.
@@ -172,7 +167,7 @@ func sll2(proto uint16, payload []byte) []byte {
 	h[10] = 4                            // outgoing
 	h[11] = 6
 	copy(h[12:], macs[:6])
-	return cat(h, payload)
+	return slices.Concat(h, payload)
 }
 
 // order is a byte order that can also append.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,16 +150,16 @@ func TestLinkTypes(t *testing.T) {
 		skip   int
 	}{
 		{"ethernet", linkEthernet, [][]byte{
-			ether(etherIPv4, cat(ip4, make([]byte, 6))), // with padding to the minimum frame
+			ether(etherIPv4, slices.Concat(ip4, make([]byte, 6))), // with padding to the minimum frame
 			ether(etherIPv6, ip6),
 			ether(0x0806, arpPkt),
-			ether(etherVLAN, cat(tag(100, etherIPv6), ip6)),
-			ether(etherQinQ, cat(tag(10, etherVLAN), tag(20, etherIPv4), ip4)),
-			ether(etherQinQv1, cat(tag(10, 0x0806), arpPkt)),
+			ether(etherVLAN, slices.Concat(tag(100, etherIPv6), ip6)),
+			ether(etherQinQ, slices.Concat(tag(10, etherVLAN), tag(20, etherIPv4), ip4)),
+			ether(etherQinQv1, slices.Concat(tag(10, 0x0806), arpPkt)),
 			ether(etherIPv4, ip6), // says IPv4, is not
 			macs,                  // too short for a header
 			ether(etherVLAN, []byte{0, 1}),
-		}, [][]byte{cat(ip4, make([]byte, 6)), ip6, ip6, ip4}, 5},
+		}, [][]byte{slices.Concat(ip4, make([]byte, 6)), ip6, ip6, ip4}, 5},
 		{"dlt raw 12", linkRawDLT, [][]byte{ip4, ip6, {0x10, 0}, nil}, [][]byte{ip4, ip6}, 2},
 		{"dlt raw 14", linkRawBSD, [][]byte{ip6}, [][]byte{ip6}, 0},
 		{"linktype raw 101", linkRaw, [][]byte{ip4, ip6}, [][]byte{ip4, ip6}, 0},
@@ -168,9 +169,9 @@ func TestLinkTypes(t *testing.T) {
 			[][]byte{ip4, ip6}, 2},
 		{"linux sll2", linkSLL2, [][]byte{sll2(etherIPv6, ip6), sll2(0x0806, arpPkt), sll2(etherIPv4, ip4), sll2(etherIPv4, nil)[:19]},
 			[][]byte{ip6, ip4}, 2},
-		{"bsd null", linkNull, [][]byte{cat(le.AppendUint32(nil, 2), ip4), cat(le.AppendUint32(nil, 30), ip6), cat(be.AppendUint32(nil, 24), ip6), cat(le.AppendUint32(nil, 7), ip4), {2}},
+		{"bsd null", linkNull, [][]byte{slices.Concat(le.AppendUint32(nil, 2), ip4), slices.Concat(le.AppendUint32(nil, 30), ip6), slices.Concat(be.AppendUint32(nil, 24), ip6), slices.Concat(le.AppendUint32(nil, 7), ip4), {2}},
 			[][]byte{ip4, ip6, ip6}, 2},
-		{"openbsd loop", linkLoop, [][]byte{cat(be.AppendUint32(nil, 2), ip4), cat(be.AppendUint32(nil, 28), ip6)},
+		{"openbsd loop", linkLoop, [][]byte{slices.Concat(be.AppendUint32(nil, 2), ip4), slices.Concat(be.AppendUint32(nil, 28), ip6)},
 			[][]byte{ip4, ip6}, 0},
 	}
 	for _, tt := range tests {
@@ -207,7 +208,7 @@ func TestPcapng(t *testing.T) {
 	for _, bo := range []order{binary.LittleEndian, binary.BigEndian} {
 		t.Run(bo.String(), func(t *testing.T) {
 			offset := bo.AppendUint64(nil, 100)
-			file := cat(
+			file := slices.Concat(
 				ngSHB(bo),
 				ngIDB(bo, linkEthernet, 65535),
 				ngIDB(bo, linkSLL2, 0, ngOpt(bo, optTSResol, []byte{9}), ngOpt(bo, optTSOffset, offset)),
@@ -260,7 +261,7 @@ func TestGzip(t *testing.T) {
 	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
 	for name, file := range map[string][]byte{
 		"pcap":   pcapFile(linkRaw, binary.LittleEndian, false, record{ts: time.Unix(1, 0), data: ip4}),
-		"pcapng": cat(ngSHB(binary.LittleEndian), ngIDB(binary.LittleEndian, linkRaw, 0), ngEPB(binary.LittleEndian, 0, 1e6, ip4, 0)),
+		"pcapng": slices.Concat(ngSHB(binary.LittleEndian), ngIDB(binary.LittleEndian, linkRaw, 0), ngEPB(binary.LittleEndian, 0, 1e6, ip4, 0)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			var z bytes.Buffer
@@ -286,7 +287,7 @@ func TestOpenErrors(t *testing.T) {
 		"text":                  []byte("hello, world\n"),
 		"short pcap header":     pcapFile(linkRaw, le, false)[:20],
 		"unsupported link type": pcapFile(147, le, false),
-		"pcapng bad byte order": cat(ngSHB(le)[:8], []byte{1, 2, 3, 4}),
+		"pcapng bad byte order": slices.Concat(ngSHB(le)[:8], []byte{1, 2, 3, 4}),
 		"pcapng bad version":    with(ngSHB(le), func(b []byte) { b[12] = 2 }),
 		"pcapng bad length":     with(ngSHB(le), func(b []byte) { b[4] = 27 }),
 		"pcapng huge block":     with(ngSHB(le), func(b []byte) { le.PutUint32(b[4:], 1<<30) }),
@@ -311,7 +312,7 @@ func TestNextErrors(t *testing.T) {
 	le := binary.LittleEndian
 	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
 	good := pcapFile(linkRaw, le, false, record{ts: time.Unix(1, 0), data: ip4}, record{ts: time.Unix(2, 0), data: ip4})
-	ng := cat(ngSHB(le), ngIDB(le, linkRaw, 0))
+	ng := slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0))
 	tests := []struct {
 		name    string
 		file    []byte
@@ -321,14 +322,14 @@ func TestNextErrors(t *testing.T) {
 		{"pcap cut right after record header", good[:len(good)-len(ip4)], io.ErrUnexpectedEOF},
 		{"pcap cut in data", good[:len(good)-3], io.ErrUnexpectedEOF},
 		{"pcap record beyond MaxFrame", pcapFile(linkRaw, le, false, record{ts: time.Unix(1, 0), data: ip4}, record{data: make([]byte, MaxFrame+1)}), nil},
-		{"pcapng cut in block", cat(ng, ngEPB(le, 0, 0, ip4, 0)[:30]), io.ErrUnexpectedEOF},
-		{"pcapng trailing length mismatch", cat(ng, with(ngEPB(le, 0, 0, ip4, 0), func(b []byte) { b[len(b)-4]++ })), nil},
-		{"pcapng unknown interface", cat(ng, ngEPB(le, 1, 0, ip4, 0)), nil},
-		{"pcapng short tsoffset", cat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSOffset, []byte{1, 2}))), nil},
-		{"pcapng tsresol 2^64", cat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSResol, []byte{0x80 | 64}))), nil},
-		{"pcapng tsresol 10^20", cat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSResol, []byte{20}))), nil},
-		{"pcapng option past block", cat(ngSHB(le), ngIDB(le, linkRaw, 0, le.AppendUint32(le.AppendUint16(nil, optTSResol), 400))), nil},
-		{"pcapng simple packet without interface", cat(ngSHB(le), ngSPB(le, ip4)), nil},
+		{"pcapng cut in block", slices.Concat(ng, ngEPB(le, 0, 0, ip4, 0)[:30]), io.ErrUnexpectedEOF},
+		{"pcapng trailing length mismatch", slices.Concat(ng, with(ngEPB(le, 0, 0, ip4, 0), func(b []byte) { b[len(b)-4]++ })), nil},
+		{"pcapng unknown interface", slices.Concat(ng, ngEPB(le, 1, 0, ip4, 0)), nil},
+		{"pcapng short tsoffset", slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSOffset, []byte{1, 2}))), nil},
+		{"pcapng tsresol 2^64", slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSResol, []byte{0x80 | 64}))), nil},
+		{"pcapng tsresol 10^20", slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0, ngOpt(le, optTSResol, []byte{20}))), nil},
+		{"pcapng option past block", slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0, le.AppendUint32(le.AppendUint16(nil, optTSResol), 400))), nil},
+		{"pcapng simple packet without interface", slices.Concat(ngSHB(le), ngSPB(le, ip4)), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -393,12 +394,12 @@ func TestWriterConcurrent(t *testing.T) {
 func TestBadRecordsSkipped(t *testing.T) {
 	le := binary.LittleEndian
 	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
-	ng := cat(ngSHB(le), ngIDB(le, linkRaw, 0))
+	ng := slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0))
 	files := map[string][]byte{
 		"pcap caplen > len": pcapFile(linkRaw, le, false, record{ts: time.Unix(1, 0), data: ip4},
 			record{ts: time.Unix(2, 0), data: ip4, origLen: 10}, record{ts: time.Unix(3, 0), data: ip4}),
-		"pcapng caplen > len": cat(ng, ngEPB(le, 0, 0, ip4, 0), ngEPB(le, 0, 0, ip4, 10), ngEPB(le, 0, 0, ip4, 0)),
-		"pcapng caplen past block": cat(ng, ngEPB(le, 0, 0, ip4, 0),
+		"pcapng caplen > len": slices.Concat(ng, ngEPB(le, 0, 0, ip4, 0), ngEPB(le, 0, 0, ip4, 10), ngEPB(le, 0, 0, ip4, 0)),
+		"pcapng caplen past block": slices.Concat(ng, ngEPB(le, 0, 0, ip4, 0),
 			with(ngEPB(le, 0, 0, ip4, 0), func(b []byte) { le.PutUint32(b[20:], 1000) }), ngEPB(le, 0, 0, ip4, 0)),
 	}
 	for name, file := range files {
@@ -435,7 +436,7 @@ func TestSkipReasons(t *testing.T) {
 	for range maxVLANTags + 1 {
 		tags = append(tags, 0, 1, 0x81, 0x00)
 	}
-	file := cat(ngSHB(le), ngIDB(le, linkEthernet, 0), ngIDB(le, 147, 0), ngIDB(le, linkIPv6, 0),
+	file := slices.Concat(ngSHB(le), ngIDB(le, linkEthernet, 0), ngIDB(le, 147, 0), ngIDB(le, linkIPv6, 0),
 		ngEPB(le, 0, 0, eth(etherIPv4, ip4), 0),
 		ngEPB(le, 0, 0, eth(0x0806, make([]byte, 28)), 0),
 		ngEPB(le, 0, 0, eth(etherVLAN, append(tags, ip4...)), 0),
@@ -471,7 +472,7 @@ func TestDirection(t *testing.T) {
 		h = append(h, make([]byte, 12)...)
 		return append(binary.BigEndian.AppendUint16(h, etherIPv4), data...)
 	}
-	file := cat(ngSHB(le), ngIDB(le, linkRaw, 0), ngIDB(le, linkSLL, 0),
+	file := slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0), ngIDB(le, linkSLL, 0),
 		epbFlags(1, ip4), epbFlags(2, ip4), ngEPB(le, 0, 0, ip4, 0),
 		ngEPB(le, 1, 0, sll(0, ip4), 0), ngEPB(le, 1, 0, sll(4, ip4), 0), ngEPB(le, 1, 0, sll(3, ip4), 0))
 	r, err := Open(bytes.NewReader(file))

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/nf"
@@ -38,20 +39,12 @@ var (
 	established = nf.StateEstablished
 )
 
-func cat(parts ...[]seg) []seg {
-	var out []seg
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
 func TestTCPSequences(t *testing.T) {
 	tests := []struct {
 		name string
 		segs []seg
 	}{
-		{"handshake, data, client closes", cat(handshake, []seg{
+		{"handshake, data, client closes", slices.Concat(handshake, []seg{
 			{flags: fP | fA, seq: 1001, ack: 5001, payload: 100, want: established, wantTCP: TCPEstablished},
 			{server: true, flags: fA, seq: 5001, ack: 1101, want: established, wantTCP: TCPEstablished, reply: true},
 			{flags: fF | fA, seq: 1101, ack: 5001, want: established, wantTCP: TCPFinWait},
@@ -60,20 +53,20 @@ func TestTCPSequences(t *testing.T) {
 			{server: true, flags: fF | fA, seq: 5011, ack: 1102, want: established, wantTCP: TCPLastAck, reply: true},
 			{flags: fA, seq: 1102, ack: 5012, want: established, wantTCP: TCPTimeWait},
 		})},
-		{"server closes first", cat(handshake, []seg{
+		{"server closes first", slices.Concat(handshake, []seg{
 			{server: true, flags: fF | fA, seq: 5001, ack: 1001, want: established, wantTCP: TCPFinWait, reply: true},
 			{flags: fA, seq: 1001, ack: 5002, want: established, wantTCP: TCPCloseWait},
 			{flags: fF | fA, seq: 1001, ack: 5002, want: established, wantTCP: TCPLastAck},
 			{server: true, flags: fA, seq: 5002, ack: 1002, want: established, wantTCP: TCPTimeWait, reply: true},
 		})},
-		{"simultaneous close", cat(handshake, []seg{
+		{"simultaneous close", slices.Concat(handshake, []seg{
 			{flags: fF | fA, seq: 1001, ack: 5001, want: established, wantTCP: TCPFinWait},
 			// sent before the client's FIN arrived: acknowledges nothing new
 			{server: true, flags: fF | fA, seq: 5001, ack: 1001, want: established, wantTCP: TCPLastAck, reply: true},
 			{flags: fA, seq: 1002, ack: 5002, want: established, wantTCP: TCPLastAck},
 			{server: true, flags: fA, seq: 5002, ack: 1002, want: established, wantTCP: TCPTimeWait, reply: true},
 		})},
-		{"FIN overtakes data", cat(handshake, []seg{
+		{"FIN overtakes data", slices.Concat(handshake, []seg{
 			{flags: fF | fA, seq: 1101, ack: 5001, want: established, wantTCP: TCPFinWait},
 			// acknowledges data before the FIN only: the FIN is not acked
 			{server: true, flags: fA, seq: 5001, ack: 1001, want: established, wantTCP: TCPFinWait, reply: true},
@@ -95,11 +88,11 @@ func TestTCPSequences(t *testing.T) {
 			{flags: fS, seq: 9000, want: nf.StateNew, wantTCP: TCPSynSent},
 			{server: true, flags: fS | fA, seq: 7000, ack: 9001, want: established, wantTCP: TCPSynRecv, reply: true},
 		}},
-		{"reset mid-stream", cat(handshake, []seg{
+		{"reset mid-stream", slices.Concat(handshake, []seg{
 			{flags: fR, seq: 1001, want: established, wantTCP: TCPClose},
 			{server: true, flags: fA, seq: 5001, ack: 1001, want: established, wantTCP: TCPClose, reply: true},
 		})},
-		{"server reopens after time-wait", cat(handshake, []seg{
+		{"server reopens after time-wait", slices.Concat(handshake, []seg{
 			{flags: fF | fA, seq: 1001, ack: 5001, want: established, wantTCP: TCPFinWait},
 			{server: true, flags: fF | fA, seq: 5001, ack: 1002, want: established, wantTCP: TCPLastAck, reply: true},
 			{flags: fA, seq: 1002, ack: 5002, want: established, wantTCP: TCPTimeWait},

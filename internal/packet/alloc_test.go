@@ -2,6 +2,7 @@ package packet
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -23,7 +24,7 @@ func mix(tb testing.TB) [][]byte {
 		mustBuild(tb, Spec{Src: v4a, Dst: v4b, Proto: ProtoSCTP, SrcPort: 1, DstPort: 2}),
 		ipv4Raw([]byte{1, 1, 0x94, 4}, ProtoUDP, 0, udpRaw(1, 2, nil)),
 		ipv4Raw(nil, ProtoUDP, 185, []byte{1, 2, 3}),
-		ipv6Raw(extHopByHop, cat(extHdr(extDestOptions, 0), extHdr(extFragment, 0), fragHdr(ProtoTCP, 0, true)), tcpRaw(1, 2, TCPAck, nil, nil)),
+		ipv6Raw(extHopByHop, slices.Concat(extHdr(extDestOptions, 0), extHdr(extFragment, 0), fragHdr(ProtoTCP, 0, true)), tcpRaw(1, 2, TCPAck, nil, nil)),
 		ipv6Raw(extHopByHop, extHdr(ProtoICMPv6, 0), icmpRaw(143, 0, 0, 1, make([]byte, 20))), // MLDv2 report
 		ipv4Raw(nil, ProtoICMP, 0, icmpRaw(3, 3, 0, 0, quoted)),
 		ipv6Raw(ProtoICMPv6, nil, icmpRaw(1, 4, 0, 0, quoted6)),
@@ -34,7 +35,7 @@ func mix(tb testing.TB) [][]byte {
 		ipv4Raw(nil, ProtoUDP, 0, nil)[:19],
 		ipv4Raw([]byte{0x94, 1, 0, 0}, ProtoUDP, 0, udpRaw(1, 2, nil)),
 		ipv4Raw(nil, ProtoTCP, 0, with(tcpRaw(1, 2, TCPSyn, nil, nil), func(b []byte) { b[12] = 0x40 })),
-		ipv6Raw(extRouting, cat(extHdr(extRouting, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)),
+		ipv6Raw(extRouting, slices.Concat(extHdr(extRouting, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)),
 	}
 }
 
@@ -73,7 +74,7 @@ func BenchmarkDecode(b *testing.B) {
 		{"ipv4-tcp-syn-options", ipv4Raw(nil, ProtoTCP, 0, tcpRaw(1, 2, TCPSyn, tcpOpts, nil))},
 		{"ipv4-udp", mustBuild(b, Spec{Src: v4a, Dst: v4b, Proto: ProtoUDP, SrcPort: 53, DstPort: 5353, Payload: make([]byte, 64)})},
 		{"ipv6-udp", mustBuild(b, Spec{Src: v6a, Dst: v6b, Proto: ProtoUDP, SrcPort: 53, DstPort: 5353, Payload: make([]byte, 64)})},
-		{"ipv6-ext-tcp", ipv6Raw(extHopByHop, cat(extHdr(extDestOptions, 0), extHdr(ProtoTCP, 0)), tcpRaw(1, 2, TCPAck, nil, nil))},
+		{"ipv6-ext-tcp", ipv6Raw(extHopByHop, slices.Concat(extHdr(extDestOptions, 0), extHdr(ProtoTCP, 0)), tcpRaw(1, 2, TCPAck, nil, nil))},
 		{"ipv4-icmp-error", ipv4Raw(nil, ProtoICMP, 0, icmpRaw(3, 3, 0, 0, ipv4Raw(nil, ProtoTCP, 0, tcpRaw(40000, 443, TCPSyn, nil, nil))[:28]))},
 		{"ipv4-truncated", ipv4Raw(nil, ProtoTCP, 0, make([]byte, 10))},
 	} {

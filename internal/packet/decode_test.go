@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"unsafe"
 )
@@ -64,7 +65,7 @@ func TestDecodeValid(t *testing.T) {
 		},
 		{
 			name: "ipv4 sctp",
-			data: ipv4Raw(nil, ProtoSCTP, 0, cat([]byte{0x0b, 0xb8, 0x0b, 0xb9, 0, 0, 0, 1, 0, 0, 0, 0}, hello)),
+			data: ipv4Raw(nil, ProtoSCTP, 0, slices.Concat([]byte{0x0b, 0xb8, 0x0b, 0xb9, 0, 0, 0, 1, 0, 0, 0, 0}, hello)),
 			want: Packet{Family: IPv4, Src: v4a, Dst: v4b, Proto: ProtoSCTP, Length: 37, TTL: 64, HeaderLen: 20, HasL4: true,
 				SrcPort: 3000, DstPort: 3001},
 			wantPayload: hello,
@@ -137,7 +138,7 @@ func TestDecodeValid(t *testing.T) {
 		},
 		{
 			name: "ipv4 trailing link padding ignored",
-			data: cat(ipv4Raw(nil, ProtoUDP, 0, udpRaw(1, 2, nil)), make([]byte, 18)),
+			data: slices.Concat(ipv4Raw(nil, ProtoUDP, 0, udpRaw(1, 2, nil)), make([]byte, 18)),
 			want: Packet{Family: IPv4, Src: v4a, Dst: v4b, Proto: ProtoUDP, Length: 28, TTL: 64, HeaderLen: 20, HasL4: true,
 				SrcPort: 1, DstPort: 2},
 		},
@@ -150,7 +151,7 @@ func TestDecodeValid(t *testing.T) {
 		},
 		{
 			name: "ipv6 hop-by-hop, destination, routing, destination then tcp",
-			data: ipv6Raw(extHopByHop, cat(extHdr(extDestOptions, 0), extHdr(extRouting, 1), extHdr(extDestOptions, 0), extHdr(ProtoTCP, 0)),
+			data: ipv6Raw(extHopByHop, slices.Concat(extHdr(extDestOptions, 0), extHdr(extRouting, 1), extHdr(extDestOptions, 0), extHdr(ProtoTCP, 0)),
 				tcpRaw(9, 10, TCPFin|TCPAck, nil, nil)),
 			want: Packet{Family: IPv6, Src: v6a, Dst: v6b, Proto: ProtoTCP, Length: 100, TTL: 64, HeaderLen: 80, HasL4: true,
 				SrcPort: 9, DstPort: 10, TCPFlags: TCPFin | TCPAck, TCPSeq: 1000, TCPAck: 2000, TCPWindow: 512},
@@ -171,7 +172,7 @@ func TestDecodeValid(t *testing.T) {
 		},
 		{
 			name: "ipv6 non-first fragment",
-			data: ipv6Raw(extHopByHop, cat(extHdr(extFragment, 0), fragHdr(ProtoTCP, 100, false)), []byte{1, 2, 3}),
+			data: ipv6Raw(extHopByHop, slices.Concat(extHdr(extFragment, 0), fragHdr(ProtoTCP, 100, false)), []byte{1, 2, 3}),
 			want: Packet{Family: IPv6, Src: v6a, Dst: v6b, Proto: ProtoTCP, Length: 59, TTL: 64, HeaderLen: 56,
 				Fragment: true, NonFirstFragment: true},
 			wantPayload: []byte{1, 2, 3},
@@ -304,11 +305,11 @@ func TestDecodeMalformed(t *testing.T) {
 		{"ipv4 option missing length", ipv4Raw([]byte{1, 1, 1, 0x94}, ProtoUDP, 0, udpRaw(1, 2, nil)), ErrOptions},
 		{"ipv6 39 bytes", v6udp[:39], ErrTruncated},
 		{"ipv6 payload length past the buffer", v6udp[:len(v6udp)-1], ErrTruncated},
-		{"ipv6 hop-by-hop not first", ipv6Raw(extDestOptions, cat(extHdr(extHopByHop, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)), ErrExtHeaders},
-		{"ipv6 hop-by-hop twice", ipv6Raw(extHopByHop, cat(extHdr(extHopByHop, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)), ErrExtHeaders},
-		{"ipv6 destination options three times", ipv6Raw(extDestOptions, cat(extHdr(extDestOptions, 0), extHdr(extDestOptions, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)), ErrExtHeaders},
-		{"ipv6 routing loop", ipv6Raw(extRouting, cat(extHdr(extRouting, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)), ErrExtHeaders},
-		{"ipv6 fragment twice", ipv6Raw(extFragment, cat(fragHdr(extFragment, 0, true), fragHdr(ProtoUDP, 0, true)), udpRaw(1, 2, nil)), ErrExtHeaders},
+		{"ipv6 hop-by-hop not first", ipv6Raw(extDestOptions, slices.Concat(extHdr(extHopByHop, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)), ErrExtHeaders},
+		{"ipv6 hop-by-hop twice", ipv6Raw(extHopByHop, slices.Concat(extHdr(extHopByHop, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)), ErrExtHeaders},
+		{"ipv6 destination options three times", ipv6Raw(extDestOptions, slices.Concat(extHdr(extDestOptions, 0), extHdr(extDestOptions, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)), ErrExtHeaders},
+		{"ipv6 routing loop", ipv6Raw(extRouting, slices.Concat(extHdr(extRouting, 0), extHdr(ProtoUDP, 0)), udpRaw(1, 2, nil)), ErrExtHeaders},
+		{"ipv6 fragment twice", ipv6Raw(extFragment, slices.Concat(fragHdr(extFragment, 0, true), fragHdr(ProtoUDP, 0, true)), udpRaw(1, 2, nil)), ErrExtHeaders},
 		{"ipv6 extension header past the end", ipv6Raw(extRouting, extHdr(ProtoUDP, 3)[:16], nil), ErrTruncated},
 		{"ipv6 extension header shorter than 8", ipv6Raw(extDestOptions, []byte{ProtoUDP, 0, 1, 2}, nil), ErrTruncated},
 		{"ipv6 extension chain ends at the buffer end", ipv6Raw(extDestOptions, extHdr(extRouting, 0), nil), ErrTruncated},

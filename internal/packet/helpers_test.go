@@ -112,14 +112,6 @@ func with(b []byte, f func([]byte)) []byte {
 	return c
 }
 
-func cat(bs ...[]byte) []byte {
-	var out []byte
-	for _, b := range bs {
-		out = append(out, b...)
-	}
-	return out
-}
-
 func mustBuild(t testing.TB, s Spec) []byte {
 	t.Helper()
 	b, err := Build(s)
