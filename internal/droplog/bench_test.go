@@ -96,9 +96,15 @@ func BenchmarkSerialPath(b *testing.B) {
 // events are shed rather than slowing handle; written/s is the rate that
 // reached the sink.
 func BenchmarkPipeline(b *testing.B) {
+	benchPipeline(b, NewJSONSink(io.Discard))
+}
+
+// benchPipeline hands the same event to a reader writing to sinks, b.N
+// times, and reports the rate that reached the sinks and the share shed.
+func benchPipeline(b *testing.B, sinks ...Sink) {
 	a := benchAttrs(b)
 	names := func(uint32) string { return "block-ssh-from-outside" }
-	r := newTestReader(b, Config{RuleName: names}, NewJSONSink(io.Discard))
+	r := newTestReader(b, Config{RuleName: names}, sinks...)
 	stop := r.startSinks()
 	start := time.Now()
 	b.ReportAllocs()

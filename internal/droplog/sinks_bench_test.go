@@ -42,22 +42,9 @@ func BenchmarkHandleRateLimited(b *testing.B) {
 // BenchmarkPipelineWithPcap is BenchmarkPipeline with a pcap sink beside
 // the JSON one: the packet copy go-nflog made travels with the event.
 func BenchmarkPipelineWithPcap(b *testing.B) {
-	a := benchAttrs(b)
 	ps, err := NewPcapSink(io.Discard)
 	if err != nil {
 		b.Fatal(err)
 	}
-	names := func(uint32) string { return "block-ssh-from-outside" }
-	r := newTestReader(b, Config{RuleName: names}, NewJSONSink(io.Discard), ps)
-	stop := r.startSinks()
-	start := time.Now()
-	b.ReportAllocs()
-	for b.Loop() {
-		r.handle(a)
-	}
-	r.shutdown()
-	stop()
-	s := r.Stats()
-	b.ReportMetric(float64(s.Written)/time.Since(start).Seconds(), "written/s")
-	b.ReportMetric(float64(s.Shed)/float64(s.Received)*100, "shed%")
+	benchPipeline(b, NewJSONSink(io.Discard), ps)
 }
