@@ -107,22 +107,32 @@ func TestSendRejectsBadPayload(t *testing.T) {
 	}
 }
 
+// serveUntilStopped runs serve on a goroutine of its own; stop cancels its
+// context and returns its error once it has returned.
+func serveUntilStopped(serve func(ctx context.Context) error) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
 func TestEchoProbe(t *testing.T) {
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(loopback))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ServeEcho(ctx, c) }()
+	stop := serveUntilStopped(func(ctx context.Context) error { return ServeEcho(ctx, c) })
 	dst := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	res, err := Probe(context.Background(), ProbeConfig{Dst: dst, Rate: 2000, Duration: 100 * time.Millisecond, Payload: 64})
-	cancel()
+	serveErr := stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	if serveErr != nil {
+		t.Fatal(serveErr)
 	}
 	if res.Sent < 150 || res.Received != res.Sent {
 		t.Fatalf("sent %d received %d", res.Sent, res.Received)
@@ -154,17 +164,15 @@ func TestConnectRate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ServeTCP(ctx, ln) }()
+	stop := serveUntilStopped(func(ctx context.Context) error { return ServeTCP(ctx, ln) })
 	dst := ln.Addr().(*net.TCPAddr).AddrPort()
 	res, err := ConnectRate(context.Background(), ConnectConfig{Dst: dst, Concurrency: 4, Duration: 100 * time.Millisecond})
-	cancel()
+	serveErr := stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	if serveErr != nil {
+		t.Fatal(serveErr)
 	}
 	if res.Connects == 0 || res.Errors != 0 || res.PerSec <= 0 {
 		t.Fatalf("%+v", res)
