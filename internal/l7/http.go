@@ -83,7 +83,7 @@ func ParseHTTPRequest(b []byte) (req HTTPRequest, n int, err error) {
 			req.Hosts[req.NHosts] = stripPort(value)
 			req.NHosts++
 		case asciiEqualFold(name, "content-length"):
-			v, ok := parseDecimal(value)
+			v, ok := parseNumber(value, 10, 18)
 			if !ok || cl >= 0 && v != cl {
 				return HTTPRequest{}, 0, ErrBadHTTP
 			}
@@ -207,17 +207,35 @@ func asciiEqualFold(b []byte, lower string) bool {
 	return true
 }
 
-// parseDecimal parses a Content-Length: digits only, at most 18 of them.
-func parseDecimal(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
+// parseNumber parses b as a number in base 10 or 16 (digits of either
+// case) of at most maxDigits digits, the bound that keeps it within an
+// int64: a Content-Length is decimal, at most 18 digits; a chunk size hex,
+// at most 15.
+func parseNumber(b []byte, base int64, maxDigits int) (int64, bool) {
+	if len(b) == 0 || len(b) > maxDigits {
 		return 0, false
 	}
 	var v int64
 	for _, c := range b {
-		if c < '0' || c > '9' {
+		d := digitValue(c)
+		if d >= base {
 			return 0, false
 		}
-		v = v*10 + int64(c-'0')
+		v = v*base + d
 	}
 	return v, true
+}
+
+// digitValue is the value of the digit c up to base 16, or 16 when c is
+// not one.
+func digitValue(c byte) int64 {
+	switch {
+	case '0' <= c && c <= '9':
+		return int64(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int64(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int64(c-'A') + 10
+	}
+	return 16
 }

@@ -172,7 +172,7 @@ func (r *HTTPReader) readChunked(s *Stream) bool {
 		if i := bytes.IndexByte(line, ';'); i >= 0 {
 			line = line[:i]
 		}
-		size, ok := parseHex(bytes.TrimRight(line, " \t"))
+		size, ok := parseNumber(bytes.TrimRight(line, " \t"), 16, 15)
 		switch {
 		case !ok:
 			r.done = NameFailed
@@ -187,26 +187,4 @@ func (r *HTTPReader) readChunked(s *Stream) bool {
 		}
 	}
 	return true
-}
-
-func parseHex(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 15 {
-		return 0, false
-	}
-	var v int64
-	for _, c := range b {
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		v = v<<4 | int64(d)
-	}
-	return v, true
 }
