@@ -175,12 +175,18 @@ func (s *pcapSink) WritePacket(ts time.Time, data []byte) error {
 		r.size += rec
 	}
 	if err := s.cw.Write(ts, data); err != nil {
-		if s.rot != nil {
-			s.rot.broken = true
-		}
-		return fmt.Errorf("droplog: pcap: %w", err)
+		return s.writeFailed(fmt.Errorf("droplog: pcap: %w", err))
 	}
 	return nil
+}
+
+// writeFailed marks a rotated file broken after a failed write, so that
+// the next packet starts a new file, and returns err.
+func (s *pcapSink) writeFailed(err error) error {
+	if s.rot != nil {
+		s.rot.broken = true
+	}
+	return err
 }
 
 func (s *pcapSink) Flush() error {
@@ -194,10 +200,7 @@ func (s *pcapSink) Flush() error {
 
 func (s *pcapSink) flush() error {
 	if err := s.bw.Flush(); err != nil {
-		if s.rot != nil {
-			s.rot.broken = true
-		}
-		return fmt.Errorf("droplog: pcap: flush: %w", err)
+		return s.writeFailed(fmt.Errorf("droplog: pcap: flush: %w", err))
 	}
 	return nil
 }
