@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -127,10 +126,7 @@ func TestTcpdumpReadsWriter(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("tcpdump", "-nn", "-r", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tcpdump -r: %v\n%s", err, out)
-	}
+	out := testnet.TcpdumpRead(t, path)
 	for _, want := range []string{"192.0.2.1.40000 > 192.0.2.2.4444: UDP", "2001:db8::1.1234 > 2001:db8::2.8080: Flags [S]"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("tcpdump output lacks %q:\n%s", want, out)

@@ -43,3 +43,15 @@ func RequireCommands(t testing.TB, names ...string) {
 		}
 	}
 }
+
+// TcpdumpRead is what `tcpdump -nn -r path` prints of the capture file at
+// path: the file as a pcap reader other than ours reads it. The caller has
+// required tcpdump (RequireCommands); a file it cannot read fails the test.
+func TcpdumpRead(t testing.TB, path string) []byte {
+	t.Helper()
+	out, err := exec.Command("tcpdump", "-nn", "-r", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, out)
+	}
+	return out
+}
