@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
@@ -107,6 +108,25 @@ func Open(r io.Reader) (*Reader, error) {
 		return &Reader{src: src, why: map[string]int{}}, nil
 	}
 	return nil, fmt.Errorf("capture: not a pcap or pcapng file (magic %08x)", magicBE)
+}
+
+// ReadAll reads the frames left up to the end of the capture, each one's
+// Data copied (Next reuses its buffer), and returns them with the error
+// that stopped it before the end, if any. It is for captures small enough
+// to hold whole: tests, and tools that compare captures.
+func (r *Reader) ReadAll() ([]Frame, error) {
+	var out []Frame
+	for {
+		f, err := r.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		f.Data = bytes.Clone(f.Data)
+		out = append(out, f)
+	}
 }
 
 // Next returns the next frame that carries IP, skipping (and counting) the

@@ -18,21 +18,14 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
-// readAll drains a reader, copying each frame's data (it is reused).
+// readAll drains a reader.
 func readAll(t *testing.T, r *Reader) []Frame {
 	t.Helper()
-	var out []Frame
-	for {
-		f, err := r.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("Next after %d frames: %v", len(out), err)
-		}
-		f.Data = append([]byte(nil), f.Data...)
-		out = append(out, f)
+	out, err := r.ReadAll()
+	if err != nil {
+		t.Fatalf("Next after %d frames: %v", len(out), err)
 	}
+	return out
 }
 
 func TestRoundTrip(t *testing.T) {

@@ -5,7 +5,6 @@
 package rawpcap
 
 import (
-	"bytes"
 	"encoding/binary"
 	"io"
 	"os"
@@ -61,27 +60,19 @@ func Packets(pkts ...[]byte) []byte {
 	return File(0, recs...)
 }
 
-// Frames reads every frame of the capture in r with capture.Reader, each
-// one's Data copied (the reader reuses its buffer). A capture that does not
-// read to its end fails the test.
+// Frames reads every frame of the capture in r with capture.Reader (their
+// Data copied). A capture that does not read to its end fails the test.
 func Frames(tb testing.TB, r io.Reader) []capture.Frame {
 	tb.Helper()
 	cr, err := capture.Open(r)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var out []capture.Frame
-	for {
-		f, err := cr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			tb.Fatalf("frame %d: %v", len(out), err)
-		}
-		f.Data = bytes.Clone(f.Data)
-		out = append(out, f)
+	out, err := cr.ReadAll()
+	if err != nil {
+		tb.Fatalf("frame %d: %v", len(out), err)
 	}
+	return out
 }
 
 // FileFrames is Frames of the capture file at path.
