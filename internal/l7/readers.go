@@ -19,6 +19,15 @@ type DNSReader struct {
 // Failed reports whether the stream broke: Read reads nothing more.
 func (r *DNSReader) Failed() bool { return r.failed }
 
+// Done is NameFailed once Read reads nothing more, else NameUnknown, as
+// HTTPReader.Done is (a DNS stream is never NameAbsent).
+func (r *DNSReader) Done() NameState {
+	if r.failed {
+		return NameFailed
+	}
+	return NameUnknown
+}
+
 // Read consumes every whole message at the front of s and appends each
 // (without its length prefix, aliasing s until s changes) to msgs. The state
 // is NameFound when it appended any, NamePending when the next message is

@@ -44,8 +44,8 @@ type streamKey struct {
 type streamEntry struct {
 	mu   sync.Mutex
 	tls  *tlsStream
-	dns  *dnsStream
-	http *httpStream
+	dns  *msgStream[l7.DNSReader]
+	http *msgStream[l7.HTTPReader]
 	// mem is what this entry last added to the table's account.
 	mem  int64
 	dead bool // removed from the table; the holder drops it
@@ -60,14 +60,11 @@ type tlsStream struct {
 	name  []byte
 }
 
-type dnsStream struct {
+// msgStream is a direction read message by message: DNS over TCP
+// (l7.DNSReader), HTTP/1.x request heads (l7.HTTPReader).
+type msgStream[R any] struct {
 	s l7.Stream
-	r l7.DNSReader
-}
-
-type httpStream struct {
-	s l7.Stream
-	r l7.HTTPReader
+	r R
 }
 
 // streamTable holds the streams of all workers.
@@ -194,28 +191,31 @@ type streamCtx struct {
 	ent    *streamEntry
 	looked bool
 
-	tlsAsked  bool
-	tlsMark   l7.StreamMark
-	tlsState  l7.NameState
-	tlsName   []byte
-	dnsAsked  bool
-	dnsMark   l7.StreamMark
-	dnsReader l7.DNSReader
-	dnsState  l7.NameState
-	msgs      [][]byte
-	httpAsked bool
-	httpMark  l7.StreamMark
-	httpRead  l7.HTTPReader
-	httpState l7.NameState
-	hosts     [][]byte
+	tlsAsked bool
+	tlsMark  l7.StreamMark
+	tlsState l7.NameState
+	tlsName  []byte
+	dns      msgQuestion[l7.DNSReader]
+	http     msgQuestion[l7.HTTPReader]
+}
+
+// msgQuestion is what a packet asked of a msgStream: the answer, once
+// asked, and the stream's mark and reader before the packet, to undo what
+// the packet added.
+type msgQuestion[R any] struct {
+	asked bool
+	mark  l7.StreamMark
+	saved R
+	state l7.NameState
+	msgs  [][]byte
 }
 
 // begin readies c for the TCP packet pkt of flow id.
 func (c *streamCtx) begin(t *streamTable, pkt *packet.Packet, id conntrack.FlowID, reply bool) {
 	c.t, c.pkt, c.key = t, pkt, streamKey{flow: id, reply: reply}
 	c.ent, c.looked = nil, false
-	c.tlsAsked, c.dnsAsked, c.httpAsked = false, false, false
-	c.tlsName, c.msgs, c.hosts = nil, c.msgs[:0], c.hosts[:0]
+	c.tlsAsked, c.dns.asked, c.http.asked = false, false, false
+	c.tlsName, c.dns.msgs, c.http.msgs = nil, c.dns.msgs[:0], c.http.msgs[:0]
 }
 
 func (c *streamCtx) entry() *streamEntry {
@@ -274,75 +274,75 @@ func (c *streamCtx) tlsName0() ([]byte, l7.NameState) {
 
 // DNSMessages implements policies.Streams.
 func (c *streamCtx) DNSMessages(in *policies.Input) ([][]byte, l7.NameState) {
-	if !c.dnsAsked {
-		c.dnsAsked = true
-		c.dnsState = c.readDNS()
-	}
-	return c.msgs, c.dnsState
+	return ask(c, &c.dns, func(e *streamEntry) **msgStream[l7.DNSReader] { return &e.dns })
 }
 
-// readDNS adds the packet to its direction's DNS-over-TCP reassembly and
-// collects the messages it completes in c.msgs.
-func (c *streamCtx) readDNS() l7.NameState {
-	e := c.entry()
-	if e == nil {
-		return l7.NameUnknown
-	}
-	if e.dns == nil {
-		e.dns = &dnsStream{}
-		c.start(&e.dns.s, l7.StreamLimit)
-	}
-	if e.dns.r.Failed() {
-		return l7.NameFailed
-	}
-	c.dnsMark, c.dnsReader = e.dns.s.Mark(), e.dns.r
-	var st l7.NameState
-	c.msgs, st = c.add(&e.dns.s, &e.dns.r, c.msgs)
-	return st
-}
-
-// HTTPHosts implements policies.Streams.
+// HTTPHosts implements policies.Streams: the Host values of the request
+// heads the packet completes.
 func (c *streamCtx) HTTPHosts(in *policies.Input) ([][]byte, l7.NameState) {
-	if !c.httpAsked {
-		c.httpAsked = true
-		c.httpState = c.readHTTP()
-	}
-	return c.hosts, c.httpState
+	return ask(c, &c.http, func(e *streamEntry) **msgStream[l7.HTTPReader] { return &e.http })
 }
 
-// readHTTP adds the packet to its direction's HTTP request reassembly and
-// collects the Host values of the heads it completes in c.hosts.
-func (c *streamCtx) readHTTP() l7.NameState {
+// streamReader is what reads a msgStream: *l7.DNSReader, *l7.HTTPReader.
+type streamReader[R any] interface {
+	*R
+	Read(s *l7.Stream, dst [][]byte) ([][]byte, l7.NameState)
+	Done() l7.NameState
+}
+
+// ask answers q once per packet: it adds the packet to its direction's
+// msgStream (the one of the entry that stream picks) and collects the
+// messages it completes in q.msgs.
+func ask[R any, PR streamReader[R]](c *streamCtx, q *msgQuestion[R], stream func(*streamEntry) **msgStream[R]) ([][]byte, l7.NameState) {
+	if !q.asked {
+		q.asked = true
+		q.state = readMsgs[R, PR](c, q, stream)
+	}
+	return q.msgs, q.state
+}
+
+func readMsgs[R any, PR streamReader[R]](c *streamCtx, q *msgQuestion[R], stream func(*streamEntry) **msgStream[R]) l7.NameState {
 	e := c.entry()
 	if e == nil {
 		return l7.NameUnknown
 	}
-	if e.http == nil {
-		e.http = &httpStream{}
-		c.start(&e.http.s, l7.StreamLimit)
+	slot := stream(e)
+	if *slot == nil {
+		*slot = &msgStream[R]{}
+		c.start(&(*slot).s, l7.StreamLimit)
 	}
-	if st := e.http.r.Done(); st != l7.NameUnknown {
+	ms := *slot
+	if st := PR(&ms.r).Done(); st != l7.NameUnknown {
 		return st
 	}
-	c.httpMark, c.httpRead = e.http.s.Mark(), e.http.r
+	q.mark, q.saved = ms.s.Mark(), ms.r
+	if _, err := ms.s.Add(c.segment(), c.pkt.Payload); err != nil {
+		// A stream the segment cannot join has failed.
+		q.msgs = q.msgs[:0]
+		return l7.NameFailed
+	}
 	var st l7.NameState
-	c.hosts, st = c.add(&e.http.s, &e.http.r, c.hosts)
+	q.msgs, st = PR(&ms.r).Read(&ms.s, q.msgs[:0])
 	return st
 }
 
-// streamReader is what reads a reassembled stream: *l7.DNSReader,
-// *l7.HTTPReader.
-type streamReader interface {
-	Read(s *l7.Stream, dst [][]byte) ([][]byte, l7.NameState)
-}
-
-// add adds the packet's payload to s and has r read what it completes into
-// dst, reused; a stream the segment cannot join has failed.
-func (c *streamCtx) add(s *l7.Stream, r streamReader, dst [][]byte) ([][]byte, l7.NameState) {
-	if _, err := s.Add(c.segment(), c.pkt.Payload); err != nil {
-		return dst[:0], l7.NameFailed
+// settle undoes what the packet added to ms when it was not accepted (its
+// retransmission is read again), and drops the buffer of a stream that
+// will read nothing more (failed, or not the protocol).
+func settle[R any](t *streamTable, q *msgQuestion[R], ms *msgStream[R], accepted bool) {
+	if !q.asked || ms == nil {
+		return
 	}
-	return r.Read(s, dst[:0])
+	switch {
+	case !accepted:
+		ms.s.Rewind(q.mark)
+		ms.r = q.saved
+	case q.state == l7.NameFailed:
+		ms.s = l7.Stream{}
+		t.failed.Add(1)
+	case q.state == l7.NameAbsent:
+		ms.s = l7.Stream{}
+	}
 }
 
 // end settles the packet's stream once its verdict is known. A packet that
@@ -379,26 +379,8 @@ func (c *streamCtx) end(d policies.Decision) {
 			ts.s.Rewind(c.tlsMark)
 		}
 	}
-	if c.dnsAsked && e.dns != nil {
-		if !accepted {
-			e.dns.s.Rewind(c.dnsMark)
-			e.dns.r = c.dnsReader
-		} else if c.dnsState == l7.NameFailed {
-			e.dns.s = l7.Stream{}
-			t.failed.Add(1)
-		}
-	}
-	if c.httpAsked && e.http != nil {
-		if !accepted {
-			e.http.s.Rewind(c.httpMark)
-			e.http.r = c.httpRead
-		} else if c.httpState == l7.NameFailed || c.httpState == l7.NameAbsent {
-			e.http.s = l7.Stream{}
-			if c.httpState == l7.NameFailed {
-				t.failed.Add(1)
-			}
-		}
-	}
+	settle(t, &c.dns, e.dns, accepted)
+	settle(t, &c.http, e.http, accepted)
 	// The other direction may go on after a FIN; nothing follows a reset.
 	if accepted && c.pkt.TCPFlags&(packet.TCPFin|packet.TCPRst) != 0 {
 		t.drop(c.key, e)
