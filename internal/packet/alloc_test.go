@@ -106,15 +106,21 @@ func BenchmarkDecodeMix(b *testing.B) {
 
 var sentinels = []error{ErrTruncated, ErrVersion, ErrHeader, ErrOptions, ErrExtHeaders}
 
-// FuzzDecode checks that no input panics the decoder, that every error is a
-// sentinel, and that a decoded packet is self-consistent and its slices stay
-// within the input.
-func FuzzDecode(f *testing.F) {
+// fuzzDecode seeds f with the mix and fuzzes check with one Decoder, reused
+// from input to input as the agent's workers reuse theirs.
+func fuzzDecode(f *testing.F, check func(t *testing.T, d *Decoder, data []byte)) {
 	for _, b := range mix(f) {
 		f.Add(b)
 	}
 	d := NewDecoder()
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Fuzz(func(t *testing.T, data []byte) { check(t, d, data) })
+}
+
+// FuzzDecode checks that no input panics the decoder, that every error is a
+// sentinel, and that a decoded packet is self-consistent and its slices stay
+// within the input.
+func FuzzDecode(f *testing.F) {
+	fuzzDecode(f, func(t *testing.T, d *Decoder, data []byte) {
 		// DecodeHeaders accepts a superset of what Decode accepts, and
 		// agrees with it there.
 		var cut Packet

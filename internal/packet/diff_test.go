@@ -12,11 +12,7 @@ import (
 // packet decoder: where both decode a transport header, they must agree on
 // addresses, protocol and ports.
 func FuzzDecodeMatchesGopacket(f *testing.F) {
-	for _, b := range mix(f) {
-		f.Add(b)
-	}
-	d := NewDecoder()
-	f.Fuzz(func(t *testing.T, data []byte) {
+	fuzzDecode(f, func(t *testing.T, d *Decoder, data []byte) {
 		var p Packet
 		if d.Decode(data, &p) != nil || !p.HasL4 || p.Fragment { // gopacket stops at any fragment header
 			return
