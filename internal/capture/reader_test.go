@@ -28,6 +28,17 @@ func readAll(t *testing.T, r *Reader) []Frame {
 	return out
 }
 
+// bufferWriter is a Writer into a fresh buffer.
+func bufferWriter(t *testing.T) (*Writer, *bytes.Buffer) {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, &buf
+}
+
 func TestRoundTrip(t *testing.T) {
 	pkts := [][]byte{
 		build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoTCP, SrcPort: 1, DstPort: 443, TCPFlags: packet.TCPSyn}),
@@ -35,11 +46,7 @@ func TestRoundTrip(t *testing.T) {
 		build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoICMP, ICMPType: 8, Payload: make([]byte, 1400)}),
 	}
 	base := time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.UTC)
-	var buf bytes.Buffer
-	w, err := NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, buf := bufferWriter(t)
 	for i, p := range pkts {
 		if err := w.Write(base.Add(time.Duration(i)*time.Second), p); err != nil {
 			t.Fatal(err)
@@ -73,17 +80,13 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestWriterCutsAtMaxFrame(t *testing.T) {
-	var buf bytes.Buffer
-	w, err := NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, buf := bufferWriter(t)
 	big := build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoUDP, Payload: make([]byte, 65000)})
 	big = append(big, make([]byte, MaxFrame)...) // beyond any real packet, to exceed the cut
 	if err := w.Write(time.Unix(1, 0), big); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Open(&buf)
+	r, err := Open(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,11 +346,7 @@ func TestNextErrors(t *testing.T) {
 }
 
 func TestWriterConcurrent(t *testing.T) {
-	var buf bytes.Buffer
-	w, err := NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, buf := bufferWriter(t)
 	pkt := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, Payload: make([]byte, 100)})
 	const writers, each = 4, 50
 	errs := make(chan error, writers)
@@ -367,7 +366,7 @@ func TestWriterConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := Open(&buf)
+	r, err := Open(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
