@@ -226,17 +226,14 @@ func (h *harness) runConfig(ctx context.Context, c config) (r ConfigResult) {
 		}
 		r.UDP = append(r.UDP, maxPt)
 		capacity := maxPt.DeliveredPPS
-		steps := []struct {
+		type step struct {
 			label string
 			rate  float64
 			probe bool
-		}{{"80%", 0.8 * capacity, false}, {"50%", 0.5 * capacity, true}}
+		}
+		steps := []step{{"80%", 0.8 * capacity, false}, {"50%", 0.5 * capacity, true}}
 		for _, rate := range h.opt.rates {
-			steps = append(steps, struct {
-				label string
-				rate  float64
-				probe bool
-			}{"fixed", rate, false})
+			steps = append(steps, step{"fixed", rate, false})
 		}
 		for _, s := range steps {
 			if s.rate < 1 {
@@ -252,11 +249,7 @@ func (h *harness) runConfig(ctx context.Context, c config) (r ConfigResult) {
 	}
 	if c.connect {
 		pt, err := h.connectRun(ctx, hd)
-		if err != nil {
-			fail(err)
-		} else {
-			r.Connect = &pt
-		}
+		keep(&r.Connect, pt, err, fail)
 	}
 	if c.bulk {
 		// Best of two: other work on the machine only ever lowers a
@@ -275,13 +268,19 @@ func (h *harness) runConfig(ctx context.Context, c config) (r ConfigResult) {
 	}
 	if c.dropLog {
 		pt, err := h.dropLogRun(ctx, hd)
-		if err != nil {
-			fail(err)
-		} else {
-			r.DropLog = &pt
-		}
+		keep(&r.DropLog, pt, err, fail)
 	}
 	return r
+}
+
+// keep puts a measurement in the result (*dst), or its error in the
+// result's errors (fail).
+func keep[T any](dst **T, pt T, err error, fail func(error)) {
+	if err != nil {
+		fail(err)
+		return
+	}
+	*dst = &pt
 }
 
 // handler is a running firewall path.
