@@ -196,8 +196,8 @@ func TestFragment4(t *testing.T) {
 		if int(h.Uint16(f[2:4])) != len(f) || h.Uint16(f[4:6]) != 7 || h.Uint16(f[6:8]) != wantFO {
 			t.Errorf("fragment %d: length %d/%d, id %d, offset word %#x, want %#x", i, h.Uint16(f[2:4]), len(f), h.Uint16(f[4:6]), h.Uint16(f[6:8]), wantFO)
 		}
-		if s := sum16(f[:20], 0); s != 0xffff {
-			t.Errorf("fragment %d: header checksum does not verify (sum %#x)", i, s)
+		if s := checksum.Internet(0, f[:20]); s != 0 {
+			t.Errorf("fragment %d: header checksum does not verify (%#x)", i, s)
 		}
 		joined = append(joined, f[20:]...)
 	}
