@@ -20,6 +20,7 @@ import (
 
 	"github.com/fwagent/fwagent/bench/gen"
 	"github.com/fwagent/fwagent/internal/metrics"
+	"github.com/fwagent/fwagent/internal/procqueue"
 	"github.com/fwagent/fwagent/internal/testing/tempdir"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
@@ -144,13 +145,13 @@ func readProcStatus(pid int) (procStatus, error) {
 
 // kernelQueues reads the kernel's NFQUEUE counters of ns (the file is per
 // network namespace, so it is read by a process inside it).
-func kernelQueues(t *testing.T, ns *testnet.NS) []metrics.KernelQueue {
+func kernelQueues(t *testing.T, ns *testnet.NS) []procqueue.Queue {
 	t.Helper()
 	out, err := ns.Command(context.Background(), "cat", "/proc/net/netfilter/nfnetlink_queue").Output()
 	if err != nil {
 		t.Fatalf("read nfnetlink_queue in %s: %v", ns.Name(), err)
 	}
-	qs, err := metrics.ParseKernelQueues(bytes.NewReader(out))
+	qs, err := procqueue.Parse(bytes.NewReader(out))
 	if err != nil {
 		t.Fatalf("parse nfnetlink_queue: %v\n%s", err, out)
 	}

@@ -37,7 +37,7 @@ type Sources struct {
 	// FailOpen says the queues pass packets they cannot deliver; only then
 	// is the fail-open estimate reported.
 	FailOpen bool
-	// ProcQueuePath defaults to DefaultProcQueuePath.
+	// ProcQueuePath defaults to procqueue.Path.
 	ProcQueuePath string
 	// KernelHits, when set, reads the hits of the rules the kernel decides
 	// (--kernel-rules auto) by rule name, "default" for the hooks'
@@ -58,7 +58,7 @@ type Collector struct {
 // NewCollector makes a collector over src.
 func NewCollector(src Sources) *Collector {
 	if src.ProcQueuePath == "" {
-		src.ProcQueuePath = DefaultProcQueuePath
+		src.ProcQueuePath = procqueue.Path
 	}
 	return &Collector{src: src}
 }
