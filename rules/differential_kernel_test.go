@@ -815,8 +815,8 @@ func (g *diffGen) finish(b []byte, v6 bool, ct []string, note []string) diffPack
 		binary.BigEndian.PutUint16(b[4:], g.flow) // the reassembly key
 		b[10], b[11] = 0, 0
 		binary.BigEndian.PutUint16(b[10:], checksum.Internet(0, b[:20]))
-		note = append(note, "sent in two ipv4 fragments")
-		return diffPacket{bytes: b, frags: fragment4(b, 40), conntrack: ct, note: strings.Join(note, ", ")}
+		note = append(note, "sent in ipv4 fragments of 40 bytes")
+		return diffPacket{bytes: b, frags: packet.Fragment4(b, g.flow, 40), conntrack: ct, note: strings.Join(note, ", ")}
 	case !v6 && g.maybe(0.2):
 		b = withIPv4Options(b, []byte{1, 1, 1, 0}) // NOP NOP NOP EOL
 		note = append(note, "ipv4 options")
@@ -907,25 +907,6 @@ func fixL4Checksum6(b []byte) {
 	l4[off], l4[off+1] = 0, 0
 	src, dst := netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
 	binary.BigEndian.PutUint16(l4[off:], checksum.Internet(checksum.Pseudo(src, dst, b[6], len(l4)), l4))
-}
-
-// fragment4 splits an IPv4 packet without options into two fragments, the
-// first carrying at bytes of its payload (a multiple of 8).
-func fragment4(b []byte, at int) [][]byte {
-	hdr, body := b[:20], b[20:]
-	mk := func(part []byte, off int, more bool) []byte {
-		f := append(append([]byte(nil), hdr...), part...)
-		binary.BigEndian.PutUint16(f[2:], uint16(len(f)))
-		ff := uint16(off / 8)
-		if more {
-			ff |= 0x2000
-		}
-		binary.BigEndian.PutUint16(f[6:], ff)
-		f[10], f[11] = 0, 0
-		binary.BigEndian.PutUint16(f[10:], checksum.Internet(0, f[:20]))
-		return f
-	}
-	return [][]byte{mk(body[:at], 0, true), mk(body[at:], at, false)}
 }
 
 // openRaw opens the raw IP sockets that send the output bed's packets,
