@@ -97,16 +97,20 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 	groups, wild := fileRules(rs)
 	name := func() string { return fmt.Sprintf("%s_%d", mainName, len(out.blocks)) }
 	acts := actionChains(rs, q, pos, name, out)
-	candidate := func(i int) rule {
+	// candidate is rule i in a chain reached by a lookup on field (none for
+	// the wild chain). The lookup already tested the rule's values there: a
+	// key or interval of the map stands for a rule only when the rule's
+	// values hold all of it.
+	candidate := func(i int, field *payloadField) rule {
 		r := rs[i]
 		stmts := []stmt{posBefore{mask: pos.mask, value: pos.at(i)}}
-		stmts = append(stmts, r.match...)
+		stmts = append(stmts, withoutTest(r.match, field)...)
 		stmts = append(stmts, markSet{keep: ^pos.mask, set: pos.at(i)}, verdict(expr.VerdictReturn))
 		return rule{name: r.comment, stmts: stmts}
 	}
 	main := append(top, rule{RuleIndexStart, []stmt{markSet{keep: ^pos.mask, set: pos.none()}}})
 	entries := 0
-	leaf := map[string]string{} // candidate chain of each rule list
+	leaf := map[string]string{} // candidate chain of each field and rule list
 	for _, g := range groups {
 		var stmts []stmt
 		if _, ok := addrKeyType(g.f.field); ok {
@@ -119,14 +123,14 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 		for _, l := range g.lookups() {
 			vm := l.vm
 			for k := range vm.elems {
-				key := listKey(l.lists[k])
+				key := g.f.field.name + ":" + listKey(l.lists[k])
 				c, ok := leaf[key]
 				if !ok {
 					c = name()
 					leaf[key] = c
 					b := blockChain{name: c}
 					for _, i := range l.lists[k] {
-						b.rules = append(b.rules, candidate(i))
+						b.rules = append(b.rules, candidate(i, &g.f.field))
 					}
 					entries += len(l.lists[k])
 					out.blocks = append(out.blocks, b)
@@ -143,7 +147,7 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 		c := name()
 		b := blockChain{name: c}
 		for _, i := range wild {
-			b.rules = append(b.rules, candidate(i))
+			b.rules = append(b.rules, candidate(i, nil))
 		}
 		out.blocks = append(out.blocks, b)
 		main = append(main, rule{RuleIndex, []stmt{jumpStmt(c)}})
@@ -155,6 +159,21 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 	}
 	main = append(main, rule{RuleIndexPick, []stmt{pick}}, rule{RuleIndexEnd, []stmt{markSet{keep: ^pos.mask}}})
 	return main, true
+}
+
+// withoutTest is a rule's match without its test of field, the one the
+// rule was filed by (conditions takes the first per field); all of it with
+// no field.
+func withoutTest(match []stmt, field *payloadField) []stmt {
+	if field == nil {
+		return match
+	}
+	for j, s := range match {
+		if c, ok := condition([]stmt{s}); ok && c.f.field == *field {
+			return slices.Concat(match[:j], match[j+1:])
+		}
+	}
+	return match
 }
 
 // actionChains adds one chain per rule, reached by goto from the pick map:
