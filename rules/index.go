@@ -101,9 +101,14 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 	// the wild chain). The lookup already tested the rule's values there: a
 	// key or interval of the map stands for a rule only when the rule's
 	// values hold all of it.
-	candidate := func(i int, field *payloadField) rule {
+	// In the chains of the first lookup no position is set yet, so there
+	// the candidate need not compare with it.
+	candidate := func(i int, field *payloadField, first bool) rule {
 		r := rs[i]
-		stmts := []stmt{posBefore{mask: pos.mask, value: pos.at(i)}}
+		var stmts []stmt
+		if !first {
+			stmts = append(stmts, posBefore{mask: pos.mask, value: pos.at(i)})
+		}
 		stmts = append(stmts, withoutTest(r.match, field)...)
 		stmts = append(stmts, markSet{keep: ^pos.mask, set: pos.at(i)}, verdict(expr.VerdictReturn))
 		return rule{name: r.comment, stmts: stmts}
@@ -111,6 +116,7 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 	main := append(top, rule{RuleIndexStart, []stmt{markSet{keep: ^pos.mask, set: pos.none()}}})
 	entries := 0
 	leaf := map[string]string{} // candidate chain of each field and rule list
+	lookups := 0
 	for _, g := range groups {
 		var stmts []stmt
 		if _, ok := addrKeyType(g.f.field); ok {
@@ -122,15 +128,17 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 		}
 		for _, l := range g.lookups() {
 			vm := l.vm
+			first := lookups == 0
+			lookups++
 			for k := range vm.elems {
-				key := g.f.field.name + ":" + listKey(l.lists[k])
+				key := fmt.Sprintf("%s:%t:%s", g.f.field.name, first, listKey(l.lists[k]))
 				c, ok := leaf[key]
 				if !ok {
 					c = name()
 					leaf[key] = c
 					b := blockChain{name: c}
 					for _, i := range l.lists[k] {
-						b.rules = append(b.rules, candidate(i, &g.f.field))
+						b.rules = append(b.rules, candidate(i, &g.f.field, first))
 					}
 					entries += len(l.lists[k])
 					out.blocks = append(out.blocks, b)
@@ -147,7 +155,7 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 		c := name()
 		b := blockChain{name: c}
 		for _, i := range wild {
-			b.rules = append(b.rules, candidate(i, nil))
+			b.rules = append(b.rules, candidate(i, nil, lookups == 0))
 		}
 		out.blocks = append(out.blocks, b)
 		main = append(main, rule{RuleIndex, []stmt{jumpStmt(c)}})
