@@ -17,6 +17,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 )
 
 // yamlDocs parses every document of a YAML file.
@@ -247,7 +249,7 @@ func TestConfigMapPolicy(t *testing.T) {
 	if !ok {
 		t.Fatal("ConfigMap has no policy.yaml")
 	}
-	pol, err := policies.Load("configmap.yaml:policy.yaml", []byte(src), func(string) ([]byte, error) {
+	pol, err := policyload.Load("configmap.yaml:policy.yaml", []byte(src), func(string) ([]byte, error) {
 		return nil, errors.New("the ConfigMap policy must not name set files")
 	})
 	if err != nil {
@@ -257,7 +259,7 @@ func TestConfigMapPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := prog.RunTests()
+	res := policytest.Run(prog)
 	if len(res) == 0 {
 		t.Fatal("the ConfigMap policy has no tests")
 	}

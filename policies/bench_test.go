@@ -1,4 +1,4 @@
-package policies
+package policies_test
 
 import (
 	"fmt"
@@ -8,6 +8,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
@@ -42,15 +46,15 @@ func benchPacket() *packet.Packet {
 
 func BenchmarkDecide(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
-		pol, err := Load("gen.yaml", []byte(genPolicy(n)), nil)
+		pol, err := policyload.Load("gen.yaml", []byte(genPolicy(n)), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		prog, err := Compile(pol)
+		prog, err := policies.Compile(pol)
 		if err != nil {
 			b.Fatal(err)
 		}
-		in := &Input{Pkt: benchPacket(), Hook: nf.HookInput, State: nf.StateNew}
+		in := &policies.Input{Pkt: benchPacket(), Hook: nf.HookInput, State: nf.StateNew}
 		if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
 			b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
 		}
@@ -62,7 +66,7 @@ func BenchmarkDecide(b *testing.B) {
 			}
 			cpu.report(b)
 		})
-		miss := &Input{Pkt: benchPacket(), Hook: nf.HookInput, State: nf.StateNew}
+		miss := &policies.Input{Pkt: benchPacket(), Hook: nf.HookInput, State: nf.StateNew}
 		miss.Pkt.Src = netip.MustParseAddr("10.1.1.77")
 		miss.Pkt.DstPort = 3
 		b.Run(fmt.Sprintf("rules=%d/default", n), func(b *testing.B) {
@@ -103,7 +107,7 @@ func threadCPUTime() time.Duration {
 func BenchmarkDecideSharedAddress(b *testing.B) {
 	for _, n := range []int{10, 10000} {
 		prog := mustCompile(b, genSharedPolicy(n))
-		in := &Input{Pkt: benchPacket(), Hook: nf.HookInput}
+		in := &policies.Input{Pkt: benchPacket(), Hook: nf.HookInput}
 		if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
 			b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
 		}
@@ -124,11 +128,11 @@ func BenchmarkCompile(b *testing.B) {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				pol, err := Load("gen.yaml", text, nil)
+				pol, err := policyload.Load("gen.yaml", text, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := Compile(pol); err != nil {
+				if _, err := policies.Compile(pol); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -146,13 +150,13 @@ func TestDecideAllocatesNothing(t *testing.T) {
     action: drop
 `)
 	withPayload := func(p *packet.Packet, b []byte) *packet.Packet { p.Payload = b; return p }
-	inputs := []*Input{
+	inputs := []*policies.Input{
 		{Pkt: benchPacket()},
 		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)},
 		{Pkt: pk(6, "2001:db8:a::1", "2001:db8:b::1", 1000, 22)},
-		{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("x.ads.example", false)), Hook: nf.HookOutput},
-		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("A.EXAMPLE", true)), Hook: nf.HookOutput},
-		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")), Hook: nf.HookOutput},
+		{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), policytest.DNSQuery("x.ads.example", false)), Hook: nf.HookOutput},
+		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 53), policytest.DNSQuery("A.EXAMPLE", true)), Hook: nf.HookOutput},
+		{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), policytest.ClientHello("tracker.example")), Hook: nf.HookOutput},
 		{Pkt: withPayload(pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022), []byte("SSH-2.0"))},
 		{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "veth3", Hook: nf.HookForward},
 		{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 7000), Hook: nf.HookForward},

@@ -101,18 +101,18 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 	var err error
 	if len(m.DNSQName) > 0 {
 		if e.dns, err = l7.NewNameMatcher(m.DNSQName); err != nil {
-			return r.pos.errorf("rule %q: dns_qname: %v", r.Name, err)
+			return r.at.Errorf("rule %q: dns_qname: %v", r.Name, err)
 		}
 	}
 	if len(m.TLSSNI) > 0 {
 		if e.sni, err = l7.NewNameMatcher(m.TLSSNI); err != nil {
-			return r.pos.errorf("rule %q: tls_sni: %v", r.Name, err)
+			return r.at.Errorf("rule %q: tls_sni: %v", r.Name, err)
 		}
 		p.quicSNI = p.quicSNI || len(m.Protos) == 0 || slices.Contains(m.Protos, packet.ProtoUDP)
 	}
 	if len(m.HTTPHost) > 0 {
 		if e.http, err = l7.NewNameMatcher(m.HTTPHost); err != nil {
-			return r.pos.errorf("rule %q: http_host: %v", r.Name, err)
+			return r.at.Errorf("rule %q: http_host: %v", r.Name, err)
 		}
 	}
 	if m.Payload != nil {
@@ -129,7 +129,7 @@ func (p *Program) compileRule(e *ruleExec, r *Rule, modeAudit bool) error {
 	// or a reused UDP socket names its own host, so each is decided alone.
 	// ICMP types are fixed for one direction of an echo flow.
 	e.stable = !e.hasTCP && len(e.lengths) == 0 && e.limit == nil && e.dns == nil && e.http == nil
-	why := r.perPacketReason()
+	why := r.PerPacketReason()
 	switch {
 	case r.Action != ActionAccept:
 	case r.Offload != nil:

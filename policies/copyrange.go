@@ -51,7 +51,7 @@ func (m *Match) bytesNeeded() int {
 	rest.Protos, rest.Family, rest.Src, rest.Dst = nil, 0, AddrMatch{}, AddrMatch{}
 	rest.Sport, rest.Dport, rest.Iif, rest.Oif, rest.States = PortMatch{}, PortMatch{}, nil, nil, 0
 	rest.TCPFlags, rest.HasICMPType, rest.ICMP4Types, rest.ICMP6Types = nil, false, nil, nil
-	rest.Length, rest.protosImplied = nil, false
+	rest.Length = nil
 	rest.Payload = nil
 	// The socket owner comes with the packet's attributes (uid, gid) or
 	// from the socket table (cgroup), never from its bytes.

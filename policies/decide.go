@@ -39,7 +39,7 @@ func (p *Program) Decide(in *Input) Decision {
 	f1 := p.src.lookup(pkt.Src, p.allPair)
 	f2 := p.dst.lookup(pkt.Dst, p.allPair)
 	f3, f4 := p.sport.noPort, p.dport.noPort
-	if pkt.HasL4 && !pkt.NonFirstFragment && hasPorts(pkt.Proto) {
+	if pkt.HasL4 && !pkt.NonFirstFragment && HasPorts(pkt.Proto) {
 		if p.sport.table != nil {
 			f3 = p.sport.table[pkt.SrcPort]
 		}

@@ -1,4 +1,4 @@
-package policies
+package policies_test
 
 import (
 	"bytes"
@@ -10,17 +10,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
+
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
 
-func mustCompile(t testing.TB, policy string) *Program {
+// head starts every test policy.
+const head = "version: 1\n"
+
+func mustCompile(t testing.TB, policy string) *policies.Program {
 	t.Helper()
-	pol, err := Load("p.yaml", []byte(policy), nil)
+	pol, err := policyload.Load("p.yaml", []byte(policy), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, err := Compile(pol)
+	prog, err := policies.Compile(pol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +42,7 @@ func pk(proto uint8, src, dst string, sport, dport uint16) *packet.Packet {
 		fam = packet.IPv6
 	}
 	p := &packet.Packet{Family: fam, Src: s, Dst: d, Proto: proto, HasL4: true, Length: 60}
-	if hasPorts(proto) {
+	if policies.HasPorts(proto) {
 		p.SrcPort, p.DstPort = sport, dport
 	}
 	if proto == packet.ProtoTCP {
@@ -99,103 +106,103 @@ func TestDecide(t *testing.T) {
 		Proto: packet.ProtoICMP, HasL4: true, ICMPType: 8, Length: 84}
 	tests := []struct {
 		name  string
-		in    Input
+		in    policies.Input
 		rule  string
-		want  Action
-		check func(Decision) string
+		want  policies.Action
+		check func(policies.Decision) string
 	}{
-		{name: "established", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: nf.StateEstablished},
-			rule: "established", want: ActionAccept, check: func(d Decision) string {
+		{name: "established", in: policies.Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: nf.StateEstablished},
+			rule: "established", want: policies.ActionAccept, check: func(d policies.Decision) string {
 				if !d.Offload || !d.Cacheable {
 					return "established: want offload and cacheable (for later established packets)"
 				}
 				return ""
 			}},
-		{name: "invalid", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: nf.StateInvalid},
-			rule: "invalid", want: ActionDrop, check: func(d Decision) string {
+		{name: "invalid", in: policies.Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 2), State: nf.StateInvalid},
+			rule: "invalid", want: policies.ActionDrop, check: func(d policies.Decision) string {
 				if !d.Log || d.Audit {
 					return "want log, no audit"
 				}
 				return ""
 			}},
-		{name: "telnet from outside", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 23)}, rule: "not-internal", want: ActionReject},
-		{name: "telnet from inside", in: Input{Pkt: pk(6, "10.9.9.9", "5.6.7.8", 1, 23)}, rule: "default", want: ActionDrop,
-			check: func(d Decision) string {
+		{name: "telnet from outside", in: policies.Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1, 23)}, rule: "not-internal", want: policies.ActionReject},
+		{name: "telnet from inside", in: policies.Input{Pkt: pk(6, "10.9.9.9", "5.6.7.8", 1, 23)}, rule: "default", want: policies.ActionDrop,
+			check: func(d policies.Decision) string {
 				if !d.Log {
 					return "default drop must log"
 				}
 				return ""
 			}},
-		{name: "telnet over udp", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1, 23)}, rule: "not-internal", want: ActionReject},
-		{name: "ssh admin", in: Input{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)}, rule: "ssh-admins", want: ActionAccept,
-			check: func(d Decision) string {
+		{name: "telnet over udp", in: policies.Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1, 23)}, rule: "not-internal", want: policies.ActionReject},
+		{name: "ssh admin", in: policies.Input{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)}, rule: "ssh-admins", want: policies.ActionAccept,
+			check: func(d policies.Decision) string {
 				if !d.Offload || !d.Cacheable {
 					return "ssh-admins: want offload and cacheable (for later new packets; established ones are decided anew)"
 				}
 				return ""
 			}},
-		{name: "ssh admin v6", in: Input{Pkt: pk(6, "2001:db8:a::1", "2001:db8:b::1", 1000, 22)}, rule: "ssh-admins", want: ActionAccept},
-		{name: "ssh other", in: Input{Pkt: pk(6, "2001:db8:b::1", "2001:db8:a::1", 1000, 22)}, rule: "default", want: ActionDrop},
+		{name: "ssh admin v6", in: policies.Input{Pkt: pk(6, "2001:db8:a::1", "2001:db8:b::1", 1000, 22)}, rule: "ssh-admins", want: policies.ActionAccept},
+		{name: "ssh other", in: policies.Input{Pkt: pk(6, "2001:db8:b::1", "2001:db8:a::1", 1000, 22)}, rule: "default", want: policies.ActionDrop},
 		// A TCP packet without payload cannot show a ClientHello yet: the
 		// tls_sni rule waits (pending) and accepts it, whatever follows.
-		{name: "ssh admin on output", in: Input{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22), Hook: nf.HookOutput}, rule: "no-ads-tls", want: ActionAccept,
-			check: func(d Decision) string {
+		{name: "ssh admin on output", in: policies.Input{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22), Hook: nf.HookOutput}, rule: "no-ads-tls", want: policies.ActionAccept,
+			check: func(d policies.Decision) string {
 				if !d.Pending || d.Offload || d.Log || d.Cacheable {
 					return "a pending accept must be pending and must not offload, log or cache"
 				}
 				return ""
 			}},
-		{name: "probe handshake falls through", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022)}, rule: "web", want: ActionAccept,
-			check: func(d Decision) string {
+		{name: "probe handshake falls through", in: policies.Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022)}, rule: "web", want: policies.ActionAccept,
+			check: func(d policies.Decision) string {
 				if d.Offload || d.Cacheable {
 					return "an accept after a skipped payload rule must wait for the payload"
 				}
 				return ""
 			}},
-		{name: "probe payload", in: Input{Pkt: withPayload(pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022), []byte("SSH-2.0-x")), State: nf.StateNew},
-			rule: "probe", want: ActionDrop, check: func(d Decision) string {
-				if !d.Audit || !d.Log || d.Effective() != ActionAccept {
+		{name: "probe payload", in: policies.Input{Pkt: withPayload(pk(6, "1.2.3.4", "5.6.7.8", 1000, 8022), []byte("SSH-2.0-x")), State: nf.StateNew},
+			rule: "probe", want: policies.ActionDrop, check: func(d policies.Decision) string {
+				if !d.Audit || !d.Log || d.Effective() != policies.ActionAccept {
 					return "audit rule: want audit, log, effective accept"
 				}
 				return ""
 			}},
-		{name: "web", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1000, 8099)}, rule: "web", want: ActionAccept},
-		{name: "web edge", in: Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1000, 8100)}, rule: "default", want: ActionDrop},
-		{name: "marked", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "veth12", Hook: nf.HookForward}, rule: "marked", want: ActionAccept,
-			check: func(d Decision) string {
+		{name: "web", in: policies.Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1000, 8099)}, rule: "web", want: policies.ActionAccept},
+		{name: "web edge", in: policies.Input{Pkt: pk(6, "1.2.3.4", "5.6.7.8", 1000, 8100)}, rule: "default", want: policies.ActionDrop},
+		{name: "marked", in: policies.Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "veth12", Hook: nf.HookForward}, rule: "marked", want: policies.ActionAccept,
+			check: func(d policies.Decision) string {
 				if !d.SetMark || d.Mark != 0x42 || d.Offload {
 					return "want mark 0x42 and no offload"
 				}
 				return ""
 			}},
-		{name: "marked wrong iif", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "eth0", Hook: nf.HookForward}, rule: "default", want: ActionDrop},
-		{name: "marked on output has no iif", in: Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), OutIf: "veth1", Hook: nf.HookOutput}, rule: "default", want: ActionAccept},
-		{name: "dns ad", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("x.ads.example", false)), Hook: nf.HookOutput},
-			rule: "no-ads-dns", want: ActionReject},
-		{name: "dns ad upper case", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("A.X.ADS.Example", false)), Hook: nf.HookOutput},
-			rule: "no-ads-dns", want: ActionReject},
-		{name: "dns apex is not under the wildcard", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("ads.example", false)), Hook: nf.HookOutput},
-			rule: "default", want: ActionAccept},
-		{name: "dns other", in: Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), dnsQuery("example.org", false)), Hook: nf.HookOutput},
-			rule: "default", want: ActionAccept},
-		{name: "tls ad", in: Input{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")), Hook: nf.HookOutput},
-			rule: "no-ads-tls", want: ActionReject},
-		{name: "tls split hello", in: Input{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), clientHello("tracker.example")[:40]), Hook: nf.HookOutput},
-			rule: "no-ads-tls", want: ActionAccept, check: func(d Decision) string {
+		{name: "marked wrong iif", in: policies.Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), InIf: "eth0", Hook: nf.HookForward}, rule: "default", want: policies.ActionDrop},
+		{name: "marked on output has no iif", in: policies.Input{Pkt: pk(17, "1.2.3.4", "5.6.7.8", 1000, 5000), OutIf: "veth1", Hook: nf.HookOutput}, rule: "default", want: policies.ActionAccept},
+		{name: "dns ad", in: policies.Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), policytest.DNSQuery("x.ads.example", false)), Hook: nf.HookOutput},
+			rule: "no-ads-dns", want: policies.ActionReject},
+		{name: "dns ad upper case", in: policies.Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), policytest.DNSQuery("A.X.ADS.Example", false)), Hook: nf.HookOutput},
+			rule: "no-ads-dns", want: policies.ActionReject},
+		{name: "dns apex is not under the wildcard", in: policies.Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), policytest.DNSQuery("ads.example", false)), Hook: nf.HookOutput},
+			rule: "default", want: policies.ActionAccept},
+		{name: "dns other", in: policies.Input{Pkt: withPayload(pk(17, "10.0.0.2", "9.9.9.9", 1000, 53), policytest.DNSQuery("example.org", false)), Hook: nf.HookOutput},
+			rule: "default", want: policies.ActionAccept},
+		{name: "tls ad", in: policies.Input{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), policytest.ClientHello("tracker.example")), Hook: nf.HookOutput},
+			rule: "no-ads-tls", want: policies.ActionReject},
+		{name: "tls split hello", in: policies.Input{Pkt: withPayload(pk(6, "10.0.0.2", "9.9.9.9", 1000, 9443), policytest.ClientHello("tracker.example")[:40]), Hook: nf.HookOutput},
+			rule: "no-ads-tls", want: policies.ActionAccept, check: func(d policies.Decision) string {
 				if !d.Pending || d.Cacheable {
 					return "the first part of a hello is pending"
 				}
 				return ""
 			}},
-		{name: "ping 1", in: Input{Pkt: icmp, Now: 1}, rule: "ping", want: ActionAccept, check: func(d Decision) string {
+		{name: "ping 1", in: policies.Input{Pkt: icmp, Now: 1}, rule: "ping", want: policies.ActionAccept, check: func(d policies.Decision) string {
 			if d.Offload || d.Cacheable {
 				return "limited rule: no offload, not cacheable"
 			}
 			return ""
 		}},
-		{name: "ping 2", in: Input{Pkt: icmp, Now: 2}, rule: "ping", want: ActionAccept},
-		{name: "ping 3 over the limit", in: Input{Pkt: icmp, Now: 3}, rule: "default", want: ActionDrop},
-		{name: "unknown family", in: Input{Pkt: &packet.Packet{}}, rule: "default", want: ActionDrop},
+		{name: "ping 2", in: policies.Input{Pkt: icmp, Now: 2}, rule: "ping", want: policies.ActionAccept},
+		{name: "ping 3 over the limit", in: policies.Input{Pkt: icmp, Now: 3}, rule: "default", want: policies.ActionDrop},
+		{name: "unknown family", in: policies.Input{Pkt: &packet.Packet{}}, rule: "default", want: policies.ActionDrop},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,17 +250,17 @@ rules:
 `)
 	tests := []struct {
 		name               string
-		in                 Input
+		in                 policies.Input
 		rule               string
 		cacheable, offload bool
 	}{
-		{"plain accept", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 80)}, "web", true, true},
-		{"default after nothing", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 80), Hook: nf.HookOutput}, "default", true, true},
-		{"flag rule decides", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81)}, "syn-only", false, false},
-		{"after a skipped flag rule", Input{Pkt: func() *packet.Packet { p := pk(6, "1.1.1.1", "2.2.2.2", 1, 81); p.TCPFlags = packet.TCPAck; return p }()},
+		{"plain accept", policies.Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 80)}, "web", true, true},
+		{"default after nothing", policies.Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 80), Hook: nf.HookOutput}, "default", true, true},
+		{"flag rule decides", policies.Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81)}, "syn-only", false, false},
+		{"after a skipped flag rule", policies.Input{Pkt: func() *packet.Packet { p := pk(6, "1.1.1.1", "2.2.2.2", 1, 81); p.TCPFlags = packet.TCPAck; return p }()},
 			"after-syn", false, false},
-		{"state new, offload off", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: nf.HookForward}, "new-only", true, false},
-		{"default after state rule no longer possible", Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: nf.HookForward, State: nf.StateEstablished},
+		{"state new, offload off", policies.Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: nf.HookForward}, "new-only", true, false},
+		{"default after state rule no longer possible", policies.Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, 81), Hook: nf.HookForward, State: nf.StateEstablished},
 			"default", true, false},
 	}
 	for _, tc := range tests {
@@ -270,8 +277,8 @@ rules:
 func TestModeAudit(t *testing.T) {
 	prog := mustCompile(t, "version: 1\nmode: audit\ndefault: {input: drop, log: true}\nrules:\n  - {name: r, match: {dport: 9}, action: reject}\n")
 	for _, port := range []uint16{9, 10} {
-		d := prog.Decide(&Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, port)})
-		if !d.Audit || d.Effective() != ActionAccept || d.Action == ActionAccept {
+		d := prog.Decide(&policies.Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 1, port)})
+		if !d.Audit || d.Effective() != policies.ActionAccept || d.Action == policies.ActionAccept {
 			t.Errorf("port %d: %+v: audit mode must accept while reporting the action", port, d)
 		}
 	}
@@ -290,15 +297,15 @@ func TestGlob(t *testing.T) {
 		{"a*b*c", "aXbY", false}, {"", "", true}, {"", "a", false}, {"*0", "eth0", true}, {"*0", "eth01", false},
 	}
 	for _, tc := range tests {
-		if got := globMatch(tc.pattern, tc.name); got != tc.want {
-			t.Errorf("globMatch(%q, %q) = %v", tc.pattern, tc.name, got)
+		if got := policies.GlobMatch(tc.pattern, tc.name); got != tc.want {
+			t.Errorf("policies.GlobMatch(%q, %q) = %v", tc.pattern, tc.name, got)
 		}
 	}
 }
 
 // naiveMatch is the specification, rule by rule, that the compiled indexes
 // must agree with.
-func naiveMatch(r *Rule, in *Input) bool {
+func naiveMatch(r *policies.Rule, in *policies.Input) bool {
 	p, m := in.Pkt, &r.Match
 	if r.Hooks&(1<<in.Hook) == 0 {
 		return false
@@ -309,7 +316,7 @@ func naiveMatch(r *Rule, in *Input) bool {
 	if len(m.Protos) > 0 && !slices.Contains(m.Protos, p.Proto) {
 		return false
 	}
-	addr := func(am *AddrMatch, a netip.Addr) bool {
+	addr := func(am *policies.AddrMatch, a netip.Addr) bool {
 		in := func(ps []netip.Prefix) bool {
 			return slices.ContainsFunc(ps, func(q netip.Prefix) bool { return q.Contains(a) })
 		}
@@ -319,15 +326,15 @@ func naiveMatch(r *Rule, in *Input) bool {
 		return false
 	}
 	l4 := p.HasL4 && !p.NonFirstFragment
-	port := func(pm *PortMatch, x uint16) bool {
+	port := func(pm *policies.PortMatch, x uint16) bool {
 		if !pm.Set {
 			return true
 		}
-		if !l4 || !hasPorts(p.Proto) {
+		if !l4 || !policies.HasPorts(p.Proto) {
 			return false
 		}
-		in := func(rs []PortRange) bool {
-			return slices.ContainsFunc(rs, func(r PortRange) bool { return r.Lo <= x && x <= r.Hi })
+		in := func(rs []policies.PortRange) bool {
+			return slices.ContainsFunc(rs, func(r policies.PortRange) bool { return r.Lo <= x && x <= r.Hi })
 		}
 		return (!pm.HasPos || in(pm.Pos)) && !in(pm.Neg)
 	}
@@ -358,7 +365,7 @@ func naiveMatch(r *Rule, in *Input) bool {
 			return false
 		}
 	}
-	if len(m.Length) > 0 && !slices.ContainsFunc(m.Length, func(r LengthRange) bool { return r.Lo <= p.Length && p.Length <= r.Hi }) {
+	if len(m.Length) > 0 && !slices.ContainsFunc(m.Length, func(r policies.LengthRange) bool { return r.Lo <= p.Length && p.Length <= r.Hi }) {
 		return false
 	}
 	if !naiveOwner(m, in) {
@@ -460,7 +467,7 @@ func randomPolicy(rng *rand.Rand, nrules int) string {
 	return b.String()
 }
 
-func randomInput(rng *rand.Rand) *Input {
+func randomInput(rng *rand.Rand) *policies.Input {
 	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
 	v6 := rng.IntN(4) == 0
 	var src, dst string
@@ -485,7 +492,7 @@ func randomInput(rng *rand.Rand) *Input {
 	if rng.IntN(10) == 0 {
 		p.NonFirstFragment, p.Fragment = true, true
 	}
-	in := &Input{
+	in := &policies.Input{
 		Pkt:   p,
 		Hook:  nf.Hook(rng.IntN(int(nf.NumHooks))),
 		InIf:  pick("eth0", "eth1", "wlan0", ""),
@@ -504,18 +511,18 @@ func TestDecideMatchesSpec(t *testing.T) {
 	for round := 0; round < 300; round++ {
 		nrules := 1 + rng.IntN(150)
 		text := randomPolicy(rng, nrules)
-		pol, err := Load("p.yaml", []byte(text), nil)
+		pol, err := policyload.Load("p.yaml", []byte(text), nil)
 		if err != nil {
 			continue // the generator can write impossible rules; the loader refuses them
 		}
 		loaded++
-		prog, err := Compile(pol)
+		prog, err := policies.Compile(pol)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for range 200 {
 			in := randomInput(rng)
-			want := int32(NoRule)
+			want := int32(policies.NoRule)
 			for i, r := range pol.Rules {
 				if naiveMatch(r, in) {
 					want = int32(i)
@@ -528,7 +535,7 @@ func TestDecideMatchesSpec(t *testing.T) {
 					text, *in.Pkt, in.Hook, in.InIf, in.OutIf, in.State, prog.RuleName(d.Rule), prog.RuleName(want))
 			}
 			wantAction := pol.Default[in.Hook]
-			if want != NoRule {
+			if want != policies.NoRule {
 				wantAction = pol.Rules[want].Action
 			}
 			if d.Action != wantAction {
@@ -553,7 +560,7 @@ func TestDecideConcurrent(t *testing.T) {
 			for i := range each {
 				p := &packet.Packet{Family: packet.IPv4, Src: netip.AddrFrom4([4]byte{1, 1, byte(w), byte(i)}), Dst: netip.MustParseAddr("2.2.2.2"),
 					Proto: packet.ProtoICMP, HasL4: true, ICMPType: 8, Length: 84}
-				if d := prog.Decide(&Input{Pkt: p, Now: 5}); d.Action == ActionAccept {
+				if d := prog.Decide(&policies.Input{Pkt: p, Now: 5}); d.Action == policies.ActionAccept {
 					n++
 				}
 			}
@@ -579,14 +586,14 @@ rules:
 	tests := []struct {
 		port       uint16
 		log, audit bool
-		effective  Action
+		effective  policies.Action
 	}{
-		{1, true, false, ActionAccept},
-		{2, true, true, ActionAccept},
-		{3, false, false, ActionDrop},
+		{1, true, false, policies.ActionAccept},
+		{2, true, true, policies.ActionAccept},
+		{3, false, false, policies.ActionDrop},
 	}
 	for _, tc := range tests {
-		d := prog.Decide(&Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 9, tc.port)})
+		d := prog.Decide(&policies.Input{Pkt: pk(6, "1.1.1.1", "2.2.2.2", 9, tc.port)})
 		if d.Log != tc.log || d.Audit != tc.audit || d.Effective() != tc.effective {
 			t.Errorf("port %d: %+v, want log %v audit %v effective %s", tc.port, d, tc.log, tc.audit, tc.effective)
 		}
@@ -595,9 +602,9 @@ rules:
 
 func TestDecideNoRules(t *testing.T) {
 	prog := mustCompile(t, "version: 1\ndefault: {input: reject, forward: accept, output: drop}\n")
-	for h, want := range []Action{ActionReject, ActionAccept, ActionDrop} {
-		d := prog.Decide(&Input{Pkt: pk(17, "1.1.1.1", "2.2.2.2", 1, 2), Hook: nf.Hook(h)})
-		if d.Action != want || d.Rule != NoRule || !d.Cacheable {
+	for h, want := range []policies.Action{policies.ActionReject, policies.ActionAccept, policies.ActionDrop} {
+		d := prog.Decide(&policies.Input{Pkt: pk(17, "1.1.1.1", "2.2.2.2", 1, 2), Hook: nf.Hook(h)})
+		if d.Action != want || d.Rule != policies.NoRule || !d.Cacheable {
 			t.Errorf("hook %s: %+v, want %s by default, cacheable", nf.Hook(h), d, want)
 		}
 	}

@@ -1,12 +1,10 @@
-// Package policies turns a user's YAML policy into a compiled Program that
-// decides, per packet, accept, drop or reject.
-//
-// The format is the contract in docs/policy.md. Loading walks yaml.Node trees
-// rather than unmarshalling into structs, so every complaint names the
-// file, line and column of the node at fault (an *Error); set files report
-// their own positions. Validation rejects what cannot be meant (unknown keys
-// and sets, host bits in CIDRs, rules that can never match) and warns about
-// what is merely suspicious (shadowed rules, unused sets).
+// Package policies is the typed policy model (Policy, Rule, Match, Test)
+// and its compiled engine: Compile turns a loaded Policy into a Program that
+// decides, per packet, accept, drop or reject. It reads no YAML: the
+// loader, policies/policyload, builds a Policy from a file (with every
+// error at its FILE:LINE:COL, an *Error of this package), and
+// policies/policytest runs a policy's own tests: on a Program. Both import
+// this package, never the other way round.
 //
 // Compile builds an immutable Program whose Decide costs about the same for
 // ten rules as for ten thousand: each indexed field (hook, family and
@@ -59,14 +57,5 @@
 // same conditions on skipped rules. An offload holds for one hook and
 // direction only: the kernel rules keep a bit per hook and direction.
 //
-// Policy tests (RunTests) build each packet from its description; fields it
-// leaves out default to: hook input, state new, proto tcp (udp with
-// dns_qname, icmp or icmpv6 with icmp_type), src 1.2.3.4 and dst 5.6.7.8
-// (2a00:1::1 and 2a00:2::2 for IPv6: ordinary addresses outside the ranges
-// policies list), sport 40000, dport 0 (53 with dns_qname, 443 with
-// tls_sni), TCP flags S when new and A otherwise (PA with a payload), ICMP
-// type echo-request, and the length of the headers and payload. dns_qname
-// and tls_sni become a real DNS query and TLS ClientHello, so the same
-// parsers run as on the wire. expect is compared with the decision's action,
-// so tests keep their meaning in mode: audit.
+// Policy tests (tests:) are run by policies/policytest.
 package policies

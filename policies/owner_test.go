@@ -1,4 +1,4 @@
-package policies
+package policies_test
 
 import (
 	"fmt"
@@ -6,6 +6,10 @@ import (
 	"os/user"
 	"strings"
 	"testing"
+
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
@@ -31,18 +35,18 @@ func (fakeNames) LookupGroup(name string) (uint32, error) {
 	return 0, user.UnknownGroupError(name)
 }
 
-func loadNames(t testing.TB, policy string) (*Policy, error) {
+func loadNames(t testing.TB, policy string) (*policies.Policy, error) {
 	t.Helper()
-	return LoadWithNames("p.yaml", []byte(policy), nil, fakeNames{})
+	return policyload.LoadWithNames("p.yaml", []byte(policy), nil, fakeNames{})
 }
 
-func compileNames(t testing.TB, policy string) *Program {
+func compileNames(t testing.TB, policy string) *policies.Program {
 	t.Helper()
 	pol, err := loadNames(t, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, err := Compile(pol)
+	prog, err := policies.Compile(pol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,10 +121,11 @@ rules:
 		t.Fatal(err)
 	}
 	a, b := pol.Rules[0], pol.Rules[1]
-	want := IDMatch{Set: true, HasPos: true, Pos: []IDRange{{33, 33}, {1000, 1999}, {100000, 100000}}, Neg: []IDRange{{1500, 1500}}}
+	want := policies.IDMatch{Set: true, HasPos: true, Pos: []policies.IDRange{{33, 33}, {1000, 1999}, {100000, 100000}}, Neg: []policies.IDRange{{1500, 1500}}}
 	if fmt.Sprint(a.Match.UID) != fmt.Sprint(want) {
 		t.Errorf("uid = %+v, want %+v", a.Match.UID, want)
 	}
+	const ownerHooks = 1<<nf.HookInput | 1<<nf.HookOutput
 	if a.Hooks != ownerHooks || b.Hooks != ownerHooks {
 		t.Errorf("hooks %b and %b, want input and output only (%b)", a.Hooks, b.Hooks, ownerHooks)
 	}
@@ -139,14 +144,14 @@ rules:
 // TestOwnerHostNames resolves against the real user database: root is uid 0
 // and group 0 everywhere this agent runs.
 func TestOwnerHostNames(t *testing.T) {
-	pol, err := Load("p.yaml", []byte(head+"rules:\n  - name: a\n    match: {uid: root, gid: root}\n    action: accept\n"), nil)
+	pol, err := policyload.Load("p.yaml", []byte(head+"rules:\n  - name: a\n    match: {uid: root, gid: root}\n    action: accept\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m := pol.Rules[0].Match; !m.UID.Matches(0) || m.UID.Matches(1) || !m.GID.Matches(0) {
 		t.Errorf("root resolved to %+v / %+v", m.UID, m.GID)
 	}
-	_, err = Load("p.yaml", []byte(head+"rules:\n  - name: a\n    match: {uid: no-such-user-fwagent}\n    action: accept\n"), nil)
+	_, err = policyload.Load("p.yaml", []byte(head+"rules:\n  - name: a\n    match: {uid: no-such-user-fwagent}\n    action: accept\n"), nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "p.yaml:4:18: unknown user") {
 		t.Errorf("unknown host user: %v", err)
 	}
@@ -181,10 +186,10 @@ rules:
     match: {proto: tcp, dport: 80, cgroup: "user.slice/user-*.slice/*/app-firefox*"}
     action: accept
 `)
-	out := func(dport uint16, dst string) *Input {
-		return &Input{Pkt: pk(packet.ProtoTCP, "10.0.0.1", dst, 40000, dport), Hook: nf.HookOutput}
+	out := func(dport uint16, dst string) *policies.Input {
+		return &policies.Input{Pkt: pk(packet.ProtoTCP, "10.0.0.1", dst, 40000, dport), Hook: nf.HookOutput}
 	}
-	withUID := func(in *Input, uid uint32) *Input { in.HasUID, in.UID = true, uid; return in }
+	withUID := func(in *policies.Input, uid uint32) *policies.Input { in.HasUID, in.UID = true, uid; return in }
 	finder := cgroupOf{
 		"10.0.0.2": "system.slice/nginx.service",
 		"10.0.0.3": "system.slice/nginx.service/worker",
@@ -192,10 +197,10 @@ rules:
 		"10.0.0.5": "user.slice/user-1000.slice/user@1000.service/app-firefox-1.scope",
 		"10.0.0.6": "user.slice/user-1000.slice/user@1000.service",
 	}
-	withCg := func(in *Input) *Input { in.Cgroups = finder; return in }
+	withCg := func(in *policies.Input) *policies.Input { in.Cgroups = finder; return in }
 	cases := []struct {
 		name string
-		in   *Input
+		in   *policies.Input
 		rule string
 	}{
 		{"root", withUID(out(8080, "10.0.0.9"), 0), "root-8080"},
@@ -204,8 +209,8 @@ rules:
 		{"negation other", withUID(out(9000, "10.0.0.9"), 0), "not-alice"},
 		{"negation alice", withUID(out(9000, "10.0.0.9"), 1000), "default"},
 		{"negation ownerless", out(9000, "10.0.0.9"), "default"},
-		{"gid", &Input{Pkt: pk(packet.ProtoUDP, "10.0.0.1", "10.0.0.9", 1, 2), Hook: nf.HookInput, HasGID: true, GID: 33}, "group"},
-		{"gid other", &Input{Pkt: pk(packet.ProtoUDP, "10.0.0.1", "10.0.0.9", 1, 2), Hook: nf.HookInput, HasGID: true, GID: 34}, "default"},
+		{"gid", &policies.Input{Pkt: pk(packet.ProtoUDP, "10.0.0.1", "10.0.0.9", 1, 2), Hook: nf.HookInput, HasGID: true, GID: 33}, "group"},
+		{"gid other", &policies.Input{Pkt: pk(packet.ProtoUDP, "10.0.0.1", "10.0.0.9", 1, 2), Hook: nf.HookInput, HasGID: true, GID: 34}, "default"},
 		{"cgroup", withCg(out(443, "10.0.0.2")), "web"},
 		{"cgroup child", withCg(out(443, "10.0.0.3")), "web"},
 		{"cgroup prefix is not a parent", withCg(out(443, "10.0.0.4")), "default"},
@@ -223,7 +228,7 @@ rules:
 	// No forwarded packet matches, whatever owner it claims.
 	in := withUID(out(8080, "10.0.0.9"), 0)
 	in.Hook = nf.HookForward
-	if d := prog.Decide(in); d.Rule != NoRule {
+	if d := prog.Decide(in); d.Rule != policies.NoRule {
 		t.Errorf("forwarded packet decided by %s", prog.RuleName(d.Rule))
 	}
 }
@@ -240,12 +245,12 @@ rules:
     match: {proto: tcp, dport: 22, uid: "!0"}
     action: drop
 `)
-	in := &Input{Pkt: pk(packet.ProtoTCP, "10.0.0.1", "10.0.0.2", 40000, 22), Hook: nf.HookInput}
-	if d := prog.Decide(in); d.Rule != NoRule || d.Cacheable || d.Offload {
+	in := &policies.Input{Pkt: pk(packet.ProtoTCP, "10.0.0.1", "10.0.0.2", 40000, 22), Hook: nf.HookInput}
+	if d := prog.Decide(in); d.Rule != policies.NoRule || d.Cacheable || d.Offload {
 		t.Errorf("ownerless: %+v, want the default, neither cacheable nor offloaded", d)
 	}
 	in.HasUID, in.UID = true, 0
-	if d := prog.Decide(in); d.Rule != NoRule || !d.Cacheable || !d.Offload {
+	if d := prog.Decide(in); d.Rule != policies.NoRule || !d.Cacheable || !d.Offload {
 		t.Errorf("owner 0: %+v, want the default, cacheable and offloaded", d)
 	}
 	in.UID = 7
@@ -273,7 +278,7 @@ rules:
 		t.Error("UsesCgroup false")
 	}
 	f := &countingFinder{}
-	in := &Input{Pkt: pk(packet.ProtoTCP, "10.0.0.1", "10.0.0.2", 1, 2), Hook: nf.HookOutput, Cgroups: f}
+	in := &policies.Input{Pkt: pk(packet.ProtoTCP, "10.0.0.1", "10.0.0.2", 1, 2), Hook: nf.HookOutput, Cgroups: f}
 	for range 3 {
 		if d := prog.Decide(in); prog.RuleName(d.Rule) != "three" {
 			t.Fatalf("decided by %s", prog.RuleName(d.Rule))
@@ -302,7 +307,7 @@ func TestCgroupMatch(t *testing.T) {
 		{"system.slice/*.service", "system.slice/nginx.service", true},
 		{"system.slice/*.service", "user.slice/nginx.service", false},
 	} {
-		if got := CgroupMatch(tc.pattern, tc.path); got != tc.want {
+		if got := policies.CgroupMatch(tc.pattern, tc.path); got != tc.want {
 			t.Errorf("CgroupMatch(%q, %q) = %v, want %v", tc.pattern, tc.path, got, tc.want)
 		}
 	}
@@ -326,7 +331,7 @@ tests:
   - packet: {hook: output, proto: tcp, dport: 80, cgroup: user.slice}
     expect: drop
 `)
-	for _, r := range prog.RunTests() {
+	for _, r := range policytest.Run(prog) {
 		if !r.OK {
 			t.Error(r)
 		}
@@ -361,7 +366,7 @@ func randomOwnerField(rng *rand.Rand) string {
 	return "cgroup: " + pick("a", "a/b", `"a/*"`, "[b, a/b/c]")
 }
 
-func randomOwner(rng *rand.Rand, in *Input) {
+func randomOwner(rng *rand.Rand, in *policies.Input) {
 	if rng.IntN(3) > 0 {
 		in.HasUID, in.UID = true, []uint32{0, 1000, 1500, 1999, 65534}[rng.IntN(5)]
 	}
@@ -369,11 +374,11 @@ func randomOwner(rng *rand.Rand, in *Input) {
 		in.HasGID, in.GID = true, []uint32{0, 100, 101}[rng.IntN(3)]
 	}
 	if rng.IntN(3) > 0 {
-		in.Cgroups = staticCgroup([]string{"", "a", "a/b", "a/b/c", "b", "a/x"}[rng.IntN(6)])
+		in.Cgroups = policytest.FixedCgroup([]string{"", "a", "a/b", "a/b/c", "b", "a/x"}[rng.IntN(6)])
 	}
 }
 
-func naiveOwner(m *Match, in *Input) bool {
+func naiveOwner(m *policies.Match, in *policies.Input) bool {
 	if m.UID.Set && (!in.HasUID || !m.UID.Matches(in.UID)) {
 		return false
 	}
@@ -399,7 +404,7 @@ func naiveOwner(m *Match, in *Input) bool {
 		}
 		ok := true
 		for i := range pc {
-			ok = ok && globMatch(pc[i], cc[i])
+			ok = ok && policies.GlobMatch(pc[i], cc[i])
 		}
 		if ok {
 			return true

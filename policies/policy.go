@@ -3,8 +3,6 @@ package policies
 import (
 	"net/netip"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 )
@@ -70,9 +68,8 @@ type Set struct {
 	Prefixes []netip.Prefix
 	Ports    []PortRange
 	Names    []string
-	pos      pos
-	used     bool
-	mixed    bool // a mixed-kinds error was reported
+	// At is where the set is defined.
+	At Position
 }
 
 // PortRange is an inclusive range of ports; a single port has Lo == Hi.
@@ -96,6 +93,12 @@ type PortMatch struct {
 	Set      bool
 	HasPos   bool
 	Pos, Neg []PortRange
+}
+
+// HasPorts reports whether a protocol carries ports the decoder extracts:
+// the protocols a port match can hold for.
+func HasPorts(p uint8) bool {
+	return p == packet.ProtoTCP || p == packet.ProtoUDP || p == packet.ProtoSCTP
 }
 
 // TCPFlags is a pf-style flags match: (flags & Mask) == Want.
@@ -160,13 +163,9 @@ type Match struct {
 	HTTPHost    []string
 	Payload     *Payload
 	// UID and GID match the owner of the packet's local socket; Cgroup holds
-	// cgroup v2 path patterns of that socket (see owner.go).
+	// cgroup v2 path patterns of that socket (see docs/policy.md, "Socket owner").
 	UID, GID IDMatch
 	Cgroup   []string
-
-	// protosImplied: Protos came from a field such as tcp_flags, not from
-	// proto, and later fields may narrow it.
-	protosImplied bool
 }
 
 // Rule is one rule of a policy.
@@ -187,11 +186,20 @@ type Rule struct {
 	Audit   bool
 	Match   Match
 
-	pos pos
+	// at is where the rule is written. It is not exported so that Rule's
+	// exported fields are exactly the rule's keys: rules/ compiles each one
+	// and keeps a rule with a key it does not know in userspace.
+	at Position
 }
 
 // Pos is the rule's FILE:LINE:COL.
-func (r *Rule) Pos() string { return r.pos.String() }
+func (r *Rule) Pos() string { return r.at.String() }
+
+// Position is where the rule is written.
+func (r *Rule) Position() Position { return r.at }
+
+// SetPosition records where the rule is written; the loader sets it.
+func (r *Rule) SetPosition(p Position) { r.at = p }
 
 // TestPacket is the packet a policy test describes.
 type TestPacket struct {
@@ -216,9 +224,6 @@ type TestPacket struct {
 	HasUID, HasGID bool
 	UID, GID       uint32
 	Cgroup         string
-
-	icmpName string
-	icmpNode *yaml.Node
 }
 
 // Test is one entry of tests:.
@@ -229,5 +234,6 @@ type Test struct {
 	// default) expects no rule to match, the hook's default to decide.
 	Rule      string
 	ByDefault bool
-	pos       pos
+	// At is where the test is written.
+	At Position
 }

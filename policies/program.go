@@ -210,3 +210,19 @@ func (p *Program) UsesCgroup() bool {
 // rule, or whose default is not accept. Packets of other hooks are accepted
 // and need not be queued.
 func (p *Program) Hooks() []nf.Hook { return append([]nf.Hook(nil), p.hooks...) }
+
+// Tests are the policy's own tests (tests:), in file order, for a runner
+// such as policies/policytest.
+func (p *Program) Tests() []*Test { return p.tests }
+
+// WithFreshLimits is a copy of p whose rate limits start from fresh, empty
+// buckets; p's own are untouched. Policy tests run on such a copy.
+func (p *Program) WithFreshLimits() *Program {
+	fresh := *p
+	fresh.rules = make([]ruleExec, len(p.rules))
+	copy(fresh.rules, p.rules)
+	for i := range fresh.rules {
+		fresh.rules[i].newLimiter()
+	}
+	return &fresh
+}

@@ -1,9 +1,12 @@
-package policies
+package policies_test
 
 import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
@@ -61,7 +64,7 @@ func TestDocumentedSemantics(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prog := mustCompile(t, "version: 1\ndefault: drop\nrules:\n  - {name: r, match: "+tt.match+", action: accept}\n")
-			d := prog.Decide(&Input{Pkt: tt.pkt, Hook: nf.HookInput})
+			d := prog.Decide(&policies.Input{Pkt: tt.pkt, Hook: nf.HookInput})
 			if got := d.Rule == 0; got != tt.want {
 				t.Errorf("match %s on %+v: matched %v, want %v", tt.match, tt.pkt, got, tt.want)
 			}
@@ -73,13 +76,13 @@ func TestDocumentedSemantics(t *testing.T) {
 // dport, and refused everywhere else rather than read as something else.
 func TestNegationOnlyWhereDocumented(t *testing.T) {
 	for _, m := range []string{`{src: "!1.2.3.4"}`, `{dst: "!1.2.3.0/24"}`, `{sport: "!1-1023"}`, `{dport: "!22"}`} {
-		if _, err := Load("p.yaml", []byte("version: 1\nrules:\n  - {name: r, match: "+m+", action: accept}\n"), nil); err != nil {
+		if _, err := policyload.Load("p.yaml", []byte("version: 1\nrules:\n  - {name: r, match: "+m+", action: accept}\n"), nil); err != nil {
 			t.Errorf("%s: %v", m, err)
 		}
 	}
 	for _, m := range []string{`{proto: "!tcp"}`, `{family: "!ipv4"}`, `{state: "!new"}`, `{iif: "!eth0"}`, `{oif: "!eth0"}`,
 		`{tcp_flags: "!S"}`, `{icmp_type: "!echo-request"}`, `{length: "!100"}`, `{dns_qname: "!a.example"}`, `{tls_sni: "!a.example"}`} {
-		if _, err := Load("p.yaml", []byte("version: 1\nrules:\n  - {name: r, match: "+m+", action: accept}\n"), nil); err == nil {
+		if _, err := policyload.Load("p.yaml", []byte("version: 1\nrules:\n  - {name: r, match: "+m+", action: accept}\n"), nil); err == nil {
 			t.Errorf("%s: loaded; negation is documented only for src, dst, sport and dport", m)
 		}
 	}

@@ -1,8 +1,12 @@
-package policies
+package policies_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 
 	"github.com/fwagent/fwagent/internal/l7"
 	"github.com/fwagent/fwagent/internal/l7/quic"
@@ -42,7 +46,7 @@ func TestQUICServerName(t *testing.T) {
 	if !prog.ReassemblesQUIC() {
 		t.Fatal("ReassemblesQUIC is false with a udp tls_sni rule")
 	}
-	for _, r := range prog.RunTests() {
+	for _, r := range policytest.Run(prog) {
 		if !r.OK {
 			t.Errorf("policy test: %s", r)
 		}
@@ -50,7 +54,7 @@ func TestQUICServerName(t *testing.T) {
 
 	// A hello cut before its name, in two Initial packets.
 	split := func(name string) [2][]byte {
-		hello := clientHello(name)[5:]
+		hello := policytest.ClientHello(name)[5:]
 		var out [2][]byte
 		for i, part := range [][]byte{hello[:40], hello[40:]} {
 			off := uint64(40 * i)
@@ -70,44 +74,37 @@ func TestQUICServerName(t *testing.T) {
 	single := split("a.ads.example")
 	tests := []struct {
 		name  string
-		in    Input
+		in    policies.Input
 		rule  string
-		want  Action
+		want  policies.Action
 		cache bool
 	}{
-		{"one-packet initial", Input{Pkt: udp(quicInitial("a.ads.example"))}, "no-ads-quic", ActionDrop, true},
-		{"one-packet allowed", Input{Pkt: udp(quicInitial("ok.example"))}, "default", ActionAccept, false},
-		{"first of a scattered hello alone", Input{Pkt: udp(single[0])}, "no-ads-quic", ActionAccept, false},
+		{"one-packet initial", policies.Input{Pkt: udp(policytest.QUICInitial("a.ads.example"))}, "no-ads-quic", policies.ActionDrop, true},
+		{"one-packet allowed", policies.Input{Pkt: udp(policytest.QUICInitial("ok.example"))}, "default", policies.ActionAccept, false},
+		{"first of a scattered hello alone", policies.Input{Pkt: udp(single[0])}, "no-ads-quic", policies.ActionAccept, false},
 		// Pending (the hello's start is missing): the rule accepts while
 		// it waits, as for the first segments of a TCP hello.
-		{"second alone", Input{Pkt: udp(single[1])}, "no-ads-quic", ActionAccept, false},
-		{"reassembled: found", Input{Pkt: udp(single[1]), NameState: l7.NameFound, ServerName: []byte("A.Ads.Example")}, "no-ads-quic", ActionDrop, true},
-		{"reassembled: pending", Input{Pkt: udp(quicInitial("a.ads.example")), NameState: l7.NamePending}, "no-ads-quic", ActionAccept, false},
-		{"reassembled: absent", Input{Pkt: udp(quicInitial("a.ads.example")), NameState: l7.NameAbsent}, "default", ActionAccept, false},
-		{"reassembled: failed", Input{Pkt: udp(quicInitial("a.ads.example")), NameState: l7.NameFailed}, "default", ActionAccept, false},
-		{"not quic", Input{Pkt: udp([]byte("GET / HTTP/1.1\r\n"))}, "default", ActionAccept, false},
-		{"tcp record fallback", Input{Pkt: func() *packet.Packet {
+		{"second alone", policies.Input{Pkt: udp(single[1])}, "no-ads-quic", policies.ActionAccept, false},
+		{"reassembled: found", policies.Input{Pkt: udp(single[1]), NameState: l7.NameFound, ServerName: []byte("A.Ads.Example")}, "no-ads-quic", policies.ActionDrop, true},
+		{"reassembled: pending", policies.Input{Pkt: udp(policytest.QUICInitial("a.ads.example")), NameState: l7.NamePending}, "no-ads-quic", policies.ActionAccept, false},
+		{"reassembled: absent", policies.Input{Pkt: udp(policytest.QUICInitial("a.ads.example")), NameState: l7.NameAbsent}, "default", policies.ActionAccept, false},
+		{"reassembled: failed", policies.Input{Pkt: udp(policytest.QUICInitial("a.ads.example")), NameState: l7.NameFailed}, "default", policies.ActionAccept, false},
+		{"not quic", policies.Input{Pkt: udp([]byte("GET / HTTP/1.1\r\n"))}, "default", policies.ActionAccept, false},
+		{"tcp record fallback", policies.Input{Pkt: func() *packet.Packet {
 			p := pk(packet.ProtoTCP, "10.0.0.1", "192.0.2.1", 50000, 9000)
-			p.Payload = clientHello("both.example")
+			p.Payload = policytest.ClientHello("both.example")
 			return p
-		}()}, "no-ads-any", ActionReject, true},
+		}()}, "no-ads-any", policies.ActionReject, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.in.Hook = nf.HookOutput
 			d := prog.Decide(&tt.in)
-			if d.Action != tt.want || prog.describeRuleName(d.Rule) != tt.rule || d.Cacheable != tt.cache {
-				t.Fatalf("got %s by %s (cacheable %v); want %s by %s (cacheable %v)", d.Action, prog.describeRuleName(d.Rule), d.Cacheable, tt.want, tt.rule, tt.cache)
+			if d.Action != tt.want || prog.RuleName(d.Rule) != tt.rule || d.Cacheable != tt.cache {
+				t.Fatalf("got %s by %s (cacheable %v); want %s by %s (cacheable %v)", d.Action, prog.RuleName(d.Rule), d.Cacheable, tt.want, tt.rule, tt.cache)
 			}
 		})
 	}
-}
-
-func (p *Program) describeRuleName(i int32) string {
-	if i == NoRule {
-		return "default"
-	}
-	return p.RuleName(i)
 }
 
 func TestTLSSNIProtos(t *testing.T) {
@@ -124,7 +121,7 @@ func TestTLSSNIProtos(t *testing.T) {
 		{"{proto: icmp, tls_sni: a.example}", "tls_sni needs proto tcp or udp", false},
 		{"{tcp_flags: PA, tls_sni: a.example}", "", false},
 	} {
-		pol, err := Load("p.yaml", []byte(head+"    match: "+tt.match+"\n    action: drop\n"), nil)
+		pol, err := policyload.Load("p.yaml", []byte(head+"    match: "+tt.match+"\n    action: drop\n"), nil)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s: err %v, want %q", tt.match, err, tt.wantErr)
@@ -135,7 +132,7 @@ func TestTLSSNIProtos(t *testing.T) {
 			t.Errorf("%s: %v", tt.match, err)
 			continue
 		}
-		prog, err := Compile(pol)
+		prog, err := policies.Compile(pol)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +147,7 @@ func TestTLSSNIProtos(t *testing.T) {
 
 func TestTestPacketTLSSNIProto(t *testing.T) {
 	head := "version: 1\ndefault: {input: accept, forward: accept, output: accept}\nrules: []\ntests:\n"
-	_, err := Load("p.yaml", []byte(head+"  - packet: {proto: icmp, tls_sni: a.example}\n    expect: accept\n"), nil)
+	_, err := policyload.Load("p.yaml", []byte(head+"  - packet: {proto: icmp, tls_sni: a.example}\n    expect: accept\n"), nil)
 	if err == nil || !strings.Contains(err.Error(), "tls_sni but proto icmp") {
 		t.Fatalf("icmp test packet with tls_sni: %v", err)
 	}

@@ -1,8 +1,12 @@
-package policies
+package policies_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 
 	"github.com/fwagent/fwagent/internal/l7"
 	"github.com/fwagent/fwagent/internal/nf"
@@ -46,35 +50,35 @@ func query(names ...string) []byte {
 // reject rule one.
 func TestNameVotes(t *testing.T) {
 	p := mustCompile(t, nameVotePolicy)
-	udp := func(dport uint16, payload []byte) *Input {
+	udp := func(dport uint16, payload []byte) *policies.Input {
 		pkt := pk(packet.ProtoUDP, "10.0.0.1", "10.0.0.2", 4000, dport)
 		pkt.Payload = payload
-		return &Input{Pkt: pkt, Hook: nf.HookInput}
+		return &policies.Input{Pkt: pkt, Hook: nf.HookInput}
 	}
-	tcp := func(dport uint16, payload string) *Input {
+	tcp := func(dport uint16, payload string) *policies.Input {
 		pkt := pk(packet.ProtoTCP, "10.0.0.1", "10.0.0.2", 4000, dport)
 		pkt.TCPFlags, pkt.Payload = packet.TCPAck, []byte(payload)
-		return &Input{Pkt: pkt, Hook: nf.HookInput, State: nf.StateEstablished}
+		return &policies.Input{Pkt: pkt, Hook: nf.HookInput, State: nf.StateEstablished}
 	}
 	for _, tt := range []struct {
 		name    string
-		in      *Input
+		in      *policies.Input
 		rule    string
-		want    Action
+		want    policies.Action
 		pending bool
 	}{
-		{"allowed name", udp(53, query("good.example")), "dns-allow", ActionAccept, false},
-		{"all allowed", udp(53, query("good.example", "a.good.example")), "dns-allow", ActionAccept, false},
-		{"a denied name behind an allowed one", udp(53, query("good.example", "bad.example")), "default", ActionDrop, false},
-		{"unreadable second question", udp(53, query("good.example")[:len(query("good.example"))-2]), "default", ActionDrop, false},
-		{"deny: any name", udp(5353, query("fine.example", "bad.example")), "dns-deny", ActionDrop, false},
-		{"deny: none", udp(5353, query("fine.example", "other.example")), "default", ActionDrop, false},
-		{"host allowed", tcp(80, "GET / HTTP/1.1\r\nHost: GOOD.example:80\r\n\r\n"), "http-allow", ActionAccept, false},
-		{"absolute target overrides", tcp(80, "GET http://evil.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n"), "default", ActionDrop, false},
-		{"no host", tcp(80, "GET / HTTP/1.0\r\n\r\n"), "default", ActionDrop, false},
-		{"head in progress", tcp(80, "GET / HTTP/1.1\r\nHo"), "http-allow", ActionAccept, true},
-		{"deny host variant", tcp(8080, "GET / HTTP/1.1\r\nhost:x.BAD.example\r\n\r\n"), "http-deny", ActionReject, false},
-		{"deny: handshake pending", tcp(8080, ""), "http-deny", ActionAccept, true},
+		{"allowed name", udp(53, query("good.example")), "dns-allow", policies.ActionAccept, false},
+		{"all allowed", udp(53, query("good.example", "a.good.example")), "dns-allow", policies.ActionAccept, false},
+		{"a denied name behind an allowed one", udp(53, query("good.example", "bad.example")), "default", policies.ActionDrop, false},
+		{"unreadable second question", udp(53, query("good.example")[:len(query("good.example"))-2]), "default", policies.ActionDrop, false},
+		{"deny: any name", udp(5353, query("fine.example", "bad.example")), "dns-deny", policies.ActionDrop, false},
+		{"deny: none", udp(5353, query("fine.example", "other.example")), "default", policies.ActionDrop, false},
+		{"host allowed", tcp(80, "GET / HTTP/1.1\r\nHost: GOOD.example:80\r\n\r\n"), "http-allow", policies.ActionAccept, false},
+		{"absolute target overrides", tcp(80, "GET http://evil.example/ HTTP/1.1\r\nHost: good.example\r\n\r\n"), "default", policies.ActionDrop, false},
+		{"no host", tcp(80, "GET / HTTP/1.0\r\n\r\n"), "default", policies.ActionDrop, false},
+		{"head in progress", tcp(80, "GET / HTTP/1.1\r\nHo"), "http-allow", policies.ActionAccept, true},
+		{"deny host variant", tcp(8080, "GET / HTTP/1.1\r\nhost:x.BAD.example\r\n\r\n"), "http-deny", policies.ActionReject, false},
+		{"deny: handshake pending", tcp(8080, ""), "http-deny", policies.ActionAccept, true},
 	} {
 		d := p.Decide(tt.in)
 		if got := p.RuleName(d.Rule); got != tt.rule || d.Action != tt.want || d.Pending != tt.pending {
@@ -93,12 +97,14 @@ type fakeStreams struct {
 	asked int
 }
 
-func (f *fakeStreams) TLSName(in *Input) {
+func (f *fakeStreams) TLSName(in *policies.Input) {
 	f.asked++
 	in.ServerName, in.NameState = []byte(f.name), f.state
 }
-func (f *fakeStreams) DNSMessages(*Input) ([][]byte, l7.NameState) { return nil, l7.NameUnknown }
-func (f *fakeStreams) HTTPHosts(*Input) ([][]byte, l7.NameState)   { return nil, l7.NameUnknown }
+func (f *fakeStreams) DNSMessages(*policies.Input) ([][]byte, l7.NameState) {
+	return nil, l7.NameUnknown
+}
+func (f *fakeStreams) HTTPHosts(*policies.Input) ([][]byte, l7.NameState) { return nil, l7.NameUnknown }
 
 func TestSNIFromStreams(t *testing.T) {
 	p := mustCompile(t, `version: 1
@@ -117,10 +123,10 @@ rules:
     match: {proto: tcp, dport: 443}
     action: reject
 `)
-	in := func(dport uint16, s Streams) *Input {
+	in := func(dport uint16, s policies.Streams) *policies.Input {
 		pkt := pk(packet.ProtoTCP, "10.0.0.1", "10.0.0.2", 4000, dport)
 		pkt.TCPFlags = packet.TCPAck
-		return &Input{Pkt: pkt, Hook: nf.HookOutput, State: nf.StateEstablished, Streams: s}
+		return &policies.Input{Pkt: pkt, Hook: nf.HookOutput, State: nf.StateEstablished, Streams: s}
 	}
 	for _, tt := range []struct {
 		name    string
@@ -165,7 +171,7 @@ func TestHTTPHostLoad(t *testing.T) {
 		{"{http_host: [\"a b\"]}", "http_host"},
 		{"{http_host: [\"!a.example\"]}", "does not support negation"},
 	} {
-		_, err := Load("p.yaml", []byte("version: 1\nrules:\n  - name: r\n    match: "+tt.match+"\n    action: drop\n"), nil)
+		_, err := policyload.Load("p.yaml", []byte("version: 1\nrules:\n  - name: r\n    match: "+tt.match+"\n    action: drop\n"), nil)
 		switch {
 		case tt.err == "" && err != nil:
 			t.Errorf("%s: %v", tt.match, err)
@@ -174,7 +180,7 @@ func TestHTTPHostLoad(t *testing.T) {
 		}
 	}
 	// tests: packets with http_host run through the real parser.
-	pol, err := Load("p.yaml", []byte(`version: 1
+	pol, err := policyload.Load("p.yaml", []byte(`version: 1
 default: {input: accept}
 rules:
   - name: r
@@ -190,11 +196,11 @@ tests:
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, err := Compile(pol)
+	prog, err := policies.Compile(pol)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := prog.RunTests()
+	res := policytest.Run(prog)
 	if len(res) != 2 {
 		t.Fatalf("%d test results, want 2", len(res))
 	}

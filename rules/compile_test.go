@@ -10,12 +10,13 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/testing/policygen"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // compileText loads, compiles and plans a policy for cfg.
 func compileText(t testing.TB, cfg Config, text string) *Plan {
 	t.Helper()
-	pol, err := policies.Load("test.yaml", []byte(text), nil)
+	pol, err := policyload.Load("test.yaml", []byte(text), nil)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

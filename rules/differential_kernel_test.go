@@ -25,6 +25,7 @@ import (
 	"github.com/fwagent/fwagent/internal/testing/checksum"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // The differential test runs each generated packet through the compiled
@@ -691,7 +692,7 @@ func (g *diffGen) policy(t *testing.T) string {
 	n := 3 + g.rng.IntN(8)
 	for i := 0; len(text) == len(head) || i < n; i++ {
 		r := g.rule(i)
-		if _, err := policies.Load("gen.yaml", []byte(text+r), nil); err != nil {
+		if _, err := policyload.Load("gen.yaml", []byte(text+r), nil); err != nil {
 			continue // a rule that can never match, or the like: draw again
 		}
 		text += r

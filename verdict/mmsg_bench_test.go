@@ -9,6 +9,7 @@ import (
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/internal/testing/policygen"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/fwagent/fwagent/rules"
 	"github.com/fwagent/fwagent/verdict/nfqmsg"
 	"golang.org/x/sys/unix"
@@ -48,7 +49,7 @@ func batchEngine(tb testing.TB) *Engine {
 	tb.Helper()
 	text := policygen.Generate(policygen.Options{Rules: benchRules,
 		Last: fmt.Sprintf("{match: {proto: udp, dport: %d}, action: accept, offload: false}", benchPort)})
-	pol, err := policies.Load("bench.yaml", []byte(text), nil)
+	pol, err := policyload.Load("bench.yaml", []byte(text), nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

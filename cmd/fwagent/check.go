@@ -9,6 +9,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/policyfile"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/fwagent/fwagent/rules"
 )
 
@@ -69,7 +70,7 @@ Exit status: 0 valid and every test passed, 1 invalid, a test failed or
 // that only read a policy (eval, rules); what goes live is read through
 // policyfile.
 func loadProgram(path string) (*policies.Program, error) {
-	pol, err := policies.LoadFile(path)
+	pol, err := policyload.LoadFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/policies/policydiff"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // diff's exit codes follow diff(1): 0 no change, 1 changes, 2 trouble.
@@ -82,7 +83,7 @@ func (f *diffFlags) run(out, errOut io.Writer, oldPath, newPath string) int {
 	// Old, then new: a broken old policy is reported first.
 	var pols [2]*policies.Policy
 	for i, path := range []string{oldPath, newPath} {
-		if pols[i], err = policies.LoadFile(path); err != nil {
+		if pols[i], err = policyload.LoadFile(path); err != nil {
 			fmt.Fprintln(errOut, err)
 			return diffTrouble
 		}

@@ -11,11 +11,12 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 func program(t *testing.T, rule string) *policies.Program {
 	t.Helper()
-	pol, err := policies.Load("p.yaml", []byte("version: 1\nrules:\n  - name: "+rule+"\n    match: {proto: tcp}\n    action: accept\n"), nil)
+	pol, err := policyload.Load("p.yaml", []byte("version: 1\nrules:\n  - name: "+rule+"\n    match: {proto: tcp}\n    action: accept\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/fwagent/fwagent/internal/secure"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 )
 
 // Error is any reason Load or Gate refuses a policy. Its text is the same
@@ -45,7 +47,7 @@ func load(path string, allowInsecure bool) (*policies.Program, error) {
 		}
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	pol, err := policies.Load(path, data, c.ReadFile)
+	pol, err := policyload.Load(path, data, c.ReadFile)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +57,7 @@ func load(path string, allowInsecure bool) (*policies.Program, error) {
 // TestsFailedError is a policy whose own tests: section fails.
 type TestsFailedError struct {
 	Path    string
-	Failed  []policies.TestResult
+	Failed  []policytest.Result
 	Total   int
 	Refused string // what refuses it, e.g. "refusing to run it"
 }
@@ -76,8 +78,8 @@ func (e *TestsFailedError) Error() string {
 // fails; refused says what the caller does with such a policy. It returns
 // how many tests ran.
 func Gate(path string, p *policies.Program, refused string) (int, error) {
-	results := p.RunTests()
-	var failed []policies.TestResult
+	results := policytest.Run(p)
+	var failed []policytest.Result
 	for _, r := range results {
 		if !r.OK {
 			failed = append(failed, r)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/secure"
 	"github.com/fwagent/fwagent/internal/testing/testpolicy"
-	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 func TestReadFileMode(t *testing.T) {
@@ -145,7 +145,7 @@ func TestPolicySetFile(t *testing.T) {
 			if data, rerr := c.ReadFile(p); rerr != nil {
 				err = rerr
 			} else {
-				_, err = policies.Load(p, data, c.ReadFile)
+				_, err = policyload.Load(p, data, c.ReadFile)
 			}
 			if tc.bad == "" {
 				if err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // DefaultDebounce is how long the directories must stay quiet before the
@@ -167,7 +167,7 @@ func PolicyFiles(path string) []string {
 	if err != nil {
 		return files
 	}
-	_, _ = policies.Load(path, data, func(name string) ([]byte, error) {
+	_, _ = policyload.Load(path, data, func(name string) ([]byte, error) {
 		if !slices.Contains(files, name) {
 			files = append(files, name)
 		}

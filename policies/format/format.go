@@ -32,11 +32,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/token"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/fwagent/fwagent/policies"
 )
 
 // MaxWidth is the widest line flow style may make.
@@ -86,7 +85,7 @@ func formatOnce(name string, src []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	f := formatter{voc: policies.FormatVocabulary()}
+	f := formatter{voc: policyload.FormatVocabulary()}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s:%d:%d: policy must be a mapping", name, root.Line, root.Column)
@@ -143,7 +142,7 @@ func complexKey(n *yaml.Node) *yaml.Node {
 }
 
 type formatter struct {
-	voc policies.Vocabulary
+	voc policyload.Vocabulary
 }
 
 // Columns where the values of each level start, for the width of flow

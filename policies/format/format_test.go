@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 )
 
 func examples(t *testing.T) []string {
@@ -60,11 +62,11 @@ func TestExamples(t *testing.T) {
 			}
 			// Set files are read next to the original.
 			read := func(p string) ([]byte, error) { return os.ReadFile(p) }
-			pol, err := policies.Load(f, once, read)
+			pol, err := policyload.Load(f, once, read)
 			if err != nil {
 				t.Fatalf("formatted policy does not load: %v\n%s", err, once)
 			}
-			orig, err := policies.Load(f, src, read)
+			orig, err := policyload.Load(f, src, read)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +77,7 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, r := range prog.RunTests() {
+			for _, r := range policytest.Run(prog) {
 				if !r.OK {
 					t.Errorf("formatted policy fails its test: %v", r)
 				}

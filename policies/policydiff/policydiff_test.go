@@ -12,11 +12,12 @@ import (
 	"github.com/fwagent/fwagent/internal/replay"
 	"github.com/fwagent/fwagent/internal/testing/rawpcap"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 func load(t *testing.T, src string) *policies.Policy {
 	t.Helper()
-	p, err := policies.Load("p.yaml", []byte(src), nil)
+	p, err := policyload.Load("p.yaml", []byte(src), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

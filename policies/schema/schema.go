@@ -2,7 +2,7 @@
 // editors (yaml-language-server) and CI linters.
 //
 // The schema is built from the loader's own vocabulary
-// (policies.FormatVocabulary): every mapping's keys, protocol, state and
+// (policyload.FormatVocabulary): every mapping's keys, protocol, state and
 // ICMP type names come from the tables the loader reads with, and every key
 // must have a description here or Generate fails. A new key in the loader
 // therefore fails this package's tests until it is described, and the
@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // ID is the schema's $id.
@@ -32,7 +33,7 @@ type obj = map[string]any
 // draft yaml-language-server fully supports), indented, with a trailing
 // newline.
 func Generate() ([]byte, error) {
-	s, err := build(policies.FormatVocabulary())
+	s, err := build(policyload.FormatVocabulary())
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +120,7 @@ const (
 	ratePattern  = `^\s*[0-9.]+(e[0-9]+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$`
 )
 
-func build(v policies.Vocabulary) (obj, error) {
+func build(v policyload.Vocabulary) (obj, error) {
 	hook := enum("a netfilter hook", v.Hooks...)
 	action := enum("accept lets the packet through, drop discards it, reject discards it and answers", v.Actions...)
 	errAction := enum("verdict for packets that cannot be decoded", v.OnErrorActions...)

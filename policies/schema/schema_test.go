@@ -12,10 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/fwagent/fwagent/policies"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/policy.schema.json from Generate")
@@ -59,7 +58,7 @@ func TestSectionsMatchLoader(t *testing.T) {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		t.Fatal(err)
 	}
-	voc := policies.FormatVocabulary()
+	voc := policyload.FormatVocabulary()
 	if len(voc.Sections) != len(s.Definitions) {
 		t.Errorf("schema has %d definitions, the loader %d sections", len(s.Definitions), len(voc.Sections))
 	}
@@ -262,7 +261,7 @@ func TestUnknownKeyFails(t *testing.T) {
 			if err := sch.Validate(instance(t, out)); err == nil {
 				t.Errorf("%s: the schema takes an unknown key", where)
 			}
-			_, lerr := policies.Load(f, out, os.ReadFile)
+			_, lerr := policyload.Load(f, out, os.ReadFile)
 			if lerr == nil || !strings.Contains(lerr.Error(), `unknown key "zz_unknown"`) {
 				t.Errorf("%s: the loader says %v, want an unknown key error", where, lerr)
 			}
@@ -312,7 +311,7 @@ func TestAgreesWithLoader(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, lerr := policies.Load("p.yaml", []byte(c.policy), nil)
+			_, lerr := policyload.Load("p.yaml", []byte(c.policy), nil)
 			if (lerr == nil) != c.ok {
 				t.Fatalf("the loader says %v, want ok=%v", lerr, c.ok)
 			}

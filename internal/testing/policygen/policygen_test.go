@@ -8,13 +8,14 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 func TestGenerateCompilesAndLastRuleDecides(t *testing.T) {
 	for _, n := range []int{3, 10, 1000} {
 		for _, stateful := range []bool{false, true} {
 			t.Run(fmt.Sprintf("rules=%d/stateful=%v", n, stateful), func(t *testing.T) {
-				pol, err := policies.Load("gen.yaml", []byte(Generate(Options{Rules: n, Stateful: stateful})), nil)
+				pol, err := policyload.Load("gen.yaml", []byte(Generate(Options{Rules: n, Stateful: stateful})), nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // Compile loads text as the policy file name (the name shows in positions
 // and messages) and compiles it.
 func Compile(tb testing.TB, name, text string) *policies.Program {
 	tb.Helper()
-	pol, err := policies.Load(name, []byte(text), nil)
+	pol, err := policyload.Load(name, []byte(text), nil)
 	if err != nil {
 		tb.Fatalf("load %s: %v\n%s", name, err, text)
 	}
@@ -24,7 +25,7 @@ func Compile(tb testing.TB, name, text string) *policies.Program {
 // CompileFile loads the policy file at path and compiles it.
 func CompileFile(tb testing.TB, path string) *policies.Program {
 	tb.Helper()
-	pol, err := policies.LoadFile(path)
+	pol, err := policyload.LoadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,10 +1,12 @@
-package policies
+package policyload
 
 import (
 	"encoding/hex"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/fwagent/fwagent/policies"
 
 	"go.yaml.in/yaml/v3"
 
@@ -31,14 +33,14 @@ func (l *loader) tests(n *yaml.Node) {
 	l.p.Tests = append(l.p.Tests, loadItems(l, n, "tests", l.test)...)
 }
 
-func (l *loader) test(n *yaml.Node) (*Test, *Error) {
+func (l *loader) test(n *yaml.Node) (*policies.Test, *policies.Error) {
 	// Each bad field of a test is reported, not only the first.
 	fields, errs, err := l.itemFields(n, "test", testKeys)
 	if err != nil {
 		return nil, err
 	}
 	badKeys := len(errs) > 0
-	t := &Test{pos: l.pos(n)}
+	t := &policies.Test{At: l.pos(n)}
 	var hasPacket, hasExpect, skip bool
 	for _, f := range fields {
 		switch f.name {
@@ -58,7 +60,7 @@ func (l *loader) test(n *yaml.Node) (*Test, *Error) {
 				errs = append(errs, err)
 				continue
 			}
-			if s == DefaultRuleName {
+			if s == policies.DefaultRuleName {
 				// The hook's default decides, as events say "rule":"default".
 				t.ByDefault = true
 				continue
@@ -68,7 +70,7 @@ func (l *loader) test(n *yaml.Node) (*Test, *Error) {
 				for k := range l.ruleByName {
 					names = append(names, k)
 				}
-				errs = append(errs, l.errorf(f.val, "unknown rule %q%s", s, quotedDidYouMean(s, append(names, DefaultRuleName))))
+				errs = append(errs, l.errorf(f.val, "unknown rule %q%s", s, quotedDidYouMean(s, append(names, policies.DefaultRuleName))))
 				continue
 			}
 			// A broken rule's error is already reported.
@@ -97,15 +99,19 @@ func (l *loader) test(n *yaml.Node) (*Test, *Error) {
 type testPacketSeen struct {
 	proto, sport, dport, icmp, length bool
 	famNode, srcNode, dstNode         *yaml.Node
+	// icmpName is an icmp_type given by name, resolved once the family is
+	// known (icmpNode is where it was written).
+	icmpName string
+	icmpNode *yaml.Node
 }
 
-func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
+func (l *loader) testPacket(tp *policies.TestPacket, n *yaml.Node) *policies.Error {
 	fields, err := l.mapping(n, "test packet", testPacketKeys)
 	if err != nil && fields == nil {
 		return err
 	}
 	// Each bad field is reported; the checks across fields need them all.
-	var errs []*Error
+	var errs []*policies.Error
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -123,7 +129,7 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	// Cross-field defaults and checks, in this order: each step relies on
 	// what the ones before it settled (the family on the proto, the
 	// ports, flags and ICMP type on both).
-	for _, step := range []func(*TestPacket, *testPacketSeen, *yaml.Node) *Error{
+	for _, step := range []func(*policies.TestPacket, *testPacketSeen, *yaml.Node) *policies.Error{
 		l.testPacketExclusive,
 		l.testPacketFamily,
 		l.testPacketPorts,
@@ -138,13 +144,12 @@ func (l *loader) testPacket(tp *TestPacket, n *yaml.Node) *Error {
 	if !seen.length {
 		tp.Length = 0 // computed from the headers and payload when built
 	}
-	tp.icmpNode = nil
 	return nil
 }
 
 // testPacketField reads one field of a test packet into tp: here those
 // that say where it goes, testPacketContent the rest.
-func (l *loader) testPacketField(tp *TestPacket, seen *testPacketSeen, f field) *Error {
+func (l *loader) testPacketField(tp *policies.TestPacket, seen *testPacketSeen, f field) *policies.Error {
 	v := f.val
 	switch f.name {
 	case "hook":
@@ -158,7 +163,7 @@ func (l *loader) testPacketField(tp *TestPacket, seen *testPacketSeen, f field) 
 		}
 		tp.Hook = h
 	case "proto":
-		var m Match
+		var m policies.Match
 		if err := l.protos(&m, v, famBoth); err != nil {
 			return err
 		}
@@ -223,7 +228,7 @@ func (l *loader) testPacketField(tp *TestPacket, seen *testPacketSeen, f field) 
 
 // testPacketContent reads a field of a test packet that says what it
 // carries or the state of its flow, rather than where it goes.
-func (l *loader) testPacketContent(tp *TestPacket, seen *testPacketSeen, f field) *Error {
+func (l *loader) testPacketContent(tp *policies.TestPacket, seen *testPacketSeen, f field) *policies.Error {
 	v := f.val
 	switch f.name {
 	case "state":
@@ -260,7 +265,7 @@ func (l *loader) testPacketContent(tp *TestPacket, seen *testPacketSeen, f field
 			return nil
 		}
 		// Resolved once the family is known, in testPacketICMP.
-		tp.icmpName, tp.icmpNode = s, v
+		seen.icmpName, seen.icmpNode = s, v
 	case "length":
 		x, err := l.integer(v, "length", 20, 65535)
 		if err != nil {
@@ -285,7 +290,7 @@ func (l *loader) testPacketContent(tp *TestPacket, seen *testPacketSeen, f field
 
 // testPacketName reads a test packet's dns_qname, tls_sni or http_host: one
 // name, not a pattern.
-func (l *loader) testPacketName(tp *TestPacket, f field) *Error {
+func (l *loader) testPacketName(tp *policies.TestPacket, f field) *policies.Error {
 	s, err := l.scalar(f.val, f.name)
 	if err != nil {
 		return err
@@ -307,7 +312,7 @@ func (l *loader) testPacketName(tp *TestPacket, f field) *Error {
 
 // testPacketExclusive rejects fields that cannot go together: a socket
 // owner on a forwarded packet, more than one L7 field or payload.
-func (l *loader) testPacketExclusive(tp *TestPacket, _ *testPacketSeen, n *yaml.Node) *Error {
+func (l *loader) testPacketExclusive(tp *policies.TestPacket, _ *testPacketSeen, n *yaml.Node) *policies.Error {
 	if tp.Hook == nf.HookForward && (tp.HasUID || tp.HasGID || tp.Cgroup != "") {
 		return l.errorf(n, "a forwarded test packet has no local socket, so it cannot carry uid, gid or cgroup")
 	}
@@ -326,7 +331,7 @@ func (l *loader) testPacketExclusive(tp *TestPacket, _ *testPacketSeen, n *yaml.
 // testPacketFamily settles the family, the proto and the addresses: from
 // what the packet names where it does, else from each other, else the
 // defaults.
-func (l *loader) testPacketFamily(tp *TestPacket, seen *testPacketSeen, n *yaml.Node) *Error {
+func (l *loader) testPacketFamily(tp *policies.TestPacket, seen *testPacketSeen, n *yaml.Node) *policies.Error {
 	if tp.Src.IsValid() && tp.Dst.IsValid() && tp.Src.Is4() != tp.Dst.Is4() {
 		return l.errorf(seen.dstNode, "test packet src and dst are of different families")
 	}
@@ -385,11 +390,11 @@ func (l *loader) testPacketFamily(tp *TestPacket, seen *testPacketSeen, n *yaml.
 // testPacketPorts checks that ports come only with a proto that has them,
 // and defaults them: an ephemeral source, the destination its L7 field
 // implies.
-func (l *loader) testPacketPorts(tp *TestPacket, seen *testPacketSeen, n *yaml.Node) *Error {
-	if (seen.sport || seen.dport) && !hasPorts(tp.Proto) {
+func (l *loader) testPacketPorts(tp *policies.TestPacket, seen *testPacketSeen, n *yaml.Node) *policies.Error {
+	if (seen.sport || seen.dport) && !policies.HasPorts(tp.Proto) {
 		return l.errorf(n, "test packet has ports but proto %s has none", protoName(tp.Proto))
 	}
-	if !hasPorts(tp.Proto) {
+	if !policies.HasPorts(tp.Proto) {
 		return nil
 	}
 	if !seen.sport {
@@ -410,7 +415,7 @@ func (l *loader) testPacketPorts(tp *TestPacket, seen *testPacketSeen, n *yaml.N
 
 // testPacketTCPFlags checks that tcp_flags come only with TCP, and defaults
 // them to what a packet in the test's state carries.
-func (l *loader) testPacketTCPFlags(tp *TestPacket, _ *testPacketSeen, n *yaml.Node) *Error {
+func (l *loader) testPacketTCPFlags(tp *policies.TestPacket, _ *testPacketSeen, n *yaml.Node) *policies.Error {
 	if tp.HasFlags && tp.Proto != packet.ProtoTCP {
 		return l.errorf(n, "test packet has tcp_flags but proto %s", protoName(tp.Proto))
 	}
@@ -429,7 +434,7 @@ func (l *loader) testPacketTCPFlags(tp *TestPacket, _ *testPacketSeen, n *yaml.N
 
 // testPacketICMP checks that icmp_type comes only with ICMP, resolves a
 // type name for the packet's ICMP version, and defaults to an echo request.
-func (l *loader) testPacketICMP(tp *TestPacket, seen *testPacketSeen, n *yaml.Node) *Error {
+func (l *loader) testPacketICMP(tp *policies.TestPacket, seen *testPacketSeen, n *yaml.Node) *policies.Error {
 	isICMP := tp.Proto == packet.ProtoICMP || tp.Proto == packet.ProtoICMPv6
 	if seen.icmp && !isICMP {
 		return l.errorf(n, "test packet has icmp_type but proto %s", protoName(tp.Proto))
@@ -442,10 +447,10 @@ func (l *loader) testPacketICMP(tp *TestPacket, seen *testPacketSeen, n *yaml.No
 		names = icmp6Names
 	}
 	switch {
-	case tp.icmpName != "":
-		t, ok := names[tp.icmpName]
+	case seen.icmpName != "":
+		t, ok := names[seen.icmpName]
 		if !ok {
-			return l.errorf(tp.icmpNode, "unknown %s type %q%s", protoName(tp.Proto), tp.icmpName, quotedDidYouMean(tp.icmpName, keys(names)))
+			return l.errorf(seen.icmpNode, "unknown %s type %q%s", protoName(tp.Proto), seen.icmpName, quotedDidYouMean(seen.icmpName, keys(names)))
 		}
 		tp.ICMPType = t
 	case !seen.icmp:
@@ -456,7 +461,7 @@ func (l *loader) testPacketICMP(tp *TestPacket, seen *testPacketSeen, n *yaml.No
 
 // testPacketL7Protos checks that an L7 field comes with a proto that
 // carries it.
-func (l *loader) testPacketL7Protos(tp *TestPacket, _ *testPacketSeen, n *yaml.Node) *Error {
+func (l *loader) testPacketL7Protos(tp *policies.TestPacket, _ *testPacketSeen, n *yaml.Node) *policies.Error {
 	if tp.HTTPHost != "" && tp.Proto != packet.ProtoTCP {
 		return l.errorf(n, "test packet has http_host but proto %s", protoName(tp.Proto))
 	}
@@ -469,7 +474,7 @@ func (l *loader) testPacketL7Protos(tp *TestPacket, _ *testPacketSeen, n *yaml.N
 	return nil
 }
 
-func (l *loader) testPayload(n *yaml.Node) ([]byte, *Error) {
+func (l *loader) testPayload(n *yaml.Node) ([]byte, *policies.Error) {
 	n = resolve(n)
 	if n != nil && n.Kind == yaml.ScalarNode {
 		s, err := l.scalar(n, "payload")

@@ -1,4 +1,4 @@
-package policies
+package policyload
 
 import (
 	"sort"
@@ -27,11 +27,6 @@ func protoName(p uint8) string {
 		}
 	}
 	return strconv.Itoa(int(p))
-}
-
-// hasPorts reports whether a protocol carries ports the decoder extracts.
-func hasPorts(p uint8) bool {
-	return p == packet.ProtoTCP || p == packet.ProtoUDP || p == packet.ProtoSCTP
 }
 
 // icmp4Names and icmp6Names follow nftables' spelling, plus the RFC 4861

@@ -1,4 +1,4 @@
-package policies
+package policyload
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fwagent/fwagent/policies"
+
 	goccyyaml "github.com/goccy/go-yaml"
 	goccyparser "github.com/goccy/go-yaml/parser"
 	"go.yaml.in/yaml/v3"
@@ -18,7 +20,7 @@ import (
 
 // LoadFile reads, parses and validates the policy at path; set files are
 // read relative to its directory.
-func LoadFile(path string) (*Policy, error) {
+func LoadFile(path string) (*policies.Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("policies: read policy: %w", err)
@@ -30,24 +32,27 @@ func LoadFile(path string) (*Policy, error) {
 // positions and to resolve set files relative to it; readFile reads set
 // files (nil: set files are an error). Every error is an *Error pointing at
 // the node at fault; on error nothing is returned.
-func Load(name string, data []byte, readFile func(string) ([]byte, error)) (*Policy, error) {
+func Load(name string, data []byte, readFile func(string) ([]byte, error)) (*policies.Policy, error) {
 	return LoadWithNames(name, data, readFile, nil)
 }
 
 // LoadWithNames is Load with user and group names (uid, gid) resolved by
 // names instead of the host's user database (nil: the host's).
-func LoadWithNames(name string, data []byte, readFile func(string) ([]byte, error), names NameResolver) (*Policy, error) {
+func LoadWithNames(name string, data []byte, readFile func(string) ([]byte, error), names NameResolver) (*policies.Policy, error) {
 	l := &loader{
 		file:         name,
 		readFile:     readFile,
 		nameResolver: names,
-		p: &Policy{
+		p: &policies.Policy{
 			File: name,
-			Sets: map[string]*Set{},
+			Sets: map[string]*policies.Set{},
 		},
-		brokenSets:  map[string]bool{},
-		brokenRules: map[string]bool{},
-		ruleByName:  map[string]*Rule{},
+		brokenSets:    map[string]bool{},
+		brokenRules:   map[string]bool{},
+		ruleByName:    map[string]*policies.Rule{},
+		usedSets:      map[*policies.Set]bool{},
+		mixedSets:     map[*policies.Set]bool{},
+		impliedProtos: map[*policies.Match]bool{},
 	}
 	if err := l.load(data); err != nil {
 		return nil, err
@@ -57,31 +62,47 @@ func LoadWithNames(name string, data []byte, readFile func(string) ([]byte, erro
 
 type orderedErr struct {
 	order pos // where in the policy file the error belongs, for ordering
-	err   *Error
+	err   *policies.Error
 }
 
 type loader struct {
 	file         string
 	readFile     func(string) ([]byte, error)
 	nameResolver NameResolver
-	p            *Policy
+	p            *policies.Policy
 
 	errs        []orderedErr
 	brokenSets  map[string]bool
 	brokenRules map[string]bool
-	ruleByName  map[string]*Rule
+	ruleByName  map[string]*policies.Rule
 	setNames    []string
 	warns       []warning
+	// usedSets are the sets some rule or test refers to; mixedSets those
+	// whose mixed kinds were reported (once per set).
+	usedSets, mixedSets map[*policies.Set]bool
+	// impliedProtos holds the matches whose Protos came from a field such
+	// as tcp_flags, not from proto, so later fields may narrow them.
+	impliedProtos map[*policies.Match]bool
+}
+
+// pos is a place in a policy or set file.
+type pos = policies.Position
+
+func nodePos(file string, n *yaml.Node) pos {
+	if n == nil {
+		return pos{File: file, Line: 1, Col: 1}
+	}
+	return pos{File: file, Line: n.Line, Col: n.Column}
 }
 
 func (l *loader) pos(n *yaml.Node) pos { return nodePos(l.file, n) }
 
-func (l *loader) errorf(n *yaml.Node, format string, args ...any) *Error {
-	return l.pos(n).errorf(format, args...)
+func (l *loader) errorf(n *yaml.Node, format string, args ...any) *policies.Error {
+	return l.pos(n).Errorf(format, args...)
 }
 
 // record keeps an error found while processing the item at order.
-func (l *loader) record(order *yaml.Node, err *Error) {
+func (l *loader) record(order *yaml.Node, err *policies.Error) {
 	if err == errSkip {
 		return
 	}
@@ -90,7 +111,7 @@ func (l *loader) record(order *yaml.Node, err *Error) {
 
 // also keeps an error found alongside another in the same item (a second
 // bad key of one rule), ordered by its own place.
-func (l *loader) also(err *Error) {
+func (l *loader) also(err *policies.Error) {
 	if err == errSkip || err == nil {
 		return
 	}
@@ -101,7 +122,7 @@ func (l *loader) also(err *Error) {
 // firstOf keeps every error of errs but the first, which it returns for the
 // caller to report as its own: independent errors of one item (fields of
 // one rule) are all reported, and the item still fails.
-func (l *loader) firstOf(errs []*Error) *Error {
+func (l *loader) firstOf(errs []*policies.Error) *policies.Error {
 	if len(errs) == 0 {
 		return nil
 	}
@@ -127,7 +148,7 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // line of the construct it was parsing, not of the offending character), so
 // the position comes from a second parser, goccy/go-yaml, which points at
 // the offending token; this runs only for files that failed to parse.
-func (l *loader) yamlError(data []byte, err error) *Error {
+func (l *loader) yamlError(data []byte, err error) *policies.Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	at := pos{File: l.file, Line: 1, Col: 1}
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
@@ -142,7 +163,7 @@ func (l *loader) yamlError(data []byte, err error) *Error {
 			}
 		}
 	}
-	return at.errorf("invalid YAML: %s", strings.ReplaceAll(msg, "\n", " "))
+	return at.Errorf("invalid YAML: %s", strings.ReplaceAll(msg, "\n", " "))
 }
 
 func (l *loader) load(data []byte) error {
@@ -151,7 +172,7 @@ func (l *loader) load(data []byte) error {
 		return l.yamlError(data, err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return pos{File: l.file, Line: 1, Col: 1}.errorf("empty policy: expected a mapping with version: 1")
+		return pos{File: l.file, Line: 1, Col: 1}.Errorf("empty policy: expected a mapping with version: 1")
 	}
 	root := resolve(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
@@ -172,13 +193,13 @@ func (l *loader) load(data []byte) error {
 	}
 
 	// Defaults before the sections that may override them.
-	l.p.Default = [nf.NumHooks]Action{ActionDrop, ActionDrop, ActionAccept}
-	l.p.OnError = [nf.NumHooks]Action{ActionDrop, ActionDrop, ActionAccept}
+	l.p.Default = [nf.NumHooks]policies.Action{policies.ActionDrop, policies.ActionDrop, policies.ActionAccept}
+	l.p.OnError = [nf.NumHooks]policies.Action{policies.ActionDrop, policies.ActionDrop, policies.ActionAccept}
 
 	// Sets come first whatever their place in the file, because rules and
 	// tests refer to them; errors are still reported in file order.
 	for _, f := range fields {
-		var e *Error
+		var e *policies.Error
 		switch f.name {
 		case "version":
 			e = l.version(f.val)
@@ -212,9 +233,9 @@ func (l *loader) load(data []byte) error {
 		if len(l.errs) == 1 {
 			return l.errs[0].err
 		}
-		list := &ErrorList{}
+		list := &policies.ErrorList{}
 		for _, e := range l.errs {
-			if len(list.Errs) == MaxErrors {
+			if len(list.Errs) == policies.MaxErrors {
 				list.More++
 				continue
 			}
@@ -249,14 +270,14 @@ type field struct {
 // duplicates, and returns its fields in file order. Every bad key is an
 // error: the first is returned, the others kept (l.also), and the fields
 // with good keys are returned either way, for a caller that reads on.
-func (l *loader) mapping(n *yaml.Node, what string, allowed []string) ([]field, *Error) {
+func (l *loader) mapping(n *yaml.Node, what string, allowed []string) ([]field, *policies.Error) {
 	n = resolve(n)
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil, l.errorf(n, "%s must be a mapping, got %s", what, describe(n))
 	}
 	seen := map[string]*yaml.Node{}
 	out := make([]field, 0, len(n.Content)/2)
-	var errs []*Error
+	var errs []*policies.Error
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
@@ -329,7 +350,7 @@ func scalarText(n *yaml.Node) string {
 }
 
 // scalar returns n's text, or an error if n is not a non-empty scalar.
-func (l *loader) scalar(n *yaml.Node, what string) (string, *Error) {
+func (l *loader) scalar(n *yaml.Node, what string) (string, *policies.Error) {
 	n = resolve(n)
 	if n == nil || n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		return "", l.errorf(n, "%s must be a value, got %s", what, describe(n))
@@ -341,7 +362,7 @@ func (l *loader) scalar(n *yaml.Node, what string) (string, *Error) {
 	return s, nil
 }
 
-func (l *loader) boolean(n *yaml.Node, what string) (bool, *Error) {
+func (l *loader) boolean(n *yaml.Node, what string) (bool, *policies.Error) {
 	s, err := l.scalar(n, what)
 	if err != nil {
 		return false, err
@@ -368,7 +389,7 @@ func yaml11Hint(s string) string {
 	return ""
 }
 
-func (l *loader) integer(n *yaml.Node, what string, lo, hi int64) (int64, *Error) {
+func (l *loader) integer(n *yaml.Node, what string, lo, hi int64) (int64, *policies.Error) {
 	s, err := l.scalar(n, what)
 	if err != nil {
 		return 0, err
@@ -389,7 +410,7 @@ func (l *loader) integer(n *yaml.Node, what string, lo, hi int64) (int64, *Error
 }
 
 // list returns the items of a sequence, or n itself as a one-item list.
-func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, *Error) {
+func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, *policies.Error) {
 	n = resolve(n)
 	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
 		return nil, l.errorf(n, "%s is empty", what)
@@ -407,7 +428,7 @@ func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, *Error) {
 	return []*yaml.Node{n}, nil
 }
 
-func (l *loader) version(n *yaml.Node) *Error {
+func (l *loader) version(n *yaml.Node) *policies.Error {
 	v, err := l.scalar(n, "version")
 	if err != nil {
 		return err
@@ -418,7 +439,7 @@ func (l *loader) version(n *yaml.Node) *Error {
 	return nil
 }
 
-func (l *loader) mode(n *yaml.Node) *Error {
+func (l *loader) mode(n *yaml.Node) *policies.Error {
 	v, err := l.scalar(n, "mode")
 	if err != nil {
 		return err
@@ -434,19 +455,19 @@ func (l *loader) mode(n *yaml.Node) *Error {
 	return nil
 }
 
-func (l *loader) action(n *yaml.Node, what string, allowReject bool) (Action, *Error) {
+func (l *loader) action(n *yaml.Node, what string, allowReject bool) (policies.Action, *policies.Error) {
 	v, err := l.scalar(n, what)
 	if err != nil {
 		return 0, err
 	}
 	switch v {
 	case "accept":
-		return ActionAccept, nil
+		return policies.ActionAccept, nil
 	case "drop":
-		return ActionDrop, nil
+		return policies.ActionDrop, nil
 	case "reject":
 		if allowReject {
-			return ActionReject, nil
+			return policies.ActionReject, nil
 		}
 	}
 	valid := []string{"accept", "drop", "reject"}
@@ -456,8 +477,8 @@ func (l *loader) action(n *yaml.Node, what string, allowReject bool) (Action, *E
 	return 0, l.errorf(n, "%s must be %s, got %q%s", what, strings.Join(valid, ", "), v, quotedDidYouMean(v, valid))
 }
 
-func (l *loader) defaults(n *yaml.Node) *Error {
-	return l.hookActions(n, "default", defaultKeys, true, &l.p.Default, func(f field) (bool, *Error) {
+func (l *loader) defaults(n *yaml.Node) *policies.Error {
+	return l.hookActions(n, "default", defaultKeys, true, &l.p.Default, func(f field) (bool, *policies.Error) {
 		if f.name != "log" {
 			return false, nil
 		}
@@ -474,7 +495,7 @@ func (l *loader) defaults(n *yaml.Node) *Error {
 // scalar) or one per hook (a mapping keyed by hook name) into dst:
 // default and on_error. other, when set, reads a mapping key that is no
 // hook and reports that it did.
-func (l *loader) hookActions(n *yaml.Node, what string, keys []string, allowReject bool, dst *[nf.NumHooks]Action, other func(f field) (bool, *Error)) *Error {
+func (l *loader) hookActions(n *yaml.Node, what string, keys []string, allowReject bool, dst *[nf.NumHooks]policies.Action, other func(f field) (bool, *policies.Error)) *policies.Error {
 	n = resolve(n)
 	if n != nil && n.Kind == yaml.ScalarNode {
 		a, err := l.action(n, what, allowReject)
@@ -510,6 +531,6 @@ func (l *loader) hookActions(n *yaml.Node, what string, keys []string, allowReje
 	return nil
 }
 
-func (l *loader) onError(n *yaml.Node) *Error {
+func (l *loader) onError(n *yaml.Node) *policies.Error {
 	return l.hookActions(n, "on_error", onErrorKeys, false, &l.p.OnError, nil)
 }

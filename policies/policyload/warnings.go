@@ -1,9 +1,11 @@
-package policies
+package policyload
 
 import (
 	"cmp"
 	"net/netip"
 	"slices"
+
+	"github.com/fwagent/fwagent/policies"
 )
 
 // maxShadowRules bounds the quadratic shadowing check; larger policies are
@@ -12,15 +14,15 @@ const maxShadowRules = 2000
 
 func (l *loader) warnings() {
 	for _, name := range l.setNames {
-		if s := l.p.Sets[name]; !s.used {
-			l.warnf(s.pos, "set $%s is never used", name)
+		if s := l.p.Sets[name]; !l.usedSets[s] {
+			l.warnf(s.At, "set $%s is never used", name)
 		}
 	}
 	if rules := l.p.Rules; len(rules) <= maxShadowRules {
 		for j, rj := range rules {
 			for _, ri := range rules[:j] {
 				if covers(ri, rj) {
-					l.warnf(rj.pos, "rule %q is shadowed by rule %q (line %d): it never decides a packet", rj.Name, ri.Name, ri.pos.Line)
+					l.warnf(rj.Position(), "rule %q is shadowed by rule %q (line %d): it never decides a packet", rj.Name, ri.Name, ri.Position().Line)
 					break
 				}
 			}
@@ -46,7 +48,7 @@ func (l *loader) warnings() {
 
 // covers reports whether every packet rule b matches is matched by a too,
 // whatever their actions. It answers false when unsure.
-func covers(a, b *Rule) bool {
+func covers(a, b *policies.Rule) bool {
 	if b.Hooks&^a.Hooks != 0 || a.Limit != nil {
 		return false
 	}
@@ -106,7 +108,7 @@ func subset[T comparable](small, big []T) bool {
 	return true
 }
 
-func addrCovers(a, b *AddrMatch) bool {
+func addrCovers(a, b *policies.AddrMatch) bool {
 	if a.Any() {
 		return true
 	}
@@ -126,7 +128,7 @@ func addrCovers(a, b *AddrMatch) bool {
 	return true
 }
 
-func portCovers(a, b *PortMatch) bool {
+func portCovers(a, b *policies.PortMatch) bool {
 	if !a.Set {
 		return true
 	}
@@ -137,7 +139,7 @@ func portCovers(a, b *PortMatch) bool {
 		return false
 	}
 	for _, rb := range b.Pos {
-		if !slices.ContainsFunc(a.Pos, func(ra PortRange) bool { return ra.Lo <= rb.Lo && rb.Hi <= ra.Hi }) {
+		if !slices.ContainsFunc(a.Pos, func(ra policies.PortRange) bool { return ra.Lo <= rb.Lo && rb.Hi <= ra.Hi }) {
 			return false
 		}
 	}

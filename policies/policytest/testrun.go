@@ -1,4 +1,4 @@
-package policies
+package policytest
 
 import (
 	"encoding/binary"
@@ -6,11 +6,13 @@ import (
 	"strings"
 
 	"github.com/fwagent/fwagent/internal/l7/quic"
+	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
 )
 
-// TestResult is the outcome of one entry of a policy's tests:.
-type TestResult struct {
+// Result is the outcome of one entry of a policy's tests:.
+type Result struct {
 	File string
 	Line int
 	Col  int
@@ -21,7 +23,7 @@ type TestResult struct {
 }
 
 // String formats the result as FILE:LINE:COL: ok|FAIL: message.
-func (r TestResult) String() string {
+func (r Result) String() string {
 	status := "FAIL"
 	if r.OK {
 		status = "ok"
@@ -29,24 +31,19 @@ func (r TestResult) String() string {
 	return fmt.Sprintf("%s:%d:%d: %s: %s", r.File, r.Line, r.Col, status, r.Msg)
 }
 
-// RunTests evaluates the policy's own tests, in order, each packet built
+// Run evaluates the policy's own tests, in order, each packet built
 // directly from its description. Rate limits start from fresh buckets (the
 // running Program's are untouched) shared by the tests of one run, so a
 // sequence of tests can exercise a limit; all test packets arrive at the
 // same instant. A test's expect is compared with the decision's Action, so
 // tests keep their meaning under mode: audit.
-func (p *Program) RunTests() []TestResult {
-	fresh := *p
-	fresh.rules = make([]ruleExec, len(p.rules))
-	copy(fresh.rules, p.rules)
-	for i := range fresh.rules {
-		fresh.rules[i].newLimiter()
-	}
+func Run(p *policies.Program) []Result {
+	fresh := p.WithFreshLimits()
 	const now = int64(1_000_000_000)
-	out := make([]TestResult, 0, len(p.tests))
-	for _, t := range p.tests {
-		pkt := t.Packet.build()
-		in := &Input{
+	out := make([]Result, 0, len(p.Tests()))
+	for _, t := range p.Tests() {
+		pkt := build(&t.Packet)
+		in := &policies.Input{
 			Pkt:   pkt,
 			Hook:  t.Packet.Hook,
 			InIf:  t.Packet.Iif,
@@ -60,19 +57,19 @@ func (p *Program) RunTests() []TestResult {
 			GID:    t.Packet.GID,
 		}
 		if t.Packet.Cgroup != "" {
-			in.Cgroups = staticCgroup(t.Packet.Cgroup)
+			in.Cgroups = FixedCgroup(t.Packet.Cgroup)
 		}
 		d := fresh.Decide(in)
-		got := d.Action.String() + " by " + fresh.describeRule(d.Rule)
-		res := TestResult{File: t.pos.File, Line: t.pos.Line, Col: t.pos.Col, OK: true, Msg: got}
+		got := d.Action.String() + " by " + describeRule(fresh, d.Rule)
+		res := Result{File: t.At.File, Line: t.At.Line, Col: t.At.Col, OK: true, Msg: got}
 		switch {
 		case d.Action != t.Expect:
 			res.OK = false
 			res.Msg = fmt.Sprintf("expected %s, got %s", t.Expect, got)
-		case t.ByDefault && d.Rule != NoRule:
+		case t.ByDefault && d.Rule != policies.NoRule:
 			res.OK = false
 			res.Msg = fmt.Sprintf("expected %s by default, got %s", t.Expect, got)
-		case t.Rule != "" && fresh.RuleName(d.Rule) != t.Rule || t.Rule != "" && d.Rule == NoRule:
+		case t.Rule != "" && fresh.RuleName(d.Rule) != t.Rule || t.Rule != "" && d.Rule == policies.NoRule:
 			res.OK = false
 			res.Msg = fmt.Sprintf("expected %s by rule %q, got %s", t.Expect, t.Rule, got)
 		}
@@ -81,8 +78,15 @@ func (p *Program) RunTests() []TestResult {
 	return out
 }
 
-func (p *Program) describeRule(i int32) string {
-	if i == NoRule {
+// FixedCgroup is a CgroupFinder that finds the same cgroup for every
+// packet: a policy test packet's.
+type FixedCgroup string
+
+// Cgroup is c, for every packet.
+func (c FixedCgroup) Cgroup(*packet.Packet, nf.Hook) (string, bool) { return string(c), true }
+
+func describeRule(p *policies.Program, i int32) string {
+	if i == policies.NoRule {
 		return "default"
 	}
 	return fmt.Sprintf("rule %q", p.RuleName(i))
@@ -91,7 +95,7 @@ func (p *Program) describeRule(i int32) string {
 // build makes the decoded packet a test describes, with a real DNS query or
 // TLS ClientHello as payload when it names one, so the same parsers run as
 // on the wire.
-func (tp *TestPacket) build() *packet.Packet {
+func build(tp *policies.TestPacket) *packet.Packet {
 	pkt := &packet.Packet{
 		Family: tp.Family,
 		Src:    tp.Src,
@@ -102,11 +106,11 @@ func (tp *TestPacket) build() *packet.Packet {
 	}
 	switch {
 	case tp.DNSQName != "":
-		pkt.Payload = dnsQuery(tp.DNSQName, tp.Proto == packet.ProtoTCP)
+		pkt.Payload = DNSQuery(tp.DNSQName, tp.Proto == packet.ProtoTCP)
 	case tp.TLSSNI != "" && tp.Proto == packet.ProtoUDP:
-		pkt.Payload = quicInitial(tp.TLSSNI)
+		pkt.Payload = QUICInitial(tp.TLSSNI)
 	case tp.TLSSNI != "":
-		pkt.Payload = clientHello(tp.TLSSNI)
+		pkt.Payload = ClientHello(tp.TLSSNI)
 	case tp.HTTPHost != "":
 		pkt.Payload = []byte("GET / HTTP/1.1\r\nHost: " + tp.HTTPHost + "\r\n\r\n")
 	default:
@@ -136,9 +140,9 @@ func (tp *TestPacket) build() *packet.Packet {
 	return pkt
 }
 
-// dnsQuery is a one-question DNS query for name, type A, class IN; over
+// DNSQuery is a one-question DNS query for name, type A, class IN; over
 // TCP with its two-byte length prefix.
-func dnsQuery(name string, tcp bool) []byte {
+func DNSQuery(name string, tcp bool) []byte {
 	msg := []byte{0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
 	for _, label := range strings.Split(name, ".") {
 		msg = append(msg, byte(len(label)))
@@ -151,10 +155,10 @@ func dnsQuery(name string, tcp bool) []byte {
 	return msg
 }
 
-// quicInitial is a QUIC version 1 client Initial packet, padded to a
-// full-size datagram, carrying clientHello's hello in one CRYPTO frame.
-func quicInitial(name string) []byte {
-	hello := clientHello(name)[5:] // QUIC carries the bare handshake message
+// QUICInitial is a QUIC version 1 client Initial packet, padded to a
+// full-size datagram, carrying ClientHello's hello in one CRYPTO frame.
+func QUICInitial(name string) []byte {
+	hello := ClientHello(name)[5:] // QUIC carries the bare handshake message
 	dcid := []byte{0x5e, 0x1f, 0x7e, 0x57, 0x00, 0x00, 0x00, 0x01}
 	pkt, err := quic.SealInitial(nil, quic.Version1, dcid, nil, 0, quic.AppendCrypto(nil, 0, hello))
 	if err != nil {
@@ -164,9 +168,9 @@ func quicInitial(name string) []byte {
 	return pkt
 }
 
-// clientHello is a minimal TLS 1.2-style ClientHello record carrying one
+// ClientHello is a minimal TLS 1.2-style ClientHello record carrying one
 // server_name.
-func clientHello(name string) []byte {
+func ClientHello(name string) []byte {
 	sni := []byte{0, 0} // extension type server_name
 	sni = binary.BigEndian.AppendUint16(sni, uint16(2+1+2+len(name)))
 	sni = binary.BigEndian.AppendUint16(sni, uint16(1+2+len(name)))

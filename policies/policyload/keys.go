@@ -1,4 +1,4 @@
-package policies
+package policyload
 
 import "slices"
 

@@ -1,4 +1,4 @@
-package policies
+package policyload
 
 import (
 	"bytes"
@@ -8,33 +8,35 @@ import (
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policytest"
 )
 
 // FuzzLoad feeds arbitrary bytes to the loader: it must never panic, and
 // must return either a policy that compiles and runs, or an *Error with a
-// real position.
+// real position. The corpus in testdata/fuzz/FuzzLoad holds more seeds,
+// among them the policy of the engine's TestDecide.
 func FuzzLoad(f *testing.F) {
-	f.Add([]byte(decidePolicy))
 	f.Add([]byte(head + "sets:\n  a: {file: s.txt}\nrules:\n  - {name: x, match: {src: $a}, action: drop}\n"))
 	f.Add([]byte(head + "rules:\n  - name: a\n    match: {src: 10.0.0.1/8}\n    action: drop\n"))
 	f.Add([]byte(head + "sets:\n  u: [root, nobody]\nrules:\n  - {name: o, hook: output, match: {uid: [$u, \"!1-9\"], gid: 0, cgroup: [\"a/*\", /b/]}, action: drop}\n" +
 		"tests:\n  - {packet: {hook: output, uid: root, gid: 0, cgroup: a/x}, expect: drop}\n"))
 	files := fakeFiles(map[string]string{"s.txt": "10.0.0.0/8\n# c\n  192.0.2.1\n"})
-	pkts := []*Input{
-		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 22)},
-		{Pkt: pk(17, "2001:db8::1", "2001:db8::2", 53, 53), Hook: nf.HookOutput, State: nf.StateEstablished},
+	pkts := []*policies.Input{
+		{Pkt: tcpPacket(22)},
+		{Pkt: &packet.Packet{Family: packet.IPv6, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), Proto: 17, HasL4: true, Length: 60, SrcPort: 53, DstPort: 53}, Hook: nf.HookOutput, State: nf.StateEstablished},
 		{Pkt: &packet.Packet{Family: packet.IPv4, Src: netip.MustParseAddr("1.1.1.1"), Dst: netip.MustParseAddr("2.2.2.2"), Proto: 1, HasL4: true, ICMPType: 8}, Hook: nf.HookForward, InIf: "eth0"},
-		{Pkt: pk(6, "10.1.2.3", "5.6.7.8", 1000, 443), Hook: nf.HookOutput, HasUID: true, UID: 0, HasGID: true, GID: 0, Cgroups: staticCgroup("a/x")},
+		{Pkt: tcpPacket(443), Hook: nf.HookOutput, HasUID: true, UID: 0, HasGID: true, GID: 0, Cgroups: policytest.FixedCgroup("a/x")},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pol, err := Load("f.yaml", data, files)
 		if err != nil {
-			var pe *Error
+			var pe *policies.Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %v is a %T, want *Error", err, err)
 			}
-			errs := Errors(err)
-			if len(errs) == 0 || len(errs) > MaxErrors {
+			errs := policies.Errors(err)
+			if len(errs) == 0 || len(errs) > policies.MaxErrors {
 				t.Fatalf("%d errors", len(errs))
 			}
 			for _, pe := range errs {
@@ -47,18 +49,18 @@ func FuzzLoad(f *testing.F) {
 			}
 			return
 		}
-		prog, err := Compile(pol)
+		prog, err := policies.Compile(pol)
 		if err != nil {
-			var pe *Error
+			var pe *policies.Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("compile error %v is a %T, want *Error", err, err)
 			}
 			return
 		}
-		prog.RunTests()
+		policytest.Run(prog)
 		for _, in := range pkts {
 			d := prog.Decide(in)
-			if d.Rule != NoRule && (d.Rule < 0 || int(d.Rule) >= prog.NumRules()) {
+			if d.Rule != policies.NoRule && (d.Rule < 0 || int(d.Rule) >= prog.NumRules()) {
 				t.Fatalf("decision names rule %d of %d", d.Rule, prog.NumRules())
 			}
 		}
@@ -79,7 +81,7 @@ func FuzzSetFile(f *testing.F) {
 		if err == nil {
 			return
 		}
-		var pe *Error
+		var pe *policies.Error
 		if !errors.As(err, &pe) {
 			t.Fatalf("error %v is a %T, want *Error", err, err)
 		}
@@ -93,4 +95,9 @@ func FuzzSetFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tcpPacket is a TCP packet from 10.1.2.3:1000 to 5.6.7.8:dport.
+func tcpPacket(dport uint16) *packet.Packet {
+	return &packet.Packet{Family: packet.IPv4, Src: netip.MustParseAddr("10.1.2.3"), Dst: netip.MustParseAddr("5.6.7.8"), Proto: 6, HasL4: true, Length: 60, SrcPort: 1000, DstPort: dport}
 }

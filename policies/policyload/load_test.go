@@ -1,4 +1,4 @@
-package policies
+package policyload
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/policies"
 )
 
 // fakeFiles serves set files from memory.
@@ -123,7 +124,7 @@ func TestLoadErrors(t *testing.T) {
 			if p != nil {
 				t.Errorf("got a policy with the error")
 			}
-			var pe *Error
+			var pe *policies.Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %v is a %T, want *Error", err, err)
 			}
@@ -222,10 +223,10 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Audit || p.Default != [nf.NumHooks]Action{ActionReject, ActionAccept, ActionDrop} || !p.DefaultLog {
+	if !p.Audit || p.Default != [nf.NumHooks]policies.Action{policies.ActionReject, policies.ActionAccept, policies.ActionDrop} || !p.DefaultLog {
 		t.Errorf("mode/default: %v %v %v", p.Audit, p.Default, p.DefaultLog)
 	}
-	if p.OnError != [nf.NumHooks]Action{ActionDrop, ActionDrop, ActionDrop} {
+	if p.OnError != [nf.NumHooks]policies.Action{policies.ActionDrop, policies.ActionDrop, policies.ActionDrop} {
 		t.Errorf("on_error: %v", p.OnError)
 	}
 	r1 := p.Rules[0]
@@ -242,11 +243,11 @@ rules:
 	if fmt.Sprint(r2.Match.Protos) != "[1 58]" || r2.Match.ICMP4Types[0] != 1<<8|1<<3 || r2.Match.ICMP6Types[2] != 1 || r2.Match.ICMP6Types[0] != 1<<3 {
 		t.Errorf("r2 icmp: %+v", r2.Match)
 	}
-	if r2.Limit.RatePerSec != 0.1 || r2.Limit.Burst != 6 || r2.Limit.Per != LimitFlow || !r2.Limit.Over {
+	if r2.Limit.RatePerSec != 0.1 || r2.Limit.Burst != 6 || r2.Limit.Per != policies.LimitFlow || !r2.Limit.Over {
 		t.Errorf("r2 limit: %+v", r2.Limit)
 	}
 	r3 := p.Rules[2]
-	if fmt.Sprint(r3.Match.DNSQName) != "[*.ads.example tracker.example]" || *r3.Match.TCPFlags != (TCPFlags{0, 0x12}) ||
+	if fmt.Sprint(r3.Match.DNSQName) != "[*.ads.example tracker.example]" || *r3.Match.TCPFlags != (policies.TCPFlags{Want: 0, Mask: 0x12}) ||
 		fmt.Sprint(r3.Match.Protos) != "[6]" {
 		t.Errorf("r3: %+v %+v", r3.Match, r3.Match.TCPFlags)
 	}
@@ -340,7 +341,7 @@ rules:
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load("dir/p.yaml", []byte(tc.policy), fakeFiles(map[string]string{"dir/b.txt": "1.2.3.4 5.6.7.8\n10.0.0.0/8\n  10.0.0.1/8\n"}))
-			errs := Errors(err)
+			errs := policies.Errors(err)
 			if len(errs) != len(tc.want) {
 				t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(tc.want), err)
 			}
@@ -359,21 +360,21 @@ rules:
 func TestLoadErrorCap(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(head + "rules:\n")
-	for i := range MaxErrors + 5 {
+	for i := range policies.MaxErrors + 5 {
 		fmt.Fprintf(&b, "  - name: r%d\n    action: nope\n", i)
 	}
 	_, err := Load("p.yaml", []byte(b.String()), nil)
-	var list *ErrorList
+	var list *policies.ErrorList
 	if !errors.As(err, &list) {
 		t.Fatalf("error %v is a %T, want *ErrorList", err, err)
 	}
-	if len(list.Errs) != MaxErrors || list.More != 5 {
-		t.Errorf("listed %d errors and %d more, want %d and 5", len(list.Errs), list.More, MaxErrors)
+	if len(list.Errs) != policies.MaxErrors || list.More != 5 {
+		t.Errorf("listed %d errors and %d more, want %d and 5", len(list.Errs), list.More, policies.MaxErrors)
 	}
 	if !strings.HasSuffix(err.Error(), "p.yaml: 5 more errors not shown") {
 		t.Errorf("error text does not end with the count of the rest:\n%v", err)
 	}
-	var first *Error
+	var first *policies.Error
 	if !errors.As(err, &first) || first.Line != 4 {
 		t.Errorf("errors.As finds %v, want the first error, at line 4", first)
 	}

@@ -1,4 +1,4 @@
-package policies
+package policyload
 
 import (
 	"encoding/hex"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fwagent/fwagent/policies"
 
 	"go.yaml.in/yaml/v3"
 
@@ -20,7 +22,7 @@ var matchKeys = []string{"proto", "family", "src", "dst", "sport", "dport", "iif
 
 // errSkip marks a rule that refers to a set which is itself broken: the
 // set's error is reported, the rule's would only repeat it.
-var errSkip = &Error{Msg: "skip"}
+var errSkip = &policies.Error{Msg: "skip"}
 
 const (
 	fam4 uint8 = 1 << iota
@@ -45,14 +47,14 @@ func famName(f uint8) string {
 	return "IPv4 and IPv6"
 }
 
-func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
+func (l *loader) match(r *policies.Rule, n *yaml.Node, hookNode *yaml.Node) *policies.Error {
 	fields, err := l.mapping(n, "match", matchKeys)
 	if err != nil && fields == nil {
 		return err
 	}
 	// Each bad field is reported; family and proto, which others depend
 	// on, stop the match at their first error.
-	var errs []*Error
+	var errs []*policies.Error
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -83,7 +85,7 @@ func (l *loader) match(r *Rule, n *yaml.Node, hookNode *yaml.Node) *Error {
 }
 
 // matchFamily reads a match's family (v nil: none named, both families).
-func (l *loader) matchFamily(m *Match, v *yaml.Node) (uint8, *Error) {
+func (l *loader) matchFamily(m *policies.Match, v *yaml.Node) (uint8, *policies.Error) {
 	if v == nil {
 		return famBoth, nil
 	}
@@ -104,9 +106,9 @@ func (l *loader) matchFamily(m *Match, v *yaml.Node) (uint8, *Error) {
 
 // matchField reads one field of r's match other than family and proto,
 // which fam and r.Match.Protos already hold.
-func (l *loader) matchField(r *Rule, f field, fam uint8, hookNode *yaml.Node) *Error {
+func (l *loader) matchField(r *policies.Rule, f field, fam uint8, hookNode *yaml.Node) *policies.Error {
 	m := &r.Match
-	var err *Error
+	var err *policies.Error
 	switch f.name {
 	case "src":
 		err = l.addrMatch(&m.Src, f.val, "src", fam)
@@ -147,16 +149,16 @@ func (l *loader) matchField(r *Rule, f field, fam uint8, hookNode *yaml.Node) *E
 // matchAcross rejects a match whose fields, each fine alone, cannot go
 // together: ports without a protocol that has them, or addresses and
 // protocols of families that never meet. val holds each field's node.
-func (l *loader) matchAcross(m *Match, val map[string]*yaml.Node) *Error {
+func (l *loader) matchAcross(m *policies.Match, val map[string]*yaml.Node) *policies.Error {
 	for _, x := range []struct {
-		pm   *PortMatch
+		pm   *policies.PortMatch
 		name string
 	}{{&m.Sport, "sport"}, {&m.Dport, "dport"}} {
 		if !x.pm.Set {
 			continue
 		}
 		for _, p := range m.Protos {
-			if !hasPorts(p) {
+			if !policies.HasPorts(p) {
 				return l.errorf(val[x.name], "%s needs a protocol with ports (tcp, udp, sctp), but the rule has proto %s", x.name, protoName(p))
 			}
 		}
@@ -206,7 +208,7 @@ func protoFams(ps []uint8) uint8 {
 	return f
 }
 
-func (l *loader) protos(m *Match, n *yaml.Node, fam uint8) *Error {
+func (l *loader) protos(m *policies.Match, n *yaml.Node, fam uint8) *policies.Error {
 	items, err := l.list(n, "proto")
 	if err != nil {
 		return err
@@ -243,12 +245,12 @@ func (l *loader) protos(m *Match, n *yaml.Node, fam uint8) *Error {
 }
 
 // setRef looks up "$name" for a field that needs kind.
-func (l *loader) setRef(n *yaml.Node, ref, field string, kind SetKind) (*Set, *Error) {
+func (l *loader) setRef(n *yaml.Node, ref, field string, kind policies.SetKind) (*policies.Set, *policies.Error) {
 	s, err := l.lookupSet(n, ref)
 	if err != nil {
 		return nil, err
 	}
-	if s.Kind != kind && s.Kind != SetEmpty {
+	if s.Kind != kind && s.Kind != policies.SetEmpty {
 		return nil, l.errorf(n, "set %s is a%s %s set; %s needs a%s %s set", ref, article(s.Kind), s.Kind, field, article(kind), kind)
 	}
 	return s, nil
@@ -256,7 +258,7 @@ func (l *loader) setRef(n *yaml.Node, ref, field string, kind SetKind) (*Set, *E
 
 // lookupSet finds the set "$name" names and marks it used; a set that is
 // itself broken skips the rule (its error is reported once, at the set).
-func (l *loader) lookupSet(n *yaml.Node, ref string) (*Set, *Error) {
+func (l *loader) lookupSet(n *yaml.Node, ref string) (*policies.Set, *policies.Error) {
 	name := strings.TrimPrefix(ref, "$")
 	s, ok := l.p.Sets[name]
 	if !ok {
@@ -265,12 +267,12 @@ func (l *loader) lookupSet(n *yaml.Node, ref string) (*Set, *Error) {
 		}
 		return nil, l.errorf(n, "unknown set $%s%s", name, didYouMean(name, l.setNames, "$"))
 	}
-	s.used = true
+	l.usedSets[s] = true
 	return s, nil
 }
 
-func article(k SetKind) string {
-	if k == SetAddr {
+func article(k policies.SetKind) string {
+	if k == policies.SetAddr {
 		return "n"
 	}
 	return ""
@@ -284,7 +286,7 @@ func negated(s string) (string, bool) {
 	return s, false
 }
 
-func (l *loader) entryText(it *yaml.Node, field string) (string, *Error) {
+func (l *loader) entryText(it *yaml.Node, field string) (string, *policies.Error) {
 	if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
 		return "", l.errorf(it, "%s entries must be values, got %s", field, describe(it))
 	}
@@ -299,7 +301,7 @@ func (l *loader) entryText(it *yaml.Node, field string) (string, *Error) {
 // http_host). One packet carries at most one of a DNS query, a TLS or QUIC
 // ClientHello and an HTTP request head, so a rule naming two can never
 // match.
-func (l *loader) nameField(m *Match, f field) *Error {
+func (l *loader) nameField(m *policies.Match, f field) *policies.Error {
 	var dst *[]string
 	var protos []uint8
 	// httpClash: http_host with dns_qname or tls_sni; pairClash: dns_qname
@@ -317,7 +319,7 @@ func (l *loader) nameField(m *Match, f field) *Error {
 		dst, protos = &m.HTTPHost, []uint8{packet.ProtoTCP}
 		httpClash = len(m.TLSSNI) > 0 || len(m.DNSQName) > 0
 	}
-	var err *Error
+	var err *policies.Error
 	if *dst, err = l.namePatterns(f.val, f.name); err != nil {
 		return err
 	}
@@ -333,7 +335,7 @@ func (l *loader) nameField(m *Match, f field) *Error {
 // eachEntry calls each with every entry of the list field n and its
 // trimmed text: the walk every list-valued match field shares, so that
 // their errors for a malformed list or entry read alike.
-func (l *loader) eachEntry(n *yaml.Node, field string, each func(it *yaml.Node, s string) *Error) *Error {
+func (l *loader) eachEntry(n *yaml.Node, field string, each func(it *yaml.Node, s string) *policies.Error) *policies.Error {
 	items, err := l.list(n, field)
 	if err != nil {
 		return err
@@ -353,8 +355,8 @@ func (l *loader) eachEntry(n *yaml.Node, field string, each func(it *yaml.Node, 
 // signedEntries reads a list field whose entries may be negated with '!'
 // (src, dst, sport, dport, uid, gid): values turns an entry's text, without
 // its '!', into values, which go to the positive or the negative side.
-func signedEntries[T any](l *loader, n *yaml.Node, field string, pos, neg *[]T, hasPos *bool, values func(it *yaml.Node, text string, neg bool) ([]T, *Error)) *Error {
-	return l.eachEntry(n, field, func(it *yaml.Node, s string) *Error {
+func signedEntries[T any](l *loader, n *yaml.Node, field string, pos, neg *[]T, hasPos *bool, values func(it *yaml.Node, text string, neg bool) ([]T, *policies.Error)) *policies.Error {
+	return l.eachEntry(n, field, func(it *yaml.Node, s string) *policies.Error {
 		text, isNeg := negated(s)
 		vs, err := values(it, text, isNeg)
 		if err != nil {
@@ -372,8 +374,8 @@ func signedEntries[T any](l *loader, n *yaml.Node, field string, pos, neg *[]T, 
 
 // unsignedEntries reads a list field that takes no negation; each gets
 // every entry's text.
-func (l *loader) unsignedEntries(n *yaml.Node, field string, each func(it *yaml.Node, s string) *Error) *Error {
-	return l.eachEntry(n, field, func(it *yaml.Node, s string) *Error {
+func (l *loader) unsignedEntries(n *yaml.Node, field string, each func(it *yaml.Node, s string) *policies.Error) *policies.Error {
+	return l.eachEntry(n, field, func(it *yaml.Node, s string) *policies.Error {
 		if strings.HasPrefix(s, "!") {
 			return l.errorf(it, "%s does not support negation", field)
 		}
@@ -387,10 +389,10 @@ func (l *loader) warnEmptySet(it *yaml.Node, field, ref string) {
 	l.warnf(l.pos(it), "%s %s: set %s is empty, so the rule never matches", field, ref, ref)
 }
 
-func (l *loader) addrMatch(am *AddrMatch, n *yaml.Node, field string, fam uint8) *Error {
-	return signedEntries(l, n, field, &am.Pos, &am.Neg, &am.HasPos, func(it *yaml.Node, text string, neg bool) ([]netip.Prefix, *Error) {
+func (l *loader) addrMatch(am *policies.AddrMatch, n *yaml.Node, field string, fam uint8) *policies.Error {
+	return signedEntries(l, n, field, &am.Pos, &am.Neg, &am.HasPos, func(it *yaml.Node, text string, neg bool) ([]netip.Prefix, *policies.Error) {
 		if strings.HasPrefix(text, "$") {
-			set, err := l.setRef(it, text, field, SetAddr)
+			set, err := l.setRef(it, text, field, policies.SetAddr)
 			if err != nil {
 				return nil, err
 			}
@@ -422,18 +424,18 @@ func (l *loader) addrMatch(am *AddrMatch, n *yaml.Node, field string, fam uint8)
 	})
 }
 
-func (l *loader) portMatch(pm *PortMatch, n *yaml.Node, field string, protos []uint8) *Error {
+func (l *loader) portMatch(pm *policies.PortMatch, n *yaml.Node, field string, protos []uint8) *policies.Error {
 	for _, p := range protos {
-		if !hasPorts(p) {
+		if !policies.HasPorts(p) {
 			return l.errorf(n, "%s needs a protocol with ports (tcp, udp, sctp), but the rule has proto %s", field, protoName(p))
 		}
 	}
-	return signedEntries(l, n, field, &pm.Pos, &pm.Neg, &pm.HasPos, func(it *yaml.Node, text string, neg bool) ([]PortRange, *Error) {
+	return signedEntries(l, n, field, &pm.Pos, &pm.Neg, &pm.HasPos, func(it *yaml.Node, text string, neg bool) ([]policies.PortRange, *policies.Error) {
 		// Set only matters once the whole list has read well: an error
 		// drops the rule.
 		pm.Set = true
 		if strings.HasPrefix(text, "$") {
-			set, err := l.setRef(it, text, field, SetPort)
+			set, err := l.setRef(it, text, field, policies.SetPort)
 			if err != nil {
 				return nil, err
 			}
@@ -449,13 +451,13 @@ func (l *loader) portMatch(pm *PortMatch, n *yaml.Node, field string, protos []u
 		if e != "" {
 			return nil, l.errorf(it, "%s", e)
 		}
-		return []PortRange{r}, nil
+		return []policies.PortRange{r}, nil
 	})
 }
 
-func (l *loader) ifaces(n *yaml.Node, field string) ([]string, *Error) {
+func (l *loader) ifaces(n *yaml.Node, field string) ([]string, *policies.Error) {
 	var out []string
-	err := l.unsignedEntries(n, field, func(it *yaml.Node, s string) *Error {
+	err := l.unsignedEntries(n, field, func(it *yaml.Node, s string) *policies.Error {
 		if strings.HasPrefix(s, "$") {
 			return l.errorf(it, "%s takes interface names, not sets", field)
 		}
@@ -476,7 +478,7 @@ func (l *loader) ifaces(n *yaml.Node, field string) ([]string, *Error) {
 	return out, nil
 }
 
-func (l *loader) narrowHooks(r *Rule, n, hookNode *yaml.Node, field string, allowed uint8) *Error {
+func (l *loader) narrowHooks(r *policies.Rule, n, hookNode *yaml.Node, field string, allowed uint8) *policies.Error {
 	if r.Hooks&allowed == 0 {
 		return l.errorf(n, "%s never matches on hook %s: the rule can never match", field, hookNames(r.Hooks))
 	}
@@ -497,7 +499,7 @@ func hookNames(mask uint8) string {
 	return strings.Join(out, ", ")
 }
 
-func (l *loader) states(m *Match, n *yaml.Node) *Error {
+func (l *loader) states(m *policies.Match, n *yaml.Node) *policies.Error {
 	items, err := l.list(n, "state")
 	if err != nil {
 		return err
@@ -521,7 +523,7 @@ func (l *loader) states(m *Match, n *yaml.Node) *Error {
 
 // parseTCPFlags reads pf-style "S/SA": of the flags after '/', exactly those
 // before it are set. Without '/', the mask is every flag.
-func parseTCPFlags(s string) (TCPFlags, string) {
+func parseTCPFlags(s string) (policies.TCPFlags, string) {
 	want, mask, hasMask := strings.Cut(strings.ToUpper(strings.TrimSpace(s)), "/")
 	letters := func(t string) (uint8, string) {
 		var v uint8
@@ -536,26 +538,26 @@ func parseTCPFlags(s string) (TCPFlags, string) {
 	}
 	w, e := letters(want)
 	if e != "" {
-		return TCPFlags{}, e
+		return policies.TCPFlags{}, e
 	}
 	mk := uint8(0xff)
 	if hasMask {
 		if mk, e = letters(mask); e != "" {
-			return TCPFlags{}, e
+			return policies.TCPFlags{}, e
 		}
 		if mk == 0 {
-			return TCPFlags{}, fmt.Sprintf("tcp_flags %q has an empty mask after '/'", s)
+			return policies.TCPFlags{}, fmt.Sprintf("tcp_flags %q has an empty mask after '/'", s)
 		}
 	} else if w == 0 {
-		return TCPFlags{}, "tcp_flags is empty"
+		return policies.TCPFlags{}, "tcp_flags is empty"
 	}
 	if w&^mk != 0 {
-		return TCPFlags{}, fmt.Sprintf("tcp_flags %q requires flags outside its mask: the rule can never match", s)
+		return policies.TCPFlags{}, fmt.Sprintf("tcp_flags %q requires flags outside its mask: the rule can never match", s)
 	}
-	return TCPFlags{Want: w, Mask: mk}, ""
+	return policies.TCPFlags{Want: w, Mask: mk}, ""
 }
 
-func (l *loader) tcpFlags(m *Match, n *yaml.Node) *Error {
+func (l *loader) tcpFlags(m *policies.Match, n *yaml.Node) *policies.Error {
 	s, err := l.scalar(n, "tcp_flags")
 	if err != nil {
 		return err
@@ -574,13 +576,13 @@ func (l *loader) tcpFlags(m *Match, n *yaml.Node) *Error {
 // needProtos makes sure the rule's protocols are among allowed, and limits
 // a rule without proto to them. Protocols implied by an earlier field (not
 // written by the user) are narrowed rather than refused.
-func (l *loader) needProtos(m *Match, n *yaml.Node, field string, allowed []uint8) *Error {
+func (l *loader) needProtos(m *policies.Match, n *yaml.Node, field string, allowed []uint8) *policies.Error {
 	if len(m.Protos) == 0 {
 		m.Protos = append([]uint8(nil), allowed...)
-		m.protosImplied = true
+		l.impliedProtos[m] = true
 		return nil
 	}
-	if m.protosImplied {
+	if l.impliedProtos[m] {
 		kept := m.Protos[:0]
 		for _, p := range m.Protos {
 			if slices.Contains(allowed, p) {
@@ -609,7 +611,7 @@ func (l *loader) needProtos(m *Match, n *yaml.Node, field string, allowed []uint
 	return nil
 }
 
-func (l *loader) icmpTypes(m *Match, n *yaml.Node, fam uint8) *Error {
+func (l *loader) icmpTypes(m *policies.Match, n *yaml.Node, fam uint8) *policies.Error {
 	v4ok, v6ok, err := l.icmpVersions(m, n, fam)
 	if err != nil {
 		return err
@@ -662,7 +664,7 @@ func (l *loader) icmpTypes(m *Match, n *yaml.Node, fam uint8) *Error {
 // icmpVersions reports which ICMP versions an icmp_type match can apply
 // to: those of the family, narrowed to the rule's protos if it has any
 // (which must all be ICMP).
-func (l *loader) icmpVersions(m *Match, n *yaml.Node, fam uint8) (v4ok, v6ok bool, err *Error) {
+func (l *loader) icmpVersions(m *policies.Match, n *yaml.Node, fam uint8) (v4ok, v6ok bool, err *policies.Error) {
 	v4ok, v6ok = fam&fam4 != 0, fam&fam6 != 0
 	if len(m.Protos) == 0 {
 		return v4ok, v6ok, nil
@@ -683,7 +685,7 @@ func (l *loader) icmpVersions(m *Match, n *yaml.Node, fam uint8) (v4ok, v6ok boo
 
 // unknownICMPType is the error for type name s, suggesting names of the
 // ICMP versions the match can apply to.
-func (l *loader) unknownICMPType(it *yaml.Node, s string, v4ok, v6ok bool) *Error {
+func (l *loader) unknownICMPType(it *yaml.Node, s string, v4ok, v6ok bool) *policies.Error {
 	var cands []string
 	what := "ICMP or ICMPv6"
 	switch {
@@ -699,7 +701,7 @@ func (l *loader) unknownICMPType(it *yaml.Node, s string, v4ok, v6ok bool) *Erro
 
 // icmpProtos sets the rule's protos from the ICMP versions its types apply
 // to (any4, any6): implied when it named none, else narrowed to those.
-func (l *loader) icmpProtos(m *Match, n *yaml.Node, any4, any6 bool) *Error {
+func (l *loader) icmpProtos(m *policies.Match, n *yaml.Node, any4, any6 bool) *policies.Error {
 	if len(m.Protos) == 0 {
 		if any4 {
 			m.Protos = append(m.Protos, packet.ProtoICMP)
@@ -707,7 +709,7 @@ func (l *loader) icmpProtos(m *Match, n *yaml.Node, any4, any6 bool) *Error {
 		if any6 {
 			m.Protos = append(m.Protos, packet.ProtoICMPv6)
 		}
-		m.protosImplied = true
+		l.impliedProtos[m] = true
 	} else {
 		// Keep only the ICMP versions some listed type applies to.
 		kept := m.Protos[:0]
@@ -724,9 +726,9 @@ func (l *loader) icmpProtos(m *Match, n *yaml.Node, any4, any6 bool) *Error {
 	return nil
 }
 
-func (l *loader) lengths(n *yaml.Node) ([]LengthRange, *Error) {
-	var out []LengthRange
-	err := l.eachEntry(n, "length", func(it *yaml.Node, s string) *Error {
+func (l *loader) lengths(n *yaml.Node) ([]policies.LengthRange, *policies.Error) {
+	var out []policies.LengthRange
+	err := l.eachEntry(n, "length", func(it *yaml.Node, s string) *policies.Error {
 		if !isPortText(s) {
 			return l.errorf(it, "length must be a number or a range a-b, got %q", s)
 		}
@@ -746,7 +748,7 @@ func (l *loader) lengths(n *yaml.Node) ([]LengthRange, *Error) {
 		if b < 20 {
 			return l.errorf(it, "length %q is below the smallest IP header (20): the rule can never match", s)
 		}
-		out = append(out, LengthRange{a, b})
+		out = append(out, policies.LengthRange{Lo: a, Hi: b})
 		return nil
 	})
 	if err != nil {
@@ -755,11 +757,11 @@ func (l *loader) lengths(n *yaml.Node) ([]LengthRange, *Error) {
 	return out, nil
 }
 
-func (l *loader) namePatterns(n *yaml.Node, field string) ([]string, *Error) {
+func (l *loader) namePatterns(n *yaml.Node, field string) ([]string, *policies.Error) {
 	var out []string
-	err := l.unsignedEntries(n, field, func(it *yaml.Node, s string) *Error {
+	err := l.unsignedEntries(n, field, func(it *yaml.Node, s string) *policies.Error {
 		if strings.HasPrefix(s, "$") {
-			set, err := l.setRef(it, s, field, SetName)
+			set, err := l.setRef(it, s, field, policies.SetName)
 			if err != nil {
 				return err
 			}
@@ -782,12 +784,12 @@ func (l *loader) namePatterns(n *yaml.Node, field string) ([]string, *Error) {
 	return out, nil
 }
 
-func (l *loader) payload(n *yaml.Node) (*Payload, *Error) {
+func (l *loader) payload(n *yaml.Node) (*policies.Payload, *policies.Error) {
 	fields, err := l.mapping(n, "payload", payloadKeys)
 	if err != nil {
 		return nil, err
 	}
-	p := &Payload{}
+	p := &policies.Payload{}
 	var needleNode, depthNode *yaml.Node
 	for _, f := range fields {
 		switch f.name {

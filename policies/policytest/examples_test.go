@@ -1,13 +1,16 @@
-package policies
+package policytest
 
 import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 func TestExamples(t *testing.T) {
-	files, err := filepath.Glob("examples/*.yaml")
+	files, err := filepath.Glob("../examples/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,18 +23,18 @@ func TestExamples(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			pol, err := LoadFile(f)
+			pol, err := policyload.LoadFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, w := range pol.Warnings {
 				t.Errorf("warning: %s", w)
 			}
-			prog, err := Compile(pol)
+			prog, err := policies.Compile(pol)
 			if err != nil {
 				t.Fatal(err)
 			}
-			results := prog.RunTests()
+			results := Run(prog)
 			if len(results) < 3 {
 				t.Errorf("only %d tests; every example documents itself with tests", len(results))
 			}
@@ -53,8 +56,8 @@ func containsSuffix(files []string, suffix string) bool {
 	return false
 }
 
-func TestRunTestsReportsFailures(t *testing.T) {
-	pol, err := Load("p.yaml", []byte(`version: 1
+func TestRunReportsFailures(t *testing.T) {
+	pol, err := policyload.Load("p.yaml", []byte(`version: 1
 default: {input: drop}
 rules:
   - name: web
@@ -89,11 +92,11 @@ tests:
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, err := Compile(pol)
+	prog, err := policies.Compile(pol)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []TestResult{
+	want := []Result{
 		{"p.yaml", 12, 5, false, `expected drop, got accept by rule "web"`},
 		{"p.yaml", 14, 5, false, `expected accept by rule "ssh", got accept by rule "web"`},
 		{"p.yaml", 17, 5, false, `expected accept, got drop by default`},
@@ -105,7 +108,7 @@ tests:
 	}
 	// Twice: each run starts from fresh buckets.
 	for run := range 2 {
-		got := prog.RunTests()
+		got := Run(prog)
 		if len(got) != len(want) {
 			t.Fatalf("run %d: %d results, want %d", run, len(got), len(want))
 		}

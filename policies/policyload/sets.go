@@ -1,4 +1,4 @@
-package policies
+package policyload
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/fwagent/fwagent/policies"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -43,7 +45,7 @@ func (l *loader) sets(n *yaml.Node) {
 			l.brokenSets[name] = true
 			continue
 		}
-		s := &Set{Name: name, pos: l.pos(f.key)}
+		s := &policies.Set{Name: name, At: l.pos(f.key)}
 		if errs := l.setBody(s, f.val); len(errs) > 0 {
 			// Every bad entry, in order, placed at the set's key among the
 			// policy's errors (a set file's lines are another file's).
@@ -60,15 +62,15 @@ func (l *loader) sets(n *yaml.Node) {
 
 // setBody reads a set's entries, inline or from its file, and returns
 // every bad entry's error (up to MaxErrors; nil when the set is good).
-func (l *loader) setBody(s *Set, n *yaml.Node) []*Error {
+func (l *loader) setBody(s *policies.Set, n *yaml.Node) []*policies.Error {
 	n = resolve(n)
 	if n != nil && n.Kind == yaml.MappingNode {
 		fields, err := l.mapping(n, "set "+s.Name, setFileKeys)
 		if err != nil {
-			return []*Error{err}
+			return []*policies.Error{err}
 		}
 		if len(fields) == 0 {
-			return []*Error{l.errorf(n, "set %s: expected a list or {file: PATH}", s.Name)}
+			return []*policies.Error{l.errorf(n, "set %s: expected a list or {file: PATH}", s.Name)}
 		}
 		return l.setFile(s, fields[0].val)
 	}
@@ -77,31 +79,31 @@ func (l *loader) setBody(s *Set, n *yaml.Node) []*Error {
 	}
 	items, err := l.list(n, "set "+s.Name)
 	if err != nil {
-		return []*Error{err}
+		return []*policies.Error{err}
 	}
-	var errs []*Error
+	var errs []*policies.Error
 	for _, it := range items {
-		if len(errs) > MaxErrors {
+		if len(errs) > policies.MaxErrors {
 			break
 		}
 		if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
 			errs = append(errs, l.errorf(it, "set %s: entries must be addresses, CIDRs, ports or names, got %s", s.Name, describe(it)))
 			continue
 		}
-		if e := s.add(scalarText(it), l.pos(it)); e != nil && e != errSkip {
+		if e := l.addEntry(s, scalarText(it), l.pos(it)); e != nil && e != errSkip {
 			errs = append(errs, e)
 		}
 	}
 	return errs
 }
 
-func (l *loader) setFile(s *Set, n *yaml.Node) []*Error {
+func (l *loader) setFile(s *policies.Set, n *yaml.Node) []*policies.Error {
 	path, err := l.scalar(n, "set file")
 	if err != nil {
-		return []*Error{err}
+		return []*policies.Error{err}
 	}
 	if l.readFile == nil {
-		return []*Error{l.errorf(n, "set %s: set files cannot be read here", s.Name)}
+		return []*policies.Error{l.errorf(n, "set %s: set files cannot be read here", s.Name)}
 	}
 	full := path
 	if !filepath.IsAbs(path) {
@@ -109,12 +111,12 @@ func (l *loader) setFile(s *Set, n *yaml.Node) []*Error {
 	}
 	data, rerr := l.readFile(full)
 	if rerr != nil {
-		return []*Error{l.errorf(n, "set %s: cannot read set file %q: %v", s.Name, full, rerr)}
+		return []*policies.Error{l.errorf(n, "set %s: cannot read set file %q: %v", s.Name, full, rerr)}
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
-	var errs []*Error
+	var errs []*policies.Error
 	for i, line := range bytes.Split(data, []byte("\n")) {
-		if len(errs) > MaxErrors {
+		if len(errs) > policies.MaxErrors {
 			break
 		}
 		text := string(line)
@@ -128,10 +130,10 @@ func (l *loader) setFile(s *Set, n *yaml.Node) []*Error {
 		}
 		p := pos{File: full, Line: i + 1, Col: len(text) - len(trimmed) + 1}
 		if strings.ContainsAny(trimmed, " \t,") {
-			errs = append(errs, p.errorf("set %s: one entry a line, got %q", s.Name, trimmed))
+			errs = append(errs, p.Errorf("set %s: one entry a line, got %q", s.Name, trimmed))
 			continue
 		}
-		if e := s.add(trimmed, p); e != nil && e != errSkip {
+		if e := l.addEntry(s, trimmed, p); e != nil && e != errSkip {
 			errs = append(errs, e)
 		}
 	}
@@ -139,58 +141,58 @@ func (l *loader) setFile(s *Set, n *yaml.Node) []*Error {
 }
 
 // add classifies one entry and appends it; the first entry fixes the kind.
-func (s *Set) add(text string, p pos) *Error {
+func (l *loader) addEntry(s *policies.Set, text string, p pos) *policies.Error {
 	text = strings.TrimSpace(text)
 	if strings.HasPrefix(text, "!") {
-		return p.errorf("set %s: %q: negation is not allowed inside a set; negate the reference instead (\"!$%s\")", s.Name, text, s.Name)
+		return p.Errorf("set %s: %q: negation is not allowed inside a set; negate the reference instead (\"!$%s\")", s.Name, text, s.Name)
 	}
 	if strings.HasPrefix(text, "$") {
-		return p.errorf("set %s: %q: sets cannot refer to other sets", s.Name, text)
+		return p.Errorf("set %s: %q: sets cannot refer to other sets", s.Name, text)
 	}
 	kind, pfx, pr, name, err := classify(text)
 	if err != "" {
-		return p.errorf("set %s: %s", s.Name, err)
+		return p.Errorf("set %s: %s", s.Name, err)
 	}
-	if s.Kind != SetEmpty && kind != s.Kind {
+	if s.Kind != policies.SetEmpty && kind != s.Kind {
 		// Said once: the next entries of the other kind are the same fault.
-		if s.mixed {
+		if l.mixedSets[s] {
 			return errSkip
 		}
-		s.mixed = true
-		return p.errorf("set %s mixes %s and %s entries: %q is a %s", s.Name, s.Kind, kind, text, kind)
+		l.mixedSets[s] = true
+		return p.Errorf("set %s mixes %s and %s entries: %q is a %s", s.Name, s.Kind, kind, text, kind)
 	}
 	s.Kind = kind
 	switch kind {
-	case SetAddr:
+	case policies.SetAddr:
 		s.Prefixes = append(s.Prefixes, pfx)
-	case SetPort:
+	case policies.SetPort:
 		s.Ports = append(s.Ports, pr)
-	case SetName:
+	case policies.SetName:
 		s.Names = append(s.Names, name)
 	}
 	return nil
 }
 
 // classify infers what one set entry is. err is a message, empty when ok.
-func classify(text string) (kind SetKind, pfx netip.Prefix, pr PortRange, name string, err string) {
+func classify(text string) (kind policies.SetKind, pfx netip.Prefix, pr policies.PortRange, name string, err string) {
 	if isPortText(text) {
 		r, e := parsePortRange(text)
 		if e != "" {
 			return 0, pfx, pr, "", e
 		}
-		return SetPort, pfx, r, "", ""
+		return policies.SetPort, pfx, r, "", ""
 	}
 	if p, e, ok := parseAddrOrPrefix(text); ok {
 		if e != "" {
 			return 0, pfx, pr, "", e
 		}
-		return SetAddr, p, pr, "", ""
+		return policies.SetAddr, p, pr, "", ""
 	}
 	n, e := parseNamePattern(text)
 	if e != "" {
 		return 0, pfx, pr, "", e
 	}
-	return SetName, pfx, pr, n, ""
+	return policies.SetName, pfx, pr, n, ""
 }
 
 func isPortText(s string) bool {
@@ -211,23 +213,23 @@ func isPortText(s string) bool {
 }
 
 // parsePortRange parses "80" or "8000-8099".
-func parsePortRange(s string) (PortRange, string) {
+func parsePortRange(s string) (policies.PortRange, string) {
 	lo, hi, isRange := strings.Cut(s, "-")
 	a, err := strconv.ParseUint(lo, 10, 32)
 	if err != nil || a > 65535 {
-		return PortRange{}, "invalid port " + strconv.Quote(lo) + ": ports are 0-65535"
+		return policies.PortRange{}, "invalid port " + strconv.Quote(lo) + ": ports are 0-65535"
 	}
 	if !isRange {
-		return PortRange{uint16(a), uint16(a)}, ""
+		return policies.PortRange{Lo: uint16(a), Hi: uint16(a)}, ""
 	}
 	b, err := strconv.ParseUint(hi, 10, 32)
 	if err != nil || b > 65535 {
-		return PortRange{}, "invalid port " + strconv.Quote(hi) + ": ports are 0-65535"
+		return policies.PortRange{}, "invalid port " + strconv.Quote(hi) + ": ports are 0-65535"
 	}
 	if a > b {
-		return PortRange{}, "invalid port range " + strconv.Quote(s) + ": start is above end"
+		return policies.PortRange{}, "invalid port range " + strconv.Quote(s) + ": start is above end"
 	}
-	return PortRange{uint16(a), uint16(b)}, ""
+	return policies.PortRange{Lo: uint16(a), Hi: uint16(b)}, ""
 }
 
 // parseAddrOrPrefix parses an address or CIDR. ok is false when text does
