@@ -9,13 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/policies/policyload"
-	"github.com/fwagent/fwagent/policies/policytest"
-
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/testing/policygen"
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 )
 
 // genPolicy is an n-rule generated policy (internal/testing/policygen) whose last

@@ -10,12 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/fwagent/fwagent/policies/policytest"
-
-	"github.com/fwagent/fwagent/internal/nf"
-	"github.com/fwagent/fwagent/internal/packet"
 )
 
 // head starts every test policy.

@@ -3,10 +3,9 @@ package policies_test
 import (
 	"testing"
 
-	"github.com/fwagent/fwagent/policies"
-
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
 )
 
 // TestOffloadState pins when a decision that involved `state` may offload:

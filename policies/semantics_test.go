@@ -5,11 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/policies/policyload"
-
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // TestDocumentedSemantics holds the answers docs/policy.md ("Exact

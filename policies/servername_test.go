@@ -4,14 +4,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/policies/policyload"
-	"github.com/fwagent/fwagent/policies/policytest"
-
 	"github.com/fwagent/fwagent/internal/l7"
 	"github.com/fwagent/fwagent/internal/l7/quic"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
+	"github.com/fwagent/fwagent/policies/policyload"
+	"github.com/fwagent/fwagent/policies/policytest"
 )
 
 const quicPolicy = `version: 1

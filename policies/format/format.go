@@ -32,10 +32,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/token"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // MaxWidth is the widest line flow style may make.

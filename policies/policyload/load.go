@@ -9,13 +9,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fwagent/fwagent/policies"
-
 	goccyyaml "github.com/goccy/go-yaml"
 	goccyparser "github.com/goccy/go-yaml/parser"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/policies"
 )
 
 // LoadFile reads, parses and validates the policy at path; set files are

@@ -7,11 +7,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fwagent/fwagent/policies"
-
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/policies"
 )
 
 // NameResolver resolves user and group names to ids at load. The default

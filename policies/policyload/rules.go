@@ -1,8 +1,6 @@
 package policyload
 
 import (
-	"github.com/fwagent/fwagent/policies"
-
 	"math"
 	"strconv"
 	"strings"
@@ -11,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/policies"
 )
 
 var ruleKeys = []string{"name", "hook", "match", "action", "log", "limit", "mark", "offload", "audit"}

@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fwagent/fwagent/policies"
-
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fwagent/fwagent/policies"
 )
 
 func validSetName(s string) bool {

@@ -6,12 +6,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fwagent/fwagent/policies"
-
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
 )
 
 var testPacketKeys = []string{"hook", "proto", "family", "src", "dst", "sport", "dport", "iif", "oif", "state",

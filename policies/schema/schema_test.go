@@ -12,9 +12,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/policy.schema.json from Generate")
