@@ -272,26 +272,28 @@ func (p *Program) limitKey(per LimitPer, pkt *packet.Packet) ratelimit.Key {
 	case LimitFlow:
 		if pkt.Src.Is4() && pkt.Dst.Is4() {
 			s, d := pkt.Src.As4(), pkt.Dst.As4()
-			copy(k[0:4], s[:])
-			copy(k[4:8], d[:])
-			binary.BigEndian.PutUint16(k[8:10], pkt.SrcPort)
-			binary.BigEndian.PutUint16(k[10:12], pkt.DstPort)
-			k[12] = pkt.Proto
+			putFlow(k[:], s[:], d[:], pkt)
 			k[19] = 4
 			return k
 		}
 		var t [37]byte
 		s, d := pkt.Src.As16(), pkt.Dst.As16()
-		copy(t[0:16], s[:])
-		copy(t[16:32], d[:])
-		binary.BigEndian.PutUint16(t[32:34], pkt.SrcPort)
-		binary.BigEndian.PutUint16(t[34:36], pkt.DstPort)
-		t[36] = pkt.Proto
+		putFlow(t[:], s[:], d[:], pkt)
 		binary.LittleEndian.PutUint64(k[0:8], maphash.Bytes(p.seeds[0], t[:]))
 		binary.LittleEndian.PutUint64(k[8:16], maphash.Bytes(p.seeds[1], t[:]))
 		k[19] = 6
 	}
 	return k
+}
+
+// putFlow writes a flow's 5-tuple at the start of b: src, dst (4 or 16
+// bytes each), source and destination port, protocol.
+func putFlow(b, src, dst []byte, pkt *packet.Packet) {
+	n := copy(b, src)
+	n += copy(b[n:], dst)
+	binary.BigEndian.PutUint16(b[n:], pkt.SrcPort)
+	binary.BigEndian.PutUint16(b[n+2:], pkt.DstPort)
+	b[n+4] = pkt.Proto
 }
 
 func anyGlob(patterns []string, name string) bool {

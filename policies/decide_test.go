@@ -22,7 +22,14 @@ const head = "version: 1\n"
 
 func mustCompile(t testing.TB, policy string) *policies.Program {
 	t.Helper()
-	pol, err := policyload.Load("p.yaml", []byte(policy), nil)
+	return compileWith(t, policy, nil)
+}
+
+// compileWith loads policy as p.yaml, user and group names resolved by
+// names (nil: the host's), and compiles it.
+func compileWith(t testing.TB, policy string, names policyload.NameResolver) *policies.Program {
+	t.Helper()
+	pol, err := policyload.LoadWithNames("p.yaml", []byte(policy), nil, names)
 	if err != nil {
 		t.Fatal(err)
 	}

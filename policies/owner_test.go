@@ -41,15 +41,7 @@ func loadNames(t testing.TB, policy string) (*policies.Policy, error) {
 
 func compileNames(t testing.TB, policy string) *policies.Program {
 	t.Helper()
-	pol, err := loadNames(t, policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return prog
+	return compileWith(t, policy, fakeNames{})
 }
 
 func TestOwnerLoadErrors(t *testing.T) {

@@ -179,7 +179,7 @@ func TestHTTPHostLoad(t *testing.T) {
 		}
 	}
 	// tests: packets with http_host run through the real parser.
-	pol, err := policyload.Load("p.yaml", []byte(`version: 1
+	prog := mustCompile(t, `version: 1
 default: {input: accept}
 rules:
   - name: r
@@ -191,14 +191,7 @@ tests:
     rule: r
   - packet: {http_host: fine.example, state: established}
     expect: accept
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := policies.Compile(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	res := policytest.Run(prog)
 	if len(res) != 2 {
 		t.Fatalf("%d test results, want 2", len(res))

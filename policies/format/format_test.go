@@ -7,23 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fwagent/fwagent/internal/testing/examplepolicy"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/fwagent/fwagent/policies/policytest"
 )
-
-func examples(t *testing.T) []string {
-	t.Helper()
-	files, err := filepath.Glob("../examples/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = append(files, "../examples/testdata/every-key.yaml")
-	if len(files) < 7 {
-		t.Fatalf("only %d examples", len(files))
-	}
-	return files
-}
 
 // commentLines counts the '#' comments of a file the plain way, apart from
 // the lexer Format checks itself with.
@@ -40,7 +28,7 @@ func commentLines(s string) []string {
 // TestExamples: formatting every example is idempotent, keeps every
 // comment, and gives a policy that loads and passes its own tests.
 func TestExamples(t *testing.T) {
-	for _, f := range examples(t) {
+	for _, f := range examplepolicy.Paths(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			src, err := os.ReadFile(f)
 			if err != nil {

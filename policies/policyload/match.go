@@ -47,15 +47,11 @@ func famName(f uint8) string {
 }
 
 func (l *loader) match(r *policies.Rule, n *yaml.Node, hookNode *yaml.Node) *policies.Error {
-	fields, err := l.mapping(n, "match", matchKeys)
-	if err != nil && fields == nil {
-		return err
-	}
 	// Each bad field is reported; family and proto, which others depend
 	// on, stop the match at their first error.
-	var errs []*policies.Error
+	fields, errs, err := l.itemFields(n, "match", matchKeys)
 	if err != nil {
-		errs = append(errs, err)
+		return err
 	}
 	m := &r.Match
 	val := map[string]*yaml.Node{}
@@ -504,13 +500,9 @@ func (l *loader) states(m *policies.Match, n *yaml.Node) *policies.Error {
 		return err
 	}
 	for _, it := range items {
-		s, err := l.scalar(it, "state")
+		st, s, err := l.stateName(it, ": use new, established, related or invalid")
 		if err != nil {
 			return err
-		}
-		st, ok := stateNames[s]
-		if !ok {
-			return l.errorf(it, "unknown state %q: use new, established, related or invalid%s", s, quotedDidYouMean(s, keys(stateNames)))
 		}
 		if m.States&(1<<st) != 0 {
 			return l.errorf(it, "state %s listed twice", s)
@@ -518,6 +510,20 @@ func (l *loader) states(m *policies.Match, n *yaml.Node) *policies.Error {
 		m.States |= 1 << st
 	}
 	return nil
+}
+
+// stateName reads one flow state name, returning the state and the text;
+// use follows `unknown state "x"` in the error.
+func (l *loader) stateName(n *yaml.Node, use string) (nf.State, string, *policies.Error) {
+	s, err := l.scalar(n, "state")
+	if err != nil {
+		return 0, "", err
+	}
+	st, ok := stateNames[s]
+	if !ok {
+		return 0, s, l.errorf(n, "unknown state %q%s%s", s, use, quotedDidYouMean(s, keys(stateNames)))
+	}
+	return st, s, nil
 }
 
 // parseTCPFlags reads pf-style "S/SA": of the flags after '/', exactly those

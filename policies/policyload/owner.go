@@ -27,11 +27,7 @@ func (hostNames) LookupUser(name string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	v, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return 0, fmt.Errorf("user %s has a non-numeric uid %q", name, u.Uid)
-	}
-	return uint32(v), nil
+	return numericID("user", name, "uid", u.Uid)
 }
 
 func (hostNames) LookupGroup(name string) (uint32, error) {
@@ -39,9 +35,14 @@ func (hostNames) LookupGroup(name string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	v, err := strconv.ParseUint(g.Gid, 10, 32)
+	return numericID("group", name, "gid", g.Gid)
+}
+
+// numericID is the id the user database gave for the user or group name.
+func numericID(what, name, field, id string) (uint32, error) {
+	v, err := strconv.ParseUint(id, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("group %s has a non-numeric gid %q", name, g.Gid)
+		return 0, fmt.Errorf("%s %s has a non-numeric %s %q", what, name, field, id)
 	}
 	return uint32(v), nil
 }

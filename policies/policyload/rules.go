@@ -55,10 +55,10 @@ func loadItems[T any](l *loader, n *yaml.Node, section string, load func(*yaml.N
 	return out
 }
 
-// itemFields reads the mapping of one rule or test. A mapping with unknown
-// keys still yields its good fields, its error first in errs, so that each
-// bad field of the item is reported too; err is set only when the item is
-// no mapping at all.
+// itemFields reads the mapping of one item (a rule, a test, a match, a test
+// packet). A mapping with unknown keys still yields its good fields, its
+// error first in errs, so that each bad field of the item is reported too;
+// err is set only when the item is no mapping at all.
 func (l *loader) itemFields(n *yaml.Node, what string, keys []string) (fields []field, errs []*policies.Error, err *policies.Error) {
 	fields, err = l.mapping(n, what, keys)
 	if err != nil && fields == nil {
@@ -225,13 +225,9 @@ func (l *loader) hooks(n *yaml.Node) (uint8, *policies.Error) {
 	}
 	var mask uint8
 	for _, it := range items {
-		s, err := l.scalar(it, "hook")
+		h, s, err := l.hookName(it)
 		if err != nil {
 			return 0, err
-		}
-		h, ok := nf.ParseHook(s)
-		if !ok {
-			return 0, l.errorf(it, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
 		}
 		if mask&(1<<h) != 0 {
 			return 0, l.errorf(it, "hook %s listed twice", s)
@@ -239,6 +235,19 @@ func (l *loader) hooks(n *yaml.Node) (uint8, *policies.Error) {
 		mask |= 1 << h
 	}
 	return mask, nil
+}
+
+// hookName reads one hook name, returning the hook and the text.
+func (l *loader) hookName(n *yaml.Node) (nf.Hook, string, *policies.Error) {
+	s, err := l.scalar(n, "hook")
+	if err != nil {
+		return 0, "", err
+	}
+	h, ok := nf.ParseHook(s)
+	if !ok {
+		return 0, s, l.errorf(n, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
+	}
+	return h, s, nil
 }
 
 func (l *loader) ruleLog(r *policies.Rule, n *yaml.Node) *policies.Error {

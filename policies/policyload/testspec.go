@@ -105,14 +105,10 @@ type testPacketSeen struct {
 }
 
 func (l *loader) testPacket(tp *policies.TestPacket, n *yaml.Node) *policies.Error {
-	fields, err := l.mapping(n, "test packet", testPacketKeys)
-	if err != nil && fields == nil {
-		return err
-	}
 	// Each bad field is reported; the checks across fields need them all.
-	var errs []*policies.Error
+	fields, errs, err := l.itemFields(n, "test packet", testPacketKeys)
 	if err != nil {
-		errs = append(errs, err)
+		return err
 	}
 	tp.Hook = nf.HookInput
 	tp.State = nf.StateNew
@@ -152,13 +148,9 @@ func (l *loader) testPacketField(tp *policies.TestPacket, seen *testPacketSeen, 
 	v := f.val
 	switch f.name {
 	case "hook":
-		s, err := l.scalar(v, "hook")
+		h, _, err := l.hookName(v)
 		if err != nil {
 			return err
-		}
-		h, ok := nf.ParseHook(s)
-		if !ok {
-			return l.errorf(v, "unknown hook %q: use input, forward or output%s", s, quotedDidYouMean(s, []string{"input", "forward", "output"}))
 		}
 		tp.Hook = h
 	case "proto":
@@ -231,13 +223,9 @@ func (l *loader) testPacketContent(tp *policies.TestPacket, seen *testPacketSeen
 	v := f.val
 	switch f.name {
 	case "state":
-		s, err := l.scalar(v, "state")
+		st, _, err := l.stateName(v, "")
 		if err != nil {
 			return err
-		}
-		st, ok := stateNames[s]
-		if !ok {
-			return l.errorf(v, "unknown state %q%s", s, quotedDidYouMean(s, keys(stateNames)))
 		}
 		tp.State = st
 	case "tcp_flags":

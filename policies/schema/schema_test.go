@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fwagent/fwagent/internal/testing/examplepolicy"
 	"github.com/fwagent/fwagent/policies/policyload"
 )
 
@@ -177,23 +177,10 @@ func toJSON(n *yaml.Node) (any, error) {
 	return n.Tag + " " + n.Value, nil
 }
 
-func examples(t *testing.T) []string {
-	t.Helper()
-	files, err := filepath.Glob("../examples/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = append(files, "../examples/testdata/every-key.yaml")
-	if len(files) < 7 {
-		t.Fatalf("only %d examples", len(files))
-	}
-	return files
-}
-
 // TestExamplesValidate: every shipped example validates.
 func TestExamplesValidate(t *testing.T) {
 	sch := compile(t)
-	for _, f := range examples(t) {
+	for _, f := range examplepolicy.Paths(t) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -233,7 +220,7 @@ func formatMaps(root *yaml.Node) []*yaml.Node {
 func TestUnknownKeyFails(t *testing.T) {
 	sch := compile(t)
 	tried := 0
-	for _, f := range examples(t) {
+	for _, f := range examplepolicy.Paths(t) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
