@@ -45,38 +45,37 @@ func benchPacket() *packet.Packet {
 
 func BenchmarkDecide(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
-		pol, err := policyload.Load("gen.yaml", []byte(genPolicy(n)), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		prog, err := policies.Compile(pol)
-		if err != nil {
-			b.Fatal(err)
-		}
+		prog := mustCompile(b, genPolicy(n))
 		in := &policies.Input{Pkt: benchPacket(), Hook: nf.HookInput, State: nf.StateNew}
-		if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
-			b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
-		}
-		b.Run(fmt.Sprintf("rules=%d/last", n), func(b *testing.B) {
-			b.ReportAllocs()
-			cpu := startThreadCPU()
-			for b.Loop() {
-				prog.Decide(in)
-			}
-			cpu.report(b)
-		})
+		decidedByLast(b, prog, in)
+		benchDecide(b, fmt.Sprintf("rules=%d/last", n), prog, in)
 		miss := &policies.Input{Pkt: benchPacket(), Hook: nf.HookInput, State: nf.StateNew}
 		miss.Pkt.Src = netip.MustParseAddr("10.1.1.77")
 		miss.Pkt.DstPort = 3
-		b.Run(fmt.Sprintf("rules=%d/default", n), func(b *testing.B) {
-			b.ReportAllocs()
-			cpu := startThreadCPU()
-			for b.Loop() {
-				prog.Decide(miss)
-			}
-			cpu.report(b)
-		})
+		benchDecide(b, fmt.Sprintf("rules=%d/default", n), prog, miss)
 	}
+}
+
+// decidedByLast fails b unless the generated policy's rule "last" decides
+// in, so that a benchmark measures the walk through every rule.
+func decidedByLast(b *testing.B, prog *policies.Program, in *policies.Input) {
+	b.Helper()
+	if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
+		b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
+	}
+}
+
+// benchDecide runs Decide of in as the sub-benchmark name, with the
+// thread's CPU time beside wall time.
+func benchDecide(b *testing.B, name string, prog *policies.Program, in *policies.Input) {
+	b.Run(name, func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := startThreadCPU()
+		for b.Loop() {
+			prog.Decide(in)
+		}
+		cpu.report(b)
+	})
 }
 
 // threadCPU measures the CPU time of the benchmark's own thread, reported
@@ -107,17 +106,8 @@ func BenchmarkDecideSharedAddress(b *testing.B) {
 	for _, n := range []int{10, 10000} {
 		prog := mustCompile(b, genSharedPolicy(n))
 		in := &policies.Input{Pkt: benchPacket(), Hook: nf.HookInput}
-		if d := prog.Decide(in); prog.RuleName(d.Rule) != "last" {
-			b.Fatalf("benchmark packet decided by %s, want the last rule", prog.RuleName(d.Rule))
-		}
-		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			cpu := startThreadCPU()
-			for b.Loop() {
-				prog.Decide(in)
-			}
-			cpu.report(b)
-		})
+		decidedByLast(b, prog, in)
+		benchDecide(b, fmt.Sprintf("rules=%d", n), prog, in)
 	}
 }
 

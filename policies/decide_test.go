@@ -20,6 +20,11 @@ import (
 // head starts every test policy.
 const head = "version: 1\n"
 
+// load loads policy as p.yaml, without set files.
+func load(policy string) (*policies.Policy, error) {
+	return policyload.Load("p.yaml", []byte(policy), nil)
+}
+
 func mustCompile(t testing.TB, policy string) *policies.Program {
 	t.Helper()
 	return compileWith(t, policy, nil)
@@ -517,7 +522,7 @@ func TestDecideMatchesSpec(t *testing.T) {
 	for round := 0; round < 300; round++ {
 		nrules := 1 + rng.IntN(150)
 		text := randomPolicy(rng, nrules)
-		pol, err := policyload.Load("p.yaml", []byte(text), nil)
+		pol, err := load(text)
 		if err != nil {
 			continue // the generator can write impossible rules; the loader refuses them
 		}

@@ -135,14 +135,14 @@ rules:
 // TestOwnerHostNames resolves against the real user database: root is uid 0
 // and group 0 everywhere this agent runs.
 func TestOwnerHostNames(t *testing.T) {
-	pol, err := policyload.Load("p.yaml", []byte(head+"rules:\n  - name: a\n    match: {uid: root, gid: root}\n    action: accept\n"), nil)
+	pol, err := load(head + "rules:\n  - name: a\n    match: {uid: root, gid: root}\n    action: accept\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m := pol.Rules[0].Match; !m.UID.Matches(0) || m.UID.Matches(1) || !m.GID.Matches(0) {
 		t.Errorf("root resolved to %+v / %+v", m.UID, m.GID)
 	}
-	_, err = policyload.Load("p.yaml", []byte(head+"rules:\n  - name: a\n    match: {uid: no-such-user-fwagent}\n    action: accept\n"), nil)
+	_, err = load(head + "rules:\n  - name: a\n    match: {uid: no-such-user-fwagent}\n    action: accept\n")
 	if err == nil || !strings.HasPrefix(err.Error(), "p.yaml:4:18: unknown user") {
 		t.Errorf("unknown host user: %v", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/policies/policyload"
 )
 
 // TestDocumentedSemantics holds the answers docs/policy.md ("Exact
@@ -75,13 +74,13 @@ func TestDocumentedSemantics(t *testing.T) {
 // dport, and refused everywhere else rather than read as something else.
 func TestNegationOnlyWhereDocumented(t *testing.T) {
 	for _, m := range []string{`{src: "!1.2.3.4"}`, `{dst: "!1.2.3.0/24"}`, `{sport: "!1-1023"}`, `{dport: "!22"}`} {
-		if _, err := policyload.Load("p.yaml", []byte("version: 1\nrules:\n  - {name: r, match: "+m+", action: accept}\n"), nil); err != nil {
+		if _, err := load("version: 1\nrules:\n  - {name: r, match: " + m + ", action: accept}\n"); err != nil {
 			t.Errorf("%s: %v", m, err)
 		}
 	}
 	for _, m := range []string{`{proto: "!tcp"}`, `{family: "!ipv4"}`, `{state: "!new"}`, `{iif: "!eth0"}`, `{oif: "!eth0"}`,
 		`{tcp_flags: "!S"}`, `{icmp_type: "!echo-request"}`, `{length: "!100"}`, `{dns_qname: "!a.example"}`, `{tls_sni: "!a.example"}`} {
-		if _, err := policyload.Load("p.yaml", []byte("version: 1\nrules:\n  - {name: r, match: "+m+", action: accept}\n"), nil); err == nil {
+		if _, err := load("version: 1\nrules:\n  - {name: r, match: " + m + ", action: accept}\n"); err == nil {
 			t.Errorf("%s: loaded; negation is documented only for src, dst, sport and dport", m)
 		}
 	}

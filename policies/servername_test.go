@@ -9,7 +9,6 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/fwagent/fwagent/policies/policytest"
 )
 
@@ -120,7 +119,7 @@ func TestTLSSNIProtos(t *testing.T) {
 		{"{proto: icmp, tls_sni: a.example}", "tls_sni needs proto tcp or udp", false},
 		{"{tcp_flags: PA, tls_sni: a.example}", "", false},
 	} {
-		pol, err := policyload.Load("p.yaml", []byte(head+"    match: "+tt.match+"\n    action: drop\n"), nil)
+		pol, err := load(head + "    match: " + tt.match + "\n    action: drop\n")
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s: err %v, want %q", tt.match, err, tt.wantErr)
@@ -146,7 +145,7 @@ func TestTLSSNIProtos(t *testing.T) {
 
 func TestTestPacketTLSSNIProto(t *testing.T) {
 	head := "version: 1\ndefault: {input: accept, forward: accept, output: accept}\nrules: []\ntests:\n"
-	_, err := policyload.Load("p.yaml", []byte(head+"  - packet: {proto: icmp, tls_sni: a.example}\n    expect: accept\n"), nil)
+	_, err := load(head + "  - packet: {proto: icmp, tls_sni: a.example}\n    expect: accept\n")
 	if err == nil || !strings.Contains(err.Error(), "tls_sni but proto icmp") {
 		t.Fatalf("icmp test packet with tls_sni: %v", err)
 	}

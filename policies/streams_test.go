@@ -8,7 +8,6 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/policies"
-	"github.com/fwagent/fwagent/policies/policyload"
 	"github.com/fwagent/fwagent/policies/policytest"
 )
 
@@ -170,7 +169,7 @@ func TestHTTPHostLoad(t *testing.T) {
 		{"{http_host: [\"a b\"]}", "http_host"},
 		{"{http_host: [\"!a.example\"]}", "does not support negation"},
 	} {
-		_, err := policyload.Load("p.yaml", []byte("version: 1\nrules:\n  - name: r\n    match: "+tt.match+"\n    action: drop\n"), nil)
+		_, err := load("version: 1\nrules:\n  - name: r\n    match: " + tt.match + "\n    action: drop\n")
 		switch {
 		case tt.err == "" && err != nil:
 			t.Errorf("%s: %v", tt.match, err)

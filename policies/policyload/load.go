@@ -459,15 +459,8 @@ func (l *loader) action(n *yaml.Node, what string, allowReject bool) (policies.A
 	if err != nil {
 		return 0, err
 	}
-	switch v {
-	case "accept":
-		return policies.ActionAccept, nil
-	case "drop":
-		return policies.ActionDrop, nil
-	case "reject":
-		if allowReject {
-			return policies.ActionReject, nil
-		}
+	if a, ok := actionNames[v]; ok && (allowReject || a != policies.ActionReject) {
+		return a, nil
 	}
 	valid := []string{"accept", "drop", "reject"}
 	if !allowReject {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/policies"
 )
 
 // protoNames are the protocol names a policy may use.
@@ -74,6 +75,18 @@ var icmp6Names = map[string]uint8{
 	"ind-neighbor-solicit":    141,
 	"ind-neighbor-advert":     142,
 	"mld2-listener-report":    143,
+}
+
+var limitPerNames = map[string]policies.LimitPer{
+	"src":  policies.LimitSrc,
+	"dst":  policies.LimitDst,
+	"flow": policies.LimitFlow,
+}
+
+var actionNames = map[string]policies.Action{
+	"accept": policies.ActionAccept,
+	"drop":   policies.ActionDrop,
+	"reject": policies.ActionReject,
 }
 
 var stateNames = map[string]nf.State{

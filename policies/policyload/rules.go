@@ -332,16 +332,11 @@ func (l *loader) limit(n *yaml.Node) (*policies.Limit, *policies.Error) {
 			if err != nil {
 				return nil, err
 			}
-			switch s {
-			case "src":
-				lim.Per = policies.LimitSrc
-			case "dst":
-				lim.Per = policies.LimitDst
-			case "flow":
-				lim.Per = policies.LimitFlow
-			default:
+			per, ok := limitPerNames[s]
+			if !ok {
 				return nil, l.errorf(f.val, "limit per must be src, dst or flow, got %q%s", s, quotedDidYouMean(s, []string{"src", "dst", "flow"}))
 			}
+			lim.Per = per
 		case "over":
 			b, err := l.boolean(f.val, "limit over")
 			if err != nil {
