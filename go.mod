@@ -21,10 +21,23 @@ require (
 	github.com/google/nftables v0.3.0
 )
 
+// Two YAML libraries, both only in policies/policyload and policies/format
+// (the engine imports neither). yaml.v3 decodes the policy into a node tree
+// with line and column, and keeps comments and styles for `fwagent fmt`;
+// its syntax errors carry only a line, often an earlier one than the
+// fault, so goccy re-parses a policy that does not parse and gives the
+// column (and `fwagent fmt` checks with goccy's lexer, an independent
+// reader, that it kept every comment). goccy alone would accept an alias to a missing anchor (an
+// unquoted `*.example`) that must be an error, change every syntax
+// message, and need a new formatter.
+require (
+	github.com/goccy/go-yaml v1.19.2
+	go.yaml.in/yaml/v3 v3.0.6
+)
+
 require (
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/gaissmai/bart v0.30.0
-	github.com/goccy/go-yaml v1.19.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
@@ -34,7 +47,6 @@ require (
 	github.com/spf13/pflag v1.0.9
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
-	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/net v0.59.0
 	golang.org/x/sys v0.48.0
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
