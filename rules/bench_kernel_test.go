@@ -19,65 +19,51 @@ func benchConns(b *testing.B, ns *testNS) map[string]*nftables.Conn {
 	return map[string]*nftables.Conn{"per-op": ns.conn(b), "lasting": lasting}
 }
 
-// BenchmarkSetGeneration is the kernel cost of a policy reload: one
-// transaction replacing the two offload rules in each of three chains.
-func BenchmarkSetGeneration(b *testing.B) {
+// benchEachConn runs op in a loop over each kind of connection, on a table
+// of three chains installed first (install false: op installs it).
+func benchEachConn(b *testing.B, install bool, op func(c *nftables.Conn, cfg Config, tbl *Table) error) {
 	ns := newTestNS(b)
 	cfg := DefaultConfig()
 	cfg.Hooks, cfg.QueueKind = allHooks, QueueXT
 	for name, c := range benchConns(b, ns) {
 		b.Run(name, func(b *testing.B) {
-			tbl, err := Install(c, cfg)
-			if err != nil {
-				b.Fatal(err)
+			var tbl *Table
+			if install {
+				var err error
+				if tbl, err = Install(c, cfg); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ReportAllocs()
-			gen := uint32(0)
 			for b.Loop() {
-				gen++
-				if err := tbl.SetGeneration(gen); err != nil {
+				if err := op(c, cfg, tbl); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 	}
+}
+
+// BenchmarkSetGeneration is the kernel cost of a policy reload: one
+// transaction replacing the two offload rules in each of three chains.
+func BenchmarkSetGeneration(b *testing.B) {
+	gen := uint32(0)
+	benchEachConn(b, true, func(_ *nftables.Conn, _ Config, tbl *Table) error {
+		gen++
+		return tbl.SetGeneration(gen)
+	})
 }
 
 // BenchmarkInstall is the cost of building the table (three chains) over an
 // existing one, as at agent start.
 func BenchmarkInstall(b *testing.B) {
-	ns := newTestNS(b)
-	cfg := DefaultConfig()
-	cfg.Hooks, cfg.QueueKind = allHooks, QueueXT
-	for name, c := range benchConns(b, ns) {
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := Install(c, cfg); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	benchEachConn(b, false, func(c *nftables.Conn, cfg Config, _ *Table) error {
+		_, err := Install(c, cfg)
+		return err
+	})
 }
 
 // BenchmarkVerify is the cost of one Guard tick on a healthy table.
 func BenchmarkVerify(b *testing.B) {
-	ns := newTestNS(b)
-	cfg := DefaultConfig()
-	cfg.Hooks, cfg.QueueKind = allHooks, QueueXT
-	for name, c := range benchConns(b, ns) {
-		b.Run(name, func(b *testing.B) {
-			tbl, err := Install(c, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := tbl.Verify(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	benchEachConn(b, true, func(_ *nftables.Conn, _ Config, tbl *Table) error { return tbl.Verify() })
 }

@@ -357,28 +357,24 @@ func (s maskedCmp) text() string {
 // markSet is `meta mark set meta mark & keep | set`.
 type markSet struct{ keep, set uint32 }
 
-func (s markSet) exprs() []expr.Any {
-	return []expr.Any{
-		keyMeta.load(),
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.keep), Xor: u32(s.set)},
-		keyMeta.store(),
-	}
-}
-
-func (s markSet) text() string { return bitwiseSetText(keyMeta, s.keep, s.set) }
+func (s markSet) exprs() []expr.Any { return bitwiseSet(keyMeta, s.keep, s.set) }
+func (s markSet) text() string      { return bitwiseSetText(keyMeta, s.keep, s.set) }
 
 // ctMarkSet is `ct mark set ct mark & keep | set`.
 type ctMarkSet struct{ keep, set uint32 }
 
-func (s ctMarkSet) exprs() []expr.Any {
+func (s ctMarkSet) exprs() []expr.Any { return bitwiseSet(keyCt, s.keep, s.set) }
+func (s ctMarkSet) text() string      { return bitwiseSetText(keyCt, s.keep, s.set) }
+
+// bitwiseSet loads the mark k, keeps the bits of keep, sets those of set
+// and stores it back.
+func bitwiseSet(k markKey, keep, set uint32) []expr.Any {
 	return []expr.Any{
-		keyCt.load(),
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(s.keep), Xor: u32(s.set)},
-		keyCt.store(),
+		k.load(),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(keep), Xor: u32(set)},
+		k.store(),
 	}
 }
-
-func (s ctMarkSet) text() string { return bitwiseSetText(keyCt, s.keep, s.set) }
 
 // bitwiseSetText writes a read-modify-write of a mark the way nft parses it
 // into exactly one bitwise expression. The bits in set are always inside
