@@ -477,17 +477,19 @@ func (h *harness) readNetFile(name string) ([]byte, error) {
 
 // snapshot is the counters read before and after a run.
 type snapshot struct {
-	handlerCPU float64
-	cpu1       float64
-	queue      queueCounters
-	sinkDrops  uint64
-	backlog    uint64
+	handlerCPU    float64
+	cpu1          float64
+	senderSoftirq float64
+	queue         queueCounters
+	sinkDrops     uint64
+	backlog       uint64
 }
 
 func (h *harness) snap(hd *handler) snapshot {
 	s := snapshot{handlerCPU: hd.cpu()}
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		s.cpu1, _ = parseCPUBusy(b, h.opt.firewallCPU)
+		s.senderSoftirq, _ = parseCPUSoftirq(b, h.opt.senderCPU)
 	}
 	if b, err := h.readNetFile("netfilter/nfnetlink_queue"); err == nil {
 		s.queue, _ = parseNfqueue(b)
@@ -621,6 +623,9 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 		m := float64(got.Packets) / 1e6
 		pt.HandlerCPUPerMpkt = pt.HandlerCPUSec / m
 		pt.CPU1PerMpkt = pt.CPU1BusySec / m
+	}
+	if sent.Sent > 0 {
+		pt.SenderSoftirqNsPerPkt = (after.senderSoftirq - before.senderSoftirq) / float64(sent.Sent) * 1e9
 	}
 	pt.Queue = after.queue.sub(before.queue)
 	pt.SinkDrops = after.sinkDrops - before.sinkDrops

@@ -41,28 +41,39 @@ func parseProcStatCPU(b []byte) (float64, error) {
 // parseCPUBusy returns the busy seconds (everything but idle and iowait) of
 // the line "cpuN" in the contents of /proc/stat.
 func parseCPUBusy(b []byte, cpu int) (float64, error) {
+	// user nice system idle iowait irq softirq steal guest guest_nice;
+	// guest time is already counted in user.
+	return sumCPUFields(b, cpu, func(j int) bool { return j != 3 && j != 4 && j != 8 && j != 9 })
+}
+
+// parseCPUSoftirq returns the softirq seconds of the line "cpuN": on the
+// sender's core, the veth receive path the kernel runs for each packet
+// sent, netfilter included.
+func parseCPUSoftirq(b []byte, cpu int) (float64, error) {
+	return sumCPUFields(b, cpu, func(j int) bool { return j == 6 })
+}
+
+// sumCPUFields sums the fields j (0: user) of the line "cpuN" for which
+// take holds, in seconds.
+func sumCPUFields(b []byte, cpu int, take func(j int) bool) (float64, error) {
 	want := "cpu" + strconv.Itoa(cpu)
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) < 6 || f[0] != want {
+		if len(f) < 8 || f[0] != want {
 			continue
 		}
-		var busy uint64
+		var sum uint64
 		for j, s := range f[1:] {
 			v, err := strconv.ParseUint(s, 10, 64)
 			if err != nil {
 				return 0, fmt.Errorf("e2e: /proc/stat %s field %d: %w", want, j+1, err)
 			}
-			// user nice system idle iowait irq softirq steal guest guest_nice;
-			// guest time is already counted in user.
-			switch j {
-			case 3, 4, 8, 9:
-			default:
-				busy += v
+			if take(j) {
+				sum += v
 			}
 		}
-		return float64(busy) / clockTicks, nil
+		return float64(sum) / clockTicks, nil
 	}
 	return 0, fmt.Errorf("e2e: /proc/stat: no line %s", want)
 }

@@ -46,6 +46,9 @@ func TestParseCPUBusy(t *testing.T) {
 			t.Errorf("cpu%d: got %v, %v; want %v ok=%v", tt.cpu, got, err, tt.want, tt.ok)
 		}
 	}
+	if got, err := parseCPUSoftirq([]byte(stat), 1); err != nil || got != 0.95 {
+		t.Errorf("cpu1 softirq: got %v, %v; want 0.95", got, err)
+	}
 }
 
 func TestParseNfqueue(t *testing.T) {

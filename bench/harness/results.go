@@ -26,6 +26,11 @@ type UDPPoint struct {
 	// softirq, anything else) per million delivered packets.
 	CPU1BusySec float64 `json:"cpu1_busy_s"`
 	CPU1PerMpkt float64 `json:"cpu1_s_per_mpkt"`
+	// SenderSoftirqNsPerPkt is the sender core's softirq time per packet
+	// sent: veth runs the receiver's input path, netfilter included, there.
+	// A table's cost shows in it undisturbed by whatever else takes the
+	// core, which moves the packet rates.
+	SenderSoftirqNsPerPkt float64 `json:"sender_softirq_ns_per_pkt"`
 	// Queue is what the kernel dropped at the queue; SinkDrops what the
 	// sink's own socket buffer dropped. Together they explain the loss.
 	Queue     queueCounters `json:"queue"`
