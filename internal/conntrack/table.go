@@ -246,83 +246,39 @@ func (t *Table) prepare(p *packet.Packet, la *Lookahead) kind {
 	return la.kd
 }
 
-// track is TrackAt with the work Prefetch did, if it ran, kept in la.
+// track is TrackAt with the work Prefetch did, if it ran, kept in la. The
+// per-packet path of a known flow stays here; packets without a flow, new
+// flows and unusual TCP segments go to their own functions.
 func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstablished bool, now int64) Result {
 	if la.kd == kindUnclassified {
 		t.prepare(p, la)
 	}
-	switch la.kd {
-	case kindInvalid:
-		t.untrackable.Add(1)
-		return answer(nf.StateInvalid)
-	case kindUntracked:
-		return answer(nf.StateNew)
-	case kindRelated:
-		return t.related(p, now)
+	if la.kd != kindFlow {
+		return t.notFlow(p, la.kd, now)
 	}
 	k, h, fromB := &la.k, la.h, la.fromB
 	si := uint32(h >> t.shardShift)
 	s := &t.shards[si]
 	s.mu.Lock()
 	pos, idx, ok := s.find(k, h)
-	if ok && s.entry(idx).deadline <= now {
-		// Expired but not yet swept: reclaim it here.
-		t.removeAt(s, pos, idx)
-		s.expired++
-		ok = false
-		pos, _, _ = s.find(k, h)
-	}
-	var e *entry
-	if ok {
-		e = s.entry(idx)
-	} else {
-		tcp, create, st := firstPacket(k, p, kernelEstablished)
-		if !create {
-			if st == nf.StateInvalid {
-				s.invalid++
-			}
+	if !ok || s.entry(idx).deadline <= now {
+		var st nf.State
+		if idx, st, ok = t.start(s, la, p, pos, idx, ok, kernelEstablished, now); !ok {
 			s.mu.Unlock()
 			return answer(st)
 		}
-		if idx, ok = t.insert(s, k, h, pos, now); !ok {
-			// The table is full and no flow could be evicted without
-			// waiting for another shard: answer without tracking.
-			s.mu.Unlock()
-			return answer(st)
-		}
-		e = s.entry(idx)
-		e.tcp = tcp
-		if fromB && !isEcho(k.proto()) {
-			e.flags |= fOrigIsB
-		}
-		if kernelEstablished {
-			e.flags |= fSeenReply
-		}
 	}
+	e := s.entry(idx)
 	dir := 0
 	if fromB != (e.flags&fOrigIsB != 0) {
 		dir = 1
 	}
 	if k.proto() == packet.ProtoTCP {
-		switch tcpStep(e, p, dir) {
-		case stepReopen:
-			t.reopen(s, e, fromB)
-			dir = 0
-			if kernelEstablished {
-				e.flags |= fSeenReply
-			}
-		case stepInvalid:
-			if !kernelEstablished {
-				s.invalid++
+		if got := tcpStep(e, p, dir); got != stepOK {
+			if dir, ok = t.unusualStep(s, e, got, dir, fromB, kernelEstablished); !ok {
 				s.mu.Unlock()
 				return Result{Status: Status{State: nf.StateInvalid, Reply: dir == 1}}
 			}
-			// The kernel, which tracks sequence windows, calls this packet
-			// established: believe it and resynchronise.
-			if e.tcp < TCPEstablished {
-				e.tcp = TCPEstablished
-			}
-			e.flags |= fSeenReply
 		}
 	}
 	// The kernel saw a reply the table may never see (with only input
@@ -347,6 +303,80 @@ func (t *Table) track(p *packet.Packet, la *Lookahead, length int, kernelEstabli
 	}
 	s.mu.Unlock()
 	return r
+}
+
+// notFlow answers a packet of kind kd, which belongs to no flow of its own.
+func (t *Table) notFlow(p *packet.Packet, kd kind, now int64) Result {
+	switch kd {
+	case kindInvalid:
+		t.untrackable.Add(1)
+		return answer(nf.StateInvalid)
+	case kindRelated:
+		return t.related(p, now)
+	}
+	return answer(nf.StateNew) // kindUntracked
+}
+
+// start begins the flow of la's key in s, whose lock the caller holds: the
+// key was not found at pos, or found at idx (found) but expired and not yet
+// swept, which start reclaims first. It returns the new flow's index, or
+// false and the state to answer without one.
+func (t *Table) start(s *shard, la *Lookahead, p *packet.Packet, pos uint64, idx uint32, found, kernelEstablished bool, now int64) (uint32, nf.State, bool) {
+	k, h := &la.k, la.h
+	if found {
+		t.removeAt(s, pos, idx)
+		s.expired++
+		pos, _, _ = s.find(k, h)
+	}
+	tcp, create, st := firstPacket(k, p, kernelEstablished)
+	if !create {
+		if st == nf.StateInvalid {
+			s.invalid++
+		}
+		return 0, st, false
+	}
+	idx, ok := t.insert(s, k, h, pos, now)
+	if !ok {
+		// The table is full and no flow could be evicted without waiting
+		// for another shard: answer without tracking.
+		return 0, st, false
+	}
+	e := s.entry(idx)
+	e.tcp = tcp
+	if la.fromB && !isEcho(k.proto()) {
+		e.flags |= fOrigIsB
+	}
+	if kernelEstablished {
+		e.flags |= fSeenReply
+	}
+	return idx, st, true
+}
+
+// unusualStep handles the TCP segment of e, from direction dir, that tcpStep
+// did not accept as it is (st is not stepOK), in s, whose lock the caller
+// holds. It returns the segment's direction after it, and false if the
+// segment is invalid.
+func (t *Table) unusualStep(s *shard, e *entry, st step, dir int, fromB, kernelEstablished bool) (int, bool) {
+	switch st {
+	case stepReopen:
+		t.reopen(s, e, fromB)
+		if kernelEstablished {
+			e.flags |= fSeenReply
+		}
+		return 0, true
+	case stepInvalid:
+		if !kernelEstablished {
+			s.invalid++
+			return dir, false
+		}
+		// The kernel, which tracks sequence windows, calls this packet
+		// established: believe it and resynchronise.
+		if e.tcp < TCPEstablished {
+			e.tcp = TCPEstablished
+		}
+		e.flags |= fSeenReply
+	}
+	return dir, true
 }
 
 func isEcho(proto uint8) bool { return proto == packet.ProtoICMP || proto == packet.ProtoICMPv6 }
