@@ -320,6 +320,10 @@ func TestReaderBindUnderLoad(t *testing.T) {
 			default:
 			}
 			sc.Write([]byte{1, 2, 3})
+			// Paced, so that the receiver (slow under -race) never
+			// overflows its socket buffer: a packet lost there is not one
+			// the reader failed to answer.
+			time.Sleep(20 * time.Microsecond)
 		}
 	}()
 	var cnt Counters
