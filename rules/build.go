@@ -391,12 +391,7 @@ func bitwiseSetText(k markKey, keep, set uint32) string {
 
 type l4proto uint8
 
-func (p l4proto) exprs() []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Register: 1, Key: expr.MetaKeyL4PROTO},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(p)}},
-	}
-}
+func (p l4proto) exprs() []expr.Any { return metaEq(expr.MetaKeyL4PROTO, []byte{byte(p)}) }
 
 func (p l4proto) text() string {
 	switch p {
@@ -433,12 +428,7 @@ type ifIndex struct {
 	index uint32
 }
 
-func (s ifIndex) exprs() []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Register: 1, Key: s.key},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: u32(s.index)},
-	}
-}
+func (s ifIndex) exprs() []expr.Any { return metaEq(s.key, u32(s.index)) }
 
 func (s ifIndex) text() string {
 	name := "iif"

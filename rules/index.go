@@ -83,7 +83,7 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 	if scratch == 0 {
 		return nil, false
 	}
-	pos := newPosField(scratch)
+	ix := &indexLayout{pos: newPosField(scratch), mainName: mainName, out: out, leaf: map[string]string{}}
 	// Rules at the top that test nothing an index can use (the malformed
 	// guards) stay inline, before the index.
 	var top []rule
@@ -91,82 +91,107 @@ func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLa
 		top = append(top, rs[0].rule(q))
 		rs = rs[1:]
 	}
-	if len(rs) == 0 || len(rs) > pos.max() {
+	if len(rs) == 0 || len(rs) > ix.pos.max() {
 		return nil, false
 	}
+	ix.rs = rs
 	groups, wild := fileRules(rs)
-	name := func() string { return fmt.Sprintf("%s_%d", mainName, len(out.blocks)) }
-	acts := actionChains(rs, q, pos, name, out)
-	// candidate is rule i in a chain reached by a lookup on field (none for
-	// the wild chain). The lookup already tested the rule's values there: a
-	// key or interval of the map stands for a rule only when the rule's
-	// values hold all of it.
-	// In the chains of the first lookup no position is set yet, so there
-	// the candidate need not compare with it.
-	candidate := func(i int, field *payloadField, first bool) rule {
-		r := rs[i]
-		var stmts []stmt
-		if !first {
-			stmts = append(stmts, posBefore{mask: pos.mask, value: pos.at(i)})
-		}
-		stmts = append(stmts, withoutTest(r.match, field)...)
-		stmts = append(stmts, markSet{keep: ^pos.mask, set: pos.at(i)}, verdict(expr.VerdictReturn))
-		return rule{name: r.comment, stmts: stmts}
-	}
-	main := append(top, rule{RuleIndexStart, []stmt{markSet{keep: ^pos.mask, set: pos.none()}}})
-	entries := 0
-	leaf := map[string]string{} // candidate chain of each field and rule list
-	lookups := 0
+	acts := actionChains(rs, q, ix.pos, ix.name, out)
+	main := append(top, rule{RuleIndexStart, []stmt{markSet{keep: ^ix.pos.mask, set: ix.pos.none()}}})
 	for _, g := range groups {
-		var stmts []stmt
-		if _, ok := addrKeyType(g.f.field); ok {
-			fam := nfproto(unix.NFPROTO_IPV4)
-			if g.f.kt == nftables.TypeIP6Addr {
-				fam = unix.NFPROTO_IPV6
-			}
-			stmts = append(stmts, fam)
-		}
-		for _, l := range g.lookups() {
-			vm := l.vm
-			first := lookups == 0
-			lookups++
-			for k := range vm.elems {
-				key := fmt.Sprintf("%s:%t:%s", g.f.field.name, first, listKey(l.lists[k]))
-				c, ok := leaf[key]
-				if !ok {
-					c = name()
-					leaf[key] = c
-					b := blockChain{name: c}
-					for _, i := range l.lists[k] {
-						b.rules = append(b.rules, candidate(i, &g.f.field, first))
-					}
-					entries += len(l.lists[k])
-					out.blocks = append(out.blocks, b)
-				}
-				vm.elems[k].chain = c
-			}
-			main = append(main, rule{RuleIndex, append(slices.Clip(stmts), vm)})
-		}
-		if entries > maxIndexEntries {
+		main = append(main, ix.lookupRules(g)...)
+		if ix.entries > maxIndexEntries {
 			return nil, false
 		}
 	}
 	if len(wild) > 0 {
-		c := name()
-		b := blockChain{name: c}
-		for _, i := range wild {
-			b.rules = append(b.rules, candidate(i, nil, lookups == 0))
-		}
-		out.blocks = append(out.blocks, b)
-		main = append(main, rule{RuleIndex, []stmt{jumpStmt(c)}})
+		main = append(main, ix.wildRule(wild))
 	}
-	pick := pickVmap(pos.mask)
+	pick := pickVmap(ix.pos.mask)
 	for i, act := range acts {
-		k := u32(pos.at(i))
+		k := u32(ix.pos.at(i))
 		pick.elems = append(pick.elems, vmapElem{lo: k, hi: k, chain: act})
 	}
-	main = append(main, rule{RuleIndexPick, []stmt{pick}}, rule{RuleIndexEnd, []stmt{markSet{keep: ^pos.mask}}})
+	main = append(main, rule{RuleIndexPick, []stmt{pick}}, rule{RuleIndexEnd, []stmt{markSet{keep: ^ix.pos.mask}}})
 	return main, true
+}
+
+// indexLayout is an index being laid out: its rules, the chains added so
+// far and the candidate chains it can share.
+type indexLayout struct {
+	rs       []planRule
+	pos      posField
+	mainName string
+	out      *chainLayout
+	leaf     map[string]string // candidate chain of each field and rule list
+	entries  int               // candidate rules in all
+	lookups  int               // lookups laid out so far
+}
+
+// name is the name of the next chain added to out.
+func (ix *indexLayout) name() string { return fmt.Sprintf("%s_%d", ix.mainName, len(ix.out.blocks)) }
+
+// candidate is rule i in a chain reached by a lookup on field (none for
+// the wild chain). The lookup already tested the rule's values there: a
+// key or interval of the map stands for a rule only when the rule's
+// values hold all of it. In the chains of the first lookup no position is
+// set yet, so there the candidate need not compare with it.
+func (ix *indexLayout) candidate(i int, field *payloadField, first bool) rule {
+	r := ix.rs[i]
+	var stmts []stmt
+	if !first {
+		stmts = append(stmts, posBefore{mask: ix.pos.mask, value: ix.pos.at(i)})
+	}
+	stmts = append(stmts, withoutTest(r.match, field)...)
+	stmts = append(stmts, markSet{keep: ^ix.pos.mask, set: ix.pos.at(i)}, verdict(expr.VerdictReturn))
+	return rule{name: r.comment, stmts: stmts}
+}
+
+// lookupRules are the main chain's lookups of group g, each element
+// jumping to the chain of its rules' candidates (shared by equal lists).
+func (ix *indexLayout) lookupRules(g *indexGroup) []rule {
+	var stmts []stmt
+	if _, ok := addrKeyType(g.f.field); ok {
+		fam := nfproto(unix.NFPROTO_IPV4)
+		if g.f.kt == nftables.TypeIP6Addr {
+			fam = unix.NFPROTO_IPV6
+		}
+		stmts = append(stmts, fam)
+	}
+	var main []rule
+	for _, l := range g.lookups() {
+		vm := l.vm
+		first := ix.lookups == 0
+		ix.lookups++
+		for k := range vm.elems {
+			key := fmt.Sprintf("%s:%t:%s", g.f.field.name, first, listKey(l.lists[k]))
+			c, ok := ix.leaf[key]
+			if !ok {
+				c = ix.name()
+				ix.leaf[key] = c
+				b := blockChain{name: c}
+				for _, i := range l.lists[k] {
+					b.rules = append(b.rules, ix.candidate(i, &g.f.field, first))
+				}
+				ix.entries += len(l.lists[k])
+				ix.out.blocks = append(ix.out.blocks, b)
+			}
+			vm.elems[k].chain = c
+		}
+		main = append(main, rule{RuleIndex, append(slices.Clip(stmts), vm)})
+	}
+	return main
+}
+
+// wildRule jumps to the chain of the candidates no lookup files.
+func (ix *indexLayout) wildRule(wild []int) rule {
+	c := ix.name()
+	b := blockChain{name: c}
+	for _, i := range wild {
+		b.rules = append(b.rules, ix.candidate(i, nil, ix.lookups == 0))
+	}
+	ix.out.blocks = append(ix.out.blocks, b)
+	return rule{RuleIndex, []stmt{jumpStmt(c)}}
 }
 
 // withoutTest is a rule's match without its test of field, the one the

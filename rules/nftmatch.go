@@ -28,10 +28,13 @@ type setStmt interface {
 // nfproto is `meta nfproto ipv4|ipv6`.
 type nfproto uint8
 
-func (f nfproto) exprs() []expr.Any {
+func (f nfproto) exprs() []expr.Any { return metaEq(expr.MetaKeyNFPROTO, []byte{byte(f)}) }
+
+// metaEq is `meta KEY == data`.
+func metaEq(key expr.MetaKey, data []byte) []expr.Any {
 	return []expr.Any{
-		&expr.Meta{Register: 1, Key: expr.MetaKeyNFPROTO},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(f)}},
+		&expr.Meta{Register: 1, Key: key},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data},
 	}
 }
 
@@ -230,10 +233,7 @@ func (s ifnameMatch) exprs() []expr.Any {
 		data = make([]byte, unix.IFNAMSIZ)
 		copy(data, s.name)
 	}
-	return []expr.Any{
-		&expr.Meta{Register: 1, Key: key},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data},
-	}
+	return metaEq(key, data)
 }
 
 func (s ifnameMatch) text() string {
