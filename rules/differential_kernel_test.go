@@ -238,6 +238,17 @@ func (p diffPacket) String() string {
 	return s
 }
 
+// observe reads the observer chain's state counters and the policy
+// chain's rule counters.
+func (b *diffBed) observe() (obs []uint64, pol map[string]uint64, err error) {
+	obsT := &nftables.Table{Name: "fwdiffobs", Family: nftables.TableFamilyINet}
+	if _, obs, err = counters(b.conn, obsT, "in"); err != nil {
+		return nil, nil, err
+	}
+	pol, err = b.snapshot()
+	return obs, pol, err
+}
+
 // kernelOutcome is the comment of the policy-chain rule whose counter the
 // packet moved, and the state the observer saw.
 func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
@@ -248,12 +259,7 @@ func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
 			return "", 0, fmt.Errorf("conntrack %v: %v: %s", args, err, out)
 		}
 	}
-	obsT := &nftables.Table{Name: "fwdiffobs", Family: nftables.TableFamilyINet}
-	_, obs0, err := counters(b.conn, obsT, "in")
-	if err != nil {
-		return "", 0, err
-	}
-	pol0, err := b.snapshot()
+	obs0, pol0, err := b.observe()
 	if err != nil {
 		return "", 0, err
 	}
@@ -279,11 +285,7 @@ func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		_, obs1, err := counters(b.conn, obsT, "in")
-		if err != nil {
-			return "", 0, err
-		}
-		pol1, err := b.snapshot()
+		obs1, pol1, err := b.observe()
 		if err != nil {
 			return "", 0, err
 		}

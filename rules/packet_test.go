@@ -19,6 +19,20 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 )
 
+// dialUDP connects a UDP socket in the namespace to addr, closed when the
+// test ends.
+func (ns *testNS) dialUDP(t *testing.T, addr *net.UDPAddr) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	ns.do(t, func() error {
+		var err error
+		c, err = net.DialUDP("udp4", nil, addr)
+		return err
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // do runs fn on a locked OS thread switched into the namespace. Sockets
 // created inside keep the namespace after the thread switches back.
 func (ns *testNS) do(t *testing.T, fn func() error) {
@@ -377,13 +391,7 @@ func TestPacketPath(t *testing.T) {
 	})
 
 	t.Run("offload then generation change", func(t *testing.T) {
-		var oc *net.UDPConn
-		ns.do(t, func() error {
-			var err error
-			oc, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
-			return err
-		})
-		defer oc.Close()
+		oc := ns.dialUDP(t, srv.LocalAddr().(*net.UDPAddr))
 		// One at a time: packets sent before the first verdict would all
 		// be in the queue already.
 		for i := 1; i <= 3; i++ {
@@ -421,13 +429,7 @@ func TestPacketPath(t *testing.T) {
 	})
 
 	t.Run("stale generation bits are cleared, not revived by a wrap", func(t *testing.T) {
-		var sc *net.UDPConn
-		ns.do(t, func() error {
-			var err error
-			sc, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
-			return err
-		})
-		defer sc.Close()
+		sc := ns.dialUDP(t, srv.LocalAddr().(*net.UDPAddr))
 		gen := tbl.Generation()
 		send(t, sc, "offload stale")
 		recvUntil(t, "offload stale")
