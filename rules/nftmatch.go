@@ -200,10 +200,14 @@ func (s maskMatch) exprs() []expr.Any {
 	if s.neq {
 		op = expr.CmpOpNeq
 	}
+	return append(maskedLoad(s.field, s.mask), &expr.Cmp{Op: op, Register: 1, Data: []byte{s.want}})
+}
+
+// maskedLoad loads a one-byte field into register 1, masked.
+func maskedLoad(f payloadField, mask uint8) []expr.Any {
 	return []expr.Any{
-		s.field.load(),
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{s.mask}, Xor: []byte{0}},
-		&expr.Cmp{Op: op, Register: 1, Data: []byte{s.want}},
+		f.load(),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
 	}
 }
 

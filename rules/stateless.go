@@ -115,11 +115,7 @@ type nibbleRange struct {
 }
 
 func (s nibbleRange) exprs() []expr.Any {
-	return []expr.Any{
-		s.field.load(),
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{s.mask}, Xor: []byte{0}},
-		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{s.lo}, ToData: []byte{s.hi}},
-	}
+	return append(maskedLoad(s.field, s.mask), &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{s.lo}, ToData: []byte{s.hi}})
 }
 
 func (s nibbleRange) text() string { return s.show }
