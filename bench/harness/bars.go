@@ -51,17 +51,17 @@ func evaluateBars(res *Results) []Bar {
 // which show how much of the cost any table pays.
 func kernelPathBars(res *Results) []Bar {
 	var bars []Bar
-	k := find(res, "kernel")
 	for _, b := range []struct {
-		config, what string
-		min          float64
+		config, base, what string
+		min                float64
 	}{
-		{"fwagent-1000-kernel", "1,000-rule policy in the kernel (--kernel-rules auto) vs kernel only, delivered pps at max, nothing queued", barKernelPathVsKernel},
-		{"fwagent-2-kernel", "for comparison: the 2-rule policy in the kernel vs kernel only", barKernelPathVsKernel},
-		{"kernel-nft", "for comparison: one hand-written nft rule vs kernel only", barKernelPathVsKernel},
+		{"fwagent-1000-kernel", "kernel", "1,000-rule policy in the kernel (--kernel-rules auto) vs kernel only, delivered pps at max, nothing queued", barKernelPathVsKernel},
+		{"fwagent-2-kernel", "kernel", "for comparison: the 2-rule policy in the kernel vs kernel only", barKernelPathVsKernel},
+		{"kernel-nft", "kernel", "for comparison: one hand-written nft rule vs kernel only", barKernelPathVsKernel},
+		{"fwagent-1000-kernel", "kernel-nft-1000", "for comparison: the 1,000-rule policy compiled vs the same policy as hand-written nft rules", 1},
 	} {
 		target := fmt.Sprintf("≥ %.2f×", b.min)
-		c := find(res, b.config)
+		c, k := find(res, b.config), find(res, b.base)
 		if c == nil || k == nil || c.point("max") == nil || k.point("max") == nil || k.point("max").DeliveredPPS == 0 {
 			bars = append(bars, notMeasured(b.what, target))
 			continue

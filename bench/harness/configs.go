@@ -7,10 +7,12 @@ const (
 	kindKernel    = "kernel"
 	kindKernelCT  = "kernel-ct"
 	kindKernelNft = "kernel-nft"
-	kindNaive     = "naive"
-	kindCLoop     = "cloop"
-	kindFwagent   = "fwagent"
-	kindUlogd     = "ulogd2"
+	// kindKernelNft1000 is bigPolicy written by hand as nft rules.
+	kindKernelNft1000 = "kernel-nft-1000"
+	kindNaive         = "naive"
+	kindCLoop         = "cloop"
+	kindFwagent       = "fwagent"
+	kindUlogd         = "ulogd2"
 )
 
 // config is one firewall configuration and the traffic it gets.
@@ -29,7 +31,7 @@ type config struct {
 }
 
 func configNames() []string {
-	return []string{"kernel", "kernel-ct", "kernel-nft", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload",
+	return []string{"kernel", "kernel-ct", "kernel-nft", "kernel-nft-1000", "naive", "cloop", "fwagent-1q", "fwagent-nq", "fwagent-1000", "fwagent-offload",
 		"fwagent-inspect", "fwagent-inspect-nq", "fwagent-inspect-payload", "fwagent-inspect-nogso",
 		"fwagent-2-kernel", "fwagent-1000-kernel", "fwagent-mixed-kernel", "droplog-fwagent", "droplog-fwagent-queue", "droplog-ulogd2"}
 }
@@ -75,6 +77,8 @@ func configByNameQueued(name string, o Options) config {
 		return config{name: name, kind: kindKernelCT, desc: "kernel only with connection tracking on (nft: ct state established accept), no queue: the floor under any stateful path", udp: true, connect: true, bulk: true}
 	case "kernel-nft":
 		return config{name: name, kind: kindKernelNft, desc: "kernel only with one hand-written nft rule accepting the bench UDP ports, no queue: the floor under any nftables firewall", udp: true}
+	case "kernel-nft-1000":
+		return config{name: name, kind: kindKernelNft1000, desc: "kernel only with the 1,000-rule policy written as one nft rule a policy rule (what fwagent-1000-kernel compiles, as an operator would write it), no queue", udp: true}
 	case "naive":
 		return config{name: name, kind: kindNaive, queues: 1, desc: "go-nfqueue README loop (SetVerdict in the hook)", udp: true, connect: true}
 	case "cloop":

@@ -334,7 +334,7 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 	switch c.kind {
 	case kindKernel:
 		return hd, nil
-	case kindKernelCT, kindKernelNft:
+	case kindKernelCT, kindKernelNft, kindKernelNft1000:
 		name, text := kernelOnlyTable(c.kind)
 		cmd := h.server.Command(ctx, "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(text)

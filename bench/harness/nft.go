@@ -66,6 +66,9 @@ func xtQueueInfo(num, total uint16) *xt.Unknown {
 // fwagent's own table does with its ct mark rules; kernel-nft is one rule
 // accepting the bench UDP ports, the least any nftables firewall adds.
 func kernelOnlyTable(kind string) (string, string) {
+	if kind == kindKernelNft1000 {
+		return "fwbench_nft", bigPolicyNft(1000)
+	}
 	if kind == kindKernelCT {
 		return "fwbench_ct", `table inet fwbench_ct {
 	chain in {

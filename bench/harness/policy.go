@@ -61,21 +61,47 @@ func bigPolicy(n int, offload bool) string {
 	var b strings.Builder
 	b.WriteString(policyHead)
 	for i := range n - 2 {
-		switch i % 5 {
-		case 0:
-			fmt.Fprintf(&b, "  - name: ssh-from-%d\n    match: {proto: tcp, src: 172.16.%d.%d, dport: 22}\n    action: drop\n", i, i/256, i%256)
-		case 1:
-			fmt.Fprintf(&b, "  - name: udp-port-%d\n    match: {proto: udp, dport: %d}\n    action: drop\n    log: true\n", i, 10000+i)
-		case 2:
-			fmt.Fprintf(&b, "  - name: block-net-%d\n    match: {src: 198.18.%d.0/24}\n    action: drop\n", i, i%256)
-		case 3:
-			fmt.Fprintf(&b, "  - name: web-from-%d\n    match: {proto: tcp, src: 192.0.%d.0/24, dport: [80, 443, %d]}\n    action: accept\n", i, i%256, 20000+i)
-		case 4:
-			fmt.Fprintf(&b, "  - name: v6-%d\n    match: {src: \"2001:db8:%x::/48\", proto: udp, sport: %d-%d}\n    action: drop\n", i, i, 1000+i, 1001+i)
-		}
+		yaml, _ := fillerRule(i)
+		b.WriteString(yaml)
 	}
 	writeBenchRules(&b, offload)
 	return b.String()
+}
+
+// bigPolicyNft is bigPolicy(n, false) as an operator would write it in
+// nftables: one rule a policy rule, in order, in an input chain. It is
+// the kernel-nft-1000 configuration's table.
+func bigPolicyNft(n int) string {
+	var b strings.Builder
+	b.WriteString("table inet fwbench_nft {\n\tchain in {\n\t\ttype filter hook input priority 0; policy accept;\n")
+	for i := range n - 2 {
+		_, nft := fillerRule(i)
+		fmt.Fprintf(&b, "\t\t%s\n", nft)
+	}
+	fmt.Fprintf(&b, "\t\tudp dport %s accept\n\t\ttcp dport { %d, %s } accept\n\t}\n}\n", benchUDP, portBulk, benchUDP)
+	return b.String()
+}
+
+// fillerRule is bigPolicy's rule i, in the policy's YAML and as an nft
+// rule that decides the same.
+func fillerRule(i int) (yaml, nft string) {
+	switch i % 5 {
+	case 0:
+		return fmt.Sprintf("  - name: ssh-from-%d\n    match: {proto: tcp, src: 172.16.%d.%d, dport: 22}\n    action: drop\n", i, i/256, i%256),
+			fmt.Sprintf("ip saddr 172.16.%d.%d tcp dport 22 drop", i/256, i%256)
+	case 1:
+		return fmt.Sprintf("  - name: udp-port-%d\n    match: {proto: udp, dport: %d}\n    action: drop\n    log: true\n", i, 10000+i),
+			fmt.Sprintf("udp dport %d log group %d drop", 10000+i, logGroup)
+	case 2:
+		return fmt.Sprintf("  - name: block-net-%d\n    match: {src: 198.18.%d.0/24}\n    action: drop\n", i, i%256),
+			fmt.Sprintf("ip saddr 198.18.%d.0/24 drop", i%256)
+	case 3:
+		return fmt.Sprintf("  - name: web-from-%d\n    match: {proto: tcp, src: 192.0.%d.0/24, dport: [80, 443, %d]}\n    action: accept\n", i, i%256, 20000+i),
+			fmt.Sprintf("ip saddr 192.0.%d.0/24 tcp dport { 80, 443, %d } accept", i%256, 20000+i)
+	default:
+		return fmt.Sprintf("  - name: v6-%d\n    match: {src: \"2001:db8:%x::/48\", proto: udp, sport: %d-%d}\n    action: drop\n", i, i, 1000+i, 1001+i),
+			fmt.Sprintf("ip6 saddr 2001:db8:%x::/48 udp sport %d-%d drop", i, 1000+i, 1001+i)
+	}
 }
 
 // dropLogPolicy drops and logs every bench UDP packet: the drop-log

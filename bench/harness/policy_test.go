@@ -1,12 +1,14 @@
 package harness
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testnet"
 	"github.com/fwagent/fwagent/internal/testing/testpolicy"
 	"github.com/fwagent/fwagent/policies"
 )
@@ -71,5 +73,27 @@ func TestBigPolicyNamesUnique(t *testing.T) {
 	}
 	if len(seen) != 1000 {
 		t.Fatalf("%d names, want 1000", len(seen))
+	}
+}
+
+// TestBigPolicyNftLoads loads the kernel-nft-1000 table with nft in a
+// namespace of its own: the baseline is only a baseline if the kernel
+// takes all 1,000 rules as written.
+func TestBigPolicyNftLoads(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireCommands(t, "nft")
+	n := testnet.New(t)
+	ctx := context.Background()
+	load := n.Server.Command(ctx, "nft", "-f", "-")
+	load.Stdin = strings.NewReader(bigPolicyNft(1000))
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v\n%s", err, out)
+	}
+	out, err := n.Server.Command(ctx, "nft", "-a", "list", "chain", "inet", "fwbench_nft", "in").Output()
+	if err != nil {
+		t.Fatalf("nft list: %v", err)
+	}
+	if got := strings.Count(string(out), "# handle ") - 1; got != 1000 {
+		t.Fatalf("%d rules in the chain, want 1000", got)
 	}
 }
