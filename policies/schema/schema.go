@@ -120,51 +120,59 @@ const (
 	ratePattern  = `^\s*[0-9.]+(e[0-9]+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$`
 )
 
-func build(v policyload.Vocabulary) (obj, error) {
-	hook := enum("a netfilter hook", v.Hooks...)
-	action := enum("accept lets the packet through, drop discards it, reject discards it and answers", v.Actions...)
-	errAction := enum("verdict for packets that cannot be decoded", v.OnErrorActions...)
+// fragments are the value schemas several sections share.
+type fragments struct {
+	hook, action, errAction, icmpType, proto       obj
+	addr, port, length, name, iface, owner, cgroup obj
+	// flags is the tcp_flags pattern.
+	flags string
+}
+
+func newFragments(v policyload.Vocabulary) fragments {
+	var f fragments
+	f.hook = enum("a netfilter hook", v.Hooks...)
+	f.action = enum("accept lets the packet through, drop discards it, reject discards it and answers", v.Actions...)
+	f.errAction = enum("verdict for packets that cannot be decoded", v.OnErrorActions...)
 	icmpName := enum("an ICMP or ICMPv6 type name", v.ICMPTypes...)
-	icmpType := obj{"anyOf": []any{icmpName, obj{"type": "integer", "minimum": 0, "maximum": 255}, obj{"type": "string", "pattern": `^[0-9]{1,3}$`}}}
+	f.icmpType = obj{"anyOf": []any{icmpName, obj{"type": "integer", "minimum": 0, "maximum": 255}, obj{"type": "string", "pattern": `^[0-9]{1,3}$`}}}
 	protoPatterns := make([]string, len(v.Protos))
 	for i, p := range v.Protos {
 		protoPatterns[i] = caseless(p)
 	}
-	proto := obj{"anyOf": []any{
+	f.proto = obj{"anyOf": []any{
 		enum("a protocol name", v.Protos...),
 		obj{"type": "string", "pattern": "^(" + strings.Join(protoPatterns, "|") + ")$"},
 		obj{"type": "integer", "minimum": 0, "maximum": 255},
 		obj{"type": "string", "pattern": `^[0-9]{1,3}$`},
 	}}
-	addr := obj{"type": "string", "pattern": addrPattern}
-	port := obj{"anyOf": []any{obj{"type": "integer", "minimum": 0, "maximum": 65535}, obj{"type": "string", "pattern": portPattern}}}
-	length := obj{"anyOf": []any{obj{"type": "integer", "minimum": 0, "maximum": 65535}, obj{"type": "string", "pattern": rangePattern}}}
-	name := obj{"type": "string", "pattern": `^[^!\s]`}
-	iface := obj{"type": "string", "pattern": `^[!-~]{1,31}$`}
-	flags := "^[" + v.TCPFlags + strings.ToLower(v.TCPFlags) + "]*(/[" + v.TCPFlags + strings.ToLower(v.TCPFlags) + "]+)?$"
-	owner := obj{"anyOf": []any{obj{"type": "integer", "minimum": 0, "maximum": 1<<32 - 1}, obj{"type": "string", "minLength": 1}}}
-	cgroup := obj{"type": "string", "pattern": `^[^!\s]`}
-	nullable := func(s obj) obj { return obj{"anyOf": []any{obj{"type": "null"}, s}} }
+	f.addr = obj{"type": "string", "pattern": addrPattern}
+	f.port = obj{"anyOf": []any{obj{"type": "integer", "minimum": 0, "maximum": 65535}, obj{"type": "string", "pattern": portPattern}}}
+	f.length = obj{"anyOf": []any{obj{"type": "integer", "minimum": 0, "maximum": 65535}, obj{"type": "string", "pattern": rangePattern}}}
+	f.name = obj{"type": "string", "pattern": `^[^!\s]`}
+	f.iface = obj{"type": "string", "pattern": `^[!-~]{1,31}$`}
+	f.flags = "^[" + v.TCPFlags + strings.ToLower(v.TCPFlags) + "]*(/[" + v.TCPFlags + strings.ToLower(v.TCPFlags) + "]+)?$"
+	f.owner = obj{"anyOf": []any{obj{"type": "integer", "minimum": 0, "maximum": 1<<32 - 1}, obj{"type": "string", "minLength": 1}}}
+	f.cgroup = obj{"type": "string", "pattern": `^[^!\s]`}
+	return f
+}
 
-	defs := obj{}
-	add := func(section string, props map[string]obj, desc string) error {
-		o, err := object(section, v.Sections[section], props, desc)
-		if err != nil {
-			return err
-		}
-		defs[section] = o
-		return nil
-	}
-	steps := []struct {
-		section string
-		props   map[string]obj
-		desc    string
-	}{
+// section is one definition of the schema: one mapping the loader reads.
+type section struct {
+	name  string
+	props map[string]obj
+	desc  string
+}
+
+func nullable(s obj) obj { return obj{"anyOf": []any{obj{"type": "null"}, s}} }
+
+// policySections describe the policy's top level and its rules.
+func policySections(v policyload.Vocabulary, f fragments) []section {
+	return []section{
 		{"policy", map[string]obj{
 			"version":  {"description": "the format version, always 1", "enum": []any{1, "1"}},
 			"mode":     enum("enforce carries out every verdict; audit decides and logs but accepts every packet", v.Modes...),
-			"default":  {"description": "the verdict per hook when no rule matches", "anyOf": []any{action, ref("default")}},
-			"on_error": {"description": "the verdict per hook for packets that cannot be decoded", "anyOf": []any{errAction, ref("on_error")}},
+			"default":  {"description": "the verdict per hook when no rule matches", "anyOf": []any{f.action, ref("default")}},
+			"on_error": {"description": "the verdict per hook for packets that cannot be decoded", "anyOf": []any{f.errAction, ref("on_error")}},
 			"sets": nullable(obj{"description": "named sets, referenced as $name", "type": "object",
 				"propertyNames": obj{"pattern": `^[A-Za-z0-9_.-]+$`},
 				"additionalProperties": obj{"anyOf": []any{
@@ -175,16 +183,16 @@ func build(v policyload.Vocabulary) (obj, error) {
 			"tests": nullable(obj{"description": "the policy's own tests, run by fwagent check", "type": "array", "items": ref("test")}),
 		}, "a fwagent policy"},
 		{"default", map[string]obj{
-			"input": action, "forward": action, "output": action,
+			"input": f.action, "forward": f.action, "output": f.action,
 			"log": boolean("log packets the defaults drop or reject"),
 		}, "the verdict per hook when no rule matches"},
-		{"on_error", map[string]obj{"input": errAction, "forward": errAction, "output": errAction}, "the verdict per hook for undecodable packets"},
+		{"on_error", map[string]obj{"input": f.errAction, "forward": f.errAction, "output": f.errAction}, "the verdict per hook for undecodable packets"},
 		{"set", map[string]obj{"file": str("a file of entries, one a line, relative to the policy")}, "a set read from a file"},
 		{"rule", map[string]obj{
 			"name":    obj{"description": "unique; names the rule in logs and metrics", "type": "string", "minLength": 1, "maxLength": 64, "not": obj{"enum": []any{policies.DefaultRuleName, policies.OnErrorRuleName}}},
-			"hook":    oneOrList("the hook(s) the rule applies to; default all", hook),
+			"hook":    oneOrList("the hook(s) the rule applies to; default all", f.hook),
 			"match":   nullable(ref("match")),
-			"action":  action,
+			"action":  f.action,
 			"log":     obj{"description": "log the packets this rule decides", "anyOf": []any{boolean("log"), ref("log")}},
 			"limit":   ref("limit"),
 			"mark":    intOrText("a packet mark to set on accepted packets", 0, 1<<32-1, `^(0[xX][0-9A-Fa-f_]+|[0-9_]+)$`),
@@ -198,26 +206,32 @@ func build(v policyload.Vocabulary) (obj, error) {
 			"per":   enum("count per source, destination or flow instead of for the rule", v.LimitPer...),
 			"over":  boolean("match only once over the rate"),
 		}, "a token bucket"},
+	}
+}
+
+// matchSections describe a rule's match.
+func matchSections(v policyload.Vocabulary, f fragments) []section {
+	return []section{
 		{"match", map[string]obj{
-			"proto":     oneOrList("protocol name or number", proto),
+			"proto":     oneOrList("protocol name or number", f.proto),
 			"family":    enum("address family", "ipv4", "ipv6"),
-			"src":       oneOrList("source address, CIDR or $set; ! negates", addr),
-			"dst":       oneOrList("destination address, CIDR or $set; ! negates", addr),
-			"sport":     oneOrList("source port, range a-b or $set; ! negates", port),
-			"dport":     oneOrList("destination port, range a-b or $set; ! negates", port),
-			"iif":       oneOrList("input interface name, * globs", iface),
-			"oif":       oneOrList("output interface name, * globs", iface),
+			"src":       oneOrList("source address, CIDR or $set; ! negates", f.addr),
+			"dst":       oneOrList("destination address, CIDR or $set; ! negates", f.addr),
+			"sport":     oneOrList("source port, range a-b or $set; ! negates", f.port),
+			"dport":     oneOrList("destination port, range a-b or $set; ! negates", f.port),
+			"iif":       oneOrList("input interface name, * globs", f.iface),
+			"oif":       oneOrList("output interface name, * globs", f.iface),
 			"state":     oneOrList("flow state", enum("a flow state", v.States...)),
-			"tcp_flags": obj{"description": "pf-style flags/mask, e.g. S/SA", "type": "string", "pattern": flags},
-			"icmp_type": oneOrList("ICMP or ICMPv6 type, by name or number", icmpType),
-			"length":    oneOrList("IP packet length or range a-b", length),
-			"dns_qname": oneOrList("DNS query name, *.suffix or $set", name),
-			"tls_sni":   oneOrList("TLS server name, *.suffix or $set", name),
-			"http_host": oneOrList("HTTP/1.x request host, *.suffix or $set", name),
+			"tcp_flags": obj{"description": "pf-style flags/mask, e.g. S/SA", "type": "string", "pattern": f.flags},
+			"icmp_type": oneOrList("ICMP or ICMPv6 type, by name or number", f.icmpType),
+			"length":    oneOrList("IP packet length or range a-b", f.length),
+			"dns_qname": oneOrList("DNS query name, *.suffix or $set", f.name),
+			"tls_sni":   oneOrList("TLS server name, *.suffix or $set", f.name),
+			"http_host": oneOrList("HTTP/1.x request host, *.suffix or $set", f.name),
 			"payload":   ref("payload"),
-			"uid":       oneOrList("the local socket's user: number, range a-b, name or $set; ! negates", owner),
-			"gid":       oneOrList("the local socket's group: number, range a-b, name or $set; ! negates", owner),
-			"cgroup":    oneOrList("the local socket's cgroup v2 path below the root, * globs", cgroup),
+			"uid":       oneOrList("the local socket's user: number, range a-b, name or $set; ! negates", f.owner),
+			"gid":       oneOrList("the local socket's group: number, range a-b, name or $set; ! negates", f.owner),
+			"cgroup":    oneOrList("the local socket's cgroup v2 path below the root, * globs", f.cgroup),
 		}, "match fields; all must hold"},
 		{"payload", map[string]obj{
 			"contains": str("text the payload contains"),
@@ -225,14 +239,20 @@ func build(v policyload.Vocabulary) (obj, error) {
 			"offset":   intOrText("where the search starts", 0, 65535, `^[0-9_]+$`),
 			"depth":    intOrText("how far the search reaches", 1, 65535, `^[0-9_]+$`),
 		}, "a byte string in the transport payload"},
+	}
+}
+
+// testSections describe the policy's own tests.
+func testSections(v policyload.Vocabulary, f fragments) []section {
+	return []section{
 		{"test", map[string]obj{
 			"packet": ref("packet"),
-			"expect": action,
+			"expect": f.action,
 			"rule":   obj{"description": "the rule that must decide, or default", "type": "string", "minLength": 1},
 		}, "a policy test"},
 		{"packet", map[string]obj{
-			"hook":      hook,
-			"proto":     proto,
+			"hook":      f.hook,
+			"proto":     f.proto,
 			"family":    enum("address family", "ipv4", "ipv6"),
 			"src":       obj{"description": "one address", "type": "string", "pattern": `^[0-9A-Fa-f:.]+$`},
 			"dst":       obj{"description": "one address", "type": "string", "pattern": `^[0-9A-Fa-f:.]+$`},
@@ -242,14 +262,14 @@ func build(v policyload.Vocabulary) (obj, error) {
 			"oif":       str("output interface"),
 			"state":     enum("a flow state", v.States...),
 			"tcp_flags": obj{"description": "the flags the packet carries, e.g. SA", "type": "string", "pattern": "^[" + v.TCPFlags + strings.ToLower(v.TCPFlags) + "]+$"},
-			"icmp_type": icmpType,
+			"icmp_type": f.icmpType,
 			"length":    intOrText("IP packet length", 20, 65535, `^[0-9_]+$`),
-			"dns_qname": name,
-			"tls_sni":   name,
-			"http_host": name,
+			"dns_qname": f.name,
+			"tls_sni":   f.name,
+			"http_host": f.name,
 			"payload":   obj{"anyOf": []any{str("payload text"), ref("test_payload")}},
-			"uid":       owner,
-			"gid":       owner,
+			"uid":       f.owner,
+			"gid":       f.owner,
 			"cgroup":    str("the local socket's cgroup v2 path"),
 		}, "the packet a test describes"},
 		{"test_payload", map[string]obj{
@@ -257,9 +277,18 @@ func build(v policyload.Vocabulary) (obj, error) {
 			"hex":      obj{"description": "payload bytes in hex", "type": "string", "pattern": `^[0-9A-Fa-f :]+$`},
 		}, "a test packet's payload"},
 	}
-	for _, st := range steps {
-		if err := add(st.section, st.props, st.desc); err != nil {
-			return nil, err
+}
+
+func build(v policyload.Vocabulary) (obj, error) {
+	f := newFragments(v)
+	defs := obj{}
+	for _, group := range [][]section{policySections(v, f), matchSections(v, f), testSections(v, f)} {
+		for _, sc := range group {
+			o, err := object(sc.name, v.Sections[sc.name], sc.props, sc.desc)
+			if err != nil {
+				return nil, err
+			}
+			defs[sc.name] = o
 		}
 	}
 	for s := range v.Sections {

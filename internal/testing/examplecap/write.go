@@ -56,84 +56,103 @@ func etherType(ip []byte) uint16 {
 // of an Ethernet capture with that VLAN id (0: untagged).
 func encode(link Link, vlan uint16, frames []frame) ([]byte, error) {
 	var buf bytes.Buffer
+	var err error
 	switch link {
 	case LinkRaw:
-		w, err := capture.NewWriter(&buf)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range frames {
-			if err := w.Write(epoch.Add(f.at), f.data); err != nil {
-				return nil, err
-			}
-		}
+		err = encodeRaw(&buf, frames)
 	case LinkSLL:
-		w := pcapgo.NewWriterNanos(&buf)
-		if err := w.WriteFileHeader(capture.MaxFrame, layers.LinkTypeLinuxSLL); err != nil {
-			return nil, fmt.Errorf("examplecap: sll header: %w", err)
-		}
-		for i, f := range frames {
-			// Alternate the packet type so both directions appear, as a
-			// capture on "any" shows them.
-			h := make([]byte, 16)
-			pt := uint16(sllOutgoing)
-			if i%2 == 1 {
-				pt = sllHost
-			}
-			binary.BigEndian.PutUint16(h[0:], pt)
-			binary.BigEndian.PutUint16(h[2:], 1) // ARPHRD_ETHER
-			binary.BigEndian.PutUint16(h[4:], 6)
-			copy(h[6:], macHost)
-			binary.BigEndian.PutUint16(h[14:], etherType(f.data))
-			data := append(h, f.data...)
-			ci := gopacket.CaptureInfo{Timestamp: epoch.Add(f.at), CaptureLength: len(data), Length: len(data)}
-			if err := w.WritePacket(ci, data); err != nil {
-				return nil, fmt.Errorf("examplecap: sll packet: %w", err)
-			}
-		}
+		err = encodeSLL(&buf, frames)
 	case LinkEthernetNg:
-		// Fixed section and interface options: the defaults name the
-		// generating machine's OS and architecture.
-		intf := pcapgo.NgInterface{Name: "lan0", LinkType: layers.LinkTypeEthernet, TimestampResolution: 9}
-		opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "fwagent examplecap"}}
-		w, err := pcapgo.NewNgWriterInterface(&buf, intf, opts)
-		if err != nil {
-			return nil, fmt.Errorf("examplecap: pcapng header: %w", err)
-		}
-		write := func(f frame, data []byte) error {
-			ci := gopacket.CaptureInfo{Timestamp: epoch.Add(f.at), CaptureLength: len(data), Length: len(data)}
-			if err := w.WritePacket(ci, data); err != nil {
-				return fmt.Errorf("examplecap: pcapng packet: %w", err)
-			}
-			return nil
-		}
-		if len(frames) > 0 {
-			arp := binary.BigEndian.AppendUint16(append(append([]byte{}, macBcast...), macHost...), etherTypeARP)
-			arp = append(arp, make([]byte, arpRequestSize)...)
-			if err := write(frame{at: frames[0].at}, arp); err != nil {
-				return nil, err
-			}
-		}
-		for i, f := range frames {
-			dst, src := macRouter, macHost
-			if i%2 == 1 {
-				dst, src = macHost, macRouter
-			}
-			h := append(append([]byte{}, dst...), src...)
-			if vlan != 0 {
-				h = binary.BigEndian.AppendUint16(h, etherTypeVLAN)
-				h = binary.BigEndian.AppendUint16(h, vlan)
-			}
-			h = binary.BigEndian.AppendUint16(h, etherType(f.data))
-			if err := write(f, append(h, f.data...)); err != nil {
-				return nil, err
-			}
-		}
-		if err := w.Flush(); err != nil {
-			return nil, fmt.Errorf("examplecap: pcapng flush: %w", err)
-		}
+		err = encodeEthernetNg(&buf, vlan, frames)
 	default:
-		return nil, fmt.Errorf("examplecap: unknown link %d", link)
+		err = fmt.Errorf("examplecap: unknown link %d", link)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+func encodeRaw(buf *bytes.Buffer, frames []frame) error {
+	w, err := capture.NewWriter(buf)
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		if err := w.Write(epoch.Add(f.at), f.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func encodeSLL(buf *bytes.Buffer, frames []frame) error {
+	w := pcapgo.NewWriterNanos(buf)
+	if err := w.WriteFileHeader(capture.MaxFrame, layers.LinkTypeLinuxSLL); err != nil {
+		return fmt.Errorf("examplecap: sll header: %w", err)
+	}
+	for i, f := range frames {
+		// Alternate the packet type so both directions appear, as a
+		// capture on "any" shows them.
+		h := make([]byte, 16)
+		pt := uint16(sllOutgoing)
+		if i%2 == 1 {
+			pt = sllHost
+		}
+		binary.BigEndian.PutUint16(h[0:], pt)
+		binary.BigEndian.PutUint16(h[2:], 1) // ARPHRD_ETHER
+		binary.BigEndian.PutUint16(h[4:], 6)
+		copy(h[6:], macHost)
+		binary.BigEndian.PutUint16(h[14:], etherType(f.data))
+		data := append(h, f.data...)
+		ci := gopacket.CaptureInfo{Timestamp: epoch.Add(f.at), CaptureLength: len(data), Length: len(data)}
+		if err := w.WritePacket(ci, data); err != nil {
+			return fmt.Errorf("examplecap: sll packet: %w", err)
+		}
+	}
+	return nil
+}
+
+func encodeEthernetNg(buf *bytes.Buffer, vlan uint16, frames []frame) error {
+	// Fixed section and interface options: the defaults name the
+	// generating machine's OS and architecture.
+	intf := pcapgo.NgInterface{Name: "lan0", LinkType: layers.LinkTypeEthernet, TimestampResolution: 9}
+	opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "fwagent examplecap"}}
+	w, err := pcapgo.NewNgWriterInterface(buf, intf, opts)
+	if err != nil {
+		return fmt.Errorf("examplecap: pcapng header: %w", err)
+	}
+	write := func(f frame, data []byte) error {
+		ci := gopacket.CaptureInfo{Timestamp: epoch.Add(f.at), CaptureLength: len(data), Length: len(data)}
+		if err := w.WritePacket(ci, data); err != nil {
+			return fmt.Errorf("examplecap: pcapng packet: %w", err)
+		}
+		return nil
+	}
+	if len(frames) > 0 {
+		arp := binary.BigEndian.AppendUint16(append(append([]byte{}, macBcast...), macHost...), etherTypeARP)
+		arp = append(arp, make([]byte, arpRequestSize)...)
+		if err := write(frame{at: frames[0].at}, arp); err != nil {
+			return err
+		}
+	}
+	for i, f := range frames {
+		dst, src := macRouter, macHost
+		if i%2 == 1 {
+			dst, src = macHost, macRouter
+		}
+		h := append(append([]byte{}, dst...), src...)
+		if vlan != 0 {
+			h = binary.BigEndian.AppendUint16(h, etherTypeVLAN)
+			h = binary.BigEndian.AppendUint16(h, vlan)
+		}
+		h = binary.BigEndian.AppendUint16(h, etherType(f.data))
+		if err := write(f, append(h, f.data...)); err != nil {
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("examplecap: pcapng flush: %w", err)
+	}
+	return nil
 }
