@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
@@ -98,6 +99,21 @@ func TestCompiledRenderLoadsLikeInstall(t *testing.T) {
 	t.Run("index", func(t *testing.T) {
 		renderLoadsLikeInstall(t, policygen.Generate(policygen.Options{Rules: 100}), 0)
 	})
+	// A set whose elements overflow one netlink message (sets.go).
+	t.Run("large set", func(t *testing.T) { renderLoadsLikeInstall(t, largeSetPolicy(5000), 0) })
+}
+
+// largeSetPolicy drops traffic from a set of n addresses, every other one
+// of 10.0.0.0/8, so that nft merges none of them into a range.
+func largeSetPolicy(n int) string {
+	var b strings.Builder
+	b.WriteString("version: 1\ndefault: {input: accept, forward: accept, output: accept}\nsets:\n  blocked:\n")
+	for i := range n {
+		v := 2 * (i + 1)
+		fmt.Fprintf(&b, "    - 10.%d.%d.%d\n", v>>16&0xff, v>>8&0xff, v&0xff)
+	}
+	b.WriteString("rules:\n  - {name: blocked, match: {src: $blocked}, action: drop}\n")
+	return b.String()
 }
 
 func renderLoadsLikeInstall(t *testing.T, policy string, blockSize int) {

@@ -504,7 +504,7 @@ func (s vmapStmt) setExprs(c *nftables.Conn, t *nftables.Table) ([]expr.Any, err
 			elems = append(elems, nftables.SetElement{Key: end, IntervalEnd: true})
 		}
 	}
-	if err := c.AddSet(set, elems); err != nil {
+	if err := addSet(c, set, elems); err != nil {
 		return nil, fmt.Errorf("rules: add map for %s: %w", s.loadText, err)
 	}
 	return s.lookup(set), nil

@@ -337,7 +337,7 @@ func (s setMatch) setExprs(c *nftables.Conn, t *nftables.Table) ([]expr.Any, err
 		Table: t, Anonymous: true, Constant: true, Interval: s.interval,
 		KeyType: s.keyType,
 	}
-	if err := c.AddSet(set, s.elements()); err != nil {
+	if err := addSet(c, set, s.elements()); err != nil {
 		return nil, fmt.Errorf("rules: add set for %s: %w", s.loadText, err)
 	}
 	return s.lookup(set), nil

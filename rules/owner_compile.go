@@ -100,7 +100,8 @@ type ownerMatch struct {
 // names no set, as setMatch's exprs() does.
 type noSets struct{}
 
-func (noSets) AddSet(*nftables.Set, []nftables.SetElement) error { return nil }
+func (noSets) AddSet(*nftables.Set, []nftables.SetElement) error         { return nil }
+func (noSets) SetAddElements(*nftables.Set, []nftables.SetElement) error { return nil }
 
 func (s ownerMatch) exprs() []expr.Any {
 	out, err := OwnerIDMatch(noSets{}, nil, s.key, s.pos, s.neg)

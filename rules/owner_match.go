@@ -31,13 +31,6 @@ const (
 // IDRange is an inclusive range of uids or gids.
 type IDRange struct{ Lo, Hi uint32 }
 
-// SetAdder queues a set in the batch of the rule being built
-// (*nftables.Conn): an owner match with several values looks them up in an
-// anonymous set, which must be added first, in the same batch.
-type SetAdder interface {
-	AddSet(s *nftables.Set, vals []nftables.SetElement) error
-}
-
 // OwnerIDMatch returns the expressions of a uid or gid match: the id is in
 // one of pos (or pos is empty) and in none of neg. Ranges compare in
 // network byte order, so the host-order id is converted first (as nft
@@ -69,7 +62,7 @@ func OwnerIDMatch(c SetAdder, table *nftables.Table, key OwnerKey, pos, neg []ID
 			Table: table, Anonymous: true, Constant: true, Interval: true,
 			KeyType: typ, KeyByteOrder: binaryutil.BigEndian,
 		}
-		if err := c.AddSet(set, intervalElements(pos)); err != nil {
+		if err := addSet(c, set, intervalElements(pos)); err != nil {
 			return nil, fmt.Errorf("rules: owner id set: %w", err)
 		}
 		out = append(out, &expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID})
@@ -149,7 +142,7 @@ func CgroupMatch(c SetAdder, table *nftables.Table, level uint32, ids []uint64) 
 	for _, id := range ids {
 		els = append(els, nftables.SetElement{Key: binary.NativeEndian.AppendUint64(nil, id)})
 	}
-	if err := c.AddSet(set, els); err != nil {
+	if err := addSet(c, set, els); err != nil {
 		return nil, false, fmt.Errorf("rules: cgroup id set: %w", err)
 	}
 	return append(exprs, &expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID}), true, nil

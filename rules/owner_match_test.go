@@ -30,6 +30,17 @@ func (f *fakeSets) AddSet(s *nftables.Set, e []nftables.SetElement) error {
 	return nil
 }
 
+// SetAddElements appends to the set AddSet recorded with s's ID.
+func (f *fakeSets) SetAddElements(s *nftables.Set, e []nftables.SetElement) error {
+	for i, have := range f.sets {
+		if have.ID == s.ID {
+			f.elems[i] = append(f.elems[i], e...)
+			return nil
+		}
+	}
+	return fmt.Errorf("no set with ID %d", s.ID)
+}
+
 func be(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
 func TestOwnerIDMatchExprs(t *testing.T) {
