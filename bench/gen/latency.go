@@ -95,37 +95,10 @@ func Probe(ctx context.Context, cfg ProbeConfig) (ProbeResult, error) {
 	}
 	defer c.Close()
 	total := uint64(cfg.Rate*cfg.Duration.Seconds()) + 1
-	seen := make([]bool, total)
-	rtts := make([]time.Duration, 0, total)
 	base := time.Now()
-
+	echoes := &echoReader{c: c, base: base, seen: make([]bool, total), rtts: make([]time.Duration, 0, total)}
 	readDone := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, err := c.Read(buf)
-			now := time.Since(base)
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				// An ICMP port unreachable for an earlier probe: that
-				// probe is lost, the prober goes on.
-				continue
-			}
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-					readDone <- nil
-				} else {
-					readDone <- fmt.Errorf("gen: probe: read: %w", err)
-				}
-				return
-			}
-			seq, sent, ok := parseProbe(buf[:n])
-			if !ok || seq >= total || seen[seq] {
-				continue
-			}
-			seen[seq] = true
-			rtts = append(rtts, now-time.Duration(sent))
-		}
-	}()
+	go func() { readDone <- echoes.run() }()
 
 	pkt := make([]byte, 0, max(cfg.Payload, probeLen))
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
@@ -153,6 +126,7 @@ func Probe(ctx context.Context, cfg ProbeConfig) (ProbeResult, error) {
 	if err := <-readDone; err != nil && sendErr == nil {
 		sendErr = err
 	}
+	rtts := echoes.rtts
 	res.Received = uint64(len(rtts))
 	slices.Sort(rtts)
 	res.P50us = micros(Percentile(rtts, 0.50))
@@ -162,6 +136,40 @@ func Probe(ctx context.Context, cfg ProbeConfig) (ProbeResult, error) {
 		res.MaxUs = micros(rtts[len(rtts)-1])
 	}
 	return res, sendErr
+}
+
+// echoReader collects the round trips of a prober's echoes, each probe
+// once, until its socket is closed or its read deadline passes.
+type echoReader struct {
+	c    *net.UDPConn
+	base time.Time
+	seen []bool
+	rtts []time.Duration
+}
+
+func (e *echoReader) run() error {
+	buf := make([]byte, 65536)
+	for {
+		n, err := e.c.Read(buf)
+		now := time.Since(e.base)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// An ICMP port unreachable for an earlier probe: that probe
+			// is lost, the prober goes on.
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+				return nil
+			}
+			return fmt.Errorf("gen: probe: read: %w", err)
+		}
+		seq, sent, ok := parseProbe(buf[:n])
+		if !ok || seq >= uint64(len(e.seen)) || e.seen[seq] {
+			continue
+		}
+		e.seen[seq] = true
+		e.rtts = append(e.rtts, now-time.Duration(sent))
+	}
 }
 
 func isTimeout(err error) bool {

@@ -66,7 +66,6 @@ const maxLag = 10 * time.Millisecond
 // Send runs one open-loop UDP stream and reports what it sent. It stops at
 // the end of cfg.Duration or when ctx ends.
 func Send(ctx context.Context, cfg SendConfig) (SendResult, error) {
-	var res SendResult
 	if cfg.Flows <= 0 {
 		cfg.Flows = 1
 	}
@@ -74,26 +73,53 @@ func Send(ctx context.Context, cfg SendConfig) (SendResult, error) {
 		cfg.Batch = 64
 	}
 	if cfg.Payload < 0 || cfg.Payload > 65000 {
-		return res, fmt.Errorf("gen: send: payload %d out of range", cfg.Payload)
+		return SendResult{}, fmt.Errorf("gen: send: payload %d out of range", cfg.Payload)
 	}
-	conns := make([]syscall.RawConn, 0, cfg.Flows)
-	for range cfg.Flows {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(cfg.Dst))
-		if err != nil {
-			return res, fmt.Errorf("gen: send: dial %s: %w", cfg.Dst, err)
+	conns, err := dialFlows(cfg.Dst, cfg.Flows)
+	if err != nil {
+		return SendResult{}, err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
 		}
-		defer c.Close()
+	}()
+	raws := make([]syscall.RawConn, 0, len(conns))
+	for _, c := range conns {
 		rc, err := c.SyscallConn()
 		if err != nil {
-			return res, fmt.Errorf("gen: send: raw conn: %w", err)
+			return SendResult{}, fmt.Errorf("gen: send: raw conn: %w", err)
 		}
-		conns = append(conns, rc)
+		raws = append(raws, rc)
 	}
 	b := newBatch(cfg.Batch, max(cfg.Payload, 1), false)
 	for i := range b.iovs {
 		b.iovs[i].SetLen(cfg.Payload)
 	}
+	return sendPaced(ctx, cfg, raws, b)
+}
 
+// dialFlows opens one connected UDP socket per flow: each has its own
+// source port.
+func dialFlows(dst netip.AddrPort, flows int) ([]*net.UDPConn, error) {
+	conns := make([]*net.UDPConn, 0, flows)
+	for range flows {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, fmt.Errorf("gen: send: dial %s: %w", dst, err)
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// sendPaced sends batches of b round-robin over conns, at cfg.Rate (as
+// fast as it can when zero), until cfg.Duration or ctx ends.
+func sendPaced(ctx context.Context, cfg SendConfig, conns []syscall.RawConn, b *mmsgBatch) (SendResult, error) {
+	var res SendResult
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	maxDue := max(int64(cfg.Rate*maxLag.Seconds()), int64(cfg.Batch))

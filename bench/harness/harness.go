@@ -219,32 +219,13 @@ func (h *harness) runConfig(ctx context.Context, c config) (r ConfigResult) {
 	}()
 
 	if c.udp {
-		maxPt, err := h.udpRun(ctx, hd, "max", 0, false)
-		if err != nil {
+		pts, errs := h.udpSweep(ctx, hd)
+		r.UDP = pts
+		for _, err := range errs {
 			fail(err)
-			return r
 		}
-		r.UDP = append(r.UDP, maxPt)
-		capacity := maxPt.DeliveredPPS
-		type step struct {
-			label string
-			rate  float64
-			probe bool
-		}
-		steps := []step{{"80%", 0.8 * capacity, false}, {"50%", 0.5 * capacity, true}}
-		for _, rate := range h.opt.rates {
-			steps = append(steps, step{"fixed", rate, false})
-		}
-		for _, s := range steps {
-			if s.rate < 1 {
-				continue
-			}
-			pt, err := h.pacedRun(ctx, hd, s.label, s.rate, s.probe)
-			if err != nil {
-				fail(err)
-				continue
-			}
-			r.UDP = append(r.UDP, pt)
+		if len(pts) == 0 {
+			return r // no capacity: the handler is not worth measuring further
 		}
 	}
 	if c.connect {
@@ -252,25 +233,66 @@ func (h *harness) runConfig(ctx context.Context, c config) (r ConfigResult) {
 		keep(&r.Connect, pt, err, fail)
 	}
 	if c.bulk {
-		// Best of two: other work on the machine only ever lowers a
-		// stream's throughput.
-		for attempt := 1; attempt <= 2; attempt++ {
-			pt, err := h.bulkRun(ctx, hd)
-			if err != nil {
-				fail(err)
-				break
-			}
-			pt.Attempts = attempt
-			if r.Bulk == nil || pt.Gbps > r.Bulk.Gbps {
-				r.Bulk = &pt
-			}
-		}
+		r.Bulk = h.bulkBest(ctx, hd, fail)
 	}
 	if c.dropLog {
 		pt, err := h.dropLogRun(ctx, hd)
 		keep(&r.DropLog, pt, err, fail)
 	}
 	return r
+}
+
+// udpSweep measures the handler's UDP capacity, then runs at 80% and 50%
+// of it (the latter with the latency prober) and at each fixed rate. A
+// failed paced run is reported and the sweep goes on; without a capacity
+// there is nothing to sweep.
+func (h *harness) udpSweep(ctx context.Context, hd *handler) ([]UDPPoint, []error) {
+	maxPt, err := h.udpRun(ctx, hd, "max", 0, false)
+	if err != nil {
+		return nil, []error{err}
+	}
+	pts := []UDPPoint{maxPt}
+	capacity := maxPt.DeliveredPPS
+	type step struct {
+		label string
+		rate  float64
+		probe bool
+	}
+	steps := []step{{"80%", 0.8 * capacity, false}, {"50%", 0.5 * capacity, true}}
+	for _, rate := range h.opt.rates {
+		steps = append(steps, step{"fixed", rate, false})
+	}
+	var errs []error
+	for _, s := range steps {
+		if s.rate < 1 {
+			continue
+		}
+		pt, err := h.pacedRun(ctx, hd, s.label, s.rate, s.probe)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pts = append(pts, pt)
+	}
+	return pts, errs
+}
+
+// bulkBest is the better of two bulk TCP runs: other work on the machine
+// only ever lowers a stream's throughput.
+func (h *harness) bulkBest(ctx context.Context, hd *handler, fail func(error)) *BulkPoint {
+	var best *BulkPoint
+	for attempt := 1; attempt <= 2; attempt++ {
+		pt, err := h.bulkRun(ctx, hd)
+		if err != nil {
+			fail(err)
+			break
+		}
+		pt.Attempts = attempt
+		if best == nil || pt.Gbps > best.Gbps {
+			best = &pt
+		}
+	}
+	return best
 }
 
 // keep puts a measurement in the result (*dst), or its error in the
@@ -328,105 +350,126 @@ func (hd *handler) close() ([]string, error) {
 const readyTimeout = 20 * time.Second
 
 func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) {
-	hd := &handler{kind: c.kind, closeFn: func() error { return nil }}
-	bin := h.bins[c.kind]
-	fw := h.opt.firewallCPU
 	switch c.kind {
 	case kindKernel:
-		return hd, nil
+		return &handler{kind: c.kind, closeFn: func() error { return nil }}, nil
 	case kindKernelCT, kindKernelNft, kindKernelNft1000:
-		name, text := kernelOnlyTable(c.kind)
-		cmd := h.server.Command(ctx, "nft", "-f", "-")
-		cmd.Stdin = strings.NewReader(text)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("e2e: nft -f %s: %w: %s", name, err, strings.TrimSpace(string(b)))
-		}
-		hd.closeFn = func() error {
-			if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", name).CombinedOutput(); err != nil {
-				return fmt.Errorf("e2e: remove table %s: %w: %s", name, err, strings.TrimSpace(string(b)))
-			}
-			return nil
-		}
-		return hd, nil
+		return h.startKernelTable(ctx, c)
 	case kindNaive, kindCLoop:
-		cmd := h.pinned(ctx, h.server, fw, bin, "-queue", "0", "-maxlen", "4096")
-		if c.kind == kindCLoop {
-			cmd = h.pinned(ctx, h.server, fw, bin, "0", "4096")
-		}
-		p, err := startProc(ctx, c.name, cmd, "ready", readyTimeout)
-		if err != nil {
-			return nil, err
-		}
-		remove, err := installQueueTable(int(h.server.Handle()))
-		if err != nil {
-			_ = p.stop(5 * time.Second)
-			return nil, err
-		}
-		hd.p = p
-		hd.closeFn = func() error { return errors.Join(remove(), p.stop(10*time.Second)) }
-		return hd, nil
+		return h.startQueueLoop(ctx, c)
 	case kindFwagent:
-		pol := filepath.Join(h.tmp, c.name+".yaml")
-		if err := os.WriteFile(pol, []byte(c.policy), 0o644); err != nil {
-			return nil, fmt.Errorf("e2e: write policy: %w", err)
-		}
-		if b, err := exec.CommandContext(ctx, bin, "check", pol).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("e2e: fwagent check %s: %w: %s", c.name, err, strings.TrimSpace(string(b)))
-		}
-		hd.logFile = filepath.Join(h.tmp, c.name+".events.jsonl")
-		args := []string{"run", "--policy", pol, "--queues", strconv.Itoa(c.queues), "--workers", strconv.Itoa(h.opt.workers),
-			"--log-file", hd.logFile, "--fail-closed"}
-		// The event count is the file's lines: no rotation (default
-		// 100 MB) may move events into backups during a run.
-		if h.missingFlags(ctx, []string{"--log-max-size"}) == "" {
-			args = append(args, "--log-max-size", "1000000")
-		}
-		if h.missingFlags(ctx, []string{"--metrics-addr"}) == "" {
-			hd.metrics = filepath.Join(h.tmp, c.name+".metrics.sock")
-			args = append(args, "--metrics-addr", "unix:"+hd.metrics)
-		}
-		args = append(args, c.args...)
-		args = append(args, h.opt.fwagentArgs...)
-		p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, fw, bin, args...), "msg=ready", readyTimeout)
-		if err != nil {
-			return nil, err
-		}
-		hd.p = p
-		hd.closeFn = func() error { return p.stop(15 * time.Second) }
-		return hd, nil
+		return h.startFwagent(ctx, c)
 	case kindUlogd:
-		rules := filepath.Join(h.tmp, "ulogd.nft")
-		if err := os.WriteFile(rules, []byte(ulogdRuleset(ulogGroup, benchUDP)), 0o644); err != nil {
-			return nil, fmt.Errorf("e2e: write ruleset: %w", err)
-		}
-		conf := filepath.Join(h.tmp, "ulogd.conf")
-		hd.logFile = filepath.Join(h.tmp, "ulogd.json")
-		if err := os.WriteFile(conf, []byte(ulogdConfig(h.ulogdPlugins, filepath.Join(h.tmp, "ulogd.log"), hd.logFile, ulogGroup)), 0o644); err != nil {
-			return nil, fmt.Errorf("e2e: write ulogd config: %w", err)
-		}
-		p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, fw, bin, "-c", conf), "", 0)
-		if err != nil {
-			return nil, err
-		}
-		if err := h.waitNflogBound(ctx, ulogGroup, p); err != nil {
-			_ = p.stop(5 * time.Second)
-			return nil, err
-		}
-		if b, err := h.server.Command(ctx, "nft", "-f", rules).CombinedOutput(); err != nil {
-			_ = p.stop(5 * time.Second)
-			return nil, fmt.Errorf("e2e: nft -f ulogd ruleset: %w: %s", err, strings.TrimSpace(string(b)))
-		}
-		hd.p = p
-		hd.closeFn = func() error {
-			var errs []error
-			if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", "fwbench_log").CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("e2e: remove ulogd table: %w: %s", err, strings.TrimSpace(string(b))))
-			}
-			return errors.Join(append(errs, p.stop(10*time.Second))...)
-		}
-		return hd, nil
+		return h.startUlogd(ctx, c)
 	}
 	return nil, fmt.Errorf("e2e: unknown handler kind %q", c.kind)
+}
+
+// startKernelTable loads a kernel-only configuration's table in the
+// server's namespace; there is no process.
+func (h *harness) startKernelTable(ctx context.Context, c config) (*handler, error) {
+	name, text := kernelOnlyTable(c.kind)
+	cmd := h.server.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(text)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("e2e: nft -f %s: %w: %s", name, err, strings.TrimSpace(string(b)))
+	}
+	closeFn := func() error {
+		if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", name).CombinedOutput(); err != nil {
+			return fmt.Errorf("e2e: remove table %s: %w: %s", name, err, strings.TrimSpace(string(b)))
+		}
+		return nil
+	}
+	return &handler{kind: c.kind, closeFn: closeFn}, nil
+}
+
+// startQueueLoop starts a reference accept loop (Go naive or C) on queue 0
+// and the table that queues every packet to it.
+func (h *harness) startQueueLoop(ctx context.Context, c config) (*handler, error) {
+	bin, fw := h.bins[c.kind], h.opt.firewallCPU
+	cmd := h.pinned(ctx, h.server, fw, bin, "-queue", "0", "-maxlen", "4096")
+	if c.kind == kindCLoop {
+		cmd = h.pinned(ctx, h.server, fw, bin, "0", "4096")
+	}
+	p, err := startProc(ctx, c.name, cmd, "ready", readyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	remove, err := installQueueTable(int(h.server.Handle()))
+	if err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, err
+	}
+	return &handler{kind: c.kind, p: p, closeFn: func() error { return errors.Join(remove(), p.stop(10*time.Second)) }}, nil
+}
+
+// startFwagent checks the configuration's policy and runs the agent on it,
+// logging to a file and serving metrics on a socket.
+func (h *harness) startFwagent(ctx context.Context, c config) (*handler, error) {
+	bin := h.bins[c.kind]
+	pol := filepath.Join(h.tmp, c.name+".yaml")
+	if err := os.WriteFile(pol, []byte(c.policy), 0o644); err != nil {
+		return nil, fmt.Errorf("e2e: write policy: %w", err)
+	}
+	if b, err := exec.CommandContext(ctx, bin, "check", pol).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("e2e: fwagent check %s: %w: %s", c.name, err, strings.TrimSpace(string(b)))
+	}
+	hd := &handler{kind: c.kind, logFile: filepath.Join(h.tmp, c.name+".events.jsonl")}
+	args := []string{"run", "--policy", pol, "--queues", strconv.Itoa(c.queues), "--workers", strconv.Itoa(h.opt.workers),
+		"--log-file", hd.logFile, "--fail-closed"}
+	// The event count is the file's lines: no rotation (default
+	// 100 MB) may move events into backups during a run.
+	if h.missingFlags(ctx, []string{"--log-max-size"}) == "" {
+		args = append(args, "--log-max-size", "1000000")
+	}
+	if h.missingFlags(ctx, []string{"--metrics-addr"}) == "" {
+		hd.metrics = filepath.Join(h.tmp, c.name+".metrics.sock")
+		args = append(args, "--metrics-addr", "unix:"+hd.metrics)
+	}
+	args = append(args, c.args...)
+	args = append(args, h.opt.fwagentArgs...)
+	p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, h.opt.firewallCPU, bin, args...), "msg=ready", readyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	hd.p = p
+	hd.closeFn = func() error { return p.stop(15 * time.Second) }
+	return hd, nil
+}
+
+// startUlogd runs ulogd2 with its JSON output on the benchmark's log group,
+// once it listens, the table that logs and drops the flood.
+func (h *harness) startUlogd(ctx context.Context, c config) (*handler, error) {
+	rules := filepath.Join(h.tmp, "ulogd.nft")
+	if err := os.WriteFile(rules, []byte(ulogdRuleset(ulogGroup, benchUDP)), 0o644); err != nil {
+		return nil, fmt.Errorf("e2e: write ruleset: %w", err)
+	}
+	conf := filepath.Join(h.tmp, "ulogd.conf")
+	hd := &handler{kind: c.kind, logFile: filepath.Join(h.tmp, "ulogd.json")}
+	if err := os.WriteFile(conf, []byte(ulogdConfig(h.ulogdPlugins, filepath.Join(h.tmp, "ulogd.log"), hd.logFile, ulogGroup)), 0o644); err != nil {
+		return nil, fmt.Errorf("e2e: write ulogd config: %w", err)
+	}
+	p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, h.opt.firewallCPU, h.bins[c.kind], "-c", conf), "", 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.waitNflogBound(ctx, ulogGroup, p); err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, err
+	}
+	if b, err := h.server.Command(ctx, "nft", "-f", rules).CombinedOutput(); err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, fmt.Errorf("e2e: nft -f ulogd ruleset: %w: %s", err, strings.TrimSpace(string(b)))
+	}
+	hd.p = p
+	hd.closeFn = func() error {
+		var errs []error
+		if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", "fwbench_log").CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("e2e: remove ulogd table: %w: %s", err, strings.TrimSpace(string(b))))
+		}
+		return errors.Join(append(errs, p.stop(10*time.Second))...)
+	}
+	return hd, nil
 }
 
 // missingFlags returns the first flag of args that `fwagent run --help`
