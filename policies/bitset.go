@@ -1,5 +1,7 @@
 package policies
 
+import "slices"
+
 // bitsets is an arena of equal-length rule bitsets, deduplicated: rules
 // that share a field value share one bitset, so a 65,536-entry port table
 // or a prefix table holds small indices into it. Each bitset has a summary
@@ -27,7 +29,7 @@ func (s *bitsets) intern(b []uint64) uint32 {
 		h ^= h >> 29
 	}
 	for _, id := range s.index[h] {
-		if equalWords(s.get(id), b) {
+		if slices.Equal(s.get(id), b) {
 			return id
 		}
 	}
@@ -47,18 +49,6 @@ func (s *bitsets) intern(b []uint64) uint32 {
 func (s *bitsets) get(id uint32) []uint64 {
 	o := int(id) * s.words
 	return s.bits[o : o+s.words : o+s.words]
-}
-
-func equalWords(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // ruleBits is a scratch bitset for building.

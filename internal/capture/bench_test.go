@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
 )
 
 // BenchmarkReader reads a 1000-frame capture per iteration; allocations per
 // op are per file (buffers), not per frame.
 func BenchmarkReader(b *testing.B) {
 	le := binary.LittleEndian
-	ip4 := build(b, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2, Payload: make([]byte, 64)})
+	ip4 := testpacket.Build(b, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2, Payload: make([]byte, 64)})
 	var recs []record
 	ng := slices.Concat(ngSHB(le), ngIDB(le, linkEthernet, 0))
 	for i := range 1000 {
@@ -56,7 +57,7 @@ func BenchmarkReader(b *testing.B) {
 
 // BenchmarkWriter writes one packet per iteration.
 func BenchmarkWriter(b *testing.B) {
-	pkt := build(b, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, Payload: make([]byte, 64)})
+	pkt := testpacket.Build(b, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, Payload: make([]byte, 64)})
 	w, err := NewWriter(io.Discard)
 	if err != nil {
 		b.Fatal(err)
@@ -74,7 +75,7 @@ func BenchmarkWriter(b *testing.B) {
 // allocates nothing, so replaying a capture costs no garbage per packet.
 func TestNextZeroAllocs(t *testing.T) {
 	le := binary.LittleEndian
-	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
+	ip4 := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
 	const n = 600
 	var recs []record
 	ng := slices.Concat(ngSHB(le), ngIDB(le, linkSLL2, 0, ngOpt(le, optTSResol, []byte{9})))

@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
 )
 
 // FuzzReader feeds arbitrary files to the reader: it must never panic, every
 // frame it returns must start like an IP packet, and indices must advance.
 func FuzzReader(f *testing.F) {
 	le, be := binary.LittleEndian, binary.BigEndian
-	ip4 := build(f, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
-	ip6 := build(f, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoTCP, SrcPort: 3, DstPort: 4})
+	ip4 := testpacket.Build(f, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
+	ip6 := testpacket.Build(f, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoTCP, SrcPort: 3, DstPort: 4})
 	ts := time.Unix(1_700_000_000, 0)
 	f.Add(pcapFile(linkEthernet, le, false, record{ts: ts, data: ether(etherIPv4, ip4)}, record{ts: ts, data: ether(etherVLAN, slices.Concat(tag(5, etherIPv6), ip6))}))
 	f.Add(pcapFile(linkSLL2, be, true, record{ts: ts, data: sll2(etherIPv6, ip6)}, record{ts: ts, data: sll2(0x0806, arpPkt)}))

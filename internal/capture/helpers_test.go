@@ -5,10 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
-	"testing"
 	"time"
-
-	"github.com/fwagent/fwagent/internal/packet"
 )
 
 // Captures are assembled by hand here, byte by byte, so every link type and
@@ -123,15 +120,6 @@ var (
 	v6a = netip.MustParseAddr("2001:db8::1")
 	v6b = netip.MustParseAddr("2001:db8::2")
 )
-
-func build(t testing.TB, s packet.Spec) []byte {
-	t.Helper()
-	b, err := packet.Build(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func u16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
 

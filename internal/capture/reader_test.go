@@ -16,6 +16,7 @@ import (
 
 	"github.com/fwagent/fwagent/internal/packet"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
 )
 
 // readAll drains a reader.
@@ -41,9 +42,9 @@ func bufferWriter(t *testing.T) (*Writer, *bytes.Buffer) {
 
 func TestRoundTrip(t *testing.T) {
 	pkts := [][]byte{
-		build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoTCP, SrcPort: 1, DstPort: 443, TCPFlags: packet.TCPSyn}),
-		build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoUDP, SrcPort: 53, DstPort: 9, Payload: []byte("odd")}),
-		build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoICMP, ICMPType: 8, Payload: make([]byte, 1400)}),
+		testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoTCP, SrcPort: 1, DstPort: 443, TCPFlags: packet.TCPSyn}),
+		testpacket.Build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoUDP, SrcPort: 53, DstPort: 9, Payload: []byte("odd")}),
+		testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoICMP, ICMPType: 8, Payload: make([]byte, 1400)}),
 	}
 	base := time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.UTC)
 	w, buf := bufferWriter(t)
@@ -81,7 +82,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestWriterCutsAtMaxFrame(t *testing.T) {
 	w, buf := bufferWriter(t)
-	big := build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoUDP, Payload: make([]byte, 65000)})
+	big := testpacket.Build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoUDP, Payload: make([]byte, 65000)})
 	big = append(big, make([]byte, MaxFrame)...) // beyond any real packet, to exceed the cut
 	if err := w.Write(time.Unix(1, 0), big); err != nil {
 		t.Fatal(err)
@@ -112,8 +113,8 @@ func TestTcpdumpReadsWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range [][]byte{
-		build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 40000, DstPort: 4444, Payload: []byte("x")}),
-		build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoTCP, SrcPort: 1234, DstPort: 8080, TCPFlags: packet.TCPSyn}),
+		testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 40000, DstPort: 4444, Payload: []byte("x")}),
+		testpacket.Build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoTCP, SrcPort: 1234, DstPort: 8080, TCPFlags: packet.TCPSyn}),
 	} {
 		if err := w.Write(time.Unix(1700000000, 0), p); err != nil {
 			t.Fatal(err)
@@ -131,8 +132,8 @@ func TestTcpdumpReadsWriter(t *testing.T) {
 }
 
 func TestLinkTypes(t *testing.T) {
-	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
-	ip6 := build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoTCP, SrcPort: 3, DstPort: 4})
+	ip4 := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
+	ip6 := testpacket.Build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoTCP, SrcPort: 3, DstPort: 4})
 	le, be := binary.LittleEndian, binary.BigEndian
 	tests := []struct {
 		name   string
@@ -195,8 +196,8 @@ func TestLinkTypes(t *testing.T) {
 }
 
 func TestPcapng(t *testing.T) {
-	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
-	ip6 := build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoTCP, SrcPort: 3, DstPort: 4})
+	ip4 := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
+	ip6 := testpacket.Build(t, packet.Spec{Src: v6a, Dst: v6b, Proto: packet.ProtoTCP, SrcPort: 3, DstPort: 4})
 	for _, bo := range []order{binary.LittleEndian, binary.BigEndian} {
 		t.Run(bo.String(), func(t *testing.T) {
 			offset := bo.AppendUint64(nil, 100)
@@ -250,7 +251,7 @@ func TestPcapng(t *testing.T) {
 }
 
 func TestGzip(t *testing.T) {
-	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
+	ip4 := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
 	for name, file := range map[string][]byte{
 		"pcap":   pcapFile(linkRaw, binary.LittleEndian, false, record{ts: time.Unix(1, 0), data: ip4}),
 		"pcapng": slices.Concat(ngSHB(binary.LittleEndian), ngIDB(binary.LittleEndian, linkRaw, 0), ngEPB(binary.LittleEndian, 0, 1e6, ip4, 0)),
@@ -302,7 +303,7 @@ func with(b []byte, f func([]byte)) []byte {
 
 func TestNextErrors(t *testing.T) {
 	le := binary.LittleEndian
-	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
+	ip4 := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
 	good := pcapFile(linkRaw, le, false, record{ts: time.Unix(1, 0), data: ip4}, record{ts: time.Unix(2, 0), data: ip4})
 	ng := slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0))
 	tests := []struct {
@@ -347,7 +348,7 @@ func TestNextErrors(t *testing.T) {
 
 func TestWriterConcurrent(t *testing.T) {
 	w, buf := bufferWriter(t)
-	pkt := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, Payload: make([]byte, 100)})
+	pkt := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP, Payload: make([]byte, 100)})
 	const writers, each = 4, 50
 	errs := make(chan error, writers)
 	for range writers {
@@ -381,7 +382,7 @@ func TestWriterConcurrent(t *testing.T) {
 // frames after it are read, as tcpdump reads on.
 func TestBadRecordsSkipped(t *testing.T) {
 	le := binary.LittleEndian
-	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
+	ip4 := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
 	ng := slices.Concat(ngSHB(le), ngIDB(le, linkRaw, 0))
 	files := map[string][]byte{
 		"pcap caplen > len": pcapFile(linkRaw, le, false, record{ts: time.Unix(1, 0), data: ip4},
@@ -415,7 +416,7 @@ func TestBadRecordsSkipped(t *testing.T) {
 // TestSkipReasons: every skipped frame is counted under its reason.
 func TestSkipReasons(t *testing.T) {
 	le := binary.LittleEndian
-	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
+	ip4 := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
 	eth := func(etherType uint16, payload []byte) []byte {
 		h := make([]byte, 12)
 		return append(binary.BigEndian.AppendUint16(h, etherType), payload...)
@@ -447,7 +448,7 @@ func TestSkipReasons(t *testing.T) {
 // the frame's direction.
 func TestDirection(t *testing.T) {
 	le := binary.LittleEndian
-	ip4 := build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
+	ip4 := testpacket.Build(t, packet.Spec{Src: v4a, Dst: v4b, Proto: packet.ProtoUDP})
 	epbFlags := func(flags uint32, data []byte) []byte {
 		b := ngEPB(le, 0, 0, data, 0)
 		body := b[8 : len(b)-4]

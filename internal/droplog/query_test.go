@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -105,7 +106,7 @@ func TestScanFilters(t *testing.T) {
 			if err != nil || skipped != 1 {
 				t.Fatalf("Scan: skipped %d, %v; want 1 skipped, no error", skipped, err)
 			}
-			if !slicesEqual(ports, tt.ports) {
+			if !slices.Equal(ports, tt.ports) {
 				t.Fatalf("ports %v, want %v", ports, tt.ports)
 			}
 		})
@@ -179,7 +180,7 @@ func TestFollowAcrossRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []uint16{0, 1, 2, 3, 4, 5, 6, 7, 8}
-	if !slicesEqual(ports, want) {
+	if !slices.Equal(ports, want) {
 		t.Fatalf("followed ports %v, want %v", ports, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -326,24 +327,12 @@ func TestSlowSinkShedsWithoutBlockingTheReader(t *testing.T) {
 	}
 	// The sink saw the first event and then the queued ones, in order.
 	want := []uint16{1, 2, 3, 4, 5, 6, 7, 8, 9}
-	if !slicesEqual(sink.ports, want) {
+	if !slices.Equal(sink.ports, want) {
 		t.Fatalf("sink got ports %v, want %v", sink.ports, want)
 	}
 	if !sink.closed.Load() {
 		t.Fatal("sink not closed on stop")
 	}
-}
-
-func slicesEqual(a, b []uint16) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // lineWriter hands every write to a channel, to observe flushes.

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,7 +96,7 @@ func TestRateLimitShedsAndCountsExactly(t *testing.T) {
 		}
 		gotPorts = append(gotPorts, ev.Dport)
 	}
-	if !slicesEqual(gotPorts, wantPorts) {
+	if !slices.Equal(gotPorts, wantPorts) {
 		t.Fatalf("written ports %v, want %v", gotPorts, wantPorts)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
 	"github.com/fwagent/fwagent/policies"
 )
 
@@ -25,7 +26,7 @@ rules:
 `
 	shared := NewShared(&Policy{Program: compile(t, pol), Gen: 1}, testMarks(t), conntrack.New(conntrack.Config{}))
 	w := shared.NewWorker()
-	whole := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 80,
+	whole := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 80,
 		TCPFlags: packet.TCPSyn, Payload: make([]byte, 3000)})
 	cut := whole[:policies.HeaderBytes]
 

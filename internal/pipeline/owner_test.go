@@ -6,6 +6,7 @@ import (
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
 )
 
 type fixedCgroup string
@@ -25,7 +26,7 @@ rules:
 	shared := NewShared(&Policy{Program: compile(t, pol), Gen: 1}, testMarks(t), conntrack.New(conntrack.Config{}))
 	w := shared.NewWorker()
 	syn := func(sport, dport uint16) []byte {
-		return build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: sport, DstPort: dport, TCPFlags: packet.TCPSyn})
+		return testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: sport, DstPort: dport, TCPFlags: packet.TCPSyn})
 	}
 	name := func(r Result) string { return shared.Policy().Program.RuleName(r.Decision.Rule) }
 

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
+
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
@@ -26,15 +28,6 @@ func testMarks(t testing.TB) nf.Marks {
 func compile(t testing.TB, text string) *policies.Program {
 	t.Helper()
 	return testpolicy.Compile(t, "test.yaml", text)
-}
-
-func build(t testing.TB, s packet.Spec) []byte {
-	t.Helper()
-	b, err := packet.Build(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func TestEncode(t *testing.T) {
@@ -117,7 +110,7 @@ func TestProcess(t *testing.T) {
 	w := shared.NewWorker()
 	in := Meta{Hook: nf.HookInput, Now: 1}
 
-	syn := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 22, TCPFlags: packet.TCPSyn})
+	syn := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 22, TCPFlags: packet.TCPSyn})
 	r := w.Process(syn, in)
 	if r.Verdict.Kind != Repeat || r.Verdict.Action != nf.MarkOffload || r.State != nf.StateNew {
 		t.Fatalf("ssh SYN: verdict %s/%s state %s, want an offload repeat for a new flow", r.Verdict.Kind, r.Verdict.Action, r.State)
@@ -128,8 +121,8 @@ func TestProcess(t *testing.T) {
 	// The SYN's decision is not cached: the skipped `established` rule
 	// will match later packets of the flow. Once established, that rule
 	// decides, and its decision is reused for the rest of the flow.
-	synAck := build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 22, DstPort: 40000, TCPFlags: packet.TCPSyn | packet.TCPAck})
-	ack := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 22, TCPFlags: packet.TCPAck})
+	synAck := testpacket.Build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 22, DstPort: 40000, TCPFlags: packet.TCPSyn | packet.TCPAck})
+	ack := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 22, TCPFlags: packet.TCPAck})
 	w.Process(synAck, Meta{Hook: nf.HookInput, Now: 2})
 	r = w.Process(ack, in)
 	if r.Cached || r.State != nf.StateEstablished || shared.Policy().Program.RuleName(r.Decision.Rule) != "established" {
@@ -145,13 +138,13 @@ func TestProcess(t *testing.T) {
 		t.Fatal("a decision cached under generation 7 was reused under generation 8")
 	}
 
-	telnet := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40001, DstPort: 23, TCPFlags: packet.TCPSyn})
+	telnet := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40001, DstPort: 23, TCPFlags: packet.TCPSyn})
 	r = w.Process(telnet, in)
 	if a, _, id := m.Decode(r.Verdict.Mark); r.Verdict.Kind != Repeat || a != nf.MarkDropLog || id != 3 {
 		t.Fatalf("telnet: %s %v id %d, want a drop+log repeat for rule 3 (index 2 + 1)", r.Verdict.Kind, a, id)
 	}
 
-	other := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 9})
+	other := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 9})
 	r = w.Process(other, in)
 	if a, _, id := m.Decode(r.Verdict.Mark); r.Decision.Rule != policies.NoRule || a != nf.MarkDropLog || id != 0 {
 		t.Fatalf("default: rule %d action %v id %d, want the logged default drop", r.Decision.Rule, a, id)
@@ -173,7 +166,7 @@ func TestProcess(t *testing.T) {
 	}
 
 	// The kernel's established hint picks up a flow the tracker never saw.
-	mid := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 41000, DstPort: 8080, TCPFlags: packet.TCPAck})
+	mid := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 41000, DstPort: 8080, TCPFlags: packet.TCPAck})
 	r = w.Process(mid, Meta{Hook: nf.HookInput, Mark: m.EstablishedBit()})
 	if r.State != nf.StateEstablished || r.Decision.Effective() != policies.ActionAccept {
 		t.Fatalf("picked-up flow: state %s verdict %s, want established and accepted", r.State, r.Decision.Effective())
@@ -192,7 +185,7 @@ func TestProcess(t *testing.T) {
 // UDP both ways, IPv6, ICMP echo, a DNS query, and packets no rule matches.
 func mixedReplay(t testing.TB) [][]byte {
 	var out [][]byte
-	add := func(s packet.Spec) { out = append(out, build(t, s)) }
+	add := func(s packet.Spec) { out = append(out, testpacket.Build(t, s)) }
 	v6c, v6s := netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("2001:db8:2::1")
 	for f := range 16 {
 		sp := uint16(40000 + f)
@@ -266,7 +259,7 @@ func BenchmarkProcessManyFlows(b *testing.B) {
 	const flows = 1 << 20
 	m := testMarks(b)
 	prog := compile(b, policygen.Generate(policygen.Options{Rules: 1000, Stateful: true}))
-	tmpl := build(b, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 9000, Payload: make([]byte, 36)})
+	tmpl := testpacket.Build(b, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 9000, Payload: make([]byte, 36)})
 	// The packets lie in memory in the order they are read, as a queue
 	// read delivers them; their flows are in random order.
 	order := rand.New(rand.NewPCG(1, 2)).Perm(flows)
@@ -470,9 +463,9 @@ rules:
 	fwd := Meta{Hook: nf.HookForward, Now: 1}
 	spec := func(reply bool, flags uint8) []byte {
 		if reply {
-			return build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 443, DstPort: 40000, TCPFlags: flags})
+			return testpacket.Build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 443, DstPort: 40000, TCPFlags: flags})
 		}
-		return build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 443, TCPFlags: flags})
+		return testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 443, TCPFlags: flags})
 	}
 	w.Process(spec(false, packet.TCPSyn), fwd)
 	w.Process(spec(true, packet.TCPSyn|packet.TCPAck), fwd)

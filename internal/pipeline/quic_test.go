@@ -10,6 +10,7 @@ import (
 	"github.com/fwagent/fwagent/internal/l7/quic"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
 	"github.com/fwagent/fwagent/policies"
 )
 
@@ -55,7 +56,7 @@ func quicConn(t *testing.T, name string, sport uint16, dcid []byte) [][]byte {
 }
 
 func udpPacket(t *testing.T, sport uint16, payload []byte) []byte {
-	return build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: sport, DstPort: 443, Payload: payload})
+	return testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: sport, DstPort: 443, Payload: payload})
 }
 
 const quicDenylist = `version: 1
@@ -232,7 +233,7 @@ func BenchmarkProcessQUIC(b *testing.B) {
 	for _, p := range quicFlight(t, "fine.example", 44000) {
 		w.Process(p, out)
 	}
-	short := build(b, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 44000, DstPort: 443,
+	short := testpacket.Build(b, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 44000, DstPort: 443,
 		Payload: append([]byte{0x40}, bytes.Repeat([]byte{7}, 1200)...)})
 	b.ReportAllocs()
 	for b.Loop() {

@@ -6,6 +6,7 @@ import (
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
 	"github.com/fwagent/fwagent/policies"
 )
 
@@ -36,7 +37,7 @@ func TestKernelStateOnEveryPacket(t *testing.T) {
 			{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 40000, DstPort: 5353, Payload: []byte("one")},
 			{Src: client, Dst: server, Proto: packet.ProtoICMP, ICMPType: 8, ICMPID: 9, ICMPSeq: 1},
 		} {
-			pkt := build(t, s)
+			pkt := testpacket.Build(t, s)
 			r := w.Process(pkt, Meta{Hook: nf.HookInput})
 			if r.State != nf.StateNew || r.Decision.Action != policies.ActionAccept {
 				t.Fatalf("kernel=%v proto %d first: %s, %s; want new, accepted", kernel, s.Proto, r.State, r.Decision.Action)
@@ -65,9 +66,9 @@ rules:
 	shared := NewShared(&Policy{Program: compile(t, policy), Gen: 1}, m, conntrack.New(conntrack.Config{}))
 	shared.UseKernelState()
 	w := shared.NewWorker()
-	syn := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 41000, DstPort: 80, TCPFlags: packet.TCPSyn})
-	synack := build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 80, DstPort: 41000, TCPFlags: packet.TCPSyn | packet.TCPAck})
-	ack := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 41000, DstPort: 80, TCPFlags: packet.TCPAck})
+	syn := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 41000, DstPort: 80, TCPFlags: packet.TCPSyn})
+	synack := testpacket.Build(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 80, DstPort: 41000, TCPFlags: packet.TCPSyn | packet.TCPAck})
+	ack := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 41000, DstPort: 80, TCPFlags: packet.TCPAck})
 	w.Process(syn, Meta{Hook: nf.HookInput})
 	w.Process(synack, Meta{Hook: nf.HookOutput, Mark: m.EstablishedBit()})
 	for _, tt := range []struct {
@@ -105,8 +106,8 @@ rules:
 	shared := NewShared(&Policy{Program: compile(t, policy), Gen: 1}, m, conntrack.New(conntrack.Config{}))
 	shared.UseKernelState()
 	w := shared.NewWorker()
-	syn := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 42000, DstPort: 80, TCPFlags: packet.TCPSyn})
-	ack := build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 42000, DstPort: 80, TCPFlags: packet.TCPAck})
+	syn := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 42000, DstPort: 80, TCPFlags: packet.TCPSyn})
+	ack := testpacket.Build(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 42000, DstPort: 80, TCPFlags: packet.TCPAck})
 	for i := range 2 { // the second SYN (a retransmit) comes from the cache
 		r := w.Process(syn, Meta{Hook: nf.HookInput})
 		if r.Decision.Action != policies.ActionAccept || r.Verdict.Kind != Accept || r.Verdict.Action == nf.MarkOffload {

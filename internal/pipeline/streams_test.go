@@ -8,6 +8,7 @@ import (
 	"github.com/fwagent/fwagent/internal/conntrack"
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/packet"
+	"github.com/fwagent/fwagent/internal/testing/testpacket"
 	"github.com/fwagent/fwagent/policies"
 )
 
@@ -62,12 +63,12 @@ type tcpConn struct {
 }
 
 func (c tcpConn) seg(off int, flags uint8, payload []byte) []byte {
-	return build(c.t, packet.Spec{Src: cli, Dst: srv, Proto: packet.ProtoTCP, SrcPort: c.sport, DstPort: c.dport,
+	return testpacket.Build(c.t, packet.Spec{Src: cli, Dst: srv, Proto: packet.ProtoTCP, SrcPort: c.sport, DstPort: c.dport,
 		TCPFlags: flags, Seq: c.isn + uint32(off), Payload: payload})
 }
 
 func (c tcpConn) synAck() []byte {
-	return build(c.t, packet.Spec{Src: srv, Dst: cli, Proto: packet.ProtoTCP, SrcPort: c.dport, DstPort: c.sport,
+	return testpacket.Build(c.t, packet.Spec{Src: srv, Dst: cli, Proto: packet.ProtoTCP, SrcPort: c.dport, DstPort: c.sport,
 		TCPFlags: packet.TCPSyn | packet.TCPAck, Ack: c.isn + 1})
 }
 
@@ -258,12 +259,12 @@ func TestDNSOverUDPReusedSocket(t *testing.T) {
 		shared := NewShared(&Policy{Program: compile(t, text), Gen: 1}, testMarks(t), conntrack.New(conntrack.Config{}))
 		w := shared.NewWorker()
 		q := func(names ...string) []byte {
-			return build(t, packet.Spec{Src: cli, Dst: srv, Proto: packet.ProtoUDP, SrcPort: 5353, DstPort: 53, Payload: dnsMsg(1, names...)})
+			return testpacket.Build(t, packet.Spec{Src: cli, Dst: srv, Proto: packet.ProtoUDP, SrcPort: 5353, DstPort: 53, Payload: dnsMsg(1, names...)})
 		}
 		if r := out(w, q("good.example")); r.Decision.Effective() != policies.ActionAccept {
 			t.Fatalf("good: %+v", r.Decision)
 		}
-		w.Process(build(t, packet.Spec{Src: srv, Dst: cli, Proto: packet.ProtoUDP, SrcPort: 53, DstPort: 5353}), Meta{Hook: nf.HookInput})
+		w.Process(testpacket.Build(t, packet.Spec{Src: srv, Dst: cli, Proto: packet.ProtoUDP, SrcPort: 53, DstPort: 5353}), Meta{Hook: nf.HookInput})
 		for i := range 3 {
 			if r := out(w, q("bad.example")); r.Decision.Effective() != policies.ActionDrop || r.Cached {
 				t.Fatalf("bad query %d on the same socket: %+v cached %v", i, r.Decision, r.Cached)
