@@ -313,6 +313,10 @@ func packetLen(data []byte, m *Meta, pkt *packet.Packet) int {
 
 // finish tracks and decides the decoded packet pkt of length bytes. la is
 // its flow lookup as started by conntrack's Prefetch, or nil.
+//
+// It is one function, longer than the house's 80 lines, on purpose: split
+// into input, track, cache and decide steps it cost every packet more (see
+// bench/README.md, "Figures behind design choices").
 func (w *Worker) finish(pol *Policy, pkt *packet.Packet, length int, m *Meta, la *conntrack.Lookahead) Result {
 	s := w.shared
 	var r Result
