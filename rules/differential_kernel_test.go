@@ -254,6 +254,13 @@ func (b *diffBed) observe() (obs []uint64, pol map[string]uint64, err error) {
 func (b *diffBed) send(t *testing.T, p diffPacket) (string, nf.State, error) {
 	t.Helper()
 	if p.conntrack != nil {
+		// An earlier packet of the same policy may have made an entry for
+		// this flow, either way round (a generator's tuples can repeat);
+		// -I refuses to replace it, so it goes first. -D exits 1 when it
+		// deletes nothing, which is the usual case.
+		for _, del := range conntrackDeletes(p.conntrack) {
+			_ = b.net.Server.Command(t.Context(), "conntrack", del...).Run()
+		}
 		args := append([]string{"-I"}, p.conntrack...)
 		if out, err := b.net.Server.Command(t.Context(), "conntrack", args...).CombinedOutput(); err != nil {
 			return "", 0, fmt.Errorf("conntrack %v: %v: %s", args, err, out)
@@ -854,6 +861,28 @@ func (g *diffGen) conntrackArgs(s packet.Spec, v6 bool) []string {
 		return append(a, "-p", "icmpv6", "--icmpv6-type", "128", "--icmpv6-code", "0", "--icmpv6-id", fmt.Sprint(s.ICMPID))
 	}
 	return nil
+}
+
+// conntrackDeletes are the conntrack -D commands that remove any entry of
+// the flow conntrack -I insert would make, in either direction: insert's
+// arguments without the timeout, status and state it sets, and the same
+// with the addresses and ports swapped.
+func conntrackDeletes(insert []string) [][]string {
+	swap := map[string]string{"-s": "-d", "-d": "-s", "--sport": "--dport", "--dport": "--sport"}
+	fwd, rev := []string{"-D"}, []string{"-D"}
+	for i := 0; i+1 < len(insert); i += 2 {
+		opt, val := insert[i], insert[i+1]
+		switch opt {
+		case "-t", "-u", "--state":
+			continue
+		}
+		fwd = append(fwd, opt, val)
+		if o, ok := swap[opt]; ok {
+			opt = o
+		}
+		rev = append(rev, opt, val)
+	}
+	return [][]string{fwd, rev}
 }
 
 // buildMapped builds s as an IPv6 packet whose source is the v4-mapped
