@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -150,6 +151,39 @@ func TestOffloadStaysOnItsHookAndDirection(t *testing.T) {
 		if echoAfterConnect(t, n.Client, netip.AddrPortFrom(dst, 7303), "pushed") {
 			t.Errorf("%s: data with PSH was echoed; no-push must reject it at input", dst)
 		}
+	}
+}
+
+const rejectWithOutputHook = `version: 1
+default: {input: drop, output: accept}
+rules:
+  - name: refuse
+    hook: input
+    match: {dport: 7304}
+    action: reject
+`
+
+// TestRejectReplyLeavesThroughQueuedOutput: with --hooks input,output the
+// reset or port unreachable that answers a rejected packet passes the
+// output hook. It is related to the rejected packet's conntrack entry,
+// which is not confirmed yet, and NFQUEUE drops such a packet rather than
+// queue it: with --kernel-rules off the client used to wait for a timeout
+// where the kernel-only reference refuses at once. Found by the oracle test.
+func TestRejectReplyLeavesThroughQueuedOutput(t *testing.T) {
+	for _, mode := range []string{"off", "auto"} {
+		t.Run(mode, func(t *testing.T) {
+			n := agentNet(t)
+			startAgent(t, n.Server, writePolicy(t, rejectWithOutputHook), "--hooks", "input,output", "--kernel-rules", mode)
+			for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
+				to := netip.AddrPortFrom(dst, 7304)
+				if _, err := dialTCP(n.Client, to, 0, dropWait); !errors.Is(err, errRefused) {
+					t.Errorf("tcp %s: %v, want connection refused (a reset)", to, err)
+				}
+				if _, err := udpExchange(n.Client, to, []byte("refuse me"), dropWait); !errors.Is(err, errRefused) {
+					t.Errorf("udp %s: %v, want connection refused (a port unreachable)", to, err)
+				}
+			}
+		})
 	}
 }
 

@@ -123,10 +123,40 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 		// The compiled policy decides what it can in the kernel and queues
 		// the rest; it lives in its own chain so a reload can refill it
 		// without touching this one.
-		return append(rs, rule{RulePolicy, []stmt{jumpStmt(policyChain(h))}})
+		rs = append(rs, policyJump(cfg, policyChain(h)))
+		if !cfg.QueueAll {
+			return rs
+		}
 	}
 	return append(rs, rule{RuleQueue, []stmt{cfg.queueStmt(kind)}})
 }
+
+// policyJump is the base chain's jump to its policy chain target: every
+// packet that reaches it, or with QueueAll only the packets the kernel
+// would refuse to queue.
+func policyJump(cfg Config, target string) rule {
+	if cfg.QueueAll {
+		return rule{RulePolicy, []stmt{ctState{expr.CtStateBitRELATED, "related"}, ctUnconfirmed{}, jumpStmt(target)}}
+	}
+	return rule{RulePolicy, []stmt{jumpStmt(target)}}
+}
+
+// ctUnconfirmed is `ct status ! confirmed`: the packet's conntrack entry
+// is not in the kernel's table yet.
+type ctUnconfirmed struct{}
+
+// ipsConfirmed is IPS_CONFIRMED of the conntrack status bits.
+const ipsConfirmed = 1 << 3
+
+func (ctUnconfirmed) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(ipsConfirmed), Xor: u32(0)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: u32(0)},
+	}
+}
+
+func (ctUnconfirmed) text() string { return "ct status ! confirmed" }
 
 // answerRules carry out the agent's answers (NF_REPEAT with an action in
 // the mark): the action rules, then the looped rule, last. A stateful base

@@ -132,6 +132,18 @@ type conj struct {
 	queue bool // this part of the rule needs userspace
 }
 
+// WithQueueAll is cfg for --kernel-rules off: every packet that can be
+// queued is, and prog's plan decides the few the kernel cannot queue (see
+// Config.QueueAll). On an error cfg comes back unchanged.
+func WithQueueAll(prog *policies.Program, cfg Config) (Config, error) {
+	plan, err := Compile(prog, cfg)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Plan, cfg.QueueAll = plan, true
+	return cfg, nil
+}
+
 // Compile builds the kernel plan of prog for the rules' marks and log group
 // in cfg. It never fails on a policy the loader accepted: whatever it cannot
 // express is queued.

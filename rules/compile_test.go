@@ -101,7 +101,12 @@ func TestCompiledRenderLoadsLikeInstall(t *testing.T) {
 	})
 	// A set whose elements overflow one netlink message (sets.go).
 	t.Run("large set", func(t *testing.T) { renderLoadsLikeInstall(t, largeSetPolicy(5000), 0) })
+	// --kernel-rules off: queue, with the plan for what cannot be queued.
+	t.Run("queue all", func(t *testing.T) { renderLoadsLikeInstall(t, everyField, 0, queueAll) })
 }
+
+// queueAll makes a test's configuration that of --kernel-rules off.
+func queueAll(cfg *Config) { cfg.QueueAll = true }
 
 // largeSetPolicy drops traffic from a set of n addresses, every other one
 // of 10.0.0.0/8, so that nft merges none of them into a range.
@@ -116,9 +121,12 @@ func largeSetPolicy(n int) string {
 	return b.String()
 }
 
-func renderLoadsLikeInstall(t *testing.T, policy string, blockSize int) {
+func renderLoadsLikeInstall(t *testing.T, policy string, blockSize int, opts ...func(*Config)) {
 	cfg := testConfig(t)
 	cfg.Plan = compileText(t, cfg, policy)
+	for _, o := range opts {
+		o(&cfg)
+	}
 	cfg.Plan.blockSize = blockSize
 	if blockSize > 0 {
 		cfg.Plan.indexMin = -1

@@ -79,6 +79,13 @@ type Config struct {
 	// (--kernel-rules off) queues every packet that reaches the end of the
 	// base chain. Compile it with the same Marks and LogGroup.
 	Plan *Plan
+	// QueueAll (--kernel-rules off, with a Plan) still queues every packet
+	// the kernel can queue; the Plan decides only those it cannot: packets
+	// related to a connection not yet confirmed, above all the TCP reset
+	// or ICMP error the kernel sends for a packet it is rejecting right
+	// now. NFQUEUE drops a packet whose unconfirmed conntrack entry another
+	// packet holds, so queued, such a reply would never leave.
+	QueueAll bool
 }
 
 // DefaultConfig returns the documented defaults: input hook, priority 0, one

@@ -46,6 +46,13 @@
 //     state's bit (Marks.EstablishedBit, RelatedBit, InvalidBit)
 //  12. queue:        queue to B..B+N-1 [fanout] [bypass]
 //
+// With a Plan (--kernel-rules auto) rule 12 is instead `policy`, the jump to
+// the hook's policy chain (the policy compiled; see compile.go). With
+// QueueAll (--kernel-rules off) both stand: `policy` takes only packets
+// related to a connection not yet confirmed (ct state related, ct status
+// ! confirmed), which NFQUEUE would drop, such as the reset or ICMP error
+// the kernel sends for a packet it is rejecting; queue takes the rest.
+//
 // Rules 3-8 only match packets the agent sent back with NF_REPEAT and a mark
 // (verdict/ does that): the kernel then logs through NFLOG group G and drops,
 // rejects or accepts, so every logged verdict reaches internal/droplog the

@@ -468,7 +468,7 @@ func (t *Table) replacePolicy(ic installedChain, cfg Config, rebuild bool) (*nft
 	if rebuild {
 		rebuildBase(t.conn, t.table, ic.chain, cfg, ic.hook, t.kind, name, t.cfg.stateless())
 	} else {
-		jump := rule{RulePolicy, []stmt{jumpStmt(name)}}.nft(t.table, ic.chain)
+		jump := policyJump(cfg, name).nft(t.table, ic.chain)
 		jump.Position = ic.handles[RulePolicy]
 		if jump.Position == 0 {
 			return nil, nil, fmt.Errorf("rules: set plan: chain %s has no %s rule", ic.chain.Name, RulePolicy)
@@ -528,7 +528,7 @@ func rebuildBase(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, cfg Co
 	}
 	for _, r := range chainRules(cfg, h, kind) {
 		if r.name == RulePolicy {
-			r = rule{RulePolicy, []stmt{jumpStmt(policy)}}
+			r = policyJump(cfg, policy)
 		}
 		c.AddRule(r.nft(t, ch))
 	}

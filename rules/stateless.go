@@ -55,7 +55,7 @@ func statelessRules(src []policies.Rule, why []string, owner []bool) bool {
 // Stateless reports whether the plan's table needs no conntrack.
 func (p *Plan) Stateless() bool { return p != nil && p.stateless }
 
-func (cfg Config) stateless() bool { return cfg.Plan.Stateless() }
+func (cfg Config) stateless() bool { return !cfg.QueueAll && cfg.Plan.Stateless() }
 
 // verdictsChain is the regular chain of a stateless table's hook h that
 // carries out the agent's answers.

@@ -45,6 +45,8 @@ pickup rule, which the agent deletes when the window ends.`,
 				if rc.Plan, err = rules.Compile(prog, rc); err != nil {
 					return err
 				}
+			} else if rc, err = rules.WithQueueAll(prog, rc); err != nil {
+				return err
 			}
 			rc.Generation = 1
 			rc.Pickup = pickup > 0

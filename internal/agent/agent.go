@@ -111,7 +111,10 @@ type Agent struct {
 	engine *verdict.Engine
 	drops  *droplog.Reader
 	table  *rules.Table
-	ifs    *ifname.Cache
+	// planned: the table carries a compiled policy (--kernel-rules auto,
+	// or off with rules.Config.QueueAll), which reloads recompile.
+	planned bool
+	ifs     *ifname.Cache
 	// cgroups finds sockets' cgroups for cgroup rules and drop events;
 	// nil when the host's cgroup2 mount cannot be seen.
 	cgroups *sockcgroup.Finder
@@ -372,14 +375,17 @@ func (a *Agent) installTable(ctx context.Context) (func(), error) {
 		rcfg.QueueKind = kind
 	}
 	a.log.Info("queue rule", "kind", rcfg.QueueKind.String(), "queues", fmt.Sprintf("%d-%d", rcfg.QueueBase, rcfg.QueueBase+max(rcfg.Queues, 1)-1))
+	prog := a.shared.Policy().Program
 	if a.cfg.KernelRules {
-		prog := a.shared.Policy().Program
 		if rcfg.Plan, err = rules.Compile(prog, rcfg); err != nil {
 			conn.CloseLasting()
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 		a.log.Info("kernel rules", "in_kernel", rcfg.Plan.Kernel(), "rules", prog.NumRules())
+	} else if rcfg, err = rules.WithQueueAll(prog, rcfg); err != nil {
+		a.log.Warn("the policy does not compile for the kernel: replies to rejected packets, which the kernel cannot queue, will be lost", "err", err)
 	}
+	a.planned = rcfg.Plan != nil
 	a.table, err = rules.Install(conn, rcfg)
 	if err != nil {
 		conn.CloseLasting()
@@ -529,9 +535,16 @@ func (a *Agent) apply(prog *policies.Program) error {
 		plan *rules.Plan
 		err  error
 	)
-	if a.cfg.KernelRules {
-		if plan, err = rules.Compile(prog, a.cfg.Rules); err != nil {
+	if a.planned {
+		plan, err = rules.Compile(prog, a.cfg.Rules)
+		switch {
+		case err != nil && a.cfg.KernelRules:
 			return fmt.Errorf("agent: reload: %w", err)
+		case err != nil:
+			// --kernel-rules off: the policy is queued whole all the same;
+			// only the packets the kernel cannot queue keep the old plan.
+			a.log.Warn("the new policy does not compile for the kernel: packets the kernel cannot queue are still decided by the old one", "err", err)
+			plan, err = nil, nil
 		}
 	}
 	old := a.shared.Policy()

@@ -28,7 +28,9 @@ func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener, flows *conntr
 		Queues:   nums,
 		FailOpen: a.cfg.Rules.Bypass,
 	}
-	if a.cfg.KernelRules {
+	if a.planned {
+		// With --kernel-rules off too: the packets the kernel cannot queue
+		// are decided by the plan's rules.
 		src.KernelHits = a.table.RuleHits
 	}
 	c := metrics.NewCollector(src)
