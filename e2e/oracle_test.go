@@ -1,0 +1,435 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fwagent/fwagent/internal/testing/testnet"
+)
+
+// The agent against a kernel-only reference, as the acceptance oracle of #13
+// does it: random L3/L4 policies with state, each translated by hand (here,
+// by translateNft, which shares nothing with rules/) into an nftables table;
+// the same real probes (TCP connect and data, two UDP datagrams, two echo
+// requests, IPv4 and IPv6) go through the reference table alone, through the
+// agent with --kernel-rules auto and with --kernel-rules off; what the client
+// saw must be the same all three times. scripts/oracle.sh runs it longer.
+
+var (
+	oraclePolicies = flag.Int("oracle.policies", 6, "oracle test: random policies to compare")
+	oracleSeed     = flag.Uint64("oracle.seed", 0, "oracle test: seed (0: from the clock, printed)")
+)
+
+const (
+	oracleTCPPort = 7401
+	oracleUDPPort = 7402
+)
+
+// oracleRule is one generated rule, kept as the fields both translations
+// read.
+type oracleRule struct {
+	hook     string // input or output
+	proto    string // "", tcp, udp, icmp, icmpv6
+	src, dst netip.Prefix
+	dport    [2]int // 0: none; [a, a] one port
+	sport    [2]int
+	state    []string
+	tcpFlags string // "", P/P, S/SA
+	action   string // accept, drop, reject
+	offload  string // "", true, false
+}
+
+type oraclePolicy struct {
+	hooks    []string
+	defaults map[string]string
+	rules    []oracleRule
+}
+
+type oracleGen struct {
+	r              *rand.Rand
+	client, server [2]netip.Addr // v4, v6
+}
+
+func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
+
+// addr is a prefix that holds a (an address of the flow) or one that holds
+// no address of the test.
+func (g *oracleGen) addr(a netip.Addr) netip.Prefix {
+	switch g.r.IntN(3) {
+	case 0:
+		return netip.PrefixFrom(a, a.BitLen())
+	case 1:
+		bits := 24
+		if a.Is6() {
+			bits = 64
+		}
+		return netip.PrefixFrom(a, bits).Masked()
+	}
+	if a.Is4() {
+		return netip.MustParsePrefix("192.0.2.0/24")
+	}
+	return netip.MustParsePrefix("2001:db8:ffff::/48")
+}
+
+func (g *oracleGen) ports(local bool) [2]int {
+	if local { // the client's ephemeral source port, or none of it
+		return pick(g.r, [2]int{1024, 65535}, [2]int{1, 1023})
+	}
+	return pick(g.r, [2]int{oracleTCPPort, oracleTCPPort}, [2]int{oracleUDPPort, oracleUDPPort}, [2]int{7400, 7410}, [2]int{9999, 9999})
+}
+
+func (g *oracleGen) rule(hook string) oracleRule {
+	r := oracleRule{hook: hook, action: pick(g.r, "accept", "accept", "drop", "drop", "reject")}
+	r.proto = pick(g.r, "", "", "tcp", "udp", "icmp", "icmpv6")
+	fam := g.r.IntN(2)
+	switch r.proto { // the agent refuses an address of the other ICMP's family
+	case "icmp":
+		fam = 0
+	case "icmpv6":
+		fam = 1
+	}
+	// On output the server is the source.
+	local, remote := g.client[fam], g.server[fam]
+	if hook == "output" {
+		local, remote = remote, local
+	}
+	if g.r.IntN(3) == 0 {
+		r.src = g.addr(local)
+	}
+	if g.r.IntN(3) == 0 {
+		r.dst = g.addr(remote)
+	}
+	if r.proto == "tcp" || r.proto == "udp" {
+		if g.r.IntN(2) == 0 {
+			r.dport = g.ports(hook == "output")
+		}
+		if g.r.IntN(4) == 0 {
+			r.sport = g.ports(hook == "input")
+		}
+	}
+	if r.proto == "tcp" && g.r.IntN(3) == 0 {
+		r.tcpFlags = pick(g.r, "P/P", "S/SA")
+	}
+	if g.r.IntN(2) == 0 {
+		all := []string{"new", "established", "related"}
+		for _, s := range all {
+			if g.r.IntN(2) == 0 {
+				r.state = append(r.state, s)
+			}
+		}
+		if r.state == nil {
+			r.state = []string{pick(g.r, all...)}
+		}
+	}
+	if r.action == "accept" {
+		r.offload = pick(g.r, "", "true", "false")
+	}
+	return r
+}
+
+func (g *oracleGen) policy() oraclePolicy {
+	p := oraclePolicy{hooks: []string{"input"}, defaults: map[string]string{"input": pick(g.r, "accept", "drop"), "output": "accept"}}
+	if g.r.IntN(2) == 0 {
+		p.hooks = append(p.hooks, "output")
+		p.defaults["output"] = pick(g.r, "accept", "accept", "drop")
+	}
+	for range 1 + g.r.IntN(6) {
+		p.rules = append(p.rules, g.rule(pick(g.r, p.hooks...)))
+	}
+	return p
+}
+
+func portsYAML(p [2]int) string {
+	if p[0] == p[1] {
+		return fmt.Sprint(p[0])
+	}
+	return fmt.Sprintf("%d-%d", p[0], p[1])
+}
+
+// yaml is the policy in the agent's language.
+func (p oraclePolicy) yaml() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version: 1\ndefault: {input: %s, output: %s}\nrules:\n", p.defaults["input"], p.defaults["output"])
+	for i, r := range p.rules {
+		var m []string
+		if r.proto != "" {
+			m = append(m, "proto: "+r.proto)
+		}
+		if r.src.IsValid() {
+			m = append(m, fmt.Sprintf("src: %q", r.src))
+		}
+		if r.dst.IsValid() {
+			m = append(m, fmt.Sprintf("dst: %q", r.dst))
+		}
+		if r.dport[0] != 0 {
+			m = append(m, "dport: "+portsYAML(r.dport))
+		}
+		if r.sport[0] != 0 {
+			m = append(m, "sport: "+portsYAML(r.sport))
+		}
+		if r.state != nil {
+			m = append(m, "state: ["+strings.Join(r.state, ", ")+"]")
+		}
+		if r.tcpFlags != "" {
+			m = append(m, "tcp_flags: "+r.tcpFlags)
+		}
+		fmt.Fprintf(&b, "  - name: r%d\n    hook: %s\n    match: {%s}\n    action: %s\n", i, r.hook, strings.Join(m, ", "), r.action)
+		if r.offload != "" {
+			fmt.Fprintf(&b, "    offload: %s\n", r.offload)
+		}
+	}
+	return b.String()
+}
+
+// translateNft is the policy as an operator would write it in nftables, one
+// rule a rule, from docs/policy.md's semantics: first match wins, a family's
+// address never matches the other family, ports need their protocol, reject
+// is a TCP reset for TCP and port unreachable otherwise, loopback and ICMPv6
+// neighbour discovery are accepted before the policy on every hook.
+func (p oraclePolicy) translateNft() string {
+	var b strings.Builder
+	b.WriteString("table inet fwref {\n")
+	for _, hook := range []string{"input", "output"} {
+		lo := "iif"
+		if hook == "output" {
+			lo = "oif"
+		}
+		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority 0; policy accept;\n", hook, hook)
+		if !slices.Contains(p.hooks, hook) {
+			b.WriteString("\t}\n")
+			continue
+		}
+		fmt.Fprintf(&b, "\t\t%s lo accept\n\t\tmeta l4proto ipv6-icmp icmpv6 type 133-137 accept\n", lo)
+		for _, r := range p.rules {
+			if r.hook != hook {
+				continue
+			}
+			m := r.nftMatch()
+			switch {
+			case r.action != "reject":
+				fmt.Fprintf(&b, "\t\t%s %s\n", m, r.action)
+			case r.proto == "tcp":
+				fmt.Fprintf(&b, "\t\t%s reject with tcp reset\n", m)
+			default:
+				fmt.Fprintf(&b, "\t\t%s meta l4proto tcp reject with tcp reset\n\t\t%s reject with icmpx port-unreachable\n", m, m)
+			}
+		}
+		fmt.Fprintf(&b, "\t\t%s\n\t}\n", p.defaults[hook])
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func (r oracleRule) nftMatch() string {
+	var m []string
+	switch r.proto {
+	case "icmpv6":
+		m = append(m, "meta l4proto ipv6-icmp")
+	case "":
+	default:
+		m = append(m, "meta l4proto "+r.proto)
+	}
+	for _, a := range []struct {
+		dir string
+		p   netip.Prefix
+	}{{"saddr", r.src}, {"daddr", r.dst}} {
+		switch {
+		case !a.p.IsValid():
+		case a.p.Addr().Is4():
+			m = append(m, fmt.Sprintf("ip %s %s", a.dir, a.p))
+		default:
+			m = append(m, fmt.Sprintf("ip6 %s %s", a.dir, a.p))
+		}
+	}
+	if r.dport[0] != 0 {
+		m = append(m, "th dport "+portsYAML(r.dport))
+	}
+	if r.sport[0] != 0 {
+		m = append(m, "th sport "+portsYAML(r.sport))
+	}
+	if r.state != nil {
+		m = append(m, "ct state { "+strings.Join(r.state, ", ")+" }")
+	}
+	switch r.tcpFlags {
+	case "P/P":
+		m = append(m, "tcp flags & psh == psh")
+	case "S/SA":
+		m = append(m, "tcp flags & (syn | ack) == syn")
+	}
+	if m == nil {
+		return "meta nfproto { ipv4, ipv6 }"
+	}
+	return strings.Join(m, " ")
+}
+
+// oracleProbes runs every probe from the client to the server at once (each
+// its own flow) and returns what the client saw, one line a probe.
+func oracleProbes(n *testnet.Net) []string {
+	dsts := []netip.Addr{n.Server.Addr4(), n.Server.Addr6()}
+	out := make([]string, 3*len(dsts))
+	var wg sync.WaitGroup
+	for i, dst := range dsts {
+		wg.Go(func() {
+			out[3*i] = fmt.Sprintf("tcp %s: %s", dst, probeTCP(n.Client, netip.AddrPortFrom(dst, oracleTCPPort)))
+		})
+		wg.Go(func() {
+			out[3*i+1] = fmt.Sprintf("udp %s: %s", dst, probeUDP(n.Client, netip.AddrPortFrom(dst, oracleUDPPort)))
+		})
+		wg.Go(func() {
+			id := 1 + rand.IntN(60000)
+			var seen []string
+			for seq := 1; seq <= 2; seq++ {
+				ok, err := ping(n.Client, dst, id, seq, 16, dropWait)
+				seen = append(seen, fmt.Sprintf("echo %d %s", seq, outcome(ok, err)))
+			}
+			out[3*i+2] = fmt.Sprintf("icmp %s: %s", dst, strings.Join(seen, ", "))
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func outcome(ok bool, err error) string {
+	switch {
+	case err != nil:
+		return "error " + err.Error()
+	case ok:
+		return "answered"
+	}
+	return "unanswered"
+}
+
+// errClass names how a socket call failed, in terms that do not change
+// from run to run.
+func errClass(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case isTimeout(err):
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, io.EOF):
+		return "closed"
+	}
+	return "error " + err.Error()
+}
+
+func probeTCP(ns *testnet.NS, dst netip.AddrPort) string {
+	c, err := dialTCP(ns, dst, 0, dropWait)
+	if err != nil {
+		return "connect " + errClass(err)
+	}
+	defer c.Close()
+	msg := []byte("oracle data")
+	if _, err := c.Write(msg); err != nil {
+		return "connect ok, write " + errClass(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(dropWait))
+	got := make([]byte, len(msg))
+	_, err = io.ReadFull(c, got)
+	return "connect ok, echo " + errClass(err)
+}
+
+func probeUDP(ns *testnet.NS, dst netip.AddrPort) string {
+	var c net.Conn
+	if err := ns.Do(func() (err error) {
+		c, err = net.Dial("udp", dst.String())
+		return err
+	}); err != nil {
+		return "dial " + errClass(err)
+	}
+	defer c.Close()
+	var seen []string
+	buf := make([]byte, 64)
+	for i := 1; i <= 2; i++ {
+		if _, err := c.Write(fmt.Appendf(nil, "datagram %d", i)); err != nil {
+			seen = append(seen, fmt.Sprintf("datagram %d write %s", i, errClass(err)))
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(dropWait))
+		_, err := c.Read(buf)
+		seen = append(seen, fmt.Sprintf("datagram %d echo %s", i, errClass(err)))
+	}
+	return strings.Join(seen, ", ")
+}
+
+// TestOracleAgentMatchesNftReference: for random policies, the client sees
+// the same through the agent (--kernel-rules auto and off) as through a
+// hand-written nftables table of the same policy.
+func TestOracleAgentMatchesNftReference(t *testing.T) {
+	n := agentNet(t, oracleTCPPort)
+	serveUDP(t, n.Server, oracleUDPPort)
+	// Every policy runs the probes three times: the kernel's per-peer
+	// limit on ICMP errors would swallow some port unreachables.
+	for _, key := range []string{"net/ipv4/icmp_ratelimit", "net/ipv6/icmp/ratelimit"} {
+		if err := n.Server.WriteSysctl(key, "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed := *oracleSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -oracle.seed=%d)", seed, seed)
+	g := &oracleGen{r: rand.New(rand.NewPCG(seed, 0)),
+		client: [2]netip.Addr{n.Client.Addr4(), n.Client.Addr6()},
+		server: [2]netip.Addr{n.Server.Addr4(), n.Server.Addr6()}}
+	mismatches := 0
+	for i := range *oraclePolicies {
+		p := g.policy()
+		ref := p.translateNft()
+		nftLoad(t, n.Server, ref)
+		want := oracleProbes(n)
+		nft(t, n.Server, "delete", "table", "inet", "fwref")
+		for _, mode := range []string{"auto", "off"} {
+			a := startAgent(t, n.Server, writePolicy(t, p.yaml()), "--hooks", strings.Join(p.hooks, ","), "--kernel-rules", mode)
+			got := oracleProbes(n)
+			a.stop(t, syscall.SIGTERM)
+			if !slices.Equal(got, want) {
+				mismatches++
+				t.Errorf("policy %d, --kernel-rules %s, --hooks %s: the agent and the nft reference disagree\npolicy:\n%s\nreference:\n%s\n%s",
+					i, mode, strings.Join(p.hooks, ","), p.yaml(), ref, probeDiff(want, got))
+			}
+		}
+		if mismatches >= 3 {
+			t.Fatalf("stopping after %d mismatches", mismatches)
+		}
+	}
+}
+
+func probeDiff(want, got []string) string {
+	var b strings.Builder
+	for i := range want {
+		mark := "  "
+		if got[i] != want[i] {
+			mark = "!="
+		}
+		fmt.Fprintf(&b, "%s reference: %s\n   agent:     %s\n", mark, want[i], got[i])
+	}
+	return b.String()
+}
+
+// nftLoad loads text with nft -f in ns.
+func nftLoad(t *testing.T, ns *testnet.NS, text string) {
+	t.Helper()
+	cmd := ns.Command(context.Background(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v: %s\n%s", err, out, text)
+	}
+}
