@@ -163,17 +163,34 @@ rules:
     action: reject
 `
 
+// rejectWithOutputInspection adds an output rule that needs userspace and
+// that every output packet could match, the reply to a rejected packet
+// too: its queue rule is the first thing that reply meets.
+const rejectWithOutputInspection = rejectWithOutputHook + `  - name: inspect-out
+    hook: output
+    match: {payload: {contains: "never sent"}}
+    action: drop
+`
+
 // TestRejectReplyLeavesThroughQueuedOutput: with --hooks input,output the
 // reset or port unreachable that answers a rejected packet passes the
 // output hook. It is related to the rejected packet's conntrack entry,
 // which is not confirmed yet, and NFQUEUE drops such a packet rather than
 // queue it: with --kernel-rules off the client used to wait for a timeout
 // where the kernel-only reference refuses at once. Found by the oracle test.
+// With an output rule that needs userspace in front, both modes lost the
+// reply at that rule's queue rule; the kernel now decides it with the
+// rules it runs (docs/policy.md, "Replies to rejected packets").
 func TestRejectReplyLeavesThroughQueuedOutput(t *testing.T) {
-	for _, mode := range []string{"off", "auto"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ mode, name, policy string }{
+		{"off", "plain", rejectWithOutputHook},
+		{"auto", "plain", rejectWithOutputHook},
+		{"off", "output-queue-rule", rejectWithOutputInspection},
+		{"auto", "output-queue-rule", rejectWithOutputInspection},
+	} {
+		t.Run(tc.mode+"/"+tc.name, func(t *testing.T) {
 			n := agentNet(t)
-			startAgent(t, n.Server, writePolicy(t, rejectWithOutputHook), "--hooks", "input,output", "--kernel-rules", mode)
+			startAgent(t, n.Server, writePolicy(t, tc.policy), "--hooks", "input,output", "--kernel-rules", tc.mode)
 			for _, dst := range []netip.Addr{n.Server.Addr4(), n.Server.Addr6()} {
 				to := netip.AddrPortFrom(dst, 7304)
 				if _, err := dialTCP(n.Client, to, 0, dropWait); !errors.Is(err, errRefused) {

@@ -115,9 +115,9 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 	// The kernel's conntrack view, for the policy's `state` (userspace
 	// reads these bits; kernel-compiled state matches test the same bits).
 	rs = append(rs,
-		rule{RuleEstablished, []stmt{ctState{expr.CtStateBitESTABLISHED, "established"}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
-		rule{RuleRelated, []stmt{ctState{expr.CtStateBitRELATED, "related"}, markSet{keep: ^m.RelatedBit(), set: m.RelatedBit()}}},
-		rule{RuleInvalid, []stmt{ctState{expr.CtStateBitINVALID, "invalid"}, markSet{keep: ^m.InvalidBit(), set: m.InvalidBit()}}},
+		rule{RuleEstablished, []stmt{ctState{bit: expr.CtStateBitESTABLISHED, name: "established"}, markSet{keep: ^m.EstablishedBit(), set: m.EstablishedBit()}}},
+		rule{RuleRelated, []stmt{ctState{bit: expr.CtStateBitRELATED, name: "related"}, markSet{keep: ^m.RelatedBit(), set: m.RelatedBit()}}},
+		rule{RuleInvalid, []stmt{ctState{bit: expr.CtStateBitINVALID, name: "invalid"}, markSet{keep: ^m.InvalidBit(), set: m.InvalidBit()}}},
 	)
 	if cfg.Plan != nil {
 		// The compiled policy decides what it can in the kernel and queues
@@ -136,27 +136,36 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 // would refuse to queue.
 func policyJump(cfg Config, target string) rule {
 	if cfg.QueueAll {
-		return rule{RulePolicy, []stmt{ctState{expr.CtStateBitRELATED, "related"}, ctUnconfirmed{}, jumpStmt(target)}}
+		return rule{RulePolicy, []stmt{ctState{bit: expr.CtStateBitRELATED, name: "related"}, ctConfirmed(false), jumpStmt(target)}}
 	}
 	return rule{RulePolicy, []stmt{jumpStmt(target)}}
 }
 
-// ctUnconfirmed is `ct status ! confirmed`: the packet's conntrack entry
-// is not in the kernel's table yet.
-type ctUnconfirmed struct{}
+// ctConfirmed is `ct status confirmed`, the packet's conntrack entry is
+// in the kernel's table, or `ct status ! confirmed` when false.
+type ctConfirmed bool
 
 // ipsConfirmed is IPS_CONFIRMED of the conntrack status bits.
 const ipsConfirmed = 1 << 3
 
-func (ctUnconfirmed) exprs() []expr.Any {
+func (c ctConfirmed) exprs() []expr.Any {
+	op := expr.CmpOpEq
+	if c {
+		op = expr.CmpOpNeq
+	}
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(ipsConfirmed), Xor: u32(0)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: u32(0)},
+		&expr.Cmp{Op: op, Register: 1, Data: u32(0)},
 	}
 }
 
-func (ctUnconfirmed) text() string { return "ct status ! confirmed" }
+func (c ctConfirmed) text() string {
+	if c {
+		return "ct status confirmed"
+	}
+	return "ct status ! confirmed"
+}
 
 // answerRules carry out the agent's answers (NF_REPEAT with an action in
 // the mark): the action rules, then the looped rule, last. A stateful base
@@ -292,7 +301,7 @@ func offloadRules(cfg Config, h nf.Hook) []rule {
 	m := cfg.Marks
 	gen := m.ConnGen(cfg.generation())
 	req := m.OffloadRequest(cfg.generation())
-	liveStates := ctState{expr.CtStateBitNEW | expr.CtStateBitESTABLISHED, "new,established"}
+	liveStates := ctState{bit: expr.CtStateBitNEW | expr.CtStateBitESTABLISHED, name: "new,established"}
 	match := func(name string, reply bool) rule {
 		bit := m.OffloadBit(h, reply)
 		return rule{name, []stmt{
@@ -475,17 +484,28 @@ func (s ifIndex) text() string {
 type ctState struct {
 	bit  uint32
 	name string // nft's names, comma-separated
+	// not: none of the states (`ct state ! related`).
+	not bool
 }
 
 func (c ctState) exprs() []expr.Any {
+	op := expr.CmpOpNeq
+	if c.not {
+		op = expr.CmpOpEq
+	}
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: u32(c.bit), Xor: u32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: u32(0)},
+		&expr.Cmp{Op: op, Register: 1, Data: u32(0)},
 	}
 }
 
-func (c ctState) text() string { return "ct state " + c.name }
+func (c ctState) text() string {
+	if c.not {
+		return "ct state ! " + c.name
+	}
+	return "ct state " + c.name
+}
 
 // ctDirection is `ct direction original` or `ct direction reply`.
 type ctDirection bool

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -199,9 +200,38 @@ func Compile(prog *policies.Program, cfg Config) (*Plan, error) {
 		}
 		d := prog.StaticDecision(policies.NoRule, h)
 		out = append(out, actionRules(cfg, commentDefault, conj{}, d)...)
+		if h == nf.HookOutput && !p.stateless {
+			out = queueableOnly(out)
+		}
 		p.chains[h] = out
 	}
 	return p, nil
+}
+
+// queueableOnly writes every queue rule of rs twice, once for packets not
+// related to a flow and once for packets whose conntrack entry is
+// confirmed, so that a packet related and unconfirmed passes the queue
+// rules as if they did not match. That packet is the reply the kernel
+// sends on output for a packet it rejects (a TCP reset, an ICMP
+// unreachable): it carries the rejected packet's entry, not yet confirmed
+// and still held by that packet, and NFQUEUE drops such a packet instead
+// of queueing it. So the rules the kernel runs decide it
+// (docs/policy.md, "Replies to rejected packets"). Two rules because nft
+// cannot negate a conjunction; each is a plain one.
+func queueableOnly(rs []planRule) []planRule {
+	out := make([]planRule, 0, len(rs))
+	for _, r := range rs {
+		if !r.queue {
+			out = append(out, r)
+			continue
+		}
+		for _, s := range []stmt{ctState{bit: expr.CtStateBitRELATED, name: "related", not: true}, ctConfirmed(true)} {
+			c := r
+			c.match = append(slices.Clone(r.match), s)
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Program is the policy the plan was compiled from.

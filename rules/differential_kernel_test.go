@@ -126,7 +126,7 @@ func newDiffBed(t *testing.T, hook nf.Hook) *diffBed {
 		bit  uint32
 		name string
 	}{{expr.CtStateBitNEW, "new"}, {expr.CtStateBitESTABLISHED, "established"}, {expr.CtStateBitRELATED, "related"}, {expr.CtStateBitINVALID, "invalid"}, {expr.CtStateBitUNTRACKED, "untracked"}} {
-		r := rule{name: st.name, stmts: []stmt{ctState{st.bit, st.name}, counterStmt{}}}
+		r := rule{name: st.name, stmts: []stmt{ctState{bit: st.bit, name: st.name}, counterStmt{}}}
 		c.AddRule(r.nft(obsT, b.obs))
 	}
 	if err := c.Flush(); err != nil {

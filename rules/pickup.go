@@ -44,7 +44,7 @@ func pickupRules(cfg Config) []rule {
 	}
 	est := cfg.Marks.EstablishedBit()
 	return []rule{{RulePickup, []stmt{
-		ctState{expr.CtStateBitNEW, "new"},
+		ctState{bit: expr.CtStateBitNEW, name: "new"},
 		l4proto(unix.IPPROTO_TCP),
 		tcpFlagsMasked{mask: tcpFlagSYN | tcpFlagACK, value: tcpFlagACK},
 		markSet{keep: ^est, set: est},
