@@ -136,9 +136,22 @@ func chainRules(cfg Config, h nf.Hook, kind QueueKind) []rule {
 // would refuse to queue.
 func policyJump(cfg Config, target string) rule {
 	if cfg.QueueAll {
-		return rule{RulePolicy, []stmt{ctState{bit: expr.CtStateBitRELATED, name: "related"}, ctConfirmed(false), jumpStmt(target)}}
+		return rule{RulePolicy, append(unqueueable(), jumpStmt(target))}
 	}
 	return rule{RulePolicy, []stmt{jumpStmt(target)}}
+}
+
+// unqueueable matches a packet NFQUEUE drops instead of queueing: one
+// related to a conntrack entry that is not confirmed yet and that the
+// packet shares, such as the reset or ICMP error the kernel sends for a
+// packet it is rejecting. queueable is its negation, as alternatives (nft
+// cannot negate a conjunction).
+func unqueueable() []stmt {
+	return []stmt{ctState{bit: expr.CtStateBitRELATED, name: "related"}, ctConfirmed(false)}
+}
+
+func queueable() []stmt {
+	return []stmt{ctState{bit: expr.CtStateBitRELATED, name: "related", not: true}, ctConfirmed(true)}
 }
 
 // ctConfirmed is `ct status confirmed`, the packet's conntrack entry is

@@ -208,16 +208,12 @@ func Compile(prog *policies.Program, cfg Config) (*Plan, error) {
 	return p, nil
 }
 
-// queueableOnly writes every queue rule of rs twice, once for packets not
-// related to a flow and once for packets whose conntrack entry is
-// confirmed, so that a packet related and unconfirmed passes the queue
-// rules as if they did not match. That packet is the reply the kernel
-// sends on output for a packet it rejects (a TCP reset, an ICMP
-// unreachable): it carries the rejected packet's entry, not yet confirmed
-// and still held by that packet, and NFQUEUE drops such a packet instead
-// of queueing it. So the rules the kernel runs decide it
-// (docs/policy.md, "Replies to rejected packets"). Two rules because nft
-// cannot negate a conjunction; each is a plain one.
+// queueableOnly writes every queue rule of rs twice, once per alternative
+// of queueable, so that an unqueueable packet passes the queue rules as if
+// they did not match. On output that packet is the reply the kernel sends
+// for a packet it rejects (a TCP reset, an ICMP unreachable), and the
+// rules the kernel runs decide it (docs/policy.md, "Replies to rejected
+// packets").
 func queueableOnly(rs []planRule) []planRule {
 	out := make([]planRule, 0, len(rs))
 	for _, r := range rs {
@@ -225,7 +221,7 @@ func queueableOnly(rs []planRule) []planRule {
 			out = append(out, r)
 			continue
 		}
-		for _, s := range []stmt{ctState{bit: expr.CtStateBitRELATED, name: "related", not: true}, ctConfirmed(true)} {
+		for _, s := range queueable() {
 			c := r
 			c.match = append(slices.Clone(r.match), s)
 			out = append(out, c)
