@@ -106,5 +106,5 @@ func configByNameQueued(name string, o Options) config {
 	case "droplog-ulogd2":
 		return config{name: name, kind: kindUlogd, desc: "ulogd2: nft log group + drop, NFLOG -> JSON file", dropLog: true}
 	}
-	panic("e2e: unknown configuration " + name)
+	panic("bench: unknown configuration " + name)
 }

@@ -128,7 +128,7 @@ func (h *harness) aptInstall(ctx context.Context, pkgs ...string) {
 func (h *harness) openNet() error {
 	n, err := testnet.Open(testnet.WithPrefix("fwb"))
 	if err != nil {
-		return fmt.Errorf("e2e: build namespaces: %w", err)
+		return fmt.Errorf("bench: build namespaces: %w", err)
 	}
 	h.net, h.client, h.server = n, n.Client, n.Server
 	h.serverIP = n.Server.Addr4()
@@ -333,7 +333,7 @@ func (hd *handler) alive() error {
 	}
 	select {
 	case <-hd.p.done:
-		return fmt.Errorf("e2e: handler %s exited during the run (%v): %s", hd.p.name, hd.p.err, hd.p.tail())
+		return fmt.Errorf("bench: handler %s exited during the run (%v): %s", hd.p.name, hd.p.err, hd.p.tail())
 	default:
 		return nil
 	}
@@ -362,7 +362,7 @@ func (h *harness) startHandler(ctx context.Context, c config) (*handler, error) 
 	case kindUlogd:
 		return h.startUlogd(ctx, c)
 	}
-	return nil, fmt.Errorf("e2e: unknown handler kind %q", c.kind)
+	return nil, fmt.Errorf("bench: unknown handler kind %q", c.kind)
 }
 
 // startKernelTable loads a kernel-only configuration's table in the
@@ -372,11 +372,11 @@ func (h *harness) startKernelTable(ctx context.Context, c config) (*handler, err
 	cmd := h.server.Command(ctx, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(text)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("e2e: nft -f %s: %w: %s", name, err, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("bench: nft -f %s: %w: %s", name, err, strings.TrimSpace(string(b)))
 	}
 	closeFn := func() error {
 		if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", name).CombinedOutput(); err != nil {
-			return fmt.Errorf("e2e: remove table %s: %w: %s", name, err, strings.TrimSpace(string(b)))
+			return fmt.Errorf("bench: remove table %s: %w: %s", name, err, strings.TrimSpace(string(b)))
 		}
 		return nil
 	}
@@ -409,10 +409,10 @@ func (h *harness) startFwagent(ctx context.Context, c config) (*handler, error) 
 	bin := h.bins[c.kind]
 	pol := filepath.Join(h.tmp, c.name+".yaml")
 	if err := os.WriteFile(pol, []byte(c.policy), 0o644); err != nil {
-		return nil, fmt.Errorf("e2e: write policy: %w", err)
+		return nil, fmt.Errorf("bench: write policy: %w", err)
 	}
 	if b, err := exec.CommandContext(ctx, bin, "check", pol).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("e2e: fwagent check %s: %w: %s", c.name, err, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("bench: fwagent check %s: %w: %s", c.name, err, strings.TrimSpace(string(b)))
 	}
 	hd := &handler{kind: c.kind, logFile: filepath.Join(h.tmp, c.name+".events.jsonl")}
 	args := []string{"run", "--policy", pol, "--queues", strconv.Itoa(c.queues), "--workers", strconv.Itoa(h.opt.workers),
@@ -442,12 +442,12 @@ func (h *harness) startFwagent(ctx context.Context, c config) (*handler, error) 
 func (h *harness) startUlogd(ctx context.Context, c config) (*handler, error) {
 	rules := filepath.Join(h.tmp, "ulogd.nft")
 	if err := os.WriteFile(rules, []byte(ulogdRuleset(ulogGroup, benchUDP)), 0o644); err != nil {
-		return nil, fmt.Errorf("e2e: write ruleset: %w", err)
+		return nil, fmt.Errorf("bench: write ruleset: %w", err)
 	}
 	conf := filepath.Join(h.tmp, "ulogd.conf")
 	hd := &handler{kind: c.kind, logFile: filepath.Join(h.tmp, "ulogd.json")}
 	if err := os.WriteFile(conf, []byte(ulogdConfig(h.ulogdPlugins, filepath.Join(h.tmp, "ulogd.log"), hd.logFile, ulogGroup)), 0o644); err != nil {
-		return nil, fmt.Errorf("e2e: write ulogd config: %w", err)
+		return nil, fmt.Errorf("bench: write ulogd config: %w", err)
 	}
 	p, err := startProc(ctx, c.name, h.pinned(ctx, h.server, h.opt.firewallCPU, h.bins[c.kind], "-c", conf), "", 0)
 	if err != nil {
@@ -459,13 +459,13 @@ func (h *harness) startUlogd(ctx context.Context, c config) (*handler, error) {
 	}
 	if b, err := h.server.Command(ctx, "nft", "-f", rules).CombinedOutput(); err != nil {
 		_ = p.stop(5 * time.Second)
-		return nil, fmt.Errorf("e2e: nft -f ulogd ruleset: %w: %s", err, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("bench: nft -f ulogd ruleset: %w: %s", err, strings.TrimSpace(string(b)))
 	}
 	hd.p = p
 	hd.closeFn = func() error {
 		var errs []error
 		if b, err := h.server.Command(context.Background(), "nft", "delete", "table", "inet", "fwbench_log").CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("e2e: remove ulogd table: %w: %s", err, strings.TrimSpace(string(b))))
+			errs = append(errs, fmt.Errorf("bench: remove ulogd table: %w: %s", err, strings.TrimSpace(string(b))))
 		}
 		return errors.Join(append(errs, p.stop(10*time.Second))...)
 	}
@@ -498,13 +498,13 @@ func (h *harness) waitNflogBound(ctx context.Context, group int, p *proc) error 
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("e2e: ulogd exited: %s", p.tail())
+			return fmt.Errorf("bench: ulogd exited: %s", p.tail())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("e2e: ulogd did not bind NFLOG group %d within %v: %s", group, readyTimeout, p.tail())
+	return fmt.Errorf("bench: ulogd did not bind NFLOG group %d within %v: %s", group, readyTimeout, p.tail())
 }
 
 // readNetFile reads /proc/net/NAME as the server namespace sees it.
@@ -554,7 +554,7 @@ func lastJSON(p *proc, v any) error {
 	lines := strings.Split(strings.TrimSpace(p.Stdout()), "\n")
 	last := lines[len(lines)-1]
 	if err := json.Unmarshal([]byte(last), v); err != nil {
-		return fmt.Errorf("e2e: %s result %q: %w", p.name, last, err)
+		return fmt.Errorf("bench: %s result %q: %w", p.name, last, err)
 	}
 	return nil
 }
@@ -714,7 +714,7 @@ func (h *harness) connectRun(ctx context.Context, hd *handler) (ConnectPoint, er
 func (h *harness) bulkRun(ctx context.Context, hd *handler) (BulkPoint, error) {
 	var pt BulkPoint
 	if _, err := exec.LookPath("iperf3"); err != nil {
-		return pt, fmt.Errorf("e2e: bulk stream needs iperf3: %w", err)
+		return pt, fmt.Errorf("bench: bulk stream needs iperf3: %w", err)
 	}
 	h.log.Info("tcp bulk run")
 	srv, err := startProc(ctx, "iperf3-server", h.pinned(ctx, h.server, h.opt.firewallCPU, "iperf3", "-s", "-1", "-B", h.serverIP.String(),
@@ -737,7 +737,7 @@ func (h *harness) bulkRun(ctx context.Context, hd *handler) (BulkPoint, error) {
 		}
 	}
 	if err != nil {
-		return pt, fmt.Errorf("e2e: iperf3 client: %w: %s", err, firstLine(out))
+		return pt, fmt.Errorf("bench: iperf3 client: %w: %s", err, firstLine(out))
 	}
 	gbps, retr, err := parseIperf(out)
 	if err != nil {
@@ -769,13 +769,13 @@ func parseIperf(b []byte) (gbps float64, retransmits int64, err error) {
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
-		return 0, 0, fmt.Errorf("e2e: iperf3 JSON: %w", err)
+		return 0, 0, fmt.Errorf("bench: iperf3 JSON: %w", err)
 	}
 	if v.Error != "" {
-		return 0, 0, fmt.Errorf("e2e: iperf3: %s", v.Error)
+		return 0, 0, fmt.Errorf("bench: iperf3: %s", v.Error)
 	}
 	if v.End.SumReceived.BitsPerSecond <= 0 {
-		return 0, 0, fmt.Errorf("e2e: iperf3 reported no received throughput")
+		return 0, 0, fmt.Errorf("bench: iperf3 reported no received throughput")
 	}
 	return v.End.SumReceived.BitsPerSecond / 1e9, v.End.SumSent.Retransmits, nil
 }
@@ -799,7 +799,7 @@ func (h *harness) dropLogRun(ctx context.Context, hd *handler) (DropLogPoint, er
 	}
 	b, err := os.ReadFile(hd.logFile)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return pt, fmt.Errorf("e2e: read events: %w", err)
+		return pt, fmt.Errorf("bench: read events: %w", err)
 	}
 	pt.Offered, pt.OfferedPPS, pt.SenderErrors = sent.Sent, sent.PPS, sent.Errors
 	pt.Written = countLines(b)

@@ -22,7 +22,7 @@ const benchTable = "fwbench"
 func installQueueTable(nsFd int) (remove func() error, err error) {
 	c, err := nftables.New(nftables.WithNetNSFd(nsFd))
 	if err != nil {
-		return nil, fmt.Errorf("e2e: nftables: %w", err)
+		return nil, fmt.Errorf("bench: nftables: %w", err)
 	}
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: benchTable})
 	accept := nftables.ChainPolicyAccept
@@ -38,12 +38,12 @@ func installQueueTable(nsFd int) (remove func() error, err error) {
 		}})
 	}
 	if err := c.Flush(); err != nil {
-		return nil, fmt.Errorf("e2e: install table %s: %w", benchTable, err)
+		return nil, fmt.Errorf("bench: install table %s: %w", benchTable, err)
 	}
 	return func() error {
 		c.DelTable(t)
 		if err := c.Flush(); err != nil {
-			return fmt.Errorf("e2e: remove table %s: %w", benchTable, err)
+			return fmt.Errorf("bench: remove table %s: %w", benchTable, err)
 		}
 		return nil
 	}, nil

@@ -39,14 +39,14 @@ func startProc(ctx context.Context, name string, cmd *exec.Cmd, marker string, t
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	so, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, fmt.Errorf("e2e: %s: %w", name, err)
+		return nil, fmt.Errorf("bench: %s: %w", name, err)
 	}
 	se, err := cmd.StderrPipe()
 	if err != nil {
-		return nil, fmt.Errorf("e2e: %s: %w", name, err)
+		return nil, fmt.Errorf("bench: %s: %w", name, err)
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("e2e: start %s: %w", name, err)
+		return nil, fmt.Errorf("bench: start %s: %w", name, err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -64,13 +64,13 @@ func startProc(ctx context.Context, name string, cmd *exec.Cmd, marker string, t
 	case <-p.ready:
 		return p, nil
 	case <-p.done:
-		return nil, fmt.Errorf("e2e: %s exited before it was ready (%v): %s", name, p.err, p.tail())
+		return nil, fmt.Errorf("bench: %s exited before it was ready (%v): %s", name, p.err, p.tail())
 	case <-time.After(timeout):
 		p.kill()
-		return nil, fmt.Errorf("e2e: %s not ready after %v: %s", name, timeout, p.tail())
+		return nil, fmt.Errorf("bench: %s not ready after %v: %s", name, timeout, p.tail())
 	case <-ctx.Done():
 		p.kill()
-		return nil, fmt.Errorf("e2e: %s: %w", name, ctx.Err())
+		return nil, fmt.Errorf("bench: %s: %w", name, ctx.Err())
 	}
 }
 
@@ -118,7 +118,7 @@ func (p *proc) tail() string {
 func (p *proc) cpu() (float64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("e2e: %s cpu: %w", p.name, err)
+		return 0, fmt.Errorf("bench: %s cpu: %w", p.name, err)
 	}
 	return parseProcStatCPU(b)
 }
@@ -128,12 +128,12 @@ func (p *proc) wait(timeout time.Duration) error {
 	select {
 	case <-p.done:
 		if p.err != nil {
-			return fmt.Errorf("e2e: %s: %w: %s", p.name, p.err, p.tail())
+			return fmt.Errorf("bench: %s: %w: %s", p.name, p.err, p.tail())
 		}
 		return nil
 	case <-time.After(timeout):
 		p.kill()
-		return fmt.Errorf("e2e: %s still running after %v", p.name, timeout)
+		return fmt.Errorf("bench: %s still running after %v", p.name, timeout)
 	}
 }
 
@@ -151,7 +151,7 @@ func (p *proc) stop(timeout time.Duration) error {
 		return p.exitErr()
 	case <-time.After(timeout):
 		p.kill()
-		return fmt.Errorf("e2e: %s ignored SIGTERM for %v and was killed", p.name, timeout)
+		return fmt.Errorf("bench: %s ignored SIGTERM for %v and was killed", p.name, timeout)
 	}
 }
 
@@ -163,7 +163,7 @@ func (p *proc) exitErr() error {
 		return nil
 	}
 	if p.err != nil {
-		return fmt.Errorf("e2e: %s: %w: %s", p.name, p.err, p.tail())
+		return fmt.Errorf("bench: %s: %w: %s", p.name, p.err, p.tail())
 	}
 	return nil
 }

@@ -20,20 +20,20 @@ const clockTicks = 100
 func parseProcStatCPU(b []byte) (float64, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("e2e: /proc/PID/stat: no ')' in %q", b)
+		return 0, fmt.Errorf("bench: /proc/PID/stat: no ')' in %q", b)
 	}
 	// After ") ": state(3) ppid(4) ... utime(14) stime(15).
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("e2e: /proc/PID/stat: %d fields after the name, want at least 13", len(f))
+		return 0, fmt.Errorf("bench: /proc/PID/stat: %d fields after the name, want at least 13", len(f))
 	}
 	ut, err := strconv.ParseUint(f[11], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("e2e: /proc/PID/stat utime: %w", err)
+		return 0, fmt.Errorf("bench: /proc/PID/stat utime: %w", err)
 	}
 	st, err := strconv.ParseUint(f[12], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("e2e: /proc/PID/stat stime: %w", err)
+		return 0, fmt.Errorf("bench: /proc/PID/stat stime: %w", err)
 	}
 	return float64(ut+st) / clockTicks, nil
 }
@@ -67,7 +67,7 @@ func sumCPUFields(b []byte, cpu int, take func(j int) bool) (float64, error) {
 		for j, s := range f[1:] {
 			v, err := strconv.ParseUint(s, 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("e2e: /proc/stat %s field %d: %w", want, j+1, err)
+				return 0, fmt.Errorf("bench: /proc/stat %s field %d: %w", want, j+1, err)
 			}
 			if take(j) {
 				sum += v
@@ -75,7 +75,7 @@ func sumCPUFields(b []byte, cpu int, take func(j int) bool) (float64, error) {
 		}
 		return float64(sum) / clockTicks, nil
 	}
-	return 0, fmt.Errorf("e2e: /proc/stat: no line %s", want)
+	return 0, fmt.Errorf("bench: /proc/stat: no line %s", want)
 }
 
 // queueCounters are the kernel's per-queue loss counters, summed over the
@@ -105,7 +105,7 @@ func parseNfqueue(b []byte) (queueCounters, error) {
 	var c queueCounters
 	qs, err := procqueue.Parse(bytes.NewReader(b))
 	if err != nil {
-		return c, fmt.Errorf("e2e: %w", err)
+		return c, fmt.Errorf("bench: %w", err)
 	}
 	for _, q := range qs {
 		c.QueueDropped += q.QueueDropped
@@ -128,11 +128,11 @@ func parseSoftnetDropped(b []byte) (uint64, error) {
 			continue
 		}
 		if len(f) < 2 {
-			return 0, fmt.Errorf("e2e: softnet_stat: short line %q", sc.Text())
+			return 0, fmt.Errorf("bench: softnet_stat: short line %q", sc.Text())
 		}
 		v, err := strconv.ParseUint(f[1], 16, 32)
 		if err != nil {
-			return 0, fmt.Errorf("e2e: softnet_stat dropped: %w", err)
+			return 0, fmt.Errorf("bench: softnet_stat dropped: %w", err)
 		}
 		sum += v
 	}
@@ -158,14 +158,14 @@ func parseUDPRcvbufErrors(b []byte) (uint64, error) {
 			if name == "RcvbufErrors" && i < len(f) {
 				v, err := strconv.ParseUint(f[i], 10, 64)
 				if err != nil {
-					return 0, fmt.Errorf("e2e: /proc/net/snmp RcvbufErrors: %w", err)
+					return 0, fmt.Errorf("bench: /proc/net/snmp RcvbufErrors: %w", err)
 				}
 				return v, nil
 			}
 		}
 		break
 	}
-	return 0, fmt.Errorf("e2e: /proc/net/snmp: no Udp RcvbufErrors")
+	return 0, fmt.Errorf("bench: /proc/net/snmp: no Udp RcvbufErrors")
 }
 
 // countLines counts newline-terminated lines, the events of a JSON-lines

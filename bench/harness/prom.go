@@ -36,7 +36,7 @@ func scrapeUnix(ctx context.Context, path string) (map[string]*dto.MetricFamily,
 	defer c.Close()
 	fams, err := c.Scrape(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("e2e: scrape %s: %w", path, err)
+		return nil, fmt.Errorf("bench: scrape %s: %w", path, err)
 	}
 	return fams, nil
 }

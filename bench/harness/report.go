@@ -38,17 +38,17 @@ func (h *harness) write(res *Results) error {
 		dir = filepath.Join(h.root, dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("e2e: output dir: %w", err)
+		return fmt.Errorf("bench: output dir: %w", err)
 	}
 	js, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		return fmt.Errorf("e2e: encode results: %w", err)
+		return fmt.Errorf("bench: encode results: %w", err)
 	}
 	md := markdown(res)
 	files := map[string][]byte{"results.json": append(js, '\n'), "results.md": []byte(md), "chart.svg": []byte(chart(res))}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return fmt.Errorf("e2e: write %s: %w", name, err)
+			return fmt.Errorf("bench: write %s: %w", name, err)
 		}
 	}
 	fmt.Fprintln(h.stdout, md)
@@ -56,7 +56,7 @@ func (h *harness) write(res *Results) error {
 	if h.opt.updateReadme {
 		// The README shows the chart of the run whose table it carries.
 		if err := os.WriteFile(filepath.Join(h.root, "bench/chart.svg"), files["chart.svg"], 0o644); err != nil {
-			return fmt.Errorf("e2e: write bench/chart.svg: %w", err)
+			return fmt.Errorf("bench: write bench/chart.svg: %w", err)
 		}
 		return updateReadme(filepath.Join(h.root, "bench/README.md"), md)
 	}
@@ -72,16 +72,16 @@ const (
 func updateReadme(path, md string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("e2e: read README: %w", err)
+		return fmt.Errorf("bench: read README: %w", err)
 	}
 	s := string(b)
 	i, j := strings.Index(s, readmeStart), strings.Index(s, readmeEnd)
 	if i < 0 || j < i {
-		return fmt.Errorf("e2e: %s has no %s ... %s section", path, readmeStart, readmeEnd)
+		return fmt.Errorf("bench: %s has no %s ... %s section", path, readmeStart, readmeEnd)
 	}
 	s = s[:i+len(readmeStart)] + "\n" + md + "\n" + s[j:]
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		return fmt.Errorf("e2e: write README: %w", err)
+		return fmt.Errorf("bench: write README: %w", err)
 	}
 	return nil
 }

@@ -64,7 +64,7 @@ func ParseFlags(name string, args []string, defaultOut string) (Options, error) 
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("e2e: unexpected arguments %q", fs.Args())
+		return o, fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
 	for _, s := range strings.Split(*rates, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -72,7 +72,7 @@ func ParseFlags(name string, args []string, defaultOut string) (Options, error) 
 		}
 		r, err := strconv.ParseFloat(s, 64)
 		if err != nil || r <= 0 {
-			return o, fmt.Errorf("e2e: -rates: bad rate %q", s)
+			return o, fmt.Errorf("bench: -rates: bad rate %q", s)
 		}
 		o.rates = append(o.rates, r)
 	}
@@ -87,19 +87,19 @@ func ParseFlags(name string, args []string, defaultOut string) (Options, error) 
 			break
 		}
 		if !known[s] {
-			return o, fmt.Errorf("e2e: -configs: unknown configuration %q (have %s)", s, strings.Join(configNames(), ", "))
+			return o, fmt.Errorf("bench: -configs: unknown configuration %q (have %s)", s, strings.Join(configNames(), ", "))
 		}
 		o.configs = append(o.configs, s)
 	}
 	o.fwagentArgs = strings.Fields(*extra)
 	if o.duration < time.Second {
-		return o, fmt.Errorf("e2e: -duration must be at least 1s")
+		return o, fmt.Errorf("bench: -duration must be at least 1s")
 	}
 	if o.nice < -20 || o.nice > 19 {
-		return o, fmt.Errorf("e2e: -nice must be within -20..19")
+		return o, fmt.Errorf("bench: -nice must be within -20..19")
 	}
 	if o.queues < 1 {
-		return o, fmt.Errorf("e2e: -queues must be at least 1")
+		return o, fmt.Errorf("bench: -queues must be at least 1")
 	}
 	return o, nil
 }
@@ -127,15 +127,15 @@ type Env struct {
 // the results.
 func Run(ctx context.Context, log *slog.Logger, env Env, opt Options) error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("e2e: needs root to build namespaces (euid %d)", os.Geteuid())
+		return fmt.Errorf("bench: needs root to build namespaces (euid %d)", os.Geteuid())
 	}
 	for _, tool := range []string{"ip", "taskset"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("e2e: %s not found: %w", tool, err)
+			return fmt.Errorf("bench: %s not found: %w", tool, err)
 		}
 	}
 	if opt.updateReadme && env.Root == "" {
-		return fmt.Errorf("e2e: -update-readme needs a checkout (go run ./bench/e2e)")
+		return fmt.Errorf("bench: -update-readme needs a checkout (go run ./bench/e2e)")
 	}
 	if env.Stdout == nil {
 		env.Stdout = os.Stdout
@@ -145,7 +145,7 @@ func Run(ctx context.Context, log *slog.Logger, env Env, opt Options) error {
 	}
 	tmp, err := os.MkdirTemp("", "fwbench-")
 	if err != nil {
-		return fmt.Errorf("e2e: temp dir: %w", err)
+		return fmt.Errorf("bench: temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 
@@ -191,11 +191,11 @@ func Run(ctx context.Context, log *slog.Logger, env Env, opt Options) error {
 func ModuleRoot(ctx context.Context) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
-		return "", fmt.Errorf("e2e: go env GOMOD: %w", err)
+		return "", fmt.Errorf("bench: go env GOMOD: %w", err)
 	}
 	mod := strings.TrimSpace(string(out))
 	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("e2e: run from inside the fwagent module (go env GOMOD is empty)")
+		return "", fmt.Errorf("bench: run from inside the fwagent module (go env GOMOD is empty)")
 	}
 	return filepath.Dir(mod), nil
 }

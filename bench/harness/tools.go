@@ -21,7 +21,7 @@ import (
 // run until SIGTERM (the sink then prints its counts as JSON).
 func RunGen(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("e2e gen: want a tool: send, sink, echo, probe, tcpserve, connect")
+		return fmt.Errorf("bench gen: want a tool: send, sink, echo, probe, tcpserve, connect")
 	}
 	tool, args := args[0], args[1:]
 	fs := flag.NewFlagSet("gen "+tool, flag.ContinueOnError)
@@ -36,7 +36,7 @@ func RunGen(args []string) error {
 	}
 	ap, err := netip.ParseAddrPort(*addr)
 	if err != nil {
-		return fmt.Errorf("e2e gen %s: -addr: %w", tool, err)
+		return fmt.Errorf("bench gen %s: -addr: %w", tool, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -61,7 +61,7 @@ func RunGen(args []string) error {
 	case "echo":
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
 		if err != nil {
-			return fmt.Errorf("e2e gen echo: %w", err)
+			return fmt.Errorf("bench gen echo: %w", err)
 		}
 		fmt.Println("ready")
 		return gen.ServeEcho(ctx, c)
@@ -74,7 +74,7 @@ func RunGen(args []string) error {
 	case "tcpserve":
 		ln, err := net.Listen("tcp", ap.String())
 		if err != nil {
-			return fmt.Errorf("e2e gen tcpserve: %w", err)
+			return fmt.Errorf("bench gen tcpserve: %w", err)
 		}
 		fmt.Println("ready")
 		return gen.ServeTCP(ctx, ln)
@@ -85,5 +85,5 @@ func RunGen(args []string) error {
 		}
 		return out.Encode(res)
 	}
-	return fmt.Errorf("e2e gen: unknown tool %q", tool)
+	return fmt.Errorf("bench gen: unknown tool %q", tool)
 }
