@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/fwagent/fwagent/bench/cloop"
 	"github.com/fwagent/fwagent/bench/gen"
+	"github.com/fwagent/fwagent/internal/procqueue"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -491,10 +493,8 @@ func (h *harness) waitNflogBound(ctx context.Context, group int, p *proc) error 
 	deadline := time.Now().Add(readyTimeout)
 	for time.Now().Before(deadline) {
 		b, _ := h.readNetFile("netfilter/nfnetlink_log")
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 0 && f[0] == strconv.Itoa(group) {
-				return nil
-			}
+		if _, ok := procqueue.Bound(bytes.NewReader(b))[uint16(group)]; ok {
+			return nil
 		}
 		select {
 		case <-p.done:

@@ -40,6 +40,7 @@ import (
 	"github.com/fwagent/fwagent/internal/nf"
 	"github.com/fwagent/fwagent/internal/pipeline"
 	"github.com/fwagent/fwagent/internal/policyfile"
+	"github.com/fwagent/fwagent/internal/procqueue"
 	"github.com/fwagent/fwagent/internal/sockcgroup"
 	"github.com/fwagent/fwagent/policies"
 	"github.com/fwagent/fwagent/rules"
@@ -323,7 +324,7 @@ func (a *Agent) startDropLog(ctx context.Context) (func(), error) {
 		if err == nil {
 			return nil, errStopped
 		}
-		return nil, inUse(fmt.Errorf("agent: drop log: %w", err), "NFLOG group", "--log-group", procLogs, []uint16{cfg.Rules.LogGroup})
+		return nil, inUse(fmt.Errorf("agent: drop log: %w", err), "NFLOG group", "--log-group", procqueue.LogPath, []uint16{cfg.Rules.LogGroup})
 	}
 }
 
@@ -349,7 +350,7 @@ func (a *Agent) startQueues(ctx context.Context) (func(), error) {
 		for i := range nums {
 			nums[i] = rc.QueueBase + uint16(i)
 		}
-		return nil, inUse(fmt.Errorf("agent: %w", err), "queue", "--queue-base", procQueues, nums)
+		return nil, inUse(fmt.Errorf("agent: %w", err), "queue", "--queue-base", procqueue.Path, nums)
 	}
 	return func() { stop(); wait() }, nil
 }

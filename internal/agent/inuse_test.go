@@ -36,15 +36,3 @@ func TestInUse(t *testing.T) {
 		t.Errorf("no proc file: %v", got)
 	}
 }
-
-func FuzzParseBound(f *testing.F) {
-	f.Add([]byte("    3   4242     0 2 65531     0     0        0  1\n  100  12345     0 2 65535     0  1\n"))
-	f.Add([]byte("x y\n\n1\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		for n := range parseBound(strings.NewReader(string(b))) {
-			if !strings.Contains(string(b), fmt.Sprint(n)) {
-				t.Fatalf("number %d not in the input", n)
-			}
-		}
-	})
-}

@@ -1,7 +1,8 @@
 // Package procqueue reads /proc/net/netfilter/nfnetlink_queue, the kernel's
 // list of the bound NFQUEUE queues of a network namespace and their
 // counters: the one parser for the agent's metrics, the benchmark harness
-// and the tests. It imports nothing of the project.
+// and the tests. Bound also reads nfnetlink_log, the same list for NFLOG
+// groups. It imports nothing of the project.
 package procqueue
 
 import (
@@ -15,6 +16,10 @@ import (
 // Path is where the kernel lists the bound NFQUEUE queues of the reader's
 // network namespace.
 const Path = "/proc/net/netfilter/nfnetlink_queue"
+
+// LogPath is where the kernel lists the bound NFLOG groups of the reader's
+// network namespace.
+const LogPath = "/proc/net/netfilter/nfnetlink_log"
 
 // Queue is one line of /proc/net/netfilter/nfnetlink_queue: the
 // kernel's own counters for one bound queue.
@@ -71,4 +76,26 @@ func Parse(r io.Reader) ([]Queue, error) {
 		return nil, fmt.Errorf("procqueue: read nfnetlink_queue: %w", err)
 	}
 	return out, nil
+}
+
+// Bound reads the number and holder's netlink port of every line of a
+// nfnetlink_queue or nfnetlink_log listing, the two columns they share.
+// Lines it cannot read are skipped: its one user only improves an error
+// message with it, and a listing of a newer kernel may add columns.
+func Bound(r io.Reader) map[uint16]uint32 {
+	out := map[uint16]uint32{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		n, err1 := strconv.ParseUint(f[0], 10, 16)
+		port, err2 := strconv.ParseUint(f[1], 10, 32)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out[uint16(n)] = uint32(port)
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package procqueue
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -60,6 +61,29 @@ func FuzzParse(f *testing.F) {
 		again, err := Parse(strings.NewReader(out.String()))
 		if err != nil || !reflect.DeepEqual(again, qs) {
 			t.Fatalf("round trip: %+v -> %q -> %+v, %v", qs, out.String(), again, err)
+		}
+	})
+}
+
+func TestBound(t *testing.T) {
+	// One line of each listing, as the kernel prints them: nfnetlink_queue
+	// (9 columns) and nfnetlink_log (7), then lines to skip.
+	in := "    3   4242     0 2 65531     0     0        0  1\n  100  12345     0 2 65535     0  1\nx y\n\n70000 1\n7\n"
+	got := Bound(strings.NewReader(in))
+	want := map[uint16]uint32{3: 4242, 100: 12345}
+	if !maps.Equal(got, want) {
+		t.Errorf("Bound = %v, want %v", got, want)
+	}
+}
+
+func FuzzBound(f *testing.F) {
+	f.Add([]byte("    3   4242     0 2 65531     0     0        0  1\n  100  12345     0 2 65535     0  1\n"))
+	f.Add([]byte("x y\n\n1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for n := range Bound(strings.NewReader(string(b))) {
+			if !strings.Contains(string(b), fmt.Sprint(n)) {
+				t.Fatalf("number %d not in the input", n)
+			}
 		}
 	})
 }
