@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 	"github.com/fwagent/fwagent/internal/testing/testnet"
 )
 
@@ -63,12 +64,10 @@ func TestHostEssentialsFailClosed(t *testing.T) {
 				// state machine; the bound only stops a broken test.
 				const resolved = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE
 				var state int
-				for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				eventually.True(20*time.Second, 50*time.Millisecond, func() bool {
 					state = neighState(t, nl, link.Attrs().Index, net.IP(server.AsSlice()))
-					if state&(resolved|netlink.NUD_FAILED) != 0 {
-						break
-					}
-				}
+					return state&(resolved|netlink.NUD_FAILED) != 0
+				})
 				if got := state&resolved != 0; got != nd {
 					t.Fatalf("neighbour state %s with ND accept %v: resolved=%v", neighStateName(state), nd, got)
 				}

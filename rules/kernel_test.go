@@ -15,6 +15,7 @@ import (
 	"github.com/google/nftables/userdata"
 
 	"github.com/fwagent/fwagent/internal/nf"
+	"github.com/fwagent/fwagent/internal/testing/eventually"
 )
 
 var allHooks = []nf.Hook{nf.HookInput, nf.HookForward, nf.HookOutput}
@@ -522,12 +523,8 @@ func TestGuardRepairs(t *testing.T) {
 	for round := range 2 {
 		ns.nft(t, "flush", "ruleset")
 		// Poll for the repair; the bound only stops a broken test.
-		deadline := time.Now().Add(10 * time.Second)
-		for tbl.Verify() != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: table not repaired: %v", round, tbl.Verify())
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !eventually.True(10*time.Second, 5*time.Millisecond, func() bool { return tbl.Verify() == nil }) {
+			t.Fatalf("round %d: table not repaired: %v", round, tbl.Verify())
 		}
 		if got := ns.listing(t, "inet", TableName); !slices.Equal(got, want) {
 			t.Fatalf("round %d: repaired table:\n%s\nwant\n%s", round, strings.Join(got, "\n"), strings.Join(want, "\n"))
