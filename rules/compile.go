@@ -68,6 +68,9 @@ type Plan struct {
 	// indexMin is the fewest rules that get the indexed layout (0:
 	// the package's indexMin, negative: never).
 	indexMin int
+	// indexSegment is the most rules in one segment of the index (0: as
+	// many as the scratch bits hold positions for); tests set it small.
+	indexSegment int
 }
 
 // planRule is one rule of a policy chain: its match, and either a queue

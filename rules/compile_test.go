@@ -99,6 +99,12 @@ func TestCompiledRenderLoadsLikeInstall(t *testing.T) {
 	t.Run("index", func(t *testing.T) {
 		renderLoadsLikeInstall(t, policygen.Generate(policygen.Options{Rules: 100}), 0)
 	})
+	// An index in segments, as a chain of more rules than the scratch bits
+	// hold positions for gets (TestLongChainIndexInSegments); segments of
+	// 30 rules, since nft -f of a table with that many rules takes minutes.
+	t.Run("index in segments", func(t *testing.T) {
+		renderLoadsLikeInstall(t, policygen.Generate(policygen.Options{Rules: 100}), 0, func(cfg *Config) { cfg.Plan.indexSegment = 30 })
+	})
 	// A set whose elements overflow one netlink message (sets.go).
 	t.Run("large set", func(t *testing.T) { renderLoadsLikeInstall(t, largeSetPolicy(5000), 0) })
 	// --kernel-rules off: queue, with the plan for what cannot be queued.
@@ -166,7 +172,7 @@ func renderLoadsLikeInstall(t *testing.T, policy string, blockSize int, opts ...
 	for gen := uint32(9); gen < 11; gen++ {
 		before := tb.Handles(nf.HookInput)
 		next := compileText(t, cfg, policy)
-		next.blockSize, next.indexMin = blockSize, cfg.Plan.indexMin
+		next.blockSize, next.indexMin, next.indexSegment = blockSize, cfg.Plan.indexMin, cfg.Plan.indexSegment
 		if err := tb.SetPlan(next, gen); err != nil {
 			t.Fatal(err)
 		}
@@ -284,5 +290,27 @@ func TestLargePolicyInstallsAndReloads(t *testing.T) {
 	}
 	if err := tb.Verify(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLongChainIndexInSegments: a chain of more rules than the scratch
+// bits hold positions for is still an index, in segments (index.go), not
+// the guarded blocks it fell back to before.
+func TestLongChainIndexInSegments(t *testing.T) {
+	cfg := testConfig(t)
+	plan := compileText(t, cfg, policygen.Generate(policygen.Options{Rules: 2500}))
+	l := plan.layout(nf.HookInput, queueStmt{}, "x")
+	most := 0
+	for _, rs := range append([][]rule{l.main}, blockRules(l.blocks)...) {
+		picks := 0
+		for _, r := range rs {
+			if r.name == RuleIndexPick {
+				picks++
+			}
+		}
+		most = max(most, picks)
+	}
+	if most < 2 {
+		t.Fatalf("the longest chain has %d index segments, want at least 2 (%d positions a segment)", most, newPosField(plan.marks.ScratchMask()).max())
 	}
 }

@@ -396,15 +396,20 @@ func differential(t *testing.T, hook nf.Hook) {
 	mismatches := 0
 	outcomes := map[string]int{}
 	dec := packet.NewDecoder()
-	guards, indexed, stateless := 0, 0, 0
+	guards, indexed, segmented, stateless := 0, 0, 0, 0
 	for ci, c := range cases {
 		plan := compileText(t, cfg, c.policy)
 		// Small blocks put guards (blocks.go) in front of most rules; every
 		// fourth policy keeps the default size.
 		plan.blockSize = []int{0, 1, 2, 3}[ci%4]
-		// Every third policy gets the index (index.go) whatever its size.
+		// Every third policy gets the index (index.go) whatever its size,
+		// every other one of those cut into segments of 1-3 rules, as a
+		// chain longer than the scratch bits' positions is.
 		if ci%3 == 1 {
 			plan.indexMin = 1
+			if ci%2 == 1 {
+				plan.indexSegment = 1 + ci/6%3
+			}
 		} else {
 			plan.indexMin = -1
 		}
@@ -415,6 +420,20 @@ func differential(t *testing.T, hook nf.Hook) {
 		if plan.indexMin > 0 {
 			if slices.ContainsFunc(l.main, func(r rule) bool { return r.name == RuleIndexPick }) {
 				indexed++
+			}
+			// A stateless table has an index per family and protocol
+			// chain; segments are more than one in the same chain.
+			for _, rs := range append([][]rule{l.main}, blockRules(l.blocks)...) {
+				picks := 0
+				for _, r := range rs {
+					if r.name == RuleIndexPick {
+						picks++
+					}
+				}
+				if picks > 1 {
+					segmented++
+					break
+				}
 			}
 		} else {
 			guards += len(l.blocks)
@@ -462,12 +481,15 @@ func differential(t *testing.T, hook nf.Hook) {
 		}
 	}
 	// A test that never reaches a kind of outcome proves nothing about it.
-	t.Logf("outcomes (chain rule kind, kernel state): %v; %d guarded blocks, %d indexed policies, %d without conntrack", outcomes, guards, indexed, stateless)
+	t.Logf("outcomes (chain rule kind, kernel state): %v; %d guarded blocks, %d indexed policies, %d with more than one index segment, %d without conntrack", outcomes, guards, indexed, segmented, stateless)
 	if guards == 0 && *diffPolicies >= 8 {
 		t.Errorf("no policy had a guarded block: the guards went untested")
 	}
 	if indexed == 0 && *diffPolicies >= 8 {
 		t.Errorf("no policy had an index: the index went untested")
+	}
+	if segmented == 0 && *diffPolicies >= 12 {
+		t.Errorf("no policy had an index in segments: the segments went untested")
 	}
 	if stateless == 0 && *diffPolicies >= 8 {
 		t.Errorf("no policy made a table without conntrack: stateless.go went untested")
@@ -976,4 +998,13 @@ func (b *diffBed) sendRaw(pkt []byte) error {
 	var sa unix.SockaddrInet4
 	copy(sa.Addr[:], pkt[16:20])
 	return unix.Sendto(b.raw4, pkt, 0, &sa)
+}
+
+// blockRules is the rules of each chain in bs.
+func blockRules(bs []blockChain) [][]rule {
+	out := make([][]rule, len(bs))
+	for i, b := range bs {
+		out[i] = b.rules
+	}
+	return out
 }

@@ -76,31 +76,60 @@ func newPosField(mask uint32) posField {
 
 // indexed lays out rs (no default rules) as an index, adding its chains to
 // out, and returns the rules of the main chain before the default, or false
-// when the policy does not suit an index (too many rules for the scratch
-// bits, or too many entries).
+// when the policy does not suit an index (too many entries, or no scratch
+// bits).
+//
+// More rules than the scratch bits hold positions for are cut into
+// segments, each a whole index of its own, one after another in the main
+// chain: a segment's pick decides when one of its rules matched, and
+// otherwise the packet goes on to the next segment. Every rule of a
+// segment comes before every rule of the next, so the first segment with a
+// match holds the first rule that matches, and the policy's order is kept.
 func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLayout) ([]rule, bool) {
 	scratch := p.marks.ScratchMask()
 	if scratch == 0 {
 		return nil, false
 	}
-	ix := &indexLayout{pos: newPosField(scratch), mainName: mainName, out: out, leaf: map[string]string{}}
-	// Rules at the top that test nothing an index can use (the malformed
-	// guards) stay inline, before the index.
-	var top []rule
-	for len(rs) > 0 && strings.HasPrefix(rs[0].comment, commentQueue+guardMalformed) {
-		top = append(top, rs[0].rule(q))
-		rs = rs[1:]
-	}
-	if len(rs) == 0 || len(rs) > ix.pos.max() {
+	pos := newPosField(scratch)
+	if pos.max() < 1 {
 		return nil, false
 	}
-	ix.rs = rs
-	groups, wild := fileRules(rs)
-	acts := actionChains(rs, q, ix.pos, ix.name, out)
-	main := append(top, rule{RuleIndexStart, []stmt{markSet{keep: ^ix.pos.mask, set: ix.pos.none()}}})
+	// Rules at the top that test nothing an index can use (the malformed
+	// guards) stay inline, before the index.
+	var main []rule
+	for len(rs) > 0 && strings.HasPrefix(rs[0].comment, commentQueue+guardMalformed) {
+		main = append(main, rs[0].rule(q))
+		rs = rs[1:]
+	}
+	if len(rs) == 0 {
+		return nil, false
+	}
+	seg := pos.max()
+	if p.indexSegment > 0 && p.indexSegment < seg {
+		seg = p.indexSegment
+	}
+	entries := 0
+	for part := range slices.Chunk(rs, seg) {
+		ix := &indexLayout{rs: part, pos: pos, mainName: mainName, out: out, leaf: map[string]string{}}
+		m, ok := ix.layout(q, maxIndexEntries-entries)
+		if !ok {
+			return nil, false
+		}
+		entries += ix.entries
+		main = append(main, m...)
+	}
+	return main, true
+}
+
+// layout lays out one segment's index and returns its rules of the main
+// chain, or false when it would write more than budget candidate rules.
+func (ix *indexLayout) layout(q queueStmt, budget int) ([]rule, bool) {
+	groups, wild := fileRules(ix.rs)
+	acts := actionChains(ix.rs, q, ix.pos, ix.name, ix.out)
+	main := []rule{{RuleIndexStart, []stmt{markSet{keep: ^ix.pos.mask, set: ix.pos.none()}}}}
 	for _, g := range groups {
 		main = append(main, ix.lookupRules(g)...)
-		if ix.entries > maxIndexEntries {
+		if ix.entries > budget {
 			return nil, false
 		}
 	}
