@@ -299,18 +299,7 @@ func TestLargePolicyInstallsAndReloads(t *testing.T) {
 func TestLongChainIndexInSegments(t *testing.T) {
 	cfg := testConfig(t)
 	plan := compileText(t, cfg, policygen.Generate(policygen.Options{Rules: 2500}))
-	l := plan.layout(nf.HookInput, queueStmt{}, "x")
-	most := 0
-	for _, rs := range append([][]rule{l.main}, blockRules(l.blocks)...) {
-		picks := 0
-		for _, r := range rs {
-			if r.name == RuleIndexPick {
-				picks++
-			}
-		}
-		most = max(most, picks)
-	}
-	if most < 2 {
+	if most := indexSegments(plan.layout(nf.HookInput, queueStmt{}, "x")); most < 2 {
 		t.Fatalf("the longest chain has %d index segments, want at least 2 (%d positions a segment)", most, newPosField(plan.marks.ScratchMask()).max())
 	}
 }

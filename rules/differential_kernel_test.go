@@ -421,19 +421,8 @@ func differential(t *testing.T, hook nf.Hook) {
 			if slices.ContainsFunc(l.main, func(r rule) bool { return r.name == RuleIndexPick }) {
 				indexed++
 			}
-			// A stateless table has an index per family and protocol
-			// chain; segments are more than one in the same chain.
-			for _, rs := range append([][]rule{l.main}, blockRules(l.blocks)...) {
-				picks := 0
-				for _, r := range rs {
-					if r.name == RuleIndexPick {
-						picks++
-					}
-				}
-				if picks > 1 {
-					segmented++
-					break
-				}
+			if indexSegments(l) > 1 {
+				segmented++
 			}
 		} else {
 			guards += len(l.blocks)
@@ -998,13 +987,4 @@ func (b *diffBed) sendRaw(pkt []byte) error {
 	var sa unix.SockaddrInet4
 	copy(sa.Addr[:], pkt[16:20])
 	return unix.Sendto(b.raw4, pkt, 0, &sa)
-}
-
-// blockRules is the rules of each chain in bs.
-func blockRules(bs []blockChain) [][]rule {
-	out := make([][]rule, len(bs))
-	for i, b := range bs {
-		out[i] = b.rules
-	}
-	return out
 }

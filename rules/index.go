@@ -86,13 +86,9 @@ func newPosField(mask uint32) posField {
 // segment comes before every rule of the next, so the first segment with a
 // match holds the first rule that matches, and the policy's order is kept.
 func (p *Plan) indexed(rs []planRule, q queueStmt, mainName string, out *chainLayout) ([]rule, bool) {
-	scratch := p.marks.ScratchMask()
-	if scratch == 0 {
-		return nil, false
-	}
-	pos := newPosField(scratch)
+	pos := newPosField(p.marks.ScratchMask())
 	if pos.max() < 1 {
-		return nil, false
+		return nil, false // no scratch bits, or one: no position to write
 	}
 	// Rules at the top that test nothing an index can use (the malformed
 	// guards) stay inline, before the index.
