@@ -265,6 +265,11 @@ func addLayout(c *nftables.Conn, t *nftables.Table, mainName string, l chainLayo
 // add buffers r on c, creating the anonymous sets its lookups need first,
 // in the same batch.
 func (r rule) add(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain) error {
+	// Checked before anything is buffered, so that an error leaves the
+	// batch as it was (a set's name adds a few bytes to its lookup).
+	if err := checkRuleBytes(r.name, r.exprs()); err != nil {
+		return err
+	}
 	var exprs []expr.Any
 	for _, s := range r.stmts {
 		if ss, ok := s.(setStmt); ok {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // SetAdder buffers a set and its elements in the batch of the rule being
@@ -95,4 +97,28 @@ func elemBytes(e nftables.SetElement) int {
 	}
 	n += 8 + pad(len(e.Comment)) // user data: type, length, text
 	return n
+}
+
+// maxRuleExprBytes bounds a rule's expression list, which is one netlink
+// attribute too, with the same 16-bit length and the same silence about it
+// (maxElemListBytes). No rule the compiler writes comes near it (lists of
+// values go into sets); the check turns a rule that would, one day, into an
+// error instead of a table the kernel reads differently from what was sent.
+const maxRuleExprBytes = 60 << 10
+
+// checkRuleBytes returns an error when rule name's expressions encode to
+// more than maxRuleExprBytes.
+func checkRuleBytes(name string, exprs []expr.Any) error {
+	n := 0
+	for _, e := range exprs {
+		b, err := expr.Marshal(unix.NFPROTO_INET, e)
+		if err != nil {
+			return fmt.Errorf("rules: rule %q: encode %T: %w", name, e, err)
+		}
+		n += 4 + (len(b)+3)&^3 // the list element's header, the expression
+	}
+	if n > maxRuleExprBytes {
+		return fmt.Errorf("rules: rule %q: its %d expressions encode to %d bytes, more than one netlink attribute holds (%d); split the rule", name, len(exprs), n, maxRuleExprBytes)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -152,4 +153,37 @@ func elemKeys(t *testing.T, m netlink.Message, id uint32) [][]byte {
 		t.Fatalf("element message names set %d, want %d", gotID, id)
 	}
 	return keys
+}
+
+// TestRuleExpressionListBound: a rule whose expressions would overflow the
+// 16-bit length of their netlink attribute is refused before anything is
+// buffered, and one just inside the bound is not. Nothing is sent: the
+// connection is never flushed.
+func TestRuleExpressionListBound(t *testing.T) {
+	cmp := func(n int) rule {
+		var stmts []stmt
+		for range n {
+			stmts = append(stmts, l4proto(unix.IPPROTO_UDP))
+		}
+		return rule{name: "long", stmts: stmts}
+	}
+	one, err := expr.Marshal(unix.NFPROTO_INET, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := expr.Marshal(unix.NFPROTO_INET, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := 8 + len(one) + len(meta) // two list elements a statement
+	fits := maxRuleExprBytes / per
+	c, tbl := new(nftables.Conn), &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	ch := &nftables.Chain{Name: "x", Table: tbl}
+	if err := cmp(fits).add(c, tbl, ch); err != nil {
+		t.Fatalf("%d statements (%d bytes): %v", fits, fits*per, err)
+	}
+	err = cmp(fits+1).add(c, tbl, ch)
+	if err == nil || !strings.Contains(err.Error(), `rule "long"`) {
+		t.Fatalf("%d statements (%d bytes, over %d): err %v, want the rule refused", fits+1, (fits+1)*per, maxRuleExprBytes, err)
+	}
 }
