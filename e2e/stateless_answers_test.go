@@ -70,15 +70,15 @@ func TestStatelessTableCarriesOutAnswers(t *testing.T) {
 	if v := drops[0].str("verdict"); v != "drop" {
 		t.Errorf("the default's event has verdict %q, want drop: %v", v, drops[0])
 	}
-	// Let a requeued answer, if any, reach the agent before counting.
-	time.Sleep(500 * time.Millisecond)
+	// An answer sent back into the policy would be queued and decided
+	// again: waiting for a third event gives it time to show.
+	if n := len(a.waitEvents(t, 3, func(e event) bool { return e.str("dport") == "9000" || e.str("dport") == "9001" })); n != 2 {
+		t.Errorf("%d events for the two packets, want 2: %v", n, a.events(t))
+	}
 	select {
 	case b := <-got:
 		t.Errorf("port 9000 received a second datagram %q", b)
 	default:
-	}
-	if n := len(a.waitEvents(t, 3, func(e event) bool { return e.str("dport") == "9000" || e.str("dport") == "9001" })); n != 2 {
-		t.Errorf("%d events for the two packets, want 2: %v", n, a.events(t))
 	}
 	if after := scrape(t, sock); after != nil {
 		if d := after.sum("fwagent_packets_total") - before.sum("fwagent_packets_total"); d != 2 {
