@@ -12,8 +12,8 @@ import (
 // statelessPolicy runs wholly in the kernel and never reads state, so its
 // table has no conntrack (rules/stateless.go): only the malformed-packet
 // guards queue, and the agent's answers to those packets come back through
-// the base chain's entry lookup, which must let them pass to the verdicts
-// rule instead of sending them into the policy again.
+// the base chain, whose verdicts rule must carry them out before the policy
+// would queue them again.
 const statelessPolicy = `version: 1
 default:
   input: drop
