@@ -69,8 +69,12 @@ func kernelPathBars(res *Results) []Bar {
 		cm, km := c.point("max"), k.point("max")
 		r := cm.DeliveredPPS / km.DeliveredPPS
 		ok := r >= b.min && cm.Queue.Queued == 0 && cm.LossPct <= barMaxLossPct
-		bars = append(bars, Bar{b.what, target, fmt.Sprintf("%.2f× (%.0f vs %.0f pps, %d queued, %.3f%% lost; sender softirq %.0f vs %.0f ns a packet)",
-			r, cm.DeliveredPPS, km.DeliveredPPS, cm.Queue.Queued, cm.LossPct, cm.SenderSoftirqNsPerPkt, km.SenderSoftirqNsPerPkt), yesNo(ok)})
+		measured := fmt.Sprintf("%.2f× (%.0f vs %.0f pps, %d queued, %.3f%% lost; sender softirq %.0f vs %.0f ns a packet",
+			r, cm.DeliveredPPS, km.DeliveredPPS, cm.Queue.Queued, cm.LossPct, cm.SenderSoftirqNsPerPkt, km.SenderSoftirqNsPerPkt)
+		if cm.SenderNetfilterPct != nil && km.SenderNetfilterPct != nil {
+			measured += fmt.Sprintf("; netfilter %.1f%% vs %.1f%% of the sender core", *cm.SenderNetfilterPct, *km.SenderNetfilterPct)
+		}
+		bars = append(bars, Bar{b.what, target, measured + ")", yesNo(ok)})
 	}
 	return bars
 }

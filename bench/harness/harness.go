@@ -627,9 +627,22 @@ func (h *harness) udpRun(ctx context.Context, hd *handler, label string, rate fl
 			return pt, err
 		}
 	}
+	var sampler *senderSampler
+	if h.opt.perf && label == "max" {
+		if sampler, err = h.startSenderSampler(ctx, label); err != nil {
+			return pt, err
+		}
+	}
 	sent, err := h.send(ctx, fmt.Sprint(rate))
 	if err != nil {
 		return pt, err
+	}
+	if sampler != nil {
+		share, err := sampler.netfilterShare(ctx, h.opt.duration)
+		if err != nil {
+			return pt, err
+		}
+		pt.SenderNetfilterPct = &share
 	}
 	if prober != nil {
 		if err := prober.wait(h.opt.duration + 30*time.Second); err != nil {

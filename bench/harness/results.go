@@ -31,6 +31,9 @@ type UDPPoint struct {
 	// A table's cost shows in it undisturbed by whatever else takes the
 	// core, which moves the packet rates.
 	SenderSoftirqNsPerPkt float64 `json:"sender_softirq_ns_per_pkt"`
+	// SenderNetfilterPct is, with -perf and at max only, the share of the
+	// sender core's busy samples spent in netfilter (see perf.go).
+	SenderNetfilterPct *float64 `json:"sender_netfilter_pct,omitempty"`
 	// Queue is what the kernel dropped at the queue; SinkDrops what the
 	// sink's own socket buffer dropped. Together they explain the loss.
 	Queue     queueCounters `json:"queue"`
@@ -144,6 +147,7 @@ type Method struct {
 	FirewallCPU int     `json:"firewall_cpu"`
 	Nice        int     `json:"nice"`
 	RTProbe     bool    `json:"rt_probe"`
+	Perf        bool    `json:"perf,omitempty"`
 }
 
 // Bar is one acceptance criterion from the issue, evaluated.

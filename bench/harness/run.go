@@ -34,6 +34,7 @@ type Options struct {
 	nice         int
 	fwagentBin   string
 	rtProbe      bool
+	perf         bool
 }
 
 func ParseFlags(name string, args []string, defaultOut string) (Options, error) {
@@ -59,6 +60,7 @@ func ParseFlags(name string, args []string, defaultOut string) (Options, error) 
 	// same for every configuration, keeps that noise out of the ratios.
 	fs.BoolVar(&o.rtProbe, "rt-probe", true, "run the latency prober and echo server SCHED_FIFO (chrt -f 10), so probes do not wait for the sender's or sink's time slice")
 	fs.StringVar(&o.fwagentBin, "fwagent-bin", "", "use this fwagent binary instead of building ./cmd/fwagent")
+	fs.BoolVar(&o.perf, "perf", false, "sample the sender's core with perf during each max-rate UDP run and report netfilter's share of its busy time (needs perf: Debian linux-perf)")
 	fs.IntVar(&o.nice, "nice", -10, "nice level of every process the harness starts (sender, handler, sink)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -134,6 +136,11 @@ func Run(ctx context.Context, log *slog.Logger, env Env, opt Options) error {
 			return fmt.Errorf("bench: %s not found: %w", tool, err)
 		}
 	}
+	if opt.perf {
+		if _, err := exec.LookPath("perf"); err != nil {
+			return fmt.Errorf("bench: -perf: perf not found (Debian: apt-get install linux-perf): %w", err)
+		}
+	}
 	if opt.updateReadme && env.Root == "" {
 		return fmt.Errorf("bench: -update-readme needs a checkout (go run ./bench/e2e)")
 	}
@@ -159,7 +166,7 @@ func Run(ctx context.Context, log *slog.Logger, env Env, opt Options) error {
 
 	res := Results{Machine: machine(ctx), Method: Method{
 		DurationSec: opt.duration.Seconds(), Flows: opt.flows, Payload: opt.payload, ProbeRate: opt.probeRate,
-		Queues: opt.queues, Workers: opt.workers, SenderCPU: opt.senderCPU, FirewallCPU: opt.firewallCPU, Nice: opt.nice, RTProbe: opt.rtProbe,
+		Queues: opt.queues, Workers: opt.workers, SenderCPU: opt.senderCPU, FirewallCPU: opt.firewallCPU, Nice: opt.nice, RTProbe: opt.rtProbe, Perf: opt.perf,
 	}}
 	res.Commands = append(res.Commands, env.Command)
 	for i, name := range opt.configs {
