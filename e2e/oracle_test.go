@@ -52,8 +52,10 @@ type oracleRule struct {
 	state    []string
 	tcpFlags string // "", P/P, S/SA, S, SA (without a mask: all eight)
 	icmpType string // "", echo-request, echo-reply
+	length   [2]int // IP length range; [0, 0]: none
 	action   string // accept, drop, reject
 	offload  string // "", true, false
+	log      bool   // changes no verdict: the reference leaves it out
 	// inspect adds a payload match no probe carries: the rule needs
 	// userspace (with --kernel-rules auto its kernel part queues) and
 	// never matches, so the reference leaves it out.
@@ -64,20 +66,52 @@ type oracleRule struct {
 const oracleNeedle = "fwagent-oracle-never-sent"
 
 // oracleList is a list field: it holds if any plain entry holds and no
-// negated one does (docs/policy.md, "Lists and !").
-type oracleList[T any] struct{ plain, not []T }
+// negated one does (docs/policy.md, "Lists and !"). plainSet and notSet,
+// when set, name the policy set that holds the plain or the negated
+// entries, which the policy then writes as "$name" and "!$name".
+type oracleList[T any] struct {
+	plain, not       []T
+	plainSet, notSet string
+}
 
 func (l oracleList[T]) set() bool { return len(l.plain)+len(l.not) > 0 }
 
 type oraclePolicy struct {
 	hooks    []string
 	defaults map[string]string
+	sets     []oracleSet
 	rules    []oracleRule
+}
+
+// oracleSet is a named set of the policy, its entries as YAML scalars.
+type oracleSet struct {
+	name    string
+	entries []string
 }
 
 type oracleGen struct {
 	r              *rand.Rand
 	client, server [2]netip.Addr // v4, v6
+	sets           []oracleSet   // of the policy being generated
+}
+
+// toSets now and then moves l's plain or negated entries into a named set
+// of the policy.
+func toSets[T any](g *oracleGen, l *oracleList[T], yaml func(T) string) {
+	name := func(vs []T) string {
+		s := oracleSet{name: fmt.Sprintf("s%d", len(g.sets))}
+		for _, v := range vs {
+			s.entries = append(s.entries, yaml(v))
+		}
+		g.sets = append(g.sets, s)
+		return s.name
+	}
+	if len(l.plain) > 0 && g.r.IntN(3) == 0 {
+		l.plainSet = name(l.plain)
+	}
+	if len(l.not) > 0 && g.r.IntN(3) == 0 {
+		l.notSet = name(l.not)
+	}
 }
 
 func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
@@ -143,6 +177,9 @@ func (g *oracleGen) rule(hook string) oracleRule {
 	if g.r.IntN(3) == 0 {
 		r.dst = list(g.r, func() netip.Prefix { return g.addr(remote) })
 	}
+	quoted := func(p netip.Prefix) string { return fmt.Sprintf("%q", p) }
+	toSets(g, &r.src, quoted)
+	toSets(g, &r.dst, quoted)
 	// Ports without proto mean TCP, UDP or SCTP; ICMP types without proto
 	// both ICMP versions; a rule gets one or the other.
 	switch {
@@ -153,6 +190,8 @@ func (g *oracleGen) rule(hook string) oracleRule {
 		if g.r.IntN(4) == 0 {
 			r.sport = list(g.r, func() [2]int { return g.port(hook == "input") })
 		}
+		toSets(g, &r.dport, portsYAML)
+		toSets(g, &r.sport, portsYAML)
 	case g.r.IntN(3) == 0:
 		r.icmpType = pick(g.r, "echo-request", "echo-reply")
 	}
@@ -170,11 +209,17 @@ func (g *oracleGen) rule(hook string) oracleRule {
 			r.state = []string{pick(g.r, all...)}
 		}
 	}
+	if g.r.IntN(5) == 0 {
+		// The probes' IP lengths: 40-80 for TCP without data (v4, v6),
+		// 44 and 64 for the echo requests, more for data and datagrams.
+		r.length = pick(g.r, [2]int{0, 60}, [2]int{61, 65535}, [2]int{40, 100}, [2]int{44, 44}, [2]int{100, 1500})
+	}
 	r.inspect = g.r.IntN(6) == 0
+	r.log = r.action != "accept" && g.r.IntN(4) == 0
 	if r.action == "accept" {
 		r.offload = pick(g.r, "", "true", "false")
-		if (r.tcpFlags != "" || r.inspect) && r.offload == "true" {
-			r.offload = "" // refused: flags and payload change within a flow
+		if (r.tcpFlags != "" || r.length != [2]int{} || r.inspect) && r.offload == "true" {
+			r.offload = "" // refused: flags, length and payload change within a flow
 		}
 	}
 	return r
@@ -182,6 +227,7 @@ func (g *oracleGen) rule(hook string) oracleRule {
 
 func (g *oracleGen) policy() oraclePolicy {
 	p := oraclePolicy{hooks: []string{"input"}, defaults: map[string]string{"input": pick(g.r, "accept", "drop"), "output": "accept"}}
+	g.sets = nil
 	if g.r.IntN(2) == 0 {
 		p.hooks = append(p.hooks, "output")
 		p.defaults["output"] = pick(g.r, "accept", "accept", "drop")
@@ -189,6 +235,7 @@ func (g *oracleGen) policy() oraclePolicy {
 	for range 1 + g.r.IntN(6) {
 		p.rules = append(p.rules, g.rule(pick(g.r, p.hooks...)))
 	}
+	p.sets = g.sets
 	return p
 }
 
@@ -202,11 +249,19 @@ func portsYAML(p [2]int) string {
 // listYAML writes l as a YAML flow list, negated entries quoted with "!".
 func listYAML[T any](l oracleList[T], str func(T) string) string {
 	var es []string
-	for _, v := range l.plain {
-		es = append(es, fmt.Sprintf("%q", str(v)))
+	if l.plainSet != "" {
+		es = append(es, fmt.Sprintf("%q", "$"+l.plainSet))
+	} else {
+		for _, v := range l.plain {
+			es = append(es, fmt.Sprintf("%q", str(v)))
+		}
 	}
-	for _, v := range l.not {
-		es = append(es, fmt.Sprintf("%q", "!"+str(v)))
+	if l.notSet != "" {
+		es = append(es, fmt.Sprintf("%q", "!$"+l.notSet))
+	} else {
+		for _, v := range l.not {
+			es = append(es, fmt.Sprintf("%q", "!"+str(v)))
+		}
 	}
 	return "[" + strings.Join(es, ", ") + "]"
 }
@@ -214,7 +269,14 @@ func listYAML[T any](l oracleList[T], str func(T) string) string {
 // yaml is the policy in the agent's language.
 func (p oraclePolicy) yaml() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\ndefault: {input: %s, output: %s}\nrules:\n", p.defaults["input"], p.defaults["output"])
+	fmt.Fprintf(&b, "version: 1\ndefault: {input: %s, output: %s}\n", p.defaults["input"], p.defaults["output"])
+	if len(p.sets) > 0 {
+		b.WriteString("sets:\n")
+		for _, s := range p.sets {
+			fmt.Fprintf(&b, "  %s: [%s]\n", s.name, strings.Join(s.entries, ", "))
+		}
+	}
+	b.WriteString("rules:\n")
 	for i, r := range p.rules {
 		var m []string
 		if r.proto != "" {
@@ -245,12 +307,18 @@ func (p oraclePolicy) yaml() string {
 		if r.tcpFlags != "" {
 			m = append(m, "tcp_flags: "+r.tcpFlags)
 		}
+		if r.length != [2]int{} {
+			m = append(m, "length: "+portsYAML(r.length))
+		}
 		if r.inspect {
 			m = append(m, fmt.Sprintf("payload: {contains: %q}", oracleNeedle))
 		}
 		fmt.Fprintf(&b, "  - name: r%d\n    hook: %s\n    match: {%s}\n    action: %s\n", i, r.hook, strings.Join(m, ", "), r.action)
 		if r.offload != "" {
 			fmt.Fprintf(&b, "    offload: %s\n", r.offload)
+		}
+		if r.log {
+			b.WriteString("    log: true\n")
 		}
 	}
 	return b.String()
@@ -369,6 +437,9 @@ func (r oracleRule) nftMatches() []string {
 	}
 	if r.state != nil {
 		and("ct state { " + strings.Join(r.state, ", ") + " }")
+	}
+	if r.length != [2]int{} {
+		and("meta length " + portsYAML(r.length))
 	}
 	switch r.tcpFlags {
 	case "P/P":
