@@ -53,6 +53,7 @@ type oracleRule struct {
 	tcpFlags string // "", P/P, S/SA, S, SA (without a mask: all eight)
 	icmpType string // "", echo-request, echo-reply
 	length   [2]int // IP length range; [0, 0]: none
+	iface    string // iif on input, oif on output: a name or a trailing-* pattern
 	action   string // accept, drop, reject
 	offload  string // "", true, false
 	log      bool   // changes no verdict: the reference leaves it out
@@ -60,6 +61,15 @@ type oracleRule struct {
 	// userspace (with --kernel-rules auto its kernel part queues) and
 	// never matches, so the reference leaves it out.
 	inspect bool
+}
+
+// ifaceField is the interface field the rule's hook has: the input
+// interface on input, the output interface on output.
+func (r oracleRule) ifaceField() string {
+	if r.hook == "output" {
+		return "oif"
+	}
+	return "iif"
 }
 
 // oracleNeedle is the inspect rules' payload; no probe sends it.
@@ -214,6 +224,11 @@ func (g *oracleGen) rule(hook string) oracleRule {
 		// 44 and 64 for the echo requests, more for data and datagrams.
 		r.length = pick(g.r, [2]int{0, 60}, [2]int{61, 65535}, [2]int{40, 100}, [2]int{44, 44}, [2]int{100, 1500})
 	}
+	if g.r.IntN(6) == 0 {
+		// The server's end of the veth pair, a pattern that holds it, the
+		// client's end and a pattern that holds nothing here.
+		r.iface = pick(g.r, "veth-s", "veth*", "veth-c", "eth*")
+	}
 	r.inspect = g.r.IntN(6) == 0
 	r.log = r.action != "accept" && g.r.IntN(4) == 0
 	if r.action == "accept" {
@@ -309,6 +324,9 @@ func (p oraclePolicy) yaml() string {
 		}
 		if r.length != [2]int{} {
 			m = append(m, "length: "+portsYAML(r.length))
+		}
+		if r.iface != "" {
+			m = append(m, fmt.Sprintf("%s: %q", r.ifaceField(), r.iface))
 		}
 		if r.inspect {
 			m = append(m, fmt.Sprintf("payload: {contains: %q}", oracleNeedle))
@@ -440,6 +458,9 @@ func (r oracleRule) nftMatches() []string {
 	}
 	if r.length != [2]int{} {
 		and("meta length " + portsYAML(r.length))
+	}
+	if r.iface != "" {
+		and(fmt.Sprintf("%sname %q", r.ifaceField(), r.iface))
 	}
 	switch r.tcpFlags {
 	case "P/P":
