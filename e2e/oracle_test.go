@@ -54,6 +54,8 @@ type oracleRule struct {
 	icmpType string // "", echo-request, echo-reply
 	length   [2]int // IP length range; [0, 0]: none
 	iface    string // iif on input, oif on output: a name or a trailing-* pattern
+	family   string // "", ipv4, ipv6 (always the family of the rule's addresses)
+	audit    bool   // a drop or reject that accepts instead (and logs)
 	action   string // accept, drop, reject
 	offload  string // "", true, false
 	log      bool   // changes no verdict: the reference leaves it out
@@ -87,6 +89,7 @@ type oracleList[T any] struct {
 func (l oracleList[T]) set() bool { return len(l.plain)+len(l.not) > 0 }
 
 type oraclePolicy struct {
+	audit    bool // mode: audit: every verdict is an accept
 	hooks    []string
 	defaults map[string]string
 	sets     []oracleSet
@@ -225,12 +228,16 @@ func (g *oracleGen) rule(hook string) oracleRule {
 		r.length = pick(g.r, [2]int{0, 60}, [2]int{61, 65535}, [2]int{40, 100}, [2]int{44, 44}, [2]int{100, 1500})
 	}
 	if g.r.IntN(6) == 0 {
+		r.family = []string{"ipv4", "ipv6"}[fam]
+	}
+	if g.r.IntN(6) == 0 {
 		// The server's end of the veth pair, a pattern that holds it, the
 		// client's end and a pattern that holds nothing here.
 		r.iface = pick(g.r, "veth-s", "veth*", "veth-c", "eth*")
 	}
 	r.inspect = g.r.IntN(6) == 0
 	r.log = r.action != "accept" && g.r.IntN(4) == 0
+	r.audit = r.action != "accept" && g.r.IntN(6) == 0
 	if r.action == "accept" {
 		r.offload = pick(g.r, "", "true", "false")
 		if (r.tcpFlags != "" || r.length != [2]int{} || r.inspect) && r.offload == "true" {
@@ -243,6 +250,7 @@ func (g *oracleGen) rule(hook string) oracleRule {
 func (g *oracleGen) policy() oraclePolicy {
 	p := oraclePolicy{hooks: []string{"input"}, defaults: map[string]string{"input": pick(g.r, "accept", "drop"), "output": "accept"}}
 	g.sets = nil
+	p.audit = g.r.IntN(12) == 0
 	if g.r.IntN(2) == 0 {
 		p.hooks = append(p.hooks, "output")
 		p.defaults["output"] = pick(g.r, "accept", "accept", "drop")
@@ -284,7 +292,11 @@ func listYAML[T any](l oracleList[T], str func(T) string) string {
 // yaml is the policy in the agent's language.
 func (p oraclePolicy) yaml() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\ndefault: {input: %s, output: %s}\n", p.defaults["input"], p.defaults["output"])
+	b.WriteString("version: 1\n")
+	if p.audit {
+		b.WriteString("mode: audit\n")
+	}
+	fmt.Fprintf(&b, "default: {input: %s, output: %s}\n", p.defaults["input"], p.defaults["output"])
 	if len(p.sets) > 0 {
 		b.WriteString("sets:\n")
 		for _, s := range p.sets {
@@ -296,6 +308,9 @@ func (p oraclePolicy) yaml() string {
 		var m []string
 		if r.proto != "" {
 			m = append(m, "proto: "+r.proto)
+		}
+		if r.family != "" {
+			m = append(m, "family: "+r.family)
 		}
 		for _, f := range []struct {
 			name string
@@ -338,6 +353,9 @@ func (p oraclePolicy) yaml() string {
 		if r.log {
 			b.WriteString("    log: true\n")
 		}
+		if r.audit {
+			b.WriteString("    audit: true\n")
+		}
 	}
 	return b.String()
 }
@@ -346,7 +364,9 @@ func (p oraclePolicy) yaml() string {
 // rule a rule, from docs/policy.md's semantics: first match wins, a family's
 // address never matches the other family, ports need their protocol, reject
 // is a TCP reset for TCP and port unreachable otherwise, loopback and ICMPv6
-// neighbour discovery are accepted before the policy on every hook.
+// neighbour discovery are accepted before the policy on every hook, and
+// audit (the policy's mode or the rule's) accepts what it would drop or
+// reject.
 func (p oraclePolicy) translateNft() string {
 	var b strings.Builder
 	b.WriteString("table inet fwref {\n")
@@ -367,10 +387,14 @@ func (p oraclePolicy) translateNft() string {
 			}
 			// One nft rule an alternative: in first-match order, rules
 			// with the same verdict one after another are their OR.
+			action := r.action
+			if r.audit || p.audit {
+				action = "accept" // audit logs the drop or reject and accepts
+			}
 			for _, m := range r.nftMatches() {
 				switch {
-				case r.action != "reject":
-					fmt.Fprintf(&b, "\t\t%s %s\n", m, r.action)
+				case action != "reject":
+					fmt.Fprintf(&b, "\t\t%s %s\n", m, action)
 				case r.proto == "tcp":
 					fmt.Fprintf(&b, "\t\t%s reject with tcp reset\n", m)
 				default:
@@ -378,7 +402,11 @@ func (p oraclePolicy) translateNft() string {
 				}
 			}
 		}
-		fmt.Fprintf(&b, "\t\t%s\n\t}\n", p.defaults[hook])
+		def := p.defaults[hook]
+		if p.audit {
+			def = "accept"
+		}
+		fmt.Fprintf(&b, "\t\t%s\n\t}\n", def)
 	}
 	b.WriteString("}\n")
 	return b.String()
@@ -458,6 +486,9 @@ func (r oracleRule) nftMatches() []string {
 	}
 	if r.length != [2]int{} {
 		and("meta length " + portsYAML(r.length))
+	}
+	if r.family != "" {
+		and("meta nfproto " + r.family)
 	}
 	if r.iface != "" {
 		and(fmt.Sprintf("%sname %q", r.ifaceField(), r.iface))
