@@ -20,7 +20,8 @@ import (
 )
 
 // The agent against a kernel-only reference, as the acceptance oracle of #13
-// does it: random L3/L4 policies with state, each translated by hand (here,
+// does it: random L3/L4 policies with state (and sets, negations, length,
+// interfaces, family, log and audit), each translated by hand (here,
 // by translateNft, which shares nothing with rules/) into an nftables table;
 // the same real probes (TCP connect and data, two UDP datagrams, two echo
 // requests, IPv4 and IPv6) go through the reference table alone, through the
