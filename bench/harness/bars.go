@@ -45,6 +45,18 @@ func evaluateBars(res *Results) []Bar {
 	return append(bars, dropLogBars(res)...)
 }
 
+// kernelPathBarDefs are the kernel-path bars: a configuration's max-rate
+// flood against a base configuration's.
+var kernelPathBarDefs = []struct {
+	config, base, what string
+	min                float64
+}{
+	{"fwagent-1000-kernel", "kernel", "1,000-rule policy in the kernel (--kernel-rules auto) vs kernel only, delivered pps at max, nothing queued", barKernelPathVsKernel},
+	{"fwagent-2-kernel", "kernel", "for comparison: the 2-rule policy in the kernel vs kernel only", barKernelPathVsKernel},
+	{"kernel-nft", "kernel", "for comparison: one hand-written nft rule vs kernel only", barKernelPathVsKernel},
+	{"fwagent-1000-kernel", "kernel-nft-1000", "for comparison: the 1,000-rule policy compiled vs the same policy as hand-written nft rules", 1},
+}
+
 // kernelPathBars judges the UDP flood at the sender's maximum through
 // compiled tables against the kernel alone: the 1,000-rule policy (the
 // bar), and beside it the 2-rule policy and one hand-written nft rule,
@@ -52,15 +64,7 @@ func evaluateBars(res *Results) []Bar {
 func kernelPathBars(res *Results) []Bar {
 	var bars []Bar
 	disturbed := disturbedKernelBaseline(res)
-	for _, b := range []struct {
-		config, base, what string
-		min                float64
-	}{
-		{"fwagent-1000-kernel", "kernel", "1,000-rule policy in the kernel (--kernel-rules auto) vs kernel only, delivered pps at max, nothing queued", barKernelPathVsKernel},
-		{"fwagent-2-kernel", "kernel", "for comparison: the 2-rule policy in the kernel vs kernel only", barKernelPathVsKernel},
-		{"kernel-nft", "kernel", "for comparison: one hand-written nft rule vs kernel only", barKernelPathVsKernel},
-		{"fwagent-1000-kernel", "kernel-nft-1000", "for comparison: the 1,000-rule policy compiled vs the same policy as hand-written nft rules", 1},
-	} {
+	for _, b := range kernelPathBarDefs {
 		target := fmt.Sprintf("≥ %.2f×", b.min)
 		c, k := find(res, b.config), find(res, b.base)
 		if c == nil || k == nil || c.point("max") == nil || k.point("max") == nil || k.point("max").DeliveredPPS == 0 {
@@ -93,20 +97,20 @@ const maxOverKernel = 1.05
 
 // disturbedKernelBaseline says why kernel only's max-rate run cannot be
 // the baseline of the kernel-path bars ("" when it can): a run through a
-// table delivered more than maxOverKernel times it.
+// table of a bar against it delivered more than maxOverKernel times it.
 func disturbedKernelBaseline(res *Results) string {
 	k := find(res, "kernel")
 	if k == nil || k.point("max") == nil || k.point("max").DeliveredPPS == 0 {
 		return ""
 	}
 	base := k.point("max").DeliveredPPS
-	for _, name := range []string{"kernel-nft", "fwagent-2-kernel", "fwagent-1000-kernel"} {
-		c := find(res, name)
-		if c == nil || c.point("max") == nil {
+	for _, b := range kernelPathBarDefs {
+		c := find(res, b.config)
+		if b.base != "kernel" || c == nil || c.point("max") == nil {
 			continue
 		}
 		if r := c.point("max").DeliveredPPS / base; r > maxOverKernel {
-			return fmt.Sprintf("kernel only's run was disturbed: %s delivered %.2f× it; judge by the netfilter share or rerun", name, r)
+			return fmt.Sprintf("kernel only's run was disturbed: %s delivered %.2f× it; judge by the netfilter share or rerun", b.config, r)
 		}
 	}
 	return ""
