@@ -85,7 +85,6 @@ func elemChunks(elems []nftables.SetElement) [][]nftables.SetElement {
 // google/nftables writes it: each attribute is a 4-byte header and a value
 // padded to 4 bytes, nested once or twice.
 func elemBytes(e nftables.SetElement) int {
-	pad := func(n int) int { return (n + 3) &^ 3 }
 	n := 4                      // the element's own nest
 	n += 8                      // interval-end flags
 	n += 8 + pad(len(e.Key))    // key nest and value
@@ -115,10 +114,13 @@ func checkRuleBytes(name string, exprs []expr.Any) error {
 		if err != nil {
 			return fmt.Errorf("rules: rule %q: encode %T: %w", name, e, err)
 		}
-		n += 4 + (len(b)+3)&^3 // the list element's header, the expression
+		n += 4 + pad(len(b)) // the list element's header, the expression
 	}
 	if n > maxRuleExprBytes {
 		return fmt.Errorf("rules: rule %q: its %d expressions encode to %d bytes, more than one netlink attribute holds (%d); split the rule", name, len(exprs), n, maxRuleExprBytes)
 	}
 	return nil
 }
+
+// pad is n rounded up to netlink's 4-byte attribute alignment.
+func pad(n int) int { return (n + 3) &^ 3 }
